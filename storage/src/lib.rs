@@ -1,0 +1,42 @@
+//! hermes-storage: everything a Hermes node keeps on disk and how it changes.
+//!
+//! - [`store::KvStore`]: the etcd-style MVCC key-value store (revisions, leases, compaction,
+//!   historical reads) with its watch hub ([`watch::Watcher`]);
+//! - [`log_store::LogStore`] and [`state_machine::StateMachine`]: openraft's storage traits on
+//!   top of it, with group-committed, fsynced log appends;
+//! - [`engine`]: the small trait pair that hides sled.
+//!
+//! This crate knows nothing of networking or HTTP.
+
+pub mod codec;
+pub mod engine;
+pub mod error;
+pub mod log_store;
+pub mod mvcc;
+pub mod snapshot;
+pub mod state_machine;
+pub mod store;
+pub mod types;
+pub mod watch;
+
+#[cfg(test)]
+mod raft_suite_test;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::StoreError;
+pub use mvcc::error::KvError;
+pub use mvcc::key_value::{Event, EventType, KeyRange, KeyValue};
+pub use store::KvStore;
+
+/// Opens the engine in `dir` and the three pieces built on it. Blocking.
+pub fn open(
+    dir: &Path,
+) -> Result<(log_store::LogStore, state_machine::StateMachine, Arc<KvStore>), StoreError> {
+    let engine: Arc<dyn engine::Engine> = Arc::new(engine::SledEngine::open(dir)?);
+    let log = log_store::LogStore::open(engine.clone())?;
+    let store = KvStore::open(engine)?;
+    let sm = state_machine::StateMachine::new(store.clone())?;
+    Ok((log, sm, store))
+}

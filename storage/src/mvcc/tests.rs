@@ -1,0 +1,470 @@
+//! MVCC behaviour against real storage: revisions, transactions, leases, history, compaction,
+//! watches and reopening.
+
+use std::sync::Arc;
+
+use super::error::KvError;
+use super::key_value::{EventType, KeyRange};
+use super::request::*;
+use super::response::*;
+use crate::store::{apply_command_for_test, KvStore};
+use crate::watch::{WatchItem, WatchOptions, Watcher};
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Arc<KvStore>,
+    index: u64,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, store) = crate::open(dir.path()).unwrap();
+        Harness { _dir: dir, store, index: 0 }
+    }
+
+    fn apply(&mut self, cmd: Command) -> CommandResponse {
+        self.index += 1;
+        apply_command_for_test(&self.store, self.index, cmd)
+    }
+
+    fn put(&mut self, key: &str, value: &str) -> PutResponse {
+        match self.apply(Command::Put(PutRequest {
+            key: key.into(),
+            value: value.into(),
+            prev_kv: true,
+            ..Default::default()
+        })) {
+            CommandResponse::Put(r) => r,
+            other => panic!("put: {other:?}"),
+        }
+    }
+
+    fn put_lease(&mut self, key: &str, lease: i64) -> CommandResponse {
+        self.apply(Command::Put(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            lease,
+            ..Default::default()
+        }))
+    }
+
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, crate::StoreError> {
+        self.store.range(req).await
+    }
+
+    async fn get(&self, key: &str) -> Option<super::key_value::KeyValue> {
+        self.range(RangeRequest {
+            range: KeyRange::new(key, ""),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .kvs
+        .pop()
+    }
+}
+
+fn rejected(resp: CommandResponse) -> KvError {
+    match resp {
+        CommandResponse::Rejected(e) => e,
+        other => panic!("expected rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn revisions_versions_and_prev_kv() {
+    let mut h = Harness::new();
+    assert_eq!(h.put("a", "1").revision, 1);
+    let second = h.put("a", "2");
+    assert_eq!(second.revision, 2);
+    assert_eq!(second.prev_kv.unwrap().value, b"1");
+    h.put("b", "x");
+    let a = h.get("a").await.unwrap();
+    assert_eq!((a.create_revision, a.mod_revision, a.version), (1, 2, 2));
+    // A delete bumps the revision once and resets the version of a re-created key.
+    let del = h.apply(Command::DeleteRange(DeleteRangeRequest {
+        range: KeyRange::new("a", ""),
+        prev_kv: true,
+    }));
+    let CommandResponse::DeleteRange(del) = del else { panic!() };
+    assert_eq!((del.revision, del.deleted, del.prev_kvs.len()), (4, 1, 1));
+    // Deleting nothing does not create a revision.
+    let CommandResponse::DeleteRange(none) = h.apply(Command::DeleteRange(DeleteRangeRequest {
+        range: KeyRange::new("zz", ""),
+        prev_kv: false,
+    })) else {
+        panic!()
+    };
+    assert_eq!((none.revision, none.deleted), (4, 0));
+    h.put("a", "3");
+    let a = h.get("a").await.unwrap();
+    assert_eq!((a.create_revision, a.version), (5, 1));
+}
+
+#[tokio::test]
+async fn historical_reads_and_compaction() {
+    let mut h = Harness::new();
+    h.put("k", "v1"); // 1
+    h.put("k", "v2"); // 2
+    h.put("other", "o"); // 3
+    h.apply(Command::DeleteRange(DeleteRangeRequest {
+        range: KeyRange::new("k", ""),
+        prev_kv: false,
+    })); // 4
+    let at = |rev| RangeRequest {
+        range: KeyRange::new("k", ""),
+        revision: rev,
+        ..Default::default()
+    };
+    assert_eq!(h.range(at(1)).await.unwrap().kvs[0].value, b"v1");
+    assert_eq!(h.range(at(3)).await.unwrap().kvs[0].value, b"v2");
+    assert!(h.range(at(4)).await.unwrap().kvs.is_empty());
+    assert!(matches!(
+        h.range(at(9)).await.unwrap_err().as_kv(),
+        Some(KvError::FutureRevision)
+    ));
+    assert!(matches!(h.apply(Command::Compact { revision: 3 }), CommandResponse::Compact(_)));
+    assert!(matches!(
+        h.range(at(2)).await.unwrap_err().as_kv(),
+        Some(KvError::Compacted { compact_revision: 3 })
+    ));
+    assert_eq!(h.range(at(3)).await.unwrap().kvs[0].value, b"v2");
+    assert_eq!(
+        rejected(h.apply(Command::Compact { revision: 2 })),
+        KvError::Compacted { compact_revision: 3 }
+    );
+    assert_eq!(rejected(h.apply(Command::Compact { revision: 50 })), KvError::FutureRevision);
+}
+
+#[tokio::test]
+async fn range_limit_sort_count_and_filters() {
+    let mut h = Harness::new();
+    for (k, v) in [("p/c", "1"), ("p/a", "3"), ("p/b", "2"), ("q", "0")] {
+        h.put(k, v);
+    }
+    let base = RangeRequest {
+        range: KeyRange::prefix("p/"),
+        ..Default::default()
+    };
+    let all = h.range(base.clone()).await.unwrap();
+    assert_eq!(all.count, 3);
+    let keys: Vec<_> = all.kvs.iter().map(|kv| kv.key.clone()).collect();
+    assert_eq!(keys, vec![b"p/a".to_vec(), b"p/b".to_vec(), b"p/c".to_vec()]);
+    let limited = h
+        .range(RangeRequest { limit: 2, ..base.clone() })
+        .await
+        .unwrap();
+    assert_eq!((limited.kvs.len(), limited.more, limited.count), (2, true, 3));
+    let by_value_desc = h
+        .range(RangeRequest {
+            sort_target: SortTarget::Value,
+            sort_order: SortOrder::Descend,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_value_desc.kvs[0].value, b"3");
+    let newest_create = h
+        .range(RangeRequest {
+            sort_target: SortTarget::Create,
+            sort_order: SortOrder::Descend,
+            limit: 1,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(newest_create.kvs[0].key, b"p/b");
+    let count_only = h
+        .range(RangeRequest { count_only: true, ..base.clone() })
+        .await
+        .unwrap();
+    assert!(count_only.kvs.is_empty() && count_only.count == 3);
+    let keys_only = h
+        .range(RangeRequest { keys_only: true, ..base.clone() })
+        .await
+        .unwrap();
+    assert!(keys_only.kvs.iter().all(|kv| kv.value.is_empty()));
+    let filtered = h
+        .range(RangeRequest {
+            min_mod_revision: 2,
+            max_create_revision: 2,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(filtered.kvs.len(), 1);
+    assert_eq!(filtered.count, 3, "count ignores revision filters, as etcd does");
+    let from_key = h
+        .range(RangeRequest {
+            range: KeyRange::new("p/b", vec![0]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(from_key.count, 3);
+    let reversed_bounds = h
+        .range(RangeRequest {
+            range: KeyRange::new("z", "a"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(reversed_bounds.count, 0);
+}
+
+#[tokio::test]
+async fn txn_compares_branches_and_rollback() {
+    let mut h = Harness::new();
+    h.put("lock", "owner-1");
+    let txn = |cmp_value: &str| TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal,
+            target: CompareTarget::Value(cmp_value.into()),
+            range: KeyRange::new("lock", ""),
+        }],
+        success: vec![
+            RequestOp::Put(PutRequest {
+                key: b"data".to_vec(),
+                value: b"yes".to_vec(),
+                ..Default::default()
+            }),
+            RequestOp::Range(RangeRequest {
+                range: KeyRange::new("data", ""),
+                ..Default::default()
+            }),
+        ],
+        failure: vec![RequestOp::Range(RangeRequest {
+            range: KeyRange::new("lock", ""),
+            ..Default::default()
+        })],
+    };
+    let CommandResponse::Txn(ok) = h.apply(Command::Txn(txn("owner-1"))) else { panic!() };
+    assert!(ok.succeeded);
+    assert_eq!(ok.revision, 2);
+    let ResponseOp::Range(read_own_write) = &ok.responses[1] else { panic!() };
+    assert_eq!(read_own_write.kvs[0].value, b"yes", "a txn reads its own writes");
+    let CommandResponse::Txn(fail) = h.apply(Command::Txn(txn("someone-else"))) else { panic!() };
+    assert!(!fail.succeeded);
+    assert_eq!(fail.revision, 2, "a read-only branch does not create a revision");
+
+    // A missing key compares as zero versions; a value compare on it is false.
+    let create_if_absent = Command::Txn(TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal,
+            target: CompareTarget::Create(0),
+            range: KeyRange::new("new", ""),
+        }],
+        success: vec![RequestOp::Put(PutRequest {
+            key: b"new".to_vec(),
+            value: b"1".to_vec(),
+            ..Default::default()
+        })],
+        failure: vec![],
+    });
+    let CommandResponse::Txn(first) = h.apply(create_if_absent.clone()) else { panic!() };
+    let CommandResponse::Txn(second) = h.apply(create_if_absent) else { panic!() };
+    assert!(first.succeeded && !second.succeeded);
+
+    // A failing op (unknown lease) rolls back the earlier puts of the same txn.
+    let revision_before = h.store.revision();
+    let bad = h.apply(Command::Txn(TxnRequest {
+        compare: vec![],
+        success: vec![
+            RequestOp::Put(PutRequest {
+                key: b"rolled".to_vec(),
+                value: b"back".to_vec(),
+                ..Default::default()
+            }),
+            RequestOp::Put(PutRequest {
+                key: b"leased".to_vec(),
+                lease: 777,
+                ..Default::default()
+            }),
+        ],
+        failure: vec![],
+    }));
+    assert_eq!(rejected(bad), KvError::LeaseNotFound);
+    assert!(h.get("rolled").await.is_none());
+    assert_eq!(h.store.revision(), revision_before);
+}
+
+#[test]
+fn txn_validation_matches_etcd() {
+    let put = |k: &str| {
+        RequestOp::Put(PutRequest {
+            key: k.into(),
+            ..Default::default()
+        })
+    };
+    let dup = TxnRequest {
+        success: vec![put("a"), put("a")],
+        ..Default::default()
+    };
+    assert_eq!(super::state::validate_txn(&dup), Err(KvError::DuplicateKey));
+    let put_in_deleted_range = TxnRequest {
+        success: vec![
+            put("a/1"),
+            RequestOp::DeleteRange(DeleteRangeRequest {
+                range: KeyRange::prefix("a/"),
+                prev_kv: false,
+            }),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(super::state::validate_txn(&put_in_deleted_range), Err(KvError::DuplicateKey));
+    let same_key_in_both_branches = TxnRequest {
+        success: vec![put("a")],
+        failure: vec![put("a")],
+        ..Default::default()
+    };
+    assert_eq!(super::state::validate_txn(&same_key_in_both_branches), Ok(()));
+    let too_many = TxnRequest {
+        success: (0..129).map(|i| put(&format!("k{i}"))).collect(),
+        ..Default::default()
+    };
+    assert_eq!(super::state::validate_txn(&too_many), Err(KvError::TooManyOps));
+    let empty_key = TxnRequest {
+        success: vec![put("")],
+        ..Default::default()
+    };
+    assert_eq!(super::state::validate_txn(&empty_key), Err(KvError::EmptyKey));
+}
+
+#[tokio::test]
+async fn put_options_and_leases() {
+    let mut h = Harness::new();
+    assert!(matches!(
+        h.apply(Command::LeaseGrant { id: 7, ttl: 10 }),
+        CommandResponse::LeaseGrant(LeaseGrantResponse { id: 7, ttl: 10, .. })
+    ));
+    assert_eq!(rejected(h.apply(Command::LeaseGrant { id: 7, ttl: 10 })), KvError::LeaseExists);
+    assert_eq!(rejected(h.put_lease("x", 8)), KvError::LeaseNotFound);
+    h.put_lease("x", 7);
+    h.put_lease("y", 7);
+    assert_eq!(h.store.lease(7).unwrap().1.len(), 2);
+    // ignore_lease keeps the lease; ignore_value keeps the value.
+    h.apply(Command::Put(PutRequest {
+        key: b"x".to_vec(),
+        value: b"new".to_vec(),
+        ignore_lease: true,
+        ..Default::default()
+    }));
+    assert_eq!(h.get("x").await.unwrap().lease, 7);
+    assert_eq!(
+        rejected(h.apply(Command::Put(PutRequest {
+            key: b"missing".to_vec(),
+            ignore_value: true,
+            ..Default::default()
+        }))),
+        KvError::KeyNotFound
+    );
+    // Re-putting y without a lease detaches it.
+    h.put("y", "free");
+    assert_eq!(h.store.lease(7).unwrap().1, vec![b"x".to_vec()]);
+    let before = h.store.revision();
+    assert!(matches!(h.apply(Command::LeaseRevoke { id: 7 }), CommandResponse::LeaseRevoke(_)));
+    assert_eq!(h.store.revision(), before + 1, "revoking deletes attached keys in one revision");
+    assert!(h.get("x").await.is_none());
+    assert!(h.get("y").await.is_some());
+    assert_eq!(rejected(h.apply(Command::LeaseRevoke { id: 7 })), KvError::LeaseNotFound);
+}
+
+#[tokio::test]
+async fn watch_replays_history_then_follows_live() {
+    let mut h = Harness::new();
+    h.put("w/1", "a"); // 1
+    h.put("x", "ignored"); // 2
+    h.put("w/1", "b"); // 3
+    let mut watcher = Watcher::new(
+        h.store.clone(),
+        WatchOptions {
+            range: KeyRange::prefix("w/"),
+            start_revision: 1,
+            prev_kv: true,
+            ..Default::default()
+        },
+    );
+    let WatchItem::Events(history) = watcher.next().await.unwrap() else { panic!() };
+    let revs: Vec<i64> = history.iter().map(|e| e.kv.mod_revision).collect();
+    assert_eq!(revs, vec![1, 3]);
+    assert_eq!(history[1].prev_kv.as_ref().unwrap().value, b"a");
+    h.apply(Command::DeleteRange(DeleteRangeRequest {
+        range: KeyRange::prefix("w/"),
+        prev_kv: false,
+    })); // 4
+    let WatchItem::Events(live) = watcher.next().await.unwrap() else { panic!() };
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].kind, EventType::Delete);
+    assert_eq!(live[0].prev_kv.as_ref().unwrap().value, b"b");
+    assert!(watcher.is_synced());
+    assert_eq!(watcher.progress_revision(), 4);
+}
+
+#[tokio::test]
+async fn watch_from_compacted_revision_reports_the_floor() {
+    let mut h = Harness::new();
+    for i in 0..5 {
+        h.put("k", &i.to_string());
+    }
+    h.apply(Command::Compact { revision: 4 });
+    let mut watcher = Watcher::new(
+        h.store.clone(),
+        WatchOptions {
+            range: KeyRange::new("k", ""),
+            start_revision: 2,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        watcher.next().await.unwrap(),
+        WatchItem::Compacted { compact_revision: 4 }
+    );
+    // From the floor + 1 it works.
+    let mut ok = Watcher::new(
+        h.store.clone(),
+        WatchOptions {
+            range: KeyRange::new("k", ""),
+            start_revision: 5,
+            ..Default::default()
+        },
+    );
+    let WatchItem::Events(events) = ok.next().await.unwrap() else { panic!() };
+    assert_eq!(events[0].kv.mod_revision, 5);
+}
+
+#[tokio::test]
+async fn state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_, _, store) = crate::open(dir.path()).unwrap();
+        apply_command_for_test(&store, 1, Command::LeaseGrant { id: 5, ttl: 30 });
+        for (i, k) in ["a", "b", "a"].iter().enumerate() {
+            apply_command_for_test(
+                &store,
+                i as u64 + 2,
+                Command::Put(PutRequest {
+                    key: k.as_bytes().to_vec(),
+                    value: vec![i as u8],
+                    lease: if *k == "b" { 5 } else { 0 },
+                    ..Default::default()
+                }),
+            );
+        }
+        store.engine().sync().unwrap();
+    }
+    let (_, _, store) = crate::open(dir.path()).unwrap();
+    assert_eq!(store.revision(), 3);
+    assert_eq!(store.get(b"a").unwrap().version, 2);
+    assert_eq!(store.lease(5).unwrap().1, vec![b"b".to_vec()]);
+    assert_eq!(store.applied().unwrap().index, 4);
+    let old = store
+        .range(RangeRequest {
+            range: KeyRange::new("a", ""),
+            revision: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(old.kvs[0].value, vec![0]);
+}

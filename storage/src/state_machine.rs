@@ -1,0 +1,185 @@
+//! The raft state machine: applies committed entries to the [`KvStore`], builds snapshots of
+//! it, and installs snapshots received from the leader. The latest snapshot is kept in the
+//! `snapshot` tree so it can be sent to a lagging follower after a restart.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::engine::{Engine, Tree};
+use crate::error::StoreError;
+use crate::mvcc::response::CommandResponse;
+use crate::snapshot::SnapshotContents;
+use crate::store::KvStore;
+use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+const KEY_CURRENT: &[u8] = b"current";
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// The state machine handed to openraft. Cheap to clone.
+#[derive(Clone)]
+pub struct StateMachine {
+    store: Arc<KvStore>,
+    snapshots: Arc<dyn Tree>,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine").field("store", &self.store).finish()
+    }
+}
+
+fn sm_write(e: impl std::error::Error + 'static) -> StorageError {
+    StorageError::IO {
+        source: StorageIOError::write_state_machine(&e),
+    }
+}
+
+fn snap_read(e: impl std::error::Error + 'static) -> StorageError {
+    StorageError::IO {
+        source: StorageIOError::read_snapshot(None, &e),
+    }
+}
+
+fn snap_write(e: impl std::error::Error + 'static) -> StorageError {
+    StorageError::IO {
+        source: StorageIOError::write_snapshot(None, &e),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f).await.map_err(sm_write)?
+}
+
+impl StateMachine {
+    pub fn new(store: Arc<KvStore>) -> Result<StateMachine, StoreError> {
+        let snapshots = store.engine().tree("snapshot")?;
+        Ok(StateMachine { store, snapshots })
+    }
+
+    pub fn store(&self) -> &Arc<KvStore> {
+        &self.store
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.store.applied(), self.store.membership()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let store = self.store.clone();
+        blocking(move || store.apply_entries(entries).map_err(sm_write)).await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            store: self.store.clone(),
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let contents: SnapshotContents = codec::decode(&data).map_err(snap_read)?;
+        let store = self.store.clone();
+        let snapshots = self.snapshots.clone();
+        let meta = meta.clone();
+        blocking(move || {
+            store.import(contents).map_err(snap_write)?;
+            save_snapshot(snapshots.as_ref(), store.engine().as_ref(), &StoredSnapshot { meta, data })
+        })
+        .await?;
+        tracing::info!(revision = self.store.revision(), "installed snapshot from leader");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let snapshots = self.snapshots.clone();
+        blocking(move || {
+            let Some(bytes) = snapshots.get(KEY_CURRENT).map_err(snap_read)? else {
+                return Ok(None);
+            };
+            let stored: StoredSnapshot = codec::decode(&bytes).map_err(snap_read)?;
+            Ok(Some(Snapshot {
+                meta: stored.meta,
+                snapshot: Box::new(Cursor::new(stored.data)),
+            }))
+        })
+        .await
+    }
+}
+
+fn save_snapshot(tree: &dyn Tree, engine: &dyn Engine, snap: &StoredSnapshot) -> Result<(), StorageError> {
+    let bytes = codec::encode(snap).map_err(snap_write)?;
+    tree.insert(KEY_CURRENT, &bytes).map_err(snap_write)?;
+    engine.sync().map_err(snap_write)
+}
+
+pub struct SnapshotBuilder {
+    store: Arc<KvStore>,
+    snapshots: Arc<dyn Tree>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let store = self.store.clone();
+        let snapshots = self.snapshots.clone();
+        blocking(move || {
+            let contents = store.export().map_err(snap_read)?;
+            let meta = SnapshotMeta {
+                last_log_id: contents.applied,
+                last_membership: contents.membership.clone(),
+                snapshot_id: format!(
+                    "{}-{}-{}",
+                    contents.applied.map_or(0, |l| l.leader_id.term),
+                    contents.applied.map_or(0, |l| l.index),
+                    rand::random::<u32>()
+                ),
+            };
+            let data = codec::encode(&contents).map_err(snap_write)?;
+            // The sync inside also makes the state machine durable up to this snapshot, which
+            // must hold before raft purges the log entries the snapshot covers.
+            save_snapshot(
+                snapshots.as_ref(),
+                store.engine().as_ref(),
+                &StoredSnapshot {
+                    meta: meta.clone(),
+                    data: data.clone(),
+                },
+            )?;
+            tracing::info!(revision = contents.revision, rows = contents.rows.len(), "built snapshot");
+            Ok(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data)),
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,527 @@
+//! [`KvStore`]: the node's MVCC key-value store as every other component sees it. It owns the
+//! in-memory index, the state-machine tree on disk, the rows written but not yet on disk, and
+//! the watch hub. Reads are served here; writes arrive only through the raft state machine.
+//!
+//! Write path (one applied batch): mutate the index under the write lock (pure memory), park
+//! new rows in `pending`, release the lock, write the batch to the engine, then publish the
+//! revision as persisted and broadcast its events. A watcher therefore always finds on disk
+//! (or in `pending`) every revision up to [`KvStore::persisted_revision`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::broadcast;
+
+use crate::codec;
+use crate::engine::{Engine, EngineError, Tree, WriteBatch};
+use crate::error::StoreError;
+use crate::mvcc::error::KvError;
+use crate::mvcc::key_value::{KeyValue, RevisionEvents};
+use crate::mvcc::request::RangeRequest;
+#[cfg(test)]
+use crate::mvcc::request::Command;
+use crate::mvcc::response::{CommandResponse, RangeResponse, RevisionResponse};
+use crate::mvcc::rows::{lease_key, meta_key, HistoryRow, LeaseRow, RowId, LEASE_PREFIX};
+use crate::mvcc::state::{finish_range, Changes, KeyEntry, LeaseEntry, Mark, MvccState, ResolveError, Slot};
+use crate::snapshot::SnapshotContents;
+use crate::types::{Entry, LogId, StoredMembership};
+use crate::watch::{HubMessage, WATCH_HUB_CAPACITY};
+
+const META_APPLIED: &str = "applied";
+const META_MEMBERSHIP: &str = "membership";
+const META_REVISION: &str = "revision";
+const META_COMPACT: &str = "compact";
+const META_CLUSTER_ID: &str = "cluster_id";
+
+/// Everything behind the state lock.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub mvcc: MvccState,
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub cluster_id: u64,
+}
+
+pub struct KvStore {
+    state: RwLock<State>,
+    tree: Arc<dyn Tree>,
+    engine: Arc<dyn Engine>,
+    /// Rows of the batch being written: visible in the index, not yet in the tree.
+    pending: Mutex<HashMap<RowId, HistoryRow>>,
+    persisted_revision: AtomicI64,
+    hub: broadcast::Sender<HubMessage>,
+    /// Held (shared) while a snapshot reads history rows; compaction's deletes take it
+    /// exclusively so a snapshot never misses a row it selected.
+    history_guard: RwLock<()>,
+}
+
+impl std::fmt::Debug for KvStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvStore")
+            .field("revision", &self.persisted_revision)
+            .finish()
+    }
+}
+
+fn engine_err(e: EngineError) -> StoreError {
+    StoreError::Engine(e)
+}
+
+/// Poisoning means a panic while the lock was held; the data under these locks is only
+/// replaced whole or mutated through `Writer`, which rolls back on every error path.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl KvStore {
+    /// Loads the store from the engine's `sm` tree. Blocking.
+    pub fn open(engine: Arc<dyn Engine>) -> Result<Arc<KvStore>, StoreError> {
+        let tree = engine.tree("sm").map_err(engine_err)?;
+        let state = load_state(tree.as_ref())?;
+        let revision = state.mvcc.revision;
+        let (hub, _) = broadcast::channel(WATCH_HUB_CAPACITY);
+        Ok(Arc::new(KvStore {
+            state: RwLock::new(state),
+            tree,
+            engine,
+            pending: Mutex::new(HashMap::new()),
+            persisted_revision: AtomicI64::new(revision),
+            hub,
+            history_guard: RwLock::new(()),
+        }))
+    }
+
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    pub fn revision(&self) -> i64 {
+        read(&self.state).mvcc.revision()
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        read(&self.state).mvcc.compact_revision()
+    }
+
+    /// Every revision up to this one is readable from history.
+    pub fn persisted_revision(&self) -> i64 {
+        self.persisted_revision.load(Ordering::Acquire)
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        read(&self.state).cluster_id
+    }
+
+    pub fn applied(&self) -> Option<LogId> {
+        read(&self.state).applied
+    }
+
+    pub fn membership(&self) -> StoredMembership {
+        read(&self.state).membership.clone()
+    }
+
+    pub fn key_count(&self) -> usize {
+        read(&self.state).mvcc.key_count()
+    }
+
+    /// The current value of one key.
+    pub fn get(&self, key: &[u8]) -> Option<Arc<KeyValue>> {
+        read(&self.state).mvcc.get(key)
+    }
+
+    /// Lease ids and granted TTLs.
+    pub fn leases(&self) -> Vec<(i64, i64)> {
+        read(&self.state).mvcc.leases()
+    }
+
+    /// Granted TTL and attached keys of a lease, if it exists.
+    pub fn lease(&self, id: i64) -> Option<(i64, Vec<Vec<u8>>)> {
+        read(&self.state).mvcc.lease(id)
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
+        self.hub.subscribe()
+    }
+
+    /// A range read on local state (the caller decides whether it is linearizable).
+    pub async fn range(self: &Arc<Self>, req: RangeRequest) -> Result<RangeResponse, StoreError> {
+        if req.range.key.is_empty() {
+            return Err(StoreError::Kv(KvError::EmptyKey));
+        }
+        let plan = read(&self.state).mvcc.plan_range(&req).map_err(StoreError::Kv)?;
+        if req.count_only || !plan.needs_disk() {
+            let kvs = if req.count_only {
+                Vec::new()
+            } else {
+                plan.slots
+                    .into_iter()
+                    .filter_map(|s| match s {
+                        Slot::Ready(kv) => Some(kv),
+                        Slot::Stored(_) => None,
+                    })
+                    .collect()
+            };
+            return Ok(finish_range(&req, plan.revision, plan.count, kvs));
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut kvs = Vec::with_capacity(plan.slots.len());
+            for slot in plan.slots {
+                kvs.push(match slot {
+                    Slot::Ready(kv) => kv,
+                    Slot::Stored(id) => Arc::new(store.resolve(id)?.kv),
+                });
+            }
+            Ok(finish_range(&req, plan.revision, plan.count, kvs))
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// The row written at `id`, from the batch in flight or from disk. Blocking.
+    pub(crate) fn resolve(&self, id: RowId) -> Result<HistoryRow, ResolveError> {
+        if let Some(row) = lock(&self.pending).get(&id) {
+            return Ok(row.clone());
+        }
+        let missing = |message: String| ResolveError {
+            rev: id.rev,
+            sub: id.sub,
+            message,
+        };
+        match self.tree.get(&id.to_key()) {
+            Ok(Some(bytes)) => codec::decode(&bytes).map_err(|e| missing(e.to_string())),
+            Ok(None) => Err(missing("row is missing".into())),
+            Err(e) => Err(missing(e.to_string())),
+        }
+    }
+
+    /// History rows of revisions `[from, to]`, at most about `limit` rows (never splitting a
+    /// revision), each with its previous value when `with_prev` is set. Blocking.
+    pub(crate) fn history(
+        &self,
+        from: i64,
+        to: i64,
+        limit: usize,
+        with_prev: bool,
+    ) -> Result<Vec<(RowId, HistoryRow, Option<KeyValue>)>, StoreError> {
+        let mut out: Vec<(RowId, HistoryRow, Option<KeyValue>)> = Vec::new();
+        let lower = std::ops::Bound::Included(RowId::first_key_of(from));
+        let upper = std::ops::Bound::Excluded(RowId::first_key_of(to.saturating_add(1)));
+        // Callers ask only up to `persisted_revision`, which rises after the tree write.
+        for item in self.tree.range(lower, upper, false) {
+            let (key, bytes) = item.map_err(engine_err)?;
+            let Some(id) = RowId::from_key(&key) else { continue };
+            if out.len() >= limit && out.last().is_some_and(|(last, _, _)| last.rev != id.rev) {
+                break;
+            }
+            let row: HistoryRow = codec::decode(&bytes).map_err(StoreError::Codec)?;
+            out.push((id, row, None));
+        }
+        if with_prev {
+            for (id, row, prev) in &mut out {
+                let prev_id = read(&self.state).mvcc.prev_row(&row.kv.key, *id);
+                if let Some(prev_id) = prev_id {
+                    *prev = Some(self.resolve(prev_id).map_err(StoreError::Resolve)?.kv);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies raft entries in order and persists the result (without fsync: the raft log is
+    /// the durable record until a snapshot). Blocking: the state machine calls it off the runtime.
+    pub(crate) fn apply_entries(&self, entries: Vec<Entry>) -> Result<Vec<CommandResponse>, StoreError> {
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut published = Vec::new();
+        let mut batch = WriteBatch::default();
+        let mut pending_rows: Vec<RowId> = Vec::new();
+        let mut removes_history = false;
+        let revision;
+        {
+            let mut st = write(&self.state);
+            let resolve = |id: RowId| self.resolve(id).map(|row| row.kv);
+            for entry in entries {
+                let resp = match entry.payload {
+                    openraft::EntryPayload::Blank => CommandResponse::Internal(RevisionResponse {
+                        revision: st.mvcc.revision(),
+                    }),
+                    openraft::EntryPayload::Membership(m) => {
+                        if st.cluster_id == 0 {
+                            st.cluster_id = derive_cluster_id(&entry.log_id, &m);
+                            batch.put(meta_key(META_CLUSTER_ID), st.cluster_id.to_be_bytes().to_vec());
+                        }
+                        st.membership = StoredMembership::new(Some(entry.log_id), m);
+                        CommandResponse::Internal(RevisionResponse {
+                            revision: st.mvcc.revision(),
+                        })
+                    }
+                    openraft::EntryPayload::Normal(cmd) => {
+                        let (resp, changes) =
+                            st.mvcc.apply(&cmd, &resolve).map_err(StoreError::Resolve)?;
+                        removes_history |= !changes.removed_rows.is_empty();
+                        write_changes(&mut batch, &changes)?;
+                        // Later entries of this batch (and readers, once the lock is released)
+                        // may need these rows before the batch reaches the tree.
+                        let mut pending = lock(&self.pending);
+                        for (id, row) in &changes.rows {
+                            pending.insert(*id, row.clone());
+                            pending_rows.push(*id);
+                        }
+                        drop(pending);
+                        if !changes.events.is_empty() {
+                            published.push(Arc::new(RevisionEvents {
+                                revision: st.mvcc.revision(),
+                                events: changes.events,
+                            }));
+                        }
+                        resp
+                    }
+                };
+                st.applied = Some(entry.log_id);
+                responses.push(resp);
+            }
+            revision = st.mvcc.revision();
+            batch.put(meta_key(META_APPLIED), codec::encode(&st.applied)?);
+            batch.put(meta_key(META_MEMBERSHIP), codec::encode(&st.membership)?);
+            batch.put(meta_key(META_REVISION), revision.to_be_bytes().to_vec());
+            batch.put(
+                meta_key(META_COMPACT),
+                st.mvcc.compact_revision().to_be_bytes().to_vec(),
+            );
+        }
+        let written = {
+            let _guard = removes_history.then(|| write(&self.history_guard));
+            self.tree.apply(batch)
+        };
+        {
+            let mut pending = lock(&self.pending);
+            for id in &pending_rows {
+                pending.remove(id);
+            }
+        }
+        written.map_err(engine_err)?;
+        self.persisted_revision.store(revision, Ordering::Release);
+        for events in published {
+            // No receiver is fine: nobody is watching.
+            let _ = self.hub.send(HubMessage::Revision(events));
+        }
+        Ok(responses)
+    }
+
+    /// Copies the complete state for a snapshot. Blocking.
+    pub(crate) fn export(&self) -> Result<SnapshotContents, StoreError> {
+        let _guard = read(&self.history_guard);
+        let (mut contents, ids) = {
+            let st = read(&self.state);
+            let ids: Vec<RowId> = st
+                .mvcc
+                .keys
+                .values()
+                .flat_map(|e| e.marks.iter().map(|m| m.id))
+                .collect();
+            let leases = st
+                .mvcc
+                .leases
+                .iter()
+                .map(|(id, l)| LeaseRow { id: *id, ttl: l.ttl })
+                .collect();
+            (
+                SnapshotContents {
+                    applied: st.applied,
+                    membership: st.membership.clone(),
+                    cluster_id: st.cluster_id,
+                    revision: st.mvcc.revision(),
+                    compact_revision: st.mvcc.compact_revision(),
+                    rows: Vec::with_capacity(ids.len()),
+                    leases,
+                },
+                ids,
+            )
+        };
+        for id in ids {
+            let row = self.resolve(id).map_err(StoreError::Resolve)?;
+            contents.rows.push((id, row));
+        }
+        contents.rows.sort_by_key(|(id, _)| *id);
+        Ok(contents)
+    }
+
+    /// Replaces the whole state with a snapshot's, on disk and in memory. Blocking.
+    pub(crate) fn import(&self, contents: SnapshotContents) -> Result<(), StoreError> {
+        let _guard = write(&self.history_guard);
+        let mut st = write(&self.state);
+        self.tree.clear().map_err(engine_err)?;
+        let mut batch = WriteBatch::default();
+        for (id, row) in &contents.rows {
+            batch.put(id.to_key(), codec::encode(row)?);
+        }
+        for lease in &contents.leases {
+            batch.put(lease_key(lease.id), codec::encode(lease)?);
+        }
+        batch.put(meta_key(META_APPLIED), codec::encode(&contents.applied)?);
+        batch.put(meta_key(META_MEMBERSHIP), codec::encode(&contents.membership)?);
+        batch.put(meta_key(META_REVISION), contents.revision.to_be_bytes().to_vec());
+        batch.put(
+            meta_key(META_COMPACT),
+            contents.compact_revision.to_be_bytes().to_vec(),
+        );
+        batch.put(meta_key(META_CLUSTER_ID), contents.cluster_id.to_be_bytes().to_vec());
+        self.tree.apply(batch).map_err(engine_err)?;
+        self.engine.sync().map_err(engine_err)?;
+        *st = state_from_rows(
+            contents.rows,
+            contents.leases,
+            contents.revision,
+            contents.compact_revision,
+        );
+        st.applied = contents.applied;
+        st.membership = contents.membership;
+        st.cluster_id = contents.cluster_id;
+        self.persisted_revision.store(st.mvcc.revision(), Ordering::Release);
+        drop(st);
+        // Watchers re-read history from their position: the snapshot carries it.
+        let _ = self.hub.send(HubMessage::Reset);
+        Ok(())
+    }
+}
+
+fn write_changes(batch: &mut WriteBatch, changes: &Changes) -> Result<(), StoreError> {
+    for (id, row) in &changes.rows {
+        batch.put(id.to_key(), codec::encode(row)?);
+    }
+    for id in &changes.removed_rows {
+        batch.delete(id.to_key());
+    }
+    for lease in &changes.lease_puts {
+        batch.put(lease_key(lease.id), codec::encode(lease)?);
+    }
+    for id in &changes.lease_deletes {
+        batch.delete(lease_key(*id));
+    }
+    Ok(())
+}
+
+/// A cluster id every member computes alike: a hash of the first membership it applied.
+fn derive_cluster_id(log_id: &LogId, membership: &openraft::Membership<u64, crate::types::Member>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // DefaultHasher's algorithm may change between Rust releases, but the id is computed once
+    // and then stored, so only members applying the same entry with different builds could
+    // disagree, and then only in a cosmetic header field.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    log_id.leader_id.term.hash(&mut h);
+    log_id.index.hash(&mut h);
+    for (id, node) in membership.nodes() {
+        id.hash(&mut h);
+        node.peer_url.hash(&mut h);
+    }
+    // etcd ids are u64 but printed as strings; keep it non-zero.
+    h.finish().max(1)
+}
+
+fn be_i64(bytes: Option<Vec<u8>>) -> i64 {
+    bytes
+        .and_then(|b| b.try_into().ok())
+        .map(i64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+fn load_state(tree: &dyn Tree) -> Result<State, StoreError> {
+    let get = |name: &str| tree.get(&meta_key(name)).map_err(engine_err);
+    let applied = match get(META_APPLIED)? {
+        Some(b) => codec::decode(&b)?,
+        None => None,
+    };
+    let membership = match get(META_MEMBERSHIP)? {
+        Some(b) => codec::decode(&b)?,
+        None => StoredMembership::default(),
+    };
+    let revision = be_i64(get(META_REVISION)?);
+    let compact = be_i64(get(META_COMPACT)?);
+    let cluster_id = be_i64(get(META_CLUSTER_ID)?) as u64;
+    let mut rows = Vec::new();
+    let from = std::ops::Bound::Included(vec![RowId::PREFIX]);
+    let to = std::ops::Bound::Excluded(vec![RowId::PREFIX + 1]);
+    for item in tree.range(from, to, false) {
+        let (key, bytes) = item.map_err(engine_err)?;
+        if let Some(id) = RowId::from_key(&key) {
+            rows.push((id, codec::decode::<HistoryRow>(&bytes)?));
+        }
+    }
+    let mut leases = Vec::new();
+    let from = std::ops::Bound::Included(vec![LEASE_PREFIX]);
+    let to = std::ops::Bound::Excluded(vec![LEASE_PREFIX + 1]);
+    for item in tree.range(from, to, false) {
+        let (_, bytes) = item.map_err(engine_err)?;
+        leases.push(codec::decode::<LeaseRow>(&bytes)?);
+    }
+    let mut state = state_from_rows(rows, leases, revision, compact);
+    state.applied = applied;
+    state.membership = membership;
+    state.cluster_id = cluster_id;
+    Ok(state)
+}
+
+/// Rebuilds the index from history rows in revision order.
+fn state_from_rows(
+    rows: Vec<(RowId, HistoryRow)>,
+    leases: Vec<LeaseRow>,
+    revision: i64,
+    compact_revision: i64,
+) -> State {
+    let mut mvcc = MvccState {
+        revision,
+        compact_revision,
+        ..MvccState::default()
+    };
+    for lease in leases {
+        mvcc.leases.insert(
+            lease.id,
+            LeaseEntry {
+                ttl: lease.ttl,
+                keys: Default::default(),
+            },
+        );
+    }
+    for (id, row) in rows {
+        let entry: &mut KeyEntry = mvcc.keys.entry(row.kv.key.clone()).or_default();
+        let tombstone = row.kind == crate::mvcc::key_value::EventType::Delete;
+        entry.marks.push(Mark { id, tombstone });
+        entry.current = (!tombstone).then(|| Arc::new(row.kv));
+    }
+    for (key, entry) in &mvcc.keys {
+        if let Some(kv) = &entry.current {
+            if kv.lease != 0 {
+                if let Some(l) = mvcc.leases.get_mut(&kv.lease) {
+                    l.keys.insert(key.clone());
+                }
+            }
+        }
+    }
+    State {
+        mvcc,
+        ..State::default()
+    }
+}
+
+/// Applies a command outside raft, for tests of the MVCC logic with real storage.
+#[cfg(test)]
+pub(crate) fn apply_command_for_test(store: &KvStore, index: u64, cmd: Command) -> CommandResponse {
+    let entry = Entry {
+        log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+        payload: openraft::EntryPayload::Normal(cmd),
+    };
+    store
+        .apply_entries(vec![entry])
+        .expect("apply")
+        .pop()
+        .expect("one response")
+}
