@@ -53,7 +53,10 @@ mod tests {
     fn refuses_unknown_version_and_empty_input() {
         let mut bytes = encode(&7u32).unwrap();
         bytes[0] = 9;
-        assert!(matches!(decode::<u32>(&bytes), Err(CodecError::UnsupportedVersion { found: 9 })));
+        assert!(matches!(
+            decode::<u32>(&bytes),
+            Err(CodecError::UnsupportedVersion { found: 9 })
+        ));
         assert!(matches!(decode::<u32>(&[]), Err(CodecError::Empty)));
     }
 }

@@ -33,7 +33,14 @@ pub use store::KvStore;
 /// Opens the engine in `dir` and the three pieces built on it. Blocking.
 pub fn open(
     dir: &Path,
-) -> Result<(log_store::LogStore, state_machine::StateMachine, Arc<KvStore>), StoreError> {
+) -> Result<
+    (
+        log_store::LogStore,
+        state_machine::StateMachine,
+        Arc<KvStore>,
+    ),
+    StoreError,
+> {
     let engine: Arc<dyn engine::Engine> = Arc::new(engine::SledEngine::open(dir)?);
     let log = log_store::LogStore::open(engine.clone())?;
     let store = KvStore::open(engine)?;

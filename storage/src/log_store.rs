@@ -173,6 +173,11 @@ impl LogStore {
         Ok(LogStore { shared, tx })
     }
 
+    /// The highest log id known committed (as last reported by raft).
+    pub fn committed(&self) -> Option<LogId> {
+        *lock(&self.shared.committed)
+    }
+
     async fn submit(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<(), EngineError>>) -> LogOp,
@@ -283,7 +288,11 @@ fn trim_cache(shared: &Shared, flushed_upto: u64) {
     if excess == 0 {
         return;
     }
-    let cut: Vec<u64> = cache.range(..=flushed_upto).take(excess).map(|(i, _)| *i).collect();
+    let cut: Vec<u64> = cache
+        .range(..=flushed_upto)
+        .take(excess)
+        .map(|(i, _)| *i)
+        .collect();
     for index in cut {
         cache.remove(&index);
     }
@@ -330,9 +339,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         let shared = self.shared.clone();
         let from_tree = tokio::task::spawn_blocking(move || -> Result<Vec<Entry>, StorageError> {
-            let to = end.map_or(Bound::Included(entry_key(u64::MAX)), |e| Bound::Excluded(entry_key(e)));
+            let to = end.map_or(Bound::Included(entry_key(u64::MAX)), |e| {
+                Bound::Excluded(entry_key(e))
+            });
             let mut out = Vec::new();
-            for row in shared.tree.range(Bound::Included(entry_key(start)), to, false) {
+            for row in shared
+                .tree
+                .range(Bound::Included(entry_key(start)), to, false)
+            {
                 let (key, bytes) = row.map_err(read_err)?;
                 if entry_index(&key).is_some() {
                     out.push(codec::decode::<Entry>(&bytes).map_err(read_err)?);
@@ -342,7 +356,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         })
         .await
         .map_err(read_err)??;
-        let mut merged: BTreeMap<u64, Entry> = from_tree.into_iter().map(|e| (e.log_id.index, e)).collect();
+        let mut merged: BTreeMap<u64, Entry> =
+            from_tree.into_iter().map(|e| (e.log_id.index, e)).collect();
         merged.extend(cached);
         // Only a contiguous run from the start is meaningful.
         let mut out = Vec::with_capacity(merged.len());
@@ -408,7 +423,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(*lock(&self.shared.committed))
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -430,7 +449,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         lock(&self.shared.bounds).last = Some(last);
         self.tx
-            .send(LogOp::Append { rows, last, callback })
+            .send(LogOp::Append {
+                rows,
+                last,
+                callback,
+            })
             .map_err(|_| io_err(WriterGone))
     }
 
@@ -461,7 +484,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 b.last = Some(log_id);
             }
         }
-        self.submit(|done| LogOp::Purge { upto: log_id, done }).await
+        self.submit(|done| LogOp::Purge { upto: log_id, done })
+            .await
     }
 }
 

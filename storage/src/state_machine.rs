@@ -34,7 +34,9 @@ pub struct StateMachine {
 
 impl std::fmt::Debug for StateMachine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateMachine").field("store", &self.store).finish()
+        f.debug_struct("StateMachine")
+            .field("store", &self.store)
+            .finish()
     }
 }
 
@@ -113,10 +115,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta = meta.clone();
         blocking(move || {
             store.import(contents).map_err(snap_write)?;
-            save_snapshot(snapshots.as_ref(), store.engine().as_ref(), &StoredSnapshot { meta, data })
+            save_snapshot(
+                snapshots.as_ref(),
+                store.engine().as_ref(),
+                &StoredSnapshot { meta, data },
+            )
         })
         .await?;
-        tracing::info!(revision = self.store.revision(), "installed snapshot from leader");
+        tracing::info!(
+            revision = self.store.revision(),
+            "installed snapshot from leader"
+        );
         Ok(())
     }
 
@@ -136,7 +145,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-fn save_snapshot(tree: &dyn Tree, engine: &dyn Engine, snap: &StoredSnapshot) -> Result<(), StorageError> {
+fn save_snapshot(
+    tree: &dyn Tree,
+    engine: &dyn Engine,
+    snap: &StoredSnapshot,
+) -> Result<(), StorageError> {
     let bytes = codec::encode(snap).map_err(snap_write)?;
     tree.insert(KEY_CURRENT, &bytes).map_err(snap_write)?;
     engine.sync().map_err(snap_write)
@@ -174,7 +187,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     data: data.clone(),
                 },
             )?;
-            tracing::info!(revision = contents.revision, rows = contents.rows.len(), "built snapshot");
+            tracing::info!(
+                revision = contents.revision,
+                rows = contents.rows.len(),
+                "built snapshot"
+            );
             Ok(Snapshot {
                 meta,
                 snapshot: Box::new(Cursor::new(data)),

@@ -18,12 +18,14 @@ use crate::engine::{Engine, EngineError, Tree, WriteBatch};
 use crate::error::StoreError;
 use crate::mvcc::error::KvError;
 use crate::mvcc::key_value::{KeyValue, RevisionEvents};
-use crate::mvcc::request::RangeRequest;
 #[cfg(test)]
 use crate::mvcc::request::Command;
+use crate::mvcc::request::RangeRequest;
 use crate::mvcc::response::{CommandResponse, RangeResponse, RevisionResponse};
 use crate::mvcc::rows::{lease_key, meta_key, HistoryRow, LeaseRow, RowId, LEASE_PREFIX};
-use crate::mvcc::state::{finish_range, Changes, KeyEntry, LeaseEntry, Mark, MvccState, ResolveError, Slot};
+use crate::mvcc::state::{
+    finish_range, Changes, KeyEntry, LeaseEntry, Mark, MvccState, ResolveError, Slot,
+};
 use crate::snapshot::SnapshotContents;
 use crate::types::{Entry, LogId, StoredMembership};
 use crate::watch::{HubMessage, WATCH_HUB_CAPACITY};
@@ -157,7 +159,10 @@ impl KvStore {
         if req.range.key.is_empty() {
             return Err(StoreError::Kv(KvError::EmptyKey));
         }
-        let plan = read(&self.state).mvcc.plan_range(&req).map_err(StoreError::Kv)?;
+        let plan = read(&self.state)
+            .mvcc
+            .plan_range(&req)
+            .map_err(StoreError::Kv)?;
         if req.count_only || !plan.needs_disk() {
             let kvs = if req.count_only {
                 Vec::new()
@@ -219,7 +224,9 @@ impl KvStore {
         // Callers ask only up to `persisted_revision`, which rises after the tree write.
         for item in self.tree.range(lower, upper, false) {
             let (key, bytes) = item.map_err(engine_err)?;
-            let Some(id) = RowId::from_key(&key) else { continue };
+            let Some(id) = RowId::from_key(&key) else {
+                continue;
+            };
             if out.len() >= limit && out.last().is_some_and(|(last, _, _)| last.rev != id.rev) {
                 break;
             }
@@ -239,7 +246,10 @@ impl KvStore {
 
     /// Applies raft entries in order and persists the result (without fsync: the raft log is
     /// the durable record until a snapshot). Blocking: the state machine calls it off the runtime.
-    pub(crate) fn apply_entries(&self, entries: Vec<Entry>) -> Result<Vec<CommandResponse>, StoreError> {
+    pub(crate) fn apply_entries(
+        &self,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<CommandResponse>, StoreError> {
         let mut responses = Vec::with_capacity(entries.len());
         let mut published = Vec::new();
         let mut batch = WriteBatch::default();
@@ -257,7 +267,10 @@ impl KvStore {
                     openraft::EntryPayload::Membership(m) => {
                         if st.cluster_id == 0 {
                             st.cluster_id = derive_cluster_id(&entry.log_id, &m);
-                            batch.put(meta_key(META_CLUSTER_ID), st.cluster_id.to_be_bytes().to_vec());
+                            batch.put(
+                                meta_key(META_CLUSTER_ID),
+                                st.cluster_id.to_be_bytes().to_vec(),
+                            );
                         }
                         st.membership = StoredMembership::new(Some(entry.log_id), m);
                         CommandResponse::Internal(RevisionResponse {
@@ -332,7 +345,10 @@ impl KvStore {
                 .mvcc
                 .leases
                 .iter()
-                .map(|(id, l)| LeaseRow { id: *id, ttl: l.ttl })
+                .map(|(id, l)| LeaseRow {
+                    id: *id,
+                    ttl: l.ttl,
+                })
                 .collect();
             (
                 SnapshotContents {
@@ -368,13 +384,22 @@ impl KvStore {
             batch.put(lease_key(lease.id), codec::encode(lease)?);
         }
         batch.put(meta_key(META_APPLIED), codec::encode(&contents.applied)?);
-        batch.put(meta_key(META_MEMBERSHIP), codec::encode(&contents.membership)?);
-        batch.put(meta_key(META_REVISION), contents.revision.to_be_bytes().to_vec());
+        batch.put(
+            meta_key(META_MEMBERSHIP),
+            codec::encode(&contents.membership)?,
+        );
+        batch.put(
+            meta_key(META_REVISION),
+            contents.revision.to_be_bytes().to_vec(),
+        );
         batch.put(
             meta_key(META_COMPACT),
             contents.compact_revision.to_be_bytes().to_vec(),
         );
-        batch.put(meta_key(META_CLUSTER_ID), contents.cluster_id.to_be_bytes().to_vec());
+        batch.put(
+            meta_key(META_CLUSTER_ID),
+            contents.cluster_id.to_be_bytes().to_vec(),
+        );
         self.tree.apply(batch).map_err(engine_err)?;
         self.engine.sync().map_err(engine_err)?;
         *st = state_from_rows(
@@ -386,7 +411,8 @@ impl KvStore {
         st.applied = contents.applied;
         st.membership = contents.membership;
         st.cluster_id = contents.cluster_id;
-        self.persisted_revision.store(st.mvcc.revision(), Ordering::Release);
+        self.persisted_revision
+            .store(st.mvcc.revision(), Ordering::Release);
         drop(st);
         // Watchers re-read history from their position: the snapshot carries it.
         let _ = self.hub.send(HubMessage::Reset);
@@ -411,7 +437,10 @@ fn write_changes(batch: &mut WriteBatch, changes: &Changes) -> Result<(), StoreE
 }
 
 /// A cluster id every member computes alike: a hash of the first membership it applied.
-fn derive_cluster_id(log_id: &LogId, membership: &openraft::Membership<u64, crate::types::Member>) -> u64 {
+fn derive_cluster_id(
+    log_id: &LogId,
+    membership: &openraft::Membership<u64, crate::types::Member>,
+) -> u64 {
     use std::hash::{Hash, Hasher};
     // DefaultHasher's algorithm may change between Rust releases, but the id is computed once
     // and then stored, so only members applying the same entry with different builds could

@@ -150,19 +150,22 @@ impl Watcher {
         let store = self.store.clone();
         let from = self.next_rev;
         let with_prev = self.opts.prev_kv;
-        let rows = tokio::task::spawn_blocking(move || store.history(from, upto, CATCH_UP_ROWS, with_prev))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
+        let rows = tokio::task::spawn_blocking(move || {
+            store.history(from, upto, CATCH_UP_ROWS, with_prev)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
         let last_rev = rows.last().map_or(upto, |(id, _, _)| id.rev);
         // If this step read everything up to `upto`, the next revision is `upto + 1` even if
         // the last revisions touched no rows of ours.
-        self.next_rev = if rows.len() < CATCH_UP_ROWS { upto + 1 } else { last_rev + 1 };
+        self.next_rev = if rows.len() < CATCH_UP_ROWS {
+            upto + 1
+        } else {
+            last_rev + 1
+        };
         // Level with what was persisted when we looked: the live feed has everything after.
         self.live = self.next_rev > upto;
-        let events = self.filter(
-            rows.into_iter()
-                .map(|(_, row, prev)| row.into_event(prev)),
-        );
+        let events = self.filter(rows.into_iter().map(|(_, row, prev)| row.into_event(prev)));
         if events.is_empty() {
             return Ok(None);
         }

@@ -27,7 +27,9 @@ pub struct SledEngine {
 
 impl std::fmt::Debug for SledEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SledEngine").field("dir", &self.dir).finish()
+        f.debug_struct("SledEngine")
+            .field("dir", &self.dir)
+            .finish()
     }
 }
 
@@ -82,7 +84,11 @@ impl SledEngine {
         let mut newest = *upto;
         for entry in entries {
             let entry = entry.map_err(io("listing sled blobs"))?;
-            let Some(lsn) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
+            let Some(lsn) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
                 continue;
             };
             if lsn <= *upto {
@@ -110,7 +116,10 @@ fn sync_dir(dir: &Path) -> Result<(), EngineError> {
 
 impl Engine for SledEngine {
     fn tree(&self, name: &str) -> Result<Arc<dyn Tree>, EngineError> {
-        let tree = self.db.open_tree(name).map_err(sled_err("opening a tree"))?;
+        let tree = self
+            .db
+            .open_tree(name)
+            .map_err(sled_err("opening a tree"))?;
         Ok(Arc::new(SledTree(tree)))
     }
 

@@ -28,9 +28,9 @@ pub enum KvError {
     DuplicateKey,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
-    #[error("mvcc: required revision has been compacted")]
+    #[error("etcdserver: mvcc: required revision has been compacted")]
     Compacted { compact_revision: i64 },
-    #[error("mvcc: required revision is a future revision")]
+    #[error("etcdserver: mvcc: required revision is a future revision")]
     FutureRevision,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,

@@ -108,9 +108,16 @@ pub enum Command {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     /// `id` is chosen by the proposer (never 0 here) so every replica agrees on it.
-    LeaseGrant { id: i64, ttl: i64 },
-    LeaseRevoke { id: i64 },
-    Compact { revision: i64 },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
+    LeaseRevoke {
+        id: i64,
+    },
+    Compact {
+        revision: i64,
+    },
 }
 
 impl Command {

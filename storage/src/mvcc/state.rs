@@ -324,7 +324,9 @@ pub(crate) fn finish_range(
     if req.sort_target != SortTarget::Key && order == SortOrder::None {
         order = SortOrder::Ascend;
     }
-    if order != SortOrder::None && !(req.sort_target == SortTarget::Key && order == SortOrder::Ascend) {
+    if order != SortOrder::None
+        && !(req.sort_target == SortTarget::Key && order == SortOrder::Ascend)
+    {
         kvs.sort_by(|a, b| {
             let ord = match req.sort_target {
                 SortTarget::Key => a.key.cmp(&b.key),
@@ -613,7 +615,11 @@ impl<'a> Writer<'a> {
 
     fn txn(&mut self, req: &TxnRequest) -> Result<TxnResponse, ApplyError> {
         let succeeded = req.compare.iter().all(|c| self.st.apply_compare(c));
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {
@@ -695,9 +701,9 @@ fn set_revision(resp: &mut CommandResponse, revision: i64) {
         CommandResponse::DeleteRange(r) => r.revision = revision,
         CommandResponse::Txn(r) => set_txn_revision(r, revision),
         CommandResponse::LeaseGrant(r) => r.revision = revision,
-        CommandResponse::LeaseRevoke(r) | CommandResponse::Compact(r) | CommandResponse::Internal(r) => {
-            r.revision = revision
-        }
+        CommandResponse::LeaseRevoke(r)
+        | CommandResponse::Compact(r)
+        | CommandResponse::Internal(r) => r.revision = revision,
         CommandResponse::Rejected(_) => {}
     }
 }

@@ -20,7 +20,11 @@ impl Harness {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (_, _, store) = crate::open(dir.path()).unwrap();
-        Harness { _dir: dir, store, index: 0 }
+        Harness {
+            _dir: dir,
+            store,
+            index: 0,
+        }
     }
 
     fn apply(&mut self, cmd: Command) -> CommandResponse {
@@ -87,7 +91,9 @@ async fn revisions_versions_and_prev_kv() {
         range: KeyRange::new("a", ""),
         prev_kv: true,
     }));
-    let CommandResponse::DeleteRange(del) = del else { panic!() };
+    let CommandResponse::DeleteRange(del) = del else {
+        panic!()
+    };
     assert_eq!((del.revision, del.deleted, del.prev_kvs.len()), (4, 1, 1));
     // Deleting nothing does not create a revision.
     let CommandResponse::DeleteRange(none) = h.apply(Command::DeleteRange(DeleteRangeRequest {
@@ -124,17 +130,27 @@ async fn historical_reads_and_compaction() {
         h.range(at(9)).await.unwrap_err().as_kv(),
         Some(KvError::FutureRevision)
     ));
-    assert!(matches!(h.apply(Command::Compact { revision: 3 }), CommandResponse::Compact(_)));
+    assert!(matches!(
+        h.apply(Command::Compact { revision: 3 }),
+        CommandResponse::Compact(_)
+    ));
     assert!(matches!(
         h.range(at(2)).await.unwrap_err().as_kv(),
-        Some(KvError::Compacted { compact_revision: 3 })
+        Some(KvError::Compacted {
+            compact_revision: 3
+        })
     ));
     assert_eq!(h.range(at(3)).await.unwrap().kvs[0].value, b"v2");
     assert_eq!(
         rejected(h.apply(Command::Compact { revision: 2 })),
-        KvError::Compacted { compact_revision: 3 }
+        KvError::Compacted {
+            compact_revision: 3
+        }
     );
-    assert_eq!(rejected(h.apply(Command::Compact { revision: 50 })), KvError::FutureRevision);
+    assert_eq!(
+        rejected(h.apply(Command::Compact { revision: 50 })),
+        KvError::FutureRevision
+    );
 }
 
 #[tokio::test]
@@ -150,12 +166,21 @@ async fn range_limit_sort_count_and_filters() {
     let all = h.range(base.clone()).await.unwrap();
     assert_eq!(all.count, 3);
     let keys: Vec<_> = all.kvs.iter().map(|kv| kv.key.clone()).collect();
-    assert_eq!(keys, vec![b"p/a".to_vec(), b"p/b".to_vec(), b"p/c".to_vec()]);
+    assert_eq!(
+        keys,
+        vec![b"p/a".to_vec(), b"p/b".to_vec(), b"p/c".to_vec()]
+    );
     let limited = h
-        .range(RangeRequest { limit: 2, ..base.clone() })
+        .range(RangeRequest {
+            limit: 2,
+            ..base.clone()
+        })
         .await
         .unwrap();
-    assert_eq!((limited.kvs.len(), limited.more, limited.count), (2, true, 3));
+    assert_eq!(
+        (limited.kvs.len(), limited.more, limited.count),
+        (2, true, 3)
+    );
     let by_value_desc = h
         .range(RangeRequest {
             sort_target: SortTarget::Value,
@@ -176,12 +201,18 @@ async fn range_limit_sort_count_and_filters() {
         .unwrap();
     assert_eq!(newest_create.kvs[0].key, b"p/b");
     let count_only = h
-        .range(RangeRequest { count_only: true, ..base.clone() })
+        .range(RangeRequest {
+            count_only: true,
+            ..base.clone()
+        })
         .await
         .unwrap();
     assert!(count_only.kvs.is_empty() && count_only.count == 3);
     let keys_only = h
-        .range(RangeRequest { keys_only: true, ..base.clone() })
+        .range(RangeRequest {
+            keys_only: true,
+            ..base.clone()
+        })
         .await
         .unwrap();
     assert!(keys_only.kvs.iter().all(|kv| kv.value.is_empty()));
@@ -194,7 +225,10 @@ async fn range_limit_sort_count_and_filters() {
         .await
         .unwrap();
     assert_eq!(filtered.kvs.len(), 1);
-    assert_eq!(filtered.count, 3, "count ignores revision filters, as etcd does");
+    assert_eq!(
+        filtered.count, 3,
+        "count ignores revision filters, as etcd does"
+    );
     let from_key = h
         .range(RangeRequest {
             range: KeyRange::new("p/b", vec![0]),
@@ -239,14 +273,26 @@ async fn txn_compares_branches_and_rollback() {
             ..Default::default()
         })],
     };
-    let CommandResponse::Txn(ok) = h.apply(Command::Txn(txn("owner-1"))) else { panic!() };
+    let CommandResponse::Txn(ok) = h.apply(Command::Txn(txn("owner-1"))) else {
+        panic!()
+    };
     assert!(ok.succeeded);
     assert_eq!(ok.revision, 2);
-    let ResponseOp::Range(read_own_write) = &ok.responses[1] else { panic!() };
-    assert_eq!(read_own_write.kvs[0].value, b"yes", "a txn reads its own writes");
-    let CommandResponse::Txn(fail) = h.apply(Command::Txn(txn("someone-else"))) else { panic!() };
+    let ResponseOp::Range(read_own_write) = &ok.responses[1] else {
+        panic!()
+    };
+    assert_eq!(
+        read_own_write.kvs[0].value, b"yes",
+        "a txn reads its own writes"
+    );
+    let CommandResponse::Txn(fail) = h.apply(Command::Txn(txn("someone-else"))) else {
+        panic!()
+    };
     assert!(!fail.succeeded);
-    assert_eq!(fail.revision, 2, "a read-only branch does not create a revision");
+    assert_eq!(
+        fail.revision, 2,
+        "a read-only branch does not create a revision"
+    );
 
     // A missing key compares as zero versions; a value compare on it is false.
     let create_if_absent = Command::Txn(TxnRequest {
@@ -262,8 +308,12 @@ async fn txn_compares_branches_and_rollback() {
         })],
         failure: vec![],
     });
-    let CommandResponse::Txn(first) = h.apply(create_if_absent.clone()) else { panic!() };
-    let CommandResponse::Txn(second) = h.apply(create_if_absent) else { panic!() };
+    let CommandResponse::Txn(first) = h.apply(create_if_absent.clone()) else {
+        panic!()
+    };
+    let CommandResponse::Txn(second) = h.apply(create_if_absent) else {
+        panic!()
+    };
     assert!(first.succeeded && !second.succeeded);
 
     // A failing op (unknown lease) rolls back the earlier puts of the same txn.
@@ -312,23 +362,35 @@ fn txn_validation_matches_etcd() {
         ],
         ..Default::default()
     };
-    assert_eq!(super::state::validate_txn(&put_in_deleted_range), Err(KvError::DuplicateKey));
+    assert_eq!(
+        super::state::validate_txn(&put_in_deleted_range),
+        Err(KvError::DuplicateKey)
+    );
     let same_key_in_both_branches = TxnRequest {
         success: vec![put("a")],
         failure: vec![put("a")],
         ..Default::default()
     };
-    assert_eq!(super::state::validate_txn(&same_key_in_both_branches), Ok(()));
+    assert_eq!(
+        super::state::validate_txn(&same_key_in_both_branches),
+        Ok(())
+    );
     let too_many = TxnRequest {
         success: (0..129).map(|i| put(&format!("k{i}"))).collect(),
         ..Default::default()
     };
-    assert_eq!(super::state::validate_txn(&too_many), Err(KvError::TooManyOps));
+    assert_eq!(
+        super::state::validate_txn(&too_many),
+        Err(KvError::TooManyOps)
+    );
     let empty_key = TxnRequest {
         success: vec![put("")],
         ..Default::default()
     };
-    assert_eq!(super::state::validate_txn(&empty_key), Err(KvError::EmptyKey));
+    assert_eq!(
+        super::state::validate_txn(&empty_key),
+        Err(KvError::EmptyKey)
+    );
 }
 
 #[tokio::test]
@@ -338,7 +400,10 @@ async fn put_options_and_leases() {
         h.apply(Command::LeaseGrant { id: 7, ttl: 10 }),
         CommandResponse::LeaseGrant(LeaseGrantResponse { id: 7, ttl: 10, .. })
     ));
-    assert_eq!(rejected(h.apply(Command::LeaseGrant { id: 7, ttl: 10 })), KvError::LeaseExists);
+    assert_eq!(
+        rejected(h.apply(Command::LeaseGrant { id: 7, ttl: 10 })),
+        KvError::LeaseExists
+    );
     assert_eq!(rejected(h.put_lease("x", 8)), KvError::LeaseNotFound);
     h.put_lease("x", 7);
     h.put_lease("y", 7);
@@ -363,11 +428,21 @@ async fn put_options_and_leases() {
     h.put("y", "free");
     assert_eq!(h.store.lease(7).unwrap().1, vec![b"x".to_vec()]);
     let before = h.store.revision();
-    assert!(matches!(h.apply(Command::LeaseRevoke { id: 7 }), CommandResponse::LeaseRevoke(_)));
-    assert_eq!(h.store.revision(), before + 1, "revoking deletes attached keys in one revision");
+    assert!(matches!(
+        h.apply(Command::LeaseRevoke { id: 7 }),
+        CommandResponse::LeaseRevoke(_)
+    ));
+    assert_eq!(
+        h.store.revision(),
+        before + 1,
+        "revoking deletes attached keys in one revision"
+    );
     assert!(h.get("x").await.is_none());
     assert!(h.get("y").await.is_some());
-    assert_eq!(rejected(h.apply(Command::LeaseRevoke { id: 7 })), KvError::LeaseNotFound);
+    assert_eq!(
+        rejected(h.apply(Command::LeaseRevoke { id: 7 })),
+        KvError::LeaseNotFound
+    );
 }
 
 #[tokio::test]
@@ -385,7 +460,9 @@ async fn watch_replays_history_then_follows_live() {
             ..Default::default()
         },
     );
-    let WatchItem::Events(history) = watcher.next().await.unwrap() else { panic!() };
+    let WatchItem::Events(history) = watcher.next().await.unwrap() else {
+        panic!()
+    };
     let revs: Vec<i64> = history.iter().map(|e| e.kv.mod_revision).collect();
     assert_eq!(revs, vec![1, 3]);
     assert_eq!(history[1].prev_kv.as_ref().unwrap().value, b"a");
@@ -393,7 +470,9 @@ async fn watch_replays_history_then_follows_live() {
         range: KeyRange::prefix("w/"),
         prev_kv: false,
     })); // 4
-    let WatchItem::Events(live) = watcher.next().await.unwrap() else { panic!() };
+    let WatchItem::Events(live) = watcher.next().await.unwrap() else {
+        panic!()
+    };
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].kind, EventType::Delete);
     assert_eq!(live[0].prev_kv.as_ref().unwrap().value, b"b");
@@ -418,7 +497,9 @@ async fn watch_from_compacted_revision_reports_the_floor() {
     );
     assert_eq!(
         watcher.next().await.unwrap(),
-        WatchItem::Compacted { compact_revision: 4 }
+        WatchItem::Compacted {
+            compact_revision: 4
+        }
     );
     // From the floor + 1 it works.
     let mut ok = Watcher::new(
@@ -429,7 +510,9 @@ async fn watch_from_compacted_revision_reports_the_floor() {
             ..Default::default()
         },
     );
-    let WatchItem::Events(events) = ok.next().await.unwrap() else { panic!() };
+    let WatchItem::Events(events) = ok.next().await.unwrap() else {
+        panic!()
+    };
     assert_eq!(events[0].kv.mod_revision, 5);
 }
 

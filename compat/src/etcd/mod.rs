@@ -1,0 +1,97 @@
+//! The etcd v3 JSON gateway (`/v3/...`, also under `/v3beta/` as etcd 3.4 serves it) over the
+//! replicated store. Behaviour and shapes follow Debian's etcd 3.4; see
+//! `shared/contracts/etcd.md`. Every handler decodes strictly, checks what etcd checks before
+//! proposing, and answers errors as etcd does.
+
+mod body;
+pub mod decode;
+pub mod encode;
+pub mod error;
+mod kv;
+mod lease;
+mod maintenance;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use tokio::sync::{mpsc, watch as signal};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+
+use hermes_raft::RaftNode;
+
+pub use maintenance::ETCD_VERSION;
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct Api {
+    node: Arc<RaftNode>,
+    /// Flips to `true` when the node shuts down; streams end then.
+    shutdown: signal::Receiver<bool>,
+    progress_interval: Duration,
+}
+
+impl Api {
+    pub fn new(node: Arc<RaftNode>, shutdown: signal::Receiver<bool>) -> Self {
+        Api {
+            node,
+            shutdown,
+            progress_interval: watch::PROGRESS_INTERVAL,
+        }
+    }
+}
+
+fn v3_routes() -> Router<Api> {
+    Router::new()
+        .route("/kv/range", post(kv::range))
+        .route("/kv/put", post(kv::put))
+        .route("/kv/deleterange", post(kv::delete_range))
+        .route("/kv/txn", post(kv::txn))
+        .route("/kv/compaction", post(kv::compact))
+        .route("/watch", post(watch::watch))
+        .route("/lease/grant", post(lease::grant))
+        .route("/lease/revoke", post(lease::revoke))
+        .route("/kv/lease/revoke", post(lease::revoke))
+        .route("/lease/keepalive", post(lease::keepalive))
+        .route("/lease/timetolive", post(lease::time_to_live))
+        .route("/kv/lease/timetolive", post(lease::time_to_live))
+        .route("/lease/leases", post(lease::leases))
+        .route("/kv/lease/leases", post(lease::leases))
+        .route("/maintenance/status", post(maintenance::status))
+        .route("/maintenance/alarm", post(maintenance::alarm))
+        .route("/cluster/member/list", post(maintenance::member_list))
+}
+
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .nest("/v3", v3_routes())
+        .nest("/v3beta", v3_routes())
+        .with_state(api)
+}
+
+/// Serves the etcd endpoint until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Api,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A chunked response whose lines come from `rx`.
+fn stream_response(rx: mpsc::Receiver<bytes::Bytes>) -> Response {
+    let stream = ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}

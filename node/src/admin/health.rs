@@ -1,0 +1,97 @@
+//! Liveness and readiness. `/livez` answers while the process runs; `/readyz` answers 200 only
+//! when this node can serve: store open, a leader known, local state caught up with the commit
+//! index, a leader still acknowledged by its quorum, and the node not draining. Otherwise 503
+//! with the failing check named. `/health` and `/ready` are aliases for tools that know the
+//! original gateway.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use hermes_raft::metrics::QUORUM_LOST_AFTER_MS;
+
+use super::AdminState;
+
+/// A follower more than this many entries behind the commit index is not ready.
+const MAX_APPLY_LAG: u64 = 100;
+
+pub async fn livez() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// Each check, in order, with whether it passed and why not.
+pub fn checks(state: &AdminState) -> Vec<(&'static str, Result<(), String>)> {
+    let info = state.node.info();
+    let draining = state.draining.load(std::sync::atomic::Ordering::Acquire);
+    let lag = info.commit_index.saturating_sub(info.applied_index);
+    vec![
+        ("store", Ok(())),
+        (
+            "leader",
+            match info.leader {
+                Some(_) => Ok(()),
+                None => Err("no raft leader is known (election in progress or quorum lost)".into()),
+            },
+        ),
+        (
+            "caught_up",
+            if lag <= MAX_APPLY_LAG {
+                Ok(())
+            } else {
+                Err(format!(
+                    "applied index {} is {lag} entries behind commit index {}",
+                    info.applied_index, info.commit_index
+                ))
+            },
+        ),
+        (
+            "quorum",
+            match (info.role.as_str(), info.quorum_ack_age_ms) {
+                ("leader", Some(age)) if age >= QUORUM_LOST_AFTER_MS => Err(format!(
+                    "this leader has not been acknowledged by a quorum for {age} ms"
+                )),
+                ("leader", None) => {
+                    Err("this leader has not yet been acknowledged by a quorum".into())
+                }
+                _ => Ok(()),
+            },
+        ),
+        (
+            "draining",
+            if draining {
+                Err("the node is shutting down".into())
+            } else {
+                Ok(())
+            },
+        ),
+    ]
+}
+
+pub async fn readyz(State(state): State<AdminState>) -> Response {
+    let checks = checks(&state);
+    let failing = checks
+        .iter()
+        .find_map(|(name, r)| r.as_ref().err().map(|why| (*name, why.clone())));
+    let detail: serde_json::Map<String, serde_json::Value> = checks
+        .iter()
+        .map(|(name, r)| {
+            (
+                name.to_string(),
+                match r {
+                    Ok(()) => json!("ok"),
+                    Err(why) => json!(why),
+                },
+            )
+        })
+        .collect();
+    match failing {
+        None => Json(json!({"status": "ready", "checks": detail})).into_response(),
+        Some((name, why)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "failing": name, "reason": why, "checks": detail})),
+        )
+            .into_response(),
+    }
+}

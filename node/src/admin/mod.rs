@@ -1,0 +1,59 @@
+//! The admin listener: health, readiness, metrics and the cluster API. The control-plane API
+//! and the web UI join this router with their issues.
+
+mod cluster;
+pub mod error;
+pub mod health;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+use hermes_raft::RaftNode;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub node: Arc<RaftNode>,
+    pub registry: prometheus::Registry,
+    /// Set when shutdown begins, so `/readyz` turns away new traffic first.
+    pub draining: Arc<AtomicBool>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/livez", get(health::livez))
+        .route("/health", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/ready", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/cluster/status", get(cluster::status))
+        .route(
+            "/api/v1/cluster/members",
+            get(cluster::list).post(cluster::add),
+        )
+        .route("/api/v1/cluster/members/{id}", delete(cluster::remove))
+        .route(
+            "/api/v1/cluster/members/{id}/promote",
+            post(cluster::promote),
+        )
+        .route("/api/v1/cluster/join", post(cluster::join))
+        .with_state(state)
+}
+
+/// Serves the admin listener until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

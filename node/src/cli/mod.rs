@@ -1,0 +1,183 @@
+//! The command line: `hermes node` runs a node; the other commands operate a running cluster
+//! through any member's admin API.
+
+mod cluster;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use cluster::run_cluster_command;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hermes",
+    version,
+    about = "Hermes API gateway: one binary, every node whole"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node (embedded replicated store, proxy, admin API, etcd endpoint).
+    Node(Box<NodeArgs>),
+    /// List, add, promote or remove cluster members.
+    Member {
+        #[command(subcommand)]
+        action: MemberAction,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// One screen of cluster health: members, roles, leader, applied index, lag.
+    Status {
+        #[command(flatten)]
+        conn: Connection,
+        /// Print the raw JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work with node configuration files.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Print version, git sha and features.
+    Version,
+}
+
+/// `hermes node` flags. Every flag is also `HERMES_<SECTION>_<KEY>` and a key in the file.
+#[derive(Debug, Args, Default)]
+pub struct NodeArgs {
+    /// TOML configuration file.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Node id, stable for the node's life [default: 1].
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Raft log, state machine and snapshots [default: ./hermes-data].
+    #[arg(long)]
+    pub data_dir: Option<String>,
+    /// Gateway traffic [default: 0.0.0.0:8080].
+    #[arg(long)]
+    pub proxy_listen: Option<String>,
+    /// REST API, UI, /metrics, health [default: 0.0.0.0:9080].
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+    /// Raft RPC and forwarded requests between nodes [default: 127.0.0.1:9081].
+    #[arg(long)]
+    pub peer_listen: Option<String>,
+    /// URL other nodes use to reach this one [default: from --peer-listen].
+    #[arg(long)]
+    pub advertise_peer: Option<String>,
+    /// etcd v3 API; `off` disables it [default: 127.0.0.1:2379].
+    #[arg(long)]
+    pub etcd_listen: Option<String>,
+    /// Static bootstrap: `1=http://10.0.0.1:9081,2=http://10.0.0.2:9081,...`.
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// Admin URL of any member: join as learner, promoted to voter once caught up.
+    #[arg(long)]
+    pub join: Option<String>,
+    /// Shared secret authenticating peers (prefer --cluster-secret-file).
+    #[arg(long)]
+    pub cluster_secret: Option<String>,
+    /// File holding the cluster secret.
+    #[arg(long)]
+    pub cluster_secret_file: Option<String>,
+    /// Which namespace's configuration this node's proxy serves [default: default].
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Revisions of history kept by automatic compaction, 0 keeps all [default: 10000].
+    #[arg(long)]
+    pub history_retention: Option<String>,
+    /// Raft log entries between snapshots [default: 10000].
+    #[arg(long)]
+    pub snapshot_every: Option<String>,
+    /// How long a client request may wait for the cluster, in ms [default: 5000].
+    #[arg(long)]
+    pub request_timeout_ms: Option<String>,
+    /// How long in-flight requests may take to finish on shutdown, in ms [default: 10000].
+    #[arg(long)]
+    pub shutdown_grace_ms: Option<String>,
+}
+
+impl NodeArgs {
+    /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
+    pub fn flags(&self) -> crate::config::Flags {
+        use crate::config::*;
+        let pairs: [(Setting, &Option<String>); 16] = [
+            (ID, &self.id),
+            (DATA_DIR, &self.data_dir),
+            (PROXY_LISTEN, &self.proxy_listen),
+            (ADMIN_LISTEN, &self.admin_listen),
+            (PEER_LISTEN, &self.peer_listen),
+            (ADVERTISE_PEER, &self.advertise_peer),
+            (ETCD_LISTEN, &self.etcd_listen),
+            (INITIAL_CLUSTER, &self.initial_cluster),
+            (JOIN, &self.join),
+            (CLUSTER_SECRET, &self.cluster_secret),
+            (CLUSTER_SECRET_FILE, &self.cluster_secret_file),
+            (NAMESPACE, &self.namespace),
+            (HISTORY_RETENTION, &self.history_retention),
+            (SNAPSHOT_EVERY, &self.snapshot_every),
+            (REQUEST_TIMEOUT_MS, &self.request_timeout_ms),
+            (SHUTDOWN_GRACE_MS, &self.shutdown_grace_ms),
+        ];
+        pairs
+            .into_iter()
+            .filter_map(|(s, v)| v.clone().map(|v| (s.flag, v)))
+            .collect()
+    }
+}
+
+/// How the operator commands reach the cluster.
+#[derive(Debug, Args, Clone)]
+pub struct Connection {
+    /// Admin URL of any member.
+    #[arg(long, env = "HERMES_ENDPOINT", default_value = "http://127.0.0.1:9080")]
+    pub endpoint: String,
+    /// Cluster secret, needed for membership changes on clusters that have one.
+    #[arg(long, env = "HERMES_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// File holding the cluster secret.
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberAction {
+    /// List members with their role, addresses and progress.
+    List {
+        /// Print the raw JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a node as a learner (it replicates but does not vote until promoted).
+    Add {
+        /// The new node's id.
+        id: u64,
+        /// The new node's peer URL, e.g. http://10.0.0.4:9081.
+        peer_url: String,
+    },
+    /// Make a caught-up learner a voter.
+    Promote { id: u64 },
+    /// Remove a member.
+    Remove {
+        id: u64,
+        /// Remove even if the remaining healthy voters cannot form a quorum.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Check a node configuration file without starting anything.
+    Validate {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+    },
+}

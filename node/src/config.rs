@@ -1,0 +1,570 @@
+//! Node configuration: every setting from a flag, an environment variable
+//! (`HERMES_<SECTION>_<KEY>`), the TOML file given with `-c`, or its default, in that order of
+//! precedence. Loading has no side effects beyond reading files, and every error names the
+//! setting and all the ways to set it, so it can be reported before any port is bound.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One configurable setting and its three spellings.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub section: &'static str,
+    pub key: &'static str,
+    pub flag: &'static str,
+}
+
+impl Setting {
+    pub fn env(&self) -> String {
+        format!("HERMES_{}_{}", self.section, self.key).to_uppercase()
+    }
+
+    pub fn file_key(&self) -> String {
+        format!("{}.{}", self.section, self.key)
+    }
+}
+
+macro_rules! settings {
+    ($($name:ident = $section:literal . $key:literal, $flag:literal;)*) => {
+        $(pub const $name: Setting = Setting { section: $section, key: $key, flag: $flag };)*
+        pub const ALL: &[Setting] = &[$($name),*];
+    };
+}
+
+settings! {
+    ID = "node"."id", "--id";
+    DATA_DIR = "node"."data_dir", "--data-dir";
+    NAMESPACE = "node"."namespace", "--namespace";
+    PROXY_LISTEN = "proxy"."listen", "--proxy-listen";
+    ADMIN_LISTEN = "admin"."listen", "--admin-listen";
+    PEER_LISTEN = "peer"."listen", "--peer-listen";
+    ADVERTISE_PEER = "peer"."advertise", "--advertise-peer";
+    ETCD_LISTEN = "etcd"."listen", "--etcd-listen";
+    INITIAL_CLUSTER = "cluster"."initial", "--initial-cluster";
+    JOIN = "cluster"."join", "--join";
+    CLUSTER_SECRET = "cluster"."secret", "--cluster-secret";
+    CLUSTER_SECRET_FILE = "cluster"."secret_file", "--cluster-secret-file";
+    HISTORY_RETENTION = "store"."history_retention", "--history-retention";
+    SNAPSHOT_EVERY = "store"."snapshot_every", "--snapshot-every";
+    REQUEST_TIMEOUT_MS = "raft"."request_timeout_ms", "--request-timeout-ms";
+    SHUTDOWN_GRACE_MS = "node"."shutdown_grace_ms", "--shutdown-grace-ms";
+}
+
+/// A setting had a bad value, or the file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid {flag} ({file_key} in the config file, env {env}) = {value:?}: {reason}")]
+    Invalid {
+        flag: &'static str,
+        file_key: String,
+        env: String,
+        value: String,
+        reason: String,
+    },
+    #[error("config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Where the cluster secret lives. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The resolved configuration of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub data_dir: PathBuf,
+    pub namespace: String,
+    pub proxy_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub peer_listen: SocketAddr,
+    /// URL other nodes use to reach this node's peer listener.
+    pub advertise_peer: String,
+    /// `None` when the etcd endpoint is off.
+    pub etcd_listen: Option<SocketAddr>,
+    pub initial_cluster: Option<BTreeMap<u64, String>>,
+    pub join: Option<String>,
+    pub cluster_secret: Option<Secret>,
+    /// Revisions of history kept by automatic compaction (0 = keep everything).
+    pub history_retention: i64,
+    /// Raft log entries between snapshots.
+    pub snapshot_every: u64,
+    /// How long a client request may wait for the cluster.
+    pub request_timeout: Duration,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// Raw values as given on the command line (flag name → value).
+pub type Flags = BTreeMap<&'static str, String>;
+
+struct Sources<'a> {
+    flags: &'a Flags,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    file: BTreeMap<String, String>,
+}
+
+impl Sources<'_> {
+    fn raw(&self, s: Setting) -> Option<String> {
+        self.flags
+            .get(s.flag)
+            .cloned()
+            .or_else(|| (self.env)(&s.env()))
+            .or_else(|| self.file.get(&s.file_key()).cloned())
+    }
+
+    fn get<T>(
+        &self,
+        s: Setting,
+        default: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let value = self.raw(s).unwrap_or_else(|| default.to_string());
+        parse(&value).map_err(|reason| invalid(s, &value, reason))
+    }
+
+    fn get_opt<T>(
+        &self,
+        s: Setting,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.raw(s) {
+            None => Ok(None),
+            Some(value) if value.is_empty() => Ok(None),
+            Some(value) => parse(&value)
+                .map(Some)
+                .map_err(|reason| invalid(s, &value, reason)),
+        }
+    }
+}
+
+fn invalid(s: Setting, value: &str, reason: String) -> ConfigError {
+    let shown = if s.key.contains("secret") && s.key != "secret_file" {
+        "<redacted>".to_string()
+    } else {
+        value.to_string()
+    };
+    ConfigError::Invalid {
+        flag: s.flag,
+        file_key: s.file_key(),
+        env: s.env(),
+        value: shown,
+        reason,
+    }
+}
+
+/// Reads a TOML file into `section.key → value` strings, rejecting unknown keys.
+fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let file_err = |reason: String| ConfigError::File {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (section, body) in table {
+        let toml::Value::Table(body) = body else {
+            return Err(file_err(format!("`{section}` must be a [section]")));
+        };
+        for (key, value) in body {
+            let full = format!("{section}.{key}");
+            if !ALL.iter().any(|s| s.file_key() == full) {
+                return Err(file_err(format!("unknown setting `{full}`")));
+            }
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(file_err(format!(
+                        "`{full}` must be a string or number, not {}",
+                        other.type_str()
+                    )))
+                }
+            };
+            out.insert(full, text);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_addr(v: &str) -> Result<SocketAddr, String> {
+    v.parse()
+        .map_err(|_| "expected an IP:port socket address such as 127.0.0.1:9080".to_string())
+}
+
+fn parse_url(v: &str) -> Result<String, String> {
+    let rest = v
+        .strip_prefix("http://")
+        .ok_or_else(|| "expected an http:// URL such as http://10.0.0.1:9081".to_string())?;
+    let host_port = rest.trim_end_matches('/');
+    if host_port.is_empty() || host_port.contains('/') {
+        return Err("expected http://host:port with no path".into());
+    }
+    if !host_port
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+    {
+        return Err("the URL needs a host and a port".into());
+    }
+    Ok(format!("http://{host_port}"))
+}
+
+fn parse_initial_cluster(v: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut members = BTreeMap::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, url) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{part}` is not id=url"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| format!("`{id}` is not a node id (a positive integer)"))?;
+        let url = parse_url(url.trim()).map_err(|e| format!("member {id}: {e}"))?;
+        if members.insert(id, url).is_some() {
+            return Err(format!("node id {id} appears twice"));
+        }
+    }
+    if members.is_empty() {
+        return Err("expected id=url pairs separated by commas".into());
+    }
+    Ok(members)
+}
+
+fn parse_positive<T: std::str::FromStr + PartialOrd + Default>(v: &str) -> Result<T, String> {
+    v.parse::<T>()
+        .ok()
+        .filter(|n| *n > T::default())
+        .ok_or_else(|| "expected a positive integer".to_string())
+}
+
+fn parse_namespace(v: &str) -> Result<String, String> {
+    let ok = !v.is_empty()
+        && v.len() <= 63
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !v.starts_with('-')
+        && !v.ends_with('-');
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err("expected a DNS label: lowercase letters, digits and '-', at most 63 characters".into())
+    }
+}
+
+impl NodeConfig {
+    /// Resolves the configuration from flags, environment, an optional file and defaults.
+    pub fn load(
+        flags: &Flags,
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<NodeConfig, ConfigError> {
+        let file = match file {
+            Some(path) => read_file(path)?,
+            None => BTreeMap::new(),
+        };
+        let src = Sources { flags, env, file };
+        let id: u64 = src.get(ID, "1", parse_positive)?;
+        let peer_listen = src.get(PEER_LISTEN, "127.0.0.1:9081", parse_addr)?;
+        let initial_cluster = src.get_opt(INITIAL_CLUSTER, parse_initial_cluster)?;
+        let join = src.get_opt(JOIN, parse_url)?;
+        let advertise_peer = match src.get_opt(ADVERTISE_PEER, parse_url)? {
+            Some(url) => url,
+            None => match initial_cluster.as_ref().and_then(|m| m.get(&id)) {
+                Some(url) => url.clone(),
+                None if peer_listen.ip().is_unspecified() => return Err(invalid(
+                    ADVERTISE_PEER,
+                    "",
+                    format!(
+                        "{} listens on all interfaces ({peer_listen}), so other nodes cannot be \
+                             told where to reach it: set {}",
+                        PEER_LISTEN.flag, ADVERTISE_PEER.flag
+                    ),
+                )),
+                None => format!("http://{peer_listen}"),
+            },
+        };
+        if let Some(members) = &initial_cluster {
+            match members.get(&id) {
+                None => {
+                    return Err(invalid(
+                        INITIAL_CLUSTER,
+                        &format!("{members:?}"),
+                        format!("does not list this node's id {id}"),
+                    ))
+                }
+                Some(url) if *url != advertise_peer => {
+                    return Err(ConfigError::Conflict(format!(
+                        "{} says node {id} is at {url}, but {} is {advertise_peer}",
+                        INITIAL_CLUSTER.flag, ADVERTISE_PEER.flag
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        if initial_cluster.is_some() && join.is_some() {
+            return Err(ConfigError::Conflict(format!(
+                "{} and {} exclude each other: bootstrap a new cluster or join an existing one",
+                INITIAL_CLUSTER.flag, JOIN.flag
+            )));
+        }
+        let secret = src.get_opt(CLUSTER_SECRET, |v| Ok(Secret(v.as_bytes().to_vec())))?;
+        let secret_file = src.get_opt(CLUSTER_SECRET_FILE, |v| {
+            let text = std::fs::read_to_string(v).map_err(|e| format!("cannot read it: {e}"))?;
+            let trimmed = text.trim();
+            if trimmed.is_empty() {
+                return Err("the file is empty".into());
+            }
+            Ok(Secret(trimmed.as_bytes().to_vec()))
+        })?;
+        if secret.is_some() && secret_file.is_some() {
+            return Err(ConfigError::Conflict(format!(
+                "give the cluster secret once: {} or {}, not both",
+                CLUSTER_SECRET.flag, CLUSTER_SECRET_FILE.flag
+            )));
+        }
+        let cluster_secret = secret.or(secret_file);
+        if let Some(s) = &cluster_secret {
+            if s.0.len() < 16 {
+                return Err(invalid(
+                    CLUSTER_SECRET,
+                    "",
+                    "the cluster secret must be at least 16 bytes".into(),
+                ));
+            }
+        }
+        let advertise_is_loopback = advertise_peer
+            .strip_prefix("http://")
+            .and_then(|hp| hp.rsplit_once(':'))
+            .map(|(h, _)| h.trim_matches(['[', ']']))
+            .is_some_and(|h| {
+                h == "localhost"
+                    || h.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            });
+        if cluster_secret.is_none() && (!peer_listen.ip().is_loopback() || !advertise_is_loopback) {
+            return Err(ConfigError::Conflict(format!(
+                "the peer port is reachable from other hosts ({} {peer_listen}, advertised as {advertise_peer}) \
+                 but no cluster secret is set: set {} or {} (the same on every node) so that only \
+                 members can join and replicate",
+                PEER_LISTEN.flag, CLUSTER_SECRET.flag, CLUSTER_SECRET_FILE.flag
+            )));
+        }
+        let etcd_listen = src.get(ETCD_LISTEN, "127.0.0.1:2379", |v| {
+            if v == "off" {
+                Ok(None)
+            } else {
+                parse_addr(v).map(Some)
+            }
+        })?;
+        Ok(NodeConfig {
+            id,
+            data_dir: PathBuf::from(src.get(DATA_DIR, "./hermes-data", |v| {
+                if v.is_empty() {
+                    Err("must not be empty".into())
+                } else {
+                    Ok(v.to_string())
+                }
+            })?),
+            namespace: src.get(NAMESPACE, "default", parse_namespace)?,
+            proxy_listen: src.get(PROXY_LISTEN, "0.0.0.0:8080", parse_addr)?,
+            admin_listen: src.get(ADMIN_LISTEN, "0.0.0.0:9080", parse_addr)?,
+            peer_listen,
+            advertise_peer,
+            etcd_listen,
+            initial_cluster,
+            join,
+            cluster_secret,
+            history_retention: src.get(HISTORY_RETENTION, "10000", |v| {
+                v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    "expected a number of revisions (0 keeps all history)".to_string()
+                })
+            })?,
+            snapshot_every: src.get(SNAPSHOT_EVERY, "10000", parse_positive)?,
+            request_timeout: Duration::from_millis(src.get(
+                REQUEST_TIMEOUT_MS,
+                "5000",
+                parse_positive,
+            )?),
+            shutdown_grace: Duration::from_millis(src.get(
+                SHUTDOWN_GRACE_MS,
+                "10000",
+                parse_positive,
+            )?),
+        })
+    }
+
+    /// The URL of this node's admin API as other nodes and tools should use it.
+    pub fn admin_url(&self) -> String {
+        advertised_url(self.admin_listen, &self.advertise_peer)
+    }
+
+    pub fn etcd_url(&self) -> Option<String> {
+        self.etcd_listen
+            .map(|a| advertised_url(a, &self.advertise_peer))
+    }
+}
+
+/// A listener's URL: its own address, or the advertised peer host when it listens on all
+/// interfaces.
+fn advertised_url(addr: SocketAddr, advertise_peer: &str) -> String {
+    if addr.ip().is_unspecified() {
+        let host = advertise_peer
+            .strip_prefix("http://")
+            .and_then(|hp| hp.rsplit_once(':'))
+            .map_or("127.0.0.1", |(h, _)| h);
+        format!("http://{host}:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(
+        flags: &[(&'static str, &str)],
+        env: &[(&str, &str)],
+        file: Option<&str>,
+    ) -> Result<NodeConfig, ConfigError> {
+        let flags: Flags = flags.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hermes.toml");
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+        }
+        NodeConfig::load(&flags, file.map(|_| path.as_path()), &|k| {
+            env.get(k).cloned()
+        })
+    }
+
+    #[test]
+    fn defaults_make_a_single_loopback_node() {
+        let c = load(&[], &[], None).unwrap();
+        assert_eq!(c.id, 1);
+        assert_eq!(c.advertise_peer, "http://127.0.0.1:9081");
+        assert_eq!(c.etcd_listen, Some("127.0.0.1:2379".parse().unwrap()));
+        assert_eq!(c.namespace, "default");
+        assert!(c.initial_cluster.is_none() && c.cluster_secret.is_none());
+        assert_eq!(c.admin_url(), "http://127.0.0.1:9080");
+    }
+
+    #[test]
+    fn precedence_is_flag_env_file_default() {
+        let file = "[node]\nid = 3\nnamespace = \"from-file\"\n[admin]\nlisten = \"127.0.0.1:1\"\n";
+        let c = load(&[], &[], Some(file)).unwrap();
+        assert_eq!((c.id, c.namespace.as_str()), (3, "from-file"));
+        let c = load(&[], &[("HERMES_NODE_ID", "4")], Some(file)).unwrap();
+        assert_eq!(c.id, 4);
+        let c = load(&[("--id", "5")], &[("HERMES_NODE_ID", "4")], Some(file)).unwrap();
+        assert_eq!(c.id, 5);
+        assert_eq!(c.admin_listen, "127.0.0.1:1".parse().unwrap());
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = load(&[("--peer-listen", "nope")], &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--peer-listen")
+                && e.contains("peer.listen")
+                && e.contains("HERMES_PEER_LISTEN"),
+            "{e}"
+        );
+        let e = load(&[], &[], Some("[node]\nidd = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node.idd"), "{e}");
+        let e = load(&[("--id", "0")], &[], None).unwrap_err().to_string();
+        assert!(e.contains("--id"), "{e}");
+        let e = load(
+            &[("--initial-cluster", "1=http://127.0.0.1:1,x=y")],
+            &[],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--initial-cluster"), "{e}");
+    }
+
+    #[test]
+    fn non_loopback_peers_need_a_secret() {
+        let e = load(&[("--peer-listen", "10.1.2.3:9081")], &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--cluster-secret"), "{e}");
+        let c = load(
+            &[
+                ("--peer-listen", "10.1.2.3:9081"),
+                ("--cluster-secret", "0123456789abcdef"),
+            ],
+            &[],
+            None,
+        )
+        .unwrap();
+        assert!(c.cluster_secret.is_some());
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "secrets never appear in Debug"
+        );
+        let e = load(&[("--peer-listen", "0.0.0.0:9081")], &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--advertise-peer"), "{e}");
+    }
+
+    #[test]
+    fn initial_cluster_must_name_this_node_consistently() {
+        let c = load(
+            &[
+                ("--id", "2"),
+                (
+                    "--initial-cluster",
+                    "1=http://127.0.0.1:7001,2=http://127.0.0.1:7002",
+                ),
+            ],
+            &[],
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.advertise_peer, "http://127.0.0.1:7002");
+        assert!(load(
+            &[
+                ("--id", "3"),
+                ("--initial-cluster", "1=http://127.0.0.1:7001")
+            ],
+            &[],
+            None
+        )
+        .is_err());
+        assert!(load(
+            &[
+                ("--initial-cluster", "1=http://127.0.0.1:7001"),
+                ("--join", "http://127.0.0.1:9080")
+            ],
+            &[],
+            None
+        )
+        .is_err());
+    }
+}

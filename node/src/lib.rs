@@ -1,0 +1,16 @@
+//! hermes-node: the `hermes` binary's library. It wires the store, raft, the etcd endpoint and
+//! the admin API into a running node ([`run::run`]), and holds the operator CLI. It owns
+//! configuration, listeners, shutdown and the admin HTTP surface; the pieces themselves live
+//! in their crates.
+
+pub mod admin;
+pub mod admin_client;
+pub mod cli;
+pub mod config;
+pub mod join;
+pub mod logging;
+pub mod run;
+pub mod version;
+
+pub use config::NodeConfig;
+pub use run::{run, RunError};

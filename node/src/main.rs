@@ -1,0 +1,140 @@
+//! The `hermes` binary: parse arguments, then either run a node or an operator command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use hermes_node::cli::{run_cluster_command, Cli, Command, ConfigAction};
+use hermes_node::config::NodeConfig;
+
+/// sysexits' EX_CONFIG: the configuration (a flag, variable or file) is wrong.
+const EXIT_CONFIG: u8 = 78;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("\n======== hermes crashed: this is a bug, please report it with the lines below ========");
+        default(info);
+        std::process::abort();
+    }));
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_CONFIG } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Version => {
+            println!(
+                "hermes {} (git {}, features: embedded-store, etcd-json-gateway)",
+                env!("CARGO_PKG_VERSION"),
+                hermes_node::version::GIT_SHA
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Config {
+            action: ConfigAction::Validate { config },
+        } => match NodeConfig::load(&Default::default(), Some(&config), &|_| None) {
+            Ok(c) => {
+                println!(
+                    "{}: ok (node {}, data dir {})",
+                    config.display(),
+                    c.id,
+                    c.data_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Node(args) => {
+            // Configuration first: nothing is opened or bound until it is known to be valid.
+            let config = match NodeConfig::load(&args.flags(), args.config.as_deref(), &env) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            hermes_node::logging::init();
+            install_panic_hook();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: starting the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(hermes_node::run(config, wait_for_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "node failed");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Member { action, conn } => cli_command(conn, Some(action), false),
+        Command::Status { conn, json } => cli_command(conn, None, json),
+    }
+}
+
+fn cli_command(
+    conn: hermes_node::cli::Connection,
+    action: Option<hermes_node::cli::MemberAction>,
+    json: bool,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_cluster_command(&conn, action.as_ref(), json)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Wiring of a node: open the store, bind every listener, start raft, bootstrap or join, serve,
+//! and on shutdown drain with a deadline. `main` only parses arguments and calls [`run`]; tests
+//! call it in-process.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use hermes_raft::peer_server;
+use hermes_raft::{RaftConfig, RaftNode};
+use hermes_storage::types::Member;
+
+use crate::admin::{self, AdminState};
+use crate::config::{NodeConfig, Setting, ADMIN_LISTEN, ETCD_LISTEN, PEER_LISTEN};
+use crate::join::join_cluster;
+
+/// Why a node could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("opening the store in {dir}: {source}")]
+    Store {
+        dir: String,
+        #[source]
+        source: hermes_storage::StoreError,
+    },
+    #[error("cannot listen on {addr} ({flag}): {source}; is another process using the port?")]
+    Bind {
+        flag: &'static str,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting raft: {0}")]
+    Raft(#[from] hermes_raft::node::StartError),
+    #[error("registering metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("a background task failed: {0}")]
+    Task(String),
+}
+
+async fn bind(setting: Setting, addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind {
+            flag: setting.flag,
+            addr,
+            source,
+        })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(listener = setting.section, addr = %bound, "listening");
+    Ok(listener)
+}
+
+fn build_info(registry: &prometheus::Registry) -> Result<(), prometheus::Error> {
+    let info = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "hermes_build_info",
+            "Build of this hermes binary (always 1)",
+        ),
+        &["version", "git_sha"],
+    )?;
+    info.with_label_values(&[env!("CARGO_PKG_VERSION"), crate::version::GIT_SHA])
+        .set(1);
+    registry.register(Box::new(info))
+}
+
+/// Runs a node until `shutdown` resolves, then drains and stops.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        git_sha = crate::version::GIT_SHA,
+        node_id = config.id,
+        data_dir = %config.data_dir.display(),
+        "starting hermes node"
+    );
+
+    // 1. The store. Opening replays sled's log: blocking work.
+    let dir = config.data_dir.clone();
+    let (log, sm, store) = tokio::task::spawn_blocking(move || hermes_storage::open(&dir))
+        .await
+        .map_err(|e| RunError::Task(e.to_string()))?
+        .map_err(|source| RunError::Store {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
+    tracing::info!(
+        revision = store.revision(),
+        keys = store.key_count(),
+        "store opened"
+    );
+
+    // 2. Every listener, before anything is served.
+    let peer_listener = bind(PEER_LISTEN, config.peer_listen).await?;
+    let admin_listener = bind(ADMIN_LISTEN, config.admin_listen).await?;
+    let etcd_listener = match config.etcd_listen {
+        Some(addr) => Some(bind(ETCD_LISTEN, addr).await?),
+        None => None,
+    };
+    let admin_url = match admin_listener.local_addr() {
+        Ok(a) if config.admin_listen.port() == 0 => format!("http://{a}"),
+        _ => config.admin_url(),
+    };
+
+    // 3. Raft.
+    let registry = prometheus::Registry::new();
+    build_info(&registry)?;
+    let mut raft_config = RaftConfig::new(config.id, config.advertise_peer.clone(), admin_url);
+    raft_config.etcd_url = config.etcd_url();
+    raft_config.cluster_secret = config.cluster_secret.as_ref().map(|s| s.0.clone());
+    raft_config.history_retention = config.history_retention;
+    raft_config.snapshot_every = config.snapshot_every;
+    raft_config.request_timeout = config.request_timeout;
+    let node = RaftNode::start(raft_config, log, sm, Some(&registry)).await?;
+
+    // 4. Serve.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let draining = Arc::new(AtomicBool::new(false));
+    let mut servers = JoinSet::new();
+    servers.spawn(peer_server::serve(
+        peer_listener,
+        node.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let admin_state = AdminState {
+        node: node.clone(),
+        registry: registry.clone(),
+        draining: draining.clone(),
+    };
+    servers.spawn(admin::serve(
+        admin_listener,
+        admin_state.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    if let Some(listener) = etcd_listener {
+        let api = hermes_compat::etcd::Api::new(node.clone(), stop_rx.clone());
+        servers.spawn(hermes_compat::etcd::serve(
+            listener,
+            api,
+            stopped(stop_rx.clone()),
+        ));
+    }
+
+    // 5. Bootstrap a new cluster, or join an existing one.
+    let mut helpers = JoinSet::new();
+    if let Some(url) = &config.join {
+        if node.is_initialized().await {
+            tracing::info!("already a cluster member; ignoring --join");
+        } else {
+            helpers.spawn(join_cluster(node.clone(), url.clone(), stop_rx.clone()));
+        }
+    } else {
+        let voters: BTreeMap<u64, Member> = match &config.initial_cluster {
+            Some(members) => members
+                .iter()
+                .map(|(id, url)| {
+                    (
+                        *id,
+                        Member {
+                            peer_url: url.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            None => BTreeMap::from([(
+                config.id,
+                Member {
+                    peer_url: config.advertise_peer.clone(),
+                },
+            )]),
+        };
+        if node.bootstrap(voters.clone()).await? {
+            tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "initialized a new cluster");
+        }
+    }
+    helpers.spawn(announce_ready(admin_state, stop_rx.clone()));
+
+    // 6. Run until told to stop, or until a server fails.
+    tokio::pin!(shutdown);
+    let failure = tokio::select! {
+        _ = &mut shutdown => None,
+        Some(result) = servers.join_next() => Some(match result {
+            Ok(Ok(())) => "a listener stopped unexpectedly".to_string(),
+            Ok(Err(e)) => format!("a listener failed: {e}"),
+            Err(e) => format!("a listener task failed: {e}"),
+        }),
+    };
+
+    // 7. Drain: readiness off, stop accepting, finish in-flight requests within the grace
+    //    period, stop raft, make the store durable.
+    let started = Instant::now();
+    draining.store(true, Ordering::Release);
+    tracing::info!(
+        grace_ms = config.shutdown_grace.as_millis() as u64,
+        "shutting down: draining"
+    );
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while servers.join_next().await.is_some() {}
+        while helpers.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    servers.abort_all();
+    helpers.abort_all();
+    node.shutdown().await;
+    let engine = store.engine().clone();
+    let synced = tokio::task::spawn_blocking(move || engine.sync()).await;
+    if !matches!(synced, Ok(Ok(()))) {
+        tracing::error!(
+            "final store sync failed; the raft log still holds every acknowledged write"
+        );
+    }
+    tracing::info!(
+        drained_in_time = drained,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "stopped"
+    );
+    match failure {
+        Some(why) => Err(RunError::Task(why)),
+        None => Ok(()),
+    }
+}
+
+/// Logs once when the node first becomes ready, with its role.
+async fn announce_ready(state: AdminState, mut stop: watch::Receiver<bool>) {
+    loop {
+        if admin::health::checks(&state).iter().all(|(_, r)| r.is_ok()) {
+            let info = state.node.info();
+            tracing::info!(role = %info.role, leader = ?info.leader, term = info.term, "ready");
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The node's background drivers, all owned by the [`RaftNode`] and stopped by its shutdown:
+//! lease expiry (leader only), automatic compaction (leader only), and metrics refresh.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+
+use hermes_storage::mvcc::request::Command;
+use hermes_storage::KvError;
+
+use crate::error::WriteError;
+use crate::metrics::RaftMetricsExporter;
+use crate::node::RaftNode;
+
+const LEASE_TICK: Duration = Duration::from_millis(250);
+/// At most this many expired leases are revoked per tick (etcd limits revocations too).
+const MAX_REVOKES_PER_TICK: usize = 250;
+const COMPACTION_CHECK: Duration = Duration::from_secs(5);
+const METRICS_REFRESH: Duration = Duration::from_secs(1);
+
+pub(crate) fn spawn_all(node: &Arc<RaftNode>, exporter: Option<RaftMetricsExporter>) {
+    let weak = Arc::downgrade(node);
+    node.spawn(every(node, LEASE_TICK, {
+        let weak = weak.clone();
+        let exporter = exporter.clone();
+        move || expire_leases(weak.clone(), exporter.clone())
+    }));
+    node.spawn(every(node, COMPACTION_CHECK, {
+        let weak = weak.clone();
+        move || auto_compact(weak.clone())
+    }));
+    if let Some(exporter) = exporter {
+        node.spawn(every(node, METRICS_REFRESH, move || {
+            let weak = weak.clone();
+            let exporter = exporter.clone();
+            async move {
+                if let Some(node) = weak.upgrade() {
+                    exporter.refresh(&node);
+                }
+            }
+        }));
+    }
+}
+
+/// Runs `step` every `period` until the node shuts down.
+fn every<F, Fut>(
+    node: &Arc<RaftNode>,
+    period: Duration,
+    mut step: F,
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let mut shutdown = node.shutdown_signal();
+    async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => step().await,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+async fn expire_leases(node: Weak<RaftNode>, exporter: Option<RaftMetricsExporter>) {
+    let Some(node) = node.upgrade() else { return };
+    let leader_term = {
+        let m = node.raft.metrics();
+        let m = m.borrow();
+        (m.state == ServerState::Leader).then_some(m.current_term)
+    };
+    let expired = node.leases.tick(leader_term, &node.store, Instant::now());
+    for id in expired.into_iter().take(MAX_REVOKES_PER_TICK) {
+        let result = match node.write_as_leader(Command::LeaseRevoke { id }).await {
+            Ok(hermes_storage::mvcc::response::CommandResponse::Rejected(
+                KvError::LeaseNotFound,
+            ))
+            | Ok(_) => {
+                tracing::debug!(lease = id, "lease expired and was revoked");
+                node.leases.forget(id);
+                "revoked"
+            }
+            Err(_) => {
+                // Leadership moved or raft is stopping: the next leader takes over.
+                "failed"
+            }
+        };
+        if let Some(exporter) = &exporter {
+            exporter.lease_revokes.with_label_values(&[result]).inc();
+        }
+        if result == "failed" {
+            break;
+        }
+    }
+}
+
+async fn auto_compact(node: Weak<RaftNode>) {
+    let Some(node) = node.upgrade() else { return };
+    let retention = node.config.history_retention;
+    if retention <= 0 || !node.is_leader() {
+        return;
+    }
+    let revision = node.store.revision();
+    let floor = node.store.compact_revision();
+    // Compact in steps of a tenth of the retention, not on every revision.
+    if revision - floor <= retention + retention / 10 {
+        return;
+    }
+    let target = revision - retention;
+    match node.write(Command::Compact { revision: target }).await {
+        Ok(_) => tracing::info!(revision = target, retention, "compacted history"),
+        Err(WriteError::Rejected(KvError::Compacted { .. })) => {}
+        Err(e) => tracing::warn!(error = %e, revision = target, "automatic compaction failed"),
+    }
+}

@@ -1,0 +1,50 @@
+//! Settings of a node's raft participation.
+
+use std::time::Duration;
+
+use hermes_storage::types::NodeId;
+
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    pub id: NodeId,
+    /// URL other nodes use to reach this node's peer listener.
+    pub advertise_peer_url: String,
+    /// URL of this node's admin API, reported to other nodes.
+    pub admin_url: String,
+    /// URL of this node's etcd endpoint, if enabled.
+    pub etcd_url: Option<String>,
+    pub cluster_secret: Option<Vec<u8>>,
+    /// Leader heartbeat period. Default 100 ms.
+    pub heartbeat_interval: Duration,
+    /// Followers start an election after a random timeout in this range. Default 500–1000 ms.
+    pub election_timeout: (Duration, Duration),
+    /// How long a client request may wait for a leader, forwarding and commit. Default 5 s.
+    pub request_timeout: Duration,
+    /// Revisions of history kept by automatic compaction; 0 disables it. Default 10 000.
+    pub history_retention: i64,
+    /// Log entries between snapshots. Default 10 000.
+    pub snapshot_every: u64,
+}
+
+impl RaftConfig {
+    pub fn new(id: NodeId, advertise_peer_url: String, admin_url: String) -> Self {
+        RaftConfig {
+            id,
+            advertise_peer_url,
+            admin_url,
+            etcd_url: None,
+            cluster_secret: None,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+            request_timeout: Duration::from_secs(5),
+            history_retention: 10_000,
+            snapshot_every: 10_000,
+        }
+    }
+
+    /// etcd's minimum lease TTL: 1.5 × the longest election timeout, rounded up to seconds.
+    pub fn min_lease_ttl(&self) -> i64 {
+        let ms = self.election_timeout.1.as_millis() as i64 * 3 / 2;
+        (ms + 999) / 1000
+    }
+}

@@ -1,0 +1,126 @@
+//! Lease deadlines, kept by the leader only (as etcd's lessor does).
+//!
+//! Grants and revocations are raft commands; deadlines are not replicated. A node that becomes
+//! leader gives every existing lease a fresh full TTL, so a leader change never expires a live
+//! lease early. Keep-alives reach the leader (followers forward them) and push the deadline out.
+//! The leader proposes `LeaseRevoke` for each lease whose deadline passed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hermes_storage::KvStore;
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The term in which this node last became leader; `None` when not leader.
+    leader_term: Option<u64>,
+    deadlines: HashMap<i64, (Instant, i64)>,
+}
+
+#[derive(Debug, Default)]
+pub struct LeaseKeeper {
+    inner: Mutex<Inner>,
+}
+
+/// Remaining and granted TTL of a lease, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeaseTtl {
+    pub remaining: i64,
+    pub granted: i64,
+}
+
+impl LeaseKeeper {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Plain data; a panic elsewhere cannot leave it half-updated in a harmful way.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings the table in line with the store and this node's role. Called periodically.
+    /// Returns the leases whose deadline has passed (to revoke), oldest first.
+    pub fn tick(&self, leader_term: Option<u64>, store: &KvStore, now: Instant) -> Vec<i64> {
+        let mut inner = self.lock();
+        let Some(term) = leader_term else {
+            inner.leader_term = None;
+            inner.deadlines.clear();
+            return Vec::new();
+        };
+        let leases = store.leases();
+        if inner.leader_term != Some(term) {
+            // New leadership: every lease starts a full TTL from now.
+            inner.leader_term = Some(term);
+            inner.deadlines = leases
+                .iter()
+                .map(|(id, ttl)| (*id, (now + secs(*ttl), *ttl)))
+                .collect();
+            if !leases.is_empty() {
+                tracing::info!(
+                    term,
+                    leases = leases.len(),
+                    "became leader: extended all leases"
+                );
+            }
+            return Vec::new();
+        }
+        let live: std::collections::HashSet<i64> = leases.iter().map(|(id, _)| *id).collect();
+        inner.deadlines.retain(|id, _| live.contains(id));
+        for (id, ttl) in leases {
+            inner.deadlines.entry(id).or_insert((now + secs(ttl), ttl));
+        }
+        let mut expired: Vec<(Instant, i64)> = inner
+            .deadlines
+            .iter()
+            .filter(|(_, (deadline, _))| *deadline <= now)
+            .map(|(id, (deadline, _))| (*deadline, *id))
+            .collect();
+        expired.sort();
+        expired.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Whether this node currently keeps deadlines (it is leader and has ticked).
+    pub fn is_active(&self) -> bool {
+        self.lock().leader_term.is_some()
+    }
+
+    /// Starts the clock of a lease just granted through this leader.
+    pub fn granted(&self, id: i64, ttl: i64) {
+        let mut inner = self.lock();
+        if inner.leader_term.is_some() {
+            inner
+                .deadlines
+                .insert(id, (Instant::now() + secs(ttl), ttl));
+        }
+    }
+
+    pub fn forget(&self, id: i64) {
+        self.lock().deadlines.remove(&id);
+    }
+
+    /// Renews a lease; returns its TTL, or 0 if it does not exist (etcd's answer).
+    pub fn renew(&self, id: i64, store: &KvStore) -> i64 {
+        let Some((ttl, _)) = store.lease(id) else {
+            self.forget(id);
+            return 0;
+        };
+        self.lock()
+            .deadlines
+            .insert(id, (Instant::now() + secs(ttl), ttl));
+        ttl
+    }
+
+    /// Remaining and granted TTL, or `None` for an unknown lease.
+    pub fn ttl(&self, id: i64, store: &KvStore) -> Option<LeaseTtl> {
+        let (granted, _) = store.lease(id)?;
+        let now = Instant::now();
+        let remaining = match self.lock().deadlines.get(&id) {
+            // etcd truncates the remaining seconds.
+            Some((deadline, _)) => deadline.saturating_duration_since(now).as_secs() as i64,
+            None => granted,
+        };
+        Some(LeaseTtl { remaining, granted })
+    }
+}
+
+fn secs(ttl: i64) -> Duration {
+    Duration::from_secs(ttl.max(0) as u64)
+}
