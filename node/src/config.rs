@@ -286,15 +286,17 @@ impl NodeConfig {
             Some(url) => url,
             None => match initial_cluster.as_ref().and_then(|m| m.get(&id)) {
                 Some(url) => url.clone(),
-                None if peer_listen.ip().is_unspecified() => return Err(invalid(
-                    ADVERTISE_PEER,
-                    "",
-                    format!(
+                None if peer_listen.ip().is_unspecified() => {
+                    return Err(invalid(
+                        ADVERTISE_PEER,
+                        "",
+                        format!(
                         "{} listens on all interfaces ({peer_listen}), so other nodes cannot be \
                              told where to reach it: set {}",
                         PEER_LISTEN.flag, ADVERTISE_PEER.flag
                     ),
-                )),
+                    ))
+                }
                 None => format!("http://{peer_listen}"),
             },
         };

@@ -1,0 +1,141 @@
+//! Three nodes survive the loss of their leader without losing an acknowledged write.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+#[test]
+fn leader_kill_under_load_loses_no_acknowledged_write() {
+    let mut c = Cluster::start(3);
+    let leader = c.leader();
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+
+    eprintln!(
+        "phase 1: write through follower {}, read linearizably from {}",
+        followers[0], followers[1]
+    );
+    let (status, body) = c
+        .node(followers[0])
+        .put("/phase1/key", "through-a-follower")
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let seen = c.node(followers[1]).range_prefix("/phase1/", false);
+    assert_eq!(
+        seen.get("/phase1/key").map(String::as_str),
+        Some("through-a-follower")
+    );
+
+    eprintln!("phase 2: four clients write to every node; the leader ({leader}) is killed midway");
+    let endpoints: Vec<(u64, String)> = c.nodes.iter().map(|n| (n.id, n.etcd())).collect();
+    let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let first_ack_after_kill: Arc<Mutex<Option<Duration>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|t| {
+            let (endpoints, acked, attempts, stop) = (
+                endpoints.clone(),
+                acked.clone(),
+                attempts.clone(),
+                stop.clone(),
+            );
+            let (killed_at, first_ack) = (killed_at.clone(), first_ack_after_kill.clone());
+            std::thread::spawn(move || {
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let (_, url) = &endpoints[(i + t) % endpoints.len()];
+                    let key = format!("/load/{t}/{i:05}");
+                    let value = format!("v{t}-{i}");
+                    let started = Instant::now();
+                    attempts.fetch_add(1, Ordering::Relaxed);
+                    let result = post(
+                        &format!("{url}/v3/kv/put"),
+                        &serde_json::json!({"key": b64(&key), "value": b64(&value)}),
+                    );
+                    if let Ok((200, _)) = result {
+                        acked.lock().unwrap().insert(key, value);
+                        if let Some(kill) = *killed_at.lock().unwrap() {
+                            if started > kill {
+                                let mut first = first_ack.lock().unwrap();
+                                if first.is_none() {
+                                    *first = Some(started.duration_since(kill) + started.elapsed());
+                                }
+                            }
+                        }
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    wait_for("300 acknowledged writes", Duration::from_secs(60), || {
+        (acked.lock().unwrap().len() >= 300).then_some(())
+    });
+    c.node_mut(leader).kill9();
+    *killed_at.lock().unwrap() = Some(Instant::now());
+    wait_for(
+        "1000 acknowledged writes and 3 s after the kill",
+        Duration::from_secs(120),
+        || {
+            let enough = acked.lock().unwrap().len() >= 1000;
+            let later = killed_at
+                .lock()
+                .unwrap()
+                .is_some_and(|k| k.elapsed() > Duration::from_secs(3));
+            (enough && later).then_some(())
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let recovery = first_ack_after_kill
+        .lock()
+        .unwrap()
+        .expect("no write was acknowledged after the kill");
+    eprintln!(
+        "{} of {} writes acknowledged; first write started after the kill was acknowledged {:?} after it",
+        acked.len(),
+        attempts.load(Ordering::Relaxed),
+        recovery
+    );
+    assert!(
+        recovery < Duration::from_secs(2),
+        "new leader took {recovery:?} to accept a write"
+    );
+    let new_leader = c.leader();
+    assert_ne!(new_leader, leader);
+
+    eprintln!("phase 3: restart node {leader}; every node must hold every acknowledged write");
+    c.node_mut(leader).start();
+    c.node(leader).wait_ready(Duration::from_secs(30));
+    let target = c.node(new_leader).revision(false);
+    for node in &c.nodes {
+        wait_for(
+            &format!("node {} to catch up to revision {target}", node.id),
+            Duration::from_secs(30),
+            || (node.revision(true) >= target).then_some(()),
+        );
+    }
+    let revisions: Vec<i64> = c.nodes.iter().map(|n| n.revision(true)).collect();
+    assert!(
+        revisions.windows(2).all(|w| w[0] == w[1]),
+        "revisions differ: {revisions:?}"
+    );
+    for node in &c.nodes {
+        let stored = node.range_prefix("/load/", true);
+        for (key, value) in &acked {
+            assert_eq!(
+                stored.get(key),
+                Some(value),
+                "node {} lost acknowledged write {key}",
+                node.id
+            );
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! Starting and stopping real `hermes` nodes and a real etcd on free loopback ports in temp dirs,
+//! plus small HTTP helpers. A failing test prints the logs of every process it started.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+/// The `hermes` binary under test.
+pub fn hermes_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("HERMES_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/it-xxxx → target/<profile>/hermes
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("hermes");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build -p hermes-node` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+static PORTS: Mutex<u16> = Mutex::new(0);
+
+/// A loopback port that is free now and not handed out before by this process.
+pub fn free_port() -> u16 {
+    let mut last = PORTS.lock().unwrap();
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if port != *last {
+            *last = port;
+            return port;
+        }
+    }
+}
+
+pub fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+pub fn unb64(v: &Value) -> String {
+    let s = v.as_str().unwrap_or_default();
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s).unwrap()).unwrap()
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(15))
+        .build()
+}
+
+/// POSTs JSON; returns (status, body) for any status.
+pub fn post(url: &str, body: &Value) -> Result<(u16, Value), String> {
+    post_raw(url, &body.to_string())
+}
+
+pub fn post_raw(url: &str, body: &str) -> Result<(u16, Value), String> {
+    match agent()
+        .post(url)
+        .set("content-type", "application/json")
+        .send_string(body)
+    {
+        Ok(r) => {
+            let status = r.status();
+            let text = r.into_string().map_err(|e| e.to_string())?;
+            Ok((
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            ))
+        }
+        Err(ureq::Error::Status(status, r)) => {
+            let text = r.into_string().unwrap_or_default();
+            Ok((
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            ))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub fn get(url: &str) -> Result<(u16, String), String> {
+    match agent().get(url).call() {
+        Ok(r) => {
+            let status = r.status();
+            Ok((status, r.into_string().map_err(|e| e.to_string())?))
+        }
+        Err(ureq::Error::Status(status, r)) => Ok((status, r.into_string().unwrap_or_default())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One `hermes node` process.
+pub struct Node {
+    pub id: u64,
+    pub peer_port: u16,
+    pub admin_port: u16,
+    pub etcd_port: u16,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn new(root: &Path, id: u64) -> Node {
+        Node {
+            id,
+            peer_port: free_port(),
+            admin_port: free_port(),
+            etcd_port: free_port(),
+            data_dir: root.join(format!("node{id}")),
+            log_path: root.join(format!("node{id}.log")),
+            extra_args: Vec::new(),
+            child: None,
+        }
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn admin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    pub fn etcd(&self) -> String {
+        format!("http://127.0.0.1:{}", self.etcd_port)
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let child = Command::new(hermes_bin())
+            .arg("node")
+            .args(["--id", &self.id.to_string()])
+            .args(["--data-dir", self.data_dir.to_str().unwrap()])
+            .args(["--peer-listen", &format!("127.0.0.1:{}", self.peer_port)])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin_port)])
+            .args(["--etcd-listen", &format!("127.0.0.1:{}", self.etcd_port)])
+            .args(["--proxy-listen", "127.0.0.1:0"])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info,openraft=warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn hermes");
+        self.child = Some(child);
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("node not running");
+        // The kill command keeps the tests free of unsafe signal calls.
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not stop after SIGTERM",
+                self.id
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn readyz(&self) -> Option<(u16, Value)> {
+        let (status, body) = get(&format!("{}/readyz", self.admin())).ok()?;
+        Some((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) {
+        wait_for(&format!("node {} ready", self.id), timeout, || {
+            self.readyz().filter(|(s, _)| *s == 200).map(|_| ())
+        });
+    }
+
+    /// `/api/v1/cluster/status` of this node.
+    pub fn status(&self) -> Option<Value> {
+        let (status, body) = get(&format!("{}/api/v1/cluster/status", self.admin())).ok()?;
+        (status == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        self.status()?["node"]["leader"].as_u64()
+    }
+
+    pub fn put(&self, key: &str, value: &str) -> Result<(u16, Value), String> {
+        post(
+            &format!("{}/v3/kv/put", self.etcd()),
+            &json!({"key": b64(key), "value": b64(value)}),
+        )
+    }
+
+    /// All keys under `prefix` as (key, value); `serializable` reads local state only.
+    pub fn range_prefix(&self, prefix: &str, serializable: bool) -> BTreeMap<String, String> {
+        let end = prefix_end(prefix);
+        let (status, body) = post(
+            &format!("{}/v3/kv/range", self.etcd()),
+            &json!({"key": b64(prefix), "range_end": b64(&end), "serializable": serializable}),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "range on node {}: {body}", self.id);
+        body["kvs"]
+            .as_array()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| (unb64(&kv["key"]), unb64(&kv["value"])))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn revision(&self, serializable: bool) -> i64 {
+        let (_, body) = post(
+            &format!("{}/v3/kv/range", self.etcd()),
+            &json!({"key": b64("\u{0}"), "count_only": true, "serializable": serializable}),
+        )
+        .unwrap();
+        body["header"]["revision"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn prefix_end(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    let last = bytes.pop().unwrap();
+    bytes.push(last + 1);
+    String::from_utf8(bytes).unwrap()
+}
+
+/// A set of nodes in one temp dir; prints every log if the test panics.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes bootstrapped with `--initial-cluster` and waits until all are ready.
+    pub fn start(n: u64) -> Cluster {
+        Self::start_with(n, &[])
+    }
+
+    pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes: Vec<Node> = (1..=n).map(|id| Node::new(dir.path(), id)).collect();
+        let initial: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.peer_url()))
+            .collect();
+        let initial = initial.join(",");
+        for node in &mut nodes {
+            if n > 1 {
+                node.extra_args = vec!["--initial-cluster".into(), initial.clone()];
+            }
+            node.extra_args.extend(extra.iter().map(|s| s.to_string()));
+            node.start();
+        }
+        let cluster = Cluster { dir, nodes };
+        for node in &cluster.nodes {
+            node.wait_ready(Duration::from_secs(30));
+        }
+        cluster
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        self.nodes.iter().find(|n| n.id == id).expect("node id")
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut Node {
+        self.nodes.iter_mut().find(|n| n.id == id).expect("node id")
+    }
+
+    /// The leader as seen by a running node.
+    pub fn leader(&mut self) -> u64 {
+        let ids: Vec<u64> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.is_running().then_some(n.id))
+            .collect();
+        wait_for("a leader", Duration::from_secs(20), || {
+            ids.iter().find_map(|id| self.node(*id).leader())
+        })
+    }
+
+    pub fn print_logs(&self) {
+        for node in &self.nodes {
+            eprintln!(
+                "===== node {} log ({}) =====",
+                node.id,
+                node.log_path.display()
+            );
+            let log = node.log();
+            let lines: Vec<&str> = log.lines().collect();
+            for line in &lines[lines.len().saturating_sub(200)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_logs();
+        }
+    }
+}
+
+/// Debian's etcd 3.4, started for a comparison.
+pub struct Etcd {
+    pub url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let client = free_port();
+        let peer = free_port();
+        let url = format!("http://127.0.0.1:{client}");
+        let log = fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let child = Command::new("etcd")
+            .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("default=http://127.0.0.1:{peer}"),
+            ])
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("etcd is not installed: scripts/test installs etcd-server");
+        let etcd = Etcd {
+            url,
+            child,
+            _dir: dir,
+        };
+        wait_for("etcd to answer", Duration::from_secs(20), || {
+            post(&format!("{}/v3/maintenance/status", etcd.url), &json!({}))
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        });
+        etcd
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads newline-delimited JSON objects from a streaming response in a background thread.
+pub struct LineStream {
+    pub rx: std::sync::mpsc::Receiver<Value>,
+}
+
+impl LineStream {
+    pub fn open(url: &str, body: &str) -> LineStream {
+        let resp = ureq::AgentBuilder::new()
+            .build()
+            .post(url)
+            .send_string(body)
+            .expect("open stream");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let reader = BufReader::new(resp.into_reader());
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    return;
+                };
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        LineStream { rx }
+    }
+
+    pub fn next(&self, timeout: Duration) -> Option<Value> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}
