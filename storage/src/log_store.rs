@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::codec;
 use crate::engine::{Engine, EngineError, Tree, WriteBatch};
+use crate::error::StoreError;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// Flushed entries kept in memory for replication reads.
@@ -338,7 +339,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             return Ok(cached.into_values().collect());
         }
         let shared = self.shared.clone();
-        let from_tree = tokio::task::spawn_blocking(move || -> Result<Vec<Entry>, StorageError> {
+        let from_tree = tokio::task::spawn_blocking(move || -> Result<Vec<Entry>, StoreError> {
             let to = end.map_or(Bound::Included(entry_key(u64::MAX)), |e| {
                 Bound::Excluded(entry_key(e))
             });
@@ -347,15 +348,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 .tree
                 .range(Bound::Included(entry_key(start)), to, false)
             {
-                let (key, bytes) = row.map_err(read_err)?;
+                let (key, bytes) = row?;
                 if entry_index(&key).is_some() {
-                    out.push(codec::decode::<Entry>(&bytes).map_err(read_err)?);
+                    out.push(codec::decode::<Entry>(&bytes)?);
                 }
             }
             Ok(out)
         })
         .await
-        .map_err(read_err)??;
+        .map_err(read_err)?
+        .map_err(read_err)?;
         let mut merged: BTreeMap<u64, Entry> =
             from_tree.into_iter().map(|e| (e.log_id.index, e)).collect();
         merged.extend(cached);

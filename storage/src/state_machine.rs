@@ -58,10 +58,15 @@ fn snap_write(e: impl std::error::Error + 'static) -> StorageError {
     }
 }
 
+/// Runs storage work off the runtime; `map` says which openraft error a failure becomes.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    map: fn(StoreError) -> StorageError,
 ) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(f).await.map_err(sm_write)?
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(map),
+        Err(e) => Err(map(StoreError::Task(e.to_string()))),
+    }
 }
 
 impl StateMachine {
@@ -89,7 +94,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let store = self.store.clone();
-        blocking(move || store.apply_entries(entries).map_err(sm_write)).await
+        blocking(move || store.apply_entries(entries), sm_write).await
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -113,14 +118,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let store = self.store.clone();
         let snapshots = self.snapshots.clone();
         let meta = meta.clone();
-        blocking(move || {
-            store.import(contents).map_err(snap_write)?;
-            save_snapshot(
-                snapshots.as_ref(),
-                store.engine().as_ref(),
-                &StoredSnapshot { meta, data },
-            )
-        })
+        blocking(
+            move || {
+                store.import(contents)?;
+                save_snapshot(
+                    snapshots.as_ref(),
+                    store.engine().as_ref(),
+                    &StoredSnapshot { meta, data },
+                )
+            },
+            snap_write,
+        )
         .await?;
         tracing::info!(
             revision = self.store.revision(),
@@ -131,16 +139,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let snapshots = self.snapshots.clone();
-        blocking(move || {
-            let Some(bytes) = snapshots.get(KEY_CURRENT).map_err(snap_read)? else {
-                return Ok(None);
-            };
-            let stored: StoredSnapshot = codec::decode(&bytes).map_err(snap_read)?;
-            Ok(Some(Snapshot {
-                meta: stored.meta,
-                snapshot: Box::new(Cursor::new(stored.data)),
-            }))
-        })
+        blocking(
+            move || {
+                let Some(bytes) = snapshots.get(KEY_CURRENT)? else {
+                    return Ok(None);
+                };
+                let stored: StoredSnapshot = codec::decode(&bytes)?;
+                Ok(Some(Snapshot {
+                    meta: stored.meta,
+                    snapshot: Box::new(Cursor::new(stored.data)),
+                }))
+            },
+            snap_read,
+        )
         .await
     }
 }
@@ -149,10 +160,10 @@ fn save_snapshot(
     tree: &dyn Tree,
     engine: &dyn Engine,
     snap: &StoredSnapshot,
-) -> Result<(), StorageError> {
-    let bytes = codec::encode(snap).map_err(snap_write)?;
-    tree.insert(KEY_CURRENT, &bytes).map_err(snap_write)?;
-    engine.sync().map_err(snap_write)
+) -> Result<(), StoreError> {
+    let bytes = codec::encode(snap)?;
+    tree.insert(KEY_CURRENT, &bytes)?;
+    Ok(engine.sync()?)
 }
 
 pub struct SnapshotBuilder {
@@ -164,39 +175,42 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let store = self.store.clone();
         let snapshots = self.snapshots.clone();
-        blocking(move || {
-            let contents = store.export().map_err(snap_read)?;
-            let meta = SnapshotMeta {
-                last_log_id: contents.applied,
-                last_membership: contents.membership.clone(),
-                snapshot_id: format!(
-                    "{}-{}-{}",
-                    contents.applied.map_or(0, |l| l.leader_id.term),
-                    contents.applied.map_or(0, |l| l.index),
-                    rand::random::<u32>()
-                ),
-            };
-            let data = codec::encode(&contents).map_err(snap_write)?;
-            // The sync inside also makes the state machine durable up to this snapshot, which
-            // must hold before raft purges the log entries the snapshot covers.
-            save_snapshot(
-                snapshots.as_ref(),
-                store.engine().as_ref(),
-                &StoredSnapshot {
-                    meta: meta.clone(),
-                    data: data.clone(),
-                },
-            )?;
-            tracing::info!(
-                revision = contents.revision,
-                rows = contents.rows.len(),
-                "built snapshot"
-            );
-            Ok(Snapshot {
-                meta,
-                snapshot: Box::new(Cursor::new(data)),
-            })
-        })
+        blocking(
+            move || {
+                let contents = store.export()?;
+                let meta = SnapshotMeta {
+                    last_log_id: contents.applied,
+                    last_membership: contents.membership.clone(),
+                    snapshot_id: format!(
+                        "{}-{}-{}",
+                        contents.applied.map_or(0, |l| l.leader_id.term),
+                        contents.applied.map_or(0, |l| l.index),
+                        rand::random::<u32>()
+                    ),
+                };
+                let data = codec::encode(&contents)?;
+                // The sync inside also makes the state machine durable up to this snapshot, which
+                // must hold before raft purges the log entries the snapshot covers.
+                save_snapshot(
+                    snapshots.as_ref(),
+                    store.engine().as_ref(),
+                    &StoredSnapshot {
+                        meta: meta.clone(),
+                        data: data.clone(),
+                    },
+                )?;
+                tracing::info!(
+                    revision = contents.revision,
+                    rows = contents.rows.len(),
+                    "built snapshot"
+                );
+                Ok(Snapshot {
+                    meta,
+                    snapshot: Box::new(Cursor::new(data)),
+                })
+            },
+            snap_write,
+        )
         .await
     }
 }

@@ -1,6 +1,12 @@
 //! Process-level tests: real `hermes` nodes (and Debian's etcd where behaviour is compared),
 //! on loopback, on free ports, in temp dirs.
 
+// This whole binary is test code.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod harness;
 
 mod failover;
+mod lease;
+mod membership;
+mod watch;

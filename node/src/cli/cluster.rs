@@ -41,8 +41,8 @@ fn s(v: &Value, path: &[&str]) -> String {
 
 fn print_members(members: &[Value]) {
     println!(
-        "{:<4} {:<10} {:<6} {:<26} {:<26} {:>9} {:>6}  {}",
-        "ID", "ROLE", "VOTER", "PEER URL", "ADMIN URL", "APPLIED", "LAG", "STATE"
+        "{:<4} {:<10} {:<6} {:<26} {:<26} {:>9} {:>6}  STATE",
+        "ID", "ROLE", "VOTER", "PEER URL", "ADMIN URL", "APPLIED", "LAG"
     );
     let leader_commit = members
         .iter()

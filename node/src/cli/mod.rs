@@ -137,13 +137,23 @@ impl NodeArgs {
 #[derive(Debug, Args, Clone)]
 pub struct Connection {
     /// Admin URL of any member.
-    #[arg(long, env = "HERMES_ENDPOINT", default_value = "http://127.0.0.1:9080")]
+    #[arg(
+        long,
+        global = true,
+        env = "HERMES_ENDPOINT",
+        default_value = "http://127.0.0.1:9080"
+    )]
     pub endpoint: String,
     /// Cluster secret, needed for membership changes on clusters that have one.
-    #[arg(long, env = "HERMES_CLUSTER_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERMES_CLUSTER_SECRET",
+        hide_env_values = true
+    )]
     pub cluster_secret: Option<String>,
     /// File holding the cluster secret.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub cluster_secret_file: Option<PathBuf>,
 }
 

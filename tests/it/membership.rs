@@ -1,0 +1,86 @@
+//! A fourth node joins with `--join`, becomes a voter, and is removed with `hermes member
+//! remove`; a removal that would break quorum needs `--force`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn member_cmd(admin: &str, args: &[&str]) -> std::process::Output {
+    Command::new(hermes_bin())
+        .arg("member")
+        .args(args)
+        .args(["--endpoint", admin])
+        .output()
+        .unwrap()
+}
+
+fn voters(node: &Node) -> Vec<u64> {
+    let status = node.status().unwrap_or_default();
+    let mut ids: Vec<u64> = status["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["voter"] == true)
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn join_as_voter_then_remove() {
+    let mut c = Cluster::start(3);
+    c.node(1).put("/before-join", "x").unwrap();
+
+    eprintln!("phase 1: node 4 joins through node 2's admin API");
+    let mut fourth = Node::new(c.dir.path(), 4);
+    fourth.extra_args = vec!["--join".into(), c.node(2).admin()];
+    fourth.start();
+    c.nodes.push(fourth);
+    wait_for("node 4 to become a voter", Duration::from_secs(30), || {
+        (voters(c.node(1)) == vec![1, 2, 3, 4]).then_some(())
+    });
+    c.node(4).wait_ready(Duration::from_secs(20));
+    let seen = c.node(4).range_prefix("/before-join", false);
+    assert_eq!(seen.get("/before-join").map(String::as_str), Some("x"));
+    let list = member_cmd(&c.node(3).admin(), &["list"]);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.contains("yes")).count(),
+        4,
+        "{text}"
+    );
+
+    eprintln!("phase 2: remove node 4 with the CLI; the cluster keeps working");
+    let out = member_cmd(&c.node(1).admin(), &["remove", "4"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        "node 4 to leave the membership",
+        Duration::from_secs(20),
+        || (voters(c.node(2)) == vec![1, 2, 3]).then_some(()),
+    );
+    c.node_mut(4).kill9();
+    let (status, body) = c.node(3).put("/after-remove", "y").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(c.node(1).range_prefix("/after-remove", false).len(), 1);
+
+    eprintln!("phase 3: with node 3 down, removing node 2 would leave 1 healthy voter of 2");
+    c.node_mut(3).kill9();
+    let refused = member_cmd(&c.node(1).admin(), &["remove", "2"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("--force") && err.contains("quorum"), "{err}");
+    assert_eq!(voters(c.node(1)), vec![1, 2, 3], "nothing changed");
+    let unknown = member_cmd(&c.node(1).admin(), &["remove", "9"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not a member"));
+}
