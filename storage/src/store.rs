@@ -473,7 +473,10 @@ fn load_state(tree: &dyn Tree) -> Result<State, StoreError> {
         Some(b) => codec::decode(&b)?,
         None => StoredMembership::default(),
     };
-    let revision = be_i64(get(META_REVISION)?);
+    let revision = match get(META_REVISION)? {
+        None => crate::mvcc::state::INITIAL_REVISION,
+        some => be_i64(some),
+    };
     let compact = be_i64(get(META_COMPACT)?);
     let cluster_id = be_i64(get(META_CLUSTER_ID)?) as u64;
     let mut rows = Vec::new();

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod etcd_compat;
 mod failover;
 mod lease;
 mod membership;

@@ -164,12 +164,14 @@ fn txn_body(out: Out, r: &TxnResponse) -> Value {
                 delete_body(Out::new().value("header", nested_header(x.revision)), x),
             )
             .build(),
-        ResponseOp::Txn(x) => Out::new()
-            .value(
-                "response_txn",
-                txn_body(Out::new().value("header", nested_header(x.revision)), x),
-            )
-            .build(),
+        // etcd leaves a nested transaction's header empty (but present).
+        ResponseOp::Txn(x) => {
+            let mut header = Out::new();
+            header.0.insert("header".into(), Value::Object(Map::new()));
+            Out::new()
+                .value("response_txn", txn_body(header, x))
+                .build()
+        }
     });
     out.flag("succeeded", r.succeeded)
         .list("responses", ops)

@@ -106,12 +106,27 @@ impl From<ResolveError> for ApplyError {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MvccState {
     pub(crate) keys: BTreeMap<Vec<u8>, KeyEntry>,
     pub(crate) leases: BTreeMap<i64, LeaseEntry>,
     pub(crate) revision: i64,
     pub(crate) compact_revision: i64,
+}
+
+/// The revision of an empty store. As in etcd, the first write is revision 2, and a read of an
+/// empty store reports revision 1.
+pub const INITIAL_REVISION: i64 = 1;
+
+impl Default for MvccState {
+    fn default() -> Self {
+        MvccState {
+            keys: BTreeMap::new(),
+            leases: BTreeMap::new(),
+            revision: INITIAL_REVISION,
+            compact_revision: 0,
+        }
+    }
 }
 
 fn range_bounds(range: &KeyRange) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {

@@ -79,13 +79,13 @@ fn rejected(resp: CommandResponse) -> KvError {
 #[tokio::test]
 async fn revisions_versions_and_prev_kv() {
     let mut h = Harness::new();
-    assert_eq!(h.put("a", "1").revision, 1);
+    assert_eq!(h.put("a", "1").revision, 2);
     let second = h.put("a", "2");
-    assert_eq!(second.revision, 2);
+    assert_eq!(second.revision, 3);
     assert_eq!(second.prev_kv.unwrap().value, b"1");
     h.put("b", "x");
     let a = h.get("a").await.unwrap();
-    assert_eq!((a.create_revision, a.mod_revision, a.version), (1, 2, 2));
+    assert_eq!((a.create_revision, a.mod_revision, a.version), (2, 3, 2));
     // A delete bumps the revision once and resets the version of a re-created key.
     let del = h.apply(Command::DeleteRange(DeleteRangeRequest {
         range: KeyRange::new("a", ""),
@@ -94,7 +94,7 @@ async fn revisions_versions_and_prev_kv() {
     let CommandResponse::DeleteRange(del) = del else {
         panic!()
     };
-    assert_eq!((del.revision, del.deleted, del.prev_kvs.len()), (4, 1, 1));
+    assert_eq!((del.revision, del.deleted, del.prev_kvs.len()), (5, 1, 1));
     // Deleting nothing does not create a revision.
     let CommandResponse::DeleteRange(none) = h.apply(Command::DeleteRange(DeleteRangeRequest {
         range: KeyRange::new("zz", ""),
@@ -102,49 +102,49 @@ async fn revisions_versions_and_prev_kv() {
     })) else {
         panic!()
     };
-    assert_eq!((none.revision, none.deleted), (4, 0));
+    assert_eq!((none.revision, none.deleted), (5, 0));
     h.put("a", "3");
     let a = h.get("a").await.unwrap();
-    assert_eq!((a.create_revision, a.version), (5, 1));
+    assert_eq!((a.create_revision, a.version), (6, 1));
 }
 
 #[tokio::test]
 async fn historical_reads_and_compaction() {
     let mut h = Harness::new();
-    h.put("k", "v1"); // 1
-    h.put("k", "v2"); // 2
-    h.put("other", "o"); // 3
+    h.put("k", "v1"); // 2
+    h.put("k", "v2"); // 3
+    h.put("other", "o"); // 4
     h.apply(Command::DeleteRange(DeleteRangeRequest {
         range: KeyRange::new("k", ""),
         prev_kv: false,
-    })); // 4
+    })); // 5
     let at = |rev| RangeRequest {
         range: KeyRange::new("k", ""),
         revision: rev,
         ..Default::default()
     };
-    assert_eq!(h.range(at(1)).await.unwrap().kvs[0].value, b"v1");
-    assert_eq!(h.range(at(3)).await.unwrap().kvs[0].value, b"v2");
-    assert!(h.range(at(4)).await.unwrap().kvs.is_empty());
+    assert_eq!(h.range(at(2)).await.unwrap().kvs[0].value, b"v1");
+    assert_eq!(h.range(at(4)).await.unwrap().kvs[0].value, b"v2");
+    assert!(h.range(at(5)).await.unwrap().kvs.is_empty());
     assert!(matches!(
-        h.range(at(9)).await.unwrap_err().as_kv(),
+        h.range(at(10)).await.unwrap_err().as_kv(),
         Some(KvError::FutureRevision)
     ));
     assert!(matches!(
-        h.apply(Command::Compact { revision: 3 }),
+        h.apply(Command::Compact { revision: 4 }),
         CommandResponse::Compact(_)
     ));
     assert!(matches!(
-        h.range(at(2)).await.unwrap_err().as_kv(),
+        h.range(at(3)).await.unwrap_err().as_kv(),
         Some(KvError::Compacted {
-            compact_revision: 3
+            compact_revision: 4
         })
     ));
-    assert_eq!(h.range(at(3)).await.unwrap().kvs[0].value, b"v2");
+    assert_eq!(h.range(at(4)).await.unwrap().kvs[0].value, b"v2");
     assert_eq!(
-        rejected(h.apply(Command::Compact { revision: 2 })),
+        rejected(h.apply(Command::Compact { revision: 3 })),
         KvError::Compacted {
-            compact_revision: 3
+            compact_revision: 4
         }
     );
     assert_eq!(
@@ -218,8 +218,8 @@ async fn range_limit_sort_count_and_filters() {
     assert!(keys_only.kvs.iter().all(|kv| kv.value.is_empty()));
     let filtered = h
         .range(RangeRequest {
-            min_mod_revision: 2,
-            max_create_revision: 2,
+            min_mod_revision: 3,
+            max_create_revision: 3,
             ..base.clone()
         })
         .await
@@ -277,7 +277,7 @@ async fn txn_compares_branches_and_rollback() {
         panic!()
     };
     assert!(ok.succeeded);
-    assert_eq!(ok.revision, 2);
+    assert_eq!(ok.revision, 3);
     let ResponseOp::Range(read_own_write) = &ok.responses[1] else {
         panic!()
     };
@@ -290,7 +290,7 @@ async fn txn_compares_branches_and_rollback() {
     };
     assert!(!fail.succeeded);
     assert_eq!(
-        fail.revision, 2,
+        fail.revision, 3,
         "a read-only branch does not create a revision"
     );
 
@@ -448,14 +448,14 @@ async fn put_options_and_leases() {
 #[tokio::test]
 async fn watch_replays_history_then_follows_live() {
     let mut h = Harness::new();
-    h.put("w/1", "a"); // 1
-    h.put("x", "ignored"); // 2
-    h.put("w/1", "b"); // 3
+    h.put("w/1", "a"); // 2
+    h.put("x", "ignored"); // 3
+    h.put("w/1", "b"); // 4
     let mut watcher = Watcher::new(
         h.store.clone(),
         WatchOptions {
             range: KeyRange::prefix("w/"),
-            start_revision: 1,
+            start_revision: 2,
             prev_kv: true,
             ..Default::default()
         },
@@ -464,12 +464,12 @@ async fn watch_replays_history_then_follows_live() {
         panic!()
     };
     let revs: Vec<i64> = history.iter().map(|e| e.kv.mod_revision).collect();
-    assert_eq!(revs, vec![1, 3]);
+    assert_eq!(revs, vec![2, 4]);
     assert_eq!(history[1].prev_kv.as_ref().unwrap().value, b"a");
     h.apply(Command::DeleteRange(DeleteRangeRequest {
         range: KeyRange::prefix("w/"),
         prev_kv: false,
-    })); // 4
+    })); // 5
     let WatchItem::Events(live) = watcher.next().await.unwrap() else {
         panic!()
     };
@@ -477,7 +477,7 @@ async fn watch_replays_history_then_follows_live() {
     assert_eq!(live[0].kind, EventType::Delete);
     assert_eq!(live[0].prev_kv.as_ref().unwrap().value, b"b");
     assert!(watcher.is_synced());
-    assert_eq!(watcher.progress_revision(), 4);
+    assert_eq!(watcher.progress_revision(), 5);
 }
 
 #[tokio::test]
@@ -486,19 +486,19 @@ async fn watch_from_compacted_revision_reports_the_floor() {
     for i in 0..5 {
         h.put("k", &i.to_string());
     }
-    h.apply(Command::Compact { revision: 4 });
+    h.apply(Command::Compact { revision: 5 });
     let mut watcher = Watcher::new(
         h.store.clone(),
         WatchOptions {
             range: KeyRange::new("k", ""),
-            start_revision: 2,
+            start_revision: 3,
             ..Default::default()
         },
     );
     assert_eq!(
         watcher.next().await.unwrap(),
         WatchItem::Compacted {
-            compact_revision: 4
+            compact_revision: 5
         }
     );
     // From the floor + 1 it works.
@@ -506,14 +506,14 @@ async fn watch_from_compacted_revision_reports_the_floor() {
         h.store.clone(),
         WatchOptions {
             range: KeyRange::new("k", ""),
-            start_revision: 5,
+            start_revision: 6,
             ..Default::default()
         },
     );
     let WatchItem::Events(events) = ok.next().await.unwrap() else {
         panic!()
     };
-    assert_eq!(events[0].kv.mod_revision, 5);
+    assert_eq!(events[0].kv.mod_revision, 6);
 }
 
 #[tokio::test]
@@ -537,14 +537,14 @@ async fn state_survives_reopen() {
         store.engine().sync().unwrap();
     }
     let (_, _, store) = crate::open(dir.path()).unwrap();
-    assert_eq!(store.revision(), 3);
+    assert_eq!(store.revision(), 4);
     assert_eq!(store.get(b"a").unwrap().version, 2);
     assert_eq!(store.lease(5).unwrap().1, vec![b"b".to_vec()]);
     assert_eq!(store.applied().unwrap().index, 4);
     let old = store
         .range(RangeRequest {
             range: KeyRange::new("a", ""),
-            revision: 1,
+            revision: 2,
             ..Default::default()
         })
         .await

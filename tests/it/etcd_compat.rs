@@ -1,0 +1,290 @@
+//! The same sequence of etcd JSON requests, sent to Debian's etcd 3.4 and to a fresh Hermes
+//! node, must give the same answers: same fields, same types, same values, except identities
+//! that differ by nature (cluster and member ids, terms, sizes, versions, URLs).
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+/// Fields whose values legitimately differ between two servers; only their type is compared.
+const IDENTITY_FIELDS: &[&str] = &[
+    "cluster_id",
+    "member_id",
+    "raft_term",
+    "dbSize",
+    "dbSizeInUse",
+    "leader",
+    "raftIndex",
+    "raftTerm",
+    "raftAppliedIndex",
+    "version",
+    "name",
+    "peerURLs",
+    "clientURLs",
+];
+
+/// Lease ids the sequence chooses itself, compared exactly.
+const EXPLICIT_IDS: &[&str] = &["4242", "4343", "999"];
+
+fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if IDENTITY_FIELDS.contains(&k.as_str()) {
+                        Value::String(format!("<{}>", type_name(v)))
+                    } else if k == "ID" && !v.as_str().is_some_and(|s| EXPLICIT_IDS.contains(&s)) {
+                        // Server-chosen lease and member ids.
+                        Value::String("<generated id>".into())
+                    } else {
+                        normalize(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(normalize).collect()),
+        other => other.clone(),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// One request and the normalized (status, body) it got. curl, because etcd's gateway ends
+/// error bodies with HTTP trailers that simpler clients refuse.
+fn exchange(base: &str, path: &str, body: &Value) -> (u16, Value) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}", "-d"])
+        .arg(body.to_string())
+        .arg(format!("{base}{path}"))
+        .output()
+        .expect("curl is installed by scripts/test");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (text, status) = text.rsplit_once('\n').expect("curl printed a status");
+    // Stream endpoints answer lines; compare the first one.
+    let body = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| Value::String(text.to_string()));
+    (status.trim().parse().unwrap(), normalize(&body))
+}
+
+fn k(s: &str) -> String {
+    b64(s)
+}
+
+fn sequence() -> Vec<(&'static str, Value)> {
+    vec![
+        ("/v3/kv/range", json!({"key": k("/a")})),
+        ("/v3/kv/put", json!({"key": k("/a"), "value": k("1")})),
+        (
+            "/v3/kv/put",
+            json!({"key": k("/a"), "value": k("2"), "prev_kv": true}),
+        ),
+        ("/v3/kv/put", json!({"key": k("/b"), "value": k("b")})),
+        ("/v3/kv/put", json!({"key": k("/c"), "value": k("c")})),
+        ("/v3/kv/range", json!({"key": k("/a")})),
+        (
+            "/v3/kv/range",
+            json!({"key": k("/"), "range_end": k("0"), "limit": 2}),
+        ),
+        (
+            "/v3/kv/range",
+            json!({"key": k("/"), "range_end": k("0"), "count_only": true}),
+        ),
+        (
+            "/v3/kv/range",
+            json!({"key": k("/"), "range_end": k("0"), "keys_only": true}),
+        ),
+        (
+            "/v3/kv/range",
+            json!({"key": k("/"), "range_end": k("0"), "sort_order": "DESCEND", "sort_target": "CREATE", "limit": "1"}),
+        ),
+        (
+            "/v3/kv/range",
+            json!({"key": k("/"), "range_end": k("0"), "sortTarget": "VALUE"}),
+        ),
+        ("/v3/kv/range", json!({"key": k("/a"), "revision": "2"})),
+        (
+            "/v3/kv/range",
+            json!({"key": k("/"), "range_end": k("0"), "min_mod_revision": "4"}),
+        ),
+        (
+            "/v3/kv/range",
+            json!({"key": k("/"), "range_end": k("0"), "max_create_revision": "3"}),
+        ),
+        (
+            "/v3/kv/range",
+            json!({"key": k("\u{0}"), "range_end": k("\u{0}"), "serializable": true}),
+        ),
+        ("/v3/kv/deleterange", json!({"key": k("/nothing")})),
+        (
+            "/v3/kv/deleterange",
+            json!({"key": k("/c"), "prev_kv": true}),
+        ),
+        (
+            "/v3/kv/txn",
+            json!({
+                "compare": [{"key": k("/a"), "target": "VALUE", "result": "EQUAL", "value": k("2")}],
+                "success": [
+                    {"request_range": {"key": k("/a")}},
+                    {"request_put": {"key": k("/t"), "value": k("t"), "prev_kv": true}},
+                    {"request_range": {"key": k("/t")}},
+                    {"request_delete_range": {"key": k("/b"), "prev_kv": true}}
+                ],
+                "failure": [{"request_range": {"key": k("/b")}}]
+            }),
+        ),
+        (
+            "/v3/kv/txn",
+            json!({
+                "compare": [{"key": k("/a"), "target": "MOD", "result": "GREATER", "mod_revision": "100"}],
+                "success": [{"request_put": {"key": k("/never"), "value": k("x")}}],
+                "failure": [{"request_range": {"key": k("/a")}}, {"requestTxn": {"success": [{"request_range": {"key": k("/t")}}]}}]
+            }),
+        ),
+        (
+            "/v3/kv/txn",
+            json!({"compare": [{"key": k("/missing"), "target": "CREATE", "result": "EQUAL", "createRevision": "0"}],
+                   "success": [{"requestPut": {"key": k("/missing"), "value": k("m")}}]}),
+        ),
+        (
+            "/v3/kv/txn",
+            json!({"compare": [{"key": k("/missing"), "target": "VERSION", "result": "LESS", "version": "1"}]}),
+        ),
+        ("/v3/lease/grant", json!({"TTL": 60, "ID": 4242})),
+        ("/v3/lease/grant", json!({"TTL": 60, "ID": 4242})),
+        ("/v3/lease/grant", json!({"TTL": 1, "ID": 4343})),
+        (
+            "/v3/kv/put",
+            json!({"key": k("/leased"), "value": k("l"), "lease": "4242"}),
+        ),
+        (
+            "/v3/kv/put",
+            json!({"key": k("/leased"), "value": k("l2"), "ignore_lease": true}),
+        ),
+        (
+            "/v3/kv/put",
+            json!({"key": k("/leased"), "ignore_value": true, "prev_kv": true}),
+        ),
+        (
+            "/v3/kv/put",
+            json!({"key": k("/x"), "value": k("x"), "lease": "999"}),
+        ),
+        ("/v3/lease/timetolive", json!({"ID": 999})),
+        ("/v3/lease/keepalive", json!({"ID": 999})),
+        ("/v3/lease/revoke", json!({"ID": 999})),
+        ("/v3/lease/revoke", json!({"ID": 4242})),
+        ("/v3/kv/range", json!({"key": k("/leased")})),
+        ("/v3/lease/revoke", json!({"ID": 4343})),
+        ("/v3/kv/put", json!({"key": k(""), "value": k("x")})),
+        ("/v3/kv/range", json!({"key": k("")})),
+        (
+            "/v3/kv/put",
+            json!({"key": k("/v"), "value": k("x"), "ignore_value": true}),
+        ),
+        (
+            "/v3/kv/put",
+            json!({"key": k("/nokey"), "ignore_lease": true}),
+        ),
+        (
+            "/v3/kv/txn",
+            json!({"success": [{"request_put": {"key": k("/d")}}, {"request_put": {"key": k("/d")}}]}),
+        ),
+        ("/v3/kv/range", json!({"key": k("/a"), "revision": "1000"})),
+        ("/v3/kv/compaction", json!({"revision": "5"})),
+        ("/v3/kv/compaction", json!({"revision": "4"})),
+        ("/v3/kv/range", json!({"key": k("/a"), "revision": "3"})),
+        ("/v3/kv/range", json!({"key": k("/a"), "revision": "5"})),
+        ("/v3/kv/compaction", json!({"revision": "1000"})),
+        ("/v3/maintenance/status", json!({})),
+        ("/v3/maintenance/alarm", json!({})),
+        ("/v3/cluster/member/list", json!({})),
+    ]
+}
+
+#[test]
+fn json_gateway_answers_like_etcd_3_4() {
+    let etcd = Etcd::start();
+    let cluster = Cluster::start(1);
+    let hermes = cluster.node(1).etcd();
+    let mut differences = Vec::new();
+    for (i, (path, body)) in sequence().into_iter().enumerate() {
+        let want = exchange(&etcd.url, path, &body);
+        let got = exchange(&hermes, path, &body);
+        if want != got {
+            differences.push(format!(
+                "#{i} {path} {body}\n   etcd:   {} {}\n   hermes: {} {}",
+                want.0, want.1, got.0, got.1
+            ));
+        }
+    }
+
+    // Watches: created, then a compaction cancel or events, in the same shapes.
+    for (name, start) in [("compacted", "2"), ("live", "0")] {
+        let body =
+            json!({"create_request": {"key": k("/w"), "start_revision": start, "prev_kv": true}})
+                .to_string();
+        let streams = [etcd.url.clone(), hermes.clone()]
+            .map(|base| LineStream::open(&format!("{base}/v3/watch"), &body));
+        let mut lines: Vec<Vec<Value>> = vec![Vec::new(), Vec::new()];
+        for (s, out) in streams.iter().zip(lines.iter_mut()) {
+            out.push(normalize(&s.next(Duration::from_secs(10)).unwrap()));
+        }
+        if name == "live" {
+            for base in [&etcd.url, &hermes] {
+                post(
+                    &format!("{base}/v3/kv/put"),
+                    &json!({"key": k("/w"), "value": k("1")}),
+                )
+                .unwrap();
+                post(
+                    &format!("{base}/v3/kv/put"),
+                    &json!({"key": k("/w"), "value": k("2")}),
+                )
+                .unwrap();
+                post(
+                    &format!("{base}/v3/kv/deleterange"),
+                    &json!({"key": k("/w")}),
+                )
+                .unwrap();
+            }
+            for (s, out) in streams.iter().zip(lines.iter_mut()) {
+                let mut events = 0;
+                while events < 3 {
+                    let line = s.next(Duration::from_secs(10)).unwrap();
+                    events += line["result"]["events"].as_array().map_or(0, Vec::len);
+                    out.push(normalize(&line));
+                }
+            }
+        } else {
+            for (s, out) in streams.iter().zip(lines.iter_mut()) {
+                out.push(normalize(&s.next(Duration::from_secs(10)).unwrap()));
+            }
+        }
+        if lines[0] != lines[1] {
+            differences.push(format!(
+                "watch {name}\n   etcd:   {:?}\n   hermes: {:?}",
+                lines[0], lines[1]
+            ));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} differences:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}
