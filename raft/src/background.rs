@@ -1,5 +1,5 @@
 //! The node's background drivers, all owned by the [`RaftNode`] and stopped by its shutdown:
-//! lease expiry (leader only), automatic compaction (leader only), and metrics refresh.
+//! lease expiry and automatic compaction, both acting only while this node leads.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -10,37 +10,22 @@ use hermes_storage::mvcc::request::Command;
 use hermes_storage::KvError;
 
 use crate::error::WriteError;
-use crate::metrics::RaftMetricsExporter;
 use crate::node::RaftNode;
 
 const LEASE_TICK: Duration = Duration::from_millis(250);
 /// At most this many expired leases are revoked per tick (etcd limits revocations too).
 const MAX_REVOKES_PER_TICK: usize = 250;
 const COMPACTION_CHECK: Duration = Duration::from_secs(5);
-const METRICS_REFRESH: Duration = Duration::from_secs(1);
 
-pub(crate) fn spawn_all(node: &Arc<RaftNode>, exporter: Option<RaftMetricsExporter>) {
+pub(crate) fn spawn_all(node: &Arc<RaftNode>) {
     let weak = Arc::downgrade(node);
     node.spawn(every(node, LEASE_TICK, {
         let weak = weak.clone();
-        let exporter = exporter.clone();
-        move || expire_leases(weak.clone(), exporter.clone())
+        move || expire_leases(weak.clone())
     }));
-    node.spawn(every(node, COMPACTION_CHECK, {
-        let weak = weak.clone();
-        move || auto_compact(weak.clone())
+    node.spawn(every(node, COMPACTION_CHECK, move || {
+        auto_compact(weak.clone())
     }));
-    if let Some(exporter) = exporter {
-        node.spawn(every(node, METRICS_REFRESH, move || {
-            let weak = weak.clone();
-            let exporter = exporter.clone();
-            async move {
-                if let Some(node) = weak.upgrade() {
-                    exporter.refresh(&node);
-                }
-            }
-        }));
-    }
 }
 
 /// Runs `step` every `period` until the node shuts down.
@@ -66,7 +51,7 @@ where
     }
 }
 
-async fn expire_leases(node: Weak<RaftNode>, exporter: Option<RaftMetricsExporter>) {
+async fn expire_leases(node: Weak<RaftNode>) {
     let Some(node) = node.upgrade() else { return };
     let leader_term = {
         let m = node.raft.metrics();
@@ -75,7 +60,13 @@ async fn expire_leases(node: Weak<RaftNode>, exporter: Option<RaftMetricsExporte
     };
     let expired = node.leases.tick(leader_term, &node.store, Instant::now());
     for id in expired.into_iter().take(MAX_REVOKES_PER_TICK) {
-        let result = match node.write_as_leader(Command::LeaseRevoke { id }).await {
+        let result = match node
+            .write_as_leader(
+                Command::LeaseRevoke { id },
+                Instant::now() + node.config.request_timeout,
+            )
+            .await
+        {
             Ok(hermes_storage::mvcc::response::CommandResponse::Rejected(
                 KvError::LeaseNotFound,
             ))
@@ -89,7 +80,7 @@ async fn expire_leases(node: Weak<RaftNode>, exporter: Option<RaftMetricsExporte
                 "failed"
             }
         };
-        if let Some(exporter) = &exporter {
+        if let Some(exporter) = &node.exporter {
             exporter.lease_revokes.with_label_values(&[result]).inc();
         }
         if result == "failed" {

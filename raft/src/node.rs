@@ -46,6 +46,7 @@ pub struct RaftNode {
     pub(crate) log: LogStore,
     pub(crate) peers: PeerClient,
     pub(crate) leases: LeaseKeeper,
+    pub(crate) exporter: Option<RaftMetricsExporter>,
     shutdown_tx: watch::Sender<bool>,
     tasks: std::sync::Mutex<JoinSet<()>>,
 }
@@ -99,6 +100,10 @@ impl RaftNode {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let (shutdown_tx, _) = watch::channel(false);
+        let exporter = metrics
+            .map(RaftMetricsExporter::register)
+            .transpose()
+            .map_err(|e| StartError::Config(e.to_string()))?;
         let node = Arc::new(RaftNode {
             config,
             raft,
@@ -106,14 +111,11 @@ impl RaftNode {
             log,
             peers,
             leases: LeaseKeeper::default(),
+            exporter,
             shutdown_tx,
             tasks: std::sync::Mutex::new(JoinSet::new()),
         });
-        let exporter = metrics
-            .map(RaftMetricsExporter::register)
-            .transpose()
-            .map_err(|e| StartError::Config(e.to_string()))?;
-        crate::background::spawn_all(&node, exporter);
+        crate::background::spawn_all(&node);
         Ok(node)
     }
 
@@ -135,6 +137,13 @@ impl RaftNode {
 
     pub fn peers(&self) -> &PeerClient {
         &self.peers
+    }
+
+    /// Brings the `hermes_raft_*` and `hermes_store_*` gauges up to date; call before a scrape.
+    pub fn refresh_metrics(&self) {
+        if let Some(exporter) = &self.exporter {
+            exporter.refresh(self);
+        }
     }
 
     pub fn commit_index(&self) -> u64 {
@@ -232,7 +241,7 @@ impl RaftNode {
                 .await
                 .map_err(WriteError::NoLeader)?;
             let attempt = if leader == self.config.id {
-                self.write_as_leader(cmd.clone()).await
+                self.write_as_leader(cmd.clone(), deadline).await
             } else {
                 self.forward_write(leader, &cmd, deadline).await
             };
@@ -250,18 +259,44 @@ impl RaftNode {
         }
     }
 
-    /// Proposes on this node, which believes it is the leader.
-    pub(crate) async fn write_as_leader(&self, cmd: Command) -> Result<CommandResponse, Retry> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
+    /// Whether this node leads but has not heard from a quorum for a while (partitioned away).
+    pub fn leader_without_quorum(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        // `None` right after an election means "not acknowledged yet", not "lost".
+        m.state == ServerState::Leader
+            && m.millis_since_quorum_ack
+                .is_some_and(|age| age >= crate::metrics::QUORUM_LOST_AFTER_MS)
+    }
+
+    /// Proposes on this node, which believes it is the leader, waiting at most until
+    /// `deadline` for the entry to commit and apply.
+    pub(crate) async fn write_as_leader(
+        &self,
+        cmd: Command,
+        deadline: Instant,
+    ) -> Result<CommandResponse, Retry> {
+        if self.leader_without_quorum() {
+            // Fail fast: a partitioned leader cannot commit, and the client can try elsewhere.
+            return Err(Retry::Fail(WriteError::Unavailable(
+                "this leader has lost contact with a quorum".into(),
+            )));
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, self.raft.client_write(cmd)).await {
+            Ok(Ok(resp)) => Ok(resp.data),
             // Not appended, or appended and then truncated: never applied, safe to retry.
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Retry::Again(
-                format!("leadership moved to {:?}", f.leader_id),
-            )),
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(
+                Retry::Again(format!("leadership moved to {:?}", f.leader_id)),
+            ),
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
                 Err(Retry::Fail(WriteError::Unavailable(e.to_string())))
             }
-            Err(RaftError::Fatal(_)) => Err(Retry::Fail(WriteError::Shutdown)),
+            Ok(Err(RaftError::Fatal(_))) => Err(Retry::Fail(WriteError::Shutdown)),
+            // Appended but not known committed: it may still be applied.
+            Err(_) => Err(Retry::Fail(WriteError::Unknown(format!(
+                "not committed within {remaining:?}"
+            )))),
         }
     }
 
@@ -301,10 +336,17 @@ impl RaftNode {
                 .await
                 .map_err(ReadError::NoLeader)?;
             let why = if leader == self.config.id {
-                match self.raft.ensure_linearizable().await {
-                    Ok(_) => return Ok(()),
-                    Err(RaftError::APIError(e)) => e.to_string(),
-                    Err(RaftError::Fatal(_)) => return Err(ReadError::Shutdown),
+                if self.leader_without_quorum() {
+                    return Err(ReadError::Unavailable(
+                        "this leader has lost contact with a quorum".into(),
+                    ));
+                }
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(remaining, self.raft.ensure_linearizable()).await {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(RaftError::APIError(e))) => e.to_string(),
+                    Ok(Err(RaftError::Fatal(_))) => return Err(ReadError::Shutdown),
+                    Err(_) => "leadership not confirmed in time".into(),
                 }
             } else {
                 match self.remote_read_index(leader, deadline).await {

@@ -127,14 +127,19 @@ async fn write(State(node): State<Node>, Peer(cmd): Peer<Command>) -> impl IntoR
             leader: node.current_leader(),
         }));
     }
-    Encoded(match node.write_as_leader(cmd).await {
-        Ok(resp) => Ok(resp),
-        Err(Retry::Again(_)) => Err(ForwardError::NotLeader {
-            leader: node.current_leader(),
-        }),
-        Err(Retry::Fail(WriteError::Unavailable(msg))) => Err(ForwardError::Invalid(msg)),
-        Err(Retry::Fail(e)) => Err(ForwardError::Failed(e.to_string())),
-    })
+    Encoded(
+        match node
+            .write_as_leader(cmd, std::time::Instant::now() + node.config.request_timeout)
+            .await
+        {
+            Ok(resp) => Ok(resp),
+            Err(Retry::Again(_)) => Err(ForwardError::NotLeader {
+                leader: node.current_leader(),
+            }),
+            Err(Retry::Fail(WriteError::Unavailable(msg))) => Err(ForwardError::Invalid(msg)),
+            Err(Retry::Fail(e)) => Err(ForwardError::Failed(e.to_string())),
+        },
+    )
 }
 
 async fn read_index(State(node): State<Node>, Peer(()): Peer<()>) -> impl IntoResponse {

@@ -205,7 +205,12 @@ fn writer_loop(shared: Arc<Shared>, engine: Arc<dyn Engine>, rx: mpsc::Receiver<
             }
             result = apply_op(&shared, op);
         }
-        if result.is_ok() {
+        // A lone committed-index update needs no sync of its own: it is advisory, and the next
+        // durable write carries it to disk anyway.
+        let needs_sync = ops
+            .iter()
+            .any(|op| !matches!(op, LogOp::Put { done: None, .. }));
+        if result.is_ok() && needs_sync {
             result = engine.sync();
         }
         let mut flushed_upto = None;

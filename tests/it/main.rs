@@ -6,8 +6,11 @@
 
 mod harness;
 
+mod bad_input;
+mod durability;
 mod etcd_compat;
 mod failover;
 mod lease;
+mod lifecycle;
 mod membership;
 mod watch;

@@ -4,7 +4,6 @@
 use axum::body::Body;
 use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
-use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::decode::MAX_REQUEST_BYTES;
@@ -21,14 +20,28 @@ fn parse_error(e: &serde_json::Error) -> EtcdError {
     EtcdError::invalid(format!("invalid JSON: {e}"))
 }
 
+/// An oversized body is read and discarded up to this much before answering, so that a
+/// client still sending it sees the answer instead of a reset connection.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
 /// Reads a whole body (at most [`MAX_BODY_BYTES`]) as one JSON value; empty means `{}`.
 pub async fn read_json(body: Body) -> Result<Value, EtcdError> {
-    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
-    let bytes = match limited.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Err(e) => return Err(EtcdError::invalid(format!("reading request body: {e}"))),
-    };
+    let mut stream = body.into_data_stream();
+    let mut bytes = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| EtcdError::invalid(format!("reading request body: {e}")))?;
+        seen += chunk.len();
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+        if seen <= MAX_BODY_BYTES {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }

@@ -8,6 +8,7 @@ use prometheus::{Encoder, TextEncoder};
 use super::AdminState;
 
 pub async fn metrics(State(state): State<AdminState>) -> Response {
+    state.node.refresh_metrics();
     let families = state.registry.gather();
     let mut out = Vec::new();
     match TextEncoder::new().encode(&families, &mut out) {

@@ -1,0 +1,113 @@
+//! Durability: an acknowledged write survives `kill -9`, and the write reaches the disk with
+//! `fdatasync` before the response leaves (checked with strace on the real binary).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::*;
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let mut c = Cluster::start(1);
+    let mut acked = Vec::new();
+    for i in 0..300 {
+        let (status, body) = c
+            .node(1)
+            .put(&format!("/durable/{i:04}"), &format!("v{i}"))
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        acked.push(i);
+    }
+    let revision = c.node(1).revision(false);
+    c.node_mut(1).kill9();
+    c.node_mut(1).start();
+    c.node(1).wait_ready(Duration::from_secs(30));
+    let stored = c.node(1).range_prefix("/durable/", false);
+    for i in acked {
+        assert_eq!(
+            stored.get(&format!("/durable/{i:04}")),
+            Some(&format!("v{i}"))
+        );
+    }
+    assert_eq!(c.node(1).revision(false), revision);
+}
+
+/// The pid of the hermes process whose command line mentions `marker` (strace's child).
+fn find_hermes(marker: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with("hermes"))
+            && args.iter().any(|a| a.contains(marker))
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn put_is_fdatasynced_before_the_response_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::new(dir.path(), 1);
+    let trace = dir.path().join("strace.txt");
+    let data_dir = node.data_dir.to_str().unwrap().to_string();
+    let mut strace = Command::new("strace")
+        .args(["-f", "-y", "-s", "64", "-o", trace.to_str().unwrap()])
+        .args([
+            "-e",
+            "trace=fdatasync,fsync,read,recvfrom,write,writev,sendto,sendmsg",
+        ])
+        .arg(hermes_bin())
+        .args(["node", "--data-dir", &data_dir])
+        .args(["--peer-listen", &format!("127.0.0.1:{}", node.peer_port)])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", node.admin_port)])
+        .args(["--etcd-listen", &format!("127.0.0.1:{}", node.etcd_port)])
+        .args(["--proxy-listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace is installed by scripts/test");
+    node.wait_ready(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, body) = node.put("/synced", "before-the-answer").unwrap();
+    assert_eq!(status, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(300));
+    if let Some(pid) = find_hermes(&data_dir) {
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    let _ = strace.wait();
+
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let request = lines
+        .iter()
+        .position(|l| l.contains("POST /v3/kv/put"))
+        .expect("the request read is in the trace");
+    let response = lines[request..]
+        .iter()
+        .position(|l| l.contains("HTTP/1.1 200"))
+        .map(|i| i + request)
+        .expect("the response write is in the trace");
+    let synced = lines[request..response].iter().any(|l| {
+        let completed = l.contains(") = 0");
+        let on_db = l.contains("/db>");
+        (l.contains("fdatasync(") || l.contains("<... fdatasync resumed>"))
+            && completed
+            && (on_db || l.contains("resumed"))
+    });
+    assert!(
+        synced,
+        "no completed fdatasync of the store between request and response:\n{}",
+        lines[request..=response].join("\n")
+    );
+}

@@ -1,0 +1,173 @@
+//! The node as an operator meets it: configuration errors stop it before anything is bound,
+//! SIGTERM drains it cleanly, peers must prove the cluster secret, and readiness tells the truth
+//! when quorum is lost.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn run_node(args: &[&str]) -> std::process::Output {
+    Command::new(hermes_bin())
+        .arg("node")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_configuration_exits_78_naming_the_setting_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let port = free_port();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--id".into(), "zero".into()], "--id"),
+        (
+            vec!["--admin-listen".into(), "localhost".into()],
+            "--admin-listen",
+        ),
+        (
+            vec!["--initial-cluster".into(), "1=ftp://x".into()],
+            "--initial-cluster",
+        ),
+        (
+            vec![
+                "--peer-listen".into(),
+                "0.0.0.0:9081".into(),
+                "--advertise-peer".into(),
+                "http://10.0.0.1:9081".into(),
+            ],
+            "--cluster-secret",
+        ),
+        (vec!["--cluster-secret".into(), "short".into()], "16 bytes"),
+        (
+            vec!["--namespace".into(), "Not_Valid".into()],
+            "--namespace",
+        ),
+        (vec!["--no-such-flag".into()], "--no-such-flag"),
+    ];
+    for (args, expect) in cases {
+        let mut full: Vec<&str> = vec!["--data-dir", data, "--admin-listen", ""];
+        let admin = format!("127.0.0.1:{port}");
+        full[3] = &admin;
+        full.extend(args.iter().map(String::as_str));
+        let out = run_node(&full);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(
+            !std::path::Path::new(data).exists(),
+            "{args:?}: the data dir was created"
+        );
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "{args:?}: a port stayed bound"
+        );
+    }
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[node]\nid = 1\n[peer]\nlisen = \"x\"\n").unwrap();
+    let out = Command::new(hermes_bin())
+        .args(["config", "validate", "-c", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("peer.lisen"));
+    // The environment counts too, and names itself.
+    let out = Command::new(hermes_bin())
+        .args(["node", "--data-dir", data])
+        .env("HERMES_ETCD_LISTEN", "nowhere")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HERMES_ETCD_LISTEN"));
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let mut c = Cluster::start(1);
+    c.node(1).put("/before-stop", "x").unwrap();
+    let status = c.node_mut(1).terminate();
+    assert!(status.success(), "exit status {status:?}");
+    let log = c.node(1).log();
+    assert!(log.contains("shutting down: draining"), "{log}");
+    assert!(
+        log.contains("drained_in_time=true") && log.contains("stopped"),
+        "{log}"
+    );
+    c.node_mut(1).start();
+    c.node(1).wait_ready(Duration::from_secs(30));
+    assert_eq!(c.node(1).range_prefix("/before-stop", false).len(), 1);
+}
+
+#[test]
+fn peers_must_sign_with_the_cluster_secret() {
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("secret");
+    std::fs::write(&secret, "correct-horse-battery-staple\n").unwrap();
+    let c = Cluster::start_with(3, &["--cluster-secret-file", secret.to_str().unwrap()]);
+    c.node(1).put("/signed", "ok").unwrap();
+    assert_eq!(c.node(3).range_prefix("/signed", false).len(), 1);
+    // An unsigned raft vote and an unsigned forwarded write are both refused.
+    for path in ["/raft/vote", "/peer/write", "/peer/info"] {
+        let resp = agent()
+            .post(&format!("{}{path}", c.node(2).peer_url()))
+            .send_bytes(b"\x01\x00");
+        match resp {
+            Err(ureq::Error::Status(401, r)) => {
+                let text = r.into_string().unwrap();
+                assert!(text.contains("cluster secret"), "{path}: {text}");
+            }
+            other => panic!("{path}: expected 401, got {other:?}"),
+        }
+    }
+    // Membership changes through the admin API need the secret too.
+    let out = Command::new(hermes_bin())
+        .args(["member", "remove", "3", "--endpoint", &c.node(1).admin()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = Command::new(hermes_bin())
+        .args([
+            "member",
+            "list",
+            "--endpoint",
+            &c.node(1).admin(),
+            "--cluster-secret-file",
+        ])
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+}
+
+#[test]
+fn readiness_reports_a_lost_quorum() {
+    let mut c = Cluster::start(3);
+    let leader = c.leader();
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    for id in &others {
+        c.node_mut(*id).kill9();
+    }
+    let (status, body) = wait_for(
+        "the leader to report lost quorum",
+        Duration::from_secs(15),
+        || c.node(leader).readyz().filter(|(s, _)| *s == 503),
+    );
+    assert_eq!(status, 503);
+    let failing = body["failing"].as_str().unwrap();
+    assert!(failing == "quorum" || failing == "leader", "{body}");
+    let (_, metrics) = get(&format!("{}/metrics", c.node(leader).admin())).unwrap();
+    assert!(
+        metrics.contains("hermes_raft_leader_has_quorum 0"),
+        "{metrics}"
+    );
+    // Writes fail with etcd's unavailable answer instead of hanging.
+    let (status, body) = c.node(leader).put("/no-quorum", "x").unwrap();
+    assert_eq!(status, 503, "{body}");
+}
