@@ -14,6 +14,9 @@ use crate::node::RaftNode;
 use crate::peer_client::PeerError;
 use crate::peer_proto::{ForwardError, MembershipChange, NodeInfo, PATH_INFO, PATH_MEMBERSHIP};
 
+/// A learner further behind the leader's log than this may not be promoted.
+const PROMOTE_MAX_LAG: u64 = 100;
+
 /// How long a status probe of one member may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 
@@ -201,6 +204,7 @@ impl RaftNode {
                 if voters.contains(&id) {
                     return Ok(());
                 }
+                self.check_caught_up(id)?;
                 self.raft
                     .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                     .await
@@ -235,6 +239,26 @@ impl RaftNode {
             }
         }
         Ok(())
+    }
+
+    /// Refuses to promote a learner that is not close to the leader's log (as etcd refuses to
+    /// promote a learner that is not in sync): a lagging voter would only weaken the quorum.
+    fn check_caught_up(&self, id: NodeId) -> Result<(), MembershipError> {
+        let m = self.raft.metrics().borrow().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).copied().flatten())
+            .map(|l| l.index);
+        match matched {
+            Some(index) if index + PROMOTE_MAX_LAG >= last => Ok(()),
+            other => Err(MembershipError::Invalid(format!(
+                "node {id} has not caught up with the leader (replicated up to {}, leader at {last}); \
+                 start it, wait until it is in sync, then promote it",
+                other.map_or("nothing".to_string(), |i| i.to_string())
+            ))),
+        }
     }
 
     /// Refuses a removal that would leave fewer healthy voters than the new quorum.

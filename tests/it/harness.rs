@@ -30,19 +30,27 @@ pub fn hermes_bin() -> PathBuf {
     bin
 }
 
-static PORTS: Mutex<u16> = Mutex::new(0);
+/// Ports are handed out from below Linux's ephemeral range (32768+), so that a port a test
+/// node gives up while restarting cannot be taken by some process's outgoing connection.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+static NEXT_PORT: Mutex<u16> = Mutex::new(0);
 
 /// A loopback port that is free now and not handed out before by this process.
 pub fn free_port() -> u16 {
-    let mut last = PORTS.lock().unwrap();
+    let mut next = NEXT_PORT.lock().unwrap();
+    if *next == 0 {
+        // Spread concurrent test processes over the range.
+        let span = PORT_RANGE.end - PORT_RANGE.start;
+        *next = PORT_RANGE.start + (std::process::id() % u32::from(span)) as u16;
+    }
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if port != *last {
-            *last = port;
+        let port = *next;
+        *next = if port + 1 >= PORT_RANGE.end {
+            PORT_RANGE.start
+        } else {
+            port + 1
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }

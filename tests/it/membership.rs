@@ -74,7 +74,40 @@ fn join_as_voter_then_remove() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(c.node(1).range_prefix("/after-remove", false).len(), 1);
 
-    eprintln!("phase 3: with node 3 down, removing node 2 would leave 1 healthy voter of 2");
+    eprintln!("phase 3: a learner added by hand is not promoted before it has caught up");
+    let idle_port = free_port();
+    let add = member_cmd(
+        &c.node(2).admin(),
+        &["add", "6", &format!("http://127.0.0.1:{idle_port}")],
+    );
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let list = member_cmd(&c.node(1).admin(), &["list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    let learner = text
+        .lines()
+        .find(|l| l.starts_with('6'))
+        .unwrap_or_default();
+    assert!(
+        learner.contains(" no ") && learner.contains("unreachable"),
+        "{text}"
+    );
+    let promote = member_cmd(&c.node(1).admin(), &["promote", "6"]);
+    assert!(!promote.status.success());
+    let err = String::from_utf8_lossy(&promote.stderr);
+    assert!(err.contains("has not caught up"), "{err}");
+    let out = member_cmd(&c.node(3).admin(), &["remove", "6"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(voters(c.node(1)), vec![1, 2, 3]);
+
+    eprintln!("phase 4: with node 3 down, removing node 2 would leave 1 healthy voter of 2");
     c.node_mut(3).kill9();
     let refused = member_cmd(&c.node(1).admin(), &["remove", "2"]);
     assert!(!refused.status.success());

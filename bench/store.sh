@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Put throughput and latency through the etcd v3 JSON gateway: Hermes (1 and 3 nodes) side by
+# side with Debian's etcd 3.4 (1 and 3 members), same client (wrk + bench/put.lua), same load
+# (16 connections, 64-byte values, unique keys), same machine, same disk, both fsyncing every
+# acknowledged write. Prints one table.
+#
+#   bench/store.sh [duration-seconds]     (default 15)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-15}
+CONNECTIONS=16
+THREADS=2
+
+for tool in etcd wrk; do
+  command -v $tool >/dev/null || { echo "bench/store.sh needs $tool (apt-get install etcd-server wrk)"; exit 1; }
+done
+cargo build --release -p hermes-node >/dev/null 2>&1 || cargo build --release -p hermes-node
+HERMES=$PWD/target/release/hermes
+
+WORK=$(mktemp -d -p "${BENCH_DIR:-$PWD/target}" bench-store.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_http() { # url body
+  for _ in $(seq 1 200); do
+    curl -sf -o /dev/null "$1" -d "$2" && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $1" >&2; exit 1
+}
+
+stop_all() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  PIDS=()
+  sleep 0.5
+}
+
+start_etcd() { # members
+  local n=$1 cluster="" i
+  for i in $(seq 1 "$n"); do cluster+="e$i=http://127.0.0.1:$((23800 + i)),"; done
+  cluster=${cluster%,}
+  for i in $(seq 1 "$n"); do
+    etcd --name "e$i" --data-dir "$WORK/etcd-$n-$i" \
+      --listen-client-urls "http://127.0.0.1:$((23700 + i))" --advertise-client-urls "http://127.0.0.1:$((23700 + i))" \
+      --listen-peer-urls "http://127.0.0.1:$((23800 + i))" --initial-advertise-peer-urls "http://127.0.0.1:$((23800 + i))" \
+      --initial-cluster "$cluster" --initial-cluster-state new >"$WORK/etcd-$n-$i.log" 2>&1 &
+    PIDS+=($!)
+  done
+  wait_http "http://127.0.0.1:23701/v3/kv/put" '{"key":"d2FybQ==","value":"eA=="}'
+}
+
+start_hermes() { # nodes
+  local n=$1 cluster="" i
+  for i in $(seq 1 "$n"); do cluster+="$i=http://127.0.0.1:$((24800 + i)),"; done
+  cluster=${cluster%,}
+  for i in $(seq 1 "$n"); do
+    local extra=()
+    [ "$n" -gt 1 ] && extra=(--initial-cluster "$cluster")
+    RUST_LOG=warn "$HERMES" node --id "$i" --data-dir "$WORK/hermes-$n-$i" \
+      --peer-listen "127.0.0.1:$((24800 + i))" --admin-listen "127.0.0.1:$((24900 + i))" \
+      --etcd-listen "127.0.0.1:$((24700 + i))" --proxy-listen 127.0.0.1:0 "${extra[@]}" \
+      >"$WORK/hermes-$n-$i.log" 2>&1 &
+    PIDS+=($!)
+  done
+  for i in $(seq 1 "$n"); do
+    for _ in $(seq 1 200); do
+      curl -sf -o /dev/null "http://127.0.0.1:$((24900 + i))/readyz" && break
+      sleep 0.1
+    done
+  done
+  wait_http "http://127.0.0.1:24701/v3/kv/put" '{"key":"d2FybQ==","value":"eA=="}'
+}
+
+# Runs wrk against a put URL; prints "requests/s p50 p99 errors".
+load() {
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/put.lua "$1")
+  echo "$out" >>"$WORK/wrk.log"
+  local rps p50 p99 errors
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  errors=$(echo "$out" | awk '/Non-2xx/ {print $5} /Socket errors/ {print "socket:" $0}' | tr '\n' ' ')
+  echo "$rps $p50 $p99 ${errors:-0}"
+}
+
+printf '%-22s %12s %10s %10s  %s\n' "server" "puts/s" "p50" "p99" "errors"
+row() { printf '%-22s %12s %10s %10s  %s\n' "$1" $2 $3 $4 "${*:5}"; }
+
+start_etcd 1;   row "etcd 3.4, 1 member" $(load http://127.0.0.1:23701/v3/kv/put); stop_all
+start_hermes 1; row "hermes, 1 node" $(load http://127.0.0.1:24701/v3/kv/put); stop_all
+start_etcd 3;   row "etcd 3.4, 3 members" $(load http://127.0.0.1:23701/v3/kv/put); stop_all
+start_hermes 3; row "hermes, 3 nodes" $(load http://127.0.0.1:24701/v3/kv/put); stop_all
+echo
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -s bench/put.lua; 64-byte values; $(nproc) cores; $(etcd --version | head -1); hermes $("$HERMES" version | awk '{print $2}')"
