@@ -49,6 +49,7 @@ start_etcd() { # members
       --listen-peer-urls "http://127.0.0.1:$((23800 + i))" --initial-advertise-peer-urls "http://127.0.0.1:$((23800 + i))" \
       --initial-cluster "$cluster" --initial-cluster-state new >"$WORK/etcd-$n-$i.log" 2>&1 &
     PIDS+=($!)
+    disown
   done
   wait_http "http://127.0.0.1:23701/v3/kv/put" '{"key":"d2FybQ==","value":"eA=="}'
 }
@@ -65,6 +66,7 @@ start_hermes() { # nodes
       --etcd-listen "127.0.0.1:$((24700 + i))" --proxy-listen 127.0.0.1:0 "${extra[@]}" \
       >"$WORK/hermes-$n-$i.log" 2>&1 &
     PIDS+=($!)
+    disown
   done
   for i in $(seq 1 "$n"); do
     for _ in $(seq 1 200); do

@@ -396,7 +396,7 @@ impl NodeConfig {
                     "expected a number of revisions (0 keeps all history)".to_string()
                 })
             })?,
-            snapshot_every: src.get(SNAPSHOT_EVERY, "10000", parse_positive)?,
+            snapshot_every: src.get(SNAPSHOT_EVERY, "100000", parse_positive)?,
             request_timeout: Duration::from_millis(src.get(
                 REQUEST_TIMEOUT_MS,
                 "5000",

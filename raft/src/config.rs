@@ -27,7 +27,7 @@ pub struct RaftConfig {
     pub request_timeout: Duration,
     /// Revisions of history kept by automatic compaction; 0 disables it. Default 10 000.
     pub history_retention: i64,
-    /// Log entries between snapshots. Default 10 000.
+    /// Log entries between snapshots. Default 100 000 (etcd's `--snapshot-count`).
     pub snapshot_every: u64,
 }
 
@@ -43,7 +43,7 @@ impl RaftConfig {
             election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
             request_timeout: Duration::from_secs(5),
             history_retention: 10_000,
-            snapshot_every: 10_000,
+            snapshot_every: 100_000,
         }
     }
 

@@ -6,6 +6,7 @@
 //! It knows nothing of the gateway or the admin API.
 
 pub mod background;
+pub mod batcher;
 pub mod config;
 pub mod error;
 pub mod lease_keeper;

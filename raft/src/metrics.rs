@@ -1,6 +1,6 @@
 //! `hermes_raft_*` and `hermes_store_*` metrics, refreshed from raft's own metrics feed.
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::node::RaftNode;
 
@@ -21,6 +21,8 @@ pub struct RaftMetricsExporter {
     keys: IntGauge,
     db_size: IntGauge,
     pub(crate) lease_revokes: IntCounterVec,
+    pub(crate) proposal_writes: Histogram,
+    pub(crate) proposal_seconds: Histogram,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
@@ -42,6 +44,22 @@ impl RaftMetricsExporter {
             &["result"],
         )?;
         registry.register(Box::new(lease_revokes.clone()))?;
+        let proposal_writes = Histogram::with_opts(
+            HistogramOpts::new(
+                "hermes_raft_proposal_writes",
+                "Client writes carried by one raft entry (write batching on the leader)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )?;
+        registry.register(Box::new(proposal_writes.clone()))?;
+        let proposal_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "hermes_raft_proposal_duration_seconds",
+                "Time from proposing a raft entry on the leader to its being applied",
+            )
+            .buckets(prometheus::exponential_buckets(0.0002, 2.0, 14)?),
+        )?;
+        registry.register(Box::new(proposal_seconds.clone()))?;
         Ok(RaftMetricsExporter {
             term: gauge(registry, "hermes_raft_term", "Current raft term")?,
             is_leader: gauge(registry, "hermes_raft_is_leader", "1 if this node is the raft leader")?,
@@ -66,6 +84,8 @@ impl RaftMetricsExporter {
             keys: gauge(registry, "hermes_store_keys", "Live keys in the store")?,
             db_size: gauge(registry, "hermes_store_db_size_bytes", "Size of the store on disk")?,
             lease_revokes,
+            proposal_writes,
+            proposal_seconds,
         })
     }
 

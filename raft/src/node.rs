@@ -6,9 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{Raft, ServerState};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::batcher::Pending;
 use tokio::task::JoinSet;
 
 use hermes_storage::log_store::LogStore;
@@ -47,6 +49,7 @@ pub struct RaftNode {
     pub(crate) peers: PeerClient,
     pub(crate) leases: LeaseKeeper,
     pub(crate) exporter: Option<RaftMetricsExporter>,
+    batcher: mpsc::Sender<Pending>,
     shutdown_tx: watch::Sender<bool>,
     tasks: std::sync::Mutex<JoinSet<()>>,
 }
@@ -100,6 +103,7 @@ impl RaftNode {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let (shutdown_tx, _) = watch::channel(false);
+        let (batch_tx, batch_rx) = mpsc::channel(crate::batcher::QUEUE);
         let exporter = metrics
             .map(RaftMetricsExporter::register)
             .transpose()
@@ -112,9 +116,16 @@ impl RaftNode {
             peers,
             leases: LeaseKeeper::default(),
             exporter,
+            batcher: batch_tx,
             shutdown_tx,
             tasks: std::sync::Mutex::new(JoinSet::new()),
         });
+        node.spawn(crate::batcher::run(
+            node.raft.clone(),
+            node.exporter.clone(),
+            batch_rx,
+            node.shutdown_signal(),
+        ));
         crate::background::spawn_all(&node);
         Ok(node)
     }
@@ -282,18 +293,15 @@ impl RaftNode {
                 "this leader has lost contact with a quorum".into(),
             )));
         }
+        let (reply, answer) = oneshot::channel();
+        if self.batcher.send(Pending { cmd, reply }).await.is_err() {
+            return Err(Retry::Fail(WriteError::Shutdown));
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, self.raft.client_write(cmd)).await {
-            Ok(Ok(resp)) => Ok(resp.data),
-            // Not appended, or appended and then truncated: never applied, safe to retry.
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(
-                Retry::Again(format!("leadership moved to {:?}", f.leader_id)),
-            ),
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(Retry::Fail(WriteError::Unavailable(e.to_string())))
-            }
-            Ok(Err(RaftError::Fatal(_))) => Err(Retry::Fail(WriteError::Shutdown)),
-            // Appended but not known committed: it may still be applied.
+        match tokio::time::timeout(remaining, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Retry::Fail(WriteError::Shutdown)),
+            // Queued or appended but not known committed: it may still be applied.
             Err(_) => Err(Retry::Fail(WriteError::Unknown(format!(
                 "not committed within {remaining:?}"
             )))),
@@ -409,6 +417,7 @@ impl RaftNode {
 }
 
 /// Whether a failed attempt may be repeated.
+#[derive(Debug, Clone)]
 pub(crate) enum Retry {
     Again(String),
     Fail(WriteError),

@@ -14,6 +14,7 @@ pub mod error;
 pub mod log_store;
 pub mod mvcc;
 pub mod snapshot;
+mod snapshot_file;
 pub mod state_machine;
 pub mod store;
 pub mod types;
@@ -41,9 +42,17 @@ pub fn open(
     ),
     StoreError,
 > {
-    let engine: Arc<dyn engine::Engine> = Arc::new(engine::SledEngine::open(dir)?);
-    let log = log_store::LogStore::open(engine.clone())?;
-    let store = KvStore::open(engine)?;
-    let sm = state_machine::StateMachine::new(store.clone())?;
+    // Two engines, so that the sync on every log append writes only the log: the state
+    // machine can always be rebuilt from the log, so its own writes need to be durable only
+    // when a snapshot lets raft purge the log (the snapshot build syncs it) or at shutdown.
+    let raft: Arc<dyn engine::Engine> =
+        Arc::new(engine::SledEngine::open(&dir.join("raft"), None)?);
+    let state: Arc<dyn engine::Engine> = Arc::new(engine::SledEngine::open(
+        &dir.join("state"),
+        Some(std::time::Duration::from_secs(1)),
+    )?);
+    let log = log_store::LogStore::open(raft)?;
+    let store = KvStore::open(state)?;
+    let sm = state_machine::StateMachine::new(store.clone(), &dir.join("snapshots"))?;
     Ok((log, sm, store))
 }

@@ -1,35 +1,27 @@
 //! The raft state machine: applies committed entries to the [`KvStore`], builds snapshots of
-//! it, and installs snapshots received from the leader. The latest snapshot is kept in the
-//! `snapshot` tree so it can be sent to a lagging follower after a restart.
+//! it, and installs snapshots received from the leader. The latest snapshot is kept in a file
+//! so it can be sent to a lagging follower after a restart.
 
 use std::io::Cursor;
+use std::path::Path;
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{OptionalSend, RaftSnapshotBuilder, StorageIOError};
-use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::engine::{Engine, Tree};
 use crate::error::StoreError;
 use crate::mvcc::response::CommandResponse;
 use crate::snapshot::SnapshotContents;
+use crate::snapshot_file::{SnapshotFile, StoredSnapshot};
 use crate::store::KvStore;
 use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-
-const KEY_CURRENT: &[u8] = b"current";
-
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
-}
 
 /// The state machine handed to openraft. Cheap to clone.
 #[derive(Clone)]
 pub struct StateMachine {
     store: Arc<KvStore>,
-    snapshots: Arc<dyn Tree>,
+    snapshots: SnapshotFile,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -70,9 +62,12 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl StateMachine {
-    pub fn new(store: Arc<KvStore>) -> Result<StateMachine, StoreError> {
-        let snapshots = store.engine().tree("snapshot")?;
-        Ok(StateMachine { store, snapshots })
+    /// `snapshot_dir` holds the latest snapshot file.
+    pub fn new(store: Arc<KvStore>, snapshot_dir: &Path) -> Result<StateMachine, StoreError> {
+        Ok(StateMachine {
+            store,
+            snapshots: SnapshotFile::new(snapshot_dir)?,
+        })
     }
 
     pub fn store(&self) -> &Arc<KvStore> {
@@ -121,11 +116,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         blocking(
             move || {
                 store.import(contents)?;
-                save_snapshot(
-                    snapshots.as_ref(),
-                    store.engine().as_ref(),
-                    &StoredSnapshot { meta, data },
-                )
+                snapshots.save(&StoredSnapshot { meta, data })
             },
             snap_write,
         )
@@ -141,11 +132,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let snapshots = self.snapshots.clone();
         blocking(
             move || {
-                let Some(bytes) = snapshots.get(KEY_CURRENT)? else {
-                    return Ok(None);
-                };
-                let stored: StoredSnapshot = codec::decode(&bytes)?;
-                Ok(Some(Snapshot {
+                Ok(snapshots.load()?.map(|stored| Snapshot {
                     meta: stored.meta,
                     snapshot: Box::new(Cursor::new(stored.data)),
                 }))
@@ -156,19 +143,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-fn save_snapshot(
-    tree: &dyn Tree,
-    engine: &dyn Engine,
-    snap: &StoredSnapshot,
-) -> Result<(), StoreError> {
-    let bytes = codec::encode(snap)?;
-    tree.insert(KEY_CURRENT, &bytes)?;
-    Ok(engine.sync()?)
-}
-
 pub struct SnapshotBuilder {
     store: Arc<KvStore>,
-    snapshots: Arc<dyn Tree>,
+    snapshots: SnapshotFile,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -178,6 +155,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         blocking(
             move || {
                 let contents = store.export()?;
+                // Raft purges the log entries a snapshot covers once it is built, so the state
+                // machine must be durable at least up to this snapshot first.
+                store.engine().sync()?;
                 let meta = SnapshotMeta {
                     last_log_id: contents.applied,
                     last_membership: contents.membership.clone(),
@@ -189,19 +169,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     ),
                 };
                 let data = codec::encode(&contents)?;
-                // The sync inside also makes the state machine durable up to this snapshot, which
-                // must hold before raft purges the log entries the snapshot covers.
-                save_snapshot(
-                    snapshots.as_ref(),
-                    store.engine().as_ref(),
-                    &StoredSnapshot {
-                        meta: meta.clone(),
-                        data: data.clone(),
-                    },
-                )?;
+                snapshots.save(&StoredSnapshot {
+                    meta: meta.clone(),
+                    data: data.clone(),
+                })?;
                 tracing::info!(
                     revision = contents.revision,
                     rows = contents.rows.len(),
+                    bytes = data.len(),
                     "built snapshot"
                 );
                 Ok(Snapshot {

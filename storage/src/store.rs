@@ -18,9 +18,7 @@ use crate::engine::{Engine, EngineError, Tree, WriteBatch};
 use crate::error::StoreError;
 use crate::mvcc::error::KvError;
 use crate::mvcc::key_value::{KeyValue, RevisionEvents};
-#[cfg(test)]
-use crate::mvcc::request::Command;
-use crate::mvcc::request::RangeRequest;
+use crate::mvcc::request::{Command, RangeRequest};
 use crate::mvcc::response::{CommandResponse, RangeResponse, RevisionResponse};
 use crate::mvcc::rows::{lease_key, meta_key, HistoryRow, LeaseRow, RowId, LEASE_PREFIX};
 use crate::mvcc::state::{
@@ -254,11 +252,9 @@ impl KvStore {
         let mut published = Vec::new();
         let mut batch = WriteBatch::default();
         let mut pending_rows: Vec<RowId> = Vec::new();
-        let mut removes_history = false;
         let revision;
         {
             let mut st = write(&self.state);
-            let resolve = |id: RowId| self.resolve(id).map(|row| row.kv);
             for entry in entries {
                 let resp = match entry.payload {
                     openraft::EntryPayload::Blank => CommandResponse::Internal(RevisionResponse {
@@ -277,27 +273,26 @@ impl KvStore {
                             revision: st.mvcc.revision(),
                         })
                     }
-                    openraft::EntryPayload::Normal(cmd) => {
-                        let (resp, changes) =
-                            st.mvcc.apply(&cmd, &resolve).map_err(StoreError::Resolve)?;
-                        removes_history |= !changes.removed_rows.is_empty();
-                        write_changes(&mut batch, &changes)?;
-                        // Later entries of this batch (and readers, once the lock is released)
-                        // may need these rows before the batch reaches the tree.
-                        let mut pending = lock(&self.pending);
-                        for (id, row) in &changes.rows {
-                            pending.insert(*id, row.clone());
-                            pending_rows.push(*id);
+                    openraft::EntryPayload::Normal(Command::Batch(cmds)) => {
+                        let mut answers = Vec::with_capacity(cmds.len());
+                        for cmd in &cmds {
+                            answers.push(self.apply_one(
+                                &mut st,
+                                cmd,
+                                &mut batch,
+                                &mut pending_rows,
+                                &mut published,
+                            )?);
                         }
-                        drop(pending);
-                        if !changes.events.is_empty() {
-                            published.push(Arc::new(RevisionEvents {
-                                revision: st.mvcc.revision(),
-                                events: changes.events,
-                            }));
-                        }
-                        resp
+                        CommandResponse::Batch(answers)
                     }
+                    openraft::EntryPayload::Normal(cmd) => self.apply_one(
+                        &mut st,
+                        &cmd,
+                        &mut batch,
+                        &mut pending_rows,
+                        &mut published,
+                    )?,
                 };
                 st.applied = Some(entry.log_id);
                 responses.push(resp);
@@ -312,7 +307,8 @@ impl KvStore {
             );
         }
         let written = {
-            let _guard = removes_history.then(|| write(&self.history_guard));
+            // Compaction deletes history rows: wait for any snapshot that is reading them.
+            let _guard = batch.has_deletes().then(|| write(&self.history_guard));
             self.tree.apply(batch)
         };
         {
@@ -328,6 +324,36 @@ impl KvStore {
             let _ = self.hub.send(HubMessage::Revision(events));
         }
         Ok(responses)
+    }
+
+    /// Applies one client command under the state lock, adding its rows to `batch`, parking
+    /// them in `pending` for readers, and queueing its events for the watch hub.
+    fn apply_one(
+        &self,
+        st: &mut State,
+        cmd: &Command,
+        batch: &mut WriteBatch,
+        pending_rows: &mut Vec<RowId>,
+        published: &mut Vec<Arc<RevisionEvents>>,
+    ) -> Result<CommandResponse, StoreError> {
+        let resolve = |id: RowId| self.resolve(id).map(|row| row.kv);
+        let (resp, changes) = st.mvcc.apply(cmd, &resolve).map_err(StoreError::Resolve)?;
+        write_changes(batch, &changes)?;
+        // Later commands of this batch (and readers, once the lock is released) may need these
+        // rows before the batch reaches the tree.
+        let mut pending = lock(&self.pending);
+        for (id, row) in &changes.rows {
+            pending.insert(*id, row.clone());
+            pending_rows.push(*id);
+        }
+        drop(pending);
+        if !changes.events.is_empty() {
+            published.push(Arc::new(RevisionEvents {
+                revision: st.mvcc.revision(),
+                events: changes.events,
+            }));
+        }
+        Ok(resp)
     }
 
     /// Copies the complete state for a snapshot. Blocking.

@@ -13,4 +13,5 @@ mod failover;
 mod lease;
 mod lifecycle;
 mod membership;
+mod snapshot;
 mod watch;

@@ -396,6 +396,7 @@ pub fn request_size(cmd: &Command) -> usize {
         Command::DeleteRange(d) => range(&d.range) + 16,
         Command::Txn(t) => txn(t) + 16,
         Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } | Command::Compact { .. } => 32,
+        Command::Batch(cmds) => cmds.iter().map(request_size).sum(),
     }
 }
 

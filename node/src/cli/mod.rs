@@ -93,7 +93,7 @@ pub struct NodeArgs {
     /// Revisions of history kept by automatic compaction, 0 keeps all [default: 10000].
     #[arg(long)]
     pub history_retention: Option<String>,
-    /// Raft log entries between snapshots [default: 10000].
+    /// Raft log entries between snapshots [default: 100000].
     #[arg(long)]
     pub snapshot_every: Option<String>,
     /// How long a client request may wait for the cluster, in ms [default: 5000].

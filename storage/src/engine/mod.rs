@@ -48,6 +48,11 @@ impl WriteBatch {
     pub fn len(&self) -> usize {
         self.ops.len()
     }
+
+    /// Whether the batch removes any key.
+    pub fn has_deletes(&self) -> bool {
+        self.ops.iter().any(|(_, v)| v.is_none())
+    }
 }
 
 /// A durable store of named trees.

@@ -49,13 +49,17 @@ fn sled_err(op: &'static str) -> impl FnOnce(sled::Error) -> EngineError {
 
 impl SledEngine {
     /// Opens or creates the engine in `dir`. Blocking.
-    pub fn open(dir: &Path) -> Result<Self, EngineError> {
+    /// `background_flush`: let sled write its buffers out on a timer as well (for data whose
+    /// durability does not depend on [`Engine::sync`] being called on every write).
+    pub fn open(
+        dir: &Path,
+        background_flush: Option<std::time::Duration>,
+    ) -> Result<Self, EngineError> {
         std::fs::create_dir_all(dir).map_err(io("creating the data directory"))?;
         let db = sled::Config::new()
             .path(dir)
             .segment_size(SEGMENT_SIZE)
-            // Durability is ours (see `sync`); sled's timer flush would only add I/O.
-            .flush_every_ms(None)
+            .flush_every_ms(background_flush.map(|d| d.as_millis() as u64))
             .open()
             .map_err(sled_err("opening sled"))?;
         let db_file = File::open(dir.join("db")).map_err(io("opening sled's db file"))?;
@@ -214,7 +218,7 @@ mod tests {
     fn batch_range_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let engine = SledEngine::open(dir.path()).unwrap();
+            let engine = SledEngine::open(dir.path(), None).unwrap();
             let tree = engine.tree("t").unwrap();
             let mut batch = WriteBatch::default();
             for i in 0u8..10 {
@@ -235,7 +239,7 @@ mod tests {
             assert_eq!(rev, vec![9, 8]);
             engine.sync().unwrap();
         }
-        let engine = SledEngine::open(dir.path()).unwrap();
+        let engine = SledEngine::open(dir.path(), None).unwrap();
         let tree = engine.tree("t").unwrap();
         assert_eq!(tree.get(&[7]).unwrap(), Some(vec![7, 7, 7]));
         assert_eq!(tree.first().unwrap().unwrap().0, vec![0]);
@@ -247,11 +251,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let big = vec![0xabu8; 3 * 1024 * 1024];
         {
-            let engine = SledEngine::open(dir.path()).unwrap();
+            let engine = SledEngine::open(dir.path(), None).unwrap();
             engine.tree("t").unwrap().insert(b"big", &big).unwrap();
             engine.sync().unwrap();
         }
-        let engine = SledEngine::open(dir.path()).unwrap();
+        let engine = SledEngine::open(dir.path(), None).unwrap();
         assert_eq!(engine.tree("t").unwrap().get(b"big").unwrap(), Some(big));
     }
 }

@@ -38,6 +38,8 @@ pub enum KvError {
     LeaseExists,
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
+    #[error("a batch of writes may not contain another batch")]
+    NestedBatch,
 }
 
 impl KvError {
@@ -49,7 +51,8 @@ impl KvError {
             | KvError::LeaseProvided
             | KvError::TooManyOps
             | KvError::DuplicateKey
-            | KvError::RequestTooLarge => ErrorClass::InvalidArgument,
+            | KvError::RequestTooLarge
+            | KvError::NestedBatch => ErrorClass::InvalidArgument,
             KvError::Compacted { .. } | KvError::FutureRevision | KvError::LeaseTtlTooLarge => {
                 ErrorClass::OutOfRange
             }

@@ -118,6 +118,9 @@ pub enum Command {
     Compact {
         revision: i64,
     },
+    /// Several writes proposed together: one log entry and one fsync for all of them. Each is
+    /// applied in order exactly as if proposed alone, with its own revision and its own answer.
+    Batch(Vec<Command>),
 }
 
 impl Command {
@@ -130,6 +133,7 @@ impl Command {
             Command::LeaseGrant { .. } => "lease_grant",
             Command::LeaseRevoke { .. } => "lease_revoke",
             Command::Compact { .. } => "compact",
+            Command::Batch(_) => "batch",
         }
     }
 }

@@ -69,4 +69,6 @@ pub enum CommandResponse {
     Internal(RevisionResponse),
     /// The command was rejected deterministically on every replica; nothing changed.
     Rejected(KvError),
+    /// The answers to a [`Command::Batch`](super::request::Command::Batch), in order.
+    Batch(Vec<CommandResponse>),
 }

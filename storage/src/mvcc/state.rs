@@ -486,6 +486,8 @@ impl<'a> Writer<'a> {
                 self.compact(*revision)?;
                 CommandResponse::Compact(RevisionResponse::default())
             }
+            // The store applies a batch's commands one by one; one never reaches a writer.
+            Command::Batch(_) => return Err(KvError::NestedBatch.into()),
         })
     }
 
@@ -719,7 +721,7 @@ fn set_revision(resp: &mut CommandResponse, revision: i64) {
         CommandResponse::LeaseRevoke(r)
         | CommandResponse::Compact(r)
         | CommandResponse::Internal(r) => r.revision = revision,
-        CommandResponse::Rejected(_) => {}
+        CommandResponse::Rejected(_) | CommandResponse::Batch(_) => {}
     }
 }
 

@@ -551,3 +551,39 @@ async fn state_survives_reopen() {
         .unwrap();
     assert_eq!(old.kvs[0].value, vec![0]);
 }
+
+#[tokio::test]
+async fn a_batch_applies_each_command_as_if_alone() {
+    let mut h = Harness::new();
+    let put = |k: &str, lease: i64| {
+        Command::Put(PutRequest {
+            key: k.into(),
+            value: b"v".to_vec(),
+            lease,
+            ..Default::default()
+        })
+    };
+    let resp = h.apply(Command::Batch(vec![put("a", 0), put("b", 99), put("c", 0)]));
+    let CommandResponse::Batch(answers) = resp else {
+        panic!("{resp:?}")
+    };
+    assert!(matches!(
+        answers[0],
+        CommandResponse::Put(PutResponse { revision: 2, .. })
+    ));
+    assert_eq!(
+        answers[1],
+        CommandResponse::Rejected(KvError::LeaseNotFound)
+    );
+    assert!(matches!(
+        answers[2],
+        CommandResponse::Put(PutResponse { revision: 3, .. })
+    ));
+    assert_eq!(h.store.revision(), 3);
+    assert!(h.get("b").await.is_none());
+    let nested = h.apply(Command::Batch(vec![Command::Batch(vec![put("d", 0)])]));
+    assert_eq!(
+        nested,
+        CommandResponse::Batch(vec![CommandResponse::Rejected(KvError::NestedBatch)])
+    );
+}
