@@ -59,32 +59,27 @@ async fn expire_leases(node: Weak<RaftNode>) {
         (m.state == ServerState::Leader).then_some(m.current_term)
     };
     let expired = node.leases.tick(leader_term, &node.store, Instant::now());
-    for id in expired.into_iter().take(MAX_REVOKES_PER_TICK) {
-        let result = match node
-            .write_as_leader(
-                Command::LeaseRevoke { id },
-                Instant::now() + node.config.request_timeout,
-            )
-            .await
-        {
-            Ok(hermes_storage::mvcc::response::CommandResponse::Rejected(
-                KvError::LeaseNotFound,
-            ))
-            | Ok(_) => {
+    let deadline = Instant::now() + node.config.request_timeout;
+    let ids: Vec<i64> = expired.into_iter().take(MAX_REVOKES_PER_TICK).collect();
+    // Submitted together, the revocations share proposals.
+    let results = futures_util::future::join_all(
+        ids.iter()
+            .map(|id| node.submit(Command::LeaseRevoke { id: *id }, true, deadline)),
+    )
+    .await;
+    for (id, result) in ids.into_iter().zip(results) {
+        // Revoked now, or already gone: either way the lease is no longer ours to track.
+        let outcome = match result {
+            Ok(_) => {
                 tracing::debug!(lease = id, "lease expired and was revoked");
                 node.leases.forget(id);
                 "revoked"
             }
-            Err(_) => {
-                // Leadership moved or raft is stopping: the next leader takes over.
-                "failed"
-            }
+            // Leadership moved or raft is stopping: the next leader takes over.
+            Err(_) => "failed",
         };
         if let Some(exporter) = &node.exporter {
-            exporter.lease_revokes.with_label_values(&[result]).inc();
-        }
-        if result == "failed" {
-            break;
+            exporter.lease_revokes.with_label_values(&[outcome]).inc();
         }
     }
 }

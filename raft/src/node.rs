@@ -27,7 +27,7 @@ use crate::metrics::RaftMetricsExporter;
 use crate::network::NetworkFactory;
 use crate::peer_auth::PeerAuth;
 use crate::peer_client::{PeerClient, PeerError};
-use crate::peer_proto::{ForwardError, PATH_READ_INDEX, PATH_WRITE};
+use crate::peer_proto::{ForwardError, PATH_READ_INDEX};
 
 /// Pause between attempts while the leader is unknown or unreachable.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -49,7 +49,7 @@ pub struct RaftNode {
     pub(crate) peers: PeerClient,
     pub(crate) leases: LeaseKeeper,
     pub(crate) exporter: Option<RaftMetricsExporter>,
-    batcher: mpsc::Sender<Pending>,
+    pub(crate) batcher: mpsc::Sender<Pending>,
     shutdown_tx: watch::Sender<bool>,
     tasks: std::sync::Mutex<JoinSet<()>>,
 }
@@ -121,8 +121,7 @@ impl RaftNode {
             tasks: std::sync::Mutex::new(JoinSet::new()),
         });
         node.spawn(crate::batcher::run(
-            node.raft.clone(),
-            node.exporter.clone(),
+            Arc::downgrade(&node),
             batch_rx,
             node.shutdown_signal(),
         ));
@@ -247,15 +246,11 @@ impl RaftNode {
     pub async fn write(&self, cmd: Command) -> Result<CommandResponse, WriteError> {
         let deadline = Instant::now() + self.config.request_timeout;
         loop {
-            let leader = self
-                .wait_leader(deadline)
+            // Waiting here turns "no leader" into a prompt NoLeader instead of retries.
+            self.wait_leader(deadline)
                 .await
                 .map_err(WriteError::NoLeader)?;
-            let attempt = if leader == self.config.id {
-                self.write_as_leader(cmd.clone(), deadline).await
-            } else {
-                self.forward_write(leader, &cmd, deadline).await
-            };
+            let attempt = self.submit(cmd.clone(), false, deadline).await;
             match attempt {
                 Ok(CommandResponse::Rejected(e)) => return Err(WriteError::Rejected(e)),
                 Ok(resp) => return Ok(resp),
@@ -280,11 +275,12 @@ impl RaftNode {
                 .is_some_and(|age| age >= crate::metrics::QUORUM_LOST_AFTER_MS)
     }
 
-    /// Proposes on this node, which believes it is the leader, waiting at most until
-    /// `deadline` for the entry to commit and apply.
-    pub(crate) async fn write_as_leader(
+    /// Hands a write to this node's batcher, which proposes it (leader) or forwards it (follower;
+    /// unless `local_only`), and waits at most until `deadline` for its outcome.
+    pub(crate) async fn submit(
         &self,
         cmd: Command,
+        local_only: bool,
         deadline: Instant,
     ) -> Result<CommandResponse, Retry> {
         if self.leader_without_quorum() {
@@ -294,43 +290,22 @@ impl RaftNode {
             )));
         }
         let (reply, answer) = oneshot::channel();
-        if self.batcher.send(Pending { cmd, reply }).await.is_err() {
+        let pending = Pending {
+            cmd,
+            local_only,
+            reply,
+        };
+        if self.batcher.send(pending).await.is_err() {
             return Err(Retry::Fail(WriteError::Shutdown));
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(remaining, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Retry::Fail(WriteError::Shutdown)),
-            // Queued or appended but not known committed: it may still be applied.
+            // Queued or sent but not known committed: it may still be applied.
             Err(_) => Err(Retry::Fail(WriteError::Unknown(format!(
                 "not committed within {remaining:?}"
             )))),
-        }
-    }
-
-    async fn forward_write(
-        &self,
-        leader: NodeId,
-        cmd: &Command,
-        deadline: Instant,
-    ) -> Result<CommandResponse, Retry> {
-        let Some(url) = self.peer_url_of(leader) else {
-            return Err(Retry::Again(format!(
-                "leader {leader} has no known address"
-            )));
-        };
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let answer: Result<Result<CommandResponse, ForwardError>, PeerError> =
-            self.peers.call(&url, PATH_WRITE, cmd, remaining).await;
-        match answer {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(ForwardError::NotLeader { .. })) => {
-                Err(Retry::Again(format!("node {leader} is no longer leader")))
-            }
-            Ok(Err(ForwardError::Invalid(msg))) => Err(Retry::Fail(WriteError::Unavailable(msg))),
-            Ok(Err(ForwardError::Failed(msg))) => Err(Retry::Fail(WriteError::Unknown(msg))),
-            Err(e) if e.not_sent() => Err(Retry::Again(e.to_string())),
-            Err(e) => Err(Retry::Fail(WriteError::Unknown(e.to_string()))),
         }
     }
 
