@@ -17,9 +17,10 @@ use hermes_storage::codec;
 use hermes_storage::mvcc::request::Command;
 use hermes_storage::types::{NodeId, TypeConfig};
 
-use crate::error::{MembershipError, WriteError};
+use crate::batcher::{to_forwarded, ForwardedAnswer};
+use crate::error::MembershipError;
 use crate::network::{PATH_APPEND, PATH_SNAPSHOT, PATH_VOTE};
-use crate::node::{RaftNode, Retry};
+use crate::node::RaftNode;
 use crate::peer_auth::HEADER;
 use crate::peer_client::CONTENT_TYPE;
 use crate::peer_proto::*;
@@ -121,25 +122,23 @@ async fn snapshot(
     Encoded(node.raft.install_snapshot(req).await)
 }
 
-async fn write(State(node): State<Node>, Peer(cmd): Peer<Command>) -> impl IntoResponse {
+/// Writes forwarded by a follower's batcher: each joins this leader's own batcher (so that
+/// writes from every node share proposals), and each gets its own answer.
+async fn write(State(node): State<Node>, Peer(cmds): Peer<Vec<Command>>) -> impl IntoResponse {
     if !node.is_leader() {
         return Encoded(Err(ForwardError::NotLeader {
             leader: node.current_leader(),
         }));
     }
-    Encoded(
-        match node
-            .write_as_leader(cmd, std::time::Instant::now() + node.config.request_timeout)
-            .await
-        {
-            Ok(resp) => Ok(resp),
-            Err(Retry::Again(_)) => Err(ForwardError::NotLeader {
-                leader: node.current_leader(),
-            }),
-            Err(Retry::Fail(WriteError::Unavailable(msg))) => Err(ForwardError::Invalid(msg)),
-            Err(Retry::Fail(e)) => Err(ForwardError::Failed(e.to_string())),
-        },
+    let deadline = std::time::Instant::now() + node.config.request_timeout;
+    let answers: Vec<ForwardedAnswer> = futures_util::future::join_all(
+        cmds.into_iter().map(|cmd| node.submit(cmd, true, deadline)),
     )
+    .await
+    .into_iter()
+    .map(to_forwarded)
+    .collect();
+    Encoded(Ok(answers))
 }
 
 async fn read_index(State(node): State<Node>, Peer(()): Peer<()>) -> impl IntoResponse {
