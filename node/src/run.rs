@@ -215,8 +215,8 @@ pub async fn run(
     servers.abort_all();
     helpers.abort_all();
     node.shutdown().await;
-    let engine = store.engine().clone();
-    let synced = tokio::task::spawn_blocking(move || engine.sync()).await;
+    let persisting = store.clone();
+    let synced = tokio::task::spawn_blocking(move || persisting.persist()).await;
     if !matches!(synced, Ok(Ok(()))) {
         tracing::error!(
             "final store sync failed; the raft log still holds every acknowledged write"

@@ -16,6 +16,7 @@ pub mod mvcc;
 pub mod snapshot;
 mod snapshot_file;
 pub mod state_machine;
+mod state_writer;
 pub mod store;
 pub mod types;
 pub mod watch;

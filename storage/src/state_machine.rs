@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 
 use crate::codec;
 use crate::error::StoreError;
@@ -88,8 +88,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let reads_disk = entries
+            .iter()
+            .any(|e| matches!(&e.payload, EntryPayload::Normal(cmd) if cmd.reads_history()));
         let store = self.store.clone();
-        blocking(move || store.apply_entries(entries), sm_write).await
+        if reads_disk {
+            blocking(move || store.apply_entries(entries), sm_write).await
+        } else {
+            // Memory only (the engine write is queued for the writer thread): no need to leave
+            // the runtime, which saves a thread hop on every commit.
+            store.apply_entries(entries).map_err(sm_write)
+        }
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -157,7 +166,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 let contents = store.export()?;
                 // Raft purges the log entries a snapshot covers once it is built, so the state
                 // machine must be durable at least up to this snapshot first.
-                store.engine().sync()?;
+                store.persist()?;
                 let meta = SnapshotMeta {
                     last_log_id: contents.applied,
                     last_membership: contents.membership.clone(),

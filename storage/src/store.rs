@@ -3,11 +3,11 @@
 //! the watch hub. Reads are served here; writes arrive only through the raft state machine.
 //!
 //! Write path (one applied batch): mutate the index under the write lock (pure memory), park
-//! new rows in `pending`, release the lock, write the batch to the engine, then publish the
-//! revision as persisted and broadcast its events. A watcher therefore always finds on disk
-//! (or in `pending`) every revision up to [`KvStore::persisted_revision`].
+//! new rows in `pending`, release the lock, hand the engine batch to the writer thread, then
+//! publish the revision as readable and broadcast its events. A watcher therefore always finds
+//! in `pending` or on disk every revision up to [`KvStore::readable_revision`].
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -25,6 +25,7 @@ use crate::mvcc::state::{
     finish_range, Changes, KeyEntry, LeaseEntry, Mark, MvccState, ResolveError, Slot,
 };
 use crate::snapshot::SnapshotContents;
+use crate::state_writer::{Pending, StateWriter};
 use crate::types::{Entry, LogId, StoredMembership};
 use crate::watch::{HubMessage, WATCH_HUB_CAPACITY};
 
@@ -47,19 +48,21 @@ pub struct KvStore {
     state: RwLock<State>,
     tree: Arc<dyn Tree>,
     engine: Arc<dyn Engine>,
-    /// Rows of the batch being written: visible in the index, not yet in the tree.
-    pending: Mutex<HashMap<RowId, HistoryRow>>,
-    persisted_revision: AtomicI64,
+    /// Rows applied in memory and not yet written to the tree by the writer thread.
+    pending: Arc<Pending>,
+    /// Every revision up to this one is readable from `pending` or the tree.
+    readable_revision: AtomicI64,
     hub: broadcast::Sender<HubMessage>,
     /// Held (shared) while a snapshot reads history rows; compaction's deletes take it
     /// exclusively so a snapshot never misses a row it selected.
-    history_guard: RwLock<()>,
+    history_guard: Arc<RwLock<()>>,
+    writer: StateWriter,
 }
 
 impl std::fmt::Debug for KvStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KvStore")
-            .field("revision", &self.persisted_revision)
+            .field("revision", &self.readable_revision)
             .finish()
     }
 }
@@ -89,14 +92,18 @@ impl KvStore {
         let state = load_state(tree.as_ref())?;
         let revision = state.mvcc.revision;
         let (hub, _) = broadcast::channel(WATCH_HUB_CAPACITY);
+        let pending: Arc<Pending> = Arc::default();
+        let history_guard = Arc::new(RwLock::new(()));
+        let writer = StateWriter::start(tree.clone(), pending.clone(), history_guard.clone())?;
         Ok(Arc::new(KvStore {
             state: RwLock::new(state),
             tree,
             engine,
-            pending: Mutex::new(HashMap::new()),
-            persisted_revision: AtomicI64::new(revision),
+            pending,
+            readable_revision: AtomicI64::new(revision),
             hub,
-            history_guard: RwLock::new(()),
+            history_guard,
+            writer,
         }))
     }
 
@@ -113,8 +120,14 @@ impl KvStore {
     }
 
     /// Every revision up to this one is readable from history.
-    pub fn persisted_revision(&self) -> i64 {
-        self.persisted_revision.load(Ordering::Acquire)
+    pub fn readable_revision(&self) -> i64 {
+        self.readable_revision.load(Ordering::Acquire)
+    }
+
+    /// Waits for every applied change to reach the engine and makes it durable. Blocking.
+    pub fn persist(&self) -> Result<(), StoreError> {
+        self.writer.barrier()?;
+        Ok(self.engine.sync()?)
     }
 
     pub fn cluster_id(&self) -> u64 {
@@ -216,19 +229,40 @@ impl KvStore {
         limit: usize,
         with_prev: bool,
     ) -> Result<Vec<(RowId, HistoryRow, Option<KeyValue>)>, StoreError> {
-        let mut out: Vec<(RowId, HistoryRow, Option<KeyValue>)> = Vec::new();
+        // `pending` first: a row leaves it only after it is in the tree, so reading the tree
+        // afterwards cannot miss a row that moved in between.
+        let mut rows: BTreeMap<RowId, HistoryRow> = lock(&self.pending)
+            .range(
+                RowId { rev: from, sub: 0 }..RowId {
+                    rev: to.saturating_add(1),
+                    sub: 0,
+                },
+            )
+            .map(|(id, row)| (*id, row.clone()))
+            .collect();
         let lower = std::ops::Bound::Included(RowId::first_key_of(from));
         let upper = std::ops::Bound::Excluded(RowId::first_key_of(to.saturating_add(1)));
-        // Callers ask only up to `persisted_revision`, which rises after the tree write.
+        let mut last_rev = None;
         for item in self.tree.range(lower, upper, false) {
             let (key, bytes) = item.map_err(engine_err)?;
             let Some(id) = RowId::from_key(&key) else {
                 continue;
             };
+            // Stop at a revision boundary once enough rows are in hand.
+            if rows.len() >= limit && last_rev.is_some_and(|r| r != id.rev) {
+                break;
+            }
+            last_rev = Some(id.rev);
+            if let std::collections::btree_map::Entry::Vacant(slot) = rows.entry(id) {
+                slot.insert(codec::decode(&bytes).map_err(StoreError::Codec)?);
+            }
+        }
+        // Never return a partial revision: cut after the last complete one if over the limit.
+        let mut out: Vec<(RowId, HistoryRow, Option<KeyValue>)> = Vec::with_capacity(rows.len());
+        for (id, row) in rows {
             if out.len() >= limit && out.last().is_some_and(|(last, _, _)| last.rev != id.rev) {
                 break;
             }
-            let row: HistoryRow = codec::decode(&bytes).map_err(StoreError::Codec)?;
             out.push((id, row, None));
         }
         if with_prev {
@@ -242,8 +276,9 @@ impl KvStore {
         Ok(out)
     }
 
-    /// Applies raft entries in order and persists the result (without fsync: the raft log is
-    /// the durable record until a snapshot). Blocking: the state machine calls it off the runtime.
+    /// Applies raft entries in order: memory at once, the engine through the writer thread (no
+    /// fsync: the raft log is the durable record until a snapshot). Touches the tree only to
+    /// resolve historical reads inside transactions (see [`needs_history`]).
     pub(crate) fn apply_entries(
         &self,
         entries: Vec<Entry>,
@@ -306,19 +341,8 @@ impl KvStore {
                 st.mvcc.compact_revision().to_be_bytes().to_vec(),
             );
         }
-        let written = {
-            // Compaction deletes history rows: wait for any snapshot that is reading them.
-            let _guard = batch.has_deletes().then(|| write(&self.history_guard));
-            self.tree.apply(batch)
-        };
-        {
-            let mut pending = lock(&self.pending);
-            for id in &pending_rows {
-                pending.remove(id);
-            }
-        }
-        written.map_err(engine_err)?;
-        self.persisted_revision.store(revision, Ordering::Release);
+        self.writer.write(batch, pending_rows)?;
+        self.readable_revision.store(revision, Ordering::Release);
         for events in published {
             // No receiver is fine: nobody is watching.
             let _ = self.hub.send(HubMessage::Revision(events));
@@ -399,6 +423,8 @@ impl KvStore {
 
     /// Replaces the whole state with a snapshot's, on disk and in memory. Blocking.
     pub(crate) fn import(&self, contents: SnapshotContents) -> Result<(), StoreError> {
+        // Nothing may still be on its way to the tree we are about to replace.
+        self.writer.barrier()?;
         let _guard = write(&self.history_guard);
         let mut st = write(&self.state);
         self.tree.clear().map_err(engine_err)?;
@@ -437,7 +463,7 @@ impl KvStore {
         st.applied = contents.applied;
         st.membership = contents.membership;
         st.cluster_id = contents.cluster_id;
-        self.persisted_revision
+        self.readable_revision
             .store(st.mvcc.revision(), Ordering::Release);
         drop(st);
         // Watchers re-read history from their position: the snapshot carries it.

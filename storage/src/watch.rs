@@ -68,14 +68,14 @@ impl Watcher {
     /// can fall between history and the live feed.
     pub fn new(store: Arc<KvStore>, opts: WatchOptions) -> Watcher {
         let rx = store.subscribe();
-        let persisted = store.persisted_revision();
+        let readable = store.readable_revision();
         let next_rev = if opts.start_revision <= 0 {
-            persisted + 1
+            readable + 1
         } else {
             opts.start_revision
         };
         Watcher {
-            live: next_rev > persisted,
+            live: next_rev > readable,
             store,
             rx,
             opts,
@@ -142,7 +142,7 @@ impl Watcher {
                 compact_revision: compacted,
             }));
         }
-        let upto = self.store.persisted_revision();
+        let upto = self.store.readable_revision();
         if self.next_rev > upto {
             self.live = true;
             return Ok(None);

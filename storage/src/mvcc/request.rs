@@ -124,6 +124,23 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether applying this command may read values of past revisions (a transaction with a
+    /// historical range), which means a disk read while applying.
+    pub fn reads_history(&self) -> bool {
+        fn txn(t: &TxnRequest) -> bool {
+            t.success.iter().chain(&t.failure).any(|op| match op {
+                RequestOp::Range(r) => r.revision > 0,
+                RequestOp::Txn(t) => txn(t),
+                RequestOp::Put(_) | RequestOp::DeleteRange(_) => false,
+            })
+        }
+        match self {
+            Command::Txn(t) => txn(t),
+            Command::Batch(cmds) => cmds.iter().any(Command::reads_history),
+            _ => false,
+        }
+    }
+
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -534,7 +534,7 @@ async fn state_survives_reopen() {
                 }),
             );
         }
-        store.engine().sync().unwrap();
+        store.persist().unwrap();
     }
     let (_, _, store) = crate::open(dir.path()).unwrap();
     assert_eq!(store.revision(), 4);
@@ -585,5 +585,29 @@ async fn a_batch_applies_each_command_as_if_alone() {
     assert_eq!(
         nested,
         CommandResponse::Batch(vec![CommandResponse::Rejected(KvError::NestedBatch)])
+    );
+}
+
+#[tokio::test]
+async fn history_sees_rows_whether_or_not_the_writer_has_stored_them() {
+    let mut h = Harness::new();
+    for round in 0..20 {
+        for i in 0..10 {
+            h.put(&format!("k{i}"), &format!("{round}"));
+        }
+        // Immediately after applying, some rows are still only in memory.
+        let to = h.store.readable_revision();
+        let rows = h.store.history(2, to, usize::MAX, false).unwrap();
+        let revs: Vec<i64> = rows.iter().map(|(id, _, _)| id.rev).collect();
+        let want: Vec<i64> = (2..=to).collect();
+        assert_eq!(revs, want, "round {round}");
+    }
+    // A limit stops at a revision boundary.
+    let limited = h.store.history(2, 50, 5, false).unwrap();
+    assert_eq!(limited.len(), 5);
+    h.store.persist().unwrap();
+    assert_eq!(
+        h.store.history(2, 201, usize::MAX, false).unwrap().len(),
+        200
     );
 }

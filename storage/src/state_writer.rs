@@ -1,0 +1,144 @@
+//! The thread that writes state-machine changes to the engine, off the apply path.
+//!
+//! Applying an entry only changes memory and parks the new history rows in `pending`; the
+//! writer then puts whole batches into the tree, in order, and only afterwards drops the rows
+//! from `pending`, so a row is always readable from one or the other. Nothing here syncs: the
+//! raft log is the durable record, and [`StateWriter::barrier`] lets a snapshot (before raft
+//! purges the log) or a shutdown wait for every queued write and then sync the engine.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+
+use crate::engine::{EngineError, Tree, WriteBatch};
+use crate::error::StoreError;
+use crate::mvcc::rows::{HistoryRow, RowId};
+
+enum Job {
+    Write { batch: WriteBatch, rows: Vec<RowId> },
+    Barrier(mpsc::SyncSender<()>),
+}
+
+/// Rows applied in memory but maybe not yet in the tree.
+pub(crate) type Pending = Mutex<BTreeMap<RowId, HistoryRow>>;
+
+pub(crate) struct StateWriter {
+    tx: Mutex<mpsc::Sender<Job>>,
+    failed: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Poisoning means a panic elsewhere while holding it; the data stays usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl StateWriter {
+    /// Starts the writer thread; it stops when the writer is dropped.
+    pub fn start(
+        tree: Arc<dyn Tree>,
+        pending: Arc<Pending>,
+        history_guard: Arc<RwLock<()>>,
+    ) -> Result<StateWriter, StoreError> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let failed = Arc::new(AtomicBool::new(false));
+        let flag = failed.clone();
+        std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || run(rx, tree, pending, history_guard, flag))
+            .map_err(|source| {
+                StoreError::Engine(EngineError::Io {
+                    op: "starting the state writer thread",
+                    source,
+                })
+            })?;
+        Ok(StateWriter {
+            tx: Mutex::new(tx),
+            failed,
+        })
+    }
+
+    fn gone() -> StoreError {
+        StoreError::Task("the state writer has stopped".into())
+    }
+
+    /// Queues a batch; `rows` leave `pending` once it is in the tree.
+    pub fn write(&self, batch: WriteBatch, rows: Vec<RowId>) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Task(
+                "writing the state machine failed earlier; see the log".into(),
+            ));
+        }
+        lock(&self.tx)
+            .send(Job::Write { batch, rows })
+            .map_err(|_| Self::gone())
+    }
+
+    /// Waits until every batch queued before the call is in the tree. Blocking.
+    pub fn barrier(&self) -> Result<(), StoreError> {
+        let (done, wait) = mpsc::sync_channel(1);
+        lock(&self.tx)
+            .send(Job::Barrier(done))
+            .map_err(|_| Self::gone())?;
+        wait.recv().map_err(|_| Self::gone())?;
+        if self.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Task(
+                "writing the state machine failed; see the log".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn run(
+    rx: mpsc::Receiver<Job>,
+    tree: Arc<dyn Tree>,
+    pending: Arc<Pending>,
+    history_guard: Arc<RwLock<()>>,
+    failed: Arc<AtomicBool>,
+) {
+    while let Ok(job) = rx.recv() {
+        // Merge every queued write into one engine batch; stop at a barrier.
+        let mut jobs = vec![job];
+        while !matches!(jobs.last(), Some(Job::Barrier(_))) {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut merged = WriteBatch::default();
+        let mut rows = Vec::new();
+        let mut barriers = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Write { batch, rows: r } => {
+                    merged.ops.extend(batch.ops);
+                    rows.extend(r);
+                }
+                Job::Barrier(done) => barriers.push(done),
+            }
+        }
+        if !merged.is_empty() && !failed.load(Ordering::Acquire) {
+            // Compaction deletes history rows: wait for any snapshot that is reading them.
+            let deletes = merged.has_deletes();
+            let guard = deletes.then(|| history_guard.write().unwrap_or_else(|p| p.into_inner()));
+            let result = tree.apply(merged);
+            drop(guard);
+            match result {
+                Ok(()) => {
+                    let mut pending = lock(&pending);
+                    for id in &rows {
+                        pending.remove(id);
+                    }
+                }
+                Err(e) => {
+                    // Rows stay in `pending` (still readable); applies stop, so raft stops.
+                    tracing::error!(error = %e, "writing the state machine failed; this node stops applying");
+                    failed.store(true, Ordering::Release);
+                }
+            }
+        }
+        for done in barriers {
+            let _ = done.send(());
+        }
+    }
+}
