@@ -232,46 +232,67 @@ fn json_gateway_answers_like_etcd_3_4() {
         }
     }
 
-    // Watches: created, then a compaction cancel or events, in the same shapes.
-    for (name, start) in [("compacted", "2"), ("live", "0")] {
-        let body =
-            json!({"create_request": {"key": k("/w"), "start_revision": start, "prev_kv": true}})
-                .to_string();
+    // Watches: created, then a compaction cancel, events, or a progress answer, in the same
+    // shapes. Each case: (name, request objects sent in the body, whether to write, lines or
+    // events expected after `created`).
+    let create = |extra: Value| {
+        let mut req = json!({"key": k("/w"), "prev_kv": true});
+        if let (Some(req), Some(extra)) = (req.as_object_mut(), extra.as_object()) {
+            req.extend(extra.clone());
+        }
+        json!({"create_request": req}).to_string()
+    };
+    let cases: Vec<(&str, String, bool, usize)> = vec![
+        (
+            "compacted",
+            create(json!({"start_revision": "2"})),
+            false,
+            1,
+        ),
+        ("live", create(json!({})), true, 3),
+        ("no puts", create(json!({"filters": ["NOPUT"]})), true, 1),
+        (
+            "progress",
+            create(json!({})) + &json!({"progress_request": {}}).to_string(),
+            false,
+            1,
+        ),
+        (
+            "cancel",
+            create(json!({})) + &json!({"cancel_request": {"watch_id": "0"}}).to_string(),
+            false,
+            1,
+        ),
+    ];
+    for (name, body, writes, expected) in cases {
         let streams = [etcd.url.clone(), hermes.clone()]
             .map(|base| LineStream::open(&format!("{base}/v3/watch"), &body));
         let mut lines: Vec<Vec<Value>> = vec![Vec::new(), Vec::new()];
         for (s, out) in streams.iter().zip(lines.iter_mut()) {
             out.push(normalize(&s.next(Duration::from_secs(10)).unwrap()));
         }
-        if name == "live" {
+        if writes {
             for base in [&etcd.url, &hermes] {
-                post(
-                    &format!("{base}/v3/kv/put"),
-                    &json!({"key": k("/w"), "value": k("1")}),
-                )
-                .unwrap();
-                post(
-                    &format!("{base}/v3/kv/put"),
-                    &json!({"key": k("/w"), "value": k("2")}),
-                )
-                .unwrap();
+                for value in ["1", "2"] {
+                    post(
+                        &format!("{base}/v3/kv/put"),
+                        &json!({"key": k("/w"), "value": k(value)}),
+                    )
+                    .unwrap();
+                }
                 post(
                     &format!("{base}/v3/kv/deleterange"),
                     &json!({"key": k("/w")}),
                 )
                 .unwrap();
             }
-            for (s, out) in streams.iter().zip(lines.iter_mut()) {
-                let mut events = 0;
-                while events < 3 {
-                    let line = s.next(Duration::from_secs(10)).unwrap();
-                    events += line["result"]["events"].as_array().map_or(0, Vec::len);
-                    out.push(normalize(&line));
-                }
-            }
-        } else {
-            for (s, out) in streams.iter().zip(lines.iter_mut()) {
-                out.push(normalize(&s.next(Duration::from_secs(10)).unwrap()));
+        }
+        for (s, out) in streams.iter().zip(lines.iter_mut()) {
+            let mut seen = 0;
+            while seen < expected {
+                let line = s.next(Duration::from_secs(10)).unwrap();
+                seen += line["result"]["events"].as_array().map_or(1, Vec::len);
+                out.push(normalize(&line));
             }
         }
         if lines[0] != lines[1] {

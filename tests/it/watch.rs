@@ -127,3 +127,47 @@ fn watch_on_compacted_history_is_cancelled_with_compact_revision() {
         vec![7, 8, 9, 10, 11]
     );
 }
+
+#[test]
+fn automatic_compaction_keeps_the_configured_history() {
+    let c = Cluster::start_with(1, &["--history-retention", "20"]);
+    let node = c.node(1);
+    for i in 0..100 {
+        node.put("/auto/key", &i.to_string()).unwrap();
+    }
+    let head = node.revision(false);
+    let at = |rev: i64| {
+        post(
+            &format!("{}/v3/kv/range", node.etcd()),
+            &json!({"key": b64("/auto/key"), "revision": rev.to_string()}),
+        )
+        .unwrap()
+    };
+    let (status, body) = wait_for("automatic compaction", Duration::from_secs(15), || {
+        Some(at(2)).filter(|(s, _)| *s != 200)
+    });
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("compacted"),
+        "{body}"
+    );
+    // The most recent 20 revisions stay readable.
+    let (status, body) = at(head - 19);
+    assert_eq!(status, 200, "{body}");
+    // A watcher asking for compacted history is told where history starts.
+    let stream = LineStream::open(
+        &format!("{}/v3/watch", node.etcd()),
+        &create("/auto/key", "", 2),
+    );
+    stream.next(Duration::from_secs(10)).unwrap();
+    let cancel = stream.next(Duration::from_secs(10)).unwrap();
+    let floor: i64 = cancel["result"]["compact_revision"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        floor >= head - 22 && floor <= head - 20,
+        "floor {floor}, head {head}"
+    );
+}
