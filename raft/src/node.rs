@@ -207,6 +207,16 @@ impl RaftNode {
         }
     }
 
+    /// Whether the current membership lists this node (as voter or learner).
+    pub fn is_member(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&self.config.id)
+            .is_some()
+    }
+
     pub fn current_leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
     }

@@ -69,6 +69,17 @@ fn join_as_voter_then_remove() {
         Duration::from_secs(20),
         || (voters(c.node(2)) == vec![1, 2, 3]).then_some(()),
     );
+    // The removed node stops being ready: it either saw its removal ("member") or, cut off
+    // before the final configuration reached it, no longer hears from a leader ("leader").
+    let (_, body) = wait_for(
+        "node 4 to stop being ready",
+        Duration::from_secs(10),
+        || c.node(4).readyz().filter(|(s, _)| *s == 503),
+    );
+    assert!(
+        body["failing"] == "member" || body["failing"] == "leader",
+        "{body}"
+    );
     c.node_mut(4).kill9();
     let (status, body) = c.node(3).put("/after-remove", "y").unwrap();
     assert_eq!(status, 200, "{body}");

@@ -26,8 +26,20 @@ pub fn checks(state: &AdminState) -> Vec<(&'static str, Result<(), String>)> {
     let info = state.node.info();
     let draining = state.draining.load(std::sync::atomic::Ordering::Acquire);
     let lag = info.commit_index.saturating_sub(info.applied_index);
+    let member = state.node.is_member();
     vec![
         ("store", Ok(())),
+        (
+            "member",
+            if member {
+                Ok(())
+            } else {
+                Err(
+                    "this node is not in the cluster's membership (removed, or not yet joined)"
+                        .into(),
+                )
+            },
+        ),
         (
             "leader",
             match info.leader {
