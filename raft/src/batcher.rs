@@ -25,6 +25,9 @@ use crate::peer_proto::{ForwardError, PATH_WRITE};
 /// Proposals outstanding at once. Measured: one keeps batches largest and is fastest on both
 /// one node and three (more entries in flight cost more fsyncs than they hide latency).
 pub const MAX_IN_FLIGHT: usize = 1;
+/// How long a batch waits for more writes when the previous one was bigger.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(LINGER_US);
+const LINGER_US: u64 = 2000;
 /// Writes per proposal.
 const MAX_BATCH: usize = 256;
 /// Approximate payload per proposal: a batch stops growing past it, which keeps raft entries
@@ -60,6 +63,7 @@ pub(crate) async fn run(
 ) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut in_flight = JoinSet::new();
+    let mut last_batch = 0usize;
     loop {
         while in_flight.try_join_next().is_some() {}
         let permit = tokio::select! {
@@ -78,15 +82,28 @@ pub(crate) async fn run(
         };
         let mut bytes = approx_size(&first.cmd);
         let mut batch = vec![first];
+        let linger_until = tokio::time::Instant::now() + LINGER;
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(item) => {
                     bytes += approx_size(&item.cmd);
                     batch.push(item);
                 }
+                Err(_) if last_batch > 1 && batch.len() < last_batch => {
+                    // Under load, give the writers that just got their answers a moment to
+                    // send their next write, so that it joins this batch.
+                    match tokio::time::timeout_at(linger_until, rx.recv()).await {
+                        Ok(Some(item)) => {
+                            bytes += approx_size(&item.cmd);
+                            batch.push(item);
+                        }
+                        _ => break,
+                    }
+                }
                 Err(_) => break,
             }
         }
+        last_batch = batch.len();
         let Some(node) = node.upgrade() else { break };
         in_flight.spawn(async move {
             let started = std::time::Instant::now();
