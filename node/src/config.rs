@@ -50,6 +50,10 @@ settings! {
     SNAPSHOT_EVERY = "store"."snapshot_every", "--snapshot-every";
     REQUEST_TIMEOUT_MS = "raft"."request_timeout_ms", "--request-timeout-ms";
     SHUTDOWN_GRACE_MS = "node"."shutdown_grace_ms", "--shutdown-grace-ms";
+    WORKER_THREADS = "node"."worker_threads", "--worker-threads";
+    TRUSTED_PROXIES = "proxy"."trusted_proxies", "--trusted-proxies";
+    MAX_CONNECTIONS = "proxy"."max_connections", "--max-connections";
+    ACCESS_LOG = "proxy"."access_log", "--access-log";
 }
 
 /// A setting had a bad value, or the file could not be used.
@@ -103,6 +107,14 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Async worker threads; 0 means one per CPU.
+    pub worker_threads: usize,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Open proxy connections at most.
+    pub max_connections: usize,
+    /// Whether every proxied request is logged (JSON on stdout, target `hermes::access`).
+    pub access_log: bool,
 }
 
 /// Raw values as given on the command line (flag name → value).
@@ -243,6 +255,19 @@ fn parse_initial_cluster(v: &str) -> Result<BTreeMap<u64, String>, String> {
         return Err("expected id=url pairs separated by commas".into());
     }
     Ok(members)
+}
+
+/// `10.0.0.0/8, 192.168.1.7` → networks (a bare address is a /32 or /128).
+fn parse_cidrs(v: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{s:?} is not an IP network such as 10.0.0.0/8"))
+        })
+        .collect()
 }
 
 fn parse_positive<T: std::str::FromStr + PartialOrd + Default>(v: &str) -> Result<T, String> {
@@ -407,6 +432,19 @@ impl NodeConfig {
                 "10000",
                 parse_positive,
             )?),
+            worker_threads: src.get(WORKER_THREADS, "0", |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= 1024)
+                    .ok_or_else(|| "expected a number of threads (0 = one per CPU)".to_string())
+            })?,
+            trusted_proxies: src.get(TRUSTED_PROXIES, "", parse_cidrs)?,
+            max_connections: src.get(MAX_CONNECTIONS, "10000", parse_positive)?,
+            access_log: src.get(ACCESS_LOG, "on", |v| match v {
+                "on" | "true" => Ok(true),
+                "off" | "false" => Ok(false),
+                _ => Err("expected on or off".to_string()),
+            })?,
         })
     }
 

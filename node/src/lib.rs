@@ -7,6 +7,7 @@ pub mod admin;
 pub mod admin_client;
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod join;
 pub mod logging;
 pub mod run;

@@ -1,22 +1,57 @@
-//! Logging setup: human-readable lines on stderr, filtered by `RUST_LOG` (default: INFO for
-//! Hermes, WARN for the libraries whose INFO is per-request or per-vote noise).
+//! Logging: human-readable lines on stderr, filtered by `RUST_LOG` (default: INFO for Hermes,
+//! WARN/ERROR for the libraries whose INFO is per-request or per-vote noise); and the access log
+//! (target `hermes::access`), one JSON object per request on stdout, written by a background
+//! thread through a bounded buffer so that a slow reader never stalls the proxy (lines are
+//! dropped instead, as the original gateway did).
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing::Metadata;
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::prelude::*;
 
 /// openraft logs every client that went away mid-write (WARN) and every unreachable peer
 /// (ERROR, once per retry); Hermes reports those conditions itself, in metrics and `/readyz`.
 pub const DEFAULT_FILTER: &str = "info,openraft=error,sled=warn,hyper=warn,h2=warn";
 
-pub fn init() {
+pub const ACCESS_TARGET: &str = "hermes::access";
+
+/// Keeps the access-log writer thread alive; drop it last to flush buffered lines.
+pub struct LogGuard {
+    _access: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+pub fn init(access_log: bool) -> LogGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // Colour only for a person at a terminal: log files and journald get plain text.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let not_access = filter_fn(|m: &Metadata<'_>| m.target() != ACCESS_TARGET);
+    let human = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
+        .with_filter(not_access)
+        .with_filter(filter);
+    let (access, guard) = if access_log {
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .buffered_lines_limit(128_000)
+            .lossy(true)
+            .finish(std::io::stdout());
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_target(false)
+            .with_writer(writer)
+            .with_filter(filter_fn(|m: &Metadata<'_>| m.target() == ACCESS_TARGET));
+        (Some(layer), Some(guard))
+    } else {
+        (None, None)
+    };
+    let _ = tracing_subscriber::registry()
+        .with(human)
+        .with(access)
         .try_init();
+    LogGuard { _access: guard }
 }

@@ -94,12 +94,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            hermes_node::logging::init();
+            let _logs = hermes_node::logging::init(config.access_log);
             install_panic_hook();
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if config.worker_threads > 0 {
+                builder.worker_threads(config.worker_threads);
+            }
+            let runtime = match builder.enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: starting the async runtime: {e}");

@@ -17,7 +17,10 @@ use hermes_raft::{RaftConfig, RaftNode};
 use hermes_storage::types::Member;
 
 use crate::admin::{self, AdminState};
-use crate::config::{NodeConfig, Setting, ADMIN_LISTEN, ETCD_LISTEN, PEER_LISTEN};
+use crate::config::{NodeConfig, Setting, ADMIN_LISTEN, ETCD_LISTEN, PEER_LISTEN, PROXY_LISTEN};
+use crate::gateway::config::source::{Prefixes, StoreSource};
+use crate::gateway::metrics::GatewayMetrics;
+use crate::gateway::Gateway;
 use crate::join::join_cluster;
 
 /// Why a node could not start or stopped abnormally.
@@ -99,6 +102,7 @@ pub async fn run(
     );
 
     // 2. Every listener, before anything is served.
+    let proxy_listener = bind(PROXY_LISTEN, config.proxy_listen).await?;
     let peer_listener = bind(PEER_LISTEN, config.peer_listen).await?;
     let admin_listener = bind(ADMIN_LISTEN, config.admin_listen).await?;
     let etcd_listener = match config.etcd_listen {
@@ -128,6 +132,27 @@ pub async fn run(
     };
     let draining = Arc::new(AtomicBool::new(false));
     let mut servers = JoinSet::new();
+    let mut helpers = JoinSet::new();
+
+    // The data plane follows this node's namespace in the local store.
+    let gateway = Gateway::new(
+        GatewayMetrics::register(&registry)?,
+        config.trusted_proxies.clone(),
+        stop_rx.clone(),
+    );
+    let prefixes = Prefixes::for_namespace(&config.namespace);
+    helpers.spawn(
+        gateway
+            .clone()
+            .follow(StoreSource::new(store.clone(), prefixes.clone()), prefixes),
+    );
+    servers.spawn(crate::gateway::proxy::server::serve(
+        proxy_listener,
+        gateway.clone(),
+        config.max_connections,
+        stop_rx.clone(),
+        config.shutdown_grace,
+    ));
     servers.spawn(peer_server::serve(
         peer_listener,
         node.clone(),
@@ -135,6 +160,7 @@ pub async fn run(
     ));
     let admin_state = AdminState {
         node: node.clone(),
+        gateway: gateway.clone(),
         registry: registry.clone(),
         draining: draining.clone(),
     };
@@ -153,7 +179,6 @@ pub async fn run(
     }
 
     // 5. Bootstrap a new cluster, or join an existing one.
-    let mut helpers = JoinSet::new();
     if let Some(url) = &config.join {
         if node.is_initialized().await {
             tracing::info!("already a cluster member; ignoring --join");

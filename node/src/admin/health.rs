@@ -71,6 +71,14 @@ pub fn checks(state: &AdminState) -> Vec<(&'static str, Result<(), String>)> {
             },
         ),
         (
+            "routes",
+            if state.gateway.is_loaded() {
+                Ok(())
+            } else {
+                Err("the proxy has not loaded its configuration yet".into())
+            },
+        ),
+        (
             "draining",
             if draining {
                 Err("the node is shutting down".into())

@@ -3,6 +3,7 @@
 
 mod cluster;
 pub mod error;
+mod gateway;
 pub mod health;
 mod metrics;
 
@@ -18,6 +19,7 @@ use hermes_raft::RaftNode;
 #[derive(Clone)]
 pub struct AdminState {
     pub node: Arc<RaftNode>,
+    pub gateway: Arc<crate::gateway::Gateway>,
     pub registry: prometheus::Registry,
     /// Set when shutdown begins, so `/readyz` turns away new traffic first.
     pub draining: Arc<AtomicBool>,
@@ -41,6 +43,8 @@ pub fn router(state: AdminState) -> Router {
             post(cluster::promote),
         )
         .route("/api/v1/cluster/join", post(cluster::join))
+        .route("/api/v1/gateway/routes", get(gateway::routes))
+        .route("/api/v1/gateway/domains", get(gateway::domains))
         .with_state(state)
 }
 

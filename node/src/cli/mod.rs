@@ -102,13 +102,25 @@ pub struct NodeArgs {
     /// How long in-flight requests may take to finish on shutdown, in ms [default: 10000].
     #[arg(long)]
     pub shutdown_grace_ms: Option<String>,
+    /// Async worker threads; 0 = one per CPU [default: 0].
+    #[arg(long)]
+    pub worker_threads: Option<String>,
+    /// Proxies (CIDRs, comma-separated) whose X-Forwarded-* headers are believed [default: none].
+    #[arg(long)]
+    pub trusted_proxies: Option<String>,
+    /// Open proxy connections at most [default: 10000].
+    #[arg(long)]
+    pub max_connections: Option<String>,
+    /// Access log of every proxied request, JSON on stdout: on or off [default: on].
+    #[arg(long)]
+    pub access_log: Option<String>,
 }
 
 impl NodeArgs {
     /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
     pub fn flags(&self) -> crate::config::Flags {
         use crate::config::*;
-        let pairs: [(Setting, &Option<String>); 16] = [
+        let pairs: [(Setting, &Option<String>); 20] = [
             (ID, &self.id),
             (DATA_DIR, &self.data_dir),
             (PROXY_LISTEN, &self.proxy_listen),
@@ -125,6 +137,10 @@ impl NodeArgs {
             (SNAPSHOT_EVERY, &self.snapshot_every),
             (REQUEST_TIMEOUT_MS, &self.request_timeout_ms),
             (SHUTDOWN_GRACE_MS, &self.shutdown_grace_ms),
+            (WORKER_THREADS, &self.worker_threads),
+            (TRUSTED_PROXIES, &self.trusted_proxies),
+            (MAX_CONNECTIONS, &self.max_connections),
+            (ACCESS_LOG, &self.access_log),
         ];
         pairs
             .into_iter()

@@ -1,0 +1,6 @@
+//! The gateway's configuration: document types, where they come from, and the catalog that
+//! applies them.
+
+pub mod catalog;
+pub mod source;
+pub mod types;

@@ -1,0 +1,187 @@
+//! Where the gateway's configuration comes from. A [`ConfigSource`] delivers a full listing,
+//! then changes in revision order, and a fresh full listing whenever it cannot continue from
+//! where it was (history compacted away). [`StoreSource`] reads the node's own replicated store;
+//! an external etcd is the other implementation (compat).
+
+use std::sync::Arc;
+
+use hermes_storage::mvcc::key_value::KeyRange;
+use hermes_storage::mvcc::request::RangeRequest;
+use hermes_storage::watch::{WatchItem, WatchOptions, Watcher};
+use hermes_storage::{EventType, KvStore, StoreError};
+
+/// The key prefixes of one namespace's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefixes {
+    pub domains: String,
+    pub clusters: String,
+}
+
+impl Prefixes {
+    /// `default` uses the original Hermes prefixes; other namespaces live under `/hermes/ns/<ns>/`.
+    pub fn for_namespace(namespace: &str) -> Prefixes {
+        if namespace == "default" {
+            Prefixes {
+                domains: "/hermes/domains/".into(),
+                clusters: "/hermes/clusters/".into(),
+            }
+        } else {
+            Prefixes {
+                domains: format!("/hermes/ns/{namespace}/domains/"),
+                clusters: format!("/hermes/ns/{namespace}/clusters/"),
+            }
+        }
+    }
+
+    /// The shortest prefix covering both.
+    fn common(&self) -> String {
+        self.domains
+            .chars()
+            .zip(self.clusters.chars())
+            .take_while(|(a, b)| a == b)
+            .map(|(a, _)| a)
+            .collect()
+    }
+
+    pub fn relevant(&self, key: &str) -> bool {
+        key.starts_with(&self.domains) || key.starts_with(&self.clusters)
+    }
+}
+
+/// One key's new value, or its deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Everything, as of `revision`: replaces what was known.
+    Full {
+        revision: i64,
+        items: Vec<(String, Vec<u8>)>,
+    },
+    /// Changes up to and including `revision`, in order.
+    Changes { revision: i64, changes: Vec<Change> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("reading configuration from the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the configuration source has stopped")]
+    Closed,
+}
+
+pub trait ConfigSource: Send + 'static {
+    /// The next update; the first is always [`Update::Full`].
+    fn next(&mut self) -> impl std::future::Future<Output = Result<Update, SourceError>> + Send;
+}
+
+/// Configuration from the node's local store: consistent listing at one revision, then a watch
+/// from the next revision. Serves what this node has applied (it keeps serving the last
+/// configuration when the node loses its peers).
+pub struct StoreSource {
+    store: Arc<KvStore>,
+    prefixes: Prefixes,
+    watcher: Option<Watcher>,
+}
+
+impl StoreSource {
+    pub fn new(store: Arc<KvStore>, prefixes: Prefixes) -> Self {
+        StoreSource {
+            store,
+            prefixes,
+            watcher: None,
+        }
+    }
+
+    async fn list(&mut self) -> Result<Update, SourceError> {
+        loop {
+            let revision = self.store.readable_revision();
+            let mut items = Vec::new();
+            let mut compacted = false;
+            for prefix in [&self.prefixes.clusters, &self.prefixes.domains] {
+                let req = RangeRequest {
+                    range: KeyRange::prefix(prefix.as_bytes().to_vec()),
+                    revision,
+                    serializable: true,
+                    ..Default::default()
+                };
+                match self.store.range(req).await {
+                    Ok(resp) => items.extend(
+                        resp.kvs
+                            .into_iter()
+                            .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.value)),
+                    ),
+                    // Compacted between reading the revision and listing: list again.
+                    Err(StoreError::Kv(hermes_storage::KvError::Compacted { .. })) => {
+                        compacted = true
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if compacted {
+                continue;
+            }
+            self.watcher = Some(Watcher::new(
+                self.store.clone(),
+                WatchOptions {
+                    range: KeyRange::prefix(self.prefixes.common().into_bytes()),
+                    start_revision: revision + 1,
+                    ..Default::default()
+                },
+            ));
+            return Ok(Update::Full { revision, items });
+        }
+    }
+}
+
+impl ConfigSource for StoreSource {
+    async fn next(&mut self) -> Result<Update, SourceError> {
+        loop {
+            let Some(watcher) = self.watcher.as_mut() else {
+                return self.list().await;
+            };
+            match watcher.next().await? {
+                WatchItem::Compacted { compact_revision } => {
+                    tracing::warn!(
+                        compact_revision,
+                        "configuration watch fell behind compaction; listing again"
+                    );
+                    self.watcher = None;
+                }
+                WatchItem::Events(events) => {
+                    let revision = events.last().map_or(0, |e| e.kv.mod_revision);
+                    let changes: Vec<Change> = events
+                        .into_iter()
+                        .filter_map(|e| {
+                            let key = String::from_utf8_lossy(&e.kv.key).into_owned();
+                            self.prefixes.relevant(&key).then(|| Change {
+                                key,
+                                value: (e.kind == EventType::Put).then_some(e.kv.value),
+                            })
+                        })
+                        .collect();
+                    return Ok(Update::Changes { revision, changes });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        let d = Prefixes::for_namespace("default");
+        assert_eq!(d.common(), "/hermes/");
+        assert!(d.relevant("/hermes/domains/web") && !d.relevant("/hermes/meta/config_revision"));
+        let s = Prefixes::for_namespace("staging");
+        assert_eq!(s.domains, "/hermes/ns/staging/domains/");
+        assert_eq!(s.common(), "/hermes/ns/staging/");
+    }
+}

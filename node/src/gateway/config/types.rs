@@ -1,0 +1,292 @@
+//! The Domain and Cluster documents as stored under `/hermes/domains/` and `/hermes/clusters/`
+//! (contracts/hermes.md §1), with the gateway's defaults. `null` is accepted wherever a default
+//! exists (the original gateway dropped whole clusters over `retry_on_statuses: null`, §1.8 G8);
+//! values that cannot be honoured (negative timeouts, ports out of range) fail to parse, so the
+//! previous version of that one resource stays in force.
+
+use std::collections::HashMap;
+
+use serde::de::{Deserializer, Error as _};
+use serde::{Deserialize, Serialize};
+
+/// Deserializes `null` as the type's default.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn default_status() -> u8 {
+    1
+}
+fn default_weight() -> u32 {
+    100
+}
+fn default_lb() -> String {
+    "roundrobin".into()
+}
+fn default_scheme() -> String {
+    "http".into()
+}
+fn default_pass_host() -> String {
+    "pass".into()
+}
+fn default_match_type() -> String {
+    "exact".into()
+}
+fn default_action() -> String {
+    "set".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainConfig {
+    pub name: String,
+    pub hosts: Vec<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteConfig {
+    #[serde(default, deserialize_with = "null_default")]
+    pub id: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub name: String,
+    pub uri: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub methods: Vec<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub headers: Vec<HeaderMatcher>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub priority: i32,
+    pub clusters: Vec<WeightedCluster>,
+    #[serde(default)]
+    pub rate_limit: Option<serde_json::Value>,
+    #[serde(default)]
+    pub cluster_override_header: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub request_header_transforms: Vec<HeaderTransform>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub response_header_transforms: Vec<HeaderTransform>,
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub enable_compression: bool,
+    #[serde(default = "default_status")]
+    pub status: u8,
+    #[serde(default)]
+    pub plugins: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeaderMatcher {
+    pub name: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub value: String,
+    #[serde(default = "default_match_type")]
+    pub match_type: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub invert: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeaderTransform {
+    pub name: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub value: String,
+    #[serde(default = "default_action")]
+    pub action: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightedCluster {
+    pub name: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    pub name: String,
+    #[serde(rename = "type", default = "default_lb")]
+    pub lb: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub timeout: TimeoutConfig,
+    #[serde(default = "default_scheme", deserialize_with = "scheme")]
+    pub scheme: String,
+    #[serde(default = "default_pass_host")]
+    pub pass_host: String,
+    #[serde(default)]
+    pub upstream_host: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub nodes: Vec<UpstreamNode>,
+    #[serde(default)]
+    pub discovery_type: Option<String>,
+    #[serde(default)]
+    pub service_name: Option<String>,
+    #[serde(default)]
+    pub discovery_args: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub keepalive_pool: KeepalivePoolConfig,
+    #[serde(default)]
+    pub health_check: Option<serde_json::Value>,
+    #[serde(default)]
+    pub retry: Option<serde_json::Value>,
+    #[serde(default)]
+    pub circuit_breaker: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub tls_verify: bool,
+}
+
+/// `""` (what the original server stored when a client omitted the scheme, G7) means `http`;
+/// anything but `http`/`https` is refused.
+fn scheme<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = Option::<String>::deserialize(d)?.unwrap_or_default();
+    match s.as_str() {
+        "" | "http" => Ok("http".into()),
+        "https" => Ok("https".into()),
+        other => Err(D::Error::custom(format!(
+            "scheme must be http or https, not {other:?}"
+        ))),
+    }
+}
+
+/// Seconds, as floats. Negative, zero or non-finite values are refused (they panicked the
+/// original gateway, G7).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TimeoutConfig {
+    #[serde(default = "six", deserialize_with = "positive_secs")]
+    pub connect: f64,
+    #[serde(default = "six", deserialize_with = "positive_secs")]
+    pub send: f64,
+    #[serde(default = "six", deserialize_with = "positive_secs")]
+    pub read: f64,
+}
+
+fn six() -> f64 {
+    6.0
+}
+
+fn positive_secs<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(6.0),
+        Some(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        Some(v) => Err(D::Error::custom(format!(
+            "timeout must be a positive number of seconds (at most a day), not {v}"
+        ))),
+    }
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        TimeoutConfig {
+            connect: 6.0,
+            send: 6.0,
+            read: 6.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamNode {
+    pub host: String,
+    pub port: u16,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default, deserialize_with = "null_default")]
+    pub metadata: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepalivePoolConfig {
+    /// Seconds an idle pooled connection is kept.
+    #[serde(default = "sixty")]
+    pub idle_timeout: u64,
+    /// Unused (as in the original gateway); kept for round trips.
+    #[serde(default = "thousand")]
+    pub requests: u64,
+    /// Idle connections kept per upstream node.
+    #[serde(default = "three_twenty")]
+    pub size: usize,
+}
+
+fn sixty() -> u64 {
+    60
+}
+fn thousand() -> u64 {
+    1000
+}
+fn three_twenty() -> usize {
+    320
+}
+
+impl Default for KeepalivePoolConfig {
+    fn default() -> Self {
+        KeepalivePoolConfig {
+            idle_timeout: 60,
+            requests: 1000,
+            size: 320,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn contract_examples_parse_with_defaults() {
+        let d: DomainConfig = serde_json::from_value(json!({
+            "name": "user-service",
+            "hosts": ["api.example.com", "*.staging.example.com"],
+            "routes": [{"name": "users-api", "uri": "/v1/users/*", "methods": null,
+                        "clusters": [{"name": "prod", "weight": 90}, {"name": "canary"}]}]
+        }))
+        .unwrap();
+        let r = &d.routes[0];
+        assert_eq!(r.status, 1, "an omitted status means enabled");
+        assert!(r.methods.is_empty() && r.headers.is_empty());
+        assert_eq!(r.clusters[1].weight, 100);
+        let c: ClusterConfig = serde_json::from_value(json!({
+            "name": "prod", "nodes": [{"host": "10.0.0.1", "port": 8080}],
+            "scheme": "", "retry": {"retry_on_statuses": null}, "keepalive_pool": null
+        }))
+        .unwrap();
+        assert_eq!(
+            (c.lb.as_str(), c.scheme.as_str(), c.pass_host.as_str()),
+            ("roundrobin", "http", "pass")
+        );
+        assert_eq!(c.timeout, TimeoutConfig::default());
+        assert_eq!(c.keepalive_pool, KeepalivePoolConfig::default());
+        assert_eq!(c.nodes[0].weight, 100);
+        let null_routes: DomainConfig =
+            serde_json::from_value(json!({"name": "d", "hosts": ["_"], "routes": null})).unwrap();
+        assert!(null_routes.routes.is_empty());
+    }
+
+    #[test]
+    fn unusable_values_are_refused() {
+        for bad in [
+            json!({"name": "c", "timeout": {"connect": -1}}),
+            json!({"name": "c", "timeout": {"read": 0}}),
+            json!({"name": "c", "nodes": [{"host": "h", "port": 70000}]}),
+            json!({"name": "c", "scheme": "ftp"}),
+            json!({"name": "c", "nodes": [{"host": "h", "port": 80, "weight": -1}]}),
+        ] {
+            assert!(
+                serde_json::from_value::<ClusterConfig>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            serde_json::from_value::<DomainConfig>(json!({"name": "d", "hosts": null})).is_err()
+        );
+        assert!(serde_json::from_value::<DomainConfig>(
+            json!({"name": "d", "hosts": ["a"], "routes": [{"uri": "/", "clusters": null}]})
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,285 @@
+//! One proxied request, in order: host and client address → forwarding headers → route → body
+//! limit → cluster (weights, override header limited to the route's own clusters) → request
+//! transforms → node → upstream request within the header deadline → response headers
+//! (hop-by-hop stripped, override markers, transforms) → compression → streamed body with an
+//! idle timeout. Requests asking to upgrade (WebSocket) are tunnelled after the upstream's 101.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use rand::Rng;
+
+use super::body::{BodyTooLarge, Limited, Tracked};
+use super::compress;
+use super::errors::GatewayError;
+use super::headers;
+use super::record::Record;
+use crate::gateway::routing::host;
+use crate::gateway::routing::table::Route;
+use crate::gateway::upstream::balancer::InFlight;
+use crate::gateway::upstream::client::ProxyBody;
+use crate::gateway::upstream::cluster::Cluster;
+use crate::gateway::Gateway;
+
+/// IPv4 clients on a dual-stack listener show up as `::ffff:a.b.c.d`.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Answers with a gateway error and counts the request.
+fn local(mut record: Record, error: GatewayError) -> Response<ProxyBody> {
+    let resp = error.response();
+    record.status = resp.status().as_u16();
+    record.local = true;
+    record.bytes = error.message().len() as u64 + 12;
+    resp
+}
+
+/// The cluster for this request, and whether the override header chose it.
+fn select_cluster(
+    gw: &Gateway,
+    route: &Route,
+    headers: &http::HeaderMap,
+) -> (Option<Arc<Cluster>>, bool) {
+    if let Some(name) = route
+        .override_header
+        .as_ref()
+        .and_then(|h| headers.get(h))
+        .and_then(|v| v.to_str().ok())
+    {
+        // Only the route's own clusters may be chosen (the original allowed any cluster).
+        if route.clusters.iter().any(|c| c.name == name) {
+            if let Some(cluster) = gw.clusters.get(name) {
+                return (Some(cluster), true);
+            }
+        }
+        tracing::debug!(cluster = name, route = %route.name, "override header names no cluster of this route");
+    }
+    let name = match route.clusters.as_slice() {
+        [only] => &only.name,
+        many => {
+            let total: u64 = many.iter().map(|c| u64::from(c.weight)).sum();
+            if total == 0 {
+                return (None, false);
+            }
+            let mut r = rand::rng().random_range(0..total);
+            let mut chosen = &many[many.len() - 1].name;
+            for c in many {
+                if r < u64::from(c.weight) {
+                    chosen = &c.name;
+                    break;
+                }
+                r -= u64::from(c.weight);
+            }
+            chosen
+        }
+    };
+    (gw.clusters.get(name), false)
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether a client error was our own request-body limit.
+fn caused_by_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<BodyTooLarge>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+pub async fn handle(
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let peer_ip = canonical(peer.ip());
+    let raw_host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let host_name = host::normalize(&raw_host);
+    let path = req.uri().path().to_string();
+    let client_ip = headers::client_ip(req.headers(), peer_ip, &gw.trusted_proxies);
+    let mut record = Record::new(
+        gw.metrics.clone(),
+        req.method().clone(),
+        raw_host.clone(),
+        path.clone(),
+        client_ip,
+    );
+    headers::set_forwarding(
+        req.headers_mut(),
+        peer_ip,
+        client_ip,
+        &raw_host,
+        &gw.trusted_proxies,
+    );
+
+    let table = gw.table();
+    let Some(route) = table.find(&host_name, &path, req.method(), req.headers()) else {
+        return local(record, GatewayError::NotFound);
+    };
+    record.enter_route(route.domain.clone(), route.name.clone());
+    if let (Some(max), Some(len)) = (route.max_body_bytes, content_length(req.headers())) {
+        if len > max {
+            return local(record, GatewayError::PayloadTooLarge);
+        }
+    }
+    let (cluster, overridden) = select_cluster(&gw, &route, req.headers());
+    let Some(cluster) = cluster else {
+        return local(record, GatewayError::ServiceUnavailable);
+    };
+    record.cluster = cluster.config.name.clone();
+    if overridden {
+        gw.metrics
+            .cluster_override
+            .with_label_values(&[&*route.domain, &*route.name, &cluster.config.name])
+            .inc();
+    }
+    for t in &route.request_transforms {
+        t.apply(req.headers_mut());
+    }
+    let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
+    let upgrade = headers::is_upgrade(req.headers())
+        .then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten();
+    let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+
+    let Some(endpoint) = cluster.balancer.pick(&|_| false) else {
+        return local(record, GatewayError::ServiceUnavailable);
+    };
+    record.upstream = endpoint.key.clone();
+    let in_flight = InFlight::new(endpoint.clone());
+
+    let (parts, body) = req.into_parts();
+    let mut upstream_headers = parts.headers;
+    headers::strip_hop_by_hop(&mut upstream_headers);
+    if let Some(protocol) = &upgrade {
+        upstream_headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        upstream_headers.insert(header::UPGRADE, protocol.clone());
+    }
+    let host_value = match cluster.config.pass_host.as_str() {
+        "node" => HeaderValue::from_str(&endpoint.key).ok(),
+        "rewrite" => cluster
+            .config
+            .upstream_host
+            .as_deref()
+            .and_then(|h| HeaderValue::from_str(h).ok())
+            .or_else(|| HeaderValue::from_str(&raw_host).ok()),
+        _ => HeaderValue::from_str(&raw_host).ok(),
+    };
+    if let Some(h) = host_value.filter(|h| !h.is_empty()) {
+        upstream_headers.insert(header::HOST, h);
+    }
+    let uri = format!(
+        "{}://{}{}",
+        cluster.config.scheme,
+        endpoint.key,
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let body: ProxyBody = match route.max_body_bytes {
+        Some(max) => Limited::new(body, max).boxed(),
+        None => body.map_err(Into::into).boxed(),
+    };
+    let Ok(mut upstream_req) = Request::builder()
+        .method(parts.method.clone())
+        .uri(&uri)
+        .version(Version::HTTP_11)
+        .body(body)
+    else {
+        tracing::warn!(%uri, "could not build the upstream request");
+        return local(record, GatewayError::Internal);
+    };
+    *upstream_req.headers_mut() = upstream_headers;
+
+    // One deadline for connect, sending and the response headers (`send` + `read`).
+    let timeout = &cluster.config.timeout;
+    let deadline = Duration::from_secs_f64(timeout.send + timeout.read);
+    let sent = Instant::now();
+    let mut resp = match tokio::time::timeout(deadline, cluster.client.request(upstream_req)).await
+    {
+        Err(_) => {
+            tracing::debug!(upstream = %endpoint.key, ?deadline, "upstream did not answer in time");
+            return local(record, GatewayError::GatewayTimeout);
+        }
+        Ok(Err(e)) => {
+            if caused_by_limit(&e) {
+                return local(record, GatewayError::PayloadTooLarge);
+            }
+            tracing::debug!(upstream = %endpoint.key, error = %e, "upstream request failed");
+            return local(record, GatewayError::BadGateway);
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    let upstream_time = sent.elapsed();
+    endpoint.observe(upstream_time);
+    record.upstream_secs = Some(upstream_time.as_secs_f64());
+    record.status = resp.status().as_u16();
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(downstream) = downstream_upgrade {
+            let upstream = hyper::upgrade::on(&mut resp);
+            gw.metrics.upgrades.inc();
+            super::tunnel::spawn(
+                downstream,
+                upstream,
+                record,
+                in_flight,
+                gw.shutdown_signal(),
+            );
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, compress::full(bytes::Bytes::new()));
+        }
+    }
+
+    let (mut rparts, rbody) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut rparts.headers);
+    if overridden {
+        if let Ok(v) = HeaderValue::from_str(&cluster.config.name) {
+            rparts.headers.insert("x-hermes-cluster", v);
+            rparts.headers.insert(
+                "x-hermes-cluster-override",
+                HeaderValue::from_static("true"),
+            );
+        }
+    }
+    for t in &route.response_transforms {
+        t.apply(&mut rparts.headers);
+    }
+    let mut body: ProxyBody = rbody.map_err(Into::into).boxed();
+    if route.compression {
+        compress::add_vary(&mut rparts.headers);
+        if compress::compressible(&parts.method, rparts.status, &rparts.headers) {
+            if let Some(encoding) = compress::negotiate(accept_encoding.as_ref()) {
+                body = compress::compress(body, encoding, &mut rparts.headers);
+            }
+        }
+    }
+    record.node = Some(in_flight);
+    let idle = Duration::from_secs_f64(timeout.read);
+    Response::from_parts(rparts, Tracked::new(body, idle, record).boxed())
+}

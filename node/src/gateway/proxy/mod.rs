@@ -1,0 +1,10 @@
+//! The data plane's request path.
+
+pub mod body;
+pub mod compress;
+pub mod errors;
+pub mod handler;
+pub mod headers;
+pub mod record;
+pub mod server;
+pub mod tunnel;

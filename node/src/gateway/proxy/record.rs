@@ -1,0 +1,137 @@
+//! What the gateway remembers about one request until its response has been sent: labels for
+//! metrics, fields for the access log, and the upstream node's in-flight mark. Dropping the
+//! record (when the response body ends, fails, or is abandoned) counts the request exactly once.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::Method;
+
+use super::body::OnBodyEnd;
+use crate::gateway::metrics::GatewayMetrics;
+use crate::gateway::upstream::balancer::InFlight;
+
+pub struct Record {
+    pub metrics: GatewayMetrics,
+    pub started: Instant,
+    pub method: Method,
+    pub host: String,
+    pub path: String,
+    pub client_ip: IpAddr,
+    pub domain: Arc<str>,
+    pub route: Arc<str>,
+    pub cluster: String,
+    pub upstream: String,
+    pub status: u16,
+    /// Time to upstream response headers.
+    pub upstream_secs: Option<f64>,
+    pub bytes: u64,
+    /// Set once the route is known: the in-flight gauge to release.
+    pub counted_in_flight: bool,
+    pub node: Option<InFlight>,
+    /// The gateway answered itself (no upstream response).
+    pub local: bool,
+}
+
+impl Record {
+    pub fn new(
+        metrics: GatewayMetrics,
+        method: Method,
+        host: String,
+        path: String,
+        client_ip: IpAddr,
+    ) -> Record {
+        Record {
+            metrics,
+            started: Instant::now(),
+            method,
+            host,
+            path,
+            client_ip,
+            domain: Arc::from(""),
+            route: Arc::from("_no_route"),
+            cluster: String::new(),
+            upstream: String::new(),
+            status: 0,
+            upstream_secs: None,
+            bytes: 0,
+            counted_in_flight: false,
+            node: None,
+            local: false,
+        }
+    }
+
+    pub fn enter_route(&mut self, domain: Arc<str>, route: Arc<str>) {
+        self.domain = domain;
+        self.route = route;
+        self.metrics
+            .in_flight
+            .with_label_values(&[&*self.domain, &*self.route])
+            .inc();
+        self.counted_in_flight = true;
+    }
+}
+
+impl OnBodyEnd for Record {
+    fn add_bytes(&mut self, n: u64) {
+        self.bytes += n;
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let status = self.status.to_string();
+        let m = &self.metrics;
+        m.requests
+            .with_label_values(&[
+                &*self.domain,
+                &*self.route,
+                &self.cluster,
+                self.method.as_str(),
+                &status,
+                &self.upstream,
+            ])
+            .inc();
+        let by_upstream = [
+            &*self.domain,
+            &*self.route,
+            self.cluster.as_str(),
+            self.upstream.as_str(),
+        ];
+        // As in the original: an unmatched request has no duration (no route to label it with).
+        if self.counted_in_flight {
+            m.duration.with_label_values(&by_upstream).observe(elapsed);
+            m.in_flight
+                .with_label_values(&[&*self.domain, &*self.route])
+                .dec();
+        }
+        if let Some(up) = self.upstream_secs {
+            m.upstream_duration
+                .with_label_values(&by_upstream)
+                .observe(up);
+        }
+        if !self.local {
+            m.response_size
+                .with_label_values(&by_upstream)
+                .observe(self.bytes as f64);
+        }
+        tracing::info!(
+            target: "hermes::access",
+            client_ip = %self.client_ip,
+            method = %self.method,
+            host = %self.host,
+            path = %self.path,
+            status = self.status,
+            domain = %self.domain,
+            route = %self.route,
+            cluster = %self.cluster,
+            upstream = %self.upstream,
+            bytes = self.bytes,
+            latency_ms = elapsed * 1000.0,
+            upstream_ms = self.upstream_secs.map(|s| s * 1000.0),
+            "access"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! Clusters at run time: configuration, nodes with their live counters, the balancer and the
+//! HTTP client. An update keeps what it does not change: node counters (by `host:port`), the
+//! smooth round-robin state when the node set and algorithm are unchanged, and the connection
+//! pool unless pool size, idle timeout, TLS verification or the connect timeout changed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::balancer::{Algorithm, Balancer, Endpoint};
+use super::client::{self, ClientKey, UpstreamClient};
+use crate::gateway::config::types::ClusterConfig;
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub balancer: Balancer,
+    pub client: UpstreamClient,
+    client_key: ClientKey,
+}
+
+impl Cluster {
+    fn build(config: ClusterConfig, previous: Option<&Cluster>) -> Cluster {
+        let algorithm = Algorithm::parse(&config.lb);
+        let old: HashMap<&str, &Arc<Endpoint>> = previous
+            .map(|p| {
+                p.balancer
+                    .endpoints()
+                    .iter()
+                    .map(|e| (e.key.as_str(), e))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let endpoints: Vec<Arc<Endpoint>> = config
+            .nodes
+            .iter()
+            .map(|n| {
+                let fresh = Endpoint::new(&n.host, n.port, n.weight);
+                match old.get(fresh.key.as_str()) {
+                    Some(e) if e.weight == n.weight => Arc::clone(e),
+                    Some(e) => Arc::new(Endpoint::reweighted(e, n.weight)),
+                    None => Arc::new(fresh),
+                }
+            })
+            .collect();
+        let unchanged_nodes = previous.is_some_and(|p| {
+            p.balancer.algorithm() == algorithm
+                && p.balancer.endpoints().len() == endpoints.len()
+                && p.balancer
+                    .endpoints()
+                    .iter()
+                    .zip(&endpoints)
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
+        });
+        let key = ClientKey::of(&config);
+        let client = match previous {
+            Some(p) if p.client_key == key => p.client.clone(),
+            _ => client::build(&key),
+        };
+        let balancer = match previous {
+            // Same nodes, same algorithm: keep the balancer, and with it the rotation.
+            Some(p) if unchanged_nodes => {
+                Balancer::new(algorithm, p.balancer.endpoints().to_vec()).inherit(&p.balancer)
+            }
+            _ => Balancer::new(algorithm, endpoints),
+        };
+        Cluster {
+            config,
+            balancer,
+            client,
+            client_key: key,
+        }
+    }
+}
+
+/// Every cluster by name, swapped whole on each change so that requests never lock.
+#[derive(Debug, Default)]
+pub struct Clusters {
+    map: ArcSwap<HashMap<String, Arc<Cluster>>>,
+}
+
+impl Clusters {
+    pub fn get(&self, name: &str) -> Option<Arc<Cluster>> {
+        self.map.load().get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.map.load().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Adds or replaces a cluster, keeping the runtime state its new configuration allows.
+    pub fn upsert(&self, config: ClusterConfig) {
+        let current = self.map.load_full();
+        if current
+            .get(&config.name)
+            .is_some_and(|c| c.config == config)
+        {
+            return;
+        }
+        let next = Cluster::build(config.clone(), current.get(&config.name).map(Arc::as_ref));
+        let mut map = HashMap::clone(&current);
+        map.insert(config.name, Arc::new(next));
+        self.map.store(Arc::new(map));
+    }
+
+    pub fn remove(&self, name: &str) -> bool {
+        let current = self.map.load_full();
+        if !current.contains_key(name) {
+            return false;
+        }
+        let mut map = HashMap::clone(&current);
+        map.remove(name);
+        self.map.store(Arc::new(map));
+        true
+    }
+
+    /// Replaces everything (after a full re-list), keeping state of clusters that remain.
+    pub fn replace_all(&self, configs: Vec<ClusterConfig>) {
+        let current = self.map.load_full();
+        let map: HashMap<String, Arc<Cluster>> = configs
+            .into_iter()
+            .map(|config| {
+                let cluster = match current.get(&config.name) {
+                    Some(c) if c.config == config => c.clone(),
+                    previous => Arc::new(Cluster::build(config.clone(), previous.map(Arc::as_ref))),
+                };
+                (config.name, cluster)
+            })
+            .collect();
+        self.map.store(Arc::new(map));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cfg(v: serde_json::Value) -> ClusterConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[tokio::test]
+    async fn updates_keep_node_state_and_pool() {
+        let clusters = Clusters::default();
+        clusters.upsert(cfg(json!({"name": "c", "nodes": [{"host": "10.0.0.1", "port": 80}, {"host": "10.0.0.2", "port": 80}]})));
+        let before = clusters.get("c").unwrap();
+        let node = before.balancer.endpoints()[0].clone();
+        // A route-irrelevant change (pass_host) keeps nodes, balancer rotation and pool.
+        clusters.upsert(cfg(json!({"name": "c", "pass_host": "node", "nodes": [{"host": "10.0.0.1", "port": 80}, {"host": "10.0.0.2", "port": 80}]})));
+        let after = clusters.get("c").unwrap();
+        assert!(Arc::ptr_eq(&after.balancer.endpoints()[0], &node));
+        assert_eq!(after.client_key, before.client_key);
+        // Dropping a node keeps the other's counters.
+        clusters.upsert(cfg(
+            json!({"name": "c", "nodes": [{"host": "10.0.0.1", "port": 80}]}),
+        ));
+        assert!(Arc::ptr_eq(
+            &clusters.get("c").unwrap().balancer.endpoints()[0],
+            &node
+        ));
+        assert!(clusters.remove("c"));
+        assert!(clusters.get("c").is_none());
+    }
+}

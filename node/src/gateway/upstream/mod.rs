@@ -1,0 +1,5 @@
+//! Upstream clusters: nodes, load balancing, connection pools.
+
+pub mod balancer;
+pub mod client;
+pub mod cluster;
