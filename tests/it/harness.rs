@@ -133,6 +133,7 @@ pub struct Node {
     pub peer_port: u16,
     pub admin_port: u16,
     pub etcd_port: u16,
+    pub proxy_port: u16,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     pub extra_args: Vec<String>,
@@ -146,6 +147,7 @@ impl Node {
             peer_port: free_port(),
             admin_port: free_port(),
             etcd_port: free_port(),
+            proxy_port: free_port(),
             data_dir: root.join(format!("node{id}")),
             log_path: root.join(format!("node{id}.log")),
             extra_args: Vec::new(),
@@ -179,7 +181,7 @@ impl Node {
             .args(["--peer-listen", &format!("127.0.0.1:{}", self.peer_port)])
             .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin_port)])
             .args(["--etcd-listen", &format!("127.0.0.1:{}", self.etcd_port)])
-            .args(["--proxy-listen", "127.0.0.1:0"])
+            .args(["--proxy-listen", &format!("127.0.0.1:{}", self.proxy_port)])
             .args(&self.extra_args)
             .env("RUST_LOG", "info,openraft=warn")
             .env("NO_COLOR", "1")
@@ -224,6 +226,44 @@ impl Node {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    pub fn proxy(&self) -> String {
+        format!("http://127.0.0.1:{}", self.proxy_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid().unwrap())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Writes a key through the etcd JSON API, as the original controller would.
+    pub fn put_key(&self, key: &str, value: &str) {
+        let (status, body) = self.put(key, value).unwrap();
+        assert_eq!(status, 200, "put {key}: {body}");
+    }
+
+    pub fn delete_key(&self, key: &str) {
+        let (status, body) = post(
+            &format!("{}/v3/kv/deleterange", self.etcd()),
+            &json!({"key": b64(key)}),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "delete {key}: {body}");
+    }
+
+    /// A GET through this node's proxy with the given Host header.
+    pub fn proxy_get(&self, host: &str, path: &str) -> ProxyAnswer {
+        proxy_request(&self.proxy(), "GET", host, path, &[])
     }
 
     pub fn log(&self) -> String {
@@ -296,6 +336,63 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// What the proxy answered.
+#[derive(Debug)]
+pub struct ProxyAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl ProxyAnswer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.body.trim()).unwrap_or(Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Which test upstream answered.
+    pub fn upstream(&self) -> String {
+        self.json()["upstream"].as_str().unwrap_or("").to_string()
+    }
+}
+
+pub fn proxy_request(
+    base: &str,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> ProxyAnswer {
+    let mut req = agent()
+        .request(method, &format!("{base}{path}"))
+        .set("Host", host);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("proxy request {method} {host}{path}: {e}"),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
+        .collect();
+    ProxyAnswer {
+        status,
+        headers,
+        body: resp.into_string().unwrap_or_default(),
     }
 }
 

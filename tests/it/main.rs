@@ -5,11 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
+mod upstream;
 
 mod bad_input;
 mod durability;
 mod etcd_compat;
 mod failover;
+mod gateway;
+mod gateway_streams;
 mod lease;
 mod lifecycle;
 mod membership;

@@ -1,0 +1,229 @@
+//! The data plane against real nodes, configured through the etcd JSON API exactly as the
+//! original controller writes it (contracts/hermes.md §9.1 data-plane scenarios, and more).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::*;
+use crate::upstream::Upstream;
+
+fn cluster(name: &str, up: &Upstream) -> String {
+    json!({"name": name, "nodes": [{"host": "127.0.0.1", "port": up.port, "weight": 100}]})
+        .to_string()
+}
+
+fn route(name: &str, uri: &str, priority: i64, cluster: &str) -> serde_json::Value {
+    json!({"name": name, "uri": uri, "priority": priority, "clusters": [{"name": cluster, "weight": 100}]})
+}
+
+fn domain(name: &str, hosts: &[&str], routes: Vec<serde_json::Value>) -> String {
+    json!({"name": name, "hosts": hosts, "routes": routes}).to_string()
+}
+
+/// Waits until the proxy answers `host` + `path` with `status`.
+fn wait_status(node: &Node, host: &str, path: &str, status: u16) -> ProxyAnswer {
+    wait_for(
+        &format!("{host}{path} to answer {status}"),
+        Duration::from_secs(10),
+        || Some(node.proxy_get(host, path)).filter(|a| a.status == status),
+    )
+}
+
+#[test]
+fn static_node_proxy_and_admin_views() {
+    let up = Upstream::start("static");
+    let c = Cluster::start(1);
+    let node = c.node(1);
+    node.put_key("/hermes/clusters/static", &cluster("static", &up));
+    node.put_key(
+        "/hermes/domains/web",
+        &domain(
+            "web",
+            &["web.test.local"],
+            vec![route("all", "/*", 0, "static")],
+        ),
+    );
+    let a = wait_status(node, "web.test.local", "/hello/world?x=1", 200);
+    let seen = a.json();
+    assert_eq!(seen["path"], "/hello/world");
+    assert_eq!(seen["query"], "x=1");
+    assert_eq!(
+        seen["headers"]["host"], "web.test.local",
+        "pass_host defaults to pass"
+    );
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["headers"]["x-real-ip"], "127.0.0.1");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
+    assert_eq!(seen["headers"]["x-forwarded-host"], "web.test.local");
+    assert_eq!(a.header("x-upstream"), Some("static"));
+    assert_eq!(
+        a.header("x-hop"),
+        None,
+        "headers named in Connection are hop-by-hop"
+    );
+    let miss = node.proxy_get("unknown.host", "/");
+    assert_eq!(miss.status, 404);
+    assert_eq!(miss.json(), json!({"error": "not found"}));
+    assert_eq!(miss.header("content-type"), Some("application/json"));
+    let (status, routes) = get(&format!("{}/api/v1/gateway/routes", node.admin())).unwrap();
+    assert_eq!(status, 200);
+    assert!(routes.contains("\"uri\":\"/*\""), "{routes}");
+    let (status, _) = get(&format!("{}/readyz", node.admin())).unwrap();
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn host_uri_header_matching_and_disabled_routes() {
+    let ups: Vec<Upstream> = ["a", "b", "exact", "suffix", "prefix", "default"]
+        .iter()
+        .map(|n| Upstream::start(n))
+        .collect();
+    let c = Cluster::start(1);
+    let node = c.node(1);
+    for (name, up) in ["a", "b", "exact", "suffix", "prefix", "default"]
+        .iter()
+        .zip(&ups)
+    {
+        node.put_key(&format!("/hermes/clusters/{name}"), &cluster(name, up));
+    }
+    node.put_key(
+        "/hermes/domains/exact",
+        &domain(
+            "exact",
+            &["exact.test.local"],
+            vec![route("r", "/*", 0, "exact")],
+        ),
+    );
+    node.put_key(
+        "/hermes/domains/suffix",
+        &domain(
+            "suffix",
+            &["*.example.com"],
+            vec![route("r", "/*", 0, "suffix")],
+        ),
+    );
+    node.put_key(
+        "/hermes/domains/prefix",
+        &domain("prefix", &["api.*"], vec![route("r", "/*", 0, "prefix")]),
+    );
+    node.put_key(
+        "/hermes/domains/_default",
+        &domain(
+            "_default",
+            &["_"],
+            vec![
+                route("health", "/v1/health", 100, "a"),
+                route("v1", "/v1/*", 50, "b"),
+                route("all", "/*", 1, "b"),
+                json!({"name": "v2", "uri": "/api/*", "priority": 100, "clusters": [{"name": "a"}],
+                       "headers": [{"name": "X-Version", "value": "v2", "match_type": "exact"}]}),
+                json!({"name": "on", "uri": "/enabled/*", "status": 1, "clusters": [{"name": "a"}]}),
+                json!({"name": "off", "uri": "/disabled/*", "status": 0, "clusters": [{"name": "a"}]}),
+                json!({"name": "implicit", "uri": "/implicit/*", "clusters": [{"name": "a"}]}),
+            ],
+        ),
+    );
+    wait_status(node, "random.host.xyz", "/v1/health", 200);
+    for (host, want) in [
+        ("exact.test.local", "exact"),
+        ("EXACT.test.local:8080", "exact"),
+        ("sub.example.com", "suffix"),
+        ("api.anything", "prefix"),
+        ("random.host.xyz", "b"),
+    ] {
+        assert_eq!(node.proxy_get(host, "/x").upstream(), want, "{host}");
+    }
+    assert_eq!(node.proxy_get("h", "/v1/health").upstream(), "a");
+    assert_eq!(node.proxy_get("h", "/v1/users").upstream(), "b");
+    assert_eq!(node.proxy_get("h", "/other").upstream(), "b");
+    let with = proxy_request(&node.proxy(), "GET", "h", "/api/x", &[("X-Version", "v2")]);
+    assert_eq!(with.upstream(), "a");
+    assert_eq!(
+        node.proxy_get("h", "/api/x").upstream(),
+        "b",
+        "without the header: falls back"
+    );
+    assert_eq!(node.proxy_get("h", "/enabled/x").upstream(), "a");
+    assert_eq!(
+        node.proxy_get("h", "/disabled/x").upstream(),
+        "b",
+        "a disabled route is not served"
+    );
+    assert_eq!(
+        node.proxy_get("h", "/implicit/x").upstream(),
+        "a",
+        "an omitted status means enabled"
+    );
+}
+
+#[test]
+fn hot_reload_add_delete_re_add_and_metrics() {
+    let up = Upstream::start("hot");
+    let c = Cluster::start(1);
+    let node = c.node(1);
+    assert_eq!(node.proxy_get("hot.test", "/").status, 404);
+    node.put_key("/hermes/clusters/hot", &cluster("hot", &up));
+    node.put_key(
+        "/hermes/domains/hot",
+        &domain("hot", &["hot.test"], vec![route("r", "/*", 0, "hot")]),
+    );
+    wait_status(node, "hot.test", "/", 200);
+    node.delete_key("/hermes/domains/hot");
+    wait_status(node, "hot.test", "/", 404);
+    node.put_key(
+        "/hermes/domains/hot",
+        &domain("hot", &["hot.test"], vec![route("r", "/*", 0, "hot")]),
+    );
+    wait_status(node, "hot.test", "/", 200);
+    // A domain whose cluster does not exist yet answers 503 until it arrives.
+    node.put_key(
+        "/hermes/domains/early",
+        &domain("early", &["early.test"], vec![route("r", "/*", 0, "later")]),
+    );
+    wait_status(node, "early.test", "/", 503);
+    node.put_key("/hermes/clusters/later", &cluster("later", &up));
+    wait_status(node, "early.test", "/", 200);
+    let (_, metrics) = get(&format!("{}/metrics", node.admin())).unwrap();
+    for needle in [
+        r#"gateway_http_requests_total{cluster="hot",domain="hot",method="GET",route="r",status_code="200""#,
+        r#"gateway_http_requests_total{cluster="",domain="",method="GET",route="_no_route",status_code="404",upstream=""}"#,
+        "gateway_http_request_duration_seconds_bucket",
+        "gateway_config_reloads_total{result=\"success\",source=\"etcd\"}",
+        "gateway_config_routes_total 2",
+        "hermes_config_applied_revision",
+        "gateway_connections_total{status=\"accepted\"}",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+}
+
+#[test]
+fn a_malformed_cluster_leaves_the_previous_one_serving() {
+    let first = Upstream::start("first");
+    let c = Cluster::start(1);
+    let node = c.node(1);
+    node.put_key("/hermes/clusters/api", &cluster("api", &first));
+    node.put_key(
+        "/hermes/domains/api",
+        &domain("api", &["api.test"], vec![route("r", "/*", 0, "api")]),
+    );
+    wait_status(node, "api.test", "/", 200);
+    for bad in [
+        "{not json".to_string(),
+        json!({"name": "api", "timeout": {"read": -1}}).to_string(),
+        json!({"name": "api", "nodes": [{"host": "127.0.0.1", "port": 70000}]}).to_string(),
+    ] {
+        node.put_key("/hermes/clusters/api", &bad);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(node.proxy_get("api.test", "/").upstream(), "first");
+        let (_, domains) = get(&format!("{}/api/v1/gateway/domains", node.admin())).unwrap();
+        assert!(domains.contains("/hermes/clusters/api"), "{domains}");
+    }
+    let (_, metrics) = get(&format!("{}/metrics", node.admin())).unwrap();
+    assert!(
+        metrics.contains("gateway_config_reloads_total{result=\"error\",source=\"etcd\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hermes_config_invalid_resources 1"));
+}

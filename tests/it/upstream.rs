@@ -1,0 +1,158 @@
+//! A small real HTTP upstream for gateway tests, on its own runtime thread: it echoes what it
+//! saw as JSON, streams large downloads, counts streamed uploads, and echoes WebSocket messages.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::oneshot;
+
+use crate::harness::free_port;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+pub struct Upstream {
+    pub port: u16,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn full(s: impl Into<Bytes>) -> Body {
+    Full::new(s.into()).map_err(|never| match never {}).boxed()
+}
+
+async fn serve(name: String, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    if let Some(n) = path.strip_prefix("/download/") {
+        let total: usize = n.parse().unwrap_or(0);
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        let chunks = (0..total.div_ceil(chunk.len())).map(move |i| {
+            let len = (total - i * chunk.len()).min(chunk.len());
+            Ok::<_, std::io::Error>(Frame::data(chunk.slice(..len)))
+        });
+        let body = BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks)));
+        return Ok(Response::new(body));
+    }
+    if path == "/upload" {
+        let mut body = req.into_body();
+        let mut received = 0u64;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => received += f.data_ref().map_or(0, |d| d.len() as u64),
+                Err(_) => break,
+            }
+        }
+        return Ok(Response::new(full(format!("{{\"received\":{received}}}"))));
+    }
+    if path == "/ws" {
+        let key = req.headers().get("sec-websocket-key").cloned();
+        let on_upgrade = hyper::upgrade::on(req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    tokio_tungstenite::tungstenite::protocol::Role::Server,
+                    None,
+                )
+                .await;
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() || msg.is_binary() {
+                        if ws.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let accept = key
+            .map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()))
+            .unwrap_or_default();
+        let resp = Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-accept", accept)
+            .body(full(""))
+            .unwrap();
+        return Ok(resp);
+    }
+    let headers: BTreeMap<String, String> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = serde_json::json!({
+        "upstream": name,
+        "method": req.method().as_str(),
+        "path": path,
+        "query": req.uri().query(),
+        "headers": headers,
+    });
+    let resp = Response::builder()
+        .header("content-type", "application/json")
+        .header("x-upstream", name.as_str())
+        .header("connection", "x-hop")
+        .header("x-hop", "must not reach the client")
+        .body(full(body.to_string() + &" ".repeat(2000)))
+        .unwrap();
+    Ok(resp)
+}
+
+impl Upstream {
+    pub fn start(name: &str) -> Upstream {
+        let port = free_port();
+        let name = name.to_string();
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+                let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+                ready_tx.send(()).unwrap();
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let name = name.clone();
+                            tokio::spawn(async move {
+                                let svc = hyper::service::service_fn(move |req| serve(name.clone(), req));
+                                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                    .await;
+                            });
+                        }
+                        _ = &mut stop_rx => break,
+                    }
+                }
+            });
+        });
+        ready_rx.recv().unwrap();
+        Upstream {
+            port,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
