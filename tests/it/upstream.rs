@@ -62,10 +62,8 @@ async fn serve(name: String, req: Request<Incoming>) -> Result<Response<Body>, I
                 )
                 .await;
                 while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() || msg.is_binary() {
-                        if ws.send(msg).await.is_err() {
-                            break;
-                        }
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        break;
                     }
                 }
             }
