@@ -5,11 +5,16 @@
 /// The host of a request: the URI authority when present (HTTP/2 `:authority`, or an absolute
 /// URI), else the `Host` header.
 pub fn request_host<'a>(authority: Option<&'a str>, host_header: Option<&'a str>) -> String {
-    normalize(authority.or(host_header).unwrap_or(""))
+    normalize(authority.or(host_header).unwrap_or("")).into_owned()
 }
 
 /// `Example.COM:8080` → `example.com`; `[::1]:8080` → `::1`; `example.com.` → `example.com`.
-pub fn normalize(raw: &str) -> String {
+/// Borrows when the host is already in that form (the common case).
+pub fn normalize(raw: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.';
+    if !raw.is_empty() && raw.bytes().all(plain) && !raw.ends_with('.') {
+        return std::borrow::Cow::Borrowed(raw);
+    }
     let raw = raw.trim();
     let host = if let Some(rest) = raw.strip_prefix('[') {
         // IPv6 literal: up to the closing bracket.
@@ -20,7 +25,7 @@ pub fn normalize(raw: &str) -> String {
     } else {
         raw.split_once(':').map_or(raw, |(h, _)| h)
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    std::borrow::Cow::Owned(host.trim_end_matches('.').to_ascii_lowercase())
 }
 
 /// A configured host pattern.
@@ -52,7 +57,7 @@ impl HostPattern {
             }
         }
         // A `*` anywhere else is a literal character, as in the original gateway.
-        HostPattern::Exact(normalize(&lower))
+        HostPattern::Exact(normalize(&lower).into_owned())
     }
 
     pub fn matches(&self, host: &str) -> bool {
@@ -130,8 +135,8 @@ mod tests {
     proptest! {
         #[test]
         fn normalize_is_idempotent(s in "[a-zA-Z0-9.:\\[\\]-]{0,20}") {
-            let once = normalize(&s);
-            prop_assert_eq!(normalize(&once), once.clone());
+            let once = normalize(&s).into_owned();
+            prop_assert_eq!(normalize(&once).into_owned(), once);
         }
 
         #[test]

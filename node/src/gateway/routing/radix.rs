@@ -13,6 +13,9 @@ struct Node {
     wildcard: Vec<usize>,
 }
 
+/// Wildcard levels remembered on the stack during a lookup.
+const STACK_DEPTH: usize = 16;
+
 /// Routes are referred to by index into the owning table.
 #[derive(Debug, Default, Clone)]
 pub struct UriTree {
@@ -44,20 +47,36 @@ impl UriTree {
         }
     }
 
-    /// Candidate route lists for a request path (no query), most specific first.
-    pub fn candidates(&self, path: &str) -> Vec<&[usize]> {
-        let mut wildcards: Vec<&[usize]> = Vec::new();
+    /// Offers the candidate route lists for a request path (no query) to `choose`, most
+    /// specific first, until it picks something. Allocates nothing for paths up to
+    /// [`STACK_DEPTH`] wildcard levels.
+    pub fn first<'a, T>(
+        &'a self,
+        path: &str,
+        mut choose: impl FnMut(&'a [usize]) -> Option<T>,
+    ) -> Option<T> {
+        let mut stack: [&[usize]; STACK_DEPTH] = [&[]; STACK_DEPTH];
+        let mut depth = 0;
+        let mut overflow: Vec<&[usize]> = Vec::new();
+        let mut push = |list: &'a [usize]| {
+            if depth < STACK_DEPTH {
+                stack[depth] = list;
+                depth += 1;
+            } else {
+                overflow.push(list);
+            }
+        };
         let mut node = &self.root;
         let mut complete = true;
         if !node.wildcard.is_empty() {
-            wildcards.push(&node.wildcard);
+            push(&node.wildcard);
         }
         for seg in segments(path) {
             match node.children.get(seg) {
                 Some(child) => {
                     node = child;
                     if !node.wildcard.is_empty() {
-                        wildcards.push(&node.wildcard);
+                        push(&node.wildcard);
                     }
                 }
                 None => {
@@ -66,11 +85,30 @@ impl UriTree {
                 }
             }
         }
-        let mut out: Vec<&[usize]> = Vec::with_capacity(wildcards.len() + 1);
         if complete && !node.exact.is_empty() {
-            out.push(&node.exact);
+            if let Some(found) = choose(&node.exact) {
+                return Some(found);
+            }
         }
-        out.extend(wildcards.into_iter().rev());
+        for list in overflow
+            .into_iter()
+            .rev()
+            .chain(stack[..depth].iter().rev().copied())
+        {
+            if let Some(found) = choose(list) {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// Every candidate list, most specific first (for tests and listings).
+    pub fn candidates(&self, path: &str) -> Vec<&[usize]> {
+        let mut out = Vec::new();
+        self.first(path, |list| {
+            out.push(list);
+            None::<()>
+        });
         out
     }
 }

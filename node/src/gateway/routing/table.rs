@@ -99,6 +99,12 @@ pub struct RouteTable {
     exact: HashMap<String, Partition>,
     /// Wildcard partitions in match order (see [`HostPattern::rank`]).
     wildcards: Vec<(HostPattern, Partition)>,
+    /// Indexes into `wildcards`: `*.suffix` patterns by their `.suffix`, `prefix.*` patterns by
+    /// their `prefix.`, so a lookup probes the host's own labels instead of every pattern.
+    by_suffix: HashMap<String, usize>,
+    by_prefix: HashMap<String, usize>,
+    /// Wildcards that do not end or start at a label boundary (`*foo.com`, `*`): checked one by one.
+    irregular: Vec<usize>,
     default: Option<Partition>,
     pub skipped: Vec<Skipped>,
     /// Host patterns per domain, for listings.
@@ -209,6 +215,17 @@ impl RouteTable {
             }
         }
         table.wildcards = wildcards.into_values().collect();
+        for (i, (pattern, _)) in table.wildcards.iter().enumerate() {
+            match pattern {
+                HostPattern::Suffix(s) if s.starts_with('.') && s.len() > 1 => {
+                    table.by_suffix.insert(s.clone(), i);
+                }
+                HostPattern::Prefix(p) if p.ends_with('.') && p.len() > 1 => {
+                    table.by_prefix.insert(p.clone(), i);
+                }
+                _ => table.irregular.push(i),
+            }
+        }
         table
     }
 
@@ -223,17 +240,13 @@ impl RouteTable {
         method: &Method,
         headers: &HeaderMap,
     ) -> Option<Arc<Route>> {
-        for list in partition.tree.candidates(path) {
-            let best = list
-                .iter()
+        partition.tree.first(path, |list| {
+            list.iter()
                 .map(|i| &self.routes[*i])
                 .filter(|r| r.accepts(method, headers))
-                .max_by_key(|r| (r.priority, std::cmp::Reverse(r.order)));
-            if let Some(route) = best {
-                return Some(route.clone());
-            }
-        }
-        None
+                .max_by_key(|r| (r.priority, std::cmp::Reverse(r.order)))
+                .cloned()
+        })
     }
 
     /// The route for a request; `host` must be normalized ([`super::host::normalize`]).
@@ -249,9 +262,26 @@ impl RouteTable {
                 return Some(r);
             }
         }
-        for (pattern, p) in &self.wildcards {
-            if pattern.matches(host) {
-                if let Some(r) = self.pick(p, path, method, headers) {
+        if !self.wildcards.is_empty() {
+            // The wildcard partitions that match, in rank order (their index order).
+            let mut matching: Vec<usize> = Vec::new();
+            for (i, _) in host.match_indices('.') {
+                if let Some(&w) = self.by_suffix.get(&host[i..]) {
+                    matching.push(w);
+                }
+                if let Some(&w) = self.by_prefix.get(&host[..=i]) {
+                    matching.push(w);
+                }
+            }
+            matching.extend(
+                self.irregular
+                    .iter()
+                    .copied()
+                    .filter(|w| self.wildcards[*w].0.matches(host)),
+            );
+            matching.sort_unstable();
+            for w in matching {
+                if let Some(r) = self.pick(&self.wildcards[w].1, path, method, headers) {
                     return Some(r);
                 }
             }
