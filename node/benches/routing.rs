@@ -3,6 +3,9 @@
 //!
 //!     cargo bench -p hermes-node --bench routing
 
+// A benchmark program: a broken fixture should stop it loudly.
+#![allow(clippy::expect_used)]
+
 use std::hint::black_box;
 use std::time::Instant;
 
