@@ -16,7 +16,7 @@ use hermes_node::gateway::config::types::DomainConfig;
 use hermes_node::gateway::routing::host::normalize;
 use hermes_node::gateway::routing::table::RouteTable;
 
-fn domains() -> Vec<DomainConfig> {
+fn domains() -> Vec<std::sync::Arc<DomainConfig>> {
     let mut out = Vec::new();
     let routes = |prefix: &str| -> serde_json::Value {
         json!([

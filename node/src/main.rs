@@ -7,11 +7,6 @@ use clap::Parser;
 use hermes_node::cli::{run_cluster_command, Cli, Command, ConfigAction};
 use hermes_node::config::NodeConfig;
 
-/// The request path allocates many small, short-lived buffers across threads (HTTP, JSON,
-/// raft entries); mimalloc serves that pattern with far less contention than glibc's malloc.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// sysexits' EX_CONFIG: the configuration (a flag, variable or file) is wrong.
 const EXIT_CONFIG: u8 = 78;
 

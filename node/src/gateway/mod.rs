@@ -11,7 +11,7 @@ pub mod routing;
 pub mod upstream;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,10 @@ pub struct Gateway {
     pub trusted_proxies: Vec<IpNet>,
     loaded: AtomicBool,
     errors: ArcSwap<BTreeMap<String, String>>,
+    /// Revision of the domains last handed to the table builder, and of the last table built.
+    sent_revision: AtomicI64,
+    built_revision: AtomicI64,
+    applied_revision: AtomicI64,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -59,6 +63,9 @@ impl Gateway {
             trusted_proxies,
             loaded: AtomicBool::new(false),
             errors: ArcSwap::from_pointee(BTreeMap::new()),
+            sent_revision: AtomicI64::new(0),
+            built_revision: AtomicI64::new(0),
+            applied_revision: AtomicI64::new(0),
             shutdown,
         })
     }
@@ -81,29 +88,39 @@ impl Gateway {
         self.shutdown.clone()
     }
 
-    /// Follows `source` until shutdown, applying every update in order.
+    /// Follows `source` until shutdown, applying every update in order. Clusters change at
+    /// once; the route table is rebuilt by a companion task that always builds from the latest
+    /// domains, so a burst of changes costs one rebuild per build time, not one per change.
     pub async fn follow<S: ConfigSource>(self: Arc<Self>, mut source: S, prefixes: Prefixes) {
         let mut catalog = Catalog::new(prefixes);
         let mut stop = self.shutdown.clone();
+        let (to_builder, from_loop) = watch::channel::<Option<Arc<DomainsAt>>>(None);
+        let builder = tokio::spawn(self.clone().build_tables(from_loop));
         loop {
             let update = tokio::select! {
                 u = source.next() => u,
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait_for(|s| *s) => break,
             };
             match update {
-                Ok(update) => self.apply(&mut catalog, update).await,
+                Ok(update) => self.apply(&mut catalog, update, &to_builder),
                 Err(e) => {
                     tracing::warn!(error = %e, "configuration source failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(SOURCE_RETRY) => {}
-                        _ = stop.wait_for(|s| *s) => return,
+                        _ = stop.wait_for(|s| *s) => break,
                     }
                 }
             }
         }
+        builder.abort();
     }
 
-    async fn apply(&self, catalog: &mut Catalog, update: Update) {
+    fn apply(
+        &self,
+        catalog: &mut Catalog,
+        update: Update,
+        to_builder: &watch::Sender<Option<Arc<DomainsAt>>>,
+    ) {
         let (revision, full) = match &update {
             Update::Full { revision, .. } => (*revision, true),
             Update::Changes { revision, .. } => (*revision, false),
@@ -118,13 +135,17 @@ impl Gateway {
         for name in &applied.cluster_removals {
             self.clusters.remove(name);
         }
-        if applied.domains_changed {
-            let domains = catalog.domains();
-            // Compiling thousands of routes is CPU work: keep it off the async workers.
-            match tokio::task::spawn_blocking(move || RouteTable::build(&domains)).await {
-                Ok(table) => self.table.store(Arc::new(table)),
-                Err(e) => tracing::error!(error = %e, "building the route table failed"),
-            }
+        if applied.domains_changed || full {
+            self.sent_revision.store(revision, Ordering::Release);
+            to_builder.send_replace(Some(Arc::new(DomainsAt {
+                revision,
+                domains: catalog.domains(),
+            })));
+        } else if self.built_revision.load(Ordering::Acquire)
+            >= self.sent_revision.load(Ordering::Acquire)
+        {
+            // No table build outstanding: this cluster-only change is fully served now.
+            self.mark_applied(revision);
         }
         let reloads = &self.metrics.reloads;
         reloads
@@ -134,19 +155,49 @@ impl Gateway {
             .with_label_values(&["etcd", "error"])
             .inc_by(applied.refused);
         self.metrics.routes.set(catalog.route_count() as i64);
-        self.metrics.applied_revision.set(revision);
         self.metrics
             .config_errors
             .set(catalog.errors().len() as i64);
         self.errors.store(Arc::new(catalog.errors().clone()));
-        if full && !self.loaded.swap(true, Ordering::AcqRel) {
-            tracing::info!(
-                revision,
-                domains = catalog.domains().len(),
-                routes = catalog.route_count(),
-                clusters = self.clusters.names().len(),
-                "gateway configuration loaded"
-            );
+    }
+
+    fn mark_applied(&self, revision: i64) {
+        let previous = self.applied_revision.fetch_max(revision, Ordering::AcqRel);
+        self.metrics.applied_revision.set(previous.max(revision));
+    }
+
+    async fn build_tables(self: Arc<Self>, mut latest: watch::Receiver<Option<Arc<DomainsAt>>>) {
+        while latest.changed().await.is_ok() {
+            let Some(next) = latest.borrow_and_update().clone() else {
+                continue;
+            };
+            let domains = next.domains.clone();
+            // Compiling thousands of routes is CPU work: keep it off the async workers.
+            match tokio::task::spawn_blocking(move || RouteTable::build(&domains)).await {
+                Ok(table) => {
+                    let routes = table.routes().len();
+                    self.table.store(Arc::new(table));
+                    self.built_revision.store(next.revision, Ordering::Release);
+                    self.mark_applied(next.revision);
+                    if !self.loaded.swap(true, Ordering::AcqRel) {
+                        tracing::info!(
+                            revision = next.revision,
+                            domains = next.domains.len(),
+                            routes,
+                            clusters = self.clusters.names().len(),
+                            "gateway configuration loaded"
+                        );
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "building the route table failed"),
+            }
         }
     }
+}
+
+/// The domains to compile, as of a store revision.
+#[derive(Debug)]
+struct DomainsAt {
+    revision: i64,
+    domains: Vec<Arc<config::types::DomainConfig>>,
 }

@@ -4,6 +4,7 @@
 //! the route table never depends on arrival order.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::source::{Change, Prefixes, Update};
 use super::types::{ClusterConfig, DomainConfig};
@@ -29,7 +30,7 @@ pub struct Applied {
 #[derive(Debug)]
 pub struct Catalog {
     prefixes: Prefixes,
-    domains: BTreeMap<String, DomainConfig>,
+    domains: BTreeMap<String, Arc<DomainConfig>>,
     clusters: BTreeMap<String, ClusterConfig>,
     /// Key → why its current value was refused.
     errors: BTreeMap<String, String>,
@@ -45,7 +46,7 @@ impl Catalog {
         }
     }
 
-    pub fn domains(&self) -> Vec<DomainConfig> {
+    pub fn domains(&self) -> Vec<Arc<DomainConfig>> {
         self.domains.values().cloned().collect()
     }
 
@@ -93,7 +94,7 @@ impl Catalog {
                 if d.hosts.is_empty() {
                     return Err("domain has no hosts".to_string());
                 }
-                self.domains.insert(name.clone(), d);
+                self.domains.insert(name.clone(), Arc::new(d));
                 out.domains_changed = true;
                 Ok(())
             }),

@@ -16,9 +16,13 @@ pub fn normalize(raw: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(raw);
     }
     let raw = raw.trim();
-    let host = if let Some(rest) = raw.strip_prefix('[') {
+    let bracketed = raw
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .filter(|(inside, _)| inside.matches(':').count() > 1);
+    let host = if let Some((inside, _)) = bracketed {
         // IPv6 literal: up to the closing bracket.
-        rest.split_once(']').map_or(rest, |(h, _)| h)
+        inside
     } else if raw.matches(':').count() > 1 {
         // A bare IPv6 literal without brackets has no port.
         raw

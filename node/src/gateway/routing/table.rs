@@ -70,7 +70,6 @@ pub struct Route {
     pub response_transforms: Vec<TransformOp>,
     pub max_body_bytes: Option<u64>,
     pub compression: bool,
-    pub config: RouteConfig,
 }
 
 impl Route {
@@ -107,8 +106,8 @@ pub struct RouteTable {
     irregular: Vec<usize>,
     default: Option<Partition>,
     pub skipped: Vec<Skipped>,
-    /// Host patterns per domain, for listings.
-    pub domains: Vec<DomainConfig>,
+    /// The domains compiled, for listings.
+    pub domains: Vec<Arc<DomainConfig>>,
 }
 
 fn compile_route(domain: &str, r: &RouteConfig, order: usize) -> Result<Route, String> {
@@ -161,14 +160,13 @@ fn compile_route(domain: &str, r: &RouteConfig, order: usize) -> Result<Route, S
             .collect(),
         max_body_bytes: r.max_body_bytes,
         compression: r.enable_compression,
-        config: r.clone(),
     })
 }
 
 impl RouteTable {
     /// Compiles domains in the given order. Disabled routes are left out; routes that cannot be
     /// compiled are left out and listed in `skipped`.
-    pub fn build(domains: &[DomainConfig]) -> RouteTable {
+    pub fn build(domains: &[Arc<DomainConfig>]) -> RouteTable {
         let mut table = RouteTable {
             domains: domains.to_vec(),
             ..RouteTable::default()
@@ -299,7 +297,7 @@ mod tests {
 
     fn table(domains: serde_json::Value) -> RouteTable {
         let domains: Vec<DomainConfig> = serde_json::from_value(domains).unwrap();
-        RouteTable::build(&domains)
+        RouteTable::build(&domains.into_iter().map(Arc::new).collect::<Vec<_>>())
     }
 
     fn find(t: &RouteTable, host: &str, path: &str) -> Option<String> {
