@@ -62,6 +62,25 @@ fn static_node_proxy_and_admin_views() {
         None,
         "headers named in Connection are hop-by-hop"
     );
+    // A client cannot strip the gateway's own forwarding headers by naming them in
+    // `Connection`; what it names of its own is dropped.
+    let sneaky = proxy_request(
+        &node.proxy(),
+        "GET",
+        "web.test.local",
+        "/x",
+        &[
+            (
+                "Connection",
+                "keep-alive, X-Forwarded-For, X-Real-IP, X-Secret",
+            ),
+            ("X-Secret", "1"),
+        ],
+    );
+    let seen = sneaky.json();
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["headers"]["x-real-ip"], "127.0.0.1");
+    assert!(seen["headers"].get("x-secret").is_none(), "{seen}");
     let miss = node.proxy_get("unknown.host", "/");
     assert_eq!(miss.status, 404);
     assert_eq!(miss.json(), json!({"error": "not found"}));

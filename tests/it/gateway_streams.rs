@@ -300,19 +300,23 @@ fn hot_reload_under_load_drops_nothing() {
     let url = format!("{}/steady", node.proxy());
     let wrk = std::thread::spawn(move || {
         Command::new("wrk")
-            .args(["-t2", "-c8", "-d10s", "-H", "Host: load.test"])
+            .args(["-t2", "-c8", "-d15s", "-H", "Host: load.test"])
             .arg(url)
             .output()
             .expect("wrk is installed by scripts/test")
     });
     std::thread::sleep(Duration::from_millis(500));
     // 1 000 configuration writes that keep the tested route valid: the tested cluster changes
-    // settings, the tested domain gains and loses other routes, other domains come and go.
+    // settings; the tested route moves between two clusters, the one it left deleted right
+    // after (a removal must not overtake the route table that still uses it); the tested
+    // domain gains and loses other routes; other domains come and go.
+    let colors = ["blue", "green"];
     for i in 0..1000 {
-        match i % 4 {
+        let (now, before) = (colors[i / 5 % 2], colors[(i / 5 + 1) % 2]);
+        match i % 5 {
             0 => node.put_key(
-                "/hermes/clusters/main",
-                &json!({"name": "main", "type": LBS[i / 4 % 4],
+                &format!("/hermes/clusters/{now}"),
+                &json!({"name": now, "type": LBS[i / 5 % 4],
                         "timeout": {"connect": 3, "send": 5, "read": 5 + (i % 7)},
                         "nodes": [{"host": "127.0.0.1", "port": up.port, "weight": 100 + i % 3}]})
                 .to_string(),
@@ -320,12 +324,13 @@ fn hot_reload_under_load_drops_nothing() {
             1 => node.put_key(
                 "/hermes/domains/main",
                 &json!({"name": "main", "hosts": ["load.test"], "routes": [
-                    {"name": "r", "uri": "/*", "clusters": [{"name": "main"}]},
+                    {"name": "r", "uri": "/*", "clusters": [{"name": now}]},
                     {"name": format!("extra{i}"), "uri": format!("/extra/{i}"), "clusters": [{"name": "other"}]},
                 ]})
                 .to_string(),
             ),
-            2 => node.put_key(
+            2 => node.delete_key(&format!("/hermes/clusters/{before}")),
+            3 => node.put_key(
                 &format!("/hermes/domains/other{}", i % 50),
                 &json!({"name": format!("other{}", i % 50), "hosts": [format!("o{i}.test")],
                         "routes": [{"name": "r", "uri": "/*", "clusters": [{"name": "other"}]}]})
@@ -337,6 +342,10 @@ fn hot_reload_under_load_drops_nothing() {
             ),
         }
     }
+    assert!(
+        !wrk.is_finished(),
+        "the 1 000 writes outlasted the load; lengthen wrk's run"
+    );
     let out = wrk.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let (requests, non_2xx, socket) = wrk_summary(&text);

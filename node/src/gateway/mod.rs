@@ -12,7 +12,7 @@ pub mod upstream;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -36,7 +36,18 @@ pub struct Gateway {
     sent_revision: AtomicI64,
     built_revision: AtomicI64,
     applied_revision: AtomicI64,
+    /// Revision of the last update handed to [`Gateway::apply`].
+    seen_revision: AtomicI64,
+    /// Cluster removals waiting for a route table that no longer needs them (see `apply`).
+    pending_removals: Mutex<Vec<PendingRemoval>>,
     shutdown: watch::Receiver<bool>,
+}
+
+/// A cluster to remove once the table built from domains at revision `after` is in place.
+#[derive(Debug)]
+struct PendingRemoval {
+    name: String,
+    after: i64,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -66,6 +77,8 @@ impl Gateway {
             sent_revision: AtomicI64::new(0),
             built_revision: AtomicI64::new(0),
             applied_revision: AtomicI64::new(0),
+            seen_revision: AtomicI64::new(0),
+            pending_removals: Mutex::new(Vec::new()),
             shutdown,
         })
     }
@@ -125,15 +138,15 @@ impl Gateway {
             Update::Full { revision, .. } => (*revision, true),
             Update::Changes { revision, .. } => (*revision, false),
         };
+        self.seen_revision.store(revision, Ordering::Release);
         let applied = catalog.apply(update);
         if let Some(all) = applied.clusters_replaced {
+            self.pending().clear();
             self.clusters.replace_all(all);
         }
         for cluster in applied.cluster_upserts {
+            self.pending().retain(|p| p.name != cluster.name);
             self.clusters.upsert(cluster);
-        }
-        for name in &applied.cluster_removals {
-            self.clusters.remove(name);
         }
         if applied.domains_changed || full {
             self.sent_revision.store(revision, Ordering::Release);
@@ -141,10 +154,24 @@ impl Gateway {
                 revision,
                 domains: catalog.domains(),
             })));
-        } else if self.built_revision.load(Ordering::Acquire)
-            >= self.sent_revision.load(Ordering::Acquire)
-        {
-            // No table build outstanding: this cluster-only change is fully served now.
+        }
+        // Changes apply in revision order: a cluster removed after the route that used it was
+        // repointed must outlive the table that still holds that route, or requests would see
+        // 503 in between. So a removal waits for the table of every domain change before it.
+        let needed = self.sent_revision.load(Ordering::Acquire);
+        let table_current = self.built_revision.load(Ordering::Acquire) >= needed;
+        for name in applied.cluster_removals {
+            if table_current {
+                self.clusters.remove(&name);
+            } else {
+                self.pending().push(PendingRemoval {
+                    name,
+                    after: needed,
+                });
+            }
+        }
+        if table_current {
+            // No table build outstanding: this change is fully served now.
             self.mark_applied(revision);
         }
         let reloads = &self.metrics.reloads;
@@ -159,6 +186,13 @@ impl Gateway {
             .config_errors
             .set(catalog.errors().len() as i64);
         self.errors.store(Arc::new(catalog.errors().clone()));
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<PendingRemoval>> {
+        // A panic while holding this lock cannot leave the list inconsistent: take it as is.
+        self.pending_removals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn mark_applied(&self, revision: i64) {
@@ -178,7 +212,24 @@ impl Gateway {
                     let routes = table.routes().len();
                     self.table.store(Arc::new(table));
                     self.built_revision.store(next.revision, Ordering::Release);
-                    self.mark_applied(next.revision);
+                    let due: Vec<String> = {
+                        let mut pending = self.pending();
+                        let (due, wait) = std::mem::take(&mut *pending)
+                            .into_iter()
+                            .partition(|p| p.after <= next.revision);
+                        *pending = wait;
+                        due.into_iter().map(|p: PendingRemoval| p.name).collect()
+                    };
+                    for name in due {
+                        self.clusters.remove(&name);
+                    }
+                    // With no newer table on its way, every update seen so far is served.
+                    let served = if self.sent_revision.load(Ordering::Acquire) == next.revision {
+                        self.seen_revision.load(Ordering::Acquire)
+                    } else {
+                        next.revision
+                    };
+                    self.mark_applied(served);
                     if !self.loaded.swap(true, Ordering::AcqRel) {
                         tracing::info!(
                             revision = next.revision,

@@ -95,6 +95,9 @@ pin_project_lite::pin_project! {
         #[pin]
         idle: Sleep,
         idle_for: Duration,
+        // Whether the idle timer runs: it starts when we wait for the upstream, so time the
+        // client spends not reading (hyper not polling us) never counts as upstream silence.
+        waiting: bool,
         record: Option<R>,
     }
 }
@@ -105,6 +108,7 @@ impl<B, R: OnBodyEnd> Tracked<B, R> {
             inner,
             idle: tokio::time::sleep(idle_for),
             idle_for,
+            waiting: false,
             record: Some(record),
         }
     }
@@ -129,7 +133,7 @@ where
                 if let (Some(data), Some(record)) = (frame.data_ref(), this.record.as_mut()) {
                     record.add_bytes(data.len() as u64);
                 }
-                this.idle.as_mut().reset(Instant::now() + *this.idle_for);
+                *this.waiting = false;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -141,13 +145,19 @@ where
                 this.record.take();
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.idle.poll(cx) {
-                Poll::Ready(()) => {
-                    this.record.take();
-                    Poll::Ready(Some(Err(Box::new(BodyIdle(*this.idle_for)))))
+            Poll::Pending => {
+                if !*this.waiting {
+                    *this.waiting = true;
+                    this.idle.as_mut().reset(Instant::now() + *this.idle_for);
                 }
-                Poll::Pending => Poll::Pending,
-            },
+                match this.idle.poll(cx) {
+                    Poll::Ready(()) => {
+                        this.record.take();
+                        Poll::Ready(Some(Err(Box::new(BodyIdle(*this.idle_for)))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

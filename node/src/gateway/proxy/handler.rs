@@ -131,6 +131,13 @@ pub async fn handle(
         path.clone(),
         client_ip,
     );
+    // Upgrade is itself hop-by-hop: note it, then drop every hop-by-hop header the client sent
+    // (including those its `Connection` names) *before* adding ours, so a client cannot strip the
+    // forwarding headers or a transform's header by listing them in `Connection`.
+    let upgrade = headers::is_upgrade(req.headers())
+        .then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten();
+    headers::strip_hop_by_hop(req.headers_mut());
     headers::set_forwarding(
         req.headers_mut(),
         peer_ip,
@@ -164,9 +171,6 @@ pub async fn handle(
         t.apply(req.headers_mut());
     }
     let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
-    let upgrade = headers::is_upgrade(req.headers())
-        .then(|| req.headers().get(header::UPGRADE).cloned())
-        .flatten();
     let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
     let Some(endpoint) = cluster.balancer.pick(&|_| false) else {
@@ -177,7 +181,6 @@ pub async fn handle(
 
     let (parts, body) = req.into_parts();
     let mut upstream_headers = parts.headers;
-    headers::strip_hop_by_hop(&mut upstream_headers);
     if let Some(protocol) = &upgrade {
         upstream_headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         upstream_headers.insert(header::UPGRADE, protocol.clone());
@@ -223,6 +226,7 @@ pub async fn handle(
     let mut resp = match tokio::time::timeout(deadline, cluster.client.request(upstream_req)).await
     {
         Err(_) => {
+            endpoint.observe_failure(sent.elapsed());
             tracing::debug!(upstream = %endpoint.key, ?deadline, "upstream did not answer in time");
             return local(record, GatewayError::GatewayTimeout);
         }
@@ -230,6 +234,7 @@ pub async fn handle(
             if caused_by_limit(&e) {
                 return local(record, GatewayError::PayloadTooLarge);
             }
+            endpoint.observe_failure(sent.elapsed());
             tracing::debug!(upstream = %endpoint.key, error = %e, "upstream request failed");
             return local(record, GatewayError::BadGateway);
         }

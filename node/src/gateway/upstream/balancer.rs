@@ -14,6 +14,8 @@ use rand::Rng;
 const EWMA_DECAY: Duration = Duration::from_secs(10);
 /// Latency assumed for a node never measured.
 const EWMA_INITIAL: Duration = Duration::from_millis(20);
+/// Latency charged for a failed attempt.
+const EWMA_FAILURE_PENALTY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -49,8 +51,10 @@ pub struct Endpoint {
     pub weight: u32,
     /// `host:port`, the node's identity in metrics and logs.
     pub key: String,
-    active: AtomicU64,
-    ewma: Mutex<Ewma>,
+    /// Shared with the same node's earlier `Endpoint`s (after a reweight), so requests still
+    /// in flight on the old one are counted down on the counter the balancer now reads.
+    active: Arc<AtomicU64>,
+    ewma: Arc<Mutex<Ewma>>,
 }
 
 impl Endpoint {
@@ -64,27 +68,23 @@ impl Endpoint {
             } else {
                 format!("{host}:{port}")
             },
-            active: AtomicU64::new(0),
-            ewma: Mutex::new(Ewma {
+            active: Arc::new(AtomicU64::new(0)),
+            ewma: Arc::new(Mutex::new(Ewma {
                 value_ns: EWMA_INITIAL.as_nanos() as f64,
                 at: Instant::now(),
-            }),
+            })),
         }
     }
 
     /// The same node with a new weight, keeping its counters.
     pub fn reweighted(old: &Endpoint, weight: u32) -> Endpoint {
-        let ewma = old.ewma.lock().unwrap_or_else(|p| p.into_inner());
         Endpoint {
             host: old.host.clone(),
             port: old.port,
             weight,
             key: old.key.clone(),
-            active: AtomicU64::new(old.active.load(Ordering::Relaxed)),
-            ewma: Mutex::new(Ewma {
-                value_ns: ewma.value_ns,
-                at: ewma.at,
-            }),
+            active: Arc::clone(&old.active),
+            ewma: Arc::clone(&old.ewma),
         }
     }
 
@@ -97,21 +97,38 @@ impl Endpoint {
         let sample = latency.as_nanos() as f64;
         let mut e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        if sample > e.value_ns {
+        let current = decayed(&e, now);
+        e.value_ns = if sample > current {
             // Peak: jump to it at once, so a node that turns slow is avoided immediately.
-            e.value_ns = sample;
+            sample
         } else {
-            let elapsed = now.saturating_duration_since(e.at).as_secs_f64();
-            let keep = (-elapsed / EWMA_DECAY.as_secs_f64()).exp();
-            e.value_ns = e.value_ns * keep + sample * (1.0 - keep);
-        }
+            let keep = decay_factor(&e, now);
+            current * keep + sample * (1.0 - keep)
+        };
         e.at = now;
+    }
+
+    /// Records a failed attempt (refused, reset, timed out) as a slow answer, so a node that
+    /// fails fast does not look cheap to peak EWMA.
+    pub fn observe_failure(&self, elapsed: Duration) {
+        self.observe(elapsed.max(EWMA_FAILURE_PENALTY));
     }
 
     fn ewma_cost(&self) -> f64 {
         let e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
-        e.value_ns * (self.active() as f64 + 1.0) / f64::from(self.weight.max(1))
+        decayed(&e, Instant::now()) * (self.active() as f64 + 1.0) / f64::from(self.weight.max(1))
     }
+}
+
+fn decay_factor(e: &Ewma, now: Instant) -> f64 {
+    let elapsed = now.saturating_duration_since(e.at).as_secs_f64();
+    (-elapsed / EWMA_DECAY.as_secs_f64()).exp()
+}
+
+/// The estimate as of `now`: it fades towards zero while no answer is seen, so a node avoided
+/// after one slow answer is tried again instead of being starved for good.
+fn decayed(e: &Ewma, now: Instant) -> f64 {
+    e.value_ns * decay_factor(e, now)
 }
 
 /// Marks a node busy from selection until dropped (when the response body has ended).
@@ -335,5 +352,33 @@ mod tests {
             kept.ewma_cost() > 100_000_000.0,
             "counters survive a reweight"
         );
+    }
+
+    #[test]
+    fn a_reweighted_node_counts_down_requests_started_before() {
+        let old = Arc::new(Endpoint::new("10.0.0.1", 80, 1));
+        let started = InFlight::new(old.clone());
+        let new = Endpoint::reweighted(&old, 5);
+        assert_eq!(new.active(), 1);
+        drop(started);
+        assert_eq!(
+            new.active(),
+            0,
+            "the guard on the old endpoint counts down the new one"
+        );
+    }
+
+    #[test]
+    fn an_ewma_peak_fades_while_the_node_is_not_used() {
+        let now = Instant::now();
+        let old_peak = Ewma {
+            value_ns: 1e9,
+            at: now - EWMA_DECAY * 3,
+        };
+        let left = decayed(&old_peak, now);
+        assert!(left < 0.06e9, "{left}");
+        let ns = nodes(&[1]);
+        ns[0].observe_failure(Duration::from_millis(1));
+        assert!(ns[0].ewma_cost() >= 0.9 * EWMA_FAILURE_PENALTY.as_nanos() as f64);
     }
 }

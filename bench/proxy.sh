@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Proxy throughput and latency, in one run, all to the same small upstream (an nginx worker that
+# answers "ok"): wrk straight at the upstream, then through nginx (proxy_pass with keep-alive,
+# one worker), HAProxy (one thread) and a Hermes node (one worker thread). Access logs are off
+# everywhere. Prints requests/s, p50 and p99 for each.
+#
+#   bench/proxy.sh [duration-seconds] [connections]     (defaults: 10, 32)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+CONNECTIONS=${2:-32}
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v haproxy >/dev/null || need+=(haproxy)
+if ((${#need[@]})); then
+  [ "$(id -u)" = 0 ] || { echo "bench/proxy.sh needs: ${need[*]}"; exit 1; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release -p hermes-node >/dev/null 2>&1 || cargo build --release -p hermes-node
+HERMES=$PWD/target/release/hermes
+
+WORK=$(mktemp -d -p "${BENCH_DIR:-$PWD/target}" bench-proxy.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+UP=25801; NGINX=25802; HAPROXY=25803; HERMES_PROXY=25804
+
+cat >"$WORK/upstream.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } } }
+CONF
+cat >"$WORK/nginx.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$UP; keepalive 64; }
+  server { listen 127.0.0.1:$NGINX;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+cat >"$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 8192
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend f
+  bind 127.0.0.1:$HAPROXY
+  default_backend b
+backend b
+  http-reuse always
+  server s1 127.0.0.1:$UP
+CONF
+
+nginx -c "$WORK/upstream.conf" -p "$WORK" & PIDS+=($!); disown
+nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!); disown
+haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & PIDS+=($!); disown
+RUST_LOG=warn "$HERMES" node --data-dir "$WORK/hermes" --worker-threads 1 --access-log off \
+  --proxy-listen 127.0.0.1:$HERMES_PROXY --admin-listen 127.0.0.1:25805 --peer-listen 127.0.0.1:25806 \
+  --etcd-listen 127.0.0.1:25807 >"$WORK/hermes.log" 2>&1 & PIDS+=($!); disown
+
+for _ in $(seq 1 100); do curl -sf -o /dev/null http://127.0.0.1:25805/livez && break; sleep 0.1; done
+put() {
+  python3 -c 'import base64,json,sys; print(json.dumps({"key": base64.b64encode(sys.argv[1].encode()).decode(), "value": base64.b64encode(sys.argv[2].encode()).decode()}))' "$1" "$2" \
+    | curl -sf -o /dev/null http://127.0.0.1:25807/v3/kv/put -d @-
+}
+put /hermes/clusters/up "{\"name\":\"up\",\"nodes\":[{\"host\":\"127.0.0.1\",\"port\":$UP}]}"
+put /hermes/domains/all '{"name":"all","hosts":["_"],"routes":[{"name":"all","uri":"/*","clusters":[{"name":"up"}]}]}'
+for port in $UP $NGINX $HAPROXY $HERMES_PROXY; do
+  for _ in $(seq 1 100); do [ "$(curl -s http://127.0.0.1:$port/ 2>/dev/null)" = "ok" ] && break; sleep 0.1; done
+done
+
+load() {
+  local out
+  out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$1/")
+  local rps p50 p99 non2xx
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+  printf '%-34s %12s %10s %10s  %s\n' "$2" "$rps" "$p50" "$p99" "${non2xx:-0}"
+}
+printf '%-34s %12s %10s %10s  %s\n' "target" "requests/s" "p50" "p99" "errors"
+load $UP "upstream directly (nginx, 1 worker)"
+load $NGINX "nginx 1.22 proxy_pass (1 worker)"
+load $HAPROXY "HAProxy 2.6 (1 thread)"
+load $HERMES_PROXY "hermes (1 worker thread)"
+echo
+echo "wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency; $(nproc) cores; hermes $("$HERMES" version | awk '{print $2}')"
