@@ -4,3 +4,4 @@
 //! etcd's own gateway (int64 as strings, base64 bytes, zero fields omitted, etcd's error bodies).
 
 pub mod etcd;
+pub mod hmac;

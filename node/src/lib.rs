@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod admin_client;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod gateway;

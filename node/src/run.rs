@@ -158,11 +158,19 @@ pub async fn run(
         node.clone(),
         stopped(stop_rx.clone()),
     ));
+    let control: Arc<dyn hermes_control::store::ControlStore> =
+        Arc::new(hermes_control::replicated::Replicated::new(
+            node.clone(),
+            hermes_control::replicated::DEFAULT_HISTORY_RETENTION,
+        ));
     let admin_state = AdminState {
         node: node.clone(),
         gateway: gateway.clone(),
         registry: registry.clone(),
         draining: draining.clone(),
+        api: crate::api::ApiState {
+            store: control.clone(),
+        },
     };
     servers.spawn(admin::serve(
         admin_listener,
@@ -210,6 +218,12 @@ pub async fn run(
         }
     }
     helpers.spawn(announce_ready(admin_state, stop_rx.clone()));
+    helpers.spawn(crate::api::bootstrap::run(
+        control,
+        config.data_dir.clone(),
+        crate::api::bootstrap::DEFAULT_ADMIN_EMAIL.to_string(),
+        stop_rx.clone(),
+    ));
 
     // 6. Run until told to stop, or until a server fails.
     tokio::pin!(shutdown);

@@ -10,6 +10,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Field-level validation failures, answered as `{"errors": [...]}` (§3.1).
+    pub errors: Option<Vec<hermes_control::validate::FieldError>>,
 }
 
 impl ApiError {
@@ -18,7 +20,24 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            errors: None,
         }
+    }
+
+    /// 400 with the list of invalid fields.
+    pub fn invalid(errors: Vec<hermes_control::validate::FieldError>) -> Self {
+        ApiError {
+            errors: Some(errors),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid", "validation failed")
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -36,11 +55,29 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            axum::Json(json!({"error": self.message, "code": self.code})),
-        )
-            .into_response()
+        if self.status.is_server_error() {
+            tracing::warn!(status = self.status.as_u16(), code = self.code, error = %self.message, "request failed");
+        }
+        let body = match &self.errors {
+            Some(errors) => json!({"errors": errors, "error": self.message, "code": self.code}),
+            None => json!({"error": self.message, "code": self.code}),
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<hermes_control::store::ControlError> for ApiError {
+    fn from(e: hermes_control::store::ControlError) -> Self {
+        use hermes_control::store::ControlError as C;
+        let (status, code) = match &e {
+            C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            C::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
+            C::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            C::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            C::Unknown(_) => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"),
+            C::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 

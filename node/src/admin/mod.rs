@@ -1,5 +1,5 @@
-//! The admin listener: health, readiness, metrics and the cluster API. The control-plane API
-//! and the web UI join this router with their issues.
+//! The admin listener: health, readiness, metrics, the cluster API and the control-plane API
+//! ([`crate::api`]).
 
 mod cluster;
 pub mod error;
@@ -23,6 +23,8 @@ pub struct AdminState {
     pub registry: prometheus::Registry,
     /// Set when shutdown begins, so `/readyz` turns away new traffic first.
     pub draining: Arc<AtomicBool>,
+    /// The control-plane API served beside the operator endpoints.
+    pub api: crate::api::ApiState,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -45,7 +47,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/cluster/join", post(cluster::join))
         .route("/api/v1/gateway/routes", get(gateway::routes))
         .route("/api/v1/gateway/domains", get(gateway::domains))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::api::router(state.api))
 }
 
 /// Serves the admin listener until `shutdown` resolves.

@@ -472,7 +472,7 @@ impl<'a> Writer<'a> {
                 CommandResponse::DeleteRange(self.delete_range(req))
             }
             Command::Txn(req) => {
-                validate_txn(req)?;
+                validate_txn_shape(req)?;
                 CommandResponse::Txn(self.txn(req)?)
             }
             Command::LeaseGrant { id, ttl } => {
@@ -756,12 +756,23 @@ pub(crate) fn validate_put(req: &PutRequest) -> Result<(), KvError> {
 
 /// etcd's request checks for a transaction: op counts, empty keys, and no key written twice
 /// (two puts, or a put inside a deleted range) within one branch.
+/// What the etcd API checks before proposing a transaction: its shape, and at most
+/// [`MAX_TXN_OPS`] operations per branch (etcd's `--max-txn-ops`).
 pub fn validate_txn(req: &TxnRequest) -> Result<(), KvError> {
-    if req.compare.len() > MAX_TXN_OPS
-        || req.success.len() > MAX_TXN_OPS
-        || req.failure.len() > MAX_TXN_OPS
-    {
-        return Err(KvError::TooManyOps);
+    check_txn(req, Some(MAX_TXN_OPS))
+}
+
+/// What applying a transaction requires: its shape only. The operation limit is a policy of
+/// the etcd API; the control plane writes larger transactions (a bulk import is one).
+pub(crate) fn validate_txn_shape(req: &TxnRequest) -> Result<(), KvError> {
+    check_txn(req, None)
+}
+
+fn check_txn(req: &TxnRequest, max_ops: Option<usize>) -> Result<(), KvError> {
+    if let Some(max) = max_ops {
+        if req.compare.len() > max || req.success.len() > max || req.failure.len() > max {
+            return Err(KvError::TooManyOps);
+        }
     }
     for cmp in &req.compare {
         if cmp.range.key.is_empty() {
@@ -776,7 +787,7 @@ pub fn validate_txn(req: &TxnRequest) -> Result<(), KvError> {
                 RequestOp::DeleteRange(r) if r.range.key.is_empty() => {
                     return Err(KvError::EmptyKey)
                 }
-                RequestOp::Txn(t) => validate_txn(t)?,
+                RequestOp::Txn(t) => check_txn(t, max_ops)?,
                 _ => {}
             }
         }

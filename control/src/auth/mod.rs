@@ -1,0 +1,4 @@
+//! Built-in authentication: password hashes and HS256 session tokens.
+
+pub mod password;
+pub mod token;

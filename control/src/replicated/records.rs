@@ -1,0 +1,407 @@
+//! Credentials, users, memberships, group bindings, session signing keys and dashboards on the
+//! replicated store. Each change that the original audited writes its audit row in the same
+//! transaction (user changes in namespace `_global`, as the original did).
+
+use super::{encode, keys, Replicated, Tx};
+use crate::auth::token::{KeyStatus, SigningKey};
+use crate::model::{now_rfc3339, Credential, Dashboard, GroupBinding, Member, Operator, User};
+use crate::store::{ControlError, CredentialUpdate, Result};
+
+/// Where user changes are audited.
+const GLOBAL: &str = "_global";
+
+fn counter_value(s: &Replicated, key: &str, tx: &mut Tx) -> i64 {
+    let kv = s.get(key);
+    tx.pin(key, kv.as_deref());
+    let last = kv
+        .as_deref()
+        .and_then(|kv| std::str::from_utf8(&kv.value).ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    tx.put(key, (last + 1).to_string().into_bytes());
+    last + 1
+}
+
+fn credential_not_found(id: i64) -> ControlError {
+    ControlError::NotFound(format!("credential {id} not found"))
+}
+
+impl Replicated {
+    pub(super) async fn list_credentials(&self, ns: &str) -> Result<Vec<Credential>> {
+        self.barrier().await?;
+        let mut all: Vec<Credential> = self.scan_records(&keys::credentials()).await?;
+        all.retain(|c| c.namespace == ns);
+        all.sort_by_key(|c| c.id);
+        Ok(all)
+    }
+
+    async fn find_credential(&self, ns: &str, id: i64) -> Result<Credential> {
+        self.list_credentials(ns)
+            .await?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| credential_not_found(id))
+    }
+
+    pub(super) async fn add_credential(
+        &self,
+        credential: Credential,
+        operator: &Operator,
+    ) -> Result<Credential> {
+        self.attempt(|s| {
+            let mut tx = Tx::default();
+            let key = keys::credential(&credential.access_key);
+            if s.get(&key).is_some() {
+                return Err(ControlError::AlreadyExists(
+                    "access key already exists".into(),
+                ));
+            }
+            tx.pin(&key, None);
+            let now = now_rfc3339();
+            let saved = Credential {
+                id: counter_value(s, &keys::counter("credential"), &mut tx),
+                created_at: now.clone(),
+                updated_at: now,
+                ..credential.clone()
+            };
+            tx.put(&key, encode(&saved)?);
+            let audit = Self::audit_entry("credential", &saved.access_key, "create", operator);
+            s.log_changes(&mut tx, &saved.namespace, vec![audit])?;
+            Ok((tx, saved))
+        })
+        .await
+    }
+
+    pub(super) async fn change_credential(
+        &self,
+        ns: &str,
+        id: i64,
+        update: CredentialUpdate,
+        operator: &Operator,
+    ) -> Result<Credential> {
+        let found = self.find_credential(ns, id).await?;
+        self.attempt(|s| {
+            let key = keys::credential(&found.access_key);
+            let (current, kv) = s
+                .get_record::<Credential>(&key)?
+                .ok_or_else(|| credential_not_found(id))?;
+            let saved = Credential {
+                description: update.description.clone(),
+                enabled: update.enabled,
+                scopes: update.scopes.clone(),
+                updated_at: now_rfc3339(),
+                ..current
+            };
+            let mut tx = Tx::default();
+            tx.pin(&key, Some(&kv));
+            tx.put(&key, encode(&saved)?);
+            let audit = Self::audit_entry("credential", &saved.access_key, "update", operator);
+            s.log_changes(&mut tx, ns, vec![audit])?;
+            Ok((tx, saved))
+        })
+        .await
+    }
+
+    pub(super) async fn remove_credential(
+        &self,
+        ns: &str,
+        id: i64,
+        operator: &Operator,
+    ) -> Result<()> {
+        let found = self.find_credential(ns, id).await?;
+        self.attempt(|s| {
+            let key = keys::credential(&found.access_key);
+            let kv = s.get(&key).ok_or_else(|| credential_not_found(id))?;
+            let mut tx = Tx::default();
+            tx.pin(&key, Some(&kv));
+            tx.delete(&key);
+            let audit = Self::audit_entry("credential", &found.access_key, "delete", operator);
+            s.log_changes(&mut tx, ns, vec![audit])?;
+            Ok((tx, ()))
+        })
+        .await
+    }
+
+    pub(super) async fn add_user(
+        &self,
+        user: User,
+        action: &str,
+        operator: &Operator,
+    ) -> Result<()> {
+        self.attempt(|s| {
+            let key = keys::user(&user.sub);
+            if s.get(&key).is_some() {
+                return Err(ControlError::AlreadyExists("user already exists".into()));
+            }
+            let mut tx = Tx::default();
+            tx.pin(&key, None);
+            tx.put(&key, encode(&user)?);
+            let audit = Self::audit_entry("user", &user.sub, action, operator);
+            s.log_changes(&mut tx, GLOBAL, vec![audit])?;
+            Ok((tx, ()))
+        })
+        .await
+    }
+
+    pub(super) async fn change_user(
+        &self,
+        user: User,
+        action: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()> {
+        self.attempt(|s| {
+            let key = keys::user(&user.sub);
+            let kv = s
+                .get(&key)
+                .ok_or_else(|| ControlError::NotFound("user not found".into()))?;
+            let mut tx = Tx::default();
+            tx.pin(&key, Some(&kv));
+            tx.put(&key, encode(&user)?);
+            if let Some(action) = action {
+                let audit = Self::audit_entry("user", &user.sub, action, operator);
+                s.log_changes(&mut tx, GLOBAL, vec![audit])?;
+            }
+            Ok((tx, ()))
+        })
+        .await
+    }
+
+    pub(super) async fn remove_user(&self, sub: &str, operator: &Operator) -> Result<()> {
+        self.barrier().await?;
+        let memberships: Vec<String> = self
+            .scan_records::<Member>(&keys::all_members())
+            .await?
+            .into_iter()
+            .filter(|m| m.user_sub == sub)
+            .map(|m| keys::member(&m.namespace, sub))
+            .collect();
+        self.attempt(|s| {
+            let key = keys::user(sub);
+            let kv = s
+                .get(&key)
+                .ok_or_else(|| ControlError::NotFound("user not found".into()))?;
+            let mut tx = Tx::default();
+            tx.pin(&key, Some(&kv));
+            tx.delete(&key);
+            for m in &memberships {
+                tx.delete(m);
+            }
+            let audit = Self::audit_entry("user", sub, "delete_user", operator);
+            s.log_changes(&mut tx, GLOBAL, vec![audit])?;
+            Ok((tx, ()))
+        })
+        .await
+    }
+
+    pub(super) async fn add_initial_admin(&self, user: User) -> Result<bool> {
+        self.attempt(|s| {
+            let marker = keys::initial_admin_marker();
+            let mut tx = Tx::default();
+            if s.get(&marker).is_some() {
+                return Ok((tx, false));
+            }
+            tx.pin(&marker, None);
+            tx.put(&marker, now_rfc3339().into_bytes());
+            let key = keys::user(&user.sub);
+            let existing = s.get(&key);
+            tx.pin(&key, existing.as_deref());
+            let created = existing.is_none();
+            if created {
+                tx.put(&key, encode(&user)?);
+                let audit = Self::audit_entry(
+                    "user",
+                    &user.sub,
+                    "create_builtin_user",
+                    &Operator::default(),
+                );
+                s.log_changes(&mut tx, GLOBAL, vec![audit])?;
+            }
+            Ok((tx, created))
+        })
+        .await
+    }
+
+    pub(super) async fn put_member(&self, member: Member, operator: &Operator) -> Result<()> {
+        self.attempt(|s| {
+            let key = keys::member(&member.namespace, &member.user_sub);
+            let mut tx = Tx::default();
+            tx.pin(&key, s.get(&key).as_deref());
+            tx.put(&key, encode(&member)?);
+            let action = format!("set_role:{}", member.role);
+            let audit = Self::audit_entry("member", &member.user_sub, &action, operator);
+            s.log_changes(&mut tx, &member.namespace, vec![audit])?;
+            Ok((tx, ()))
+        })
+        .await
+    }
+
+    pub(super) async fn delete_member(
+        &self,
+        ns: &str,
+        sub: &str,
+        operator: &Operator,
+    ) -> Result<()> {
+        self.attempt(|s| {
+            let key = keys::member(ns, sub);
+            let kv = s
+                .get(&key)
+                .ok_or_else(|| ControlError::NotFound("member not found".into()))?;
+            let mut tx = Tx::default();
+            tx.pin(&key, Some(&kv));
+            tx.delete(&key);
+            let audit = Self::audit_entry("member", sub, "remove", operator);
+            s.log_changes(&mut tx, ns, vec![audit])?;
+            Ok((tx, ()))
+        })
+        .await
+    }
+
+    pub(super) async fn put_group_binding(
+        &self,
+        ns: &str,
+        group: &str,
+        role: &str,
+        operator: &Operator,
+    ) -> Result<()> {
+        self.attempt(|s| {
+            let key = keys::group_binding(ns, group);
+            let mut tx = Tx::default();
+            let existing = s.get_record::<GroupBinding>(&key)?;
+            tx.pin(&key, existing.as_ref().map(|(_, kv)| kv.as_ref()));
+            let id = match &existing {
+                Some((b, _)) => b.id,
+                None => counter_value(s, &keys::counter("group_binding"), &mut tx),
+            };
+            let binding = GroupBinding {
+                id,
+                namespace: ns.to_string(),
+                group: group.to_string(),
+                role: role.to_string(),
+            };
+            tx.put(&key, encode(&binding)?);
+            let action = format!("set_role:{role}");
+            let audit = Self::audit_entry("group_binding", group, &action, operator);
+            s.log_changes(&mut tx, ns, vec![audit])?;
+            Ok((tx, ()))
+        })
+        .await
+    }
+
+    pub(super) async fn delete_group_binding(
+        &self,
+        ns: &str,
+        group: &str,
+        operator: &Operator,
+    ) -> Result<()> {
+        self.attempt(|s| {
+            let key = keys::group_binding(ns, group);
+            let kv = s
+                .get(&key)
+                .ok_or_else(|| ControlError::NotFound("group binding not found".into()))?;
+            let mut tx = Tx::default();
+            tx.pin(&key, Some(&kv));
+            tx.delete(&key);
+            let audit = Self::audit_entry("group_binding", group, "remove", operator);
+            s.log_changes(&mut tx, ns, vec![audit])?;
+            Ok((tx, ()))
+        })
+        .await
+    }
+
+    /// The kid of the active signing key lives at one key, so that concurrent first starts
+    /// and rotations serialize on it.
+    fn active_key_pointer() -> String {
+        keys::counter("active_signing_key")
+    }
+
+    pub(super) async fn first_signing_key(&self, now: i64) -> Result<()> {
+        let fresh = SigningKey::generate(now);
+        self.attempt(|s| {
+            let pointer = Self::active_key_pointer();
+            let mut tx = Tx::default();
+            if s.get(&pointer).is_some() {
+                return Ok((tx, ()));
+            }
+            tx.pin(&pointer, None);
+            tx.put(&keys::signing_key(&fresh.kid), encode(&fresh)?);
+            tx.put(&pointer, fresh.kid.clone().into_bytes());
+            Ok((tx, ()))
+        })
+        .await
+    }
+
+    pub(super) async fn rotate_keys(&self, now: i64, grace: i64) -> Result<SigningKey> {
+        let fresh = SigningKey::generate(now);
+        for _ in 0..8 {
+            self.barrier().await?;
+            let existing: Vec<SigningKey> = self.scan_records(&keys::signing_keys()).await?;
+            let pointer = Self::active_key_pointer();
+            let mut tx = Tx::default();
+            tx.pin(&pointer, self.get(&pointer).as_deref());
+            for key in existing {
+                let at = keys::signing_key(&key.kid);
+                match key.status {
+                    KeyStatus::Active => {
+                        let retired = SigningKey {
+                            status: KeyStatus::Retired,
+                            expires_at: Some(now + grace),
+                            ..key
+                        };
+                        tx.put(&at, encode(&retired)?);
+                    }
+                    KeyStatus::Retired if !key.usable(now) => tx.delete(&at),
+                    KeyStatus::Retired => {}
+                }
+            }
+            tx.put(&keys::signing_key(&fresh.kid), encode(&fresh)?);
+            tx.put(&pointer, fresh.kid.clone().into_bytes());
+            if tx.commit(&self.node).await? {
+                return Ok(fresh);
+            }
+        }
+        Err(ControlError::Unavailable(
+            "signing keys kept changing during the rotation; try again".into(),
+        ))
+    }
+
+    pub(super) async fn put_dashboard(
+        &self,
+        ns: &str,
+        dashboard: Dashboard,
+    ) -> Result<(Dashboard, bool)> {
+        self.attempt(|s| {
+            let mut tx = Tx::default();
+            let inserted = dashboard.id <= 0;
+            let saved = if inserted {
+                Dashboard {
+                    id: counter_value(s, &keys::counter("dashboard"), &mut tx),
+                    ..dashboard.clone()
+                }
+            } else {
+                let key = keys::dashboard(ns, dashboard.id);
+                let kv = s.get(&key).ok_or_else(|| {
+                    ControlError::NotFound(format!("grafana dashboard {} not found", dashboard.id))
+                })?;
+                tx.pin(&key, Some(&kv));
+                dashboard.clone()
+            };
+            tx.put(&keys::dashboard(ns, saved.id), encode(&saved)?);
+            Ok((tx, (saved, inserted)))
+        })
+        .await
+    }
+
+    pub(super) async fn remove_dashboard(&self, ns: &str, id: i64) -> Result<()> {
+        self.attempt(|s| {
+            let key = keys::dashboard(ns, id);
+            let kv = s.get(&key).ok_or_else(|| {
+                ControlError::NotFound(format!("grafana dashboard {id} not found"))
+            })?;
+            let mut tx = Tx::default();
+            tx.pin(&key, Some(&kv));
+            tx.delete(&key);
+            Ok((tx, ()))
+        })
+        .await
+    }
+}

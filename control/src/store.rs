@@ -1,0 +1,214 @@
+//! The [`ControlStore`] trait: everything the admin API persists, with no trace of how. The
+//! replicated store implements it ([`crate::replicated`]); a PostgreSQL implementation with
+//! the original schema can too. Every write that changes a resource records its history entry
+//! and change-log entry and bumps the namespace's revision atomically with it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::auth::token::SigningKey;
+use crate::model::{
+    ChangeEntry, ControllerStatus, Credential, Dashboard, GroupBinding, HistoryEntry,
+    InstanceStatus, Kind, Member, Operator, Resource, User,
+};
+
+/// Why a control-plane operation failed. Messages are the ones clients see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// An optimistic-concurrency check failed.
+    #[error("{0}")]
+    Conflict(String),
+    /// The store cannot serve the request now (no quorum, shutting down); safe to retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The outcome of a write is unknown (timed out after it was handed to the cluster).
+    #[error("store write outcome unknown: {0}")]
+    Unknown(String),
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, ControlError>;
+
+/// A change to one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResourceChange {
+    /// Fails with `AlreadyExists` if the resource exists.
+    Create { doc: Value },
+    /// Fails with `Conflict` unless the resource exists at `expected_version`.
+    Update { doc: Value, expected_version: i64 },
+    /// Fails with `NotFound` if the resource does not exist.
+    Delete,
+    /// Restores the document of history `version`, whatever the current state.
+    Rollback { version: i64 },
+}
+
+/// The outcome of a resource write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// The history version written.
+    pub version: i64,
+    /// The resource's version after the write (0 after a delete).
+    pub resource_version: i64,
+    /// The document now stored (`None` after a delete).
+    pub doc: Option<Value>,
+}
+
+/// Fields of a credential that an update sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialUpdate {
+    pub description: String,
+    pub enabled: bool,
+    pub scopes: Vec<String>,
+}
+
+#[async_trait]
+pub trait ControlStore: Send + Sync + 'static {
+    // --- namespaces ---
+    /// Every namespace, sorted; `default` always among them.
+    async fn namespaces(&self) -> Result<Vec<String>>;
+    /// Fails with `AlreadyExists` for a namespace that exists.
+    async fn create_namespace(&self, name: &str, operator: &Operator) -> Result<()>;
+
+    // --- domains and clusters ---
+    /// Sorted by name.
+    async fn resources(&self, ns: &str, kind: Kind) -> Result<Vec<Resource>>;
+    async fn resource(&self, ns: &str, kind: Kind, name: &str) -> Result<Option<Resource>>;
+    async fn write_resource(
+        &self,
+        ns: &str,
+        kind: Kind,
+        name: &str,
+        change: ResourceChange,
+        operator: &Operator,
+    ) -> Result<Written>;
+    /// Replaces every domain and cluster of the namespace in one atomic step: what is not in
+    /// the new set is deleted, with a `delete` change each (the original wrote none, §10.3 C1);
+    /// the rest is written with action `import`. Returns (domains, clusters) written.
+    async fn replace_config(
+        &self,
+        ns: &str,
+        domains: Vec<Value>,
+        clusters: Vec<Value>,
+        operator: &Operator,
+    ) -> Result<(usize, usize)>;
+    /// Newest first, at most the retained number.
+    async fn history(&self, ns: &str, kind: Kind, name: &str) -> Result<Vec<HistoryEntry>>;
+    async fn history_entry(
+        &self,
+        ns: &str,
+        kind: Kind,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<HistoryEntry>>;
+
+    // --- change log and audit ---
+    /// The namespace's latest change-log revision (0 if none).
+    async fn revision(&self, ns: &str) -> Result<i64>;
+    /// Up to `limit` change-log rows with revision > `after`, oldest first.
+    async fn changes(&self, ns: &str, after: i64, limit: usize) -> Result<Vec<ChangeEntry>>;
+    /// Waits until the namespace's revision exceeds `after`, at most `wait`; returns the
+    /// revision then.
+    async fn wait_revision(&self, ns: &str, after: i64, wait: Duration) -> Result<i64>;
+    /// Newest first, and the total number of rows.
+    async fn audit(
+        &self,
+        ns: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<ChangeEntry>, usize)>;
+    /// Appends an audit-only row.
+    async fn record(
+        &self,
+        ns: &str,
+        kind: &str,
+        name: &str,
+        action: &str,
+        operator: &Operator,
+    ) -> Result<()>;
+
+    // --- credentials ---
+    /// Ordered by id.
+    async fn credentials(&self, ns: &str) -> Result<Vec<Credential>>;
+    async fn credential_by_access_key(&self, access_key: &str) -> Result<Option<Credential>>;
+    /// Whether any credential exists in any namespace (closes anonymous bootstrap access).
+    async fn any_credential(&self) -> Result<bool>;
+    /// Assigns `id`, `created_at` and `updated_at`.
+    async fn create_credential(
+        &self,
+        credential: Credential,
+        operator: &Operator,
+    ) -> Result<Credential>;
+    async fn update_credential(
+        &self,
+        ns: &str,
+        id: i64,
+        update: CredentialUpdate,
+        operator: &Operator,
+    ) -> Result<Credential>;
+    async fn delete_credential(&self, ns: &str, id: i64, operator: &Operator) -> Result<()>;
+
+    // --- users ---
+    /// Ordered by username.
+    async fn users(&self) -> Result<Vec<User>>;
+    async fn user(&self, sub: &str) -> Result<Option<User>>;
+    /// Creates a user; `AlreadyExists` if the sub is taken. `action` names the audit row.
+    async fn create_user(&self, user: User, action: &str, operator: &Operator) -> Result<()>;
+    /// Replaces a user's record; `NotFound` if absent. `action` names the audit row (`None`
+    /// for bookkeeping such as `last_seen`).
+    async fn update_user(
+        &self,
+        user: User,
+        action: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()>;
+    /// Deletes a user and its memberships.
+    async fn delete_user(&self, sub: &str, operator: &Operator) -> Result<()>;
+    /// Creates the first built-in admin, exactly once in the cluster's life: false when an
+    /// initial admin was created before (even if since deleted).
+    async fn create_initial_admin(&self, user: User) -> Result<bool>;
+
+    // --- members and group bindings ---
+    async fn members(&self, ns: &str) -> Result<Vec<Member>>;
+    async fn member(&self, ns: &str, sub: &str) -> Result<Option<Member>>;
+    async fn set_member(&self, member: Member, operator: &Operator) -> Result<()>;
+    async fn remove_member(&self, ns: &str, sub: &str, operator: &Operator) -> Result<()>;
+    async fn group_bindings(&self, ns: &str) -> Result<Vec<GroupBinding>>;
+    async fn set_group_binding(
+        &self,
+        ns: &str,
+        group: &str,
+        role: &str,
+        operator: &Operator,
+    ) -> Result<()>;
+    async fn remove_group_binding(&self, ns: &str, group: &str, operator: &Operator) -> Result<()>;
+
+    // --- session signing keys ---
+    async fn signing_keys(&self) -> Result<Vec<SigningKey>>;
+    /// Creates the first active key if there is none.
+    async fn ensure_signing_key(&self, now: i64) -> Result<()>;
+    /// Retires the active keys (usable for `grace` more seconds), adds a new active key,
+    /// drops keys past their grace; returns the new key.
+    async fn rotate_signing_key(&self, now: i64, grace: i64) -> Result<SigningKey>;
+
+    // --- status ---
+    async fn put_controller(&self, ns: &str, status: ControllerStatus) -> Result<()>;
+    async fn controllers(&self, ns: &str) -> Result<Vec<ControllerStatus>>;
+    /// Replaces the namespace's reported instance set.
+    async fn put_instances(&self, ns: &str, instances: Vec<InstanceStatus>) -> Result<()>;
+    async fn reported_instances(&self, ns: &str) -> Result<Vec<InstanceStatus>>;
+    /// Gateway instances registered in this store (`/hermes/instances/`), as JSON documents.
+    async fn registered_instances(&self, ns: &str) -> Result<Vec<Value>>;
+
+    // --- grafana dashboards ---
+    async fn dashboards(&self, ns: &str) -> Result<Vec<Dashboard>>;
+    /// Inserts (id 0) or updates; returns the saved dashboard and whether it was inserted.
+    async fn save_dashboard(&self, ns: &str, dashboard: Dashboard) -> Result<(Dashboard, bool)>;
+    async fn delete_dashboard(&self, ns: &str, id: i64) -> Result<()>;
+}

@@ -1,0 +1,180 @@
+//! The whole-namespace configuration endpoints (§3.4): read, bulk replace (which, unlike the
+//! original, records a delete for everything it removes, §10.3 C1), dry-run validation, the
+//! revision, and the change feed the original controller polls, with an optional long poll.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use hermes_control::model::{ChangeEntry, Kind};
+use hermes_control::scopes::Scope;
+use hermes_control::validate;
+
+use super::{ApiError, ApiState, Caller, Ns};
+
+/// The original's batch size per poll.
+const WATCH_BATCH: usize = 100;
+/// The longest `wait` a long poll may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// The zero-valued legacy members the original emitted beside domains and clusters (§1.5).
+fn config_json(domains: Vec<Value>, clusters: Vec<Value>) -> Value {
+    json!({
+        "consul": {"address": "", "poll_interval_secs": 0},
+        "etcd": {"endpoints": null},
+        "domains": domains,
+        "clusters": clusters,
+        "registration": {"enabled": false, "service_name": "", "ttl_secs": 0, "deregister_after_secs": 0},
+        "instance_registry": {"enabled": false, "prefix": "", "lease_ttl_secs": 0},
+    })
+}
+
+pub async fn get_config(
+    State(state): State<ApiState>,
+    Ns(ns): Ns,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.authorize(&state, &ns, Scope::ConfigRead).await?;
+    let domains = state.store.resources(&ns, Kind::Domain).await?;
+    let clusters = state.store.resources(&ns, Kind::Cluster).await?;
+    Ok(Json(json!({"config": config_json(
+        domains.into_iter().map(|r| r.doc).collect(),
+        clusters.into_iter().map(|r| r.doc).collect(),
+    )}))
+    .into_response())
+}
+
+/// `{"domains": [...], "clusters": [...]}` of a bulk body; absent or null lists are empty.
+fn lists(body: &[u8]) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
+    let v: Value = super::json_body(body, "invalid json")?;
+    let Some(obj) = v.as_object() else {
+        return Err(ApiError::bad_request("invalid json: expected an object"));
+    };
+    let list = |key: &str| -> Result<Vec<Value>, ApiError> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) => Ok(a.clone()),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "invalid json: {key} must be an array"
+            ))),
+        }
+    };
+    Ok((list("domains")?, list("clusters")?))
+}
+
+pub async fn validate(
+    State(state): State<ApiState>,
+    Ns(ns): Ns,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.authorize(&state, &ns, Scope::ConfigRead).await?;
+    let (domains, clusters) = lists(&caller.body)?;
+    let errors = validate::config(&domains, &clusters);
+    Ok(Json(if errors.is_empty() {
+        json!({"valid": true, "domains": domains.len(), "clusters": clusters.len()})
+    } else {
+        json!({"valid": false, "errors": errors})
+    })
+    .into_response())
+}
+
+pub async fn replace(
+    State(state): State<ApiState>,
+    Ns(ns): Ns,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.authorize(&state, &ns, Scope::ConfigWrite).await?;
+    let (domains, clusters) = lists(&caller.body)?;
+    let errors = validate::config(&domains, &clusters);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let domains: Vec<Value> = domains
+        .into_iter()
+        .map(validate::normalize_domain)
+        .collect();
+    let clusters: Vec<Value> = clusters
+        .into_iter()
+        .map(validate::normalize_cluster)
+        .collect();
+    let (d, c) = state
+        .store
+        .replace_config(&ns, domains, clusters, &caller.operator())
+        .await?;
+    Ok(Json(json!({"domains": d, "clusters": c})).into_response())
+}
+
+pub async fn revision(
+    State(state): State<ApiState>,
+    Ns(ns): Ns,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.authorize(&state, &ns, Scope::ConfigRead).await?;
+    let revision = state.store.revision(&ns).await?;
+    Ok(Json(json!({"revision": revision})).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct WatchQuery {
+    revision: Option<String>,
+    /// Long poll: seconds to wait for a change when there is none yet (default 0: answer at
+    /// once, as the original did).
+    wait: Option<String>,
+}
+
+fn event_json(e: &ChangeEntry) -> Value {
+    let mut v = json!({"revision": e.revision, "kind": e.kind, "name": e.name, "action": e.action});
+    if let Some(doc) = e
+        .doc
+        .as_deref()
+        .and_then(|d| serde_json::from_str::<Value>(d).ok())
+    {
+        v[e.kind.as_str()] = doc;
+    }
+    v
+}
+
+pub async fn watch(
+    State(state): State<ApiState>,
+    Ns(ns): Ns,
+    caller: Caller,
+    Query(q): Query<WatchQuery>,
+) -> Result<Response, ApiError> {
+    caller.authorize(&state, &ns, Scope::ConfigWatch).await?;
+    let after = match q.revision.as_deref().filter(|r| !r.is_empty()) {
+        None => 0,
+        Some(r) => r
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request("invalid revision"))?,
+    };
+    let wait = match q.wait.as_deref().filter(|w| !w.is_empty()) {
+        None => Duration::ZERO,
+        Some(w) => w
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| ApiError::bad_request("invalid wait: seconds expected"))?
+            .min(MAX_WAIT),
+    };
+    if !wait.is_zero() {
+        state.store.wait_revision(&ns, after, wait).await?;
+    }
+    let rows = state.store.changes(&ns, after, WATCH_BATCH).await?;
+    // Audit-only rows (credentials, members) are not configuration (§10.3 C3): they are
+    // skipped, but the revision still moves past them so a poller never stalls on them.
+    let scanned = rows.last().map_or(0, |r| r.revision);
+    let events: Vec<Value> = rows
+        .iter()
+        .filter(|r| r.is_config())
+        .map(event_json)
+        .collect();
+    let total = events.len();
+    let events = if events.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(events)
+    };
+    Ok(Json(json!({"events": events, "revision": scanned, "total": total})).into_response())
+}

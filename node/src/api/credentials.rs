@@ -1,0 +1,199 @@
+//! HMAC credentials (§3.7). Secrets are shown once, at creation. A caller can only grant the
+//! scopes it holds itself (§10.1 S3), so an editor cannot mint `admin:users`. An update
+//! changes only the fields it names (C9) and an unknown id is 404 (C8).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rand::RngCore;
+use serde_json::{json, Value};
+
+use hermes_control::model::Credential;
+use hermes_control::scopes::{self, Scope};
+use hermes_control::store::CredentialUpdate;
+
+use super::{ApiError, ApiState, Caller, Ns};
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// A credential as listed: never with its secret.
+pub fn public_json(c: &Credential) -> Value {
+    json!({
+        "id": c.id, "namespace": c.namespace, "access_key": c.access_key,
+        "description": c.description, "scopes": c.scopes, "enabled": c.enabled,
+        "created_at": c.created_at, "updated_at": c.updated_at,
+    })
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::bad_request("invalid credential id"))
+}
+
+/// The requested scope names, checked against what the caller may grant in `ns`.
+async fn grantable(
+    state: &ApiState,
+    caller: &Caller,
+    ns: &str,
+    requested: &Value,
+) -> Result<Vec<String>, ApiError> {
+    let names: Vec<String> = match requested {
+        Value::Null => Vec::new(),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::bad_request("scopes must be an array of strings"))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(ApiError::bad_request("scopes must be an array of strings")),
+    };
+    let parsed = scopes::parse_list(&names)
+        .map_err(|bad| ApiError::bad_request(format!("invalid scope: {bad}")))?;
+    let held = caller.grant(state, ns).await?.scopes;
+    if let Some(missing) = parsed.iter().find(|s| !held.contains(s)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("cannot grant scope \"{missing}\" that the caller does not hold"),
+        ));
+    }
+    Ok(parsed.iter().map(|s| s.as_str().to_string()).collect())
+}
+
+fn string_field(
+    body: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
+    }
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    Ns(ns): Ns,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.authorize(&state, &ns, Scope::CredentialRead).await?;
+    let all = state.store.credentials(&ns).await?;
+    let list: Vec<Value> = all.iter().map(public_json).collect();
+    Ok(Json(json!({"credentials": list})).into_response())
+}
+
+pub async fn create(
+    State(state): State<ApiState>,
+    Ns(ns): Ns,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller
+        .authorize(&state, &ns, Scope::CredentialWrite)
+        .await?;
+    let body = super::object_body(&caller.body)?;
+    if let Some(unknown) = body
+        .keys()
+        .find(|k| !["description", "scopes"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!("unknown field {unknown:?}")));
+    }
+    let description = string_field(&body, "description")?.unwrap_or_default();
+    let scopes = grantable(
+        &state,
+        &caller,
+        &ns,
+        body.get("scopes").unwrap_or(&Value::Null),
+    )
+    .await?;
+    let saved = state
+        .store
+        .create_credential(
+            Credential {
+                id: 0,
+                namespace: ns,
+                access_key: random_hex(16),
+                secret_key: random_hex(32),
+                description,
+                scopes,
+                enabled: true,
+                created_at: String::new(),
+                updated_at: String::new(),
+            },
+            &caller.operator(),
+        )
+        .await?;
+    let mut out = public_json(&saved);
+    out["secret_key"] = Value::String(saved.secret_key.clone());
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+pub async fn update(
+    State(state): State<ApiState>,
+    Ns(ns): Ns,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller
+        .authorize(&state, &ns, Scope::CredentialWrite)
+        .await?;
+    let id = parse_id(&id)?;
+    let body = super::object_body(&caller.body)?;
+    if let Some(unknown) = body
+        .keys()
+        .find(|k| !["description", "scopes", "enabled"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!("unknown field {unknown:?}")));
+    }
+    let current = state
+        .store
+        .credentials(&ns)
+        .await?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("credential {id} not found")))?;
+    let enabled = match body.get("enabled") {
+        None | Some(Value::Null) => current.enabled,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("enabled must be a boolean")),
+    };
+    let scopes = match body.get("scopes") {
+        None => current.scopes.clone(),
+        Some(v) => grantable(&state, &caller, &ns, v).await?,
+    };
+    let update = CredentialUpdate {
+        description: string_field(&body, "description")?.unwrap_or(current.description),
+        enabled,
+        scopes,
+    };
+    state
+        .store
+        .update_credential(&ns, id, update, &caller.operator())
+        .await?;
+    Ok(Json(json!({"status": "updated"})).into_response())
+}
+
+pub async fn remove(
+    State(state): State<ApiState>,
+    Ns(ns): Ns,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller
+        .authorize(&state, &ns, Scope::CredentialWrite)
+        .await?;
+    let id = parse_id(&id)?;
+    state
+        .store
+        .delete_credential(&ns, id, &caller.operator())
+        .await?;
+    Ok(Json(json!({"status": "deleted"})).into_response())
+}

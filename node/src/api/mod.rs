@@ -1,0 +1,161 @@
+//! The control-plane REST API of contracts/hermes.md §3 on the admin listener: paths, bodies,
+//! status codes, scopes and messages as the original server's, so scripts and the original
+//! controller keep working; the weaknesses of §10.1 and §10.3 are fixed where clients do not
+//! depend on them. Handlers are thin: validation here, persistence in a [`ControlStore`].
+
+pub mod bootstrap;
+mod caller;
+mod config;
+mod credentials;
+mod members;
+mod namespaces;
+mod resources;
+mod session;
+mod status;
+mod users;
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use hermes_control::store::ControlStore;
+
+pub use crate::admin::error::ApiError;
+pub use caller::{Caller, Identity, MAX_BODY_BYTES};
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn ControlStore>,
+}
+
+/// The request's namespace (§3.1 NS): header `X-Hermes-Namespace`, else `?namespace=`, else
+/// `default`. Unlike the original, a malformed name is refused (400) instead of becoming a key.
+#[derive(Debug, Clone)]
+pub struct Ns(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ns {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get("x-hermes-namespace")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+        let query = || {
+            parts.uri.query().and_then(|q| {
+                q.split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .find(|(k, _)| *k == "namespace")
+                    .map(|(_, v)| v.to_string())
+                    .filter(|v| !v.is_empty())
+            })
+        };
+        let ns = header.or_else(query).unwrap_or_else(|| "default".into());
+        hermes_control::validate::namespace_name(&ns)
+            .map_err(|m| ApiError::bad_request(format!("invalid namespace: {m}")))?;
+        Ok(Ns(ns))
+    }
+}
+
+/// Decodes a JSON body, answering `400 {"error": "<prefix>: <detail>"}` when it is not.
+pub fn json_body<T: DeserializeOwned>(body: &[u8], prefix: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{prefix}: {e}")))
+}
+
+/// A JSON object body (unknown fields are rejected by the handlers that care).
+pub fn object_body(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err(ApiError::bad_request("invalid JSON: expected an object")),
+        Err(e) => Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
+    }
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/auth/config", get(session::auth_config))
+        .route("/api/auth/login", post(session::login))
+        .route("/api/auth/change-password", post(session::change_password))
+        .route("/api/auth/rotate-key", post(session::rotate_key))
+        .route("/api/auth/userinfo", get(session::userinfo))
+        .route("/api/v1/scopes", get(session::scopes))
+        .route("/api/v1/whoami", get(session::whoami))
+        .route(
+            "/api/v1/config",
+            get(config::get_config).put(config::replace),
+        )
+        .route("/api/v1/config/revision", get(config::revision))
+        .route("/api/v1/config/validate", post(config::validate))
+        .route("/api/v1/config/watch", get(config::watch))
+        .merge(resources::routes())
+        .route("/api/v1/status", get(status::status))
+        .route(
+            "/api/v1/status/instances",
+            get(status::instances).put(status::put_instances),
+        )
+        .route(
+            "/api/v1/status/controller",
+            get(status::controller).put(status::put_controller),
+        )
+        .route("/api/v1/audit", get(status::audit))
+        .route(
+            "/api/v1/grafana/dashboards",
+            get(status::dashboards)
+                .post(status::save_dashboard)
+                .put(status::save_dashboard),
+        )
+        .route(
+            "/api/v1/grafana/dashboards/{id}",
+            delete(status::delete_dashboard),
+        )
+        .route(
+            "/api/v1/credentials",
+            get(credentials::list).post(credentials::create),
+        )
+        .route(
+            "/api/v1/credentials/{id}",
+            put(credentials::update).delete(credentials::remove),
+        )
+        .route("/api/v1/members", get(members::list).post(members::set))
+        .route("/api/v1/members/{sub}", delete(members::remove))
+        .route(
+            "/api/v1/group-bindings",
+            get(members::bindings).post(members::set_binding),
+        )
+        .route(
+            "/api/v1/group-bindings/{group}",
+            delete(members::remove_binding),
+        )
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route(
+            "/api/v1/users/{sub}",
+            put(users::update).delete(users::remove),
+        )
+        .route("/api/v1/users/{sub}/admin", put(users::set_admin))
+        .route(
+            "/api/v1/users/{sub}/force-password-change",
+            put(users::force_password_change),
+        )
+        .route(
+            "/api/v1/users/{sub}/reset-password",
+            put(users::reset_password),
+        )
+        .route(
+            "/api/v1/namespaces",
+            get(namespaces::list).post(namespaces::create),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            caller::authenticate,
+        ))
+        .with_state(state)
+}
