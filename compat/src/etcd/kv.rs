@@ -37,6 +37,7 @@ fn check_write(cmd: &Command) -> Result<(), EtcdError> {
     if request_size(cmd) > MAX_REQUEST_BYTES {
         return Err(KvError::RequestTooLarge.into());
     }
+    super::hidden::check_write(cmd)?;
     match cmd {
         Command::Put(p) if p.key.is_empty() => Err(KvError::EmptyKey.into()),
         Command::DeleteRange(d) if d.range.key.is_empty() => Err(KvError::EmptyKey.into()),
@@ -61,7 +62,7 @@ pub async fn range(State(api): State<Api>, body: Body) -> Response {
                 return Err(KvError::EmptyKey.into());
             }
             barrier(&api, req.serializable).await?;
-            let resp = api.node.store().range(req).await?;
+            let resp = super::hidden::range(api.node.store(), req).await?;
             Ok(encode::range(&api.node.header(resp.revision), &resp))
         }
         .await,

@@ -4,6 +4,7 @@
 //! proposing, and answers errors as etcd does.
 
 mod body;
+pub mod hidden;
 pub mod decode;
 pub mod encode;
 pub mod error;

@@ -251,6 +251,10 @@ fn item_lines(
     let id = active.id;
     match item {
         Ok(WatchItem::Events(events)) => {
+            let events = super::hidden::visible(events);
+            if events.is_empty() {
+                return Vec::new();
+            }
             active.sent_since_tick = true;
             // The revision up to which this watcher has now delivered everything.
             let revision = active.watcher.progress_revision();
