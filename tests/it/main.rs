@@ -7,7 +7,10 @@
 mod harness;
 mod upstream;
 
+mod api_client;
 mod bad_input;
+mod control_api;
+mod control_security;
 mod durability;
 mod etcd_compat;
 mod failover;

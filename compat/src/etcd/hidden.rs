@@ -122,7 +122,10 @@ fn resort(req: &RangeRequest, kvs: &mut [hermes_storage::mvcc::key_value::KeyVal
         let ord = match req.sort_target {
             SortTarget::Key => a.key.cmp(&b.key),
             SortTarget::Version => a.version.cmp(&b.version).then(a.key.cmp(&b.key)),
-            SortTarget::Create => a.create_revision.cmp(&b.create_revision).then(a.key.cmp(&b.key)),
+            SortTarget::Create => a
+                .create_revision
+                .cmp(&b.create_revision)
+                .then(a.key.cmp(&b.key)),
             SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision).then(a.key.cmp(&b.key)),
             SortTarget::Value => a.value.cmp(&b.value).then(a.key.cmp(&b.key)),
         };
@@ -136,5 +139,8 @@ fn resort(req: &RangeRequest, kvs: &mut [hermes_storage::mvcc::key_value::KeyVal
 
 /// Drops events of hidden keys.
 pub fn visible(events: Vec<Event>) -> Vec<Event> {
-    events.into_iter().filter(|e| !is_hidden(&e.kv.key)).collect()
+    events
+        .into_iter()
+        .filter(|e| !is_hidden(&e.kv.key))
+        .collect()
 }

@@ -4,10 +4,10 @@
 //! proposing, and answers errors as etcd does.
 
 mod body;
-pub mod hidden;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod hidden;
 mod kv;
 mod lease;
 mod maintenance;

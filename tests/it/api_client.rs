@@ -1,0 +1,128 @@
+//! A small client of the control-plane REST API for the process tests: anonymous, HMAC-signed
+//! (with the original's scheme, from `hermes_compat::hmac`) or with a bearer token.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub enum Auth {
+    None,
+    Hmac {
+        access_key: String,
+        secret_key: String,
+    },
+    Bearer(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub base: String,
+    pub auth: Auth,
+    pub namespace: Option<String>,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+impl Api {
+    pub fn anonymous(base: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            auth: Auth::None,
+            namespace: None,
+        }
+    }
+
+    pub fn with(&self, auth: Auth) -> Api {
+        Api {
+            auth,
+            ..self.clone()
+        }
+    }
+
+    pub fn in_ns(&self, ns: &str) -> Api {
+        Api {
+            namespace: Some(ns.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// Sends a request signed at `at` (Unix seconds); answers (status, JSON body).
+    pub fn call_at(&self, method: &str, path: &str, body: Option<&str>, at: i64) -> (u16, Value) {
+        let bytes = body.unwrap_or("").as_bytes();
+        let mut req = ureq::AgentBuilder::new()
+            .timeout(std::time::Duration::from_secs(15))
+            .build()
+            .request(method, &format!("{}{path}", self.base));
+        if let Some(ns) = &self.namespace {
+            req = req.set("X-Hermes-Namespace", ns);
+        }
+        let sign_path = path.split('?').next().unwrap();
+        match &self.auth {
+            Auth::None => {}
+            Auth::Bearer(t) => req = req.set("Authorization", &format!("Bearer {t}")),
+            Auth::Hmac {
+                access_key,
+                secret_key,
+            } => {
+                for (k, v) in hermes_compat::hmac::client_headers(
+                    access_key, secret_key, method, sign_path, at, bytes,
+                ) {
+                    req = req.set(k, &v);
+                }
+            }
+        }
+        let result = match body {
+            Some(b) => req.set("content-type", "application/json").send_string(b),
+            None => req.call(),
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = resp.status();
+        let text = resp.into_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let text = body.map(|b| b.to_string());
+        self.call_at(method, path, text.as_deref(), now())
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call("POST", path, Some(body))
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call("PUT", path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        self.call("DELETE", path, None)
+    }
+
+    /// Creates a credential with `scopes` and returns a client using it.
+    pub fn credential(&self, scopes: &[&str]) -> Api {
+        let (status, body) = self.post(
+            "/api/v1/credentials",
+            &serde_json::json!({"description": "test", "scopes": scopes}),
+        );
+        assert_eq!(status, 201, "creating a credential: {body}");
+        self.with(Auth::Hmac {
+            access_key: body["access_key"].as_str().unwrap().to_string(),
+            secret_key: body["secret_key"].as_str().unwrap().to_string(),
+        })
+    }
+}

@@ -1,0 +1,420 @@
+//! Authentication and authorisation of the control-plane API against a real node: bootstrap
+//! closing with the first credential, HMAC verification (replay window, body hash, wrong
+//! secret), the scope ceiling on minting credentials, built-in users with session tokens and
+//! key rotation, the RBAC matrix of §4.5, and the etcd endpoint hiding control-plane records.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::api_client::{now, Api, Auth};
+use crate::harness::*;
+
+/// Endpoints with the scope that guards each (§4.5) and a harmless body.
+const MATRIX: &[(&str, &str, &str, Option<&str>)] = &[
+    ("GET", "/api/v1/config", "config:read", None),
+    ("GET", "/api/v1/config/revision", "config:read", None),
+    ("POST", "/api/v1/config/validate", "config:read", Some("{}")),
+    ("GET", "/api/v1/config/watch", "config:watch", None),
+    (
+        "PUT",
+        "/api/v1/config",
+        "config:write",
+        Some("{\"domains\":[],\"clusters\":[]}"),
+    ),
+    ("GET", "/api/v1/domains", "config:read", None),
+    ("POST", "/api/v1/domains", "config:write", Some("{}")),
+    ("GET", "/api/v1/clusters/none", "config:read", None),
+    ("DELETE", "/api/v1/clusters/none", "config:write", None),
+    ("GET", "/api/v1/status", "status:read", None),
+    ("GET", "/api/v1/status/instances", "status:read", None),
+    (
+        "PUT",
+        "/api/v1/status/controller",
+        "status:write",
+        Some("{\"id\":\"c\",\"status\":\"running\"}"),
+    ),
+    ("GET", "/api/v1/credentials", "credential:read", None),
+    (
+        "POST",
+        "/api/v1/credentials",
+        "credential:write",
+        Some("{\"description\":\"x\",\"scopes\":[]}"),
+    ),
+    ("GET", "/api/v1/members", "member:read", None),
+    ("POST", "/api/v1/members", "member:write", Some("{}")),
+    ("GET", "/api/v1/group-bindings", "member:read", None),
+    ("GET", "/api/v1/audit", "audit:read", None),
+    ("GET", "/api/v1/grafana/dashboards", "config:read", None),
+    ("GET", "/api/v1/users", "admin:users", None),
+    ("GET", "/api/v1/namespaces", "namespace:read", None),
+    (
+        "POST",
+        "/api/v1/namespaces",
+        "namespace:write",
+        Some("{\"name\":\"\"}"),
+    ),
+];
+
+const ROLE_SCOPES: &[(&str, &[&str])] = &[
+    (
+        "owner",
+        &[
+            "config:read",
+            "config:write",
+            "config:watch",
+            "status:read",
+            "status:write",
+            "credential:read",
+            "credential:write",
+            "member:read",
+            "member:write",
+            "audit:read",
+            "namespace:read",
+            "namespace:write",
+        ],
+    ),
+    (
+        "editor",
+        &[
+            "config:read",
+            "config:write",
+            "status:read",
+            "credential:read",
+            "credential:write",
+            "member:read",
+            "member:write",
+            "audit:read",
+            "namespace:read",
+        ],
+    ),
+    (
+        "viewer",
+        &[
+            "config:read",
+            "status:read",
+            "credential:read",
+            "member:read",
+            "audit:read",
+            "namespace:read",
+        ],
+    ),
+    ("none", &[]),
+];
+
+fn check_matrix(who: &str, api: &Api, held: &[&str]) {
+    for (method, path, scope, body) in MATRIX {
+        let (s, b) = api.call_at(method, path, *body, now());
+        if held.contains(scope) {
+            assert!(
+                s != 401 && s != 403,
+                "{who}: {method} {path} needs {scope}, which it holds: {s} {b}"
+            );
+        } else {
+            assert_eq!(s, 403, "{who}: {method} {path} needs {scope}: {b}");
+            assert_eq!(b["error"], format!("scope \"{scope}\" required"));
+        }
+    }
+}
+
+fn login(api: &Api, email: &str, password: &str) -> (u16, Value) {
+    api.post(
+        "/api/auth/login",
+        &json!({"email": email, "password": password}),
+    )
+}
+
+#[test]
+fn credentials_signatures_sessions_and_the_rbac_matrix() {
+    let c = Cluster::start(1);
+    let node = c.node(1);
+    node.wait_ready(Duration::from_secs(10));
+    let anon = Api::anonymous(&node.admin());
+
+    // Bootstrap: anonymous loopback access until the first credential exists.
+    assert_eq!(anon.get("/api/v1/domains").0, 200);
+    let admin = anon.credential(&[
+        "config:read",
+        "config:write",
+        "config:watch",
+        "status:read",
+        "status:write",
+        "credential:read",
+        "credential:write",
+        "member:read",
+        "member:write",
+        "audit:read",
+        "admin:users",
+        "namespace:read",
+        "namespace:write",
+    ]);
+    let (s, b) = anon.get("/api/v1/domains");
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (401, Some("authentication required"))
+    );
+    let (s, b) = admin.get("/api/v1/whoami");
+    assert_eq!((s, b["source"].as_str()), (200, Some("hmac")), "{b}");
+    assert!(b["subject"].as_str().unwrap().starts_with("credential:"));
+
+    // Signatures: wrong secret, unknown key, replay after 301 s, a body that is not the one
+    // signed, a header of another scheme.
+    let Auth::Hmac {
+        access_key,
+        secret_key,
+    } = admin.auth.clone()
+    else {
+        unreachable!()
+    };
+    let wrong = admin.with(Auth::Hmac {
+        access_key: access_key.clone(),
+        secret_key: "0".repeat(64),
+    });
+    assert_eq!(wrong.get("/api/v1/domains").1["error"], "invalid signature");
+    let unknown = admin.with(Auth::Hmac {
+        access_key: "f".repeat(32),
+        secret_key: secret_key.clone(),
+    });
+    assert_eq!(
+        unknown.get("/api/v1/domains").1["error"],
+        "invalid access key"
+    );
+    let (s, b) = admin.call_at("GET", "/api/v1/domains", None, now() - 301);
+    assert_eq!((s, b["error"].as_str()), (401, Some("timestamp expired")));
+    assert_eq!(
+        admin.call_at("GET", "/api/v1/domains", None, now() - 290).0,
+        200
+    );
+    let headers = hermes_compat::hmac::client_headers(
+        &access_key,
+        &secret_key,
+        "POST",
+        "/api/v1/domains",
+        now(),
+        b"{\"name\":\"signed\"}",
+    );
+    let mut req = ureq::post(&format!("{}/api/v1/domains", node.admin()));
+    for (k, v) in &headers {
+        if *k != "X-Hermes-Body-SHA256" {
+            req = req.set(k, v);
+        }
+    }
+    match req.send_string("{\"name\":\"tampered\",\"hosts\":[\"h\"]}") {
+        Err(ureq::Error::Status(401, r)) => {
+            assert!(r.into_string().unwrap().contains("invalid signature"))
+        }
+        other => panic!("a tampered body was accepted: {other:?}"),
+    }
+    let (s, b) = admin
+        .with(Auth::Bearer("nonsense".into()))
+        .get("/api/v1/domains");
+    assert_eq!(s, 401, "{b}");
+
+    // Scope ceiling: an editor-like credential cannot mint admin:users.
+    let editor = admin.credential(ROLE_SCOPES[1].1);
+    let (s, b) = editor.post(
+        "/api/v1/credentials",
+        &json!({"description": "escalate", "scopes": ["admin:users"]}),
+    );
+    assert_eq!(s, 403, "{b}");
+    let (s, _) = editor.post(
+        "/api/v1/credentials",
+        &json!({"description": "ok", "scopes": ["config:read"]}),
+    );
+    assert_eq!(s, 201);
+    assert_eq!(
+        admin
+            .post("/api/v1/credentials", &json!({"scopes": ["config:admin"]}))
+            .1["error"],
+        "invalid scope: config:admin"
+    );
+
+    // A credential of another namespace without namespace:write cannot act here.
+    assert_eq!(
+        admin
+            .post("/api/v1/namespaces", &json!({"name": "staging"}))
+            .0,
+        201
+    );
+    assert_eq!(
+        admin
+            .post("/api/v1/namespaces", &json!({"name": "staging"}))
+            .0,
+        409
+    );
+    assert_eq!(
+        admin
+            .post("/api/v1/namespaces", &json!({"name": "INVALID_NS"}))
+            .0,
+        400
+    );
+    let staging = admin.in_ns("staging").credential(&["config:read"]);
+    assert_eq!(staging.in_ns("staging").get("/api/v1/domains").0, 200);
+    assert_eq!(
+        staging.in_ns("default").get("/api/v1/domains").0,
+        403,
+        "bound to its own namespace"
+    );
+
+    // Disabling a credential locks it out at once.
+    let (_, list) = admin.get("/api/v1/credentials");
+    assert!(
+        list["credentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c.get("secret_key").is_none()),
+        "no secrets in lists"
+    );
+    let reader = admin.credential(&["config:read"]);
+    let Auth::Hmac {
+        access_key: reader_key,
+        ..
+    } = reader.auth.clone()
+    else {
+        unreachable!()
+    };
+    let id = admin.get("/api/v1/credentials").1["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["access_key"] == reader_key.as_str())
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(reader.get("/api/v1/domains").0, 200);
+    assert_eq!(
+        admin
+            .put(
+                &format!("/api/v1/credentials/{id}"),
+                &json!({"enabled": false})
+            )
+            .0,
+        200
+    );
+    assert_eq!(
+        reader.get("/api/v1/domains").1["error"],
+        "credential is disabled"
+    );
+    assert_eq!(
+        admin
+            .put("/api/v1/credentials/99999", &json!({"enabled": false}))
+            .0,
+        404
+    );
+
+    // Every single scope on its own, and the matrix per scope.
+    for scope in [
+        "config:read",
+        "config:write",
+        "config:watch",
+        "status:read",
+        "status:write",
+        "credential:read",
+        "credential:write",
+        "member:read",
+        "member:write",
+        "audit:read",
+        "admin:users",
+        "namespace:read",
+        "namespace:write",
+    ] {
+        let one = admin.credential(&[scope]);
+        check_matrix(scope, &one, &[scope]);
+    }
+
+    // Built-in users: the initial admin's password file, login, and roles by membership.
+    let password = std::fs::read_to_string(node.data_dir.join("initial-admin-password")).unwrap();
+    let (s, b) = login(&anon, "admin@hermes.local", password.trim());
+    assert_eq!(s, 200, "{b}");
+    let root = anon.with(Auth::Bearer(
+        b["access_token"].as_str().unwrap().to_string(),
+    ));
+    assert_eq!(login(&anon, "admin@hermes.local", "wrong-password").0, 401);
+    check_matrix(
+        "admin",
+        &root,
+        &MATRIX.iter().map(|m| m.2).collect::<Vec<_>>(),
+    );
+    for (role, scopes) in ROLE_SCOPES {
+        let email = format!("{role}@example.test");
+        let (s, b) = root.post(
+            "/api/v1/users",
+            &json!({"email": email, "password": "secret-123"}),
+        );
+        assert_eq!(s, 201, "{b}");
+        if *role != "none" {
+            let (s, b) = root.post(
+                "/api/v1/members",
+                &json!({"user_sub": format!("builtin:{email}"), "role": role}),
+            );
+            assert_eq!(s, 200, "{b}");
+        }
+        let (s, b) = login(&anon, &email, "secret-123");
+        assert_eq!((s, b["must_change_password"].as_bool()), (200, Some(true)));
+        let user = anon.with(Auth::Bearer(
+            b["access_token"].as_str().unwrap().to_string(),
+        ));
+        check_matrix(role, &user, scopes);
+    }
+    assert_eq!(
+        root.post(
+            "/api/v1/users",
+            &json!({"email": "owner@example.test", "password": "secret-123"})
+        )
+        .0,
+        409
+    );
+    assert_eq!(
+        root.post(
+            "/api/v1/members",
+            &json!({"user_sub": "builtin:nobody@x", "role": "editor"})
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        root.post(
+            "/api/v1/members",
+            &json!({"user_sub": "builtin:owner@example.test", "role": "admin"})
+        )
+        .0,
+        400
+    );
+
+    // Key rotation: old tokens stay valid through the grace period, new ones differ.
+    let (s, b) = root.post("/api/auth/rotate-key", &json!({}));
+    assert_eq!(
+        (s, b["grace_period"].as_str()),
+        (200, Some("24h0m0s")),
+        "{b}"
+    );
+    assert_eq!(
+        root.get("/api/v1/users").0,
+        200,
+        "a token of the retired key still works"
+    );
+    let (_, fresh) = login(&anon, "admin@hermes.local", password.trim());
+    let root2 = anon.with(Auth::Bearer(
+        fresh["access_token"].as_str().unwrap().to_string(),
+    ));
+    assert_eq!(root2.get("/api/v1/users").0, 200);
+    let Auth::Bearer(old) = &root.auth else {
+        unreachable!()
+    };
+    assert_ne!(fresh["access_token"].as_str().unwrap(), old);
+
+    // The etcd endpoint shows none of it, and refuses to write it.
+    let everything = node.range_prefix("/", false);
+    assert!(
+        everything.keys().all(|k| !k.starts_with("/hermes/_cp/")),
+        "{:?}",
+        everything.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        !everything.values().any(|v| v.contains(&secret_key)),
+        "a secret leaked through etcd"
+    );
+    let (s, _) = node.put("/hermes/_cp/users/builtin:evil@x", "{}").unwrap();
+    assert_eq!(s, 403);
+}
