@@ -54,6 +54,7 @@ settings! {
     TRUSTED_PROXIES = "proxy"."trusted_proxies", "--trusted-proxies";
     MAX_CONNECTIONS = "proxy"."max_connections", "--max-connections";
     ACCESS_LOG = "proxy"."access_log", "--access-log";
+    INITIAL_ADMIN = "api"."initial_admin", "--initial-admin";
 }
 
 /// A setting had a bad value, or the file could not be used.
@@ -115,6 +116,9 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// Whether every proxied request is logged (JSON on stdout, target `hermes::access`).
     pub access_log: bool,
+    /// E-mail of the built-in admin created on a cluster's first start; `None` (`off`) creates
+    /// none (for clusters that only use HMAC credentials). Default `admin@hermes.local`.
+    pub initial_admin: Option<String>,
 }
 
 /// Raw values as given on the command line (flag name → value).
@@ -444,6 +448,13 @@ impl NodeConfig {
                 "on" | "true" => Ok(true),
                 "off" | "false" => Ok(false),
                 _ => Err("expected on or off".to_string()),
+            })?,
+            initial_admin: src.get(INITIAL_ADMIN, "admin@hermes.local", |v| match v.trim() {
+                "off" => Ok(None),
+                e if e.contains('@') && !e.chars().any(char::is_whitespace) => {
+                    Ok(Some(e.to_lowercase()))
+                }
+                _ => Err("expected an e-mail address or off".to_string()),
             })?,
         })
     }

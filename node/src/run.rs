@@ -218,12 +218,14 @@ pub async fn run(
         }
     }
     helpers.spawn(announce_ready(admin_state, stop_rx.clone()));
-    helpers.spawn(crate::api::bootstrap::run(
-        control,
-        config.data_dir.clone(),
-        crate::api::bootstrap::DEFAULT_ADMIN_EMAIL.to_string(),
-        stop_rx.clone(),
-    ));
+    if let Some(email) = config.initial_admin.clone() {
+        helpers.spawn(crate::api::bootstrap::run(
+            control,
+            config.data_dir.clone(),
+            email,
+            stop_rx.clone(),
+        ));
+    }
 
     // 6. Run until told to stop, or until a server fails.
     tokio::pin!(shutdown);

@@ -126,7 +126,7 @@ fn login(api: &Api, email: &str, password: &str) -> (u16, Value) {
 
 #[test]
 fn credentials_signatures_sessions_and_the_rbac_matrix() {
-    let c = Cluster::start(1);
+    let c = Cluster::start_with(1, &["--initial-admin", "admin@hermes.local"]);
     let node = c.node(1);
     node.wait_ready(Duration::from_secs(10));
     let anon = Api::anonymous(&node.admin());

@@ -183,6 +183,8 @@ impl Node {
             .args(["--etcd-listen", &format!("127.0.0.1:{}", self.etcd_port)])
             .args(["--proxy-listen", &format!("127.0.0.1:{}", self.proxy_port)])
             .args(&self.extra_args)
+            // No built-in admin unless a test asks: its first-start writes would move revisions.
+            .env("HERMES_API_INITIAL_ADMIN", "off")
             .env("RUST_LOG", "info,openraft=warn")
             .env("NO_COLOR", "1")
             .stdout(Stdio::from(log.try_clone().unwrap()))

@@ -9,7 +9,7 @@ use crate::harness::*;
 
 #[test]
 fn lagging_follower_installs_a_snapshot_with_history() {
-    let mut c = Cluster::start_with(3, &["--snapshot-every", "200"]);
+    let mut c = Cluster::start_with(3, &["--snapshot-every", "200", "--initial-admin", "off"]);
     let leader = c.leader();
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     c.node(leader).put("/snap/first", "0").unwrap();

@@ -30,7 +30,7 @@ fn collect(stream: &LineStream, want: usize) -> Vec<(i64, String, String)> {
 
 #[test]
 fn resume_from_revision_delivers_each_later_event_once_in_order() {
-    let c = Cluster::start(3);
+    let c = Cluster::start_with(3, &["--initial-admin", "off"]);
     let writer = c.node(1);
     let mut revisions = Vec::new();
     for i in 0..40 {
@@ -94,7 +94,7 @@ fn resume_from_revision_delivers_each_later_event_once_in_order() {
 
 #[test]
 fn watch_on_compacted_history_is_cancelled_with_compact_revision() {
-    let c = Cluster::start(1);
+    let c = Cluster::start_with(1, &["--initial-admin", "off"]);
     let node = c.node(1);
     for i in 0..10 {
         node.put("/c/key", &i.to_string()).unwrap();
@@ -130,7 +130,7 @@ fn watch_on_compacted_history_is_cancelled_with_compact_revision() {
 
 #[test]
 fn automatic_compaction_keeps_the_configured_history() {
-    let c = Cluster::start_with(1, &["--history-retention", "20"]);
+    let c = Cluster::start_with(1, &["--history-retention", "20", "--initial-admin", "off"]);
     let node = c.node(1);
     for i in 0..100 {
         node.put("/auto/key", &i.to_string()).unwrap();

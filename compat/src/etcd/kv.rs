@@ -37,13 +37,13 @@ fn check_write(cmd: &Command) -> Result<(), EtcdError> {
     if request_size(cmd) > MAX_REQUEST_BYTES {
         return Err(KvError::RequestTooLarge.into());
     }
-    super::hidden::check_write(cmd)?;
     match cmd {
         Command::Put(p) if p.key.is_empty() => Err(KvError::EmptyKey.into()),
         Command::DeleteRange(d) if d.range.key.is_empty() => Err(KvError::EmptyKey.into()),
-        Command::Txn(t) => validate_txn(t).map_err(Into::into),
+        Command::Txn(t) => validate_txn(t).map_err(EtcdError::from),
         _ => Ok(()),
-    }
+    }?;
+    super::hidden::check_write(cmd)
 }
 
 /// Reads that must see every acknowledged write wait for the leader's read index first.

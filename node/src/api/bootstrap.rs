@@ -14,8 +14,6 @@ use hermes_control::auth::password;
 use hermes_control::model::{unix_now, User};
 use hermes_control::store::ControlStore;
 
-/// The initial admin's e-mail unless configured otherwise.
-pub const DEFAULT_ADMIN_EMAIL: &str = "admin@hermes.local";
 pub const PASSWORD_FILE: &str = "initial-admin-password";
 
 pub async fn run(

@@ -114,13 +114,16 @@ pub struct NodeArgs {
     /// Access log of every proxied request, JSON on stdout: on or off [default: on].
     #[arg(long)]
     pub access_log: Option<String>,
+    /// E-mail of the built-in admin created on first start, or off [default: admin@hermes.local].
+    #[arg(long)]
+    pub initial_admin: Option<String>,
 }
 
 impl NodeArgs {
     /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
     pub fn flags(&self) -> crate::config::Flags {
         use crate::config::*;
-        let pairs: [(Setting, &Option<String>); 20] = [
+        let pairs: [(Setting, &Option<String>); 21] = [
             (ID, &self.id),
             (DATA_DIR, &self.data_dir),
             (PROXY_LISTEN, &self.proxy_listen),
@@ -141,6 +144,7 @@ impl NodeArgs {
             (TRUSTED_PROXIES, &self.trusted_proxies),
             (MAX_CONNECTIONS, &self.max_connections),
             (ACCESS_LOG, &self.access_log),
+            (INITIAL_ADMIN, &self.initial_admin),
         ];
         pairs
             .into_iter()
