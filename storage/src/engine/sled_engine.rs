@@ -47,6 +47,39 @@ fn sled_err(op: &'static str) -> impl FnOnce(sled::Error) -> EngineError {
     }
 }
 
+/// How long opening waits for sled's lock on the directory. Dropping a `sled::Db` leaves its
+/// background threads to release the lock a moment later, so an engine reopened in the same
+/// process (as the tests do) can find it still held; another process holding it
+/// is reported once the wait is over.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn open_locked(config: &sled::Config) -> Result<sled::Db, EngineError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            // sled reports the held lock only in the message of an `Other` I/O error.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(sled::Error::Io(source))
+                if source.to_string().contains("could not acquire lock") =>
+            {
+                return Err(EngineError::Engine {
+                    op: "opening sled",
+                    message: format!(
+                        "{source}; is another hermes process using this data directory?"
+                    ),
+                })
+            }
+            Err(e) => return Err(sled_err("opening sled")(e)),
+        }
+    }
+}
+
 impl SledEngine {
     /// Opens or creates the engine in `dir`. Blocking.
     /// `background_flush`: let sled write its buffers out on a timer as well (for data whose
@@ -56,12 +89,11 @@ impl SledEngine {
         background_flush: Option<std::time::Duration>,
     ) -> Result<Self, EngineError> {
         std::fs::create_dir_all(dir).map_err(io("creating the data directory"))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .segment_size(SEGMENT_SIZE)
-            .flush_every_ms(background_flush.map(|d| d.as_millis() as u64))
-            .open()
-            .map_err(sled_err("opening sled"))?;
+            .flush_every_ms(background_flush.map(|d| d.as_millis() as u64));
+        let db = open_locked(&config)?;
         let db_file = File::open(dir.join("db")).map_err(io("opening sled's db file"))?;
         let engine = SledEngine {
             db,
