@@ -60,12 +60,13 @@ pub struct Written {
     pub doc: Option<Value>,
 }
 
-/// Fields of a credential that an update sets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The fields of a credential an update changes (`None`: kept as is; the original overwrote
+/// omitted fields with zero values, §10.3 C9).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CredentialUpdate {
-    pub description: String,
-    pub enabled: bool,
-    pub scopes: Vec<String>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub scopes: Option<Vec<String>>,
 }
 
 #[async_trait]

@@ -417,4 +417,47 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
     );
     let (s, _) = node.put("/hermes/_cp/users/builtin:evil@x", "{}").unwrap();
     assert_eq!(s, 403);
+    // A range spanning the hidden keys keeps etcd's limit, count and `more` over what is left.
+    for k in ["/hermes/a", "/hermes/zz", "/hermes/zzz"] {
+        node.put(k, "v").unwrap();
+    }
+    let range = |extra: Value| {
+        let mut req = json!({"key": b64("/hermes/"), "range_end": b64(&prefix_end("/hermes/"))});
+        req.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (s, r) = post(&format!("{}/v3/kv/range", node.etcd()), &req).unwrap();
+        assert_eq!(s, 200, "{r}");
+        r
+    };
+    let keys = |r: &Value| -> Vec<String> {
+        r["kvs"]
+            .as_array()
+            .map_or(vec![], |a| a.iter().map(|kv| unb64(&kv["key"])).collect())
+    };
+    let all = range(json!({"sort_order": "DESCEND"}));
+    let visible = keys(&all);
+    assert!(
+        visible.len() >= 3 && visible.iter().all(|k| !k.starts_with("/hermes/_cp/")),
+        "{visible:?}"
+    );
+    assert_eq!(
+        all["count"].as_str(),
+        Some(visible.len().to_string().as_str())
+    );
+    let two = range(json!({"sort_order": "DESCEND", "limit": 2}));
+    assert_eq!(keys(&two), visible[..2].to_vec());
+    assert_eq!(
+        (two["more"].as_bool(), two["count"].clone()),
+        (Some(true), all["count"].clone())
+    );
+    let counted = range(json!({"count_only": true}));
+    assert_eq!(counted["count"], all["count"]);
+    assert!(counted.get("kvs").is_none());
+    let single =
+        range(json!({"key": b64("/hermes/_cp/bootstrap/initial_admin"), "range_end": null}));
+    assert!(
+        single.get("kvs").is_none() && single.get("count").is_none(),
+        "{single}"
+    );
 }

@@ -12,16 +12,14 @@ use hermes_storage::KvStore;
 
 use super::error::{Code, EtcdError};
 
-/// The same prefix as `hermes_control::replicated::keys::CONTROL_PREFIX` (compat does not
-/// depend on the control crate); the process tests check the endpoint hides it.
-pub const HIDDEN_PREFIX: &[u8] = b"/hermes/_cp/";
+use hermes_control::replicated::keys::CONTROL_PREFIX;
 
 fn hidden() -> KeyRange {
-    KeyRange::prefix(HIDDEN_PREFIX.to_vec())
+    KeyRange::prefix(CONTROL_PREFIX.as_bytes().to_vec())
 }
 
 pub fn is_hidden(key: &[u8]) -> bool {
-    key.starts_with(HIDDEN_PREFIX)
+    key.starts_with(CONTROL_PREFIX.as_bytes())
 }
 
 fn denied() -> EtcdError {
@@ -59,82 +57,53 @@ pub fn check_write(cmd: &Command) -> Result<(), EtcdError> {
     }
 }
 
-/// Serves a range without the hidden keys: the request is split around them, so limits,
-/// counts and `more` stay exact.
+/// Serves a range without the hidden keys. When the range spans them it is read whole (the
+/// store sorts and filters as asked), the hidden keys are dropped, the limit is applied to
+/// what is left, and the count leaves out the hidden keys it counted.
 pub async fn range(store: &Arc<KvStore>, req: RangeRequest) -> Result<RangeResponse, EtcdError> {
-    if !req.range.overlaps(&hidden()) {
+    let hidden = hidden();
+    if !req.range.overlaps(&hidden) {
         return Ok(store.range(req).await?);
     }
-    if req.range.is_single() {
-        let resp = store.range(RangeRequest {
+    let mut resp = store
+        .range(RangeRequest {
+            limit: 0,
+            count_only: false,
+            ..req.clone()
+        })
+        .await?;
+    let hidden_count = store
+        .range(RangeRequest {
+            range: intersection(&req.range, &hidden),
+            revision: resp.revision,
             count_only: true,
-            ..req
-        });
-        let revision = resp.await?.revision;
-        return Ok(RangeResponse {
-            revision,
-            ..RangeResponse::default()
-        });
+            serializable: true,
+            ..RangeRequest::default()
+        })
+        .await?
+        .count;
+    resp.count -= hidden_count;
+    resp.kvs.retain(|kv| !is_hidden(&kv.key));
+    if req.count_only {
+        resp.kvs.clear();
+    } else if req.limit > 0 && resp.kvs.len() > req.limit as usize {
+        resp.kvs.truncate(req.limit as usize);
+        resp.more = true;
     }
-    let hidden = hidden();
-    let mut parts = Vec::new();
-    if req.range.key.as_slice() < HIDDEN_PREFIX {
-        parts.push(KeyRange::new(req.range.key.clone(), HIDDEN_PREFIX.to_vec()));
-    }
-    let after = hidden.range_end.clone();
-    if req.range.upper().is_none_or(|end| end > after.as_slice()) {
-        parts.push(KeyRange::new(after, req.range.range_end.clone()));
-    }
-    let mut merged = RangeResponse::default();
-    let mut all = Vec::new();
-    for part in parts {
-        let resp = store
-            .range(RangeRequest {
-                range: part,
-                limit: 0,
-                ..req.clone()
-            })
-            .await?;
-        merged.revision = resp.revision;
-        merged.count += resp.count;
-        all.extend(resp.kvs);
-    }
-    if !req.count_only {
-        // Each part came back in the requested order; order across parts again.
-        resort(&req, &mut all);
-        if req.limit > 0 && all.len() > req.limit as usize {
-            all.truncate(req.limit as usize);
-            merged.more = true;
-        }
-    }
-    merged.kvs = all;
-    Ok(merged)
+    Ok(resp)
 }
 
-fn resort(req: &RangeRequest, kvs: &mut [hermes_storage::mvcc::key_value::KeyValue]) {
-    use hermes_storage::mvcc::request::{SortOrder, SortTarget};
-    let order = match (req.sort_order, req.sort_target) {
-        (SortOrder::None, SortTarget::Key) => SortOrder::Ascend,
-        (SortOrder::None, _) => SortOrder::Ascend,
-        (o, _) => o,
+/// The keys in both ranges; `hidden` is a prefix range, `range` overlaps it.
+fn intersection(range: &KeyRange, hidden: &KeyRange) -> KeyRange {
+    if range.is_single() {
+        return range.clone();
+    }
+    let key = range.key.clone().max(hidden.key.clone());
+    let end = match range.upper() {
+        Some(end) if end < hidden.range_end.as_slice() => end.to_vec(),
+        _ => hidden.range_end.clone(),
     };
-    kvs.sort_by(|a, b| {
-        let ord = match req.sort_target {
-            SortTarget::Key => a.key.cmp(&b.key),
-            SortTarget::Version => a.version.cmp(&b.version).then(a.key.cmp(&b.key)),
-            SortTarget::Create => a
-                .create_revision
-                .cmp(&b.create_revision)
-                .then(a.key.cmp(&b.key)),
-            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision).then(a.key.cmp(&b.key)),
-            SortTarget::Value => a.value.cmp(&b.value).then(a.key.cmp(&b.key)),
-        };
-        if order == SortOrder::Descend {
-            ord.reverse()
-        } else {
-            ord
-        }
-    });
+    KeyRange::new(key, end)
 }
 
 /// Drops events of hidden keys.

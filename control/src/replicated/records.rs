@@ -86,9 +86,15 @@ impl Replicated {
                 .get_record::<Credential>(&key)?
                 .ok_or_else(|| credential_not_found(id))?;
             let saved = Credential {
-                description: update.description.clone(),
-                enabled: update.enabled,
-                scopes: update.scopes.clone(),
+                description: update
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| current.description.clone()),
+                enabled: update.enabled.unwrap_or(current.enabled),
+                scopes: update
+                    .scopes
+                    .clone()
+                    .unwrap_or_else(|| current.scopes.clone()),
                 updated_at: now_rfc3339(),
                 ..current
             };

@@ -13,7 +13,7 @@ use hermes_control::model::Credential;
 use hermes_control::scopes::{self, Scope};
 use hermes_control::store::CredentialUpdate;
 
-use super::{ApiError, ApiState, Caller, Ns};
+use super::{fields, ApiError, ApiState, Caller, Ns};
 
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -69,17 +69,6 @@ async fn grantable(
     Ok(parsed.iter().map(|s| s.as_str().to_string()).collect())
 }
 
-fn string_field(
-    body: &serde_json::Map<String, Value>,
-    key: &str,
-) -> Result<Option<String>, ApiError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
-    }
-}
-
 pub async fn list(
     State(state): State<ApiState>,
     Ns(ns): Ns,
@@ -99,14 +88,9 @@ pub async fn create(
     caller
         .authorize(&state, &ns, Scope::CredentialWrite)
         .await?;
-    let body = super::object_body(&caller.body)?;
-    if let Some(unknown) = body
-        .keys()
-        .find(|k| !["description", "scopes"].contains(&k.as_str()))
-    {
-        return Err(ApiError::bad_request(format!("unknown field {unknown:?}")));
-    }
-    let description = string_field(&body, "description")?.unwrap_or_default();
+    let body = fields::object(&caller.body)?;
+    fields::only(&body, &["description", "scopes"])?;
+    let description = fields::string(&body, "description")?.unwrap_or_default();
     let scopes = grantable(
         &state,
         &caller,
@@ -146,32 +130,15 @@ pub async fn update(
         .authorize(&state, &ns, Scope::CredentialWrite)
         .await?;
     let id = parse_id(&id)?;
-    let body = super::object_body(&caller.body)?;
-    if let Some(unknown) = body
-        .keys()
-        .find(|k| !["description", "scopes", "enabled"].contains(&k.as_str()))
-    {
-        return Err(ApiError::bad_request(format!("unknown field {unknown:?}")));
-    }
-    let current = state
-        .store
-        .credentials(&ns)
-        .await?
-        .into_iter()
-        .find(|c| c.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("credential {id} not found")))?;
-    let enabled = match body.get("enabled") {
-        None | Some(Value::Null) => current.enabled,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::bad_request("enabled must be a boolean")),
-    };
-    let scopes = match body.get("scopes") {
-        None => current.scopes.clone(),
-        Some(v) => grantable(&state, &caller, &ns, v).await?,
+    let body = fields::object(&caller.body)?;
+    fields::only(&body, &["description", "scopes", "enabled"])?;
+    let scopes = match body.get("scopes").filter(|v| !v.is_null()) {
+        None => None,
+        Some(v) => Some(grantable(&state, &caller, &ns, v).await?),
     };
     let update = CredentialUpdate {
-        description: string_field(&body, "description")?.unwrap_or(current.description),
-        enabled,
+        description: fields::string(&body, "description")?,
+        enabled: fields::boolean(&body, "enabled")?,
         scopes,
     };
     state

@@ -8,18 +8,10 @@ use serde_json::{json, Value};
 use hermes_control::model::Member;
 use hermes_control::scopes::{Role, Scope};
 
-use super::{ApiError, ApiState, Caller, Ns};
+use super::{fields, ApiError, ApiState, Caller, Ns};
 
-fn trimmed(body: &serde_json::Map<String, Value>, key: &str) -> Result<String, ApiError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.trim().to_string()),
-        Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
-    }
-}
-
-fn role(body: &serde_json::Map<String, Value>) -> Result<Role, ApiError> {
-    Role::parse(&trimmed(body, "role")?)
+fn role(body: &fields::Object) -> Result<Role, ApiError> {
+    Role::parse(&fields::trimmed(body, "role")?)
         .ok_or_else(|| ApiError::bad_request("role must be owner, editor, or viewer"))
 }
 
@@ -53,8 +45,8 @@ pub async fn set(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::MemberWrite).await?;
-    let body = super::object_body(&caller.body)?;
-    let sub = trimmed(&body, "user_sub")?;
+    let body = fields::object(&caller.body)?;
+    let sub = fields::trimmed(&body, "user_sub")?;
     if sub.is_empty() {
         return Err(ApiError::bad_request("user_sub is required"));
     }
@@ -113,8 +105,8 @@ pub async fn set_binding(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::MemberWrite).await?;
-    let body = super::object_body(&caller.body)?;
-    let group = trimmed(&body, "group")?;
+    let body = fields::object(&caller.body)?;
+    let group = fields::trimmed(&body, "group")?;
     if group.is_empty() {
         return Err(ApiError::bad_request("group is required"));
     }

@@ -7,6 +7,7 @@ pub mod bootstrap;
 mod caller;
 mod config;
 mod credentials;
+mod fields;
 mod members;
 mod namespaces;
 mod resources;
@@ -21,7 +22,6 @@ use axum::http::request::Parts;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use hermes_control::store::ControlStore;
 
@@ -69,15 +69,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Ns {
 /// Decodes a JSON body, answering `400 {"error": "<prefix>: <detail>"}` when it is not.
 pub fn json_body<T: DeserializeOwned>(body: &[u8], prefix: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{prefix}: {e}")))
-}
-
-/// A JSON object body (unknown fields are rejected by the handlers that care).
-pub fn object_body(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(ApiError::bad_request("invalid JSON: expected an object")),
-        Err(e) => Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
-    }
 }
 
 pub fn router(state: ApiState) -> Router {

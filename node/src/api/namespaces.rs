@@ -5,13 +5,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use hermes_control::model::Member;
 use hermes_control::scopes::{Role, Scope};
 use hermes_control::validate;
 
-use super::{ApiError, ApiState, Caller, Identity};
+use super::{fields, ApiError, ApiState, Caller, Identity};
 
 pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Response, ApiError> {
     caller
@@ -25,12 +25,9 @@ pub async fn create(State(state): State<ApiState>, caller: Caller) -> Result<Res
     caller
         .authorize(&state, "default", Scope::NamespaceWrite)
         .await?;
-    let body = super::object_body(&caller.body)?;
-    let name = match body.get("name") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.trim().to_string(),
-        Some(_) => return Err(ApiError::bad_request("name must be a string")),
-    };
+    let body = fields::object(&caller.body)?;
+    fields::only(&body, &["name"])?;
+    let name = fields::trimmed(&body, "name")?;
     validate::namespace_name(&name).map_err(ApiError::bad_request)?;
     state
         .store

@@ -12,7 +12,7 @@ use hermes_control::model::{now_rfc3339, unix_now, Operator};
 use hermes_control::scopes::Scope;
 
 use super::users::hash_password;
-use super::{ApiError, ApiState, Caller, Identity, Ns};
+use super::{fields, ApiError, ApiState, Caller, Identity, Ns};
 
 pub async fn auth_config() -> Response {
     Json(json!({"enabled": true, "mode": "builtin"})).into_response()
@@ -23,20 +23,13 @@ pub async fn scopes() -> Response {
     Json(json!({"scopes": names})).into_response()
 }
 
-fn text(body: &serde_json::Map<String, Value>, key: &str) -> String {
-    body.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
 pub async fn login(
     State(state): State<ApiState>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let body = super::object_body(&body)?;
-    let email = text(&body, "email").trim().to_lowercase();
-    let pw = text(&body, "password");
+    let body = fields::object(&body)?;
+    let email = fields::trimmed(&body, "email")?.to_lowercase();
+    let pw = fields::string(&body, "password")?.unwrap_or_default();
     if email.is_empty() || pw.is_empty() {
         return Err(ApiError::bad_request("email and password are required"));
     }
@@ -89,9 +82,9 @@ pub async fn change_password(
             )),
         };
     };
-    let body = super::object_body(&caller.body)?;
-    let old = text(&body, "old_password");
-    let new = text(&body, "new_password");
+    let body = fields::object(&caller.body)?;
+    let old = fields::string(&body, "old_password")?.unwrap_or_default();
+    let new = fields::string(&body, "new_password")?.unwrap_or_default();
     if new.is_empty() {
         return Err(ApiError::bad_request("new_password is required"));
     }

@@ -11,7 +11,7 @@ use hermes_control::auth::password;
 use hermes_control::model::User;
 use hermes_control::scopes::Scope;
 
-use super::{ApiError, ApiState, Caller, Identity};
+use super::{fields, ApiError, ApiState, Caller, Identity};
 
 pub fn user_json(u: &User) -> Value {
     json!({"sub": u.sub, "username": u.username, "email": u.email, "name": u.name,
@@ -42,26 +42,6 @@ async fn existing(state: &ApiState, sub: &str) -> Result<User, ApiError> {
         .ok_or_else(|| ApiError::not_found("user not found"))
 }
 
-fn field<'a>(body: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value> {
-    body.get(key).filter(|v| !v.is_null())
-}
-
-fn str_field(body: &serde_json::Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
-    match field(body, key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
-    }
-}
-
-fn bool_field(body: &serde_json::Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
-    match field(body, key) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ApiError::bad_request(format!("{key} must be a boolean"))),
-    }
-}
-
 pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Response, ApiError> {
     admin(&state, &caller).await?;
     let users: Vec<Value> = state.store.users().await?.iter().map(user_json).collect();
@@ -70,12 +50,13 @@ pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Respo
 
 pub async fn create(State(state): State<ApiState>, caller: Caller) -> Result<Response, ApiError> {
     admin(&state, &caller).await?;
-    let body = super::object_body(&caller.body)?;
-    let email = str_field(&body, "email")?
+    let body = fields::object(&caller.body)?;
+    fields::only(&body, &["email", "password", "name", "is_admin"])?;
+    let email = fields::string(&body, "email")?
         .unwrap_or_default()
         .trim()
         .to_lowercase();
-    let pw = str_field(&body, "password")?.unwrap_or_default();
+    let pw = fields::string(&body, "password")?.unwrap_or_default();
     if email.is_empty() || pw.is_empty() {
         return Err(ApiError::bad_request("email and password are required"));
     }
@@ -88,10 +69,10 @@ pub async fn create(State(state): State<ApiState>, caller: Caller) -> Result<Res
         sub: format!("builtin:{email}"),
         username: local.clone(),
         email: email.clone(),
-        name: str_field(&body, "name")?
+        name: fields::string(&body, "name")?
             .filter(|n| !n.trim().is_empty())
             .unwrap_or(local),
-        is_admin: bool_field(&body, "is_admin")?.unwrap_or(false),
+        is_admin: fields::boolean(&body, "is_admin")?.unwrap_or(false),
         must_change_password: true,
         last_seen: String::new(),
         password_hash: hash_password(pw).await?,
@@ -114,15 +95,16 @@ pub async fn update(
     Path(sub): Path<String>,
 ) -> Result<Response, ApiError> {
     admin(&state, &caller).await?;
-    let body = super::object_body(&caller.body)?;
+    let body = fields::object(&caller.body)?;
+    fields::only(&body, &["email", "name", "is_admin"])?;
     let mut user = existing(&state, &sub).await?;
-    if let Some(email) = str_field(&body, "email")? {
+    if let Some(email) = fields::string(&body, "email")? {
         user.email = email.trim().to_lowercase();
     }
-    if let Some(name) = str_field(&body, "name")? {
+    if let Some(name) = fields::string(&body, "name")? {
         user.name = name;
     }
-    if let Some(admin) = bool_field(&body, "is_admin")? {
+    if let Some(admin) = fields::boolean(&body, "is_admin")? {
         user.is_admin = admin;
     }
     state
@@ -132,18 +114,24 @@ pub async fn update(
     Ok(Json(json!({"ok": true})).into_response())
 }
 
-pub async fn set_admin(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(sub): Path<String>,
+/// Sets one of a user's flags from a `{"<field>": bool}` body, audited as `actions.0` when
+/// set and `actions.1` when cleared.
+async fn set_flag(
+    state: &ApiState,
+    caller: &Caller,
+    sub: &str,
+    field: &str,
+    actions: (&str, &str),
+    apply: fn(&mut User, bool),
 ) -> Result<Response, ApiError> {
-    admin(&state, &caller).await?;
-    let body = super::object_body(&caller.body)?;
-    let flag = bool_field(&body, "is_admin")?
-        .ok_or_else(|| ApiError::bad_request("is_admin is required"))?;
-    let mut user = existing(&state, &sub).await?;
-    user.is_admin = flag;
-    let action = if flag { "grant_admin" } else { "revoke_admin" };
+    admin(state, caller).await?;
+    let body = fields::object(&caller.body)?;
+    fields::only(&body, &[field])?;
+    let flag = fields::boolean(&body, field)?
+        .ok_or_else(|| ApiError::bad_request(format!("{field} is required")))?;
+    let mut user = existing(state, sub).await?;
+    apply(&mut user, flag);
+    let action = if flag { actions.0 } else { actions.1 };
     state
         .store
         .update_user(user, Some(action), &caller.operator())
@@ -151,27 +139,36 @@ pub async fn set_admin(
     Ok(Json(json!({"ok": true})).into_response())
 }
 
+pub async fn set_admin(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(sub): Path<String>,
+) -> Result<Response, ApiError> {
+    set_flag(
+        &state,
+        &caller,
+        &sub,
+        "is_admin",
+        ("grant_admin", "revoke_admin"),
+        |u, f| u.is_admin = f,
+    )
+    .await
+}
+
 pub async fn force_password_change(
     State(state): State<ApiState>,
     caller: Caller,
     Path(sub): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &caller).await?;
-    let body = super::object_body(&caller.body)?;
-    let flag = bool_field(&body, "must_change_password")?
-        .ok_or_else(|| ApiError::bad_request("must_change_password is required"))?;
-    let mut user = existing(&state, &sub).await?;
-    user.must_change_password = flag;
-    let action = if flag {
-        "force_password_change"
-    } else {
-        "clear_force_password_change"
-    };
-    state
-        .store
-        .update_user(user, Some(action), &caller.operator())
-        .await?;
-    Ok(Json(json!({"ok": true})).into_response())
+    set_flag(
+        &state,
+        &caller,
+        &sub,
+        "must_change_password",
+        ("force_password_change", "clear_force_password_change"),
+        |u, f| u.must_change_password = f,
+    )
+    .await
 }
 
 pub async fn reset_password(
@@ -185,8 +182,9 @@ pub async fn reset_password(
             "can only reset password for builtin users",
         ));
     }
-    let body = super::object_body(&caller.body)?;
-    let pw = str_field(&body, "new_password")?.unwrap_or_default();
+    let body = fields::object(&caller.body)?;
+    fields::only(&body, &["new_password"])?;
+    let pw = fields::string(&body, "new_password")?.unwrap_or_default();
     if pw.is_empty() {
         return Err(ApiError::bad_request("new_password is required"));
     }
