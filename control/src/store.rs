@@ -74,8 +74,14 @@ pub trait ControlStore: Send + Sync + 'static {
     // --- namespaces ---
     /// Every namespace, sorted; `default` always among them.
     async fn namespaces(&self) -> Result<Vec<String>>;
-    /// Fails with `AlreadyExists` for a namespace that exists.
-    async fn create_namespace(&self, name: &str, operator: &Operator) -> Result<()>;
+    /// Fails with `AlreadyExists` for a namespace that exists. `owner`: a user made the new
+    /// namespace's owner in the same step.
+    async fn create_namespace(
+        &self,
+        name: &str,
+        owner: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()>;
 
     // --- domains and clusters ---
     /// Sorted by name.

@@ -382,6 +382,34 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
         400
     );
 
+    // An owner of `default` who creates a namespace owns the new one too, in the same step.
+    let (_, b) = login(&anon, "owner@example.test", "secret-123");
+    let owner = anon.with(Auth::Bearer(
+        b["access_token"].as_str().unwrap().to_string(),
+    ));
+    assert_eq!(
+        owner
+            .post("/api/v1/namespaces", &json!({"name": "team-a"}))
+            .0,
+        201
+    );
+    let (s, b) = owner.in_ns("team-a").get("/api/v1/members");
+    assert_eq!(
+        (s, b["members"][0]["role"].as_str()),
+        (200, Some("owner")),
+        "{b}"
+    );
+    let cluster = json!({"name": "c", "nodes": [{"host": "h", "port": 1}]});
+    assert_eq!(
+        owner.in_ns("team-a").post("/api/v1/clusters", &cluster).0,
+        201
+    );
+    assert_eq!(
+        owner.in_ns("staging").get("/api/v1/domains").0,
+        403,
+        "no role in staging"
+    );
+
     // Key rotation: old tokens stay valid through the grace period, new ones differ.
     let (s, b) = root.post("/api/auth/rotate-key", &json!({}));
     assert_eq!(

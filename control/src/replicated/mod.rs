@@ -118,11 +118,17 @@ impl Replicated {
 
     /// Every key under `prefix`, in key order, as of the local state.
     async fn scan(&self, prefix: &str) -> Result<Vec<KeyValue>> {
+        self.scan_limited(prefix, 0).await
+    }
+
+    /// The first `limit` keys under `prefix` (0: all).
+    async fn scan_limited(&self, prefix: &str, limit: i64) -> Result<Vec<KeyValue>> {
         let resp = self
             .node
             .store()
             .range(RangeRequest {
                 range: KeyRange::prefix(prefix.as_bytes().to_vec()),
+                limit,
                 serializable: true,
                 ..RangeRequest::default()
             })
@@ -172,8 +178,13 @@ impl ControlStore for Replicated {
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.list_namespaces().await
     }
-    async fn create_namespace(&self, name: &str, operator: &Operator) -> Result<()> {
-        self.add_namespace(name, operator).await
+    async fn create_namespace(
+        &self,
+        name: &str,
+        owner: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()> {
+        self.add_namespace(name, owner, operator).await
     }
     async fn resources(&self, ns: &str, kind: Kind) -> Result<Vec<Resource>> {
         self.list_resources(ns, kind).await
@@ -267,7 +278,8 @@ impl ControlStore for Replicated {
             .map(|(c, _)| c))
     }
     async fn any_credential(&self) -> Result<bool> {
-        Ok(!self.scan(&keys::credentials()).await?.is_empty())
+        // On every anonymous request: local state, one key at most.
+        Ok(!self.scan_limited(&keys::credentials(), 1).await?.is_empty())
     }
     async fn create_credential(
         &self,

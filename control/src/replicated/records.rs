@@ -10,18 +10,6 @@ use crate::store::{ControlError, CredentialUpdate, Result};
 /// Where user changes are audited.
 const GLOBAL: &str = "_global";
 
-fn counter_value(s: &Replicated, key: &str, tx: &mut Tx) -> i64 {
-    let kv = s.get(key);
-    tx.pin(key, kv.as_deref());
-    let last = kv
-        .as_deref()
-        .and_then(|kv| std::str::from_utf8(&kv.value).ok())
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(0);
-    tx.put(key, (last + 1).to_string().into_bytes());
-    last + 1
-}
-
 fn credential_not_found(id: i64) -> ControlError {
     ControlError::NotFound(format!("credential {id} not found"))
 }
@@ -59,7 +47,7 @@ impl Replicated {
             tx.pin(&key, None);
             let now = now_rfc3339();
             let saved = Credential {
-                id: counter_value(s, &keys::counter("credential"), &mut tx),
+                id: s.next_counter(&mut tx, &keys::counter("credential")),
                 created_at: now.clone(),
                 updated_at: now,
                 ..credential.clone()
@@ -276,7 +264,7 @@ impl Replicated {
             tx.pin(&key, existing.as_ref().map(|(_, kv)| kv.as_ref()));
             let id = match &existing {
                 Some((b, _)) => b.id,
-                None => counter_value(s, &keys::counter("group_binding"), &mut tx),
+                None => s.next_counter(&mut tx, &keys::counter("group_binding")),
             };
             let binding = GroupBinding {
                 id,
@@ -380,7 +368,7 @@ impl Replicated {
             let inserted = dashboard.id <= 0;
             let saved = if inserted {
                 Dashboard {
-                    id: counter_value(s, &keys::counter("dashboard"), &mut tx),
+                    id: s.next_counter(&mut tx, &keys::counter("dashboard")),
                     ..dashboard.clone()
                 }
             } else {

@@ -22,6 +22,7 @@ struct NamespaceRecord {
     created_at: String,
 }
 
+/// A decimal counter record (0 when absent).
 fn parse_counter(kv: Option<&KeyValue>) -> i64 {
     kv.and_then(|kv| std::str::from_utf8(&kv.value).ok())
         .and_then(|s| s.trim().parse().ok())
@@ -52,7 +53,12 @@ impl Replicated {
         Ok(names)
     }
 
-    pub(super) async fn add_namespace(&self, name: &str, operator: &Operator) -> Result<()> {
+    pub(super) async fn add_namespace(
+        &self,
+        name: &str,
+        owner: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()> {
         let record = encode(&NamespaceRecord {
             name: name.to_string(),
             created_at: now_rfc3339(),
@@ -70,6 +76,17 @@ impl Replicated {
             tx.pin(&key, None);
             tx.put(&key, record.clone());
             s.log_changes(&mut tx, "_global", vec![audit.clone()])?;
+            if let Some(sub) = owner {
+                let member = crate::model::Member {
+                    namespace: name.to_string(),
+                    user_sub: sub.to_string(),
+                    role: crate::scopes::Role::Owner.as_str().to_string(),
+                };
+                tx.put(&keys::member(name, sub), encode(&member)?);
+                let action = format!("set_role:{}", member.role);
+                let joined = Self::audit_entry("member", sub, &action, operator);
+                s.log_changes(&mut tx, name, vec![joined])?;
+            }
             Ok((tx, ()))
         })
         .await
@@ -143,11 +160,8 @@ impl Replicated {
         operator: &Operator,
     ) -> Result<(i64, ChangeEntry)> {
         let key = keys::resource(ns, kind, name);
-        let counter_key = keys::history_version(ns, kind, name);
-        let counter = self.get(&counter_key);
         tx.pin(&key, current);
-        tx.pin(&counter_key, counter.as_deref());
-        let version = parse_counter(counter.as_deref()) + 1;
+        let version = self.next_counter(tx, &keys::history_version(ns, kind, name));
         let text = doc_json(doc)?;
         let now = now_rfc3339();
         if action == Action::Delete {
@@ -165,7 +179,6 @@ impl Replicated {
             doc: Some(text.clone()),
         };
         tx.put(&keys::history(ns, kind, name, version), encode(&entry)?);
-        tx.put(&counter_key, version.to_string().into_bytes());
         let retention = self.history_retention as i64;
         if version > retention {
             tx.delete_range(
@@ -377,6 +390,15 @@ impl Replicated {
             );
         }
         Ok(revision)
+    }
+
+    /// The next value of a counter record, pinned and advanced in `tx`.
+    pub(super) fn next_counter(&self, tx: &mut Tx, key: &str) -> i64 {
+        let kv = self.get(key);
+        tx.pin(key, kv.as_deref());
+        let next = parse_counter(kv.as_deref()) + 1;
+        tx.put(key, next.to_string().into_bytes());
+        next
     }
 
     pub(super) fn current_revision(&self, ns: &str) -> i64 {

@@ -50,13 +50,13 @@ pub async fn get_config(
 /// `{"domains": [...], "clusters": [...]}` of a bulk body; absent or null lists are empty.
 fn lists(body: &[u8]) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
     let v: Value = super::json_body(body, "invalid json")?;
-    let Some(obj) = v.as_object() else {
+    let Value::Object(mut obj) = v else {
         return Err(ApiError::bad_request("invalid json: expected an object"));
     };
-    let list = |key: &str| -> Result<Vec<Value>, ApiError> {
-        match obj.get(key) {
+    let mut list = |key: &str| -> Result<Vec<Value>, ApiError> {
+        match obj.remove(key) {
             None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(a)) => Ok(a.clone()),
+            Some(Value::Array(a)) => Ok(a),
             Some(_) => Err(ApiError::bad_request(format!(
                 "invalid json: {key} must be an array"
             ))),

@@ -7,8 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use hermes_control::model::Member;
-use hermes_control::scopes::{Role, Scope};
+use hermes_control::scopes::Scope;
 use hermes_control::validate;
 
 use super::{fields, ApiError, ApiState, Caller, Identity};
@@ -29,23 +28,14 @@ pub async fn create(State(state): State<ApiState>, caller: Caller) -> Result<Res
     fields::only(&body, &["name"])?;
     let name = fields::trimmed(&body, "name")?;
     validate::namespace_name(&name).map_err(ApiError::bad_request)?;
+    // A signed-in person who creates a namespace owns it.
+    let owner = match &caller.identity {
+        Identity::User { user, .. } => Some(user.sub.as_str()),
+        _ => None,
+    };
     state
         .store
-        .create_namespace(&name, &caller.operator())
+        .create_namespace(&name, owner, &caller.operator())
         .await?;
-    // A signed-in person who creates a namespace owns it.
-    if let Identity::User { user, .. } = &caller.identity {
-        state
-            .store
-            .set_member(
-                Member {
-                    namespace: name.clone(),
-                    user_sub: user.sub.clone(),
-                    role: Role::Owner.as_str().into(),
-                },
-                &caller.operator(),
-            )
-            .await?;
-    }
     Ok((StatusCode::CREATED, Json(json!({"name": name}))).into_response())
 }

@@ -88,8 +88,7 @@ fn normalized(kind: Kind, doc: Value) -> Value {
 }
 
 /// The submitted document, checked; `name` (from the path, for updates) replaces the body's.
-fn checked_doc(kind: Kind, body: &[u8], name: Option<&str>) -> Result<Value, ApiError> {
-    let mut doc: Value = super::json_body(body, "invalid json")?;
+fn checked_doc(kind: Kind, mut doc: Value, name: Option<&str>) -> Result<Value, ApiError> {
     let Some(obj) = doc.as_object_mut() else {
         return Err(ApiError::bad_request("invalid json: expected an object"));
     };
@@ -168,7 +167,7 @@ async fn create(
     kind: Kind,
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::ConfigWrite).await?;
-    let doc = checked_doc(kind, &caller.body, None)?;
+    let doc = checked_doc(kind, super::json_body(&caller.body, "invalid json")?, None)?;
     let name = doc["name"].as_str().unwrap_or_default().to_string();
     let written = state
         .store
@@ -206,7 +205,7 @@ async fn update(
         .ok_or_else(|| {
             ApiError::bad_request("resource_version is required for update (must be > 0)")
         })?;
-    let doc = checked_doc(kind, &caller.body, Some(&name))?;
+    let doc = checked_doc(kind, raw, Some(&name))?;
     let written = state
         .store
         .write_resource(
