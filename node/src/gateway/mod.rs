@@ -252,3 +252,95 @@ struct DomainsAt {
     revision: i64,
     domains: Vec<Arc<config::types::DomainConfig>>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::source::Change;
+
+    fn doc(v: serde_json::Value) -> Vec<u8> {
+        v.to_string().into_bytes()
+    }
+
+    fn domain_to(cluster: &str) -> Vec<u8> {
+        doc(serde_json::json!({"name": "d", "hosts": ["d.test"],
+            "routes": [{"name": "r", "uri": "/*", "clusters": [{"name": cluster}]}]}))
+    }
+
+    fn cluster(name: &str) -> Vec<u8> {
+        doc(serde_json::json!({"name": name, "nodes": [{"host": "127.0.0.1", "port": 1}]}))
+    }
+
+    fn routed_to(gw: &Gateway) -> Vec<String> {
+        gw.table()
+            .routes()
+            .iter()
+            .flat_map(|r| r.clusters.iter().map(|c| c.name.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_cluster_removed_after_its_route_moved_outlives_the_old_table() {
+        let (_stop, shutdown) = watch::channel(false);
+        let metrics = GatewayMetrics::register(&prometheus::Registry::new()).unwrap();
+        let gw = Gateway::new(metrics, Vec::new(), shutdown);
+        let prefixes = Prefixes::for_namespace("default");
+        let mut catalog = Catalog::new(prefixes);
+        let (to_builder, from_loop) = watch::channel(None);
+        gw.apply(
+            &mut catalog,
+            Update::Full {
+                revision: 1,
+                items: vec![
+                    ("/hermes/clusters/a".into(), cluster("a")),
+                    ("/hermes/clusters/b".into(), cluster("b")),
+                    ("/hermes/domains/d".into(), domain_to("a")),
+                ],
+            },
+            &to_builder,
+        );
+        // The route moves to b, then a is deleted, before any table is built.
+        for (revision, key, value) in [
+            (2, "/hermes/domains/d", Some(domain_to("b"))),
+            (3, "/hermes/clusters/a", None),
+        ] {
+            let change = Change {
+                key: key.into(),
+                value,
+            };
+            let update = Update::Changes {
+                revision,
+                changes: vec![change],
+            };
+            gw.apply(&mut catalog, update, &to_builder);
+        }
+        assert!(
+            gw.clusters.get("a").is_some(),
+            "removed while the table in use still routes to it"
+        );
+        let builder = tokio::spawn(gw.clone().build_tables(from_loop));
+        for _ in 0..500 {
+            if routed_to(&gw) == ["b"] && gw.clusters.get("a").is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(routed_to(&gw), ["b"]);
+        assert!(
+            gw.clusters.get("a").is_none(),
+            "removed once the table moved on"
+        );
+        assert_eq!(gw.applied_revision.load(Ordering::Acquire), 3);
+        // With the table current, a removal applies at once.
+        let update = Update::Changes {
+            revision: 4,
+            changes: vec![Change {
+                key: "/hermes/clusters/b".into(),
+                value: None,
+            }],
+        };
+        gw.apply(&mut catalog, update, &to_builder);
+        assert!(gw.clusters.get("b").is_none());
+        builder.abort();
+    }
+}
