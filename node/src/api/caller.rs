@@ -268,7 +268,7 @@ async fn signed(
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     // The original signs the decoded path (Go's URL.Path).
-    let decoded = percent_decode(path);
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
     hmac::verify(
         &credential.secret_key,
         &auth,
@@ -281,26 +281,6 @@ async fn signed(
     )
     .map_err(unauthorized)?;
     Ok(Identity::Credential(credential))
-}
-
-/// `%XX` sequences decoded, as Go's `URL.Path` holds them.
-fn percent_decode(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A handler that takes a [`Caller`] gets the authenticated one, or answers with the reason
@@ -328,6 +308,11 @@ mod tests {
 
     #[test]
     fn paths_are_compared_decoded_like_go() {
+        let percent_decode = |p: &str| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         assert_eq!(
             percent_decode("/api/v1/domains/a%20b"),
             "/api/v1/domains/a b"

@@ -52,10 +52,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Ns {
             .map(str::to_string);
         let query = || {
             parts.uri.query().and_then(|q| {
-                q.split('&')
-                    .filter_map(|kv| kv.split_once('='))
-                    .find(|(k, _)| *k == "namespace")
-                    .map(|(_, v)| v.to_string())
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "namespace")
+                    .map(|(_, v)| v.into_owned())
                     .filter(|v| !v.is_empty())
             })
         };
