@@ -57,10 +57,6 @@ impl Tx {
         }));
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
     /// Proposes the transaction; `false` when a pinned key had changed (nothing was written).
     pub async fn commit(self, node: &RaftNode) -> Result<bool> {
         if self.ops.is_empty() {
