@@ -158,11 +158,15 @@ pub async fn run(
         node.clone(),
         stopped(stop_rx.clone()),
     ));
-    let control: Arc<dyn hermes_control::store::ControlStore> =
-        Arc::new(hermes_control::replicated::Replicated::new(
-            node.clone(),
-            hermes_control::replicated::DEFAULT_HISTORY_RETENTION,
-        ));
+    let control: Arc<dyn hermes_control::store::ControlStore> = Arc::new(
+        hermes_control::replicated::Replicated::new(node.clone(), config.api.resource_history),
+    );
+    let oidc = match &config.api.auth {
+        crate::config::AuthMode::Builtin => None,
+        crate::config::AuthMode::Oidc(settings) => {
+            Some(Arc::new(crate::api::oidc::Provider::new(settings.clone())))
+        }
+    };
     let admin_state = AdminState {
         node: node.clone(),
         gateway: gateway.clone(),
@@ -170,6 +174,8 @@ pub async fn run(
         draining: draining.clone(),
         api: crate::api::ApiState {
             store: control.clone(),
+            oidc: oidc.clone(),
+            cors_origins: config.api.cors_origins.clone(),
         },
     };
     servers.spawn(admin::serve(
@@ -218,7 +224,14 @@ pub async fn run(
         }
     }
     helpers.spawn(announce_ready(admin_state, stop_rx.clone()));
-    if let Some(email) = config.initial_admin.clone() {
+    if let Some(provider) = oidc {
+        // Discover the provider now, so a misconfiguration shows in the log at start.
+        helpers.spawn(crate::api::oidc::warm_up(provider, stop_rx.clone()));
+    }
+    // With OIDC, admins come from --oidc-initial-admin-users; a built-in admin could not
+    // sign in.
+    let builtin = matches!(config.api.auth, crate::config::AuthMode::Builtin);
+    if let Some(email) = config.initial_admin.clone().filter(|_| builtin) {
         helpers.spawn(crate::api::bootstrap::run(
             control,
             config.data_dir.clone(),

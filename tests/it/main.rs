@@ -19,5 +19,6 @@ mod gateway_streams;
 mod lease;
 mod lifecycle;
 mod membership;
+mod oidc;
 mod snapshot;
 mod watch;

@@ -105,6 +105,9 @@ pub struct Claims {
     pub exp: i64,
     pub iss: String,
     pub aud: String,
+    /// Groups named by an OpenID Connect provider (never in built-in tokens).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// Why a token was rejected. Messages are short: the API prefixes them with `invalid token: `.
@@ -268,6 +271,7 @@ pub fn verify(token: &str, keys: &[SigningKey], now: i64) -> Result<Claims, Toke
         exp,
         iss: ISSUER.to_owned(),
         aud: AUDIENCE.to_owned(),
+        groups: Vec::new(),
     })
 }
 
@@ -283,6 +287,7 @@ pub fn claims_for(sub: &str, username: &str, email: &str, name: &str, now: i64) 
         exp: now + LIFETIME_SECS,
         iss: ISSUER.to_owned(),
         aud: AUDIENCE.to_owned(),
+        groups: Vec::new(),
     }
 }
 

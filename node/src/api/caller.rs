@@ -96,7 +96,7 @@ impl Caller {
                     role_source: "",
                 })
             }
-            Identity::User { user, .. } => {
+            Identity::User { user, claims } => {
                 if user.is_admin {
                     return Ok(Grant {
                         scopes: Scope::ALL.to_vec(),
@@ -109,17 +109,29 @@ impl Caller {
                     .member(ns, &user.sub)
                     .await?
                     .and_then(|m| Role::parse(&m.role));
-                Ok(match direct {
-                    Some(role) => Grant {
-                        scopes: role.scopes(),
-                        role: Some(role),
-                        role_source: "direct",
-                    },
-                    None => Grant {
-                        scopes: Vec::new(),
-                        role: None,
-                        role_source: "",
-                    },
+                // §4.3: the highest role bound to one of the token's groups replaces the
+                // direct role only when strictly higher.
+                let via_group = if claims.groups.is_empty() {
+                    None
+                } else {
+                    state
+                        .store
+                        .group_bindings(ns)
+                        .await?
+                        .iter()
+                        .filter(|b| claims.groups.contains(&b.group))
+                        .filter_map(|b| Role::parse(&b.role))
+                        .max()
+                };
+                let (role, source) = match (direct, via_group) {
+                    (d, Some(g)) if d.is_none_or(|d| g > d) => (Some(g), "group"),
+                    (Some(d), _) => (Some(d), "direct"),
+                    (None, _) => (None, ""),
+                };
+                Ok(Grant {
+                    scopes: role.map(Role::scopes).unwrap_or_default(),
+                    role,
+                    role_source: source,
                 })
             }
         }
@@ -237,6 +249,14 @@ async fn identify(
 }
 
 async fn bearer(state: &ApiState, token: &str) -> Result<Identity, ApiError> {
+    if let Some(provider) = &state.oidc {
+        let claims = provider.verify_bearer(token).await.map_err(|e| match e {
+            super::oidc::OidcError::Unavailable(m) => ApiError::unavailable(m),
+            e => ApiError::unauthorized(format!("invalid token: {e}")),
+        })?;
+        let user = super::oidc::sync_user(state.store.as_ref(), provider, &claims, false).await?;
+        return Ok(Identity::User { claims, user });
+    }
     let keys = state.store.signing_keys().await?;
     let claims = token::verify(token, &keys, unix_now())
         .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;

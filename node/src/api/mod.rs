@@ -10,6 +10,7 @@ mod credentials;
 mod fields;
 mod members;
 mod namespaces;
+pub mod oidc;
 mod resources;
 mod session;
 mod status;
@@ -32,6 +33,11 @@ pub use caller::{Caller, Identity, MAX_BODY_BYTES};
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<dyn ControlStore>,
+    /// The OpenID Connect provider when users sign in through one (`--auth-mode oidc`);
+    /// `None` for built-in accounts.
+    pub oidc: Option<Arc<oidc::Provider>>,
+    /// Browser origins allowed to call the API (CORS); empty allows none.
+    pub cors_origins: Vec<String>,
 }
 
 /// The request's namespace (§3.1 NS): header `X-Hermes-Namespace`, else `?namespace=`, else
@@ -70,13 +76,52 @@ pub fn json_body<T: DeserializeOwned>(body: &[u8], prefix: &str) -> Result<T, Ap
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{prefix}: {e}")))
 }
 
+/// The sign-in routes of the configured mode (§3.2: routes 2–4 with OIDC, 6–8 built-in).
+fn sign_in_routes(oidc: bool) -> Router<ApiState> {
+    let routes = Router::new().route("/api/auth/userinfo", get(session::userinfo));
+    if oidc {
+        routes
+            .route("/api/auth/login", get(oidc::login))
+            .route("/api/auth/token", get(oidc::token))
+            .route("/api/auth/refresh", post(oidc::refresh))
+    } else {
+        routes
+            .route("/api/auth/login", post(session::login))
+            .route("/api/auth/change-password", post(session::change_password))
+            .route("/api/auth/rotate-key", post(session::rotate_key))
+    }
+}
+
+/// Lets the configured browser origins call the API; answers their preflight requests
+/// before authentication (a preflight carries no credentials).
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-hermes-namespace"),
+                HeaderName::from_static("x-hermes-timestamp"),
+                HeaderName::from_static("x-hermes-body-sha256"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/api/auth/config", get(session::auth_config))
-        .route("/api/auth/login", post(session::login))
-        .route("/api/auth/change-password", post(session::change_password))
-        .route("/api/auth/rotate-key", post(session::rotate_key))
-        .route("/api/auth/userinfo", get(session::userinfo))
+        .merge(sign_in_routes(state.oidc.is_some()))
         .route("/api/v1/scopes", get(session::scopes))
         .route("/api/v1/whoami", get(session::whoami))
         .route(
@@ -146,6 +191,10 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             caller::authenticate,
-        ))
-        .with_state(state)
+        ));
+    let router = match cors(&state.cors_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    };
+    router.with_state(state)
 }

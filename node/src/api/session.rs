@@ -14,8 +14,13 @@ use hermes_control::scopes::Scope;
 use super::users::hash_password;
 use super::{fields, ApiError, ApiState, Caller, Identity, Ns};
 
-pub async fn auth_config() -> Response {
-    Json(json!({"enabled": true, "mode": "builtin"})).into_response()
+pub async fn auth_config(State(state): State<ApiState>) -> Response {
+    let mode = if state.oidc.is_some() {
+        "oidc"
+    } else {
+        "builtin"
+    };
+    Json(json!({"enabled": true, "mode": mode})).into_response()
 }
 
 pub async fn scopes() -> Response {
@@ -134,6 +139,9 @@ pub async fn userinfo(caller: Caller) -> Result<Response, ApiError> {
         return Err(ApiError::unauthorized("no valid token"));
     };
     let mut v = json!({"sub": claims.sub, "exp": claims.exp});
+    if !claims.groups.is_empty() {
+        v["groups"] = json!(claims.groups);
+    }
     for (k, val) in [
         ("preferred_username", &claims.preferred_username),
         ("email", &claims.email),
@@ -160,7 +168,12 @@ pub async fn whoami(
             "namespace": c.namespace, "scopes": scopes, "access_key": c.access_key,
         }))
         .into_response()),
-        Identity::User { user, .. } => {
+        Identity::User { user, claims } => {
+            let groups = if claims.groups.is_empty() {
+                Value::Null
+            } else {
+                json!(claims.groups)
+            };
             let role = if user.is_admin {
                 "admin".to_string()
             } else {
@@ -171,7 +184,7 @@ pub async fn whoami(
             };
             Ok(Json(json!({
                 "source": "oidc", "sub": user.sub, "username": user.username,
-                "email": user.email, "name": user.name, "groups": Value::Null,
+                "email": user.email, "name": user.name, "groups": groups,
                 "is_admin": user.is_admin, "role": role, "role_source": grant.role_source,
                 "scopes": scopes,
             }))

@@ -117,13 +117,40 @@ pub struct NodeArgs {
     /// E-mail of the built-in admin created on first start, or off [default: admin@hermes.local].
     #[arg(long)]
     pub initial_admin: Option<String>,
+    /// How users sign in: builtin (e-mail and password) or oidc [default: builtin].
+    #[arg(long)]
+    pub auth_mode: Option<String>,
+    /// Browser origins allowed to call the API, comma-separated [default: none].
+    #[arg(long)]
+    pub cors_origins: Option<String>,
+    /// Versions of each domain and cluster kept in its history [default: 50].
+    #[arg(long)]
+    pub resource_history: Option<String>,
+    /// OpenID Connect issuer URL (with --auth-mode oidc).
+    #[arg(long)]
+    pub oidc_issuer: Option<String>,
+    /// OpenID Connect client id.
+    #[arg(long)]
+    pub oidc_client_id: Option<String>,
+    /// OpenID Connect client secret (prefer --oidc-client-secret-file or the environment).
+    #[arg(long)]
+    pub oidc_client_secret: Option<String>,
+    /// File holding the OpenID Connect client secret.
+    #[arg(long)]
+    pub oidc_client_secret_file: Option<String>,
+    /// Usernames or e-mails made admins on their first sign-in, comma-separated.
+    #[arg(long)]
+    pub oidc_initial_admin_users: Option<String>,
+    /// Fixed OIDC callback URL [default: derived from the request's Host].
+    #[arg(long)]
+    pub oidc_redirect_url: Option<String>,
 }
 
 impl NodeArgs {
     /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
     pub fn flags(&self) -> crate::config::Flags {
         use crate::config::*;
-        let pairs: [(Setting, &Option<String>); 21] = [
+        let pairs: [(Setting, &Option<String>); 30] = [
             (ID, &self.id),
             (DATA_DIR, &self.data_dir),
             (PROXY_LISTEN, &self.proxy_listen),
@@ -145,6 +172,15 @@ impl NodeArgs {
             (MAX_CONNECTIONS, &self.max_connections),
             (ACCESS_LOG, &self.access_log),
             (INITIAL_ADMIN, &self.initial_admin),
+            (AUTH_MODE, &self.auth_mode),
+            (CORS_ORIGINS, &self.cors_origins),
+            (RESOURCE_HISTORY, &self.resource_history),
+            (OIDC_ISSUER, &self.oidc_issuer),
+            (OIDC_CLIENT_ID, &self.oidc_client_id),
+            (OIDC_CLIENT_SECRET, &self.oidc_client_secret),
+            (OIDC_CLIENT_SECRET_FILE, &self.oidc_client_secret_file),
+            (OIDC_INITIAL_ADMINS, &self.oidc_initial_admin_users),
+            (OIDC_REDIRECT_URL, &self.oidc_redirect_url),
         ];
         pairs
             .into_iter()

@@ -92,7 +92,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
 }
 
-fn tls_config(verify: bool) -> ClientConfig {
+pub(crate) fn tls_config(verify: bool) -> ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -55,7 +55,19 @@ settings! {
     MAX_CONNECTIONS = "proxy"."max_connections", "--max-connections";
     ACCESS_LOG = "proxy"."access_log", "--access-log";
     INITIAL_ADMIN = "api"."initial_admin", "--initial-admin";
+    AUTH_MODE = "api"."auth_mode", "--auth-mode";
+    CORS_ORIGINS = "api"."cors_origins", "--cors-origins";
+    RESOURCE_HISTORY = "api"."resource_history", "--resource-history";
+    OIDC_ISSUER = "oidc"."issuer", "--oidc-issuer";
+    OIDC_CLIENT_ID = "oidc"."client_id", "--oidc-client-id";
+    OIDC_CLIENT_SECRET = "oidc"."client_secret", "--oidc-client-secret";
+    OIDC_CLIENT_SECRET_FILE = "oidc"."client_secret_file", "--oidc-client-secret-file";
+    OIDC_INITIAL_ADMINS = "oidc"."initial_admin_users", "--oidc-initial-admin-users";
+    OIDC_REDIRECT_URL = "oidc"."redirect_url", "--oidc-redirect-url";
 }
+
+mod api;
+pub use api::{ApiSettings, AuthMode, OidcSettings};
 
 /// A setting had a bad value, or the file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +131,8 @@ pub struct NodeConfig {
     /// E-mail of the built-in admin created on a cluster's first start; `None` (`off`) creates
     /// none (for clusters that only use HMAC credentials). Default `admin@hermes.local`.
     pub initial_admin: Option<String>,
+    /// Sign-in, CORS and history settings of the control-plane API.
+    pub api: ApiSettings,
 }
 
 /// Raw values as given on the command line (flag name → value).
@@ -165,7 +179,7 @@ impl Sources<'_> {
 }
 
 fn invalid(s: Setting, value: &str, reason: String) -> ConfigError {
-    let shown = if s.key.contains("secret") && s.key != "secret_file" {
+    let shown = if s.key.contains("secret") && !s.key.ends_with("secret_file") {
         "<redacted>".to_string()
     } else {
         value.to_string()
@@ -456,6 +470,7 @@ impl NodeConfig {
                 }
                 _ => Err("expected an e-mail address or off".to_string()),
             })?,
+            api: src.api()?,
         })
     }
 
