@@ -489,3 +489,28 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
         "{single}"
     );
 }
+
+/// S1/S2: on a fresh system (no credential anywhere) anonymous requests are bootstrap access
+/// only from loopback; the same request from another address, here a network namespace on a
+/// veth pair, is 401.
+#[test]
+fn anonymous_access_from_another_address_is_refused_even_on_a_fresh_system() {
+    let ns = crate::netns::NetNs::create();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::new(dir.path(), 1);
+    node.admin_host = "0.0.0.0".into();
+    node.start();
+    node.wait_ready(Duration::from_secs(30));
+    let remote = format!("http://{}:{}", ns.host_addr, node.admin_port);
+
+    let (s, body) = ns.curl(&format!("{remote}/api/v1/domains"));
+    assert_eq!(s, 401, "{body}");
+    assert!(body.contains("authentication required"), "{body}");
+    let (s, _) = ns.curl(&format!("{remote}/api/v1/users"));
+    assert_eq!(s, 401);
+    // Public endpoints still answer there, and loopback still has bootstrap access.
+    assert_eq!(ns.curl(&format!("{remote}/api/v1/scopes")).0, 200);
+    let local = Api::anonymous(&node.admin());
+    assert_eq!(local.get("/api/v1/domains").0, 200);
+    assert_eq!(ns.curl(&format!("{remote}/api/v1/domains")).0, 401);
+}

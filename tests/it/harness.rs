@@ -137,6 +137,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     pub extra_args: Vec<String>,
+    /// Address the admin API listens on (loopback unless a test needs another).
+    pub admin_host: String,
     child: Option<Child>,
 }
 
@@ -151,6 +153,7 @@ impl Node {
             data_dir: root.join(format!("node{id}")),
             log_path: root.join(format!("node{id}.log")),
             extra_args: Vec::new(),
+            admin_host: "127.0.0.1".into(),
             child: None,
         }
     }
@@ -179,7 +182,10 @@ impl Node {
             .args(["--id", &self.id.to_string()])
             .args(["--data-dir", self.data_dir.to_str().unwrap()])
             .args(["--peer-listen", &format!("127.0.0.1:{}", self.peer_port)])
-            .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin_port)])
+            .args([
+                "--admin-listen",
+                &format!("{}:{}", self.admin_host, self.admin_port),
+            ])
             .args(["--etcd-listen", &format!("127.0.0.1:{}", self.etcd_port)])
             .args(["--proxy-listen", &format!("127.0.0.1:{}", self.proxy_port)])
             .args(&self.extra_args)

@@ -19,6 +19,7 @@ mod gateway_streams;
 mod lease;
 mod lifecycle;
 mod membership;
+mod netns;
 mod oidc;
 mod snapshot;
 mod watch;
