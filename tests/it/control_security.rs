@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use crate::api_client::{now, Api, Auth};
 use crate::harness::*;
 
-/// Endpoints with the scope that guards each (§4.5) and a harmless body.
+/// Every scoped endpoint of §3.2 with the scope that guards it (§4.5) and a harmless body
+/// (the authorization check must come before the body is looked at).
 const MATRIX: &[(&str, &str, &str, Option<&str>)] = &[
     ("GET", "/api/v1/config", "config:read", None),
     ("GET", "/api/v1/config/revision", "config:read", None),
@@ -54,6 +55,60 @@ const MATRIX: &[(&str, &str, &str, Option<&str>)] = &[
         "namespace:write",
         Some("{\"name\":\"\"}"),
     ),
+    ("GET", "/api/v1/domains/none", "config:read", None),
+    ("GET", "/api/v1/domains/none/history", "config:read", None),
+    ("GET", "/api/v1/domains/none/history/1", "config:read", None),
+    ("PUT", "/api/v1/domains/none", "config:write", Some("{}")),
+    ("DELETE", "/api/v1/domains/none", "config:write", None),
+    ("POST", "/api/v1/domains/none/rollback/1", "config:write", None),
+    ("GET", "/api/v1/clusters", "config:read", None),
+    ("POST", "/api/v1/clusters", "config:write", Some("{}")),
+    ("PUT", "/api/v1/clusters/none", "config:write", Some("{}")),
+    ("GET", "/api/v1/clusters/none/history", "config:read", None),
+    ("GET", "/api/v1/clusters/none/history/1", "config:read", None),
+    ("POST", "/api/v1/clusters/none/rollback/1", "config:write", None),
+    ("GET", "/api/v1/status/controller", "status:read", None),
+    (
+        "PUT",
+        "/api/v1/status/instances",
+        "status:write",
+        Some("{\"instances\":[]}"),
+    ),
+    ("POST", "/api/v1/grafana/dashboards", "config:write", Some("{}")),
+    ("PUT", "/api/v1/grafana/dashboards", "config:write", Some("{}")),
+    (
+        "DELETE",
+        "/api/v1/grafana/dashboards/999999",
+        "config:write",
+        None,
+    ),
+    ("PUT", "/api/v1/credentials/999999", "credential:write", Some("{}")),
+    ("DELETE", "/api/v1/credentials/999999", "credential:write", None),
+    ("DELETE", "/api/v1/members/nobody", "member:write", None),
+    ("POST", "/api/v1/group-bindings", "member:write", Some("{}")),
+    ("DELETE", "/api/v1/group-bindings/none", "member:write", None),
+    ("POST", "/api/v1/users", "admin:users", Some("{}")),
+    ("PUT", "/api/v1/users/nobody", "admin:users", Some("{}")),
+    ("DELETE", "/api/v1/users/nobody", "admin:users", None),
+    (
+        "PUT",
+        "/api/v1/users/nobody/admin",
+        "admin:users",
+        Some("{\"is_admin\":false}"),
+    ),
+    (
+        "PUT",
+        "/api/v1/users/nobody/force-password-change",
+        "admin:users",
+        Some("{}"),
+    ),
+    (
+        "PUT",
+        "/api/v1/users/nobody/reset-password",
+        "admin:users",
+        Some("{}"),
+    ),
+    ("POST", "/api/auth/rotate-key", "admin:users", None),
 ];
 
 const ROLE_SCOPES: &[(&str, &[&str])] = &[
