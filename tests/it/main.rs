@@ -10,6 +10,7 @@ mod upstream;
 mod api_client;
 mod bad_input;
 mod control_api;
+mod control_bad_input;
 mod control_security;
 mod durability;
 mod etcd_compat;

@@ -88,6 +88,7 @@ impl Report {
         let Some(c) = self.object(doc, p) else {
             return;
         };
+        self.known_cluster_fields(doc, p);
         self.name(c, p, seen);
         if let Ok(Some(t)) = self.str(c, "type", p) {
             if !t.is_empty() && !LB_TYPES.contains(&t) {

@@ -50,6 +50,7 @@ impl Report {
         let Some(d) = self.object(doc, p) else {
             return;
         };
+        self.known_domain_fields(doc, p);
         self.name(d, p, seen);
         self.hosts(d, p);
         let mut route_names = BTreeSet::new();

@@ -11,6 +11,7 @@
 
 mod cluster;
 mod domain;
+mod known;
 
 use std::collections::BTreeSet;
 

@@ -62,7 +62,16 @@ fn lists(body: &[u8]) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
             ))),
         }
     };
-    Ok((list("domains")?, list("clusters")?))
+    let lists = (list("domains")?, list("clusters")?);
+    // What `GET /api/v1/config` also emits (the legacy gateway-local mirrors, §1.5) may come
+    // back in a round trip and is ignored; anything else is a mistake worth naming.
+    const IGNORED: [&str; 4] = ["consul", "etcd", "registration", "instance_registry"];
+    if let Some(unknown) = obj.keys().find(|k| !IGNORED.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "invalid json: unknown field {unknown:?}"
+        )));
+    }
+    Ok(lists)
 }
 
 pub async fn validate(

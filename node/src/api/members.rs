@@ -46,6 +46,7 @@ pub async fn set(
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::MemberWrite).await?;
     let body = fields::object(&caller.body)?;
+    fields::only(&body, &["user_sub", "role"])?;
     let sub = fields::trimmed(&body, "user_sub")?;
     if sub.is_empty() {
         return Err(ApiError::bad_request("user_sub is required"));
@@ -106,6 +107,7 @@ pub async fn set_binding(
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::MemberWrite).await?;
     let body = fields::object(&caller.body)?;
+    fields::only(&body, &["group", "role"])?;
     let group = fields::trimmed(&body, "group")?;
     if group.is_empty() {
         return Err(ApiError::bad_request("group is required"));

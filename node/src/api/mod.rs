@@ -71,9 +71,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Ns {
     }
 }
 
-/// Decodes a JSON body, answering `400 {"error": "<prefix>: <detail>"}` when it is not.
+/// Decodes a JSON object body, answering `400 {"error": "<prefix>: <detail>"}` when it is
+/// not one (serde alone would also fill a struct from an array, by position).
 pub fn json_body<T: DeserializeOwned>(body: &[u8], prefix: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{prefix}: {e}")))
+    let bad = |e: serde_json::Error| ApiError::bad_request(format!("{prefix}: {e}"));
+    match serde_json::from_slice::<serde_json::Value>(body).map_err(bad)? {
+        v @ serde_json::Value::Object(_) => serde_json::from_value(v).map_err(bad),
+        _ => Err(ApiError::bad_request(format!(
+            "{prefix}: expected a JSON object"
+        ))),
+    }
 }
 
 /// The sign-in routes of the configured mode (§3.2: routes 2–4 with OIDC, 6–8 built-in).

@@ -33,6 +33,7 @@ pub async fn login(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let body = fields::object(&body)?;
+    fields::only(&body, &["email", "password"])?;
     let email = fields::trimmed(&body, "email")?.to_lowercase();
     let pw = fields::string(&body, "password")?.unwrap_or_default();
     if email.is_empty() || pw.is_empty() {
@@ -88,6 +89,7 @@ pub async fn change_password(
         };
     };
     let body = fields::object(&caller.body)?;
+    fields::only(&body, &["old_password", "new_password"])?;
     let old = fields::string(&body, "old_password")?.unwrap_or_default();
     let new = fields::string(&body, "new_password")?.unwrap_or_default();
     if new.is_empty() {

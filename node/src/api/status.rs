@@ -125,11 +125,19 @@ pub async fn controller(
     Ok(Json(json!({"controller": c.as_ref().map(controller_json)})).into_response())
 }
 
+/// A report body: a JSON object (serde would also take an array, by position).
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("decode: {e}")))
+    let bad = |e: serde_json::Error| ApiError::bad_request(format!("decode: {e}"));
+    match serde_json::from_slice::<Value>(body).map_err(bad)? {
+        v @ Value::Object(_) => serde_json::from_value(v).map_err(bad),
+        _ => Err(ApiError::bad_request("decode: expected a JSON object")),
+    }
 }
 
+/// Reports refuse unknown fields (a typo would otherwise vanish); `updated_at`, which the
+/// server itself stamps and emits, may come back in a round trip and is ignored.
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ControllerReport {
     #[serde(default)]
     id: String,
@@ -143,6 +151,8 @@ struct ControllerReport {
     last_heartbeat_at: String,
     #[serde(default)]
     config_revision: i64,
+    #[serde(default, rename = "updated_at")]
+    _updated_at: serde::de::IgnoredAny,
 }
 
 pub async fn put_controller(
@@ -171,6 +181,7 @@ pub async fn put_controller(
 }
 
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct InstanceReport {
     id: String,
     #[serde(default)]
@@ -185,9 +196,12 @@ struct InstanceReport {
     config_revision: i64,
     #[serde(default)]
     last_seen_at: String,
+    #[serde(default, rename = "updated_at")]
+    _updated_at: serde::de::IgnoredAny,
 }
 
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct InstancesReport {
     #[serde(default)]
     instances: Vec<InstanceReport>,
@@ -232,18 +246,20 @@ pub async fn audit(
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::AuditRead).await?;
-    let num = |v: &Option<String>| {
-        v.as_deref()
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(0)
+    // The original read a non-numeric value as 0; it is refused here, naming the parameter.
+    let num = |name: &str, v: &Option<String>| match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(0),
+        Some(s) => s
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("{name} must be an integer, not {s:?}"))),
     };
     // Unlike the original (which used 50 above 200 but echoed the request), the limit used is
     // the limit answered.
-    let limit = match num(&page.limit) {
+    let limit = match num("limit", &page.limit)? {
         l if l <= 0 => 50,
         l => l.min(200),
     } as usize;
-    let offset = num(&page.offset).max(0) as usize;
+    let offset = num("offset", &page.offset)?.max(0) as usize;
     let (entries, total) = state.store.audit(&ns, limit, offset).await?;
     let list: Vec<Value> = entries
         .iter()

@@ -266,6 +266,7 @@ pub async fn refresh(
 ) -> Result<Response, ApiError> {
     let p = provider(&state)?;
     let body = fields::object(&body)?;
+    fields::only(&body, &["refresh_token"])?;
     let token = fields::string(&body, "refresh_token")?.unwrap_or_default();
     if token.is_empty() {
         return Err(ApiError::bad_request("refresh_token is required"));
