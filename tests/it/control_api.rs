@@ -290,3 +290,90 @@ fn any_node_takes_writes_and_exactly_one_concurrent_update_wins() {
         );
     }
 }
+
+/// `--cors-origins` lets exactly the named browser origins call the API (preflight answered
+/// before authentication), and `--resource-history` bounds each resource's history.
+#[test]
+fn cors_origins_and_history_retention_are_settings() {
+    let c = Cluster::start_with(
+        1,
+        &[
+            "--cors-origins",
+            "https://ui.example, http://127.0.0.1:5173",
+            "--resource-history",
+            "3",
+        ],
+    );
+    let node = c.node(1);
+    let agent = agent();
+    let preflight = |origin: &str| {
+        let r = match agent
+            .request("OPTIONS", &format!("{}/api/v1/domains", node.admin()))
+            .set("Origin", origin)
+            .set("Access-Control-Request-Method", "PUT")
+            .set(
+                "Access-Control-Request-Headers",
+                "authorization,x-hermes-namespace",
+            )
+            .call()
+        {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        (
+            r.status(),
+            r.header("access-control-allow-origin").map(str::to_string),
+            r.header("access-control-allow-headers")
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+        )
+    };
+    let (s, allow, headers) = preflight("https://ui.example");
+    assert_eq!((s, allow.as_deref()), (200, Some("https://ui.example")));
+    assert!(headers.contains("authorization") && headers.contains("x-hermes-namespace"));
+    let (_, allow, _) = preflight("https://evil.example");
+    assert_eq!(allow, None, "an origin not listed gets no CORS grant");
+    // A simple request from an allowed origin carries the grant too.
+    let r = agent
+        .get(&format!("{}/api/v1/scopes", node.admin()))
+        .set("Origin", "http://127.0.0.1:5173")
+        .call()
+        .unwrap();
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://127.0.0.1:5173")
+    );
+
+    let api = Api::anonymous(&node.admin());
+    assert_eq!(api.post("/api/v1/clusters", &cluster_doc("h", 9)).0, 201);
+    for version in 1..=5 {
+        let mut doc = cluster_doc("h", 9);
+        doc["resource_version"] = json!(version);
+        doc["nodes"][0]["weight"] = json!(version + 1);
+        let (s, b) = api.put("/api/v1/clusters/h", &doc);
+        assert_eq!(s, 200, "{b}");
+    }
+    let (s, b) = api.get("/api/v1/clusters/h/history");
+    assert_eq!(s, 200);
+    let versions: Vec<i64> = b["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, vec![6, 5, 4], "{b}");
+    assert_eq!(api.get("/api/v1/clusters/h/history/3").0, 404);
+}
+
+/// Without `--cors-origins`, no origin is granted.
+#[test]
+fn no_cors_origin_is_allowed_by_default() {
+    let c = Cluster::start(1);
+    let r = agent()
+        .get(&format!("{}/api/v1/scopes", c.node(1).admin()))
+        .set("Origin", "https://ui.example")
+        .call()
+        .unwrap();
+    assert_eq!(r.header("access-control-allow-origin"), None);
+}
