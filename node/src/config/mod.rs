@@ -524,6 +524,55 @@ mod tests {
     }
 
     #[test]
+    fn sign_in_settings_are_checked_together() {
+        let c = load(&[], &[], None).unwrap();
+        assert_eq!(c.api.auth, AuthMode::Builtin);
+        assert_eq!(c.api.resource_history, 50);
+        assert!(c.api.cors_origins.is_empty());
+        let err = |flags: &[(&'static str, &str)]| load(flags, &[], None).unwrap_err().to_string();
+        assert!(err(&[("--auth-mode", "ldap")]).contains("expected builtin or oidc"));
+        let e = err(&[("--auth-mode", "oidc")]);
+        assert!(e.contains("--oidc-issuer") && e.contains("required"), "{e}");
+        let base = [
+            ("--auth-mode", "oidc"),
+            ("--oidc-issuer", "https://idp.example/realms/x/"),
+            ("--oidc-client-id", "hermes"),
+        ];
+        assert!(err(&base).contains("--oidc-client-secret"));
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("s");
+        std::fs::write(&secret_file, "from-file\n").unwrap();
+        let file = secret_file.to_str().unwrap();
+        let mut both = base.to_vec();
+        both.extend([
+            ("--oidc-client-secret", "x"),
+            ("--oidc-client-secret-file", file),
+        ]);
+        assert!(err(&both).contains("not both"));
+        let mut good = base.to_vec();
+        good.extend([
+            ("--oidc-client-secret-file", file),
+            ("--oidc-initial-admin-users", "Alice, bob@example.com,"),
+        ]);
+        let c = load(&good, &[], None).unwrap();
+        let AuthMode::Oidc(o) = c.api.auth else {
+            panic!("oidc expected")
+        };
+        assert_eq!(o.issuer, "https://idp.example/realms/x");
+        assert_eq!(o.client_secret.0, b"from-file");
+        assert_eq!(o.initial_admins, vec!["alice", "bob@example.com"]);
+        // A secret given inline is never echoed in an error.
+        let e = err(&[
+            ("--oidc-client-secret", "hunter2"),
+            ("--resource-history", "0"),
+        ]);
+        assert!(
+            e.contains("--resource-history") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn defaults_make_a_single_loopback_node() {
         let c = load(&[], &[], None).unwrap();
         assert_eq!(c.id, 1);

@@ -95,6 +95,7 @@ pub struct Discovered {
 #[derive(Debug)]
 pub struct Provider {
     pub settings: OidcSettings,
+    issuer: IssuerUrl,
     pub http: ProviderClient,
     current: ArcSwapOption<Discovered>,
     /// Held while fetching, so concurrent misses share one fetch; holds the last attempt.
@@ -102,13 +103,16 @@ pub struct Provider {
 }
 
 impl Provider {
-    pub fn new(settings: OidcSettings) -> Provider {
-        Provider {
+    pub fn new(settings: OidcSettings) -> Result<Provider, OidcError> {
+        let issuer = IssuerUrl::new(settings.issuer.clone())
+            .map_err(|e| OidcError::Unavailable(format!("invalid issuer URL: {e}")))?;
+        Ok(Provider {
             settings,
+            issuer,
             http: ProviderClient::new(),
             current: ArcSwapOption::empty(),
             fetching: Mutex::new(None),
-        }
+        })
     }
 
     /// The discovery document and keys, fetching them on first use.
@@ -169,11 +173,9 @@ impl Provider {
     }
 
     async fn fetch(&self) -> Result<CoreProviderMetadata, OidcError> {
-        let issuer = IssuerUrl::new(self.settings.issuer.clone())
-            .map_err(|e| OidcError::Unavailable(format!("invalid issuer URL: {e}")))?;
         let client = self.http.exchanger(None);
         // Discovery also fetches the key set (`jwks_uri`).
-        CoreProviderMetadata::discover_async(issuer, &client)
+        CoreProviderMetadata::discover_async(self.issuer.clone(), &client)
             .await
             .map_err(|e| OidcError::Unavailable(error_chain(&e)))
     }
@@ -200,15 +202,9 @@ impl Provider {
 
     /// A verifier for tokens of this provider with `keys`.
     pub fn verifier<'a>(&self, keys: &CoreJsonWebKeySet) -> CoreIdTokenVerifier<'a> {
-        let issuer = IssuerUrl::new(self.settings.issuer.clone());
-        let issuer = match issuer {
-            Ok(i) => i,
-            // The setting was parsed as an http(s) URL when the node started.
-            Err(_) => unreachable!("the issuer setting is a valid URL"),
-        };
         CoreIdTokenVerifier::new_public_client(
             ClientId::new(self.settings.client_id.clone()),
-            issuer,
+            self.issuer.clone(),
             keys.clone(),
         )
         .set_allowed_algs(ALGORITHMS)
