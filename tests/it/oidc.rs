@@ -498,6 +498,81 @@ fn oidc_sign_in_tokens_and_roles() {
         (&json!("owner"), &json!("direct"))
     );
 
+    // Auth_MemberManagement: list, update, remove.
+    let (_, m) = a.get("/api/v1/members");
+    assert_eq!(m["members"][0]["user_sub"], "carol", "{m}");
+    assert_eq!(m["members"][0]["role"], "owner");
+    assert_eq!(
+        a.post(
+            "/api/v1/members",
+            &json!({"user_sub": "carol", "role": "editor"})
+        )
+        .0,
+        200
+    );
+    let (_, m) = a.get("/api/v1/members");
+    assert_eq!(m["members"][0]["role"], "editor", "{m}");
+    assert_eq!(a.delete("/api/v1/members/carol").0, 200);
+    let (_, m) = a.get("/api/v1/members");
+    assert!(m["members"].as_array().is_none_or(Vec::is_empty), "{m}");
+    // Auth_MemberValidation
+    let (s, _) = a.post(
+        "/api/v1/members",
+        &json!({"user_sub": "carol", "role": "god"}),
+    );
+    assert_eq!(s, 400);
+    let (s, _) = a.post(
+        "/api/v1/members",
+        &json!({"user_sub": "", "role": "viewer"}),
+    );
+    assert_eq!(s, 400);
+    let (s, _) = a.post(
+        "/api/v1/members",
+        &json!({"user_sub": "nobody", "role": "viewer"}),
+    );
+    assert_eq!(s, 404);
+    // Auth_GroupBindings: update a role, delete one, the other remains.
+    assert_eq!(
+        a.post(
+            "/api/v1/group-bindings",
+            &json!({"group": "engineering", "role": "owner"})
+        )
+        .0,
+        200
+    );
+    assert_eq!(a.delete("/api/v1/group-bindings/viewers-only").0, 200);
+    let (_, gb) = a.get("/api/v1/group-bindings");
+    let list = gb["bindings"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{gb}");
+    assert_eq!(
+        (&list[0]["group"], &list[0]["role"]),
+        (&json!("engineering"), &json!("owner"))
+    );
+    // Auth_GroupBindingValidation
+    let (s, _) = a.post(
+        "/api/v1/group-bindings",
+        &json!({"group": "", "role": "viewer"}),
+    );
+    assert_eq!(s, 400);
+    let (s, _) = a.post(
+        "/api/v1/group-bindings",
+        &json!({"group": "x", "role": "admin"}),
+    );
+    assert_eq!(s, 400);
+    // Auth_AdminUserManagement: making a user admin takes effect on its next request.
+    assert_eq!(
+        a.put("/api/v1/users/erin/admin", &json!({"is_admin": true}))
+            .0,
+        200
+    );
+    assert_eq!(bearer(&erin).get("/api/v1/users").0, 200);
+    assert_eq!(
+        a.put("/api/v1/users/erin/admin", &json!({"is_admin": false}))
+            .0,
+        200
+    );
+    assert_eq!(bearer(&erin).get("/api/v1/users").0, 403);
+
     // OIDC_HMACCoexistence: a credential made with a bearer token works beside it, and
     // anonymous requests are refused once it exists.
     let (s, cred) = a.post(
