@@ -74,6 +74,8 @@ pub trait ControlStore: Send + Sync + 'static {
     // --- namespaces ---
     /// Every namespace, sorted; `default` always among them.
     async fn namespaces(&self) -> Result<Vec<String>>;
+    /// Whether `ns` was created (`default` always exists).
+    async fn namespace_exists(&self, ns: &str) -> Result<bool>;
     /// Fails with `AlreadyExists` for a namespace that exists. `owner`: a user made the new
     /// namespace's owner in the same step.
     async fn create_namespace(

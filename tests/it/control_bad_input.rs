@@ -325,6 +325,24 @@ fn bad_input_on_every_endpoint_is_refused_and_stores_nothing() {
         checked += 2;
     }
 
+    // A well-formed namespace that was never created (§10.3 C13): 404, nothing written.
+    let ghost = admin.in_ns("ghost");
+    let (s, b) = ghost.post("/api/v1/clusters", &json!({"name": "c9", "nodes": []}));
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (404, Some("namespace \"ghost\" not found"))
+    );
+    assert_eq!(ghost.get("/api/v1/domains").0, 404);
+    assert_eq!(
+        ghost
+            .post(
+                "/api/v1/credentials",
+                &json!({"description": "x", "scopes": []})
+            )
+            .0,
+        404
+    );
+
     assert!(checked > 150, "only {checked} cases ran");
     assert_eq!(
         node.revision(false),

@@ -178,6 +178,9 @@ impl ControlStore for Replicated {
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.list_namespaces().await
     }
+    async fn namespace_exists(&self, ns: &str) -> Result<bool> {
+        self.has_namespace(ns).await
+    }
     async fn create_namespace(
         &self,
         name: &str,

@@ -53,6 +53,17 @@ impl Replicated {
         Ok(names)
     }
 
+    /// Read locally first (namespaces are never deleted, so a hit is final); only a miss
+    /// waits for the latest writes, in case the namespace was just created through another
+    /// node.
+    pub(super) async fn has_namespace(&self, ns: &str) -> Result<bool> {
+        if ns == "default" || self.get(&keys::namespace(ns)).is_some() {
+            return Ok(true);
+        }
+        self.barrier().await?;
+        Ok(self.get(&keys::namespace(ns)).is_some())
+    }
+
     pub(super) async fn add_namespace(
         &self,
         name: &str,

@@ -145,15 +145,19 @@ impl Caller {
         scope: Scope,
     ) -> Result<Grant, ApiError> {
         let grant = self.grant(state, ns).await?;
-        if grant.scopes.contains(&scope) {
-            Ok(grant)
-        } else {
-            Err(ApiError::new(
+        if !grant.scopes.contains(&scope) {
+            return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("scope \"{scope}\" required"),
-            ))
+            ));
         }
+        // The original took any namespace header (§10.3 C13), so a typo made configuration
+        // no namespace list shows. Checked after the scope, so that existence does not leak.
+        if !state.store.namespace_exists(ns).await? {
+            return Err(ApiError::not_found(format!("namespace \"{ns}\" not found")));
+        }
+        Ok(grant)
     }
 }
 
