@@ -24,7 +24,8 @@ HERMES=$PWD/target/release/hermes
 WORK=$(mktemp -d -p "${BENCH_DIR:-$PWD/target}" bench-proxy.XXXXXX)
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  # Children first: an nginx master killed alone leaves its worker holding the port.
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && { pkill -9 -P "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; } || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -17,6 +17,7 @@ mod etcd_compat;
 mod failover;
 mod gateway;
 mod gateway_streams;
+mod gateway_tls;
 mod lease;
 mod lifecycle;
 mod membership;

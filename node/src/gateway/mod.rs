@@ -28,7 +28,8 @@ use upstream::cluster::Clusters;
 pub struct Gateway {
     table: ArcSwap<RouteTable>,
     pub clusters: Clusters,
-    pub metrics: GatewayMetrics,
+    /// Shared with every request's record (one reference count, not a dozen).
+    pub metrics: Arc<GatewayMetrics>,
     pub trusted_proxies: Vec<IpNet>,
     loaded: AtomicBool,
     errors: ArcSwap<BTreeMap<String, String>>,
@@ -70,7 +71,7 @@ impl Gateway {
         Arc::new(Gateway {
             table: ArcSwap::from_pointee(RouteTable::default()),
             clusters: Clusters::default(),
-            metrics,
+            metrics: Arc::new(metrics),
             trusted_proxies,
             loaded: AtomicBool::new(false),
             errors: ArcSwap::from_pointee(BTreeMap::new()),

@@ -186,7 +186,12 @@ pub async fn handle(
         upstream_headers.insert(header::UPGRADE, protocol.clone());
     }
     let host_value = match cluster.config.pass_host.as_str() {
-        "node" => HeaderValue::from_str(&endpoint.key).ok(),
+        // The client sets Host (HTTP/1.1) or `:authority` (h2) from the URI, which names the
+        // node; an explicit Host as well would be a duplicate over h2.
+        "node" => {
+            upstream_headers.remove(header::HOST);
+            None
+        }
         "rewrite" => cluster
             .config
             .upstream_host

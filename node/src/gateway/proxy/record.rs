@@ -13,7 +13,7 @@ use crate::gateway::metrics::GatewayMetrics;
 use crate::gateway::upstream::balancer::InFlight;
 
 pub struct Record {
-    pub metrics: GatewayMetrics,
+    pub metrics: Arc<GatewayMetrics>,
     pub started: Instant,
     pub method: Method,
     pub host: String,
@@ -28,7 +28,7 @@ pub struct Record {
     pub upstream_secs: Option<f64>,
     pub bytes: u64,
     /// Set once the route is known: the in-flight gauge to release.
-    pub counted_in_flight: bool,
+    pub in_flight: Option<prometheus::IntGauge>,
     pub node: Option<InFlight>,
     /// The gateway answered itself (no upstream response).
     pub local: bool,
@@ -36,7 +36,7 @@ pub struct Record {
 
 impl Record {
     pub fn new(
-        metrics: GatewayMetrics,
+        metrics: Arc<GatewayMetrics>,
         method: Method,
         host: String,
         path: String,
@@ -56,7 +56,7 @@ impl Record {
             status: 0,
             upstream_secs: None,
             bytes: 0,
-            counted_in_flight: false,
+            in_flight: None,
             node: None,
             local: false,
         }
@@ -65,11 +65,12 @@ impl Record {
     pub fn enter_route(&mut self, domain: Arc<str>, route: Arc<str>) {
         self.domain = domain;
         self.route = route;
-        self.metrics
+        let gauge = self
+            .metrics
             .in_flight
-            .with_label_values(&[&*self.domain, &*self.route])
-            .inc();
-        self.counted_in_flight = true;
+            .with_label_values(&[&*self.domain, &*self.route]);
+        gauge.inc();
+        self.in_flight = Some(gauge);
     }
 }
 
@@ -101,11 +102,9 @@ impl Drop for Record {
             self.upstream.as_str(),
         ];
         // As in the original: an unmatched request has no duration (no route to label it with).
-        if self.counted_in_flight {
+        if let Some(gauge) = &self.in_flight {
             m.duration.with_label_values(&by_upstream).observe(elapsed);
-            m.in_flight
-                .with_label_values(&[&*self.domain, &*self.route])
-                .dec();
+            gauge.dec();
         }
         if let Some(up) = self.upstream_secs {
             m.upstream_duration

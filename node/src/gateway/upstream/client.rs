@@ -2,6 +2,11 @@
 //! timeout, and TLS for `https` clusters with ALPN (h2 when the upstream offers it, else
 //! HTTP/1.1). `tls_verify` checks certificates against the Mozilla roots (webpki-roots); without
 //! it any certificate is accepted, as in the original gateway.
+//!
+//! h2 is offered only to clusters with `pass_host: node`. The request URI names the node (the
+//! pool is per node), and over h2 that URI's authority is `:authority`; with `pass` or
+//! `rewrite` the `Host` header names another host, a mismatch RFC 9113 §8.3.1 lets servers
+//! refuse. Those clusters speak HTTP/1.1 to TLS upstreams, as nginx does.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +34,8 @@ pub struct ClientKey {
     pub pool_size: usize,
     pub tls_verify: bool,
     pub connect_timeout: f64,
+    /// Whether h2 is offered in ALPN (`pass_host: node` only, see above).
+    pub h2: bool,
 }
 
 impl ClientKey {
@@ -38,6 +45,7 @@ impl ClientKey {
             pool_size: c.keepalive_pool.size,
             tls_verify: c.tls_verify,
             connect_timeout: c.timeout.connect,
+            h2: c.pass_host == "node",
         }
     }
 }
@@ -118,12 +126,15 @@ pub fn build(key: &ClientKey) -> UpstreamClient {
     if key.idle_timeout > 0 {
         http.set_keepalive(Some(Duration::from_secs(key.idle_timeout)));
     }
-    let https = HttpsConnectorBuilder::new()
+    let builder = HttpsConnectorBuilder::new()
         .with_tls_config(tls_config(key.tls_verify))
         .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+        .enable_http1();
+    let https = if key.h2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.wrap_connector(http)
+    };
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(key.idle_timeout.max(1)))
