@@ -149,11 +149,17 @@ mod tests {
         clusters.upsert(cfg(json!({"name": "c", "nodes": [{"host": "10.0.0.1", "port": 80}, {"host": "10.0.0.2", "port": 80}]})));
         let before = clusters.get("c").unwrap();
         let node = before.balancer.endpoints()[0].clone();
-        // A route-irrelevant change (pass_host) keeps nodes, balancer rotation and pool.
-        clusters.upsert(cfg(json!({"name": "c", "pass_host": "node", "nodes": [{"host": "10.0.0.1", "port": 80}, {"host": "10.0.0.2", "port": 80}]})));
+        // A change the client does not depend on (upstream_host) keeps nodes, balancer
+        // rotation and pool.
+        clusters.upsert(cfg(json!({"name": "c", "upstream_host": "x.internal", "nodes": [{"host": "10.0.0.1", "port": 80}, {"host": "10.0.0.2", "port": 80}]})));
         let after = clusters.get("c").unwrap();
         assert!(Arc::ptr_eq(&after.balancer.endpoints()[0], &node));
         assert_eq!(after.client_key, before.client_key);
+        // pass_host node offers h2 to TLS upstreams: a new client, the same nodes.
+        clusters.upsert(cfg(json!({"name": "c", "pass_host": "node", "nodes": [{"host": "10.0.0.1", "port": 80}, {"host": "10.0.0.2", "port": 80}]})));
+        let h2 = clusters.get("c").unwrap();
+        assert!(h2.client_key.h2 && !before.client_key.h2);
+        assert!(Arc::ptr_eq(&h2.balancer.endpoints()[0], &node));
         // Dropping a node keeps the other's counters.
         clusters.upsert(cfg(
             json!({"name": "c", "nodes": [{"host": "10.0.0.1", "port": 80}]}),
