@@ -3,6 +3,23 @@
 
 use serde_json::Value;
 
+/// The thirteen scopes of §4.5, in the order of `/api/v1/scopes`.
+pub const ALL_SCOPES: [&str; 13] = [
+    "config:read",
+    "config:write",
+    "config:watch",
+    "status:read",
+    "status:write",
+    "credential:read",
+    "credential:write",
+    "member:read",
+    "member:write",
+    "audit:read",
+    "admin:users",
+    "namespace:read",
+    "namespace:write",
+];
+
 #[derive(Debug, Clone)]
 pub enum Auth {
     None,

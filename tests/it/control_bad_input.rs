@@ -8,24 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::api_client::{now, Api};
+use crate::api_client::{now, Api, ALL_SCOPES};
 use crate::harness::*;
-
-const ALL_SCOPES: [&str; 13] = [
-    "config:read",
-    "config:write",
-    "config:watch",
-    "status:read",
-    "status:write",
-    "credential:read",
-    "credential:write",
-    "member:read",
-    "member:write",
-    "audit:read",
-    "admin:users",
-    "namespace:read",
-    "namespace:write",
-];
 
 /// Endpoints taking a body, each with bodies that are wrong for it: (method, path, [body]).
 /// The generic cases (broken JSON, wrong body type, too large) are added for all of them.

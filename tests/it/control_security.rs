@@ -228,21 +228,7 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
 
     // Bootstrap: anonymous loopback access until the first credential exists.
     assert_eq!(anon.get("/api/v1/domains").0, 200);
-    let admin = anon.credential(&[
-        "config:read",
-        "config:write",
-        "config:watch",
-        "status:read",
-        "status:write",
-        "credential:read",
-        "credential:write",
-        "member:read",
-        "member:write",
-        "audit:read",
-        "admin:users",
-        "namespace:read",
-        "namespace:write",
-    ]);
+    let admin = anon.credential(&crate::api_client::ALL_SCOPES);
     let (s, b) = anon.get("/api/v1/domains");
     assert_eq!(
         (s, b["error"].as_str()),

@@ -107,7 +107,7 @@ impl ProviderClient {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| HttpError::Request(error_chain(&e)))?;
+                .map_err(|e| HttpError::Request(super::provider::error_chain(&e)))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_RESPONSE_BYTES)
                 .collect()
@@ -132,15 +132,4 @@ impl ProviderClient {
             .await
             .map_err(|_| HttpError::Timeout(TIMEOUT))?
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
