@@ -385,21 +385,7 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
     );
 
     // Every single scope on its own, and the matrix per scope.
-    for scope in [
-        "config:read",
-        "config:write",
-        "config:watch",
-        "status:read",
-        "status:write",
-        "credential:read",
-        "credential:write",
-        "member:read",
-        "member:write",
-        "audit:read",
-        "admin:users",
-        "namespace:read",
-        "namespace:write",
-    ] {
+    for scope in crate::api_client::ALL_SCOPES {
         let one = admin.credential(&[scope]);
         check_matrix(scope, &one, &[scope]);
     }

@@ -27,6 +27,8 @@ pub fn normalize_cluster(mut doc: Value) -> Value {
     let Some(c) = doc.as_object_mut() else {
         return doc;
     };
+    // The original strips the embedded resource_version from what it stores.
+    c.remove("resource_version");
     default_blank(c, "type", json!("roundrobin"));
     default_blank(c, "scheme", json!("http"));
     default_blank(c, "pass_host", json!("pass"));

@@ -27,6 +27,8 @@ pub fn domain(doc: &Value, index: usize, clusters: Option<&BTreeSet<String>>) ->
 /// collections → `[]`. Everything else is kept as submitted, in its original order.
 pub fn normalize_domain(mut doc: Value) -> Value {
     if let Some(d) = doc.as_object_mut() {
+        // The original strips the embedded resource_version from what it stores.
+        d.remove("resource_version");
         null_to(d, "hosts", json!([]));
         null_to(d, "routes", json!([]));
         for route in objects_mut(d, "routes") {

@@ -193,6 +193,14 @@ mod tests {
     }
 
     #[test]
+    fn resource_version_is_accepted_but_never_stored() {
+        let d = super::super::normalize_domain(json!({"name": "d", "resource_version": 2}));
+        assert!(d.get("resource_version").is_none(), "{d}");
+        let c = super::super::normalize_cluster(json!({"name": "c", "resource_version": 2}));
+        assert!(c.get("resource_version").is_none(), "{c}");
+    }
+
+    #[test]
     fn the_full_example_of_the_contract_has_no_unknown_member() {
         let c = json!({"name": "c", "type": "roundrobin", "timeout": {"connect": 6, "send": 6, "read": 6},
             "scheme": "http", "pass_host": "pass", "upstream_host": "x", "nodes": [],

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use hermes_control::model::{HistoryEntry, Kind};
 use hermes_control::scopes::Scope;
-use hermes_control::store::ResourceChange;
+use hermes_control::store::{ResourceChange, Written};
 use hermes_control::validate;
 
 use super::{ApiError, ApiState, Caller, Ns};
@@ -87,13 +87,17 @@ fn normalized(kind: Kind, doc: Value) -> Value {
     }
 }
 
+/// A create or update as §3.5 answers it.
+fn written_json(kind: Kind, written: Written) -> Value {
+    json!({"version": written.version, kind.as_str(): written.doc,
+           "resource_version": written.resource_version})
+}
+
 /// The submitted document, checked; `name` (from the path, for updates) replaces the body's.
 fn checked_doc(kind: Kind, mut doc: Value, name: Option<&str>) -> Result<Value, ApiError> {
     let Some(obj) = doc.as_object_mut() else {
         return Err(ApiError::bad_request("invalid json: expected an object"));
     };
-    // The original strips the embedded resource_version from what it stores.
-    obj.remove("resource_version");
     if let Some(name) = name {
         obj.insert("name".into(), Value::String(name.to_string()));
     }
@@ -179,14 +183,7 @@ async fn create(
             &caller.operator(),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            json!({"version": written.version, kind.as_str(): written.doc,
-                    "resource_version": written.resource_version}),
-        ),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(written_json(kind, written))).into_response())
 }
 
 async fn update(
@@ -219,11 +216,7 @@ async fn update(
             &caller.operator(),
         )
         .await?;
-    Ok(Json(
-        json!({"version": written.version, kind.as_str(): written.doc,
-                   "resource_version": written.resource_version}),
-    )
-    .into_response())
+    Ok(Json(written_json(kind, written)).into_response())
 }
 
 async fn remove(

@@ -68,15 +68,19 @@ fn redirect_url(p: &Provider, headers: &HeaderMap) -> Result<(RedirectUrl, bool)
         .map_err(|e| ApiError::bad_request(format!("cannot build the callback URL: {e}")))
 }
 
-fn client(p: &Provider, d: &Discovered, redirect: RedirectUrl) -> OidcClient {
-    CoreClient::from_provider_metadata(
+/// The client for one exchange; the code flow needs the callback URL, a refresh does not.
+fn client(p: &Provider, d: &Discovered, redirect: Option<RedirectUrl>) -> OidcClient {
+    let client = CoreClient::from_provider_metadata(
         d.metadata.clone(),
         ClientId::new(p.settings.client_id.clone()),
         Some(ClientSecret::new(
             String::from_utf8_lossy(&p.settings.client_secret.0).into_owned(),
         )),
-    )
-    .set_redirect_uri(redirect)
+    );
+    match redirect {
+        Some(url) => client.set_redirect_uri(url),
+        None => client,
+    }
 }
 
 type OidcClient = CoreClient<
@@ -107,7 +111,7 @@ pub async fn login(
     let d = discovered(p).await?;
     let (redirect, secure) = redirect_url(p, &headers)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let client = client(p, &d, redirect);
+    let client = client(p, &d, Some(redirect));
     let (url, csrf, nonce) = client
         .authorize_url(
             CoreAuthenticationFlow::AuthorizationCode,
@@ -195,7 +199,7 @@ pub async fn token(
     }
     let d = discovered(p).await?;
     let (redirect, secure) = redirect_url(p, &headers)?;
-    let client = client(p, &d, redirect);
+    let client = client(p, &d, Some(redirect));
     let request = client
         .exchange_code(AuthorizationCode::new(code))
         .map_err(|e| ApiError::internal(format!("the provider has no token endpoint: {e}")))?
@@ -261,7 +265,6 @@ fn bad_gateway(message: String) -> ApiError {
 /// POST /api/auth/refresh {"refresh_token"} → `{"access_token", "refresh_token"?}`.
 pub async fn refresh(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let p = provider(&state)?;
@@ -272,8 +275,7 @@ pub async fn refresh(
         return Err(ApiError::bad_request("refresh_token is required"));
     }
     let d = discovered(p).await?;
-    let (redirect, _) = redirect_url(p, &headers)?;
-    let client = client(p, &d, redirect);
+    let client = client(p, &d, None);
     let token = RefreshToken::new(token);
     let request = client
         .exchange_refresh_token(&token)

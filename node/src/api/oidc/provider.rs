@@ -120,33 +120,26 @@ impl Provider {
         if let Some(d) = self.current.load_full() {
             return Ok(d);
         }
-        self.refetch(|current| current.is_some()).await
+        self.refetch(|_| true).await
     }
 
     /// Fetches discovery and keys again unless `fresh_enough` says what another caller fetched
     /// meanwhile will do, or the last attempt was too recent; then keeps what it has.
     async fn refetch(
         &self,
-        fresh_enough: impl Fn(Option<&Discovered>) -> bool,
+        fresh_enough: impl Fn(&Discovered) -> bool,
     ) -> Result<Arc<Discovered>, OidcError> {
         let mut last = self.fetching.lock().await;
         let current = self.current.load_full();
-        if fresh_enough(current.as_deref()) {
-            if let Some(d) = current {
-                return Ok(d);
-            }
-        }
-        if let (Some(at), Some(d)) = (*last, &current) {
-            if at.elapsed() < MIN_REFETCH {
-                return Ok(d.clone());
-            }
-        }
-        if let (Some(at), None) = (*last, &current) {
-            if at.elapsed() < MIN_REFETCH {
+        let recent = last.is_some_and(|at| at.elapsed() < MIN_REFETCH);
+        match &current {
+            Some(d) if recent || fresh_enough(d) => return Ok(d.clone()),
+            None if recent => {
                 return Err(OidcError::Unavailable(
                     "discovery failed moments ago; retrying shortly".into(),
-                ));
+                ))
             }
+            _ => {}
         }
         *last = Some(Instant::now());
         match self.fetch().await {
@@ -191,11 +184,9 @@ impl Provider {
                 .iter()
                 .any(|k| openidconnect::JsonWebKey::key_id(k).is_some_and(|id| **id == *kid)),
         };
-        let usable = |d: Option<&Discovered>| {
-            d.is_some_and(|d| d.fetched.elapsed() < KEYS_TTL && has_key(d))
-        };
+        let usable = |d: &Discovered| d.fetched.elapsed() < KEYS_TTL && has_key(d);
         match self.current.load_full() {
-            Some(d) if usable(Some(&d)) => Ok(d),
+            Some(d) if usable(&d) => Ok(d),
             _ => self.refetch(usable).await,
         }
     }
