@@ -189,6 +189,8 @@ pub trait ControlStore: Send + Sync + 'static {
     async fn set_member(&self, member: Member, operator: &Operator) -> Result<()>;
     async fn remove_member(&self, ns: &str, sub: &str, operator: &Operator) -> Result<()>;
     async fn group_bindings(&self, ns: &str) -> Result<Vec<GroupBinding>>;
+    /// One binding, read for authorization on the request path (local, like [`Self::member`]).
+    async fn group_binding(&self, ns: &str, group: &str) -> Result<Option<GroupBinding>>;
     async fn set_group_binding(
         &self,
         ns: &str,

@@ -346,6 +346,11 @@ impl ControlStore for Replicated {
         self.barrier().await?;
         self.scan_records(&keys::group_bindings(ns)).await
     }
+    async fn group_binding(&self, ns: &str, group: &str) -> Result<Option<GroupBinding>> {
+        Ok(self
+            .get_record(&keys::group_binding(ns, group))?
+            .map(|(b, _)| b))
+    }
     async fn set_group_binding(
         &self,
         ns: &str,

@@ -110,19 +110,12 @@ impl Caller {
                     .await?
                     .and_then(|m| Role::parse(&m.role));
                 // §4.3: the highest role bound to one of the token's groups replaces the
-                // direct role only when strictly higher.
-                let via_group = if claims.groups.is_empty() {
-                    None
-                } else {
-                    state
-                        .store
-                        .group_bindings(ns)
-                        .await?
-                        .iter()
-                        .filter(|b| claims.groups.contains(&b.group))
-                        .filter_map(|b| Role::parse(&b.role))
-                        .max()
-                };
+                // direct role only when strictly higher. Local reads, as for the member.
+                let mut via_group = None;
+                for group in &claims.groups {
+                    let bound = state.store.group_binding(ns, group).await?;
+                    via_group = via_group.max(bound.and_then(|b| Role::parse(&b.role)));
+                }
                 let (role, source) = match (direct, via_group) {
                     (d, Some(g)) if d.is_none_or(|d| g > d) => (Some(g), "group"),
                     (Some(d), _) => (Some(d), "direct"),
