@@ -61,6 +61,8 @@ impl std::fmt::Debug for Gateway {
 
 /// How long the configuration loop waits before trying a failed source again.
 const SOURCE_RETRY: Duration = Duration::from_secs(1);
+/// How often idle upstream connections are checked.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 impl Gateway {
     pub fn new(
@@ -110,6 +112,7 @@ impl Gateway {
         let mut stop = self.shutdown.clone();
         let (to_builder, from_loop) = watch::channel::<Option<Arc<DomainsAt>>>(None);
         let builder = tokio::spawn(self.clone().build_tables(from_loop));
+        let sweeper = tokio::spawn(self.clone().sweep_idle_connections());
         loop {
             let update = tokio::select! {
                 u = source.next() => u,
@@ -127,6 +130,23 @@ impl Gateway {
             }
         }
         builder.abort();
+        sweeper.abort();
+    }
+
+    /// Closes pooled upstream connections that outlived their cluster's idle timeout or that
+    /// the upstream closed, every [`SWEEP_EVERY`]; nobody else looks at an idle connection.
+    async fn sweep_idle_connections(self: Arc<Self>) {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            for cluster in self.clusters.all() {
+                let idle_timeout = Duration::from_secs(cluster.config.keepalive_pool.idle_timeout);
+                for endpoint in cluster.balancer.endpoints() {
+                    endpoint.idle.sweep(idle_timeout);
+                }
+            }
+        }
     }
 
     fn apply(

@@ -204,7 +204,8 @@ pub struct KeepalivePoolConfig {
     /// Seconds an idle pooled connection is kept.
     #[serde(default = "sixty")]
     pub idle_timeout: u64,
-    /// Unused (as in the original gateway); kept for round trips.
+    /// Requests per upstream connection before it is closed (nginx's `keepalive_requests`; the
+    /// original gateway ignored it).
     #[serde(default = "thousand")]
     pub requests: u64,
     /// Idle connections kept per upstream node.

@@ -228,15 +228,15 @@ pub async fn handle(
     let timeout = &cluster.config.timeout;
     let deadline = Duration::from_secs_f64(timeout.send + timeout.read);
     let sent = Instant::now();
-    let mut resp = match tokio::time::timeout(deadline, cluster.client.request(upstream_req)).await
-    {
+    let exchange = cluster.send(&endpoint, upstream_req, upgrade.is_some());
+    let mut resp = match tokio::time::timeout(deadline, exchange).await {
         Err(_) => {
             endpoint.observe_failure(sent.elapsed());
             tracing::debug!(upstream = %endpoint.key, ?deadline, "upstream did not answer in time");
             return local(record, GatewayError::GatewayTimeout);
         }
         Ok(Err(e)) => {
-            if caused_by_limit(&e) {
+            if caused_by_limit(&*e) {
                 return local(record, GatewayError::PayloadTooLarge);
             }
             endpoint.observe_failure(sent.elapsed());
@@ -280,7 +280,7 @@ pub async fn handle(
     for t in &route.response_transforms {
         t.apply(&mut rparts.headers);
     }
-    let mut body: ProxyBody = rbody.map_err(Into::into).boxed();
+    let mut body: ProxyBody = rbody;
     if route.compression {
         compress::add_vary(&mut rparts.headers);
         if compress::compressible(&parts.method, rparts.status, &rparts.headers) {

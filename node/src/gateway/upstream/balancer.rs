@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+use super::pool::IdleConns;
+
 /// Decay time constant of peak EWMA: a latency peak fades to a third in this time.
 const EWMA_DECAY: Duration = Duration::from_secs(10);
 /// Latency assumed for a node never measured.
@@ -55,6 +57,8 @@ pub struct Endpoint {
     /// in flight on the old one are counted down on the counter the balancer now reads.
     active: Arc<AtomicU64>,
     ewma: Arc<Mutex<Ewma>>,
+    /// Idle plain-HTTP connections to the node (see [`super::pool`]).
+    pub idle: Arc<IdleConns>,
 }
 
 impl Endpoint {
@@ -73,6 +77,7 @@ impl Endpoint {
                 value_ns: EWMA_INITIAL.as_nanos() as f64,
                 at: Instant::now(),
             })),
+            idle: Arc::default(),
         }
     }
 
@@ -85,6 +90,7 @@ impl Endpoint {
             key: old.key.clone(),
             active: Arc::clone(&old.active),
             ewma: Arc::clone(&old.ewma),
+            idle: Arc::clone(&old.idle),
         }
     }
 

@@ -1,22 +1,32 @@
 //! Clusters at run time: configuration, nodes with their live counters, the balancer and the
-//! HTTP client. An update keeps what it does not change: node counters (by `host:port`), the
-//! smooth round-robin state when the node set and algorithm are unchanged, and the connection
-//! pool unless pool size, idle timeout, TLS verification or the connect timeout changed.
+//! HTTP client. An update keeps what it does not change: node counters and idle connections (by
+//! `host:port`), the smooth round-robin state when the node set and algorithm are unchanged,
+//! and for TLS clusters the client with its pool unless pool size, idle timeout, TLS
+//! verification, the connect timeout or h2 changed.
+//!
+//! Plain-HTTP clusters use [`super::pool`], driven inside each request's task. TLS clusters use
+//! hyper-util's client, which negotiates h2 or HTTP/1.1 by ALPN and multiplexes h2.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use arc_swap::ArcSwap;
+use http::{Request, Response};
+use http_body_util::BodyExt;
 
 use super::balancer::{Algorithm, Balancer, Endpoint};
-use super::client::{self, ClientKey, UpstreamClient};
+use super::client::{self, BoxError, ClientKey, ProxyBody, UpstreamClient};
+use super::pool;
 use crate::gateway::config::types::ClusterConfig;
 
 #[derive(Debug)]
 pub struct Cluster {
     pub config: ClusterConfig,
     pub balancer: Balancer,
-    pub client: UpstreamClient,
+    /// For `https` clusters only.
+    client: Option<UpstreamClient>,
     client_key: ClientKey,
 }
 
@@ -54,10 +64,11 @@ impl Cluster {
                     .all(|(a, b)| Arc::ptr_eq(a, b))
         });
         let key = ClientKey::of(&config);
-        let client = match previous {
-            Some(p) if p.client_key == key => p.client.clone(),
-            _ => client::build(&key),
-        };
+        let kept = previous
+            .filter(|p| p.client_key == key)
+            .and_then(|p| p.client.clone());
+        let client =
+            (config.scheme == "https").then(|| kept.unwrap_or_else(|| client::build(&key)));
         let balancer = match previous {
             // Same nodes, same algorithm: keep the balancer, and with it the rotation.
             Some(p) if unchanged_nodes => {
@@ -74,6 +85,35 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Sends `req` (its URI names the node) to `endpoint`. `upgrade` requests get a connection
+    /// of their own, which the upgrade then takes over.
+    pub async fn send(
+        &self,
+        endpoint: &Endpoint,
+        req: Request<ProxyBody>,
+        upgrade: bool,
+    ) -> Result<Response<ProxyBody>, BoxError> {
+        if let Some(client) = &self.client {
+            let resp = client.request(req).await?;
+            return Ok(resp.map(|b| b.map_err(Into::into).boxed()));
+        }
+        let target = pool::Target {
+            host: &endpoint.host,
+            port: endpoint.port,
+            node: &endpoint.key,
+            idle: &endpoint.idle,
+            pool: &self.config.keepalive_pool,
+            connect_timeout: Duration::from_secs_f64(self.config.timeout.connect),
+        };
+        if upgrade {
+            let resp = pool::send_upgrade(target, req).await?;
+            return Ok(resp.map(|b| b.map_err(Into::into).boxed()));
+        }
+        Ok(pool::send(target, req).await?.map(BodyExt::boxed))
+    }
+}
+
 /// Every cluster by name, swapped whole on each change so that requests never lock.
 #[derive(Debug, Default)]
 pub struct Clusters {
@@ -83,6 +123,10 @@ pub struct Clusters {
 impl Clusters {
     pub fn get(&self, name: &str) -> Option<Arc<Cluster>> {
         self.map.load().get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Cluster>> {
+        self.map.load().values().cloned().collect()
     }
 
     pub fn names(&self) -> Vec<String> {

@@ -1,0 +1,529 @@
+//! Plain-HTTP upstream connections (HTTP/1.1), kept idle per node and driven by the request
+//! that uses them.
+//!
+//! hyper-util's pooled client gives every upstream connection a task of its own: each proxied
+//! request then crosses from the downstream connection's task to that task and back, twice
+//! (request, response head, body). Here the request's own task polls the connection (hyper's
+//! `client::conn::http1`) while it waits for the response head, and the response body polls it
+//! while the downstream connection sends that body on, so no request changes task. An idle
+//! connection is polled by nobody; it is checked before reuse and swept by
+//! [`IdleConns::sweep`].
+//!
+//! `keepalive_pool` of the cluster: `size` idle connections per node at most, closed after
+//! `idle_timeout` seconds idle, and after `requests` requests (nginx's `keepalive_requests`;
+//! the original gateway ignored it).
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::client::{BoxError, ProxyBody};
+use crate::gateway::config::types::KeepalivePoolConfig;
+
+type Driver = http1::Connection<TokioIo<TcpStream>, ProxyBody>;
+
+/// Why an upstream exchange failed before a response head arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("connecting to {node} failed: {source}")]
+    Connect {
+        node: String,
+        source: std::io::Error,
+    },
+    #[error("connecting to {node} timed out after {timeout:?}")]
+    ConnectTimeout { node: String, timeout: Duration },
+    #[error("upstream HTTP/1.1 exchange failed: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+async fn connect(target: &Target<'_>) -> Result<TcpStream, ExchangeError> {
+    let connecting = TcpStream::connect((target.host, target.port));
+    let stream = match tokio::time::timeout(target.connect_timeout, connecting).await {
+        Err(_) => {
+            return Err(ExchangeError::ConnectTimeout {
+                node: target.node.to_string(),
+                timeout: target.connect_timeout,
+            })
+        }
+        Ok(Err(source)) => {
+            return Err(ExchangeError::Connect {
+                node: target.node.to_string(),
+                source,
+            })
+        }
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// One open connection: the handle that sends requests and the state machine that moves bytes.
+pub struct Conn {
+    sender: http1::SendRequest<ProxyBody>,
+    driver: Driver,
+    /// The driver has finished (connection closed or failed): it must not be polled again.
+    finished: bool,
+    served: u64,
+}
+
+impl Conn {
+    async fn open(target: &Target<'_>) -> Result<Conn, ExchangeError> {
+        let (sender, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(connect(target).await?))
+            .await?;
+        Ok(Conn {
+            sender,
+            driver,
+            finished: false,
+            served: 0,
+        })
+    }
+
+    /// Lets the connection make progress; notes when it has ended.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if !self.finished {
+            if let Poll::Ready(result) = Pin::new(&mut self.driver).poll(cx) {
+                self.finished = true;
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "upstream connection ended");
+                }
+            }
+        }
+    }
+
+    /// Whether the connection can take another request now. Polls it once without a waker:
+    /// a connection the upstream has closed reads its EOF here and is not reused.
+    fn reusable(&mut self) -> bool {
+        self.drive(&mut Context::from_waker(Waker::noop()));
+        !self.finished && self.sender.is_ready()
+    }
+
+    /// Sends `req` and drives the connection until the response head has arrived. A request
+    /// the connection refused before writing any of it is handed back for another connection.
+    async fn exchange(
+        &mut self,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, (hyper::Error, Option<Request<ProxyBody>>)> {
+        self.served += 1;
+        let mut response = std::pin::pin!(self.sender.try_send_request(req));
+        poll_fn(|cx| {
+            self.drive(cx);
+            response.as_mut().poll(cx)
+        })
+        .await
+        .map_err(|mut e| {
+            let unsent = e.take_message();
+            (e.into_error(), unsent)
+        })
+    }
+}
+
+/// The idle connections to one node. Shared by the node's successive [`super::balancer::Endpoint`]s
+/// (a reweight keeps them).
+#[derive(Default)]
+pub struct IdleConns {
+    conns: Mutex<Vec<(Conn, Instant)>>,
+}
+
+impl std::fmt::Debug for IdleConns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleConns")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl IdleConns {
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Conn, Instant)>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The most recently used connection still fit for a request (the warmest socket).
+    fn take(&self, idle_timeout: Duration) -> Option<Conn> {
+        loop {
+            let (mut conn, since) = self.lock().pop()?;
+            if since.elapsed() < idle_timeout && conn.reusable() {
+                return Some(conn);
+            }
+            // Dropped here, outside the lock: closing a socket is a syscall.
+        }
+    }
+
+    fn put(&self, conn: Conn, settings: &KeepalivePoolConfig) {
+        let overflow = {
+            let mut idle = self.lock();
+            if idle.len() < settings.size {
+                idle.push((conn, Instant::now()));
+                None
+            } else {
+                Some(conn)
+            }
+        };
+        // Closed outside the lock.
+        drop(overflow);
+    }
+
+    /// Closes connections idle for `idle_timeout` and those the upstream has closed, so
+    /// sockets do not linger half-closed while no request comes. The check reads from each
+    /// socket, so it runs outside the lock; connections put back meanwhile stay.
+    pub fn sweep(&self, idle_timeout: Duration) {
+        let mut checked = std::mem::take(&mut *self.lock());
+        if checked.is_empty() {
+            return;
+        }
+        checked.retain_mut(|(conn, since)| since.elapsed() < idle_timeout && conn.reusable());
+        let mut idle = self.lock();
+        // Oldest first, as `take` pops the most recent.
+        checked.append(&mut idle);
+        *idle = checked;
+    }
+}
+
+/// Where a request goes: the node and its idle connections, with the cluster's settings.
+pub struct Target<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub node: &'a str,
+    pub idle: &'a std::sync::Arc<IdleConns>,
+    pub pool: &'a KeepalivePoolConfig,
+    pub connect_timeout: Duration,
+}
+
+/// Sends `req` on an idle connection to the node, or a new one, and returns the response with
+/// a body that drives the connection and gives it back when the body has been read to the end.
+pub async fn send(
+    target: Target<'_>,
+    req: Request<ProxyBody>,
+) -> Result<Response<PooledBody>, ExchangeError> {
+    let idle_timeout = Duration::from_secs(target.pool.idle_timeout);
+    let mut req = req;
+    // A pooled connection can have been closed by the upstream a moment ago; a request it
+    // refused unsent goes to a new connection (hyper-util's client does the same).
+    if let Some(mut conn) = target.idle.take(idle_timeout) {
+        match conn.exchange(req).await {
+            Ok(resp) => return Ok(wrap(resp, conn, &target)),
+            Err((e, None)) => return Err(e.into()),
+            Err((e, Some(unsent))) => {
+                tracing::debug!(error = %e, node = target.node, "pooled connection refused the request; using a new one");
+                req = unsent;
+            }
+        }
+    }
+    let mut conn = Conn::open(&target).await?;
+    match conn.exchange(req).await {
+        Ok(resp) => Ok(wrap(resp, conn, &target)),
+        Err((e, _)) => Err(e.into()),
+    }
+}
+
+/// Sends an upgrade request (WebSocket) on a connection of its own, never pooled: after the
+/// upstream's 101 the connection belongs to the tunnel. Its driver runs in a task that ends
+/// with the connection: at the upgrade, or when the request is abandoned (hyper closes a
+/// connection whose sender is gone).
+pub async fn send_upgrade(
+    target: Target<'_>,
+    req: Request<ProxyBody>,
+) -> Result<Response<Incoming>, ExchangeError> {
+    let (mut sender, driver) = http1::Builder::new()
+        .handshake(TokioIo::new(connect(&target).await?))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(e) = driver.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream upgrade connection ended");
+        }
+    });
+    Ok(sender.send_request(req).await?)
+}
+
+fn wrap(resp: Response<Incoming>, conn: Conn, target: &Target<'_>) -> Response<PooledBody> {
+    resp.map(|body| PooledBody {
+        body,
+        conn: Some(conn),
+        ended: false,
+        idle: target.idle.clone(),
+        pool: target.pool.clone(),
+    })
+}
+
+/// A response body read from a pooled connection. Polling it drives the connection; dropping
+/// it after the last byte returns the connection to the node's idle list, dropping it earlier
+/// closes the connection (its state is unknown).
+pub struct PooledBody {
+    body: Incoming,
+    conn: Option<Conn>,
+    /// The body has been read to its end.
+    ended: bool,
+    idle: std::sync::Arc<IdleConns>,
+    pool: KeepalivePoolConfig,
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(conn) = this.conn.as_mut() {
+            conn.drive(cx);
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || this.body.is_end_stream() {
+            this.ended = true;
+        }
+        frame.map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        // Only a connection whose response was read whole is in a known state. hyper may drop
+        // a body it knows is empty (HEAD, 204, 304) without polling it: that is the end too.
+        if (self.ended || self.body.is_end_stream())
+            && conn.served < self.pool.requests.max(1)
+            && conn.reusable()
+        {
+            self.idle.put(conn, &self.pool);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use http_body_util::{BodyExt, Empty, Full, StreamBody};
+    use hyper::service::service_fn;
+    use tokio::net::TcpListener;
+
+    /// An upstream that counts the connections it accepted. `/chunked` answers without a
+    /// length, `/close` closes the connection after answering, anything else answers "ok".
+    async fn upstream() -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = service_fn(|req: Request<Incoming>| async move {
+                        let resp = match req.uri().path() {
+                            "/chunked" => {
+                                let frames = futures_util::stream::iter(
+                                    ["a", "b", "c"]
+                                        .map(|c| Ok::<_, Infallible>(Frame::data(Bytes::from(c)))),
+                                );
+                                Response::new(StreamBody::new(frames).boxed())
+                            }
+                            "/close" => Response::builder()
+                                .header("connection", "close")
+                                .body(Full::new(Bytes::from("bye")).boxed())
+                                .unwrap(),
+                            "/empty" => Response::builder()
+                                .status(204)
+                                .body(Empty::new().boxed())
+                                .unwrap(),
+                            _ => Response::new(Full::new(Bytes::from("ok")).boxed()),
+                        };
+                        Ok::<_, Infallible>(resp)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    fn request(method: &str, path: &str) -> Request<ProxyBody> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "up.test")
+            .body(Empty::new().map_err(Into::into).boxed())
+            .unwrap()
+    }
+
+    async fn fetch(
+        port: u16,
+        idle: &Arc<IdleConns>,
+        pool: &KeepalivePoolConfig,
+        method: &str,
+        path: &str,
+    ) -> String {
+        let node = format!("127.0.0.1:{port}");
+        let target = Target {
+            host: "127.0.0.1",
+            port,
+            node: &node,
+            idle,
+            pool,
+            connect_timeout: Duration::from_secs(1),
+        };
+        let resp = send(target, request(method, path)).await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn read_bodies_give_their_connection_back() {
+        let (port, accepted) = upstream().await;
+        let idle = Arc::new(IdleConns::default());
+        let pool = KeepalivePoolConfig::default();
+        for path in ["/", "/chunked", "/", "/empty"] {
+            fetch(port, &idle, &pool, "GET", path).await;
+        }
+        assert_eq!(fetch(port, &idle, &pool, "HEAD", "/").await, "");
+        assert_eq!(fetch(port, &idle, &pool, "GET", "/chunked").await, "abc");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(idle.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_body_closes_its_connection() {
+        let (port, accepted) = upstream().await;
+        let idle = Arc::new(IdleConns::default());
+        let pool = KeepalivePoolConfig::default();
+        let node = format!("127.0.0.1:{port}");
+        let target = Target {
+            host: "127.0.0.1",
+            port,
+            node: &node,
+            idle: &idle,
+            pool: &pool,
+            connect_timeout: Duration::from_secs(1),
+        };
+        drop(send(target, request("GET", "/chunked")).await.unwrap());
+        assert_eq!(idle.len(), 0);
+        fetch(port, &idle, &pool, "GET", "/").await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_is_not_reused() {
+        let (port, accepted) = upstream().await;
+        let idle = Arc::new(IdleConns::default());
+        let pool = KeepalivePoolConfig::default();
+        assert_eq!(fetch(port, &idle, &pool, "GET", "/close").await, "bye");
+        assert_eq!(fetch(port, &idle, &pool, "GET", "/").await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_while_idle_is_not_reused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Answers one request per connection, then closes it a moment later (an upstream's
+        // keep-alive timeout), without saying so in the response.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = stream.read(&mut buf).await;
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                });
+            }
+        });
+        let idle = Arc::new(IdleConns::default());
+        let pool = KeepalivePoolConfig::default();
+        assert_eq!(fetch(port, &idle, &pool, "GET", "/").await, "ok");
+        assert_eq!(idle.len(), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(fetch(port, &idle, &pool, "GET", "/").await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn pool_size_idle_timeout_and_request_limit_are_kept() {
+        let (port, accepted) = upstream().await;
+        let idle = Arc::new(IdleConns::default());
+        // At most `requests` requests per connection.
+        let limited = KeepalivePoolConfig {
+            requests: 2,
+            ..KeepalivePoolConfig::default()
+        };
+        for _ in 0..4 {
+            fetch(port, &idle, &limited, "GET", "/").await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // Size 0 keeps nothing idle.
+        let none = KeepalivePoolConfig {
+            size: 0,
+            ..KeepalivePoolConfig::default()
+        };
+        let empty = Arc::new(IdleConns::default());
+        fetch(port, &empty, &none, "GET", "/").await;
+        assert_eq!(empty.len(), 0);
+        // The sweep closes connections idle past the timeout and keeps fresh ones.
+        let pool = KeepalivePoolConfig::default();
+        let kept = Arc::new(IdleConns::default());
+        fetch(port, &kept, &pool, "GET", "/").await;
+        kept.sweep(Duration::from_secs(60));
+        assert_eq!(kept.len(), 1);
+        kept.sweep(Duration::ZERO);
+        assert_eq!(kept.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn connect_failures_name_the_node() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let idle = Arc::new(IdleConns::default());
+        let pool = KeepalivePoolConfig::default();
+        let node = format!("127.0.0.1:{port}");
+        let target = Target {
+            host: "127.0.0.1",
+            port,
+            node: &node,
+            idle: &idle,
+            pool: &pool,
+            connect_timeout: Duration::from_secs(1),
+        };
+        let Err(e) = send(target, request("GET", "/")).await else {
+            panic!("a closed port answered");
+        };
+        assert!(e.to_string().contains(&node), "{e}");
+    }
+}
