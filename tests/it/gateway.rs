@@ -48,6 +48,7 @@ fn static_node_proxy_and_admin_views() {
     let seen = a.json();
     assert_eq!(seen["path"], "/hello/world");
     assert_eq!(seen["query"], "x=1");
+    assert_eq!(seen["target"], "/hello/world?x=1", "origin form upstream");
     assert_eq!(
         seen["headers"]["host"], "web.test.local",
         "pass_host defaults to pass"
@@ -90,6 +91,18 @@ fn static_node_proxy_and_admin_views() {
     assert!(routes.contains("\"uri\":\"/*\""), "{routes}");
     let (status, _) = get(&format!("{}/readyz", node.admin())).unwrap();
     assert_eq!(status, 200);
+    // pass_host node: the upstream sees its own address as Host.
+    node.put_key(
+        "/hermes/clusters/static",
+        &json!({"name": "static", "pass_host": "node",
+                "nodes": [{"host": "127.0.0.1", "port": up.port, "weight": 100}]})
+        .to_string(),
+    );
+    let node_host = format!("127.0.0.1:{}", up.port);
+    wait_for("pass_host node", Duration::from_secs(10), || {
+        let seen = node.proxy_get("web.test.local", "/n").json();
+        (seen["headers"]["host"] == node_host.as_str()).then_some(())
+    });
 }
 
 #[test]

@@ -90,6 +90,8 @@ async fn serve(name: String, req: Request<Incoming>) -> Result<Response<Body>, I
         "method": req.method().as_str(),
         "path": path,
         "query": req.uri().query(),
+        // The request target as sent: a gateway must use the origin form.
+        "target": req.uri().to_string(),
         "headers": headers,
     });
     let resp = Response::builder()

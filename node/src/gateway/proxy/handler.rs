@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rand::Rng;
@@ -185,13 +185,10 @@ pub async fn handle(
         upstream_headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         upstream_headers.insert(header::UPGRADE, protocol.clone());
     }
+    // `pass_host: node` is set by the transport, which knows how the node is named (see
+    // `Cluster::send`).
     let host_value = match cluster.config.pass_host.as_str() {
-        // The client sets Host (HTTP/1.1) or `:authority` (h2) from the URI, which names the
-        // node; an explicit Host as well would be a duplicate over h2.
-        "node" => {
-            upstream_headers.remove(header::HOST);
-            None
-        }
+        "node" => None,
         "rewrite" => cluster
             .config
             .upstream_host
@@ -200,28 +197,23 @@ pub async fn handle(
             .or_else(|| HeaderValue::from_str(&raw_host).ok()),
         _ => HeaderValue::from_str(&raw_host).ok(),
     };
-    if let Some(h) = host_value.filter(|h| !h.is_empty()) {
-        upstream_headers.insert(header::HOST, h);
-    }
-    let uri = format!(
-        "{}://{}{}",
-        cluster.config.scheme,
-        endpoint.key,
-        parts.uri.path_and_query().map_or("/", |p| p.as_str())
-    );
+    match host_value.filter(|h| !h.is_empty()) {
+        Some(h) => upstream_headers.insert(header::HOST, h),
+        None => upstream_headers.remove(header::HOST),
+    };
     let body: ProxyBody = match route.max_body_bytes {
         Some(max) => Limited::new(body, max).boxed(),
         None => body.map_err(Into::into).boxed(),
     };
-    let Ok(mut upstream_req) = Request::builder()
-        .method(parts.method.clone())
-        .uri(&uri)
-        .version(Version::HTTP_11)
-        .body(body)
-    else {
-        tracing::warn!(%uri, "could not build the upstream request");
-        return local(record, GatewayError::Internal);
-    };
+    // Origin form (`/path?query`): the transport adds the node where it needs it.
+    let target = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let mut upstream_req = Request::new(body);
+    *upstream_req.method_mut() = parts.method.clone();
+    *upstream_req.uri_mut() = target.into();
     *upstream_req.headers_mut() = upstream_headers;
 
     // One deadline for connect, sending and the response headers (`send` + `read`).

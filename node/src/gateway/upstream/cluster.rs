@@ -86,17 +86,32 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Sends `req` (its URI names the node) to `endpoint`. `upgrade` requests get a connection
-    /// of their own, which the upgrade then takes over.
+    /// Sends `req` to `endpoint`. Its URI is in origin form (`/path?query`); with
+    /// `pass_host: node` its Host names the node. `upgrade` requests get a connection of their
+    /// own, which the upgrade then takes over.
     pub async fn send(
         &self,
         endpoint: &Endpoint,
-        req: Request<ProxyBody>,
+        mut req: Request<ProxyBody>,
         upgrade: bool,
     ) -> Result<Response<ProxyBody>, BoxError> {
+        let node_host = self.config.pass_host == "node";
         if let Some(client) = &self.client {
+            // hyper-util's client wants the absolute form; from it, it sets Host (HTTP/1.1) or
+            // `:authority` (h2), where an explicit Host as well would be a duplicate.
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            *req.uri_mut() = format!("https://{}{pq}", endpoint.key).parse()?;
+            if node_host {
+                req.headers_mut().remove(http::header::HOST);
+            }
             let resp = client.request(req).await?;
             return Ok(resp.map(|b| b.map_err(Into::into).boxed()));
+        }
+        if node_host {
+            req.headers_mut().insert(
+                http::header::HOST,
+                http::HeaderValue::from_str(&endpoint.key)?,
+            );
         }
         let target = pool::Target {
             host: &endpoint.host,
