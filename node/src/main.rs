@@ -7,6 +7,12 @@ use clap::Parser;
 use hermes_node::cli::{run_cluster_command, Cli, Command, ConfigAction};
 use hermes_node::config::NodeConfig;
 
+/// hyper allocates a fresh 8 KiB read buffer for most requests (the previous one is still
+/// shared with the request's headers), a size glibc serves from its slow bins; mimalloc's
+/// per-thread pages make the proxy's allocations cheap (BENCHMARKS.md, proxy CPU per request).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// sysexits' EX_CONFIG: the configuration (a flag, variable or file) is wrong.
 const EXIT_CONFIG: u8 = 78;
 
