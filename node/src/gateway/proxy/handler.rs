@@ -121,16 +121,16 @@ pub async fn handle(
                 .map(str::to_string)
         })
         .unwrap_or_default();
-    let host_name = host::normalize(&raw_host);
-    let path = req.uri().path().to_string();
     let client_ip = headers::client_ip(req.headers(), peer_ip, &gw.trusted_proxies);
     let mut record = Record::new(
         gw.metrics.clone(),
         req.method().clone(),
-        raw_host.clone(),
-        path.clone(),
+        raw_host,
+        req.uri().path().to_string(),
         client_ip,
     );
+    // The record keeps host and path for the access log; routing borrows them from it.
+    let host_name = host::normalize(&record.host);
     // Upgrade is itself hop-by-hop: note it, then drop every hop-by-hop header the client sent
     // (including those its `Connection` names) *before* adding ours, so a client cannot strip the
     // forwarding headers or a transform's header by listing them in `Connection`.
@@ -142,12 +142,12 @@ pub async fn handle(
         req.headers_mut(),
         peer_ip,
         client_ip,
-        &raw_host,
+        &record.host,
         &gw.trusted_proxies,
     );
 
     let table = gw.table();
-    let Some(route) = table.find(&host_name, &path, req.method(), req.headers()) else {
+    let Some(route) = table.find(&host_name, &record.path, req.method(), req.headers()) else {
         return local(record, GatewayError::NotFound);
     };
     record.enter_route(route.domain.clone(), route.name.clone());
@@ -160,7 +160,7 @@ pub async fn handle(
     let Some(cluster) = cluster else {
         return local(record, GatewayError::ServiceUnavailable);
     };
-    record.cluster = cluster.config.name.clone();
+    record.cluster = cluster.name.clone();
     if overridden {
         gw.metrics
             .cluster_override
@@ -194,8 +194,13 @@ pub async fn handle(
             .upstream_host
             .as_deref()
             .and_then(|h| HeaderValue::from_str(h).ok())
-            .or_else(|| HeaderValue::from_str(&raw_host).ok()),
-        _ => HeaderValue::from_str(&raw_host).ok(),
+            .or_else(|| HeaderValue::from_str(&record.host).ok()),
+        // The client's Host as it came (no copy), unless the request target named the
+        // authority (absolute form, h2's `:authority`): that one wins, as `record.host` says.
+        _ => match upstream_headers.get(header::HOST) {
+            Some(h) if parts.uri.authority().is_none() => Some(h.clone()),
+            _ => HeaderValue::from_str(&record.host).ok(),
+        },
     };
     match host_value.filter(|h| !h.is_empty()) {
         Some(h) => upstream_headers.insert(header::HOST, h),

@@ -21,8 +21,8 @@ pub struct Record {
     pub client_ip: IpAddr,
     pub domain: Arc<str>,
     pub route: Arc<str>,
-    pub cluster: String,
-    pub upstream: String,
+    pub cluster: Arc<str>,
+    pub upstream: Arc<str>,
     pub status: u16,
     /// Time to upstream response headers.
     pub upstream_secs: Option<f64>,
@@ -51,8 +51,8 @@ impl Record {
             client_ip,
             domain: Arc::from(""),
             route: Arc::from("_no_route"),
-            cluster: String::new(),
-            upstream: String::new(),
+            cluster: Arc::from(""),
+            upstream: Arc::from(""),
             status: 0,
             upstream_secs: None,
             bytes: 0,
@@ -83,24 +83,20 @@ impl OnBodyEnd for Record {
 impl Drop for Record {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed().as_secs_f64();
-        let status = self.status.to_string();
+        let code = http::StatusCode::from_u16(self.status);
+        let status = code.as_ref().map_or("0", http::StatusCode::as_str);
         let m = &self.metrics;
         m.requests
             .with_label_values(&[
                 &*self.domain,
                 &*self.route,
-                &self.cluster,
+                &*self.cluster,
                 self.method.as_str(),
-                &status,
-                &self.upstream,
+                status,
+                &*self.upstream,
             ])
             .inc();
-        let by_upstream = [
-            &*self.domain,
-            &*self.route,
-            self.cluster.as_str(),
-            self.upstream.as_str(),
-        ];
+        let by_upstream = [&*self.domain, &*self.route, &*self.cluster, &*self.upstream];
         // As in the original: an unmatched request has no duration (no route to label it with).
         if let Some(gauge) = &self.in_flight {
             m.duration.with_label_values(&by_upstream).observe(elapsed);

@@ -29,7 +29,12 @@ pub fn normalize(raw: &str) -> std::borrow::Cow<'_, str> {
     } else {
         raw.split_once(':').map_or(raw, |(h, _)| h)
     };
-    std::borrow::Cow::Owned(host.trim_end_matches('.').to_ascii_lowercase())
+    let host = host.trim_end_matches('.');
+    if host.bytes().all(plain) {
+        // The usual `name:port`: no copy.
+        return std::borrow::Cow::Borrowed(host);
+    }
+    std::borrow::Cow::Owned(host.to_ascii_lowercase())
 }
 
 /// A configured host pattern.

@@ -52,7 +52,9 @@ pub struct Endpoint {
     pub port: u16,
     pub weight: u32,
     /// `host:port`, the node's identity in metrics and logs.
-    pub key: String,
+    pub key: Arc<str>,
+    /// `key` as a Host header (`pass_host: node`).
+    pub host_header: http::HeaderValue,
     /// Shared with the same node's earlier `Endpoint`s (after a reweight), so requests still
     /// in flight on the old one are counted down on the counter the balancer now reads.
     active: Arc<AtomicU64>,
@@ -63,15 +65,18 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(host: &str, port: u16, weight: u32) -> Endpoint {
+        let key = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
         Endpoint {
             host: host.to_string(),
             port,
             weight,
-            key: if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            },
+            key: Arc::from(key.as_str()),
+            host_header: http::HeaderValue::from_str(&key)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("")),
             active: Arc::new(AtomicU64::new(0)),
             ewma: Arc::new(Mutex::new(Ewma {
                 value_ns: EWMA_INITIAL.as_nanos() as f64,
@@ -88,6 +93,7 @@ impl Endpoint {
             port: old.port,
             weight,
             key: old.key.clone(),
+            host_header: old.host_header.clone(),
             active: Arc::clone(&old.active),
             ewma: Arc::clone(&old.ewma),
             idle: Arc::clone(&old.idle),
@@ -202,6 +208,9 @@ impl Balancer {
 
     /// Picks a node, skipping those `skip` rejects and those of weight 0.
     pub fn pick(&self, skip: &dyn Fn(&Endpoint) -> bool) -> Option<Arc<Endpoint>> {
+        if let [only] = self.endpoints.as_slice() {
+            return (only.weight > 0 && !skip(only)).then(|| only.clone());
+        }
         let eligible: Vec<usize> = (0..self.endpoints.len())
             .filter(|i| self.endpoints[*i].weight > 0 && !skip(&self.endpoints[*i]))
             .collect();

@@ -24,6 +24,8 @@ use crate::gateway::config::types::ClusterConfig;
 #[derive(Debug)]
 pub struct Cluster {
     pub config: ClusterConfig,
+    /// `config.name`, shared with every request's record.
+    pub name: Arc<str>,
     pub balancer: Balancer,
     /// For `https` clusters only.
     client: Option<UpstreamClient>,
@@ -38,7 +40,7 @@ impl Cluster {
                 p.balancer
                     .endpoints()
                     .iter()
-                    .map(|e| (e.key.as_str(), e))
+                    .map(|e| (&*e.key, e))
                     .collect()
             })
             .unwrap_or_default();
@@ -47,7 +49,7 @@ impl Cluster {
             .iter()
             .map(|n| {
                 let fresh = Endpoint::new(&n.host, n.port, n.weight);
-                match old.get(fresh.key.as_str()) {
+                match old.get(&*fresh.key) {
                     Some(e) if e.weight == n.weight => Arc::clone(e),
                     Some(e) => Arc::new(Endpoint::reweighted(e, n.weight)),
                     None => Arc::new(fresh),
@@ -77,6 +79,7 @@ impl Cluster {
             _ => Balancer::new(algorithm, endpoints),
         };
         Cluster {
+            name: Arc::from(config.name.as_str()),
             config,
             balancer,
             client,
