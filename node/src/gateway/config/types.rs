@@ -18,6 +18,27 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// `deserialize_with` helpers that read `null` as the field's own default (not the type's).
+macro_rules! null_is_default {
+    ($($helper:ident: $ty:ty = $default:ident;)*) => {$(
+        fn $helper<'de, D: Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+            Ok(Option::<$ty>::deserialize(d)?.unwrap_or_else($default))
+        }
+    )*};
+}
+
+null_is_default! {
+    null_status: u8 = default_status;
+    null_weight: u32 = default_weight;
+    null_lb: String = default_lb;
+    null_pass_host: String = default_pass_host;
+    null_match_type: String = default_match_type;
+    null_action: String = default_action;
+    null_sixty: u64 = sixty;
+    null_thousand: u64 = thousand;
+    null_three_twenty: usize = three_twenty;
+}
+
 fn default_status() -> u8 {
     1
 }
@@ -74,7 +95,7 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
     #[serde(default, deserialize_with = "null_default")]
     pub enable_compression: bool,
-    #[serde(default = "default_status")]
+    #[serde(default = "default_status", deserialize_with = "null_status")]
     pub status: u8,
     #[serde(default)]
     pub plugins: Option<serde_json::Value>,
@@ -85,7 +106,7 @@ pub struct HeaderMatcher {
     pub name: String,
     #[serde(default, deserialize_with = "null_default")]
     pub value: String,
-    #[serde(default = "default_match_type")]
+    #[serde(default = "default_match_type", deserialize_with = "null_match_type")]
     pub match_type: String,
     #[serde(default, deserialize_with = "null_default")]
     pub invert: bool,
@@ -96,27 +117,27 @@ pub struct HeaderTransform {
     pub name: String,
     #[serde(default, deserialize_with = "null_default")]
     pub value: String,
-    #[serde(default = "default_action")]
+    #[serde(default = "default_action", deserialize_with = "null_action")]
     pub action: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WeightedCluster {
     pub name: String,
-    #[serde(default = "default_weight")]
+    #[serde(default = "default_weight", deserialize_with = "null_weight")]
     pub weight: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterConfig {
     pub name: String,
-    #[serde(rename = "type", default = "default_lb")]
+    #[serde(rename = "type", default = "default_lb", deserialize_with = "null_lb")]
     pub lb: String,
     #[serde(default, deserialize_with = "null_default")]
     pub timeout: TimeoutConfig,
     #[serde(default = "default_scheme", deserialize_with = "scheme")]
     pub scheme: String,
-    #[serde(default = "default_pass_host")]
+    #[serde(default = "default_pass_host", deserialize_with = "null_pass_host")]
     pub pass_host: String,
     #[serde(default)]
     pub upstream_host: Option<String>,
@@ -193,7 +214,7 @@ impl Default for TimeoutConfig {
 pub struct UpstreamNode {
     pub host: String,
     pub port: u16,
-    #[serde(default = "default_weight")]
+    #[serde(default = "default_weight", deserialize_with = "null_weight")]
     pub weight: u32,
     #[serde(default, deserialize_with = "null_default")]
     pub metadata: HashMap<String, String>,
@@ -202,14 +223,14 @@ pub struct UpstreamNode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeepalivePoolConfig {
     /// Seconds an idle pooled connection is kept.
-    #[serde(default = "sixty")]
+    #[serde(default = "sixty", deserialize_with = "null_sixty")]
     pub idle_timeout: u64,
     /// Requests per upstream connection before it is closed (nginx's `keepalive_requests`; the
     /// original gateway ignored it).
-    #[serde(default = "thousand")]
+    #[serde(default = "thousand", deserialize_with = "null_thousand")]
     pub requests: u64,
     /// Idle connections kept per upstream node.
-    #[serde(default = "three_twenty")]
+    #[serde(default = "three_twenty", deserialize_with = "null_three_twenty")]
     pub size: usize,
 }
 
@@ -266,6 +287,34 @@ mod tests {
         let null_routes: DomainConfig =
             serde_json::from_value(json!({"name": "d", "hosts": ["_"], "routes": null})).unwrap();
         assert!(null_routes.routes.is_empty());
+    }
+
+    #[test]
+    fn null_means_the_fields_own_default() {
+        let d: DomainConfig = serde_json::from_value(json!({
+            "name": "d", "hosts": ["_"],
+            "routes": [{"name": "r", "uri": "/", "status": null,
+                        "clusters": [{"name": "c", "weight": null}],
+                        "headers": [{"name": "X-A", "value": "1", "match_type": null}],
+                        "request_header_transforms": [{"name": "X-B", "value": "2", "action": null}]}]
+        }))
+        .unwrap();
+        let r = &d.routes[0];
+        assert_eq!((r.status, r.clusters[0].weight), (1, 100));
+        assert_eq!(r.headers[0].match_type, "exact");
+        assert_eq!(r.request_header_transforms[0].action, "set");
+        let c: ClusterConfig = serde_json::from_value(json!({
+            "name": "c", "type": null, "pass_host": null,
+            "nodes": [{"host": "10.0.0.1", "port": 80, "weight": null}],
+            "keepalive_pool": {"idle_timeout": null, "requests": null, "size": null}
+        }))
+        .unwrap();
+        assert_eq!(
+            (c.lb.as_str(), c.pass_host.as_str()),
+            ("roundrobin", "pass")
+        );
+        assert_eq!(c.nodes[0].weight, 100);
+        assert_eq!(c.keepalive_pool, KeepalivePoolConfig::default());
     }
 
     #[test]
