@@ -360,3 +360,53 @@ fn hot_reload_under_load_drops_nothing() {
         "connection errors during reloads: {socket}"
     );
 }
+
+#[test]
+fn a_client_stalling_its_upload_gets_408_and_frees_the_upstream() {
+    use std::io::Write;
+    let up = Upstream::start("slow");
+    let c = Cluster::start(1);
+    let node = c.node(1);
+    node.put_key(
+        "/hermes/clusters/main",
+        &json!({"name": "main", "timeout": {"send": 0.5, "read": 5},
+                "nodes": [{"host": "127.0.0.1", "port": up.port}]})
+        .to_string(),
+    );
+    node.put_key(
+        "/hermes/domains/main",
+        &json!({"name": "main", "hosts": ["slow.test"],
+                "routes": [{"name": "r", "uri": "/*", "clusters": [{"name": "main"}]}]})
+        .to_string(),
+    );
+    wait_for("the route", Duration::from_secs(10), || {
+        (node.proxy_get("slow.test", "/").status == 200).then_some(())
+    });
+    // Promise 100 bytes, send 10, then nothing: the gateway gives up after `timeout.send`
+    // instead of holding the upstream connection until the client goes away.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", node.proxy_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: slow.test\r\nContent-Length: 100\r\n\r\n0123456789",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).contains("request timeout") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed without an answer: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#"{"error":"request timeout"}"#),
+        "{answer}"
+    );
+    // The route still serves.
+    assert_eq!(node.proxy_get("slow.test", "/").status, 200);
+}

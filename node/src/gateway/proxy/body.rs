@@ -1,6 +1,7 @@
 //! Body wrappers of the proxy: a request body that refuses to grow past `max_body_bytes` (also
-//! when chunked), and a response body with an idle timeout that carries the request's record
-//! (metrics, access log, the node's in-flight mark) until the last byte has gone out.
+//! when chunked) and fails when the client stalls, and a response body with an idle timeout that
+//! carries the request's record (metrics, access log, the node's in-flight mark) until the last
+//! byte has gone out.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,26 +26,43 @@ pub struct BodyTooLarge {
 #[error("upstream body idle for {0:?}")]
 pub struct BodyIdle(pub Duration);
 
+/// The client sent no request-body data for the send timeout while the upstream waited for it.
+#[derive(Debug, thiserror::Error)]
+#[error("client sent no request body data for {0:?}")]
+pub struct RequestBodyIdle(pub Duration);
+
 pin_project_lite::pin_project! {
-    pub struct Limited<B> {
+    /// A request body on its way upstream: refused once it grows past `max_body_bytes` (also
+    /// when chunked), and failed when the client stalls for the idle timeout, so a slow or
+    /// stuck client cannot hold an upstream connection for ever (also after the upstream has
+    /// answered, when no other deadline runs).
+    pub struct Inbound<B> {
         #[pin]
         inner: B,
         seen: u64,
-        limit: u64,
+        limit: Option<u64>,
+        #[pin]
+        idle: Sleep,
+        idle_for: Duration,
+        // As in `Tracked`: the timer runs only while the upstream side waits for data.
+        waiting: bool,
     }
 }
 
-impl<B> Limited<B> {
-    pub fn new(inner: B, limit: u64) -> Self {
-        Limited {
+impl<B> Inbound<B> {
+    pub fn new(inner: B, limit: Option<u64>, idle_for: Duration) -> Self {
+        Inbound {
             inner,
             seen: 0,
             limit,
+            idle: tokio::time::sleep(idle_for),
+            idle_for,
+            waiting: false,
         }
     }
 }
 
-impl<B> Body for Limited<B>
+impl<B> Body for Inbound<B>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -56,21 +74,32 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
+        let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
+                *this.waiting = false;
+                if let (Some(data), Some(limit)) = (frame.data_ref(), *this.limit) {
                     *this.seen += data.len() as u64;
-                    if *this.seen > *this.limit {
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
-                            limit: *this.limit,
-                        }))));
+                    if *this.seen > limit {
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            other => other.map(|_| None),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                if !*this.waiting {
+                    *this.waiting = true;
+                    this.idle.as_mut().reset(Instant::now() + *this.idle_for);
+                }
+                match this.idle.poll(cx) {
+                    Poll::Ready(()) => {
+                        Poll::Ready(Some(Err(Box::new(RequestBodyIdle(*this.idle_for)))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -167,5 +196,69 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+    use tokio::sync::mpsc;
+
+    type Chunk = Result<Frame<Bytes>, std::convert::Infallible>;
+
+    /// A request body fed by hand, the way a client sends it.
+    fn client_body() -> (
+        mpsc::Sender<Chunk>,
+        StreamBody<impl futures_util::Stream<Item = Chunk>>,
+    ) {
+        let (tx, rx) = mpsc::channel::<Chunk>(4);
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
+            );
+        (tx, StreamBody::new(stream))
+    }
+
+    fn chunk(n: usize) -> Chunk {
+        Ok(Frame::data(Bytes::from(vec![b'x'; n])))
+    }
+
+    #[tokio::test]
+    async fn a_stalled_client_fails_the_body_after_the_idle_timeout() {
+        let (tx, body) = client_body();
+        let mut body = std::pin::pin!(Inbound::new(body, None, Duration::from_millis(50)));
+        tx.send(chunk(10)).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        let e = body.frame().await.unwrap().unwrap_err();
+        assert!(e.is::<RequestBodyIdle>(), "{e}");
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn steady_data_keeps_the_body_alive_and_it_ends() {
+        let (tx, body) = client_body();
+        let body = Inbound::new(body, Some(100), Duration::from_millis(200));
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                tx.send(chunk(10)).await.unwrap();
+            }
+        });
+        let all = body.collect().await.unwrap().to_bytes();
+        assert_eq!(all.len(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_refused_even_without_a_length() {
+        let (tx, body) = client_body();
+        let body = Inbound::new(body, Some(25), Duration::from_secs(5));
+        for _ in 0..3 {
+            tx.send(chunk(10)).await.unwrap();
+        }
+        drop(tx);
+        let e = body.collect().await.unwrap_err();
+        assert!(e.is::<BodyTooLarge>(), "{e}");
     }
 }

@@ -13,6 +13,9 @@ pub enum GatewayError {
     PayloadTooLarge,
     ServiceUnavailable,
     BadRequest,
+    /// The client stalled sending its request body (not in the original gateway, which had no
+    /// request-body timeout; the message follows §7.14's style).
+    RequestTimeout,
     Internal,
     BadGateway,
     GatewayTimeout,
@@ -25,6 +28,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::BadRequest => StatusCode::BAD_REQUEST,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
             GatewayError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -37,6 +41,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => "payload too large",
             GatewayError::ServiceUnavailable => "service unavailable",
             GatewayError::BadRequest => "bad request",
+            GatewayError::RequestTimeout => "request timeout",
             GatewayError::Internal => "internal server error",
             GatewayError::BadGateway => "bad gateway",
             GatewayError::GatewayTimeout => "gateway timeout",

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rand::Rng;
 
-use super::body::{BodyTooLarge, Limited, Tracked};
+use super::body::{BodyTooLarge, Inbound, RequestBodyIdle, Tracked};
 use super::compress;
 use super::errors::GatewayError;
 use super::headers;
@@ -92,11 +93,11 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Whether a client error was our own request-body limit.
-fn caused_by_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `e` was caused by an error of type `T` (our own request-body checks).
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if err.is::<BodyTooLarge>() {
+        if err.is::<T>() {
             return true;
         }
         cur = err.source();
@@ -206,9 +207,12 @@ pub async fn handle(
         Some(h) => upstream_headers.insert(header::HOST, h),
         None => upstream_headers.remove(header::HOST),
     };
-    let body: ProxyBody = match route.max_body_bytes {
-        Some(max) => Limited::new(body, max).boxed(),
-        None => body.map_err(Into::into).boxed(),
+    let timeout = &cluster.config.timeout;
+    let body: ProxyBody = if body.is_end_stream() {
+        body.map_err(Into::into).boxed()
+    } else {
+        let idle = Duration::from_secs_f64(timeout.send);
+        Inbound::new(body, route.max_body_bytes, idle).boxed()
     };
     // Origin form (`/path?query`): the transport adds the node where it needs it.
     let target = parts
@@ -222,7 +226,6 @@ pub async fn handle(
     *upstream_req.headers_mut() = upstream_headers;
 
     // One deadline for connect, sending and the response headers (`send` + `read`).
-    let timeout = &cluster.config.timeout;
     let deadline = Duration::from_secs_f64(timeout.send + timeout.read);
     let sent = Instant::now();
     let exchange = cluster.send(&endpoint, upstream_req, upgrade.is_some());
@@ -233,8 +236,11 @@ pub async fn handle(
             return local(record, GatewayError::GatewayTimeout);
         }
         Ok(Err(e)) => {
-            if caused_by_limit(&*e) {
+            if caused_by::<BodyTooLarge>(&*e) {
                 return local(record, GatewayError::PayloadTooLarge);
+            }
+            if caused_by::<RequestBodyIdle>(&*e) {
+                return local(record, GatewayError::RequestTimeout);
             }
             endpoint.observe_failure(sent.elapsed());
             tracing::debug!(upstream = %endpoint.key, error = %e, "upstream request failed");

@@ -11,7 +11,8 @@
 //!
 //! `keepalive_pool` of the cluster: `size` idle connections per node at most, closed after
 //! `idle_timeout` seconds idle, and after `requests` requests (nginx's `keepalive_requests`;
-//! the original gateway ignored it).
+//! the original gateway ignored it); TCP keepalive after `idle_timeout`, as the original's
+//! connector set it.
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -64,6 +65,15 @@ async fn connect(target: &Target<'_>) -> Result<TcpStream, ExchangeError> {
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
+    if target.pool.idle_timeout > 0 {
+        // As the original gateway's connector: TCP keepalive probes after `idle_timeout`, so a
+        // peer that vanished is noticed on long-lived connections too.
+        let keepalive =
+            socket2::TcpKeepalive::new().with_time(Duration::from_secs(target.pool.idle_timeout));
+        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+            tracing::debug!(error = %e, node = target.node, "could not set TCP keepalive");
+        }
+    }
     Ok(stream)
 }
 
