@@ -298,9 +298,20 @@ fn hot_reload_under_load_drops_nothing() {
     let node = c.node(1);
     setup(node, &up, "load.test", json!({}));
     let url = format!("{}/steady", node.proxy());
+    // Every failed answer is written out (status and body), so a failure says what went wrong.
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        script.path(),
+        "function response(status, headers, body)\n\
+         if status >= 300 then io.stderr:write(status .. ' ' .. body .. '\\n') end\n\
+         end\n",
+    )
+    .unwrap();
+    let script_path = script.path().to_path_buf();
     let wrk = std::thread::spawn(move || {
         Command::new("wrk")
-            .args(["-t2", "-c8", "-d15s", "-H", "Host: load.test"])
+            .args(["-t2", "-c8", "-d15s", "-H", "Host: load.test", "-s"])
+            .arg(script_path)
             .arg(url)
             .output()
             .expect("wrk is installed by scripts/test")
@@ -348,6 +359,9 @@ fn hot_reload_under_load_drops_nothing() {
     );
     let out = wrk.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    let failed = String::from_utf8_lossy(&out.stderr);
+    let failed: String = failed.lines().take(20).collect::<Vec<_>>().join("\n");
+    let text = format!("{text}\nfirst failed answers:\n{failed}");
     let (requests, non_2xx, socket) = wrk_summary(&text);
     eprintln!("{text}");
     assert!(
