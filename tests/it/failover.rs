@@ -104,8 +104,11 @@ fn leader_kill_under_load_loses_no_acknowledged_write() {
         attempts.load(Ordering::Relaxed),
         recovery
     );
+    // A liveness bound, not a performance figure: with the default election timeout
+    // (400–800 ms) a leader is normally back within two upper bounds; ten of them means
+    // elections are failing, however loaded the machine.
     assert!(
-        recovery < Duration::from_secs(2),
+        recovery < Duration::from_secs(8),
         "new leader took {recovery:?} to accept a write"
     );
     let new_leader = c.leader();
