@@ -2,7 +2,8 @@
 # Proxy throughput and latency, in one run, all to the same small upstream (an nginx worker that
 # answers "ok"): wrk straight at the upstream, then through nginx (proxy_pass with keep-alive,
 # one worker), HAProxy (one thread) and a Hermes node (one worker thread). Access logs are off
-# everywhere. Prints requests/s, p50 and p99 for each.
+# everywhere. Prints requests/s, p50 and p99 for each, and the CPU time (user and system, from
+# /proc) the process under test spent per request.
 #
 #   bench/proxy.sh [duration-seconds] [connections]     (defaults: 10, 32)
 set -euo pipefail
@@ -64,12 +65,12 @@ backend b
   server s1 127.0.0.1:$UP
 CONF
 
-nginx -c "$WORK/upstream.conf" -p "$WORK" & PIDS+=($!); disown
-nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!); disown
-haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & PIDS+=($!); disown
+nginx -c "$WORK/upstream.conf" -p "$WORK" & UP_PID=$!; PIDS+=($!); disown
+nginx -c "$WORK/nginx.conf" -p "$WORK" & NGINX_PID=$!; PIDS+=($!); disown
+haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & HAPROXY_PID=$!; PIDS+=($!); disown
 RUST_LOG=warn "$HERMES" node --data-dir "$WORK/hermes" --worker-threads 1 --access-log off \
   --proxy-listen 127.0.0.1:$HERMES_PROXY --admin-listen 127.0.0.1:25805 --peer-listen 127.0.0.1:25806 \
-  --etcd-listen 127.0.0.1:25807 >"$WORK/hermes.log" 2>&1 & PIDS+=($!); disown
+  --etcd-listen 127.0.0.1:25807 >"$WORK/hermes.log" 2>&1 & HERMES_PID=$!; PIDS+=($!); disown
 
 for _ in $(seq 1 100); do curl -sf -o /dev/null http://127.0.0.1:25805/livez && break; sleep 0.1; done
 put() {
@@ -82,20 +83,32 @@ for port in $UP $NGINX $HAPROXY $HERMES_PROXY; do
   for _ in $(seq 1 100); do [ "$(curl -s http://127.0.0.1:$port/ 2>/dev/null)" = "ok" ] && break; sleep 0.1; done
 done
 
-load() {
-  local out
+# User and system CPU ticks of a process and its threads.
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+load() { # port label pid-under-test
+  local out u0 s0 u1 s1
+  read -r u0 s0 < <(ticks "$3")
   out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$1/")
-  local rps p50 p99 non2xx
+  read -r u1 s1 < <(ticks "$3")
+  local rps p50 p99 non2xx n hz
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
-  printf '%-34s %12s %10s %10s  %s\n' "$2" "$rps" "$p50" "$p99" "${non2xx:-0}"
+  n=$(echo "$out" | awk '/requests in/ {print $1}')
+  hz=$(getconf CLK_TCK)
+  printf '%-34s %12s %10s %10s %9s %9s  %s\n' "$2" "$rps" "$p50" "$p99" \
+    "$(awk -v t=$((u1 - u0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1fus", t * 1e6 / hz / n}')" \
+    "$(awk -v t=$((s1 - s0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1fus", t * 1e6 / hz / n}')" \
+    "${non2xx:-0}"
 }
-printf '%-34s %12s %10s %10s  %s\n' "target" "requests/s" "p50" "p99" "errors"
-load $UP "upstream directly (nginx, 1 worker)"
-load $NGINX "nginx 1.22 proxy_pass (1 worker)"
-load $HAPROXY "HAProxy 2.6 (1 thread)"
-load $HERMES_PROXY "hermes (1 worker thread)"
+# nginx does its work in the worker, the master's only child.
+NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1)
+UP_WORKER=$(pgrep -P "$UP_PID" | head -1)
+printf '%-34s %12s %10s %10s %9s %9s  %s\n' "target" "requests/s" "p50" "p99" "user/req" "sys/req" "errors"
+load $UP "upstream directly (nginx, 1 worker)" "$UP_WORKER"
+load $NGINX "nginx 1.22 proxy_pass (1 worker)" "$NGINX_WORKER"
+load $HAPROXY "HAProxy 2.6 (1 thread)" "$HAPROXY_PID"
+load $HERMES_PROXY "hermes (1 worker thread)" "$HERMES_PID"
 echo
 echo "wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency; $(nproc) cores; hermes $("$HERMES" version | awk '{print $2}')"
