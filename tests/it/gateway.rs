@@ -187,6 +187,20 @@ fn host_uri_header_matching_and_disabled_routes() {
         "a",
         "an omitted status means enabled"
     );
+    // An HTTP/1.0 client without Host reaches the catch-all, and the upstream still gets a
+    // Host (the node's), as HTTP/1.1 requires.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", node.proxy_port)).unwrap();
+    s.write_all(b"GET /nohost HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    let seen: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
+    assert_eq!(
+        seen["headers"]["host"],
+        format!("127.0.0.1:{}", ups[1].port).as_str(),
+        "{answer}"
+    );
 }
 
 #[test]

@@ -24,7 +24,7 @@ use crate::gateway::routing::host;
 use crate::gateway::routing::table::Route;
 use crate::gateway::upstream::balancer::InFlight;
 use crate::gateway::upstream::client::ProxyBody;
-use crate::gateway::upstream::cluster::Cluster;
+use crate::gateway::upstream::cluster::{Cluster, SendError};
 use crate::gateway::Gateway;
 
 /// IPv4 clients on a dual-stack listener show up as `::ffff:a.b.c.d`.
@@ -235,7 +235,11 @@ pub async fn handle(
             tracing::debug!(upstream = %endpoint.key, ?deadline, "upstream did not answer in time");
             return local(record, GatewayError::GatewayTimeout);
         }
-        Ok(Err(e)) => {
+        Ok(Err(SendError::Build(e))) => {
+            tracing::warn!(upstream = %endpoint.key, error = %e, "could not build the upstream request");
+            return local(record, GatewayError::Internal);
+        }
+        Ok(Err(SendError::Exchange(e))) => {
             if caused_by::<BodyTooLarge>(&*e) {
                 return local(record, GatewayError::PayloadTooLarge);
             }

@@ -53,7 +53,8 @@ pub struct Endpoint {
     pub weight: u32,
     /// `host:port`, the node's identity in metrics and logs.
     pub key: Arc<str>,
-    /// `key` as a Host header (`pass_host: node`).
+    /// The Host a plain-HTTP request names the node with (`pass_host: node`, or a client that
+    /// sent none): `key`, without the port when it is 80, as hyper-util's client wrote it.
     pub host_header: http::HeaderValue,
     /// Shared with the same node's earlier `Endpoint`s (after a reweight), so requests still
     /// in flight on the old one are counted down on the counter the balancer now reads.
@@ -75,7 +76,7 @@ impl Endpoint {
             port,
             weight,
             key: Arc::from(key.as_str()),
-            host_header: http::HeaderValue::from_str(&key)
+            host_header: http::HeaderValue::from_str(key.strip_suffix(":80").unwrap_or(&key))
                 .unwrap_or_else(|_| http::HeaderValue::from_static("")),
             active: Arc::new(AtomicU64::new(0)),
             ewma: Arc::new(Mutex::new(Ewma {

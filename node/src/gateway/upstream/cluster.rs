@@ -89,32 +89,32 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Sends `req` to `endpoint`. Its URI is in origin form (`/path?query`); with
-    /// `pass_host: node` its Host names the node. `upgrade` requests get a connection of their
-    /// own, which the upgrade then takes over.
+    /// Sends `req` to `endpoint`. Its URI is in origin form (`/path?query`), and it carries
+    /// the Host `pass_host` chose, or none for `pass_host: node`. `upgrade` requests get a
+    /// connection of their own, which the upgrade then takes over.
     pub async fn send(
         &self,
         endpoint: &Endpoint,
         mut req: Request<ProxyBody>,
         upgrade: bool,
-    ) -> Result<Response<ProxyBody>, BoxError> {
-        let node_host = self.config.pass_host == "node";
+    ) -> Result<Response<ProxyBody>, SendError> {
         if let Some(client) = &self.client {
             // hyper-util's client wants the absolute form; from it, it sets Host (HTTP/1.1) or
-            // `:authority` (h2), where an explicit Host as well would be a duplicate.
+            // `:authority` (h2) when the request has none.
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            *req.uri_mut() = format!("https://{}{pq}", endpoint.key).parse()?;
-            if node_host {
-                req.headers_mut().remove(http::header::HOST);
-            }
-            let resp = client.request(req).await?;
+            *req.uri_mut() = format!("https://{}{pq}", endpoint.key)
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| SendError::Build(e.into()))?;
+            let resp = client
+                .request(req)
+                .await
+                .map_err(|e| SendError::Exchange(e.into()))?;
             return Ok(resp.map(|b| b.map_err(Into::into).boxed()));
         }
-        if node_host {
-            req.headers_mut().insert(
-                http::header::HOST,
-                http::HeaderValue::from_str(&endpoint.key)?,
-            );
+        // hyper's connection writes the request as it is: Host is ours to set.
+        if !req.headers().contains_key(http::header::HOST) {
+            req.headers_mut()
+                .insert(http::header::HOST, endpoint.host_header.clone());
         }
         let target = pool::Target {
             host: &endpoint.host,
@@ -125,11 +125,25 @@ impl Cluster {
             connect_timeout: Duration::from_secs_f64(self.config.timeout.connect),
         };
         if upgrade {
-            let resp = pool::send_upgrade(target, req).await?;
+            let resp = pool::send_upgrade(target, req)
+                .await
+                .map_err(|e| SendError::Exchange(e.into()))?;
             return Ok(resp.map(|b| b.map_err(Into::into).boxed()));
         }
-        Ok(pool::send(target, req).await?.map(BodyExt::boxed))
+        let resp = pool::send(target, req)
+            .await
+            .map_err(|e| SendError::Exchange(e.into()))?;
+        Ok(resp.map(BodyExt::boxed))
     }
+}
+
+/// Why [`Cluster::send`] got no response.
+#[derive(Debug)]
+pub enum SendError {
+    /// The request could not be put on the wire at all (our fault, not the node's).
+    Build(BoxError),
+    /// Connecting, sending or waiting for the response failed.
+    Exchange(BoxError),
 }
 
 /// Every cluster by name, swapped whole on each change so that requests never lock.

@@ -48,22 +48,42 @@ pub enum ExchangeError {
 }
 
 async fn connect(target: &Target<'_>) -> Result<TcpStream, ExchangeError> {
-    let connecting = TcpStream::connect((target.host, target.port));
-    let stream = match tokio::time::timeout(target.connect_timeout, connecting).await {
-        Err(_) => {
-            return Err(ExchangeError::ConnectTimeout {
-                node: target.node.to_string(),
-                timeout: target.connect_timeout,
-            })
-        }
-        Ok(Err(source)) => {
-            return Err(ExchangeError::Connect {
-                node: target.node.to_string(),
-                source,
-            })
-        }
-        Ok(Ok(s)) => s,
+    let timed_out = || ExchangeError::ConnectTimeout {
+        node: target.node.to_string(),
+        timeout: target.connect_timeout,
     };
+    let failed = |source| ExchangeError::Connect {
+        node: target.node.to_string(),
+        source,
+    };
+    let started = Instant::now();
+    let resolving = tokio::net::lookup_host((target.host, target.port));
+    let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(target.connect_timeout, resolving)
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(failed)?
+        .collect();
+    // Every address gets its share of what is left of the timeout, so one black-holed address
+    // (an unreachable AAAA, say) does not use it all up (hyper-util's connector does the same).
+    let mut last = None;
+    for (i, addr) in addrs.iter().enumerate() {
+        let left = target.connect_timeout.saturating_sub(started.elapsed());
+        let share = left / (addrs.len() - i) as u32;
+        match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return finish_connect(target, stream),
+            Ok(Err(e)) => last = Some(failed(e)),
+            Err(_) => last = Some(timed_out()),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        failed(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the node's host resolved to no address",
+        ))
+    }))
+}
+
+fn finish_connect(target: &Target<'_>, stream: TcpStream) -> Result<TcpStream, ExchangeError> {
     let _ = stream.set_nodelay(true);
     if target.pool.idle_timeout > 0 {
         // As the original gateway's connector: TCP keepalive probes after `idle_timeout`, so a
@@ -80,9 +100,10 @@ async fn connect(target: &Target<'_>) -> Result<TcpStream, ExchangeError> {
 /// One open connection: the handle that sends requests and the state machine that moves bytes.
 pub struct Conn {
     sender: http1::SendRequest<ProxyBody>,
-    driver: Driver,
-    /// The driver has finished (connection closed or failed): it must not be polled again.
-    finished: bool,
+    /// `None` once the connection has ended. Dropping the finished driver matters: a request
+    /// still queued in it (an idle connection the upstream closed cleanly, seen only after the
+    /// request was queued) is handed back unsent instead of waiting for ever.
+    driver: Option<Driver>,
     served: u64,
 }
 
@@ -93,17 +114,16 @@ impl Conn {
             .await?;
         Ok(Conn {
             sender,
-            driver,
-            finished: false,
+            driver: Some(driver),
             served: 0,
         })
     }
 
     /// Lets the connection make progress; notes when it has ended.
     fn drive(&mut self, cx: &mut Context<'_>) {
-        if !self.finished {
-            if let Poll::Ready(result) = Pin::new(&mut self.driver).poll(cx) {
-                self.finished = true;
+        if let Some(driver) = self.driver.as_mut() {
+            if let Poll::Ready(result) = Pin::new(driver).poll(cx) {
+                self.driver = None;
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "upstream connection ended");
                 }
@@ -115,7 +135,7 @@ impl Conn {
     /// a connection the upstream has closed reads its EOF here and is not reused.
     fn reusable(&mut self) -> bool {
         self.drive(&mut Context::from_waker(Waker::noop()));
-        !self.finished && self.sender.is_ready()
+        self.driver.is_some() && self.sender.is_ready()
     }
 
     /// Sends `req` and drives the connection until the response head has arrived. A request
@@ -176,7 +196,7 @@ impl IdleConns {
     fn put(&self, conn: Conn, settings: &KeepalivePoolConfig) {
         let overflow = {
             let mut idle = self.lock();
-            if idle.len() < settings.size {
+            if idle.len() < settings.size && settings.idle_timeout > 0 {
                 idle.push((conn, Instant::now()));
                 None
             } else {
@@ -294,7 +314,13 @@ impl Body for PooledBody {
             conn.drive(cx);
         }
         let frame = Pin::new(&mut this.body).poll_frame(cx);
-        if matches!(frame, Poll::Ready(None)) || this.body.is_end_stream() {
+        // Trailers are the last frame: hyper's server stops reading after them.
+        let last = match &frame {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(f))) => f.is_trailers(),
+            _ => false,
+        };
+        if last || this.body.is_end_stream() {
             this.ended = true;
         }
         frame.map_err(Into::into)
@@ -356,6 +382,18 @@ mod tests {
                                         .map(|c| Ok::<_, Infallible>(Frame::data(Bytes::from(c)))),
                                 );
                                 Response::new(StreamBody::new(frames).boxed())
+                            }
+                            "/trailers" => {
+                                let mut t = http::HeaderMap::new();
+                                t.insert("x-sum", http::HeaderValue::from_static("1"));
+                                let frames = futures_util::stream::iter([
+                                    Ok::<_, Infallible>(Frame::data(Bytes::from("abc"))),
+                                    Ok(Frame::trailers(t)),
+                                ]);
+                                Response::builder()
+                                    .header("trailer", "x-sum")
+                                    .body(StreamBody::new(frames).boxed())
+                                    .unwrap()
                             }
                             "/close" => Response::builder()
                                 .header("connection", "close")
@@ -484,6 +522,94 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
+    /// An upstream that answers one request, then closes the connection cleanly at once.
+    async fn one_shot_upstream() -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = stream.read(&mut buf).await;
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_request_queued_on_a_cleanly_closed_connection_comes_back_unsent() {
+        // The close is seen only after the request was queued: the request must come back
+        // (to be sent elsewhere), not wait for ever.
+        let port = one_shot_upstream().await;
+        let idle = Arc::new(IdleConns::default());
+        let pool = KeepalivePoolConfig::default();
+        let node = format!("127.0.0.1:{port}");
+        let target = Target {
+            host: "127.0.0.1",
+            port,
+            node: &node,
+            idle: &idle,
+            pool: &pool,
+            connect_timeout: Duration::from_secs(1),
+        };
+        let mut conn = Conn::open(&target).await.unwrap();
+        let resp = conn.exchange(request("GET", "/")).await.unwrap();
+        resp.into_body().collect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second =
+            tokio::time::timeout(Duration::from_secs(5), conn.exchange(request("GET", "/")))
+                .await
+                .expect("the request waited on a closed connection");
+        match second {
+            Err((_, Some(_unsent))) => {}
+            Err((e, None)) => panic!("the request was lost: {e}"),
+            Ok(_) => panic!("a closed connection answered"),
+        }
+        // Through the pool, the same situation is invisible to the caller.
+        assert_eq!(fetch(port, &idle, &pool, "GET", "/").await, "ok");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(fetch(port, &idle, &pool, "GET", "/").await, "ok");
+    }
+
+    #[tokio::test]
+    async fn a_body_ended_by_trailers_gives_its_connection_back() {
+        let (port, accepted) = upstream().await;
+        let idle = Arc::new(IdleConns::default());
+        let pool = KeepalivePoolConfig::default();
+        let node = format!("127.0.0.1:{port}");
+        for _ in 0..2 {
+            let target = Target {
+                host: "127.0.0.1",
+                port,
+                node: &node,
+                idle: &idle,
+                pool: &pool,
+                connect_timeout: Duration::from_secs(1),
+            };
+            let mut req = request("GET", "/trailers");
+            req.headers_mut()
+                .insert("te", http::HeaderValue::from_static("trailers"));
+            let mut body = send(target, req).await.unwrap().into_body();
+            let mut trailers = false;
+            // Read like hyper's server does: stop at the trailers, never poll for the end.
+            while let Some(frame) = body.frame().await {
+                if frame.unwrap().is_trailers() {
+                    trailers = true;
+                    break;
+                }
+            }
+            assert!(trailers);
+            drop(body);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
     #[tokio::test]
     async fn pool_size_idle_timeout_and_request_limit_are_kept() {
         let (port, accepted) = upstream().await;
@@ -497,13 +623,19 @@ mod tests {
             fetch(port, &idle, &limited, "GET", "/").await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
-        // Size 0 keeps nothing idle.
+        // Size 0, or an idle timeout of 0, keeps nothing idle.
         let none = KeepalivePoolConfig {
             size: 0,
             ..KeepalivePoolConfig::default()
         };
         let empty = Arc::new(IdleConns::default());
         fetch(port, &empty, &none, "GET", "/").await;
+        assert_eq!(empty.len(), 0);
+        let no_idle = KeepalivePoolConfig {
+            idle_timeout: 0,
+            ..KeepalivePoolConfig::default()
+        };
+        fetch(port, &empty, &no_idle, "GET", "/").await;
         assert_eq!(empty.len(), 0);
         // The sweep closes connections idle past the timeout and keeps fresh ones.
         let pool = KeepalivePoolConfig::default();
