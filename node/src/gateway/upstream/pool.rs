@@ -181,7 +181,7 @@ impl std::fmt::Debug for IdleConns {
 }
 
 impl IdleConns {
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.lock().len()
     }
 
@@ -292,7 +292,7 @@ fn wrap(resp: Response<Incoming>, conn: Box<Conn>, target: &Target<'_>) -> Respo
         conn: Some(conn),
         ended: false,
         idle: target.idle.clone(),
-        pool: target.pool.clone(),
+        pool: *target.pool,
     })
 }
 
