@@ -25,8 +25,12 @@ HERMES=$PWD/target/release/hermes
 WORK=$(mktemp -d -p "${BENCH_DIR:-$PWD/target}" bench-proxy.XXXXXX)
 PIDS=()
 cleanup() {
-  # Children first: an nginx master killed alone leaves its worker holding the port.
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && { pkill -9 -P "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; } || true; done
+  # An nginx master killed alone leaves its worker holding the port (and this script's
+  # output pipe); one whose worker is killed first forks a new one. So: stop the master, kill
+  # its children, then the master.
+  for p in "${PIDS[@]:-}"; do
+    [ -n "$p" ] && { kill -STOP "$p" 2>/dev/null; pkill -9 -P "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; } || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
