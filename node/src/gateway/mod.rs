@@ -141,9 +141,8 @@ impl Gateway {
         loop {
             every.tick().await;
             for cluster in self.clusters.all() {
-                let idle_timeout = Duration::from_secs(cluster.config.keepalive_pool.idle_timeout);
                 for endpoint in cluster.balancer.endpoints() {
-                    endpoint.idle.sweep(idle_timeout);
+                    endpoint.idle.sweep(&cluster.config.keepalive_pool);
                 }
             }
         }

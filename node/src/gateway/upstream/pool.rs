@@ -216,17 +216,25 @@ impl IdleConns {
 
     /// Closes connections idle for `idle_timeout` and those the upstream has closed, so
     /// sockets do not linger half-closed while no request comes. The check reads from each
-    /// socket, so it runs outside the lock; connections put back meanwhile stay.
-    pub fn sweep(&self, idle_timeout: Duration) {
+    /// socket, so it runs outside the lock; connections put back meanwhile stay, and the
+    /// oldest beyond `settings.size` are closed.
+    pub fn sweep(&self, settings: &KeepalivePoolConfig) {
+        let idle_timeout = Duration::from_secs(settings.idle_timeout);
         let mut checked = std::mem::take(&mut *self.lock());
         if checked.is_empty() {
             return;
         }
         checked.retain_mut(|(conn, since)| since.elapsed() < idle_timeout && conn.reusable());
-        let mut idle = self.lock();
-        // Oldest first, as `take` pops the most recent.
-        checked.append(&mut idle);
-        *idle = checked;
+        let surplus = {
+            let mut idle = self.lock();
+            // Oldest first, as `take` pops the most recent.
+            checked.append(&mut idle);
+            let surplus = checked.len().saturating_sub(settings.size);
+            let surplus: Vec<_> = checked.drain(..surplus).collect();
+            *idle = checked;
+            surplus
+        };
+        drop(surplus);
     }
 }
 
@@ -648,10 +656,16 @@ mod tests {
         let pool = KeepalivePoolConfig::default();
         let kept = Arc::new(IdleConns::default());
         fetch(port, &kept, &pool, "GET", "/").await;
-        kept.sweep(Duration::from_secs(60));
+        kept.sweep(&pool);
         assert_eq!(kept.len(), 1);
-        kept.sweep(Duration::ZERO);
-        assert_eq!(kept.len(), 0);
+        kept.sweep(&KeepalivePoolConfig { size: 0, ..pool });
+        assert_eq!(kept.len(), 0, "beyond the size");
+        fetch(port, &kept, &pool, "GET", "/").await;
+        kept.sweep(&KeepalivePoolConfig {
+            idle_timeout: 0,
+            ..pool
+        });
+        assert_eq!(kept.len(), 0, "past the idle timeout");
     }
 
     #[tokio::test]
