@@ -163,15 +163,44 @@ fn is_loopback(peer: &SocketAddr) -> bool {
     }
 }
 
+/// How much of an oversized body is read and dropped before the 413 goes out, and for how long:
+/// a client still sending would otherwise see its connection reset instead of the answer
+/// (nginx's lingering close does the same).
+const DRAIN_BYTES: usize = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(b) => Ok(b),
-        Err(_) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request body exceeds {MAX_BODY_BYTES} bytes"),
-        )),
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("reading the request body failed: {e}"),
+            )
+        })?;
+        if buf.len() + chunk.len() > MAX_BODY_BYTES {
+            let drain = async {
+                let mut dropped = 0;
+                while let Some(Ok(c)) = stream.next().await {
+                    dropped += c.len();
+                    if dropped > DRAIN_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        buf.extend_from_slice(&chunk);
     }
+    Ok(buf.freeze())
 }
 
 /// Middleware: authenticates every `/api/` request and hands the caller to the handler.
