@@ -26,6 +26,43 @@ pub struct BodyTooLarge {
 #[error("upstream body idle for {0:?}")]
 pub struct BodyIdle(pub Duration);
 
+pin_project_lite::pin_project! {
+    /// A body's idle timer. It runs only while the body waits for data from its source (the
+    /// other side not polling us never counts), and restarts when data comes.
+    struct IdleTimer {
+        #[pin]
+        sleep: Sleep,
+        idle_for: Duration,
+        waiting: bool,
+    }
+}
+
+impl IdleTimer {
+    fn new(idle_for: Duration) -> Self {
+        IdleTimer {
+            sleep: tokio::time::sleep(idle_for),
+            idle_for,
+            waiting: false,
+        }
+    }
+
+    /// Data came: the next wait starts a fresh period.
+    fn data(self: Pin<&mut Self>) {
+        *self.project().waiting = false;
+    }
+
+    /// The source is pending: whether the idle period has now passed (else a wake-up is
+    /// registered for its end).
+    fn expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        let mut this = self.project();
+        if !*this.waiting {
+            *this.waiting = true;
+            this.sleep.as_mut().reset(Instant::now() + *this.idle_for);
+        }
+        this.sleep.poll(cx).is_ready()
+    }
+}
+
 /// The client sent no request-body data for the send timeout while the upstream waited for it.
 #[derive(Debug, thiserror::Error)]
 #[error("client sent no request body data for {0:?}")]
@@ -42,10 +79,7 @@ pin_project_lite::pin_project! {
         seen: u64,
         limit: Option<u64>,
         #[pin]
-        idle: Sleep,
-        idle_for: Duration,
-        // As in `Tracked`: the timer runs only while the upstream side waits for data.
-        waiting: bool,
+        idle: IdleTimer,
     }
 }
 
@@ -55,9 +89,7 @@ impl<B> Inbound<B> {
             inner,
             seen: 0,
             limit,
-            idle: tokio::time::sleep(idle_for),
-            idle_for,
-            waiting: false,
+            idle: IdleTimer::new(idle_for),
         }
     }
 }
@@ -77,7 +109,7 @@ where
         let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                *this.waiting = false;
+                this.idle.data();
                 if let (Some(data), Some(limit)) = (frame.data_ref(), *this.limit) {
                     *this.seen += data.len() as u64;
                     if *this.seen > limit {
@@ -88,18 +120,11 @@ where
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                if !*this.waiting {
-                    *this.waiting = true;
-                    this.idle.as_mut().reset(Instant::now() + *this.idle_for);
-                }
-                match this.idle.poll(cx) {
-                    Poll::Ready(()) => {
-                        Poll::Ready(Some(Err(Box::new(RequestBodyIdle(*this.idle_for)))))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
+            Poll::Pending if this.idle.as_mut().expired(cx) => {
+                let idle_for = this.idle.idle_for;
+                Poll::Ready(Some(Err(Box::new(RequestBodyIdle(idle_for)))))
             }
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -121,12 +146,10 @@ pin_project_lite::pin_project! {
     pub struct Tracked<B, R> {
         #[pin]
         inner: B,
+        // Runs while we wait for the upstream: time the client spends not reading (hyper not
+        // polling us) never counts as upstream silence.
         #[pin]
-        idle: Sleep,
-        idle_for: Duration,
-        // Whether the idle timer runs: it starts when we wait for the upstream, so time the
-        // client spends not reading (hyper not polling us) never counts as upstream silence.
-        waiting: bool,
+        idle: IdleTimer,
         record: Option<R>,
     }
 }
@@ -135,9 +158,7 @@ impl<B, R: OnBodyEnd> Tracked<B, R> {
     pub fn new(inner: B, idle_for: Duration, record: R) -> Self {
         Tracked {
             inner,
-            idle: tokio::time::sleep(idle_for),
-            idle_for,
-            waiting: false,
+            idle: IdleTimer::new(idle_for),
             record: Some(record),
         }
     }
@@ -162,7 +183,7 @@ where
                 if let (Some(data), Some(record)) = (frame.data_ref(), this.record.as_mut()) {
                     record.add_bytes(data.len() as u64);
                 }
-                *this.waiting = false;
+                this.idle.data();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -174,19 +195,12 @@ where
                 this.record.take();
                 Poll::Ready(None)
             }
-            Poll::Pending => {
-                if !*this.waiting {
-                    *this.waiting = true;
-                    this.idle.as_mut().reset(Instant::now() + *this.idle_for);
-                }
-                match this.idle.poll(cx) {
-                    Poll::Ready(()) => {
-                        this.record.take();
-                        Poll::Ready(Some(Err(Box::new(BodyIdle(*this.idle_for)))))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
+            Poll::Pending if this.idle.as_mut().expired(cx) => {
+                this.record.take();
+                let idle_for = this.idle.idle_for;
+                Poll::Ready(Some(Err(Box::new(BodyIdle(idle_for)))))
             }
+            Poll::Pending => Poll::Pending,
         }
     }
 

@@ -1,6 +1,6 @@
-//! The HTTP client of one cluster: its own connection pool (`keepalive_pool`), TCP connect
-//! timeout, and TLS for `https` clusters with ALPN (h2 when the upstream offers it, else
-//! HTTP/1.1). `tls_verify` checks certificates against the Mozilla roots (webpki-roots); without
+//! The HTTP client of one TLS cluster (plain-HTTP clusters use [`super::pool`]): its own
+//! connection pool (`keepalive_pool`), TCP connect timeout, and TLS with ALPN (h2 when the
+//! upstream offers it, else HTTP/1.1). `tls_verify` checks certificates against the Mozilla roots (webpki-roots); without
 //! it any certificate is accepted, as in the original gateway.
 //!
 //! h2 is offered only to clusters with `pass_host: node`. The request URI names the node (the

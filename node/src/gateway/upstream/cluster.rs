@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use arc_swap::ArcSwap;

@@ -440,6 +440,23 @@ mod tests {
             .unwrap()
     }
 
+    /// A target on loopback with a one-second connect timeout.
+    fn local<'a>(
+        node: &'a str,
+        port: u16,
+        idle: &'a Arc<IdleConns>,
+        pool: &'a KeepalivePoolConfig,
+    ) -> Target<'a> {
+        Target {
+            host: "127.0.0.1",
+            port,
+            node,
+            idle,
+            pool,
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+
     async fn fetch(
         port: u16,
         idle: &Arc<IdleConns>,
@@ -448,14 +465,7 @@ mod tests {
         path: &str,
     ) -> String {
         let node = format!("127.0.0.1:{port}");
-        let target = Target {
-            host: "127.0.0.1",
-            port,
-            node: &node,
-            idle,
-            pool,
-            connect_timeout: Duration::from_secs(1),
-        };
+        let target = local(&node, port, idle, pool);
         let resp = send(target, request(method, path)).await.unwrap();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(body.to_vec()).unwrap()
@@ -481,14 +491,7 @@ mod tests {
         let idle = Arc::new(IdleConns::default());
         let pool = KeepalivePoolConfig::default();
         let node = format!("127.0.0.1:{port}");
-        let target = Target {
-            host: "127.0.0.1",
-            port,
-            node: &node,
-            idle: &idle,
-            pool: &pool,
-            connect_timeout: Duration::from_secs(1),
-        };
+        let target = local(&node, port, &idle, &pool);
         drop(send(target, request("GET", "/chunked")).await.unwrap());
         assert_eq!(idle.len(), 0);
         fetch(port, &idle, &pool, "GET", "/").await;
@@ -565,14 +568,7 @@ mod tests {
         let idle = Arc::new(IdleConns::default());
         let pool = KeepalivePoolConfig::default();
         let node = format!("127.0.0.1:{port}");
-        let target = Target {
-            host: "127.0.0.1",
-            port,
-            node: &node,
-            idle: &idle,
-            pool: &pool,
-            connect_timeout: Duration::from_secs(1),
-        };
+        let target = local(&node, port, &idle, &pool);
         let mut conn = Conn::open(&target).await.unwrap();
         let resp = conn.exchange(request("GET", "/")).await.unwrap();
         resp.into_body().collect().await.unwrap();
@@ -599,14 +595,7 @@ mod tests {
         let pool = KeepalivePoolConfig::default();
         let node = format!("127.0.0.1:{port}");
         for _ in 0..2 {
-            let target = Target {
-                host: "127.0.0.1",
-                port,
-                node: &node,
-                idle: &idle,
-                pool: &pool,
-                connect_timeout: Duration::from_secs(1),
-            };
+            let target = local(&node, port, &idle, &pool);
             let mut req = request("GET", "/trailers");
             req.headers_mut()
                 .insert("te", http::HeaderValue::from_static("trailers"));
@@ -676,14 +665,7 @@ mod tests {
         let idle = Arc::new(IdleConns::default());
         let pool = KeepalivePoolConfig::default();
         let node = format!("127.0.0.1:{port}");
-        let target = Target {
-            host: "127.0.0.1",
-            port,
-            node: &node,
-            idle: &idle,
-            pool: &pool,
-            connect_timeout: Duration::from_secs(1),
-        };
+        let target = local(&node, port, &idle, &pool);
         let Err(e) = send(target, request("GET", "/")).await else {
             panic!("a closed port answered");
         };
