@@ -21,6 +21,7 @@ use super::errors::GatewayError;
 use super::headers;
 use super::record::Record;
 use crate::gateway::routing::host;
+use crate::gateway::routing::matchers::{visible_ascii, HeaderSource};
 use crate::gateway::routing::table::Route;
 use crate::gateway::upstream::balancer::InFlight;
 use crate::gateway::upstream::client::ProxyBody;
@@ -28,7 +29,7 @@ use crate::gateway::upstream::cluster::{Cluster, SendError};
 use crate::gateway::Gateway;
 
 /// IPv4 clients on a dual-stack listener show up as `::ffff:a.b.c.d`.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(super) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -45,16 +46,16 @@ fn local(mut record: Record, error: GatewayError) -> Response<ProxyBody> {
 }
 
 /// The cluster for this request, and whether the override header chose it.
-fn select_cluster(
+pub(super) fn select_cluster(
     gw: &Gateway,
     route: &Route,
-    headers: &http::HeaderMap,
+    headers: &dyn HeaderSource,
 ) -> (Option<Arc<Cluster>>, bool) {
     if let Some(name) = route
         .override_header
         .as_ref()
-        .and_then(|h| headers.get(h))
-        .and_then(|v| v.to_str().ok())
+        .and_then(|h| headers.first(h))
+        .and_then(visible_ascii)
     {
         // Only the route's own clusters may be chosen (the original allowed any cluster).
         if route.clusters.iter().any(|c| c.name == name) {

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
-const HOP_BY_HOP: [&str; 9] = [
+pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -56,13 +56,26 @@ fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
 /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most address
 /// in `X-Forwarded-For` that is not itself a trusted proxy.
 pub fn client_ip(headers: &HeaderMap, peer: IpAddr, proxies: &[IpNet]) -> IpAddr {
+    client_ip_from(
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        peer,
+        proxies,
+    )
+}
+
+/// [`client_ip`], from the `X-Forwarded-For` values as text.
+pub fn client_ip_from<'a>(
+    forwarded_for: impl Iterator<Item = &'a str>,
+    peer: IpAddr,
+    proxies: &[IpNet],
+) -> IpAddr {
     if !trusted(peer, proxies) {
         return peer;
     }
-    let chain: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    let chain: Vec<IpAddr> = forwarded_for
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse().ok())
         .collect();
@@ -73,6 +86,58 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, proxies: &[IpNet]) -> IpAddr
         .unwrap_or(peer)
 }
 
+/// The forwarding headers to set for the upstream; `None` leaves the header as the client sent
+/// it (`proto` from a trusted proxy) or absent.
+pub struct Forwarding {
+    pub forwarded_for: Option<HeaderValue>,
+    pub proto: Option<HeaderValue>,
+    pub host: Option<HeaderValue>,
+    pub real_ip: Option<HeaderValue>,
+}
+
+impl Forwarding {
+    /// From the first `X-Forwarded-For` value the client sent and whether it sent
+    /// `X-Forwarded-Proto`.
+    pub fn new(
+        existing_for: Option<&str>,
+        has_proto: bool,
+        peer: IpAddr,
+        client: IpAddr,
+        host: &str,
+        proxies: &[IpNet],
+    ) -> Forwarding {
+        let from_trusted = trusted(peer, proxies);
+        let peer_text = peer.to_string();
+        let xff = match existing_for {
+            // Only a trusted proxy's chain is kept; anyone else's is replaced, not extended.
+            Some(existing) if from_trusted && !existing.trim().is_empty() => {
+                format!("{existing}, {peer_text}")
+            }
+            _ => peer_text,
+        };
+        Forwarding {
+            forwarded_for: HeaderValue::from_str(&xff).ok(),
+            proto: (!(from_trusted && has_proto)).then(|| HeaderValue::from_static("http")),
+            host: (!host.is_empty())
+                .then(|| HeaderValue::from_str(host).ok())
+                .flatten(),
+            real_ip: HeaderValue::from_str(&client.to_string()).ok(),
+        }
+    }
+
+    /// The headers and their values, in the order they are set.
+    pub fn fields(self) -> impl Iterator<Item = (&'static str, HeaderValue)> {
+        [
+            ("x-forwarded-for", self.forwarded_for),
+            ("x-forwarded-proto", self.proto),
+            ("x-forwarded-host", self.host),
+            ("x-real-ip", self.real_ip),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+    }
+}
+
 /// Sets `X-Forwarded-For`, `-Proto`, `-Host` and `X-Real-IP` for the upstream.
 pub fn set_forwarding(
     headers: &mut HeaderMap,
@@ -81,28 +146,18 @@ pub fn set_forwarding(
     host: &str,
     proxies: &[IpNet],
 ) {
-    let from_trusted = trusted(peer, proxies);
-    let peer_text = peer.to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        // Only a trusted proxy's chain is kept; anyone else's is replaced, not extended.
-        Some(existing) if from_trusted && !existing.trim().is_empty() => {
-            format!("{existing}, {peer_text}")
-        }
-        _ => peer_text,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
-    }
-    if !(from_trusted && headers.contains_key("x-forwarded-proto")) {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    }
-    if !host.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(host) {
-            headers.insert("x-forwarded-host", v);
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
-        headers.insert("x-real-ip", v);
+    let forwarding = Forwarding::new(
+        headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok()),
+        headers.contains_key("x-forwarded-proto"),
+        peer,
+        client,
+        host,
+        proxies,
+    );
+    for (name, value) in forwarding.fields() {
+        headers.insert(name, value);
     }
 }
 

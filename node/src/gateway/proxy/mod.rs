@@ -3,6 +3,7 @@
 pub mod body;
 pub mod compress;
 pub mod errors;
+pub mod h1;
 pub mod handler;
 pub mod headers;
 pub mod record;

@@ -1,20 +1,29 @@
 //! The proxy listener: HTTP/1.1 and HTTP/2 without TLS (h2c, prior knowledge) on one port,
-//! upgrades allowed, at most `max_connections` at once. On shutdown it stops accepting and
-//! gives open connections the grace period to finish.
+//! upgrades allowed, at most `max_connections` at once. Each connection starts on the HTTP/1.1
+//! fast path ([`super::h1`]), which hands it to hyper when a request needs the general path.
+//! On shutdown it stops accepting and gives open connections the grace period to finish; the
+//! connection tasks belong to it, and those still running after the grace period are ended.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
-use super::handler::handle;
+use super::h1;
 use crate::gateway::Gateway;
+
+/// Counts a connection down in `connections_active` however its task ends (aborted too).
+struct Active(prometheus::IntGauge);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 pub async fn serve(
     listener: TcpListener,
@@ -27,23 +36,26 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(h1::HEADER_TIMEOUT);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)));
-    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(max_connections));
+    let mut connections = JoinSet::new();
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             _ = shutdown.wait_for(|s| *s) => break,
         };
         let accepted = tokio::select! {
             a = listener.accept() => a,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             _ = shutdown.wait_for(|s| *s) => break,
         };
         let (stream, peer) = match accepted {
@@ -62,33 +74,32 @@ pub async fn serve(
             .with_label_values(&["accepted"])
             .inc();
         gw.metrics.connections_active.inc();
-        let service_gw = gw.clone();
-        let service = service_fn(move |req| {
-            let gw = service_gw.clone();
-            async move { Ok::<_, Infallible>(handle(gw, peer, req).await) }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        let active = gw.metrics.connections_active.clone();
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "proxy connection ended with an error");
-            }
-            active.dec();
+        let active = Active(gw.metrics.connections_active.clone());
+        let conn = h1::serve_connection(
+            gw.clone(),
+            stream,
+            peer,
+            builder.clone(),
+            shutdown.clone(),
+        );
+        connections.spawn(async move {
+            conn.await;
+            drop(active);
             drop(permit);
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
         tracing::warn!(
             grace_ms = grace.as_millis() as u64,
-            "proxy connections still open after the grace period"
+            open = connections.len(),
+            "proxy connections still open after the grace period are closed"
         );
+        connections.shutdown().await;
     }
     Ok(())
 }

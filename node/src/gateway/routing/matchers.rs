@@ -5,6 +5,29 @@
 use http::{HeaderMap, HeaderName};
 use regex::Regex;
 
+/// Where a matcher reads request headers from: hyper's `HeaderMap`, or the raw head the
+/// HTTP/1.1 fast path forwards without building one (`proxy::h1`).
+pub trait HeaderSource {
+    /// The first value of `name`, as bytes.
+    fn first(&self, name: &HeaderName) -> Option<&[u8]>;
+}
+
+impl HeaderSource for HeaderMap {
+    fn first(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.get(name).map(http::HeaderValue::as_bytes)
+    }
+}
+
+/// A header value as text, or `None` when it is not visible ASCII (what
+/// `HeaderValue::to_str` accepts: tab, space and `!`..`~`).
+pub fn visible_ascii(value: &[u8]) -> Option<&str> {
+    if value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Test {
     Exact(String),
@@ -52,8 +75,8 @@ impl Matcher {
         })
     }
 
-    pub fn matches(&self, headers: &HeaderMap) -> bool {
-        let value = headers.get(&self.name).and_then(|v| v.to_str().ok());
+    pub fn matches(&self, headers: &dyn HeaderSource) -> bool {
+        let value = headers.first(&self.name).and_then(visible_ascii);
         let raw = match (&self.test, value) {
             (Test::Present, v) => v.is_some(),
             (_, None) => false,

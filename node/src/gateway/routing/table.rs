@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::host::HostPattern;
-use super::matchers::Matcher;
+use super::matchers::{HeaderSource, Matcher};
 use super::radix::UriTree;
 use crate::gateway::config::types::{DomainConfig, HeaderTransform, RouteConfig, WeightedCluster};
 
@@ -73,7 +73,7 @@ pub struct Route {
 }
 
 impl Route {
-    fn accepts(&self, method: &Method, headers: &HeaderMap) -> bool {
+    fn accepts(&self, method: &Method, headers: &dyn HeaderSource) -> bool {
         (self.methods.is_empty() || self.methods.contains(method))
             && self.headers.iter().all(|m| m.matches(headers))
     }
@@ -236,7 +236,7 @@ impl RouteTable {
         partition: &Partition,
         path: &str,
         method: &Method,
-        headers: &HeaderMap,
+        headers: &dyn HeaderSource,
     ) -> Option<Arc<Route>> {
         partition.tree.first(path, |list| {
             list.iter()
@@ -253,7 +253,7 @@ impl RouteTable {
         host: &str,
         path: &str,
         method: &Method,
-        headers: &HeaderMap,
+        headers: &dyn HeaderSource,
     ) -> Option<Arc<Route>> {
         if let Some(p) = self.exact.get(host) {
             if let Some(r) = self.pick(p, path, method, headers) {

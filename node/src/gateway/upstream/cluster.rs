@@ -88,6 +88,11 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Whether the cluster's nodes are reached over TLS (hyper-util's client).
+    pub fn is_tls(&self) -> bool {
+        self.client.is_some()
+    }
+
     /// Sends `req` to `endpoint`. Its URI is in origin form (`/path?query`), and it carries
     /// the Host `pass_host` chose, or none for `pass_host: node`. `upgrade` requests get a
     /// connection of their own, which the upgrade then takes over.

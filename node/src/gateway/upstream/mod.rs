@@ -4,3 +4,4 @@ pub mod balancer;
 pub mod client;
 pub mod cluster;
 pub mod pool;
+pub mod raw;

@@ -29,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::client::{BoxError, ProxyBody};
+use super::raw::RawConn;
 use crate::gateway::config::types::KeepalivePoolConfig;
 
 type Driver = http1::Connection<TokioIo<TcpStream>, ProxyBody>;
@@ -47,7 +48,7 @@ pub enum ExchangeError {
     Http(#[from] hyper::Error),
 }
 
-async fn connect(target: &Target<'_>) -> Result<TcpStream, ExchangeError> {
+pub(super) async fn connect(target: &Target<'_>) -> Result<TcpStream, ExchangeError> {
     let timed_out = || ExchangeError::ConnectTimeout {
         node: target.node.to_string(),
         timeout: target.connect_timeout,
@@ -165,11 +166,52 @@ impl Conn {
     }
 }
 
+/// A connection that can wait in an [`IdleConns`] list: hyper's ([`Conn`]) for the general
+/// path, or a bare socket ([`RawConn`]) for the HTTP/1.1 fast path (`proxy::h1`).
+pub trait Pooled: Sized {
+    /// Whether the connection can take another request now (the upstream has not closed it).
+    fn reusable(&mut self) -> bool;
+    fn list(lists: &mut Lists) -> &mut Vec<(Self, Instant)>;
+}
+
+impl Pooled for Box<Conn> {
+    fn reusable(&mut self) -> bool {
+        Conn::reusable(self)
+    }
+
+    fn list(lists: &mut Lists) -> &mut Vec<(Self, Instant)> {
+        &mut lists.hyper
+    }
+}
+
+impl Pooled for RawConn {
+    fn reusable(&mut self) -> bool {
+        RawConn::reusable(self)
+    }
+
+    fn list(lists: &mut Lists) -> &mut Vec<(Self, Instant)> {
+        &mut lists.raw
+    }
+}
+
+/// Both kinds of idle connection to a node; `keepalive_pool.size` bounds them together.
+#[derive(Default)]
+pub struct Lists {
+    hyper: Vec<(Box<Conn>, Instant)>,
+    raw: Vec<(RawConn, Instant)>,
+}
+
+impl Lists {
+    fn len(&self) -> usize {
+        self.hyper.len() + self.raw.len()
+    }
+}
+
 /// The idle connections to one node. Shared by the node's successive [`super::balancer::Endpoint`]s
 /// (a reweight keeps them).
 #[derive(Default)]
 pub struct IdleConns {
-    conns: Mutex<Vec<(Box<Conn>, Instant)>>,
+    lists: Mutex<Lists>,
 }
 
 impl std::fmt::Debug for IdleConns {
@@ -181,18 +223,18 @@ impl std::fmt::Debug for IdleConns {
 }
 
 impl IdleConns {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Box<Conn>, Instant)>> {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lists> {
+        self.lists.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The most recently used connection still fit for a request (the warmest socket).
-    fn take(&self, idle_timeout: Duration) -> Option<Box<Conn>> {
+    pub fn take<C: Pooled>(&self, idle_timeout: Duration) -> Option<C> {
         loop {
-            let (mut conn, since) = self.lock().pop()?;
+            let (mut conn, since) = C::list(&mut self.lock()).pop()?;
             if since.elapsed() < idle_timeout && conn.reusable() {
                 return Some(conn);
             }
@@ -200,11 +242,11 @@ impl IdleConns {
         }
     }
 
-    fn put(&self, conn: Box<Conn>, settings: &KeepalivePoolConfig) {
+    pub fn put<C: Pooled>(&self, conn: C, settings: &KeepalivePoolConfig) {
         let overflow = {
-            let mut idle = self.lock();
-            if idle.len() < settings.size && settings.idle_timeout > 0 {
-                idle.push((conn, Instant::now()));
+            let mut lists = self.lock();
+            if lists.len() < settings.size && settings.idle_timeout > 0 {
+                C::list(&mut lists).push((conn, Instant::now()));
                 None
             } else {
                 Some(conn)
@@ -220,18 +262,31 @@ impl IdleConns {
     /// oldest beyond `settings.size` are closed.
     pub fn sweep(&self, settings: &KeepalivePoolConfig) {
         let idle_timeout = Duration::from_secs(settings.idle_timeout);
-        let mut checked = std::mem::take(&mut *self.lock());
-        if checked.is_empty() {
+        let (mut hyper, mut raw) = {
+            let mut lists = self.lock();
+            (std::mem::take(&mut lists.hyper), std::mem::take(&mut lists.raw))
+        };
+        if hyper.is_empty() && raw.is_empty() {
             return;
         }
-        checked.retain_mut(|(conn, since)| since.elapsed() < idle_timeout && conn.reusable());
+        hyper.retain_mut(|(conn, since)| since.elapsed() < idle_timeout && conn.reusable());
+        raw.retain_mut(|(conn, since)| since.elapsed() < idle_timeout && conn.reusable());
         let surplus = {
-            let mut idle = self.lock();
+            let mut lists = self.lock();
             // Oldest first, as `take` pops the most recent.
-            checked.append(&mut idle);
-            let surplus = checked.len().saturating_sub(settings.size);
-            let surplus: Vec<_> = checked.drain(..surplus).collect();
-            *idle = checked;
+            hyper.append(&mut lists.hyper);
+            raw.append(&mut lists.raw);
+            // Over the size, the older connections go, whichever kind they are.
+            let mut surplus = (Vec::new(), Vec::new());
+            while hyper.len() + raw.len() > settings.size {
+                match (hyper.first(), raw.first()) {
+                    (Some((_, h)), Some((_, r))) if r < h => surplus.1.push(raw.remove(0)),
+                    (Some(_), _) => surplus.0.push(hyper.remove(0)),
+                    (None, _) => surplus.1.push(raw.remove(0)),
+                }
+            }
+            lists.hyper = hyper;
+            lists.raw = raw;
             surplus
         };
         drop(surplus);
@@ -258,7 +313,7 @@ pub async fn send(
     let mut req = req;
     // A pooled connection can have been closed by the upstream a moment ago; a request it
     // refused unsent goes to a new connection (hyper-util's client does the same).
-    if let Some(mut conn) = target.idle.take(idle_timeout) {
+    if let Some(mut conn) = target.idle.take::<Box<Conn>>(idle_timeout) {
         match conn.exchange(req).await {
             Ok(resp) => return Ok(wrap(resp, conn, &target)),
             Err((e, None)) => return Err(e.into()),

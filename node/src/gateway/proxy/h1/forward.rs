@@ -1,0 +1,440 @@
+//! One request on the fast path, in the same order and with the same rules as
+//! [`crate::gateway::proxy::handler`]: forwarding headers, route, cluster, request transforms,
+//! node, `pass_host`, the upstream exchange within the header deadline, then the response head
+//! (hop-by-hop stripped, override markers, transforms) and its body. What this path does not
+//! do it declines before anything is counted or sent ([`Outcome::Fallback`]): the connection
+//! then goes to hyper, which answers the request whole.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::date;
+use super::head::{Fields, Outgoing, RequestHead};
+use super::relay::{relay, Framing};
+use super::upstream::exchange;
+use crate::gateway::proxy::errors::GatewayError;
+use crate::gateway::proxy::handler::{canonical, select_cluster};
+use crate::gateway::proxy::headers::{client_ip_from, Forwarding};
+use crate::gateway::proxy::record::Record;
+use crate::gateway::routing::host;
+use crate::gateway::routing::matchers::visible_ascii;
+use crate::gateway::routing::table::TransformOp;
+use crate::gateway::upstream::balancer::InFlight;
+use crate::gateway::upstream::pool::Target;
+use crate::gateway::Gateway;
+
+/// What became of a request, and so of its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered; the connection can take the next request.
+    KeepAlive,
+    /// Answered (or failed half-way); the connection must close.
+    Close,
+    /// Not for the fast path: nothing was sent or counted, hyper takes the connection.
+    Fallback,
+}
+
+/// The client side of a connection on the fast path.
+pub struct Downstream {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    /// Bytes read from the client and not yet handled (the current head first).
+    pub buf: BytesMut,
+    /// The head being written (upstream request, then response), reused request to request.
+    out: Vec<u8>,
+}
+
+impl Downstream {
+    pub fn new(stream: TcpStream, peer: SocketAddr) -> Downstream {
+        Downstream {
+            stream,
+            peer,
+            buf: BytesMut::with_capacity(8 * 1024),
+            out: Vec::with_capacity(4 * 1024),
+        }
+    }
+}
+
+/// What the fast path needs from a request head, or `None` when the request is not for it:
+/// HTTP/1.0, a body (any length but 0, any transfer coding), `Expect`, `Upgrade`, a target that
+/// is not plain origin form (hyper applies the URI rules to anything else).
+struct Facts<'a> {
+    method: Method,
+    target: &'a [u8],
+    path: &'a str,
+    host: &'a str,
+    close: bool,
+}
+
+impl<'a> Facts<'a> {
+    fn of(head: &RequestHead, fields: Fields<'a>) -> Option<Facts<'a>> {
+        if head.minor != 1 {
+            return None;
+        }
+        let raw = fields.head;
+        let method = Method::from_bytes(&raw[head.method.clone()]).ok()?;
+        let target = &raw[head.target.clone()];
+        let path_len = origin_form(target)?;
+        // `origin_form` admits ASCII only.
+        let path = std::str::from_utf8(&target[..path_len]).ok()?;
+        let mut host = None;
+        let mut length_seen = false;
+        for (name, value) in fields.iter() {
+            let is = |h: &str| name.eq_ignore_ascii_case(h.as_bytes());
+            if is("transfer-encoding") || is("expect") || is("upgrade") {
+                return None;
+            }
+            if is("content-length") {
+                if length_seen || value.trim_ascii() != b"0" {
+                    return None;
+                }
+                length_seen = true;
+            }
+            if is("host") && host.is_none() {
+                host = Some(value);
+            }
+        }
+        Some(Facts {
+            method,
+            target,
+            path,
+            // As `HeaderValue::to_str`: a Host that is not visible ASCII counts as none.
+            host: host.and_then(visible_ascii).unwrap_or(""),
+            close: fields.has_token("connection", "close"),
+        })
+    }
+}
+
+/// The length of the path of an origin-form target (`/path?query`), or `None` when the target
+/// has anything but the characters RFC 3986 allows there (a fragment, spaces, non-ASCII, and
+/// the like go to hyper, whose URI parser decides).
+fn origin_form(target: &[u8]) -> Option<usize> {
+    if target.first() != Some(&b'/') {
+        return None;
+    }
+    let allowed =
+        |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b);
+    let mut path_len = None;
+    for (i, &b) in target.iter().enumerate() {
+        if b == b'?' {
+            path_len.get_or_insert(i);
+        } else if !allowed(b) {
+            return None;
+        }
+    }
+    Some(path_len.unwrap_or(target.len()))
+}
+
+/// RFC 9110 §9.2.2: a request the upstream may see twice without harm.
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn transform(headers: &mut Outgoing<'_>, t: &TransformOp) {
+    match t {
+        TransformOp::Set(n, v) => headers.insert(n.clone(), v.clone()),
+        TransformOp::Add(n, v) => headers.append(n.clone(), v.clone()),
+        TransformOp::Remove(n) => headers.remove(n.as_str()),
+    }
+}
+
+fn status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.push(b' ');
+    if reason.is_empty() {
+        let canonical = StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        out.extend_from_slice(canonical.as_bytes());
+    } else {
+        out.extend_from_slice(reason);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Answers with a gateway error (§7.14) and counts the request, as the general path's `local`.
+async fn local(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    mut record: Record,
+    error: GatewayError,
+    close: bool,
+) -> Outcome {
+    let body = format!("{{\"error\":\"{}\"}}", error.message());
+    record.status = error.status().as_u16();
+    record.local = true;
+    record.bytes = body.len() as u64;
+    out.clear();
+    status_line(out, record.status, b"");
+    out.extend_from_slice(b"content-type: application/json\r\ncontent-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\ndate: ");
+    date::append_now(out);
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+    let written = stream.write_all(out).await;
+    drop(record);
+    match written {
+        Ok(()) if !close => Outcome::KeepAlive,
+        _ => Outcome::Close,
+    }
+}
+
+pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) -> Outcome {
+    let Downstream {
+        stream,
+        peer,
+        buf,
+        out,
+    } = conn;
+    let received = Fields {
+        head: &buf[..head.len],
+        list: &head.fields,
+    };
+    let Some(req) = Facts::of(head, received) else {
+        return Outcome::Fallback;
+    };
+
+    // Hop-by-hop headers go before the forwarding headers are set (see `handler`).
+    let peer_ip = canonical(peer.ip());
+    let client_ip = client_ip_from(
+        received.all("x-forwarded-for").filter_map(visible_ascii),
+        peer_ip,
+        &gw.trusted_proxies,
+    );
+    let mut upstream_headers = Outgoing::end_to_end(received);
+    let forwarding = Forwarding::new(
+        upstream_headers
+            .get("x-forwarded-for")
+            .and_then(visible_ascii),
+        upstream_headers.contains("x-forwarded-proto"),
+        peer_ip,
+        client_ip,
+        req.host,
+        &gw.trusted_proxies,
+    );
+    for (name, value) in forwarding.fields() {
+        upstream_headers.insert(HeaderName::from_static(name), value);
+    }
+
+    let table = gw.table();
+    let host_name = host::normalize(req.host);
+    let route = table.find(&host_name, req.path, &req.method, &upstream_headers);
+    let (cluster, overridden) = match &route {
+        Some(route) => select_cluster(gw, route, &upstream_headers),
+        None => (None, false),
+    };
+    // Compression rewrites bodies and TLS clusters use hyper-util's client: the general path's.
+    if route.as_ref().is_some_and(|r| r.compression)
+        || cluster.as_ref().is_some_and(|c| c.is_tls())
+    {
+        return Outcome::Fallback;
+    }
+
+    let mut record = Record::new(
+        gw.metrics.clone(),
+        req.method.clone(),
+        req.host.to_string(),
+        req.path.to_string(),
+        client_ip,
+    );
+    let Some(route) = route else {
+        return local(stream, out, record, GatewayError::NotFound, req.close).await;
+    };
+    record.enter_route(route.domain.clone(), route.name.clone());
+    let Some(cluster) = cluster else {
+        return local(stream, out, record, GatewayError::ServiceUnavailable, req.close).await;
+    };
+    record.cluster = cluster.name.clone();
+    if overridden {
+        gw.metrics
+            .cluster_override
+            .with_label_values(&[&*route.domain, &*route.name, &cluster.config.name])
+            .inc();
+    }
+    for t in &route.request_transforms {
+        transform(&mut upstream_headers, t);
+    }
+    let Some(endpoint) = cluster.balancer.pick(&|_| false) else {
+        return local(stream, out, record, GatewayError::ServiceUnavailable, req.close).await;
+    };
+    record.upstream = endpoint.key.clone();
+    let in_flight = InFlight::new(endpoint.clone());
+
+    // Host by `pass_host`, as the general path and its transport set it: the client's (after
+    // transforms) is kept for `pass`; otherwise the rewrite, and the node's name where that
+    // leaves none.
+    let pass_host = cluster.config.pass_host.as_str();
+    let keep_clients = !matches!(pass_host, "node" | "rewrite")
+        && upstream_headers.get("host").is_some_and(|h| !h.is_empty());
+    if !keep_clients {
+        let chosen = match pass_host {
+            "node" => None,
+            "rewrite" => cluster
+                .config
+                .upstream_host
+                .as_deref()
+                .and_then(|h| HeaderValue::from_str(h).ok())
+                .or_else(|| HeaderValue::from_str(&record.host).ok()),
+            _ => HeaderValue::from_str(&record.host).ok(),
+        };
+        let value = chosen
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| endpoint.host_header.clone());
+        upstream_headers.insert(header::HOST, value);
+    }
+
+    out.clear();
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.target);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    upstream_headers.write(out);
+    out.extend_from_slice(b"\r\n");
+
+    let timeout = &cluster.config.timeout;
+    let target = Target {
+        host: &endpoint.host,
+        port: endpoint.port,
+        node: &endpoint.key,
+        idle: &endpoint.idle,
+        pool: &cluster.config.keepalive_pool,
+        connect_timeout: Duration::from_secs_f64(timeout.connect),
+    };
+    // One deadline for connect, sending and the response headers (`send` + `read`).
+    let deadline = Duration::from_secs_f64(timeout.send + timeout.read);
+    let sent = Instant::now();
+    let answered = tokio::time::timeout(
+        deadline,
+        exchange(&target, out, idempotent(&req.method)),
+    )
+    .await;
+    let (mut up, resp) = match answered {
+        Err(_) => {
+            endpoint.observe_failure(sent.elapsed());
+            tracing::debug!(upstream = %endpoint.key, ?deadline, "upstream did not answer in time");
+            return local(stream, out, record, GatewayError::GatewayTimeout, req.close).await;
+        }
+        Ok(Err(e)) => {
+            endpoint.observe_failure(sent.elapsed());
+            tracing::debug!(upstream = %endpoint.key, error = %e, "upstream request failed");
+            return local(stream, out, record, GatewayError::BadGateway, req.close).await;
+        }
+        Ok(Ok(answer)) => answer,
+    };
+    let upstream_time = sent.elapsed();
+    endpoint.observe(upstream_time);
+    record.upstream_secs = Some(upstream_time.as_secs_f64());
+
+    let resp_fields = Fields {
+        head: &up.buf[..resp.len],
+        list: &resp.fields,
+    };
+    // No upgrade was asked for, so a 101 is the upstream's error.
+    let framing = match Framing::of(&req.method, &resp, resp_fields) {
+        Ok(f) if resp.status != 101 => f,
+        _ => {
+            tracing::debug!(upstream = %endpoint.key, status = resp.status, "unusable response head");
+            return local(stream, out, record, GatewayError::BadGateway, req.close).await;
+        }
+    };
+    record.status = resp.status;
+    let upstream_keeps = framing != Framing::UntilClose
+        && !resp_fields.has_token("connection", "close")
+        && (resp.minor == 1 || resp_fields.has_token("connection", "keep-alive"));
+
+    let mut response_headers = Outgoing::end_to_end(resp_fields);
+    if overridden {
+        if let Ok(v) = HeaderValue::from_str(&cluster.config.name) {
+            response_headers.insert(HeaderName::from_static("x-hermes-cluster"), v);
+            response_headers.insert(
+                HeaderName::from_static("x-hermes-cluster-override"),
+                HeaderValue::from_static("true"),
+            );
+        }
+    }
+    for t in &route.response_transforms {
+        transform(&mut response_headers, t);
+    }
+    // The framing is the proxy's own, whatever a transform did to the headers.
+    if let Framing::Length(_) | Framing::Chunked | Framing::UntilClose = framing {
+        response_headers.remove("content-length");
+    }
+    out.clear();
+    status_line(out, resp.status, &up.buf[resp.reason.clone()]);
+    response_headers.write(out);
+    if !response_headers.contains("date") {
+        out.extend_from_slice(b"date: ");
+        date::append_now(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked | Framing::UntilClose => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        Framing::Empty => {}
+    }
+    if req.close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    drop(response_headers);
+    bytes::Buf::advance(&mut up.buf, resp.len);
+
+    let idle = Duration::from_secs_f64(timeout.read);
+    record.node = Some(in_flight);
+    match relay(stream, &mut up, out, framing, idle).await {
+        Ok(bytes) => {
+            record.bytes = bytes;
+            let pool = &cluster.config.keepalive_pool;
+            if upstream_keeps && up.buf.is_empty() && up.served < pool.requests.max(1) {
+                endpoint.idle.put(up, pool);
+            }
+            if req.close {
+                Outcome::Close
+            } else {
+                Outcome::KeepAlive
+            }
+        }
+        Err(e) => {
+            tracing::debug!(upstream = %endpoint.key, error = %e, "response body not relayed whole");
+            Outcome::Close
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_origin_form_targets() {
+        assert_eq!(origin_form(b"/"), Some(1));
+        assert_eq!(origin_form(b"/a/b?c=d&e=/f?g"), Some(4));
+        assert_eq!(origin_form(b"/%7Euser;v=1"), Some(12));
+        for declined in [&b"*"[..], b"http://h/", b"h:80", b"/a#f", b"/a b", b"/\"", b"/{x}", b"/\xc3\xa9"]
+        {
+            assert_eq!(origin_form(declined), None, "{declined:?}");
+        }
+    }
+}

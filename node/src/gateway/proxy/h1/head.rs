@@ -1,0 +1,323 @@
+//! Message heads as the fast path sees them: parsed in place by `httparse` into offsets of the
+//! buffer they were read into, and the header list sent on, which refers to the received bytes
+//! wherever a header passes through unchanged.
+
+use std::ops::Range;
+
+use http::header::{HeaderName, HeaderValue};
+
+use crate::gateway::proxy::headers::HOP_BY_HOP;
+use crate::gateway::routing::matchers::HeaderSource;
+
+/// More headers than this and the fast path leaves the message to hyper (which allows 100).
+const MAX_HEADERS: usize = 64;
+
+/// One header of a received head: where its name and value lie in the head's bytes.
+#[derive(Debug, Clone)]
+pub struct Field {
+    name: Range<usize>,
+    value: Range<usize>,
+}
+
+#[derive(Debug)]
+pub enum Parsed<T> {
+    Complete(T),
+    Partial,
+    /// Not valid HTTP/1.x for `httparse`, or beyond the fast path's limits.
+    Invalid,
+}
+
+#[derive(Debug)]
+pub struct RequestHead {
+    /// Bytes of the head, final empty line included.
+    pub len: usize,
+    pub method: Range<usize>,
+    pub target: Range<usize>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    pub fields: Vec<Field>,
+}
+
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub len: usize,
+    pub minor: u8,
+    pub status: u16,
+    pub reason: Range<usize>,
+    pub fields: Vec<Field>,
+}
+
+fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+fn fields(buf: &[u8], headers: &[httparse::Header<'_>]) -> Vec<Field> {
+    headers
+        .iter()
+        .map(|h| Field {
+            name: offset(buf, h.name.as_bytes()),
+            value: offset(buf, h.value),
+        })
+        .collect()
+}
+
+pub fn parse_request(buf: &[u8]) -> Parsed<RequestHead> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version)
+            else {
+                return Parsed::Invalid;
+            };
+            Parsed::Complete(RequestHead {
+                len,
+                method: offset(buf, method.as_bytes()),
+                target: offset(buf, path.as_bytes()),
+                minor,
+                fields: fields(buf, req.headers),
+            })
+        }
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(_) => Parsed::Invalid,
+    }
+}
+
+pub fn parse_response(buf: &[u8]) -> Parsed<ResponseHead> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let (Some(minor), Some(status)) = (resp.version, resp.code) else {
+                return Parsed::Invalid;
+            };
+            Parsed::Complete(ResponseHead {
+                len,
+                minor,
+                status,
+                reason: offset(buf, resp.reason.unwrap_or("").as_bytes()),
+                fields: fields(buf, resp.headers),
+            })
+        }
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(_) => Parsed::Invalid,
+    }
+}
+
+/// A received head's headers, read from its bytes.
+#[derive(Clone, Copy)]
+pub struct Fields<'a> {
+    pub head: &'a [u8],
+    pub list: &'a [Field],
+}
+
+impl<'a> Fields<'a> {
+    pub fn iter(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        self.list
+            .iter()
+            .map(move |f| (&self.head[f.name.clone()], &self.head[f.value.clone()]))
+    }
+
+    /// Every value of `name` (case-insensitive).
+    pub fn all(self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether a comma-separated header (`Connection`) lists `token`.
+    pub fn has_token(self, name: &'a str, token: &str) -> bool {
+        self.all(name).any(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    }
+
+    /// Whether `name` is hop-by-hop here: one of the fixed list, or named in `Connection`.
+    pub fn is_hop_by_hop(self, name: &[u8]) -> bool {
+        HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+            || self.all("connection").any(|v| {
+                v.split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+            })
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Name {
+    Received(Range<usize>),
+    Set(HeaderName),
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Received(Range<usize>),
+    Set(HeaderValue),
+}
+
+/// The headers to send on: those received that pass (by offset), and those the gateway set.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    head: &'a [u8],
+    list: Vec<(Name, Value)>,
+}
+
+impl<'a> Outgoing<'a> {
+    /// The received headers without the hop-by-hop ones (those `Connection` names included).
+    pub fn end_to_end(received: Fields<'a>) -> Outgoing<'a> {
+        let list = received
+            .list
+            .iter()
+            .filter(|f| !received.is_hop_by_hop(&received.head[f.name.clone()]))
+            .map(|f| (Name::Received(f.name.clone()), Value::Received(f.value.clone())))
+            .collect();
+        Outgoing {
+            head: received.head,
+            list,
+        }
+    }
+
+    fn name<'n>(&'n self, n: &'n Name) -> &'n [u8] {
+        match n {
+            Name::Received(r) => &self.head[r.clone()],
+            Name::Set(h) => h.as_str().as_bytes(),
+        }
+    }
+
+    fn value<'v>(&'v self, v: &'v Value) -> &'v [u8] {
+        match v {
+            Value::Received(r) => &self.head[r.clone()],
+            Value::Set(h) => h.as_bytes(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.list
+            .iter()
+            .find(|(n, _)| self.name(n).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| self.value(v))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        let head = self.head;
+        self.list.retain(|(n, _)| {
+            let n = match n {
+                Name::Received(r) => &head[r.clone()],
+                Name::Set(h) => h.as_str().as_bytes(),
+            };
+            !n.eq_ignore_ascii_case(name.as_bytes())
+        });
+    }
+
+    pub fn append(&mut self, name: HeaderName, value: HeaderValue) {
+        self.list.push((Name::Set(name), Value::Set(value)));
+    }
+
+    /// Replaces every value of `name` with `value` (`HeaderMap::insert`).
+    pub fn insert(&mut self, name: HeaderName, value: HeaderValue) {
+        self.remove(name.as_str());
+        self.append(name, value);
+    }
+
+    /// Writes `name: value\r\n` for each header, in order.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        for (n, v) in &self.list {
+            out.extend_from_slice(self.name(n));
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(self.value(v));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+impl HeaderSource for Outgoing<'_> {
+    fn first(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.get(name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(raw: &[u8]) -> RequestHead {
+        match parse_request(raw) {
+            Parsed::Complete(h) => h,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_heads_parse_in_place() {
+        let raw = b"GET /a?b=1 HTTP/1.1\r\nHost: web.test\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nX-Kept: yes\r\n\r\nGET /next";
+        let head = request(raw);
+        assert_eq!(head.len, raw.len() - 9);
+        assert_eq!(&raw[head.method.clone()], b"GET");
+        assert_eq!(&raw[head.target.clone()], b"/a?b=1");
+        assert_eq!(head.minor, 1);
+        let fields = Fields {
+            head: raw,
+            list: &head.fields,
+        };
+        assert_eq!(fields.all("host").next(), Some(&b"web.test"[..]));
+        assert!(fields.has_token("connection", "close"));
+        assert!(fields.is_hop_by_hop(b"x-secret"));
+        let out = Outgoing::end_to_end(fields);
+        let mut written = Vec::new();
+        out.write(&mut written);
+        assert_eq!(written, b"Host: web.test\r\nX-Kept: yes\r\n");
+        assert!(matches!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: a"),
+            Parsed::Partial
+        ));
+        assert!(matches!(
+            parse_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            Parsed::Invalid
+        ));
+    }
+
+    #[test]
+    fn outgoing_headers_are_edited_like_a_header_map() {
+        let raw = b"GET / HTTP/1.1\r\nx-a: 1\r\nX-A: 2\r\nx-b: 3\r\n\r\n";
+        let head = request(raw);
+        let mut out = Outgoing::end_to_end(Fields {
+            head: raw,
+            list: &head.fields,
+        });
+        out.insert(
+            HeaderName::from_static("x-a"),
+            HeaderValue::from_static("set"),
+        );
+        out.append(
+            HeaderName::from_static("x-b"),
+            HeaderValue::from_static("more"),
+        );
+        assert_eq!(out.get("x-a"), Some(&b"set"[..]));
+        assert_eq!(
+            HeaderSource::first(&out, &HeaderName::from_static("x-b")),
+            Some(&b"3"[..])
+        );
+        out.remove("X-B");
+        let mut written = Vec::new();
+        out.write(&mut written);
+        assert_eq!(written, b"x-a: set\r\n");
+    }
+
+    #[test]
+    fn response_heads_keep_their_reason() {
+        let raw = b"HTTP/1.1 418 I'm a teapot\r\nContent-Length: 2\r\n\r\nok";
+        let Parsed::Complete(head) = parse_response(raw) else {
+            panic!("not parsed")
+        };
+        assert_eq!(head.status, 418);
+        assert_eq!(&raw[head.reason.clone()], b"I'm a teapot");
+        assert_eq!(head.len, raw.len() - 2);
+    }
+}
