@@ -5,6 +5,7 @@
 //! Behaviour follows contracts/hermes.md §7 with the bugs it lists fixed.
 
 pub mod config;
+pub mod metric_cache;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;

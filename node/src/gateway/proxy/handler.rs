@@ -254,7 +254,7 @@ pub async fn handle(
         Ok(Ok(resp)) => resp,
     };
     let upstream_time = sent.elapsed();
-    endpoint.observe(upstream_time);
+    cluster.balancer.observe(&endpoint, upstream_time);
     record.upstream_secs = Some(upstream_time.as_secs_f64());
     record.status = resp.status().as_u16();
 

@@ -95,33 +95,43 @@ pub struct Forwarding {
     pub real_ip: Option<HeaderValue>,
 }
 
+/// An address as a header value.
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    // An address's text is digits, dots, colons and hex letters: always a valid value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
 impl Forwarding {
     /// From the first `X-Forwarded-For` value the client sent and whether it sent
-    /// `X-Forwarded-Proto`.
+    /// `X-Forwarded-Proto`. `peer_value` is [`ip_value`] of `peer` (a connection's fast path
+    /// makes it once).
     pub fn new(
         existing_for: Option<&str>,
         has_proto: bool,
-        peer: IpAddr,
+        (peer, peer_value): (IpAddr, &HeaderValue),
         client: IpAddr,
         host: &str,
         proxies: &[IpNet],
     ) -> Forwarding {
         let from_trusted = trusted(peer, proxies);
-        let peer_text = peer.to_string();
-        let xff = match existing_for {
+        let forwarded_for = match existing_for {
             // Only a trusted proxy's chain is kept; anyone else's is replaced, not extended.
             Some(existing) if from_trusted && !existing.trim().is_empty() => {
-                format!("{existing}, {peer_text}")
+                HeaderValue::from_str(&format!("{existing}, {peer}")).ok()
             }
-            _ => peer_text,
+            _ => Some(peer_value.clone()),
         };
         Forwarding {
-            forwarded_for: HeaderValue::from_str(&xff).ok(),
+            forwarded_for,
             proto: (!(from_trusted && has_proto)).then(|| HeaderValue::from_static("http")),
             host: (!host.is_empty())
                 .then(|| HeaderValue::from_str(host).ok())
                 .flatten(),
-            real_ip: HeaderValue::from_str(&client.to_string()).ok(),
+            real_ip: Some(if client == peer {
+                peer_value.clone()
+            } else {
+                ip_value(client)
+            }),
         }
     }
 
@@ -151,7 +161,7 @@ pub fn set_forwarding(
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok()),
         headers.contains_key("x-forwarded-proto"),
-        peer,
+        (peer, &ip_value(peer)),
         client,
         host,
         proxies,

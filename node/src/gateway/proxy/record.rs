@@ -9,6 +9,7 @@ use std::time::Instant;
 use http::Method;
 
 use super::body::OnBodyEnd;
+use crate::gateway::metric_cache;
 use crate::gateway::metrics::GatewayMetrics;
 use crate::gateway::upstream::balancer::InFlight;
 
@@ -65,10 +66,7 @@ impl Record {
     pub fn enter_route(&mut self, domain: Arc<str>, route: Arc<str>) {
         self.domain = domain;
         self.route = route;
-        let gauge = self
-            .metrics
-            .in_flight
-            .with_label_values(&[&*self.domain, &*self.route]);
+        let gauge = metric_cache::in_flight(&self.metrics, &self.domain, &self.route);
         gauge.inc();
         self.in_flight = Some(gauge);
     }
@@ -86,32 +84,40 @@ impl Drop for Record {
         let code = http::StatusCode::from_u16(self.status);
         let status = code.as_ref().map_or("0", http::StatusCode::as_str);
         let m = &self.metrics;
-        m.requests
-            .with_label_values(&[
-                &*self.domain,
-                &*self.route,
-                &*self.cluster,
-                self.method.as_str(),
-                status,
-                &*self.upstream,
-            ])
-            .inc();
-        let by_upstream = [&*self.domain, &*self.route, &*self.cluster, &*self.upstream];
-        // As in the original: an unmatched request has no duration (no route to label it with).
-        if let Some(gauge) = &self.in_flight {
-            m.duration.with_label_values(&by_upstream).observe(elapsed);
-            gauge.dec();
-        }
-        if let Some(up) = self.upstream_secs {
-            m.upstream_duration
-                .with_label_values(&by_upstream)
-                .observe(up);
-        }
-        if !self.local {
-            m.response_size
-                .with_label_values(&by_upstream)
-                .observe(self.bytes as f64);
-        }
+        let Some(gauge) = &self.in_flight else {
+            // No route: only the request count (as in the original, no duration without a
+            // route to label it with).
+            m.requests
+                .with_label_values(&[
+                    &*self.domain,
+                    &*self.route,
+                    &*self.cluster,
+                    self.method.as_str(),
+                    status,
+                    &*self.upstream,
+                ])
+                .inc();
+            self.log(elapsed);
+            return;
+        };
+        gauge.dec();
+        let labels = [&self.domain, &self.route, &self.cluster, &self.upstream];
+        metric_cache::with_upstream(m, labels, |mut h| {
+            h.requests(&self.method, self.status, status).inc();
+            h.duration().observe(elapsed);
+            if let Some(up) = self.upstream_secs {
+                h.upstream_duration().observe(up);
+            }
+            if !self.local {
+                h.response_size().observe(self.bytes as f64);
+            }
+        });
+        self.log(elapsed);
+    }
+}
+
+impl Record {
+    fn log(&self, elapsed: f64) {
         tracing::info!(
             target: "hermes::access",
             client_ip = %self.client_ip,

@@ -203,6 +203,14 @@ impl Balancer {
         self.algorithm
     }
 
+    /// Records a response latency of `endpoint` for the algorithm that weighs latencies
+    /// (peak EWMA); the others have no use for it, and it costs a lock and an `exp` a request.
+    pub fn observe(&self, endpoint: &Endpoint, latency: Duration) {
+        if self.algorithm == Algorithm::PeakEwma {
+            endpoint.observe(latency);
+        }
+    }
+
     pub fn endpoints(&self) -> &[Arc<Endpoint>] {
         &self.endpoints
     }

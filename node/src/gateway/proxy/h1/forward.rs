@@ -5,22 +5,24 @@
 //! do it declines before anything is counted or sent ([`Outcome::Fallback`]): the connection
 //! then goes to hyper, which answers the request whole.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use super::date;
-use super::head::{Fields, Outgoing, RequestHead};
+use super::head::{Field, Fields, Name, Outgoing, RequestHead, Value};
 use super::relay::{relay, Framing};
 use super::upstream::exchange;
 use crate::gateway::proxy::errors::GatewayError;
 use crate::gateway::proxy::handler::{canonical, select_cluster};
-use crate::gateway::proxy::headers::{client_ip_from, Forwarding};
+use crate::gateway::proxy::headers::{client_ip_from, ip_value, Forwarding};
 use crate::gateway::proxy::record::Record;
 use crate::gateway::routing::host;
 use crate::gateway::routing::matchers::visible_ascii;
@@ -44,19 +46,55 @@ pub enum Outcome {
 pub struct Downstream {
     pub stream: TcpStream,
     pub peer: SocketAddr,
+    /// The client's address as the forwarding headers name it, made once per connection.
+    peer_ip: IpAddr,
+    peer_value: HeaderValue,
     /// Bytes read from the client and not yet handled (the current head first).
     pub buf: BytesMut,
     /// The head being written (upstream request, then response), reused request to request.
     out: Vec<u8>,
+    /// The request head's deadline and the upstream's. Each is armed once and re-armed only
+    /// when it fires before the deadline of the request now waiting ([`until`]): arming a
+    /// timer for every request cost more than the rest of the wait.
+    pub header_timer: Pin<Box<Sleep>>,
+    upstream_timer: Pin<Box<Sleep>>,
+    /// Allocations kept from one request for the next: the request head's fields, the
+    /// response head's, and the two header lists sent on.
+    pub spare_fields: Vec<Field>,
+    spare_response_fields: Vec<Field>,
+    spare_lists: [Vec<(Name, Value)>; 2],
+}
+
+/// Resolves at `deadline`, using `timer`, which may be armed for another instant (an earlier
+/// request's deadline): firing early re-arms it.
+pub async fn until(timer: &mut Pin<Box<Sleep>>, deadline: Instant) {
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+    loop {
+        timer.as_mut().await;
+        if Instant::now() >= deadline {
+            return;
+        }
+        timer.as_mut().reset(deadline);
+    }
 }
 
 impl Downstream {
     pub fn new(stream: TcpStream, peer: SocketAddr) -> Downstream {
+        let peer_ip = canonical(peer.ip());
         Downstream {
             stream,
             peer,
+            peer_ip,
+            peer_value: ip_value(peer_ip),
             buf: BytesMut::with_capacity(8 * 1024),
             out: Vec::with_capacity(4 * 1024),
+            header_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            upstream_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            spare_fields: Vec::new(),
+            spare_response_fields: Vec::new(),
+            spare_lists: [Vec::new(), Vec::new()],
         }
     }
 }
@@ -149,7 +187,7 @@ fn transform(headers: &mut Outgoing<'_>, t: &TransformOp) {
 
 fn status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.to_string().as_bytes());
+    push_decimal(out, u64::from(status));
     out.push(b' ');
     if reason.is_empty() {
         let canonical = StatusCode::from_u16(status)
@@ -161,6 +199,21 @@ fn status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
         out.extend_from_slice(reason);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal (without the formatting machinery: this runs twice a request).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Answers with a gateway error (§7.14) and counts the request, as the general path's `local`.
@@ -178,7 +231,7 @@ async fn local(
     out.clear();
     status_line(out, record.status, b"");
     out.extend_from_slice(b"content-type: application/json\r\ncontent-length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    push_decimal(out, body.len() as u64);
     out.extend_from_slice(b"\r\ndate: ");
     date::append_now(out);
     out.extend_from_slice(b"\r\n");
@@ -198,9 +251,14 @@ async fn local(
 pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) -> Outcome {
     let Downstream {
         stream,
-        peer,
+        peer_ip,
+        peer_value,
         buf,
         out,
+        upstream_timer,
+        spare_response_fields,
+        spare_lists: [spare_request_list, spare_response_list],
+        ..
     } = conn;
     let received = Fields {
         head: &buf[..head.len],
@@ -211,19 +269,19 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     };
 
     // Hop-by-hop headers go before the forwarding headers are set (see `handler`).
-    let peer_ip = canonical(peer.ip());
+    let peer_ip = *peer_ip;
     let client_ip = client_ip_from(
         received.all("x-forwarded-for").filter_map(visible_ascii),
         peer_ip,
         &gw.trusted_proxies,
     );
-    let mut upstream_headers = Outgoing::end_to_end(received);
+    let mut upstream_headers = Outgoing::end_to_end(received, std::mem::take(spare_request_list));
     let forwarding = Forwarding::new(
         upstream_headers
             .get("x-forwarded-for")
             .and_then(visible_ascii),
         upstream_headers.contains("x-forwarded-proto"),
-        peer_ip,
+        (peer_ip, peer_value),
         client_ip,
         req.host,
         &gw.trusted_proxies,
@@ -306,6 +364,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     out.extend_from_slice(b" HTTP/1.1\r\n");
     upstream_headers.write(out);
     out.extend_from_slice(b"\r\n");
+    *spare_request_list = upstream_headers.into_spare();
 
     let timeout = &cluster.config.timeout;
     let target = Target {
@@ -319,26 +378,26 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     // One deadline for connect, sending and the response headers (`send` + `read`).
     let deadline = Duration::from_secs_f64(timeout.send + timeout.read);
     let sent = Instant::now();
-    let answered = tokio::time::timeout(
-        deadline,
-        exchange(&target, out, idempotent(&req.method)),
-    )
-    .await;
+    let answered = tokio::select! {
+        biased;
+        answer = exchange(&target, out, idempotent(&req.method), spare_response_fields) => Some(answer),
+        _ = until(upstream_timer, sent + deadline) => None,
+    };
     let (mut up, resp) = match answered {
-        Err(_) => {
+        None => {
             endpoint.observe_failure(sent.elapsed());
             tracing::debug!(upstream = %endpoint.key, ?deadline, "upstream did not answer in time");
             return local(stream, out, record, GatewayError::GatewayTimeout, req.close).await;
         }
-        Ok(Err(e)) => {
+        Some(Err(e)) => {
             endpoint.observe_failure(sent.elapsed());
             tracing::debug!(upstream = %endpoint.key, error = %e, "upstream request failed");
             return local(stream, out, record, GatewayError::BadGateway, req.close).await;
         }
-        Ok(Ok(answer)) => answer,
+        Some(Ok(answer)) => answer,
     };
     let upstream_time = sent.elapsed();
-    endpoint.observe(upstream_time);
+    cluster.balancer.observe(&endpoint, upstream_time);
     record.upstream_secs = Some(upstream_time.as_secs_f64());
 
     let resp_fields = Fields {
@@ -358,7 +417,8 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         && !resp_fields.has_token("connection", "close")
         && (resp.minor == 1 || resp_fields.has_token("connection", "keep-alive"));
 
-    let mut response_headers = Outgoing::end_to_end(resp_fields);
+    let mut response_headers =
+        Outgoing::end_to_end(resp_fields, std::mem::take(spare_response_list));
     if overridden {
         if let Ok(v) = HeaderValue::from_str(&cluster.config.name) {
             response_headers.insert(HeaderName::from_static("x-hermes-cluster"), v);
@@ -386,7 +446,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     match framing {
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
+            push_decimal(out, n);
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked | Framing::UntilClose => {
@@ -398,7 +458,8 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    drop(response_headers);
+    *spare_response_list = response_headers.into_spare();
+    *spare_response_fields = resp.fields;
     bytes::Buf::advance(&mut up.buf, resp.len);
 
     let idle = Duration::from_secs_f64(timeout.read);
@@ -426,6 +487,15 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 200, 65535, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn only_plain_origin_form_targets() {

@@ -52,17 +52,18 @@ fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-fn fields(buf: &[u8], headers: &[httparse::Header<'_>]) -> Vec<Field> {
-    headers
-        .iter()
-        .map(|h| Field {
-            name: offset(buf, h.name.as_bytes()),
-            value: offset(buf, h.value),
-        })
-        .collect()
+/// Fills `list` (emptied first; passed in so that its allocation serves request after request).
+fn fields(buf: &[u8], headers: &[httparse::Header<'_>], mut list: Vec<Field>) -> Vec<Field> {
+    list.clear();
+    list.extend(headers.iter().map(|h| Field {
+        name: offset(buf, h.name.as_bytes()),
+        value: offset(buf, h.value),
+    }));
+    list
 }
 
-pub fn parse_request(buf: &[u8]) -> Parsed<RequestHead> {
+/// Parses a request head; `spare` is an empty list to put its fields in.
+pub fn parse_request(buf: &[u8], spare: &mut Vec<Field>) -> Parsed<RequestHead> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
@@ -76,7 +77,7 @@ pub fn parse_request(buf: &[u8]) -> Parsed<RequestHead> {
                 method: offset(buf, method.as_bytes()),
                 target: offset(buf, path.as_bytes()),
                 minor,
-                fields: fields(buf, req.headers),
+                fields: fields(buf, req.headers, std::mem::take(spare)),
             })
         }
         Ok(httparse::Status::Partial) => Parsed::Partial,
@@ -84,7 +85,8 @@ pub fn parse_request(buf: &[u8]) -> Parsed<RequestHead> {
     }
 }
 
-pub fn parse_response(buf: &[u8]) -> Parsed<ResponseHead> {
+/// Parses a response head; `spare` is an empty list to put its fields in.
+pub fn parse_response(buf: &[u8], spare: &mut Vec<Field>) -> Parsed<ResponseHead> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     match resp.parse(buf) {
@@ -97,7 +99,7 @@ pub fn parse_response(buf: &[u8]) -> Parsed<ResponseHead> {
                 minor,
                 status,
                 reason: offset(buf, resp.reason.unwrap_or("").as_bytes()),
-                fields: fields(buf, resp.headers),
+                fields: fields(buf, resp.headers, std::mem::take(spare)),
             })
         }
         Ok(httparse::Status::Partial) => Parsed::Partial,
@@ -134,26 +136,33 @@ impl<'a> Fields<'a> {
         })
     }
 
-    /// Whether `name` is hop-by-hop here: one of the fixed list, or named in `Connection`.
-    pub fn is_hop_by_hop(self, name: &[u8]) -> bool {
-        HOP_BY_HOP
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-            || self.all("connection").any(|v| {
-                v.split(|&b| b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
-            })
+    /// The tokens of its `Connection` headers (the headers they name are hop-by-hop).
+    fn connection_tokens(self) -> impl Iterator<Item = &'a [u8]> {
+        self.all("connection")
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
     }
 }
 
+/// Whether `name` is hop-by-hop: one of the fixed list, or among `named` (the `Connection`
+/// tokens).
+fn is_hop_by_hop(name: &[u8], named: &[&[u8]]) -> bool {
+    // Every fixed hop-by-hop name starts with one of these: most names are out at once.
+    matches!(name.first().map(u8::to_ascii_lowercase), Some(b'c' | b'k' | b'p' | b't' | b'u'))
+        && HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        || named.iter().any(|t| name.eq_ignore_ascii_case(t))
+}
+
 #[derive(Debug, Clone)]
-enum Name {
+pub enum Name {
     Received(Range<usize>),
     Set(HeaderName),
 }
 
 #[derive(Debug, Clone)]
-enum Value {
+pub enum Value {
     Received(Range<usize>),
     Set(HeaderValue),
 }
@@ -167,17 +176,41 @@ pub struct Outgoing<'a> {
 
 impl<'a> Outgoing<'a> {
     /// The received headers without the hop-by-hop ones (those `Connection` names included).
-    pub fn end_to_end(received: Fields<'a>) -> Outgoing<'a> {
-        let list = received
-            .list
-            .iter()
-            .filter(|f| !received.is_hop_by_hop(&received.head[f.name.clone()]))
-            .map(|f| (Name::Received(f.name.clone()), Value::Received(f.value.clone())))
-            .collect();
-        Outgoing {
-            head: received.head,
-            list,
+    /// `spare` is an empty list to hold them (see [`Outgoing::into_spare`]).
+    pub fn end_to_end(received: Fields<'a>, mut spare: Vec<(Name, Value)>) -> Outgoing<'a> {
+        let mut named = [&b""[..]; 8];
+        let mut count = 0;
+        let mut many = false;
+        for token in received.connection_tokens() {
+            match named.get_mut(count) {
+                Some(slot) => *slot = token,
+                None => many = true,
+            }
+            count += 1;
         }
+        spare.clear();
+        let head = received.head;
+        for f in received.list {
+            let name = &head[f.name.clone()];
+            let hop = if many {
+                // More than eight tokens (rare): read them all again.
+                is_hop_by_hop(name, &[])
+                    || received
+                        .connection_tokens()
+                        .any(|t| name.eq_ignore_ascii_case(t))
+            } else {
+                is_hop_by_hop(name, &named[..count])
+            };
+            if !hop {
+                spare.push((Name::Received(f.name.clone()), Value::Received(f.value.clone())));
+            }
+        }
+        Outgoing { head, list: spare }
+    }
+
+    /// The list's allocation, for the next message.
+    pub fn into_spare(self) -> Vec<(Name, Value)> {
+        self.list
     }
 
     fn name<'n>(&'n self, n: &'n Name) -> &'n [u8] {
@@ -248,7 +281,7 @@ mod tests {
     use super::*;
 
     fn request(raw: &[u8]) -> RequestHead {
-        match parse_request(raw) {
+        match parse_request(raw, &mut Vec::new()) {
             Parsed::Complete(h) => h,
             other => panic!("{other:?}"),
         }
@@ -268,17 +301,16 @@ mod tests {
         };
         assert_eq!(fields.all("host").next(), Some(&b"web.test"[..]));
         assert!(fields.has_token("connection", "close"));
-        assert!(fields.is_hop_by_hop(b"x-secret"));
-        let out = Outgoing::end_to_end(fields);
+        let out = Outgoing::end_to_end(fields, Vec::new());
         let mut written = Vec::new();
         out.write(&mut written);
         assert_eq!(written, b"Host: web.test\r\nX-Kept: yes\r\n");
         assert!(matches!(
-            parse_request(b"GET / HTTP/1.1\r\nHost: a"),
+            parse_request(b"GET / HTTP/1.1\r\nHost: a", &mut Vec::new()),
             Parsed::Partial
         ));
         assert!(matches!(
-            parse_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            parse_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &mut Vec::new()),
             Parsed::Invalid
         ));
     }
@@ -287,10 +319,13 @@ mod tests {
     fn outgoing_headers_are_edited_like_a_header_map() {
         let raw = b"GET / HTTP/1.1\r\nx-a: 1\r\nX-A: 2\r\nx-b: 3\r\n\r\n";
         let head = request(raw);
-        let mut out = Outgoing::end_to_end(Fields {
-            head: raw,
-            list: &head.fields,
-        });
+        let mut out = Outgoing::end_to_end(
+            Fields {
+                head: raw,
+                list: &head.fields,
+            },
+            Vec::new(),
+        );
         out.insert(
             HeaderName::from_static("x-a"),
             HeaderValue::from_static("set"),
@@ -313,7 +348,7 @@ mod tests {
     #[test]
     fn response_heads_keep_their_reason() {
         let raw = b"HTTP/1.1 418 I'm a teapot\r\nContent-Length: 2\r\n\r\nok";
-        let Parsed::Complete(head) = parse_response(raw) else {
+        let Parsed::Complete(head) = parse_response(raw, &mut Vec::new()) else {
             panic!("not parsed")
         };
         assert_eq!(head.status, 418);

@@ -33,7 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use forward::{forward, Downstream, Outcome};
+use forward::{forward, until, Downstream, Outcome};
 use head::{parse_request, Parsed, RequestHead};
 use prefixed::Prefixed;
 
@@ -61,11 +61,10 @@ enum Next {
 }
 
 async fn next_head(conn: &mut Downstream, shutdown: &mut watch::Receiver<bool>) -> Next {
-    let timer = tokio::time::sleep(HEADER_TIMEOUT);
-    tokio::pin!(timer);
+    let deadline = tokio::time::Instant::now() + HEADER_TIMEOUT;
     loop {
         if !conn.buf.is_empty() {
-            match parse_request(&conn.buf) {
+            match parse_request(&conn.buf, &mut conn.spare_fields) {
                 Parsed::Complete(head) => return Next::Head(head),
                 Parsed::Invalid => return Next::Hyper,
                 Parsed::Partial if conn.buf.len() >= MAX_HEAD => return Next::Hyper,
@@ -78,7 +77,7 @@ async fn next_head(conn: &mut Downstream, shutdown: &mut watch::Receiver<bool>) 
         let read = tokio::select! {
             biased;
             read = conn.stream.read_buf(&mut conn.buf) => read,
-            _ = &mut timer => return Next::Closed,
+            _ = until(&mut conn.header_timer, deadline) => return Next::Closed,
             _ = stopping(shutdown), if between => return Next::Closed,
         };
         match read {
@@ -104,6 +103,7 @@ pub async fn serve_connection(
             Next::Closed => return,
         };
         let outcome = forward(&gw, &mut conn, &head).await;
+        conn.spare_fields = head.fields;
         let stopping = *shutdown.borrow();
         match outcome {
             Outcome::Fallback => return serve_with_hyper(conn, gw, hyper, shutdown).await,

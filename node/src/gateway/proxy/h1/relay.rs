@@ -86,10 +86,7 @@ struct Relay<'a> {
 
 impl Relay<'_> {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), RelayError> {
-        tokio::time::timeout(self.idle, self.client.write_all(bytes))
-            .await
-            .map_err(|_| RelayError::Idle(self.idle))?
-            .map_err(RelayError::Client)
+        write_idle(self.client, bytes, self.idle).await
     }
 
     /// Reads more of the body into the upstream buffer; `false` at the end of the stream.
@@ -104,14 +101,27 @@ impl Relay<'_> {
 
     /// Writes the first `n` buffered bytes and drops them from the buffer.
     async fn pass(&mut self, n: usize) -> Result<(), RelayError> {
-        let up = &mut *self.up;
-        tokio::time::timeout(self.idle, self.client.write_all(&up.buf[..n]))
-            .await
-            .map_err(|_| RelayError::Idle(self.idle))?
-            .map_err(RelayError::Client)?;
-        up.buf.advance(n);
+        write_idle(self.client, &self.up.buf[..n], self.idle).await?;
+        self.up.buf.advance(n);
         Ok(())
     }
+}
+
+/// Writes all of `bytes`, failing after `idle` without progress. Most writes go through at
+/// once: those are tried first, without arming a timer.
+async fn write_idle(client: &mut TcpStream, bytes: &[u8], idle: Duration) -> Result<(), RelayError> {
+    let written = match client.try_write(bytes) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(RelayError::Client(e)),
+    };
+    if written == bytes.len() {
+        return Ok(());
+    }
+    tokio::time::timeout(idle, client.write_all(&bytes[written..]))
+        .await
+        .map_err(|_| RelayError::Idle(idle))?
+        .map_err(RelayError::Client)
 }
 
 fn chunk(out: &mut Vec<u8>, data: &[u8]) {
@@ -194,7 +204,7 @@ mod tests {
     use crate::gateway::proxy::h1::head::{parse_response, Parsed};
 
     fn framing(method: Method, raw: &[u8]) -> Result<Framing, BadLength> {
-        let Parsed::Complete(head) = parse_response(raw) else {
+        let Parsed::Complete(head) = parse_response(raw, &mut Vec::new()) else {
             panic!("not parsed")
         };
         let fields = Fields {

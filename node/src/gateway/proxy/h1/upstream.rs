@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Buf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::head::{parse_response, Parsed, ResponseHead};
+use super::head::{parse_response, Field, Parsed, ResponseHead};
 use crate::gateway::upstream::pool::{ExchangeError, Target};
 use crate::gateway::upstream::raw::RawConn;
 
@@ -50,10 +50,11 @@ pub async fn exchange(
     target: &Target<'_>,
     request: &[u8],
     retry: bool,
+    spare: &mut Vec<Field>,
 ) -> Result<(RawConn, ResponseHead), UpstreamError> {
     let idle_timeout = Duration::from_secs(target.pool.idle_timeout);
     if let Some(mut conn) = target.idle.take::<RawConn>(idle_timeout) {
-        match send(&mut conn, request).await {
+        match send(&mut conn, request, spare).await {
             Ok(head) => return Ok((conn, head)),
             Err(e) if retry && nothing_received(&e, &conn) => {
                 tracing::debug!(error = %e, node = target.node, "pooled connection failed before answering; using a new one");
@@ -62,20 +63,25 @@ pub async fn exchange(
         }
     }
     let mut conn = RawConn::open(target).await?;
-    let head = send(&mut conn, request).await?;
+    let head = send(&mut conn, request, spare).await?;
     Ok((conn, head))
 }
 
-async fn send(conn: &mut RawConn, request: &[u8]) -> Result<ResponseHead, UpstreamError> {
+async fn send(
+    conn: &mut RawConn,
+    request: &[u8],
+    spare: &mut Vec<Field>,
+) -> Result<ResponseHead, UpstreamError> {
     conn.served += 1;
     conn.stream
         .write_all(request)
         .await
         .map_err(UpstreamError::Write)?;
     loop {
-        match parse_response(&conn.buf) {
+        match parse_response(&conn.buf, spare) {
             Parsed::Complete(head) if (100..200).contains(&head.status) && head.status != 101 => {
                 conn.buf.advance(head.len);
+                *spare = head.fields;
                 continue;
             }
             Parsed::Complete(head) => return Ok(head),
