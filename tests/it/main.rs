@@ -16,6 +16,7 @@ mod durability;
 mod etcd_compat;
 mod failover;
 mod gateway;
+mod gateway_fast_path;
 mod gateway_streams;
 mod gateway_tls;
 mod lease;

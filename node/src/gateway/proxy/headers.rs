@@ -157,9 +157,7 @@ pub fn set_forwarding(
     proxies: &[IpNet],
 ) {
     let forwarding = Forwarding::new(
-        headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok()),
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
         headers.contains_key("x-forwarded-proto"),
         (peer, &ip_value(peer)),
         client,

@@ -75,13 +75,8 @@ pub async fn serve(
             .inc();
         gw.metrics.connections_active.inc();
         let active = Active(gw.metrics.connections_active.clone());
-        let conn = h1::serve_connection(
-            gw.clone(),
-            stream,
-            peer,
-            builder.clone(),
-            shutdown.clone(),
-        );
+        let conn =
+            h1::serve_connection(gw.clone(), stream, peer, builder.clone(), shutdown.clone());
         connections.spawn(async move {
             conn.await;
             drop(active);

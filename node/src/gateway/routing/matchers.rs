@@ -21,7 +21,10 @@ impl HeaderSource for HeaderMap {
 /// A header value as text, or `None` when it is not visible ASCII (what
 /// `HeaderValue::to_str` accepts: tab, space and `!`..`~`).
 pub fn visible_ascii(value: &[u8]) -> Option<&str> {
-    if value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+    if value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
         std::str::from_utf8(value).ok()
     } else {
         None

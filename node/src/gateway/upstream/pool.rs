@@ -264,7 +264,10 @@ impl IdleConns {
         let idle_timeout = Duration::from_secs(settings.idle_timeout);
         let (mut hyper, mut raw) = {
             let mut lists = self.lock();
-            (std::mem::take(&mut lists.hyper), std::mem::take(&mut lists.raw))
+            (
+                std::mem::take(&mut lists.hyper),
+                std::mem::take(&mut lists.raw),
+            )
         };
         if hyper.is_empty() && raw.is_empty() {
             return;

@@ -9,7 +9,9 @@ const MAX_TRAILERS: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading the hex size; `digits` so far.
-    Size { digits: u8 },
+    Size {
+        digits: u8,
+    },
     /// After the size: optional whitespace and `;ext`, up to CR.
     Extension,
     SizeLf,
@@ -172,7 +174,12 @@ mod tests {
             b"0\r\nbad\n",
             b"3;ext\n",
         ] {
-            assert_eq!(whole(bad), Err(Malformed), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                whole(bad),
+                Err(Malformed),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let long_trailer = [b"0\r\n".to_vec(), vec![b'a'; MAX_TRAILERS + 1]].concat();
         assert_eq!(whole(&long_trailer), Err(Malformed));

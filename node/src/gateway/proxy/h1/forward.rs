@@ -156,8 +156,7 @@ fn origin_form(target: &[u8]) -> Option<usize> {
     if target.first() != Some(&b'/') {
         return None;
     }
-    let allowed =
-        |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b);
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b);
     let mut path_len = None;
     for (i, &b) in target.iter().enumerate() {
         if b == b'?' {
@@ -298,8 +297,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         None => (None, false),
     };
     // Compression rewrites bodies and TLS clusters use hyper-util's client: the general path's.
-    if route.as_ref().is_some_and(|r| r.compression)
-        || cluster.as_ref().is_some_and(|c| c.is_tls())
+    if route.as_ref().is_some_and(|r| r.compression) || cluster.as_ref().is_some_and(|c| c.is_tls())
     {
         return Outcome::Fallback;
     }
@@ -316,7 +314,14 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     };
     record.enter_route(route.domain.clone(), route.name.clone());
     let Some(cluster) = cluster else {
-        return local(stream, out, record, GatewayError::ServiceUnavailable, req.close).await;
+        return local(
+            stream,
+            out,
+            record,
+            GatewayError::ServiceUnavailable,
+            req.close,
+        )
+        .await;
     };
     record.cluster = cluster.name.clone();
     if overridden {
@@ -329,7 +334,14 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         transform(&mut upstream_headers, t);
     }
     let Some(endpoint) = cluster.balancer.pick(&|_| false) else {
-        return local(stream, out, record, GatewayError::ServiceUnavailable, req.close).await;
+        return local(
+            stream,
+            out,
+            record,
+            GatewayError::ServiceUnavailable,
+            req.close,
+        )
+        .await;
     };
     record.upstream = endpoint.key.clone();
     let in_flight = InFlight::new(endpoint.clone());
@@ -502,8 +514,16 @@ mod tests {
         assert_eq!(origin_form(b"/"), Some(1));
         assert_eq!(origin_form(b"/a/b?c=d&e=/f?g"), Some(4));
         assert_eq!(origin_form(b"/%7Euser;v=1"), Some(12));
-        for declined in [&b"*"[..], b"http://h/", b"h:80", b"/a#f", b"/a b", b"/\"", b"/{x}", b"/\xc3\xa9"]
-        {
+        for declined in [
+            &b"*"[..],
+            b"http://h/",
+            b"h:80",
+            b"/a#f",
+            b"/a b",
+            b"/\"",
+            b"/{x}",
+            b"/\xc3\xa9",
+        ] {
             assert_eq!(origin_form(declined), None, "{declined:?}");
         }
     }

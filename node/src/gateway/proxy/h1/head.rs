@@ -148,10 +148,12 @@ impl<'a> Fields<'a> {
 /// tokens).
 fn is_hop_by_hop(name: &[u8], named: &[&[u8]]) -> bool {
     // Every fixed hop-by-hop name starts with one of these: most names are out at once.
-    matches!(name.first().map(u8::to_ascii_lowercase), Some(b'c' | b'k' | b'p' | b't' | b'u'))
-        && HOP_BY_HOP
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+    matches!(
+        name.first().map(u8::to_ascii_lowercase),
+        Some(b'c' | b'k' | b'p' | b't' | b'u')
+    ) && HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
         || named.iter().any(|t| name.eq_ignore_ascii_case(t))
 }
 
@@ -202,7 +204,10 @@ impl<'a> Outgoing<'a> {
                 is_hop_by_hop(name, &named[..count])
             };
             if !hop {
-                spare.push((Name::Received(f.name.clone()), Value::Received(f.value.clone())));
+                spare.push((
+                    Name::Received(f.name.clone()),
+                    Value::Received(f.value.clone()),
+                ));
             }
         }
         Outgoing { head, list: spare }

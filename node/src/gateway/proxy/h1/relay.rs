@@ -1,7 +1,7 @@
 //! A response body from the upstream socket to the client's, framed as it came: a length is
 //! copied to its last byte, a chunked body passes through unchanged up to its final empty line,
 //! and a body that ends with the connection (no length, not chunked) is sent on chunked. Every
-//! read and every write gets the idle timeout.
+//! read from the upstream gets the idle timeout.
 
 use std::time::Duration;
 
@@ -31,7 +31,11 @@ pub enum Framing {
 pub struct BadLength;
 
 impl Framing {
-    pub fn of(method: &Method, head: &ResponseHead, fields: Fields<'_>) -> Result<Framing, BadLength> {
+    pub fn of(
+        method: &Method,
+        head: &ResponseHead,
+        fields: Fields<'_>,
+    ) -> Result<Framing, BadLength> {
         if method == Method::HEAD || matches!(head.status, 100..=199 | 204 | 304) {
             return Ok(Framing::Empty);
         }
@@ -86,7 +90,7 @@ struct Relay<'a> {
 
 impl Relay<'_> {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), RelayError> {
-        write_idle(self.client, bytes, self.idle).await
+        write_all(self.client, bytes).await
     }
 
     /// Reads more of the body into the upstream buffer; `false` at the end of the stream.
@@ -101,27 +105,16 @@ impl Relay<'_> {
 
     /// Writes the first `n` buffered bytes and drops them from the buffer.
     async fn pass(&mut self, n: usize) -> Result<(), RelayError> {
-        write_idle(self.client, &self.up.buf[..n], self.idle).await?;
+        write_all(self.client, &self.up.buf[..n]).await?;
         self.up.buf.advance(n);
         Ok(())
     }
 }
 
-/// Writes all of `bytes`, failing after `idle` without progress. Most writes go through at
-/// once: those are tried first, without arming a timer.
-async fn write_idle(client: &mut TcpStream, bytes: &[u8], idle: Duration) -> Result<(), RelayError> {
-    let written = match client.try_write(bytes) {
-        Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-        Err(e) => return Err(RelayError::Client(e)),
-    };
-    if written == bytes.len() {
-        return Ok(());
-    }
-    tokio::time::timeout(idle, client.write_all(&bytes[written..]))
-        .await
-        .map_err(|_| RelayError::Idle(idle))?
-        .map_err(RelayError::Client)
+/// Writes all of `bytes`. No timer: as on the general path, the idle timeout is the
+/// upstream's (a slow reader is not taken for a silent upstream).
+async fn write_all(client: &mut TcpStream, bytes: &[u8]) -> Result<(), RelayError> {
+    client.write_all(bytes).await.map_err(RelayError::Client)
 }
 
 fn chunk(out: &mut Vec<u8>, data: &[u8]) {
@@ -226,7 +219,10 @@ mod tests {
             Ok(Framing::Length(5))
         );
         assert_eq!(
-            framing(get(), b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            framing(
+                get(),
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+            ),
             Err(BadLength)
         );
         assert_eq!(
@@ -249,11 +245,17 @@ mod tests {
             Ok(Framing::UntilClose)
         );
         assert_eq!(
-            framing(Method::HEAD, b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n"),
+            framing(
+                Method::HEAD,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n"
+            ),
             Ok(Framing::Empty)
         );
         assert_eq!(
-            framing(get(), b"HTTP/1.1 304 Not Modified\r\nContent-Length: 12\r\n\r\n"),
+            framing(
+                get(),
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 12\r\n\r\n"
+            ),
             Ok(Framing::Empty)
         );
     }
