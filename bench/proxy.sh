@@ -5,11 +5,16 @@
 # everywhere. Prints requests/s, p50 and p99 for each, and the CPU time (user and system, from
 # /proc) the process under test spent per request.
 #
-#   bench/proxy.sh [duration-seconds] [connections]     (defaults: 10, 32)
+# The proxies run in rounds, each round in a rotated order, so that a drift in the machine's speed
+# (this kind of VM swings by up to 2x) does not always favour the one that runs first; at the end
+# it prints each proxy's median over the rounds and the hermes/nginx ratio of every round.
+#
+#   bench/proxy.sh [duration-seconds] [connections] [rounds]     (defaults: 10, 32, 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNECTIONS=${2:-32}
+ROUNDS=${3:-3}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -101,6 +106,8 @@ load() { # port label pid-under-test
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
   n=$(echo "$out" | awk '/requests in/ {print $1}')
   hz=$(getconf CLK_TCK)
+  RPS[$2]+="$rps "
+  P99[$2]+="$(echo "$p99" | awk '/us$/ {printf "%.3f", $1 / 1000; next} /ms$/ {printf "%.3f", $1 + 0; next} /s$/ {printf "%.3f", $1 * 1000}') "
   printf '%-34s %12s %10s %10s %9s %9s  %s\n' "$2" "$rps" "$p50" "$p99" \
     "$(awk -v t=$((u1 - u0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1fus", t * 1e6 / hz / n}')" \
     "$(awk -v t=$((s1 - s0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1fus", t * 1e6 / hz / n}')" \
@@ -109,10 +116,34 @@ load() { # port label pid-under-test
 # nginx does its work in the worker, the master's only child.
 NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1)
 UP_WORKER=$(pgrep -P "$UP_PID" | head -1)
-printf '%-34s %12s %10s %10s %9s %9s  %s\n' "target" "requests/s" "p50" "p99" "user/req" "sys/req" "errors"
-load $UP "upstream directly (nginx, 1 worker)" "$UP_WORKER"
-load $NGINX "nginx 1.22 proxy_pass (1 worker)" "$NGINX_WORKER"
-load $HAPROXY "HAProxy 2.6 (1 thread)" "$HAPROXY_PID"
-load $HERMES_PROXY "hermes (1 worker thread)" "$HERMES_PID"
+declare -A RPS P99
+UP_LABEL="upstream directly (nginx, 1 worker)"
+NGINX_LABEL="nginx 1.22 proxy_pass (1 worker)"
+HAPROXY_LABEL="HAProxy 2.6 (1 thread)"
+HERMES_LABEL="hermes (1 worker thread)"
+proxies=(nginx haproxy hermes)
+run() {
+  case $1 in
+    nginx) load $NGINX "$NGINX_LABEL" "$NGINX_WORKER" ;;
+    haproxy) load $HAPROXY "$HAPROXY_LABEL" "$HAPROXY_PID" ;;
+    hermes) load $HERMES_PROXY "$HERMES_LABEL" "$HERMES_PID" ;;
+  esac
+}
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round of $ROUNDS"
+  printf '%-34s %12s %10s %10s %9s %9s  %s\n' "target" "requests/s" "p50" "p99" "user/req" "sys/req" "errors"
+  load $UP "$UP_LABEL" "$UP_WORKER"
+  # Rotate the proxies' order from round to round.
+  for i in 0 1 2; do run "${proxies[$(((i + round - 1) % 3))]}"; done
+  echo
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+echo "median of $ROUNDS rounds"
+printf '%-34s %12s %10s\n' "target" "requests/s" "p99 (ms)"
+for label in "$UP_LABEL" "$NGINX_LABEL" "$HAPROXY_LABEL" "$HERMES_LABEL"; do
+  printf '%-34s %12.0f %10.2f\n' "$label" "$(echo "${RPS[$label]}" | median)" "$(echo "${P99[$label]}" | median)"
+done
+paste -d' ' <(echo "${RPS[$HERMES_LABEL]}" | tr ' ' '\n' | grep -v '^$') <(echo "${RPS[$NGINX_LABEL]}" | tr ' ' '\n' | grep -v '^$') \
+  | awk '{printf "%s%.2f", (NR > 1 ? ", " : "hermes / nginx requests/s by round: "), $1 / $2} END {print ""}'
 echo
 echo "wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency; $(nproc) cores; hermes $("$HERMES" version | awk '{print $2}')"

@@ -35,6 +35,12 @@ pub struct Record {
     pub local: bool,
 }
 
+thread_local! {
+    /// The labels of a request not routed (yet), shared rather than allocated per request.
+    static UNSET: Arc<str> = Arc::from("");
+    static NO_ROUTE: Arc<str> = Arc::from("_no_route");
+}
+
 impl Record {
     pub fn new(
         metrics: Arc<GatewayMetrics>,
@@ -50,10 +56,10 @@ impl Record {
             host,
             path,
             client_ip,
-            domain: Arc::from(""),
-            route: Arc::from("_no_route"),
-            cluster: Arc::from(""),
-            upstream: Arc::from(""),
+            domain: UNSET.with(Arc::clone),
+            route: NO_ROUTE.with(Arc::clone),
+            cluster: UNSET.with(Arc::clone),
+            upstream: UNSET.with(Arc::clone),
             status: 0,
             upstream_secs: None,
             bytes: 0,

@@ -389,7 +389,9 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     };
     // One deadline for connect, sending and the response headers (`send` + `read`).
     let deadline = Duration::from_secs_f64(timeout.send + timeout.read);
-    let sent = Instant::now();
+    // The request's start stands for the moment it is sent: a microsecond of routing earlier,
+    // and one clock read fewer (they cost ~40 ns each on this kind of VM).
+    let sent = Instant::from_std(record.started);
     let answered = tokio::select! {
         biased;
         answer = exchange(&target, out, idempotent(&req.method), spare_response_fields) => Some(answer),
@@ -429,28 +431,40 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         && !resp_fields.has_token("connection", "close")
         && (resp.minor == 1 || resp_fields.has_token("connection", "keep-alive"));
 
-    let mut response_headers =
-        Outgoing::end_to_end(resp_fields, std::mem::take(spare_response_list));
-    if overridden {
-        if let Ok(v) = HeaderValue::from_str(&cluster.config.name) {
-            response_headers.insert(HeaderName::from_static("x-hermes-cluster"), v);
-            response_headers.insert(
-                HeaderName::from_static("x-hermes-cluster-override"),
-                HeaderValue::from_static("true"),
-            );
-        }
-    }
-    for t in &route.response_transforms {
-        transform(&mut response_headers, t);
-    }
-    // The framing is the proxy's own, whatever a transform did to the headers.
-    if let Framing::Length(_) | Framing::Chunked | Framing::UntilClose = framing {
-        response_headers.remove("content-length");
-    }
     out.clear();
     status_line(out, resp.status, &up.buf[resp.reason.clone()]);
-    response_headers.write(out);
-    if !response_headers.contains("date") {
+    // The framing headers are the proxy's own, whatever a transform did to the headers.
+    let has_date = if overridden || !route.response_transforms.is_empty() {
+        let mut response_headers =
+            Outgoing::end_to_end(resp_fields, std::mem::take(spare_response_list));
+        if overridden {
+            if let Ok(v) = HeaderValue::from_str(&cluster.config.name) {
+                response_headers.insert(HeaderName::from_static("x-hermes-cluster"), v);
+                response_headers.insert(
+                    HeaderName::from_static("x-hermes-cluster-override"),
+                    HeaderValue::from_static("true"),
+                );
+            }
+        }
+        for t in &route.response_transforms {
+            transform(&mut response_headers, t);
+        }
+        if framing != Framing::Empty {
+            response_headers.remove("content-length");
+        }
+        response_headers.write(out);
+        let has_date = response_headers.contains("date");
+        *spare_response_list = response_headers.into_spare();
+        has_date
+    } else {
+        let except = if framing == Framing::Empty {
+            ""
+        } else {
+            "content-length"
+        };
+        resp_fields.write_end_to_end(out, except)
+    };
+    if !has_date {
         out.extend_from_slice(b"date: ");
         date::append_now(out);
         out.extend_from_slice(b"\r\n");
@@ -470,7 +484,6 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    *spare_response_list = response_headers.into_spare();
     *spare_response_fields = resp.fields;
     bytes::Buf::advance(&mut up.buf, resp.len);
 

@@ -2,6 +2,7 @@
 //! buffer they were read into, and the header list sent on, which refers to the received bytes
 //! wherever a header passes through unchanged.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use http::header::{HeaderName, HeaderValue};
@@ -64,9 +65,10 @@ fn fields(buf: &[u8], headers: &[httparse::Header<'_>], mut list: Vec<Field>) ->
 
 /// Parses a request head; `spare` is an empty list to put its fields in.
 pub fn parse_request(buf: &[u8], spare: &mut Vec<Field>) -> Parsed<RequestHead> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
+    // Left uninitialised for httparse to fill: zeroing 64 headers cost more than parsing them.
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) => {
             let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version)
             else {
@@ -87,9 +89,13 @@ pub fn parse_request(buf: &[u8], spare: &mut Vec<Field>) -> Parsed<RequestHead> 
 
 /// Parses a response head; `spare` is an empty list to put its fields in.
 pub fn parse_response(buf: &[u8], spare: &mut Vec<Field>) -> Parsed<ResponseHead> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(buf) {
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(len)) => {
             let (Some(minor), Some(status)) = (resp.version, resp.code) else {
                 return Parsed::Invalid;
@@ -142,6 +148,54 @@ impl<'a> Fields<'a> {
             .flat_map(|v| v.split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)
     }
+
+    /// Calls `f` with each header that is not hop-by-hop (those `Connection` names included).
+    fn each_end_to_end(self, mut f: impl FnMut(&Field)) {
+        let mut named = [&b""[..]; 8];
+        let mut count = 0;
+        let mut many = false;
+        for token in self.connection_tokens() {
+            match named.get_mut(count) {
+                Some(slot) => *slot = token,
+                None => many = true,
+            }
+            count += 1;
+        }
+        for field in self.list {
+            let name = &self.head[field.name.clone()];
+            let hop = if many {
+                // More than eight tokens (rare): read them all again.
+                is_hop_by_hop(name, &[])
+                    || self
+                        .connection_tokens()
+                        .any(|t| name.eq_ignore_ascii_case(t))
+            } else {
+                is_hop_by_hop(name, &named[..count])
+            };
+            if !hop {
+                f(field);
+            }
+        }
+    }
+
+    /// Writes `name: value\r\n` for each header that is not hop-by-hop and not `except`
+    /// (unchanged headers need no list: this is [`Outgoing`] without edits). Returns whether a
+    /// `Date` was among them.
+    pub fn write_end_to_end(self, out: &mut Vec<u8>, except: &str) -> bool {
+        let mut date = false;
+        self.each_end_to_end(|f| {
+            let name = &self.head[f.name.clone()];
+            if name.eq_ignore_ascii_case(except.as_bytes()) {
+                return;
+            }
+            date |= name.eq_ignore_ascii_case(b"date");
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&self.head[f.value.clone()]);
+            out.extend_from_slice(b"\r\n");
+        });
+        date
+    }
 }
 
 /// Whether `name` is hop-by-hop: one of the fixed list, or among `named` (the `Connection`
@@ -180,37 +234,17 @@ impl<'a> Outgoing<'a> {
     /// The received headers without the hop-by-hop ones (those `Connection` names included).
     /// `spare` is an empty list to hold them (see [`Outgoing::into_spare`]).
     pub fn end_to_end(received: Fields<'a>, mut spare: Vec<(Name, Value)>) -> Outgoing<'a> {
-        let mut named = [&b""[..]; 8];
-        let mut count = 0;
-        let mut many = false;
-        for token in received.connection_tokens() {
-            match named.get_mut(count) {
-                Some(slot) => *slot = token,
-                None => many = true,
-            }
-            count += 1;
-        }
         spare.clear();
-        let head = received.head;
-        for f in received.list {
-            let name = &head[f.name.clone()];
-            let hop = if many {
-                // More than eight tokens (rare): read them all again.
-                is_hop_by_hop(name, &[])
-                    || received
-                        .connection_tokens()
-                        .any(|t| name.eq_ignore_ascii_case(t))
-            } else {
-                is_hop_by_hop(name, &named[..count])
-            };
-            if !hop {
-                spare.push((
-                    Name::Received(f.name.clone()),
-                    Value::Received(f.value.clone()),
-                ));
-            }
+        received.each_end_to_end(|f| {
+            spare.push((
+                Name::Received(f.name.clone()),
+                Value::Received(f.value.clone()),
+            ));
+        });
+        Outgoing {
+            head: received.head,
+            list: spare,
         }
-        Outgoing { head, list: spare }
     }
 
     /// The list's allocation, for the next message.

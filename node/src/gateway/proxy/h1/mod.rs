@@ -21,7 +21,9 @@ mod relay;
 mod upstream;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,7 +62,17 @@ enum Next {
     Closed,
 }
 
-async fn next_head(conn: &mut Downstream, shutdown: &mut watch::Receiver<bool>) -> Next {
+/// A connection's wait for shutdown, made once and polled between requests: making the wait
+/// anew for every request (a waiter added to and removed from the channel) showed in profiles.
+type Stop = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn stop_signal(mut shutdown: watch::Receiver<bool>) -> Stop {
+    Box::pin(async move { stopping(&mut shutdown).await })
+}
+
+/// The next request head. `stop` must not be polled again once it has resolved (the
+/// connection closes then).
+async fn next_head(conn: &mut Downstream, stop: &mut Stop) -> Next {
     let deadline = tokio::time::Instant::now() + HEADER_TIMEOUT;
     loop {
         if !conn.buf.is_empty() {
@@ -78,7 +90,7 @@ async fn next_head(conn: &mut Downstream, shutdown: &mut watch::Receiver<bool>) 
             biased;
             read = conn.stream.read_buf(&mut conn.buf) => read,
             _ = until(&mut conn.header_timer, deadline) => return Next::Closed,
-            _ = stopping(shutdown), if between => return Next::Closed,
+            _ = stop.as_mut(), if between => return Next::Closed,
         };
         match read {
             Ok(0) | Err(_) => return Next::Closed,
@@ -93,11 +105,12 @@ pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     hyper: Arc<auto::Builder<TokioExecutor>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let mut conn = Downstream::new(stream, peer);
+    let mut stop = stop_signal(shutdown.clone());
     loop {
-        let head = match next_head(&mut conn, &mut shutdown).await {
+        let head = match next_head(&mut conn, &mut stop).await {
             Next::Head(head) => head,
             Next::Hyper => return serve_with_hyper(conn, gw, hyper, shutdown).await,
             Next::Closed => return,
