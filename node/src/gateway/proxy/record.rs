@@ -33,6 +33,8 @@ pub struct Record {
     pub node: Option<InFlight>,
     /// The gateway answered itself (no upstream response).
     pub local: bool,
+    /// When the response was sent, if the caller read the clock already ([`Record::finish`]).
+    ended: Option<Instant>,
 }
 
 thread_local! {
@@ -66,7 +68,13 @@ impl Record {
             in_flight: None,
             node: None,
             local: false,
+            ended: None,
         }
+    }
+
+    /// Notes that the response was sent at `at` (so that dropping the record reads no clock).
+    pub fn finish(&mut self, at: Instant) {
+        self.ended = Some(at);
     }
 
     pub fn enter_route(&mut self, domain: Arc<str>, route: Arc<str>) {
@@ -86,7 +94,8 @@ impl OnBodyEnd for Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
-        let elapsed = self.started.elapsed().as_secs_f64();
+        let ended = self.ended.unwrap_or_else(Instant::now);
+        let elapsed = ended.saturating_duration_since(self.started).as_secs_f64();
         let code = http::StatusCode::from_u16(self.status);
         let status = code.as_ref().map_or("0", http::StatusCode::as_str);
         let m = &self.metrics;

@@ -232,21 +232,23 @@ impl IdleConns {
     }
 
     /// The most recently used connection still fit for a request (the warmest socket).
-    pub fn take<C: Pooled>(&self, idle_timeout: Duration) -> Option<C> {
+    /// `now` is the caller's clock reading (one fewer on the request path).
+    pub fn take<C: Pooled>(&self, idle_timeout: Duration, now: Instant) -> Option<C> {
         loop {
             let (mut conn, since) = C::list(&mut self.lock()).pop()?;
-            if since.elapsed() < idle_timeout && conn.reusable() {
+            if now.saturating_duration_since(since) < idle_timeout && conn.reusable() {
                 return Some(conn);
             }
             // Dropped here, outside the lock: closing a socket is a syscall.
         }
     }
 
-    pub fn put<C: Pooled>(&self, conn: C, settings: &KeepalivePoolConfig) {
+    /// Keeps `conn`, idle since `now`, unless the node has `settings.size` idle already.
+    pub fn put<C: Pooled>(&self, conn: C, settings: &KeepalivePoolConfig, now: Instant) {
         let overflow = {
             let mut lists = self.lock();
             if lists.len() < settings.size && settings.idle_timeout > 0 {
-                C::list(&mut lists).push((conn, Instant::now()));
+                C::list(&mut lists).push((conn, now));
                 None
             } else {
                 Some(conn)
@@ -316,7 +318,7 @@ pub async fn send(
     let mut req = req;
     // A pooled connection can have been closed by the upstream a moment ago; a request it
     // refused unsent goes to a new connection (hyper-util's client does the same).
-    if let Some(mut conn) = target.idle.take::<Box<Conn>>(idle_timeout) {
+    if let Some(mut conn) = target.idle.take::<Box<Conn>>(idle_timeout, Instant::now()) {
         match conn.exchange(req).await {
             Ok(resp) => return Ok(wrap(resp, conn, &target)),
             Err((e, None)) => return Err(e.into()),
@@ -419,7 +421,7 @@ impl Drop for PooledBody {
             && conn.served < self.pool.requests.max(1)
             && conn.reusable()
         {
-            self.idle.put(conn, &self.pool);
+            self.idle.put(conn, &self.pool, Instant::now());
         }
     }
 }

@@ -63,6 +63,9 @@ pub struct Downstream {
     pub spare_fields: Vec<Field>,
     spare_response_fields: Vec<Field>,
     spare_lists: [Vec<(Name, Value)>; 2],
+    /// When the last response was sent, if that was read already: the next head's wait starts
+    /// there.
+    pub finished: Option<Instant>,
 }
 
 /// Resolves at `deadline`, using `timer`, which may be armed for another instant (an earlier
@@ -95,6 +98,7 @@ impl Downstream {
             spare_fields: Vec::new(),
             spare_response_fields: Vec::new(),
             spare_lists: [Vec::new(), Vec::new()],
+            finished: None,
         }
     }
 }
@@ -257,6 +261,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         upstream_timer,
         spare_response_fields,
         spare_lists: [spare_request_list, spare_response_list],
+        finished,
         ..
     } = conn;
     let received = Fields {
@@ -394,7 +399,13 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     let sent = Instant::from_std(record.started);
     let answered = tokio::select! {
         biased;
-        answer = exchange(&target, out, idempotent(&req.method), spare_response_fields) => Some(answer),
+        answer = exchange(
+            &target,
+            out,
+            idempotent(&req.method),
+            spare_response_fields,
+            record.started,
+        ) => Some(answer),
         _ = until(upstream_timer, sent + deadline) => None,
     };
     let (mut up, resp) = match answered {
@@ -492,9 +503,13 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     match relay(stream, &mut up, out, framing, idle).await {
         Ok(bytes) => {
             record.bytes = bytes;
+            // One clock reading for the record, the idle connection and the next head's wait.
+            let done = Instant::now();
+            record.finish(done.into_std());
+            *finished = Some(done);
             let pool = &cluster.config.keepalive_pool;
             if upstream_keeps && up.buf.is_empty() && up.served < pool.requests.max(1) {
-                endpoint.idle.put(up, pool);
+                endpoint.idle.put(up, pool, done.into_std());
             }
             if req.close {
                 Outcome::Close

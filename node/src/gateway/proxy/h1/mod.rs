@@ -73,7 +73,11 @@ fn stop_signal(mut shutdown: watch::Receiver<bool>) -> Stop {
 /// The next request head. `stop` must not be polled again once it has resolved (the
 /// connection closes then).
 async fn next_head(conn: &mut Downstream, stop: &mut Stop) -> Next {
-    let deadline = tokio::time::Instant::now() + HEADER_TIMEOUT;
+    let since = conn
+        .finished
+        .take()
+        .unwrap_or_else(tokio::time::Instant::now);
+    let deadline = since + HEADER_TIMEOUT;
     loop {
         if !conn.buf.is_empty() {
             match parse_request(&conn.buf, &mut conn.spare_fields) {

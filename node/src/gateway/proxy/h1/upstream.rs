@@ -51,9 +51,10 @@ pub async fn exchange(
     request: &[u8],
     retry: bool,
     spare: &mut Vec<Field>,
+    now: std::time::Instant,
 ) -> Result<(RawConn, ResponseHead), UpstreamError> {
     let idle_timeout = Duration::from_secs(target.pool.idle_timeout);
-    if let Some(mut conn) = target.idle.take::<RawConn>(idle_timeout) {
+    if let Some(mut conn) = target.idle.take::<RawConn>(idle_timeout, now) {
         match send(&mut conn, request, spare).await {
             Ok(head) => return Ok((conn, head)),
             Err(e) if retry && nothing_received(&e, &conn) => {
