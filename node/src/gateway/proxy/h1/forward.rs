@@ -92,7 +92,8 @@ impl Downstream {
             peer_ip,
             peer_value: ip_value(peer_ip),
             buf: BytesMut::with_capacity(8 * 1024),
-            out: Vec::with_capacity(4 * 1024),
+            // Grows to the largest head written, then serves every request after.
+            out: Vec::new(),
             header_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             upstream_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             spare_fields: Vec::new(),
