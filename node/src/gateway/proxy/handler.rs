@@ -87,6 +87,14 @@ pub(super) fn select_cluster(
     (gw.clusters.get(name), false)
 }
 
+/// Counts a request the override header sent to `cluster` (both paths, once each).
+pub(super) fn count_override(gw: &Gateway, route: &Route, cluster: &Cluster) {
+    gw.metrics
+        .cluster_override
+        .with_label_values(&[&*route.domain, &*route.name, &cluster.config.name])
+        .inc();
+}
+
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
@@ -164,10 +172,7 @@ pub async fn handle(
     };
     record.cluster = cluster.name.clone();
     if overridden {
-        gw.metrics
-            .cluster_override
-            .with_label_values(&[&*route.domain, &*route.name, &cluster.config.name])
-            .inc();
+        count_override(&gw, &route, &cluster);
     }
     for t in &route.request_transforms {
         t.apply(req.headers_mut());

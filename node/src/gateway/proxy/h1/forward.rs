@@ -21,7 +21,7 @@ use super::head::{Field, Fields, Name, Outgoing, RequestHead, Value};
 use super::relay::{relay, Framing};
 use super::upstream::exchange;
 use crate::gateway::proxy::errors::GatewayError;
-use crate::gateway::proxy::handler::{canonical, select_cluster};
+use crate::gateway::proxy::handler::{canonical, count_override, select_cluster};
 use crate::gateway::proxy::headers::{client_ip_from, ip_value, Forwarding};
 use crate::gateway::proxy::record::Record;
 use crate::gateway::routing::host;
@@ -331,10 +331,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     };
     record.cluster = cluster.name.clone();
     if overridden {
-        gw.metrics
-            .cluster_override
-            .with_label_values(&[&*route.domain, &*route.name, &cluster.config.name])
-            .inc();
+        count_override(gw, &route, &cluster);
     }
     for t in &route.request_transforms {
         transform(&mut upstream_headers, t);
