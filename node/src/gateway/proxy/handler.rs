@@ -87,6 +87,27 @@ pub(super) fn select_cluster(
     (gw.clusters.get(name), false)
 }
 
+/// Whether `pass_host` sends the client's own Host (`pass`, the default, and anything unknown).
+pub(super) fn passes_client_host(cluster: &Cluster) -> bool {
+    !matches!(cluster.config.pass_host.as_str(), "node" | "rewrite")
+}
+
+/// The Host `pass_host` chooses when the client's own header is not sent as it is: the rewrite
+/// (or the client's host when it has none), `host` itself for `pass`, and `None` for `node`,
+/// whose name the transport knows (`Endpoint::host_header`).
+pub(super) fn chosen_host(cluster: &Cluster, host: &str) -> Option<HeaderValue> {
+    match cluster.config.pass_host.as_str() {
+        "node" => None,
+        "rewrite" => cluster
+            .config
+            .upstream_host
+            .as_deref()
+            .and_then(|h| HeaderValue::from_str(h).ok())
+            .or_else(|| HeaderValue::from_str(host).ok()),
+        _ => HeaderValue::from_str(host).ok(),
+    }
+}
+
 /// Counts a request the override header sent to `cluster` (both paths, once each).
 pub(super) fn count_override(gw: &Gateway, route: &Route, cluster: &Cluster) {
     gw.metrics
@@ -194,20 +215,13 @@ pub async fn handle(
     }
     // `pass_host: node` is set by the transport, which knows how the node is named (see
     // `Cluster::send`).
-    let host_value = match cluster.config.pass_host.as_str() {
-        "node" => None,
-        "rewrite" => cluster
-            .config
-            .upstream_host
-            .as_deref()
-            .and_then(|h| HeaderValue::from_str(h).ok())
-            .or_else(|| HeaderValue::from_str(&record.host).ok()),
-        // The client's Host as it came (no copy), unless the request target named the
-        // authority (absolute form, h2's `:authority`): that one wins, as `record.host` says.
-        _ => match upstream_headers.get(header::HOST) {
-            Some(h) if parts.uri.authority().is_none() => Some(h.clone()),
-            _ => HeaderValue::from_str(&record.host).ok(),
-        },
+    // `pass`: the client's Host as it came (no copy), unless the request target named the
+    // authority (absolute form, h2's `:authority`): that one wins, as `record.host` says.
+    let host_value = match upstream_headers.get(header::HOST) {
+        Some(h) if passes_client_host(&cluster) && parts.uri.authority().is_none() => {
+            Some(h.clone())
+        }
+        _ => chosen_host(&cluster, &record.host),
     };
     match host_value.filter(|h| !h.is_empty()) {
         Some(h) => upstream_headers.insert(header::HOST, h),

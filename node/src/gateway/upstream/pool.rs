@@ -568,11 +568,11 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
-    #[tokio::test]
-    async fn a_connection_closed_while_idle_is_not_reused() {
+    /// An upstream that answers one request per connection, then closes it after `linger`
+    /// (an upstream's keep-alive timeout) without saying so in the response. It counts the
+    /// connections it accepted.
+    async fn one_shot_upstream(linger: Duration) -> (u16, Arc<AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        // Answers one request per connection, then closes it a moment later (an upstream's
-        // keep-alive timeout), without saying so in the response.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -587,10 +587,16 @@ mod tests {
                     let _ = stream
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                         .await;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(linger).await;
                 });
             }
         });
+        (port, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_while_idle_is_not_reused() {
+        let (port, accepted) = one_shot_upstream(Duration::from_millis(20)).await;
         let idle = Arc::new(IdleConns::default());
         let pool = KeepalivePoolConfig::default();
         assert_eq!(fetch(port, &idle, &pool, "GET", "/").await, "ok");
@@ -600,31 +606,12 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
-    /// An upstream that answers one request, then closes the connection cleanly at once.
-    async fn one_shot_upstream() -> u16 {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 1024];
-                    let _ = stream.read(&mut buf).await;
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await;
-                });
-            }
-        });
-        port
-    }
-
     #[tokio::test]
     async fn a_request_queued_on_a_cleanly_closed_connection_comes_back_unsent() {
         // The close is seen only after the request was queued: the request must come back
         // (to be sent elsewhere), not wait for ever.
-        let port = one_shot_upstream().await;
+        // Closed cleanly at once.
+        let (port, _) = one_shot_upstream(Duration::ZERO).await;
         let idle = Arc::new(IdleConns::default());
         let pool = KeepalivePoolConfig::default();
         let node = format!("127.0.0.1:{port}");

@@ -21,7 +21,9 @@ use super::head::{Field, Fields, Name, Outgoing, RequestHead, Value};
 use super::relay::{relay, Framing};
 use super::upstream::exchange;
 use crate::gateway::proxy::errors::GatewayError;
-use crate::gateway::proxy::handler::{canonical, count_override, select_cluster};
+use crate::gateway::proxy::handler::{
+    canonical, chosen_host, count_override, passes_client_host, select_cluster,
+};
 use crate::gateway::proxy::headers::{client_ip_from, ip_value, Forwarding};
 use crate::gateway::proxy::record::Record;
 use crate::gateway::routing::host;
@@ -319,7 +321,15 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         return local(stream, out, record, GatewayError::NotFound, req.close).await;
     };
     record.enter_route(route.domain.clone(), route.name.clone());
-    let Some(cluster) = cluster else {
+    // A cluster with no node to pick answers 503 like a missing cluster, with its name counted.
+    if let Some(cluster) = &cluster {
+        record.cluster = cluster.name.clone();
+        if overridden {
+            count_override(gw, &route, cluster);
+        }
+    }
+    let picked = cluster.and_then(|c| c.balancer.pick(&|_| false).map(|e| (c, e)));
+    let Some((cluster, endpoint)) = picked else {
         return local(
             stream,
             out,
@@ -329,44 +339,19 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         )
         .await;
     };
-    record.cluster = cluster.name.clone();
-    if overridden {
-        count_override(gw, &route, &cluster);
-    }
     for t in &route.request_transforms {
         transform(&mut upstream_headers, t);
     }
-    let Some(endpoint) = cluster.balancer.pick(&|_| false) else {
-        return local(
-            stream,
-            out,
-            record,
-            GatewayError::ServiceUnavailable,
-            req.close,
-        )
-        .await;
-    };
     record.upstream = endpoint.key.clone();
     let in_flight = InFlight::new(endpoint.clone());
 
     // Host by `pass_host`, as the general path and its transport set it: the client's (after
     // transforms) is kept for `pass`; otherwise the rewrite, and the node's name where that
     // leaves none.
-    let pass_host = cluster.config.pass_host.as_str();
-    let keep_clients = !matches!(pass_host, "node" | "rewrite")
-        && upstream_headers.get("host").is_some_and(|h| !h.is_empty());
+    let keep_clients =
+        passes_client_host(&cluster) && upstream_headers.get("host").is_some_and(|h| !h.is_empty());
     if !keep_clients {
-        let chosen = match pass_host {
-            "node" => None,
-            "rewrite" => cluster
-                .config
-                .upstream_host
-                .as_deref()
-                .and_then(|h| HeaderValue::from_str(h).ok())
-                .or_else(|| HeaderValue::from_str(&record.host).ok()),
-            _ => HeaderValue::from_str(&record.host).ok(),
-        };
-        let value = chosen
+        let value = chosen_host(&cluster, &record.host)
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| endpoint.host_header.clone());
         upstream_headers.insert(header::HOST, value);

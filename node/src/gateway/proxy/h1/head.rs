@@ -223,6 +223,14 @@ pub enum Value {
     Set(HeaderValue),
 }
 
+/// A header's name, from the received bytes or as the gateway set it.
+fn name_in<'n>(head: &'n [u8], n: &'n Name) -> &'n [u8] {
+    match n {
+        Name::Received(r) => &head[r.clone()],
+        Name::Set(h) => h.as_str().as_bytes(),
+    }
+}
+
 /// The headers to send on: those received that pass (by offset), and those the gateway set.
 #[derive(Debug)]
 pub struct Outgoing<'a> {
@@ -253,10 +261,7 @@ impl<'a> Outgoing<'a> {
     }
 
     fn name<'n>(&'n self, n: &'n Name) -> &'n [u8] {
-        match n {
-            Name::Received(r) => &self.head[r.clone()],
-            Name::Set(h) => h.as_str().as_bytes(),
-        }
+        name_in(self.head, n)
     }
 
     fn value<'v>(&'v self, v: &'v Value) -> &'v [u8] {
@@ -279,13 +284,8 @@ impl<'a> Outgoing<'a> {
 
     pub fn remove(&mut self, name: &str) {
         let head = self.head;
-        self.list.retain(|(n, _)| {
-            let n = match n {
-                Name::Received(r) => &head[r.clone()],
-                Name::Set(h) => h.as_str().as_bytes(),
-            };
-            !n.eq_ignore_ascii_case(name.as_bytes())
-        });
+        self.list
+            .retain(|(n, _)| !name_in(head, n).eq_ignore_ascii_case(name.as_bytes()));
     }
 
     pub fn append(&mut self, name: HeaderName, value: HeaderValue) {
