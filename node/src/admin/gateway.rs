@@ -9,7 +9,7 @@ use serde_json::json;
 use super::AdminState;
 
 pub async fn routes(State(state): State<AdminState>) -> Response {
-    let table = state.gateway.table();
+    let table = state.gateway.snapshot().table.clone();
     let routes: Vec<serde_json::Value> = table
         .routes()
         .iter()
@@ -27,7 +27,7 @@ pub async fn routes(State(state): State<AdminState>) -> Response {
 }
 
 pub async fn domains(State(state): State<AdminState>) -> Response {
-    let table = state.gateway.table();
+    let snapshot = state.gateway.snapshot();
     let errors: Vec<serde_json::Value> = state
         .gateway
         .config_errors()
@@ -35,8 +35,8 @@ pub async fn domains(State(state): State<AdminState>) -> Response {
         .map(|(key, reason)| json!({"key": key, "error": reason}))
         .collect();
     Json(json!({
-        "domains": table.domains,
-        "clusters": state.gateway.clusters.names(),
+        "domains": snapshot.table.domains,
+        "clusters": snapshot.clusters.names(),
         "invalid": errors,
     }))
     .into_response()

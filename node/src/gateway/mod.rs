@@ -1,7 +1,8 @@
 //! The data plane: every node proxies traffic on `--proxy-listen`, routed by the Domain and
 //! Cluster documents of its namespace, which it follows through a [`config::source::ConfigSource`]
-//! (by default the node's own store). The route table is an immutable snapshot rebuilt off the
-//! request path and swapped in whole; cluster runtime state survives updates that keep it.
+//! (by default the node's own store). The route table is rebuilt off the request path and
+//! published with the clusters as one immutable [`snapshot::Snapshot`]; cluster runtime state
+//! survives updates that keep it.
 //! Behaviour follows contracts/hermes.md §7 with the bugs it lists fixed.
 
 pub mod config;
@@ -9,11 +10,12 @@ pub mod metric_cache;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;
+pub mod snapshot;
 pub mod upstream;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -24,32 +26,17 @@ use config::catalog::Catalog;
 use config::source::{ConfigSource, Prefixes, Update};
 use metrics::GatewayMetrics;
 use routing::table::RouteTable;
-use upstream::cluster::Clusters;
+use snapshot::{ClusterChanges, Published, Snapshot};
 
 pub struct Gateway {
-    table: ArcSwap<RouteTable>,
-    pub clusters: Clusters,
+    published: Published,
     /// Shared with every request's record (one reference count, not a dozen).
     pub metrics: Arc<GatewayMetrics>,
     pub trusted_proxies: Vec<IpNet>,
     loaded: AtomicBool,
     errors: ArcSwap<BTreeMap<String, String>>,
-    /// Revision of the domains last handed to the table builder, and of the last table built.
-    sent_revision: AtomicI64,
-    built_revision: AtomicI64,
     applied_revision: AtomicI64,
-    /// Revision of the last update handed to [`Gateway::apply`].
-    seen_revision: AtomicI64,
-    /// Cluster removals waiting for a route table that no longer needs them (see `apply`).
-    pending_removals: Mutex<Vec<PendingRemoval>>,
     shutdown: watch::Receiver<bool>,
-}
-
-/// A cluster to remove once the table built from domains at revision `after` is in place.
-#[derive(Debug)]
-struct PendingRemoval {
-    name: String,
-    after: i64,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -72,23 +59,19 @@ impl Gateway {
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Gateway> {
         Arc::new(Gateway {
-            table: ArcSwap::from_pointee(RouteTable::default()),
-            clusters: Clusters::default(),
+            published: Published::default(),
             metrics: Arc::new(metrics),
             trusted_proxies,
             loaded: AtomicBool::new(false),
             errors: ArcSwap::from_pointee(BTreeMap::new()),
-            sent_revision: AtomicI64::new(0),
-            built_revision: AtomicI64::new(0),
             applied_revision: AtomicI64::new(0),
-            seen_revision: AtomicI64::new(0),
-            pending_removals: Mutex::new(Vec::new()),
             shutdown,
         })
     }
 
-    pub fn table(&self) -> Arc<RouteTable> {
-        self.table.load_full()
+    /// The route table and clusters to serve one request by (see [`snapshot`]).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.published.load()
     }
 
     /// Whether the first full configuration has been applied.
@@ -141,7 +124,7 @@ impl Gateway {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            for cluster in self.clusters.all() {
+            for cluster in self.snapshot().clusters.all() {
                 for endpoint in cluster.balancer.endpoints() {
                     endpoint.idle.sweep(&cluster.config.keepalive_pool);
                 }
@@ -159,37 +142,21 @@ impl Gateway {
             Update::Full { revision, .. } => (*revision, true),
             Update::Changes { revision, .. } => (*revision, false),
         };
-        self.seen_revision.store(revision, Ordering::Release);
         let applied = catalog.apply(update);
-        if let Some(all) = applied.clusters_replaced {
-            self.pending().clear();
-            self.clusters.replace_all(all);
-        }
-        for cluster in applied.cluster_upserts {
-            self.pending().retain(|p| p.name != cluster.name);
-            self.clusters.upsert(cluster);
-        }
-        if applied.domains_changed || full {
-            self.sent_revision.store(revision, Ordering::Release);
+        let domains_changed = applied.domains_changed || full;
+        let changes = ClusterChanges {
+            replaced: applied.clusters_replaced,
+            upserts: applied.cluster_upserts,
+            removals: applied.cluster_removals,
+        };
+        // The builder learns of new domains only once their revision is recorded as sent, so
+        // that the table it builds is never taken for an older one.
+        let table_current = self.published.apply(changes, revision, domains_changed);
+        if domains_changed {
             to_builder.send_replace(Some(Arc::new(DomainsAt {
                 revision,
                 domains: catalog.domains(),
             })));
-        }
-        // Changes apply in revision order: a cluster removed after the route that used it was
-        // repointed must outlive the table that still holds that route, or requests would see
-        // 503 in between. So a removal waits for the table of every domain change before it.
-        let needed = self.sent_revision.load(Ordering::Acquire);
-        let table_current = self.built_revision.load(Ordering::Acquire) >= needed;
-        for name in applied.cluster_removals {
-            if table_current {
-                self.clusters.remove(&name);
-            } else {
-                self.pending().push(PendingRemoval {
-                    name,
-                    after: needed,
-                });
-            }
         }
         if table_current {
             // No table build outstanding: this change is fully served now.
@@ -209,13 +176,6 @@ impl Gateway {
         self.errors.store(Arc::new(catalog.errors().clone()));
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<PendingRemoval>> {
-        // A panic while holding this lock cannot leave the list inconsistent: take it as is.
-        self.pending_removals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
     fn mark_applied(&self, revision: i64) {
         let previous = self.applied_revision.fetch_max(revision, Ordering::AcqRel);
         self.metrics.applied_revision.set(previous.max(revision));
@@ -231,32 +191,14 @@ impl Gateway {
             match tokio::task::spawn_blocking(move || RouteTable::build(&domains)).await {
                 Ok(table) => {
                     let routes = table.routes().len();
-                    self.table.store(Arc::new(table));
-                    self.built_revision.store(next.revision, Ordering::Release);
-                    let due: Vec<String> = {
-                        let mut pending = self.pending();
-                        let (due, wait) = std::mem::take(&mut *pending)
-                            .into_iter()
-                            .partition(|p| p.after <= next.revision);
-                        *pending = wait;
-                        due.into_iter().map(|p: PendingRemoval| p.name).collect()
-                    };
-                    for name in due {
-                        self.clusters.remove(&name);
-                    }
-                    // With no newer table on its way, every update seen so far is served.
-                    let served = if self.sent_revision.load(Ordering::Acquire) == next.revision {
-                        self.seen_revision.load(Ordering::Acquire)
-                    } else {
-                        next.revision
-                    };
+                    let served = self.published.install_table(table, next.revision);
                     self.mark_applied(served);
                     if !self.loaded.swap(true, Ordering::AcqRel) {
                         tracing::info!(
                             revision = next.revision,
                             domains = next.domains.len(),
                             routes,
-                            clusters = self.clusters.names().len(),
+                            clusters = self.snapshot().clusters.names().len(),
                             "gateway configuration loaded"
                         );
                     }
@@ -293,7 +235,8 @@ mod tests {
     }
 
     fn routed_to(gw: &Gateway) -> Vec<String> {
-        gw.table()
+        gw.snapshot()
+            .table
             .routes()
             .iter()
             .flat_map(|r| r.clusters.iter().map(|c| c.name.clone()))
@@ -336,19 +279,19 @@ mod tests {
             gw.apply(&mut catalog, update, &to_builder);
         }
         assert!(
-            gw.clusters.get("a").is_some(),
+            gw.snapshot().clusters.get("a").is_some(),
             "removed while the table in use still routes to it"
         );
         let builder = tokio::spawn(gw.clone().build_tables(from_loop));
         for _ in 0..500 {
-            if routed_to(&gw) == ["b"] && gw.clusters.get("a").is_none() {
+            if routed_to(&gw) == ["b"] && gw.snapshot().clusters.get("a").is_none() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(routed_to(&gw), ["b"]);
         assert!(
-            gw.clusters.get("a").is_none(),
+            gw.snapshot().clusters.get("a").is_none(),
             "removed once the table moved on"
         );
         assert_eq!(gw.applied_revision.load(Ordering::Acquire), 3);
@@ -361,7 +304,90 @@ mod tests {
             }],
         };
         gw.apply(&mut catalog, update, &to_builder);
-        assert!(gw.clusters.get("b").is_none());
+        assert!(gw.snapshot().clusters.get("b").is_none());
         builder.abort();
+    }
+
+    #[test]
+    fn a_request_resolves_its_clusters_in_the_snapshot_it_routed_by() {
+        let (_stop, shutdown) = watch::channel(false);
+        let metrics = GatewayMetrics::register(&prometheus::Registry::new()).unwrap();
+        let gw = Gateway::new(metrics, Vec::new(), shutdown);
+        let mut catalog = Catalog::new(Prefixes::for_namespace("default"));
+        let (to_builder, _from_loop) = watch::channel(None);
+        let items = vec![
+            ("/hermes/clusters/a".into(), cluster("a")),
+            ("/hermes/clusters/b".into(), cluster("b")),
+            ("/hermes/domains/d".into(), domain_to("a")),
+        ];
+        gw.apply(
+            &mut catalog,
+            Update::Full { revision: 1, items },
+            &to_builder,
+        );
+        let table = RouteTable::build(&catalog.domains());
+        assert_eq!(gw.published.install_table(table, 1), 1);
+        // A request routes by this snapshot, to a ...
+        let before = gw.snapshot();
+        assert_eq!(routed_to(&gw), ["a"]);
+        // ... while the route moves to b and a is deleted, and the new table goes in.
+        for (revision, key, value) in [
+            (2, "/hermes/domains/d", Some(domain_to("b"))),
+            (3, "/hermes/clusters/a", None),
+        ] {
+            let changes = vec![Change {
+                key: key.into(),
+                value,
+            }];
+            gw.apply(
+                &mut catalog,
+                Update::Changes { revision, changes },
+                &to_builder,
+            );
+        }
+        let table = RouteTable::build(&catalog.domains());
+        assert_eq!(gw.published.install_table(table, 2), 3, "revision 3 served");
+        assert_eq!(routed_to(&gw), ["b"]);
+        assert!(gw.snapshot().clusters.get("a").is_none());
+        // The request's snapshot still has the cluster its route names.
+        let route = before.table.routes()[0].clone();
+        assert_eq!(route.clusters[0].name, "a");
+        assert!(before.clusters.get("a").is_some());
+    }
+
+    #[test]
+    fn a_cluster_missing_from_a_relist_waits_for_the_table_too() {
+        let (_stop, shutdown) = watch::channel(false);
+        let metrics = GatewayMetrics::register(&prometheus::Registry::new()).unwrap();
+        let gw = Gateway::new(metrics, Vec::new(), shutdown);
+        let mut catalog = Catalog::new(Prefixes::for_namespace("default"));
+        let (to_builder, _from_loop) = watch::channel(None);
+        let items = vec![
+            ("/hermes/clusters/a".into(), cluster("a")),
+            ("/hermes/domains/d".into(), domain_to("a")),
+        ];
+        gw.apply(
+            &mut catalog,
+            Update::Full { revision: 1, items },
+            &to_builder,
+        );
+        gw.published
+            .install_table(RouteTable::build(&catalog.domains()), 1);
+        // After a compaction the re-list finds the route on b and a gone.
+        let items = vec![
+            ("/hermes/clusters/b".into(), cluster("b")),
+            ("/hermes/domains/d".into(), domain_to("b")),
+        ];
+        gw.apply(
+            &mut catalog,
+            Update::Full { revision: 9, items },
+            &to_builder,
+        );
+        assert_eq!(routed_to(&gw), ["a"]);
+        assert!(gw.snapshot().clusters.get("a").is_some());
+        gw.published
+            .install_table(RouteTable::build(&catalog.domains()), 9);
+        assert_eq!(routed_to(&gw), ["b"]);
+        assert_eq!(gw.snapshot().clusters.names(), ["b"]);
     }
 }

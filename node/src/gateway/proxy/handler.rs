@@ -25,7 +25,7 @@ use crate::gateway::routing::matchers::{visible_ascii, HeaderSource};
 use crate::gateway::routing::table::Route;
 use crate::gateway::upstream::balancer::InFlight;
 use crate::gateway::upstream::client::ProxyBody;
-use crate::gateway::upstream::cluster::{Cluster, SendError};
+use crate::gateway::upstream::cluster::{Cluster, Clusters, SendError};
 use crate::gateway::Gateway;
 
 /// IPv4 clients on a dual-stack listener show up as `::ffff:a.b.c.d`.
@@ -47,7 +47,7 @@ fn local(mut record: Record, error: GatewayError) -> Response<ProxyBody> {
 
 /// The cluster for this request, and whether the override header chose it.
 pub(super) fn select_cluster(
-    gw: &Gateway,
+    clusters: &Clusters,
     route: &Route,
     headers: &dyn HeaderSource,
 ) -> (Option<Arc<Cluster>>, bool) {
@@ -59,8 +59,8 @@ pub(super) fn select_cluster(
     {
         // Only the route's own clusters may be chosen (the original allowed any cluster).
         if route.clusters.iter().any(|c| c.name == name) {
-            if let Some(cluster) = gw.clusters.get(name) {
-                return (Some(cluster), true);
+            if let Some(cluster) = clusters.get(name) {
+                return (Some(cluster.clone()), true);
             }
         }
         tracing::debug!(cluster = name, route = %route.name, "override header names no cluster of this route");
@@ -84,7 +84,7 @@ pub(super) fn select_cluster(
             chosen
         }
     };
-    (gw.clusters.get(name), false)
+    (clusters.get(name).cloned(), false)
 }
 
 /// Whether `pass_host` sends the client's own Host (`pass`, the default, and anything unknown).
@@ -177,8 +177,12 @@ pub async fn handle(
         &gw.trusted_proxies,
     );
 
-    let table = gw.table();
-    let Some(route) = table.find(&host_name, &record.path, req.method(), req.headers()) else {
+    // One snapshot for the route and its clusters (see `gateway::snapshot`).
+    let snapshot = gw.snapshot();
+    let Some(route) = snapshot
+        .table
+        .find(&host_name, &record.path, req.method(), req.headers())
+    else {
         return local(record, GatewayError::NotFound);
     };
     record.enter_route(route.domain.clone(), route.name.clone());
@@ -187,7 +191,7 @@ pub async fn handle(
             return local(record, GatewayError::PayloadTooLarge);
         }
     }
-    let (cluster, overridden) = select_cluster(&gw, &route, req.headers());
+    let (cluster, overridden) = select_cluster(&snapshot.clusters, &route, req.headers());
     let Some(cluster) = cluster else {
         return local(record, GatewayError::ServiceUnavailable);
     };

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 
@@ -150,67 +149,59 @@ pub enum SendError {
     Exchange(BoxError),
 }
 
-/// Every cluster by name, swapped whole on each change so that requests never lock.
-#[derive(Debug, Default)]
+/// Every cluster by name: a value, copied and changed by the configuration loop and published
+/// with the route table in one [`crate::gateway::Snapshot`], so that requests never lock.
+#[derive(Debug, Default, Clone)]
 pub struct Clusters {
-    map: ArcSwap<HashMap<String, Arc<Cluster>>>,
+    map: HashMap<String, Arc<Cluster>>,
 }
 
 impl Clusters {
-    pub fn get(&self, name: &str) -> Option<Arc<Cluster>> {
-        self.map.load().get(name).cloned()
+    pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.map.get(name)
     }
 
-    pub fn all(&self) -> Vec<Arc<Cluster>> {
-        self.map.load().values().cloned().collect()
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        self.map.values()
     }
 
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.map.load().keys().cloned().collect();
+        let mut names: Vec<String> = self.map.keys().cloned().collect();
         names.sort();
         names
     }
 
     /// Adds or replaces a cluster, keeping the runtime state its new configuration allows.
-    pub fn upsert(&self, config: ClusterConfig) {
-        let current = self.map.load_full();
-        if current
-            .get(&config.name)
-            .is_some_and(|c| c.config == config)
-        {
-            return;
-        }
-        let next = Cluster::build(config.clone(), current.get(&config.name).map(Arc::as_ref));
-        let mut map = HashMap::clone(&current);
-        map.insert(config.name, Arc::new(next));
-        self.map.store(Arc::new(map));
-    }
-
-    pub fn remove(&self, name: &str) -> bool {
-        let current = self.map.load_full();
-        if !current.contains_key(name) {
+    /// Returns whether anything changed.
+    pub fn upsert(&mut self, config: ClusterConfig) -> bool {
+        let previous = self.map.get(&config.name);
+        if previous.is_some_and(|c| c.config == config) {
             return false;
         }
-        let mut map = HashMap::clone(&current);
-        map.remove(name);
-        self.map.store(Arc::new(map));
+        let next = Cluster::build(config.clone(), previous.map(Arc::as_ref));
+        self.map.insert(config.name, Arc::new(next));
         true
     }
 
-    /// Replaces everything (after a full re-list), keeping state of clusters that remain.
-    pub fn replace_all(&self, configs: Vec<ClusterConfig>) {
-        let current = self.map.load_full();
-        let map: HashMap<String, Arc<Cluster>> = configs
-            .into_iter()
-            .map(|config| {
-                let cluster = match current.get(&config.name) {
-                    Some(c) if c.config == config => c.clone(),
-                    previous => Arc::new(Cluster::build(config.clone(), previous.map(Arc::as_ref))),
-                };
-                (config.name, cluster)
-            })
-            .collect();
-        self.map.store(Arc::new(map));
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.map.remove(name).is_some()
+    }
+
+    /// Takes a full listing (after a re-list), keeping the state of clusters that remain.
+    /// Clusters the listing lacks are kept too, and their names returned: removing them is the
+    /// caller's to schedule, as for a deletion (a route table in use may still name them).
+    pub fn replace_all(&mut self, configs: Vec<ClusterConfig>) -> Vec<String> {
+        let mut previous = std::mem::take(&mut self.map);
+        for config in configs {
+            let cluster = match previous.remove(&config.name) {
+                Some(c) if c.config == config => c,
+                old => Arc::new(Cluster::build(config.clone(), old.as_deref())),
+            };
+            self.map.insert(config.name, cluster);
+        }
+        let gone: Vec<String> = previous.keys().cloned().collect();
+        self.map.extend(previous);
+        gone
     }
 }
 
@@ -225,19 +216,19 @@ mod tests {
 
     #[tokio::test]
     async fn updates_keep_node_state_and_pool() {
-        let clusters = Clusters::default();
+        let mut clusters = Clusters::default();
         clusters.upsert(cfg(json!({"name": "c", "nodes": [{"host": "10.0.0.1", "port": 80}, {"host": "10.0.0.2", "port": 80}]})));
-        let before = clusters.get("c").unwrap();
+        let before = clusters.get("c").unwrap().clone();
         let node = before.balancer.endpoints()[0].clone();
         // A change the client does not depend on (upstream_host) keeps nodes, balancer
         // rotation and pool.
         clusters.upsert(cfg(json!({"name": "c", "upstream_host": "x.internal", "nodes": [{"host": "10.0.0.1", "port": 80}, {"host": "10.0.0.2", "port": 80}]})));
-        let after = clusters.get("c").unwrap();
+        let after = clusters.get("c").unwrap().clone();
         assert!(Arc::ptr_eq(&after.balancer.endpoints()[0], &node));
         assert_eq!(after.client_key, before.client_key);
         // pass_host node offers h2 to TLS upstreams: a new client, the same nodes.
         clusters.upsert(cfg(json!({"name": "c", "pass_host": "node", "nodes": [{"host": "10.0.0.1", "port": 80}, {"host": "10.0.0.2", "port": 80}]})));
-        let h2 = clusters.get("c").unwrap();
+        let h2 = clusters.get("c").unwrap().clone();
         assert!(h2.client_key.h2 && !before.client_key.h2);
         assert!(Arc::ptr_eq(&h2.balancer.endpoints()[0], &node));
         // Dropping a node keeps the other's counters.

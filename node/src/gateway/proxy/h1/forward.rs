@@ -297,11 +297,14 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         upstream_headers.insert(HeaderName::from_static(name), value);
     }
 
-    let table = gw.table();
+    // One snapshot for the route and its clusters (see `gateway::snapshot`).
+    let snapshot = gw.snapshot();
     let host_name = host::normalize(req.host);
-    let route = table.find(&host_name, req.path, &req.method, &upstream_headers);
+    let route = snapshot
+        .table
+        .find(&host_name, req.path, &req.method, &upstream_headers);
     let (cluster, overridden) = match &route {
-        Some(route) => select_cluster(gw, route, &upstream_headers),
+        Some(route) => select_cluster(&snapshot.clusters, route, &upstream_headers),
         None => (None, false),
     };
     // Compression rewrites bodies and TLS clusters use hyper-util's client: the general path's.
