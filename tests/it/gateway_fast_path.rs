@@ -3,9 +3,10 @@
 //! the request and response heads it rewrites (hop-by-hop headers out, forwarding headers in);
 //! response framings (length, chunked with trailers, until close, interim 100, HEAD, odd
 //! reasons); gateway errors (bad upstream framing, header timeout, no route); pooled
-//! connections the upstream closes; and the hand-over of a connection to hyper when a request
-//! is not for the fast path (a body, HTTP/1.0). Everything is spoken in raw bytes on both sides,
-//! so the test sees exactly what the proxy wrote.
+//! connections the upstream closes; request bodies with a length (whole, streamed, pipelined,
+//! refused, answered early); and the hand-over of a connection to hyper when a request is not
+//! for the fast path (a chunked body, HTTP/1.0). Everything is spoken in raw bytes on both
+//! sides, so the test sees exactly what the proxy wrote.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -273,6 +274,23 @@ fn serve_scripted(mut wire: Wire, conn: usize, record: &Mutex<Vec<Seen>>) {
     loop {
         let Ok(Some(head)) = wire.head() else { return };
         let headers = header_lines(&head);
+        let mut request_line = head.split(' ');
+        let method = request_line.next().unwrap_or("").to_string();
+        let target = request_line.next().unwrap_or("");
+        let path = target.split('?').next().unwrap_or("").to_string();
+        if path == "/early" {
+            // Refuses the body before reading it, then lingers a little and closes.
+            record.lock().unwrap().push(Seen {
+                conn,
+                head: head.clone(),
+                body: Vec::new(),
+            });
+            let _ = wire
+                .stream
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!");
+            std::thread::sleep(Duration::from_millis(300));
+            break;
+        }
         let body = if is_chunked(&headers) {
             wire.chunked().map(|(data, _)| data)
         } else {
@@ -280,10 +298,6 @@ fn serve_scripted(mut wire: Wire, conn: usize, record: &Mutex<Vec<Seen>>) {
             wire.exact(length.unwrap_or(0))
         };
         let Ok(body) = body else { return };
-        let mut request_line = head.split(' ');
-        let method = request_line.next().unwrap_or("").to_string();
-        let target = request_line.next().unwrap_or("");
-        let path = target.split('?').next().unwrap_or("").to_string();
         record.lock().unwrap().push(Seen {
             conn,
             head: head.clone(),
@@ -867,7 +881,8 @@ fn requests_not_for_the_fast_path_hand_the_connection_to_hyper() {
     let c = start(&up);
     let node = c.node(1);
 
-    // One request at a time: GET (fast path), POST with a body (hyper from here on), GET.
+    // One request at a time: GET (fast path), POST with a chunked body (hyper from here on),
+    // GET.
     let mut client = Client::connect(node);
     let first = client.get("/");
     assert_eq!(first.status, 200, "{first:?}");
@@ -877,7 +892,8 @@ fn requests_not_for_the_fast_path_hand_the_connection_to_hyper() {
         "expected the fast path first: {first:?}"
     );
     client.send(&format!(
-        "POST /post HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\n\r\nhello"
+        "POST /post HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n0\r\n\r\n"
     ));
     let post = client.read(false);
     assert_eq!(post.status, 200, "expected the POST answered: {post:?}");
@@ -885,7 +901,7 @@ fn requests_not_for_the_fast_path_hand_the_connection_to_hyper() {
     assert_eq!(
         forwarded_by(&post),
         "hyper",
-        "expected a body to go to hyper: {post:?}"
+        "expected a chunked body to go to hyper: {post:?}"
     );
     let again = client.get("/again");
     assert_eq!(
@@ -902,7 +918,8 @@ fn requests_not_for_the_fast_path_hand_the_connection_to_hyper() {
     // The same, pipelined in one write: the bytes the fast path read go to hyper with it.
     let mut client = Client::connect(node);
     client.send(&format!(
-        "{}POST /piped-post HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\n\r\nhello{}",
+        "{}POST /piped-post HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n0\r\n\r\n{}",
         request("GET", "/piped-1", &[]),
         request("GET", "/piped-2", &[])
     ));
@@ -958,5 +975,186 @@ fn requests_not_for_the_fast_path_hand_the_connection_to_hyper() {
     assert!(
         up.seen().iter().any(|s| s.head.starts_with("GET /old ")),
         "expected the HTTP/1.0 request upstream"
+    );
+}
+
+/// A POST of `body` for [`HOST`] with its `Content-Length`.
+fn post(target: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "POST {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// The body the upstream received with the request for `path`, which it saw once.
+fn body_seen(up: &Scripted, path: &str) -> Vec<u8> {
+    let seen: Vec<Seen> = up
+        .seen()
+        .into_iter()
+        .filter(|s| s.head.starts_with(&format!("POST {path} ")))
+        .collect();
+    assert_eq!(seen.len(), 1, "expected {path} upstream once: {seen:?}");
+    seen[0].body.clone()
+}
+
+#[test]
+fn request_bodies_with_a_length_stay_on_the_fast_path() {
+    let up = Scripted::start();
+    let c = start(&up);
+    let node = c.node(1);
+
+    // A small body, whole with its head, between two GETs, one request at a time and then
+    // pipelined: all on the fast path, each body upstream exactly.
+    let mut client = Client::connect(node);
+    assert_eq!(forwarded_by(&client.get("/before")), "fast path");
+    client
+        .wire
+        .stream
+        .write_all(&post("/small", b"hello"))
+        .unwrap();
+    let small = client.read(false);
+    assert_eq!(small.status, 200, "expected the POST answered: {small:?}");
+    assert_eq!(forwarded_by(&small), "fast path", "{small:?}");
+    assert_eq!(
+        find(&small.echoed().1, "Content-Length"),
+        Some("5"),
+        "expected the client's length upstream: {small:?}"
+    );
+    assert_eq!(forwarded_by(&client.get("/after")), "fast path");
+    assert_eq!(body_seen(&up, "/small"), b"hello");
+
+    let mut piped = request("GET", "/piped-a", &[]).into_bytes();
+    piped.extend_from_slice(&post("/piped-post", b"pipelined body"));
+    piped.extend_from_slice(request("GET", "/piped-b", &[]).as_bytes());
+    client.wire.stream.write_all(&piped).unwrap();
+    for want in ["GET /piped-a", "POST /piped-post", "GET /piped-b"] {
+        let a = client.read(false);
+        assert_eq!(a.status, 200, "expected {want} answered: {a:?}");
+        assert_eq!(
+            a.echoed().0,
+            format!("{want} HTTP/1.1"),
+            "expected the answers in order"
+        );
+        assert_eq!(forwarded_by(&a), "fast path", "{a:?}");
+    }
+    assert_eq!(body_seen(&up, "/piped-post"), b"pipelined body");
+
+    // A body larger than one read, sent in pieces, the last with the next request pipelined
+    // after it: the body upstream whole and exact, then the next request answered on the same
+    // connection.
+    let big: Vec<u8> = (0..(1 << 20) + 7).map(|i: u32| (i % 251) as u8).collect();
+    let whole = post("/big", &big);
+    let head_len = whole.len() - big.len();
+    client
+        .wire
+        .stream
+        .write_all(&whole[..head_len + 1000])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    client
+        .wire
+        .stream
+        .write_all(&whole[head_len + 1000..head_len + 300_000])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut last = whole[head_len + 300_000..].to_vec();
+    last.extend_from_slice(request("GET", "/after-big", &[]).as_bytes());
+    client.wire.stream.write_all(&last).unwrap();
+    let answer = client.read(false);
+    assert_eq!(
+        answer.status, 200,
+        "expected the big POST answered: {answer:?}"
+    );
+    assert_eq!(forwarded_by(&answer), "fast path", "{answer:?}");
+    let next = client.read(false);
+    assert_eq!(next.echoed().0, "GET /after-big HTTP/1.1", "{next:?}");
+    assert_eq!(forwarded_by(&next), "fast path", "{next:?}");
+    let upstream_big = body_seen(&up, "/big");
+    assert!(
+        upstream_big == big,
+        "expected the big body upstream exactly ({} bytes of {})",
+        upstream_big.len(),
+        big.len()
+    );
+}
+
+#[test]
+fn request_bodies_refused_early_close_the_connection() {
+    let up = Scripted::start();
+    let c = start(&up);
+    let node = c.node(1);
+    node.put_key(
+        "/hermes/domains/fast",
+        &json!({"name": "fast", "hosts": [HOST],
+                "routes": [{"name": ROUTE, "uri": "/*", "max_body_bytes": 100,
+                            "clusters": [{"name": "fast", "weight": 100}]}]})
+        .to_string(),
+    );
+    wait_for(
+        "the body limit to be served",
+        Duration::from_secs(10),
+        || {
+            let mut client = Client::connect(node);
+            client
+                .wire
+                .stream
+                .write_all(&post("/probe", &[b'x'; 101]))
+                .unwrap();
+            (client.read(false).status == 413).then_some(())
+        },
+    );
+
+    // Over the route's limit, the body sent with the head: refused, and as the body was read
+    // whole, the connection goes on.
+    let mut client = Client::connect(node);
+    client
+        .wire
+        .stream
+        .write_all(&post("/limited", &[b'x'; 101]))
+        .unwrap();
+    let refused = client.read(false);
+    assert_gateway_error(&refused, 413, "payload too large");
+    assert_eq!(refused.header("connection"), None, "{refused:?}");
+    assert_eq!(client.get("/next").status, 200);
+
+    // Over the limit with the body still to come: refused, and the connection closes (what
+    // follows would be the body, not a request).
+    let mut client = Client::connect(node);
+    client.send(&format!(
+        "POST /limited HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5000\r\n\r\n"
+    ));
+    let refused = client.read(false);
+    assert_gateway_error(&refused, 413, "payload too large");
+    assert_eq!(refused.header("connection"), Some("close"), "{refused:?}");
+    assert!(
+        client.closed_within(Duration::from_secs(5)),
+        "expected the connection closed"
+    );
+    assert!(
+        !up.seen()
+            .iter()
+            .any(|s| s.head.starts_with("POST /limited ")),
+        "expected refused bodies kept from the upstream"
+    );
+
+    // An upstream that answers before it has the body: its answer reaches the client, and the
+    // connection closes, as the rest of the body was never read.
+    let mut client = Client::connect(node);
+    client.send(&format!(
+        "POST /early HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 90\r\n\r\n0123456789"
+    ));
+    let early = client.read(false);
+    assert_eq!(
+        early.status, 413,
+        "expected the upstream's answer: {early:?}"
+    );
+    assert_eq!(early.text(), "big!", "{early:?}");
+    assert_eq!(early.header("connection"), Some("close"), "{early:?}");
+    assert!(
+        client.closed_within(Duration::from_secs(5)),
+        "expected the connection closed"
     );
 }

@@ -1,5 +1,5 @@
-//! The data plane with long and unusual exchanges: WebSocket, 100 MiB bodies both ways with
-//! bounded proxy memory, h2c routed by `:authority`, request-size limits on chunked bodies,
+//! The data plane with long and unusual exchanges: WebSocket, 100 MiB bodies both ways (uploads
+//! chunked and with a length) with bounded proxy memory, h2c routed by `:authority`, request-size limits on chunked bodies,
 //! compression, the override header, and hot reload under load with zero failed requests.
 
 use std::io::Read;
@@ -120,9 +120,21 @@ fn hundred_mib_both_ways_with_bounded_memory() {
         .unwrap();
     let answer: serde_json::Value = serde_json::from_str(&resp.into_string().unwrap()).unwrap();
     assert_eq!(answer["received"], SIZE);
+    assert_eq!(answer["length"], serde_json::Value::Null, "{answer}");
+
+    // The same with a Content-Length (the HTTP/1.1 fast path's streamed copy).
+    let resp = agent()
+        .post(&format!("{}/upload", node.proxy()))
+        .set("Host", "big.test")
+        .set("Content-Length", &SIZE.to_string())
+        .send(Generated(SIZE))
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&resp.into_string().unwrap()).unwrap();
+    assert_eq!(answer["received"], SIZE);
+    assert_eq!(answer["length"], SIZE.to_string(), "{answer}");
 
     let peak = peak_rss_kib(node);
-    eprintln!("proxy RSS: baseline {baseline} KiB, peak {peak} KiB over 2 × 100 MiB");
+    eprintln!("proxy RSS: baseline {baseline} KiB, peak {peak} KiB over 3 × 100 MiB");
     assert!(
         peak < baseline + 64 * 1024,
         "proxy memory grew from {baseline} KiB to {peak} KiB"

@@ -40,6 +40,12 @@ async fn serve(name: String, req: Request<Incoming>) -> Result<Response<Body>, I
         return Ok(Response::new(body));
     }
     if path == "/upload" {
+        // The declared length too, to tell a body sent with its length from a chunked one.
+        let length = req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut body = req.into_body();
         let mut received = 0u64;
         while let Some(frame) = body.frame().await {
@@ -48,7 +54,8 @@ async fn serve(name: String, req: Request<Incoming>) -> Result<Response<Body>, I
                 Err(_) => break,
             }
         }
-        return Ok(Response::new(full(format!("{{\"received\":{received}}}"))));
+        let answer = serde_json::json!({"received": received, "length": length});
+        return Ok(Response::new(full(answer.to_string())));
     }
     if path == "/ws" {
         let key = req.headers().get("sec-websocket-key").cloned();

@@ -1,6 +1,7 @@
 //! One request on the fast path, in the same order and with the same rules as
-//! [`crate::gateway::proxy::handler`]: forwarding headers, route, cluster, request transforms,
-//! node, `pass_host`, the upstream exchange within the header deadline, then the response head
+//! [`crate::gateway::proxy::handler`]: forwarding headers, route, body limit, cluster, request
+//! transforms, node, `pass_host`, the upstream exchange (the request body with it) within the
+//! header deadline, then the response head
 //! (hop-by-hop stripped, override markers, transforms) and its body. What this path does not
 //! do it declines before anything is counted or sent ([`Outcome::Fallback`]): the connection
 //! then goes to hyper, which answers the request whole.
@@ -9,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
@@ -19,7 +20,7 @@ use tokio::time::{Instant, Sleep};
 use super::date;
 use super::head::{Field, Fields, Name, Outgoing, RequestHead, Value};
 use super::relay::{relay, Framing};
-use super::upstream::exchange;
+use super::upstream::{exchange, exchange_streaming, BodyRest, UpstreamError};
 use crate::gateway::proxy::errors::GatewayError;
 use crate::gateway::proxy::handler::{
     canonical, chosen_host, count_override, passes_client_host, select_cluster,
@@ -36,8 +37,9 @@ use crate::gateway::Gateway;
 /// What became of a request, and so of its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Answered; the connection can take the next request.
-    KeepAlive,
+    /// Answered; the connection can take the next request once the first `n` bytes of the
+    /// buffer (what is left there of this request) are dropped.
+    KeepAlive(usize),
     /// Answered (or failed half-way); the connection must close.
     Close,
     /// Not for the fast path: nothing was sent or counted, hyper takes the connection.
@@ -107,14 +109,17 @@ impl Downstream {
 }
 
 /// What the fast path needs from a request head, or `None` when the request is not for it:
-/// HTTP/1.0, a body (any length but 0, any transfer coding), `Expect`, `Upgrade`, a target that
-/// is not plain origin form (hyper applies the URI rules to anything else).
+/// HTTP/1.0, a body that is not one plain `Content-Length` (any transfer coding, a repeated or
+/// odd length), `Expect`, `Upgrade`, a target that is not plain origin form (hyper applies the
+/// URI rules and the body framing rules to anything else).
 struct Facts<'a> {
     method: Method,
     target: &'a [u8],
     path: &'a str,
     host: &'a str,
     close: bool,
+    /// The request's `Content-Length`, if it has one.
+    length: Option<u64>,
 }
 
 impl<'a> Facts<'a> {
@@ -129,17 +134,17 @@ impl<'a> Facts<'a> {
         // `origin_form` admits ASCII only.
         let path = std::str::from_utf8(&target[..path_len]).ok()?;
         let mut host = None;
-        let mut length_seen = false;
+        let mut body = None;
         for (name, value) in fields.iter() {
             let is = |h: &str| name.eq_ignore_ascii_case(h.as_bytes());
             if is("transfer-encoding") || is("expect") || is("upgrade") {
                 return None;
             }
             if is("content-length") {
-                if length_seen || value.trim_ascii() != b"0" {
+                if body.is_some() {
                     return None;
                 }
-                length_seen = true;
+                body = Some(content_length(value)?);
             }
             if is("host") && host.is_none() {
                 host = Some(value);
@@ -152,8 +157,19 @@ impl<'a> Facts<'a> {
             // As `HeaderValue::to_str`: a Host that is not visible ASCII counts as none.
             host: host.and_then(visible_ascii).unwrap_or(""),
             close: fields.has_token("connection", "close"),
+            length: body,
         })
     }
+}
+
+/// A `Content-Length` value: digits only (RFC 9110 §8.6), at most 18 of them so that it fits
+/// without overflow; anything else is hyper's to refuse.
+fn content_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// The length of the path of an origin-form target (`/path?query`), or `None` when the target
@@ -223,12 +239,14 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// Answers with a gateway error (§7.14) and counts the request, as the general path's `local`.
+/// `request_len`: the bytes of the request still in the buffer.
 async fn local(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
     mut record: Record,
     error: GatewayError,
     close: bool,
+    request_len: usize,
 ) -> Outcome {
     let body = format!("{{\"error\":\"{}\"}}", error.message());
     record.status = error.status().as_u16();
@@ -249,7 +267,7 @@ async fn local(
     let written = stream.write_all(out).await;
     drop(record);
     match written {
-        Ok(()) if !close => Outcome::KeepAlive,
+        Ok(()) if !close => Outcome::KeepAlive(request_len),
         _ => Outcome::Close,
     }
 }
@@ -274,6 +292,21 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     let Some(req) = Facts::of(head, received) else {
         return Outcome::Fallback;
     };
+    let Facts {
+        method,
+        target: request_target,
+        path,
+        host: request_host,
+        close,
+        length,
+    } = req;
+    let body = length.unwrap_or(0);
+    // The body bytes read with the head. Until the whole body is read, an answer closes the
+    // connection: the rest of the body would be taken for the next request.
+    let buffered_body = ((buf.len() - head.len) as u64).min(body) as usize;
+    let request_len = head.len + buffered_body;
+    let rest = body - buffered_body as u64;
+    let early_close = close || rest > 0;
 
     // Hop-by-hop headers go before the forwarding headers are set (see `handler`).
     let peer_ip = *peer_ip;
@@ -290,7 +323,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         upstream_headers.contains("x-forwarded-proto"),
         (peer_ip, peer_value),
         client_ip,
-        req.host,
+        request_host,
         &gw.trusted_proxies,
     );
     for (name, value) in forwarding.fields() {
@@ -299,10 +332,10 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
 
     // One snapshot for the route and its clusters (see `gateway::snapshot`).
     let snapshot = gw.snapshot();
-    let host_name = host::normalize(req.host);
+    let host_name = host::normalize(request_host);
     let route = snapshot
         .table
-        .find(&host_name, req.path, &req.method, &upstream_headers);
+        .find(&host_name, path, &method, &upstream_headers);
     let (cluster, overridden) = match &route {
         Some(route) => select_cluster(&snapshot.clusters, route, &upstream_headers),
         None => (None, false),
@@ -315,15 +348,20 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
 
     let mut record = Record::new(
         gw.metrics.clone(),
-        req.method.clone(),
-        req.host.to_string(),
-        req.path.to_string(),
+        method.clone(),
+        request_host.to_string(),
+        path.to_string(),
         client_ip,
     );
     let Some(route) = route else {
-        return local(stream, out, record, GatewayError::NotFound, req.close).await;
+        let error = GatewayError::NotFound;
+        return local(stream, out, record, error, early_close, request_len).await;
     };
     record.enter_route(route.domain.clone(), route.name.clone());
+    if route.max_body_bytes.is_some_and(|max| body > max) {
+        let error = GatewayError::PayloadTooLarge;
+        return local(stream, out, record, error, early_close, request_len).await;
+    }
     // A cluster with no node to pick answers 503 like a missing cluster, with its name counted.
     if let Some(cluster) = &cluster {
         record.cluster = cluster.name.clone();
@@ -333,17 +371,20 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     }
     let picked = cluster.and_then(|c| c.balancer.pick(&|_| false).map(|e| (c, e)));
     let Some((cluster, endpoint)) = picked else {
-        return local(
-            stream,
-            out,
-            record,
-            GatewayError::ServiceUnavailable,
-            req.close,
-        )
-        .await;
+        let error = GatewayError::ServiceUnavailable;
+        return local(stream, out, record, error, early_close, request_len).await;
     };
-    for t in &route.request_transforms {
-        transform(&mut upstream_headers, t);
+    if !route.request_transforms.is_empty() {
+        for t in &route.request_transforms {
+            transform(&mut upstream_headers, t);
+        }
+        // The framing headers are the client's, whatever a transform did: the body is sent
+        // as it came.
+        upstream_headers.remove("content-length");
+        upstream_headers.remove("transfer-encoding");
+        if let Some(length) = length {
+            upstream_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
     }
     record.upstream = endpoint.key.clone();
     let in_flight = InFlight::new(endpoint.clone());
@@ -361,13 +402,16 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     }
 
     out.clear();
-    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(req.target);
+    out.extend_from_slice(request_target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     upstream_headers.write(out);
     out.extend_from_slice(b"\r\n");
     *spare_request_list = upstream_headers.into_spare();
+    // The body as it came: its length is the client's `Content-Length`, passed on unchanged.
+    out.extend_from_slice(&buf[head.len..request_len]);
+    buf.advance(request_len);
 
     let timeout = &cluster.config.timeout;
     let target = Target {
@@ -383,30 +427,55 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     // The request's start stands for the moment it is sent: a microsecond of routing earlier,
     // and one clock read fewer (they cost ~40 ns each on this kind of VM).
     let sent = Instant::from_std(record.started);
+    let send_upstream = async {
+        if rest == 0 {
+            let retry = idempotent(&method);
+            let answer = exchange(&target, out, retry, spare_response_fields, record.started);
+            answer.await.map(|(up, resp)| (up, resp, true))
+        } else {
+            let idle = Duration::from_secs_f64(timeout.send);
+            let rest = BodyRest {
+                client: &mut *stream,
+                buf: &mut *buf,
+                remaining: rest,
+                idle,
+            };
+            exchange_streaming(&target, out, rest, spare_response_fields, record.started).await
+        }
+    };
     let answered = tokio::select! {
         biased;
-        answer = exchange(
-            &target,
-            out,
-            idempotent(&req.method),
-            spare_response_fields,
-            record.started,
-        ) => Some(answer),
+        answer = send_upstream => Some(answer),
         _ = until(upstream_timer, sent + deadline) => None,
     };
-    let (mut up, resp) = match answered {
+    // The body may be cut short by now: then the client connection closes after the answer.
+    let (mut up, resp, sent_all) = match answered {
         None => {
             endpoint.observe_failure(sent.elapsed());
             tracing::debug!(upstream = %endpoint.key, ?deadline, "upstream did not answer in time");
-            return local(stream, out, record, GatewayError::GatewayTimeout, req.close).await;
+            let error = GatewayError::GatewayTimeout;
+            return local(stream, out, record, error, early_close, 0).await;
+        }
+        // The client's failures are not counted against the node (the general path answers
+        // the same, but counts a client gone mid-body as a failure of the node).
+        Some(Err(UpstreamError::ClientIdle(idle))) => {
+            tracing::debug!(?idle, "client stalled its request body");
+            let error = GatewayError::RequestTimeout;
+            return local(stream, out, record, error, true, 0).await;
+        }
+        Some(Err(e @ UpstreamError::ClientGone(_))) => {
+            tracing::debug!(error = %e, "request body not received whole");
+            return local(stream, out, record, GatewayError::BadGateway, true, 0).await;
         }
         Some(Err(e)) => {
             endpoint.observe_failure(sent.elapsed());
             tracing::debug!(upstream = %endpoint.key, error = %e, "upstream request failed");
-            return local(stream, out, record, GatewayError::BadGateway, req.close).await;
+            let error = GatewayError::BadGateway;
+            return local(stream, out, record, error, early_close, 0).await;
         }
         Some(Ok(answer)) => answer,
     };
+    let close = close || !sent_all;
     let upstream_time = sent.elapsed();
     cluster.balancer.observe(&endpoint, upstream_time);
     record.upstream_secs = Some(upstream_time.as_secs_f64());
@@ -416,15 +485,16 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         list: &resp.fields,
     };
     // No upgrade was asked for, so a 101 is the upstream's error.
-    let framing = match Framing::of(&req.method, &resp, resp_fields) {
+    let framing = match Framing::of(&method, &resp, resp_fields) {
         Ok(f) if resp.status != 101 => f,
         _ => {
             tracing::debug!(upstream = %endpoint.key, status = resp.status, "unusable response head");
-            return local(stream, out, record, GatewayError::BadGateway, req.close).await;
+            return local(stream, out, record, GatewayError::BadGateway, close, 0).await;
         }
     };
     record.status = resp.status;
-    let upstream_keeps = framing != Framing::UntilClose
+    let upstream_keeps = sent_all
+        && framing != Framing::UntilClose
         && !resp_fields.has_token("connection", "close")
         && (resp.minor == 1 || resp_fields.has_token("connection", "keep-alive"));
 
@@ -477,12 +547,12 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         }
         Framing::Empty => {}
     }
-    if req.close {
+    if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
     *spare_response_fields = resp.fields;
-    bytes::Buf::advance(&mut up.buf, resp.len);
+    up.buf.advance(resp.len);
 
     let idle = Duration::from_secs_f64(timeout.read);
     record.node = Some(in_flight);
@@ -497,10 +567,10 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
             if upstream_keeps && up.buf.is_empty() && up.served < pool.requests.max(1) {
                 endpoint.idle.put(up, pool, done.into_std());
             }
-            if req.close {
+            if close {
                 Outcome::Close
             } else {
-                Outcome::KeepAlive
+                Outcome::KeepAlive(0)
             }
         }
         Err(e) => {
@@ -520,6 +590,27 @@ mod tests {
             let mut out = Vec::new();
             push_decimal(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn content_lengths_are_plain_digits() {
+        assert_eq!(content_length(b"0"), Some(0));
+        assert_eq!(content_length(b" 1048576 "), Some(1 << 20));
+        assert_eq!(
+            content_length(b"999999999999999999"),
+            Some(999_999_999_999_999_999)
+        );
+        for refused in [
+            &b""[..],
+            b"+5",
+            b"-1",
+            b"5 5",
+            b"0x10",
+            b"1,2",
+            b"9999999999999999999",
+        ] {
+            assert_eq!(content_length(refused), None, "{refused:?}");
         }
     }
 

@@ -1,12 +1,13 @@
-//! The HTTP/1.1 fast path: every proxy connection starts here. Requests without a body, in
-//! origin form, to plain-HTTP clusters, on routes that do not compress are forwarded by
+//! The HTTP/1.1 fast path: every proxy connection starts here. Requests without a body or with
+//! a `Content-Length` one, in origin form, to plain-HTTP clusters, on routes that do not
+//! compress are forwarded by
 //! copying header bytes through, with only the edits the general path makes (hop-by-hop
 //! headers out, forwarding headers, transforms, Host), on bare pooled upstream sockets, with
 //! no `http::Request` or `Response` built. That is the bulk of API traffic, and it is where
 //! hyper's per-request work (header maps both ways, two state machines, task wake-ups) cost
 //! more than the proxying itself (BENCHMARKS.md).
 //!
-//! Anything else — h2c, HTTP/1.0, bodies, upgrades, `Expect`, unusual targets, malformed or
+//! Anything else — h2c, HTTP/1.0, chunked bodies, upgrades, `Expect`, unusual targets, malformed or
 //! oversized heads, compression, TLS clusters — hands the connection, with the bytes read so
 //! far, to hyper and [`super::handler`] from that request on. The decision is made before
 //! anything is sent or counted, so each request is still answered and counted exactly once,
@@ -124,8 +125,8 @@ pub async fn serve_connection(
         let stopping = *shutdown.borrow();
         match outcome {
             Outcome::Fallback => return serve_with_hyper(conn, gw, hyper, shutdown).await,
-            Outcome::KeepAlive if !stopping => conn.buf.advance(head.len),
-            Outcome::KeepAlive | Outcome::Close => {
+            Outcome::KeepAlive(rest_of_request) if !stopping => conn.buf.advance(rest_of_request),
+            Outcome::KeepAlive(_) | Outcome::Close => {
                 let _ = conn.stream.shutdown().await;
                 return;
             }
