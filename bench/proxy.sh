@@ -10,6 +10,9 @@
 # it prints each proxy's median over the rounds and the hermes/nginx ratio of every round.
 #
 #   bench/proxy.sh [duration-seconds] [connections] [rounds]     (defaults: 10, 32, 3)
+#   BODY=512 bench/proxy.sh …     POSTs with a 512-byte body (Content-Length) instead of GETs
+#   WIRE=1 bench/proxy.sh …       then, per request, each proxy's syscalls (strace -c) and the
+#                                 TCP segments on loopback (nstat), under the same load
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -20,6 +23,10 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v haproxy >/dev/null || need+=(haproxy)
+if [ -n "${WIRE:-}" ]; then
+  command -v strace >/dev/null || need+=(strace)
+  command -v nstat >/dev/null || need+=(iproute2)
+fi
 if ((${#need[@]})); then
   [ "$(id -u)" = 0 ] || { echo "bench/proxy.sh needs: ${need[*]}"; exit 1; }
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -41,6 +48,14 @@ cleanup() {
 trap cleanup EXIT
 
 UP=25801; NGINX=25802; HAPROXY=25803; HERMES_PROXY=25804
+
+WRK_SCRIPT=()
+REQUESTS="GET"
+if [ -n "${BODY:-}" ]; then
+  printf 'wrk.method = "POST"\nwrk.body = string.rep("x", %d)\n' "$BODY" >"$WORK/post.lua"
+  WRK_SCRIPT=(-s "$WORK/post.lua")
+  REQUESTS="POST with a $BODY-byte body"
+fi
 
 cat >"$WORK/upstream.conf" <<CONF
 worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
@@ -97,7 +112,7 @@ ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 load() { # port label pid-under-test
   local out u0 s0 u1 s1
   read -r u0 s0 < <(ticks "$3")
-  out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$1/")
+  out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${WRK_SCRIPT[@]}" "http://127.0.0.1:$1/")
   read -r u1 s1 < <(ticks "$3")
   local rps p50 p99 non2xx n hz
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -146,4 +161,29 @@ done
 paste -d' ' <(echo "${RPS[$HERMES_LABEL]}" | tr ' ' '\n' | grep -v '^$') <(echo "${RPS[$NGINX_LABEL]}" | tr ' ' '\n' | grep -v '^$') \
   | awk '{printf "%s%.2f", (NR > 1 ? ", " : "hermes / nginx requests/s by round: "), $1 / $2} END {print ""}'
 echo
-echo "wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency; $(nproc) cores; hermes $("$HERMES" version | awk '{print $2}')"
+
+# What each request costs on the wire: the syscalls of the process under test and the TCP
+# segments of the whole exchange (client, proxy and upstream; all on loopback). strace slows
+# the process, so only the counts per request mean anything here, not the rate.
+wire() { # port label pid
+  local out n
+  nstat -n >/dev/null
+  timeout 5 strace -c -f -p "$3" -o "$WORK/strace.txt" 2>/dev/null & local tracer=$!
+  sleep 0.5
+  out=$(wrk -t2 -c"$CONNECTIONS" -d3s "${WRK_SCRIPT[@]}" "http://127.0.0.1:$1/")
+  n=$(echo "$out" | awk '/requests in/ {print $1}')
+  local segments
+  segments=$(nstat 2>/dev/null | awk '$1 == "TcpOutSegs" {print $2}')
+  wait "$tracer" 2>/dev/null || true
+  printf '%-34s %9s  %s\n' "$2" "$(awk -v s="${segments:-0}" -v n="$n" 'BEGIN {printf "%.2f", s / n}')" \
+    "$(awk -v n="$n" '$NF != "total" && $4 ~ /^[0-9]+$/ && $4 / n >= 0.01 {printf "%s %.2f  ", $NF, $4 / n}' "$WORK/strace.txt")"
+}
+if [ -n "${WIRE:-}" ]; then
+  echo "per request: TCP segments on loopback, and the syscalls of the process under test"
+  printf '%-34s %9s  %s\n' "target" "segments" "syscalls"
+  wire $NGINX "$NGINX_LABEL" "$NGINX_WORKER"
+  wire $HAPROXY "$HAPROXY_LABEL" "$HAPROXY_PID"
+  wire $HERMES_PROXY "$HERMES_LABEL" "$HERMES_PID"
+  echo
+fi
+echo "wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency, $REQUESTS; $(nproc) cores; hermes $("$HERMES" version | awk '{print $2}')"
