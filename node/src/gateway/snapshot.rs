@@ -78,16 +78,24 @@ impl Published {
             writer.sent = revision;
         }
         let table_current = writer.built >= writer.sent;
+        let ClusterChanges {
+            replaced,
+            upserts,
+            mut removals,
+        } = changes;
+        if replaced.is_none() && upserts.is_empty() && removals.is_empty() {
+            // A domain change alone: the table builder publishes it.
+            return table_current;
+        }
         let current = self.current.load_full();
         let mut clusters = Clusters::clone(&current.clusters);
         let mut changed = false;
-        let mut removals = changes.removals;
-        if let Some(all) = changes.replaced {
+        if let Some(all) = replaced {
             writer.pending.clear();
             removals.extend(clusters.replace_all(all));
             changed = true;
         }
-        for config in changes.upserts {
+        for config in upserts {
             // A cluster written again is no longer to be removed.
             writer.pending.retain(|p| p.name != config.name);
             changed |= clusters.upsert(config);
