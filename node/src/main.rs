@@ -97,8 +97,16 @@ fn main() -> ExitCode {
             };
             let _logs = hermes_node::logging::init(config.access_log);
             install_panic_hook();
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if config.worker_threads > 0 {
+            // One worker thread is tokio's current-thread scheduler, which drives everything
+            // on the calling thread without the work-stealing machinery: paired runs of
+            // bench/proxy.sh's load gave it more requests/s and a lower p99 than a one-worker
+            // multi-thread runtime in most rounds (BENCHMARKS.md).
+            let mut builder = if config.worker_threads == 1 {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+            };
+            if config.worker_threads > 1 {
                 builder.worker_threads(config.worker_threads);
             }
             let runtime = match builder.enable_all().build() {

@@ -1,6 +1,6 @@
 //! The node as an operator meets it: configuration errors stop it before anything is bound,
-//! SIGTERM drains it cleanly, peers must prove the cluster secret, and readiness tells the truth
-//! when quorum is lost.
+//! SIGTERM drains it cleanly (also on one worker thread), peers must prove the cluster secret,
+//! and readiness tells the truth when quorum is lost.
 
 use std::process::Command;
 use std::time::Duration;
@@ -98,6 +98,39 @@ fn sigterm_drains_and_exits_cleanly() {
     c.node_mut(1).start();
     c.node(1).wait_ready(Duration::from_secs(30));
     assert_eq!(c.node(1).range_prefix("/before-stop", false).len(), 1);
+}
+
+#[test]
+fn one_worker_thread_runs_the_whole_node() {
+    // `--worker-threads 1` is tokio's current-thread scheduler: store, admin API, etcd
+    // endpoint and proxy all on one thread, and a clean drain at the end.
+    let up = crate::upstream::Upstream::start("one-thread");
+    let mut c = Cluster::start_with(1, &["--worker-threads", "1"]);
+    let node = c.node(1);
+    node.put_key(
+        "/hermes/clusters/c",
+        &serde_json::json!({"name": "c", "nodes": [{"host": "127.0.0.1", "port": up.port}]})
+            .to_string(),
+    );
+    node.put_key(
+        "/hermes/domains/d",
+        &serde_json::json!({"name": "d", "hosts": ["one.test"],
+                "routes": [{"name": "r", "uri": "/*", "clusters": [{"name": "c"}]}]})
+        .to_string(),
+    );
+    let answer = wait_for("the route", Duration::from_secs(10), || {
+        let a = node.proxy_get("one.test", "/hello");
+        (a.status == 200).then_some(a)
+    });
+    assert_eq!(answer.upstream(), "one-thread", "{:?}", answer.json());
+    assert_eq!(node.range_prefix("/hermes/domains/", false).len(), 1);
+    let status = c.node_mut(1).terminate();
+    assert!(status.success(), "exit status {status:?}");
+    let log = c.node(1).log();
+    assert!(
+        log.contains("drained_in_time=true") && log.contains("stopped"),
+        "{log}"
+    );
 }
 
 #[test]

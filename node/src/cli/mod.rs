@@ -102,7 +102,7 @@ pub struct NodeArgs {
     /// How long in-flight requests may take to finish on shutdown, in ms [default: 10000].
     #[arg(long)]
     pub shutdown_grace_ms: Option<String>,
-    /// Async worker threads; 0 = one per CPU [default: 0].
+    /// Async worker threads; 0 = one per CPU, 1 = the whole node on one thread [default: 0].
     #[arg(long)]
     pub worker_threads: Option<String>,
     /// Proxies (CIDRs, comma-separated) whose X-Forwarded-* headers are believed [default: none].

@@ -120,7 +120,8 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
-    /// Async worker threads; 0 means one per CPU.
+    /// Async worker threads; 0 means one per CPU, 1 the whole node on one thread (tokio's
+    /// current-thread scheduler).
     pub worker_threads: usize,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
