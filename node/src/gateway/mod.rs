@@ -243,45 +243,73 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn a_cluster_removed_after_its_route_moved_outlives_the_old_table() {
-        let (_stop, shutdown) = watch::channel(false);
-        let metrics = GatewayMetrics::register(&prometheus::Registry::new()).unwrap();
-        let gw = Gateway::new(metrics, Vec::new(), shutdown);
-        let prefixes = Prefixes::for_namespace("default");
-        let mut catalog = Catalog::new(prefixes);
-        let (to_builder, from_loop) = watch::channel(None);
-        gw.apply(
-            &mut catalog,
-            Update::Full {
-                revision: 1,
-                items: vec![
-                    ("/hermes/clusters/a".into(), cluster("a")),
-                    ("/hermes/clusters/b".into(), cluster("b")),
-                    ("/hermes/domains/d".into(), domain_to("a")),
-                ],
-            },
-            &to_builder,
-        );
-        // The route moves to b, then a is deleted, before any table is built.
-        for (revision, key, value) in [
-            (2, "/hermes/domains/d", Some(domain_to("b"))),
-            (3, "/hermes/clusters/a", None),
-        ] {
-            let change = Change {
+    /// A gateway fed by hand: the catalog it applies updates to, and the channel its table
+    /// builder would read (tests build tables themselves or start the builder).
+    struct Fed {
+        gw: Arc<Gateway>,
+        catalog: Catalog,
+        to_builder: watch::Sender<Option<Arc<DomainsAt>>>,
+        from_loop: Option<watch::Receiver<Option<Arc<DomainsAt>>>>,
+        _stop: watch::Sender<bool>,
+    }
+
+    impl Fed {
+        fn new() -> Fed {
+            let (stop, shutdown) = watch::channel(false);
+            let metrics = GatewayMetrics::register(&prometheus::Registry::new()).unwrap();
+            let (to_builder, from_loop) = watch::channel(None);
+            Fed {
+                gw: Gateway::new(metrics, Vec::new(), shutdown),
+                catalog: Catalog::new(Prefixes::for_namespace("default")),
+                to_builder,
+                from_loop: Some(from_loop),
+                _stop: stop,
+            }
+        }
+
+        fn full(&mut self, revision: i64, items: Vec<(&str, Vec<u8>)>) {
+            let items = items.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let update = Update::Full { revision, items };
+            self.gw.apply(&mut self.catalog, update, &self.to_builder);
+        }
+
+        fn change(&mut self, revision: i64, key: &str, value: Option<Vec<u8>>) {
+            let changes = vec![Change {
                 key: key.into(),
                 value,
-            };
-            let update = Update::Changes {
-                revision,
-                changes: vec![change],
-            };
-            gw.apply(&mut catalog, update, &to_builder);
+            }];
+            let update = Update::Changes { revision, changes };
+            self.gw.apply(&mut self.catalog, update, &self.to_builder);
         }
+
+        /// Builds and installs the table of the current domains, as of `revision`; returns the
+        /// revision then served.
+        fn install_table(&self, revision: i64) -> i64 {
+            let table = RouteTable::build(&self.catalog.domains());
+            self.gw.published.install_table(table, revision)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cluster_removed_after_its_route_moved_outlives_the_old_table() {
+        let mut fed = Fed::new();
+        fed.full(
+            1,
+            vec![
+                ("/hermes/clusters/a", cluster("a")),
+                ("/hermes/clusters/b", cluster("b")),
+                ("/hermes/domains/d", domain_to("a")),
+            ],
+        );
+        // The route moves to b, then a is deleted, before any table is built.
+        fed.change(2, "/hermes/domains/d", Some(domain_to("b")));
+        fed.change(3, "/hermes/clusters/a", None);
+        let gw = fed.gw.clone();
         assert!(
             gw.snapshot().clusters.get("a").is_some(),
             "removed while the table in use still routes to it"
         );
+        let from_loop = fed.from_loop.take().unwrap();
         let builder = tokio::spawn(gw.clone().build_tables(from_loop));
         for _ in 0..500 {
             if routed_to(&gw) == ["b"] && gw.snapshot().clusters.get("a").is_none() {
@@ -296,59 +324,32 @@ mod tests {
         );
         assert_eq!(gw.applied_revision.load(Ordering::Acquire), 3);
         // With the table current, a removal applies at once.
-        let update = Update::Changes {
-            revision: 4,
-            changes: vec![Change {
-                key: "/hermes/clusters/b".into(),
-                value: None,
-            }],
-        };
-        gw.apply(&mut catalog, update, &to_builder);
+        fed.change(4, "/hermes/clusters/b", None);
         assert!(gw.snapshot().clusters.get("b").is_none());
         builder.abort();
     }
 
     #[test]
     fn a_request_resolves_its_clusters_in_the_snapshot_it_routed_by() {
-        let (_stop, shutdown) = watch::channel(false);
-        let metrics = GatewayMetrics::register(&prometheus::Registry::new()).unwrap();
-        let gw = Gateway::new(metrics, Vec::new(), shutdown);
-        let mut catalog = Catalog::new(Prefixes::for_namespace("default"));
-        let (to_builder, _from_loop) = watch::channel(None);
-        let items = vec![
-            ("/hermes/clusters/a".into(), cluster("a")),
-            ("/hermes/clusters/b".into(), cluster("b")),
-            ("/hermes/domains/d".into(), domain_to("a")),
-        ];
-        gw.apply(
-            &mut catalog,
-            Update::Full { revision: 1, items },
-            &to_builder,
+        let mut fed = Fed::new();
+        fed.full(
+            1,
+            vec![
+                ("/hermes/clusters/a", cluster("a")),
+                ("/hermes/clusters/b", cluster("b")),
+                ("/hermes/domains/d", domain_to("a")),
+            ],
         );
-        let table = RouteTable::build(&catalog.domains());
-        assert_eq!(gw.published.install_table(table, 1), 1);
+        assert_eq!(fed.install_table(1), 1);
         // A request routes by this snapshot, to a ...
-        let before = gw.snapshot();
-        assert_eq!(routed_to(&gw), ["a"]);
+        let before = fed.gw.snapshot();
+        assert_eq!(routed_to(&fed.gw), ["a"]);
         // ... while the route moves to b and a is deleted, and the new table goes in.
-        for (revision, key, value) in [
-            (2, "/hermes/domains/d", Some(domain_to("b"))),
-            (3, "/hermes/clusters/a", None),
-        ] {
-            let changes = vec![Change {
-                key: key.into(),
-                value,
-            }];
-            gw.apply(
-                &mut catalog,
-                Update::Changes { revision, changes },
-                &to_builder,
-            );
-        }
-        let table = RouteTable::build(&catalog.domains());
-        assert_eq!(gw.published.install_table(table, 2), 3, "revision 3 served");
-        assert_eq!(routed_to(&gw), ["b"]);
-        assert!(gw.snapshot().clusters.get("a").is_none());
+        fed.change(2, "/hermes/domains/d", Some(domain_to("b")));
+        fed.change(3, "/hermes/clusters/a", None);
+        assert_eq!(fed.install_table(2), 3, "revision 3 served");
+        assert_eq!(routed_to(&fed.gw), ["b"]);
+        assert!(fed.gw.snapshot().clusters.get("a").is_none());
         // The request's snapshot still has the cluster its route names.
         let route = before.table.routes()[0].clone();
         assert_eq!(route.clusters[0].name, "a");
@@ -357,37 +358,27 @@ mod tests {
 
     #[test]
     fn a_cluster_missing_from_a_relist_waits_for_the_table_too() {
-        let (_stop, shutdown) = watch::channel(false);
-        let metrics = GatewayMetrics::register(&prometheus::Registry::new()).unwrap();
-        let gw = Gateway::new(metrics, Vec::new(), shutdown);
-        let mut catalog = Catalog::new(Prefixes::for_namespace("default"));
-        let (to_builder, _from_loop) = watch::channel(None);
-        let items = vec![
-            ("/hermes/clusters/a".into(), cluster("a")),
-            ("/hermes/domains/d".into(), domain_to("a")),
-        ];
-        gw.apply(
-            &mut catalog,
-            Update::Full { revision: 1, items },
-            &to_builder,
+        let mut fed = Fed::new();
+        fed.full(
+            1,
+            vec![
+                ("/hermes/clusters/a", cluster("a")),
+                ("/hermes/domains/d", domain_to("a")),
+            ],
         );
-        gw.published
-            .install_table(RouteTable::build(&catalog.domains()), 1);
+        fed.install_table(1);
         // After a compaction the re-list finds the route on b and a gone.
-        let items = vec![
-            ("/hermes/clusters/b".into(), cluster("b")),
-            ("/hermes/domains/d".into(), domain_to("b")),
-        ];
-        gw.apply(
-            &mut catalog,
-            Update::Full { revision: 9, items },
-            &to_builder,
+        fed.full(
+            9,
+            vec![
+                ("/hermes/clusters/b", cluster("b")),
+                ("/hermes/domains/d", domain_to("b")),
+            ],
         );
-        assert_eq!(routed_to(&gw), ["a"]);
-        assert!(gw.snapshot().clusters.get("a").is_some());
-        gw.published
-            .install_table(RouteTable::build(&catalog.domains()), 9);
-        assert_eq!(routed_to(&gw), ["b"]);
-        assert_eq!(gw.snapshot().clusters.names(), ["b"]);
+        assert_eq!(routed_to(&fed.gw), ["a"]);
+        assert!(fed.gw.snapshot().clusters.get("a").is_some());
+        fed.install_table(9);
+        assert_eq!(routed_to(&fed.gw), ["b"]);
+        assert_eq!(fed.gw.snapshot().clusters.names(), ["b"]);
     }
 }
