@@ -386,8 +386,8 @@ impl Client {
     }
 
     /// Writes `bytes` in one write (several requests make a pipeline).
-    fn send(&mut self, bytes: &str) {
-        self.wire.stream.write_all(bytes.as_bytes()).unwrap();
+    fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.wire.stream.write_all(bytes.as_ref()).unwrap();
     }
 
     /// Reads the next response; `head_request` says it answers a HEAD (so has no body).
@@ -433,7 +433,7 @@ impl Client {
 
     /// Sends one bodiless request and reads its answer.
     fn call(&mut self, method: &str, target: &str, extra: &[&str]) -> Answer {
-        self.send(&request(method, target, extra));
+        self.send(request(method, target, extra));
         self.read(method == "HEAD")
     }
 
@@ -891,7 +891,7 @@ fn requests_not_for_the_fast_path_hand_the_connection_to_hyper() {
         "fast path",
         "expected the fast path first: {first:?}"
     );
-    client.send(&format!(
+    client.send(format!(
         "POST /post HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n\
          5\r\nhello\r\n0\r\n\r\n"
     ));
@@ -917,7 +917,7 @@ fn requests_not_for_the_fast_path_hand_the_connection_to_hyper() {
 
     // The same, pipelined in one write: the bytes the fast path read go to hyper with it.
     let mut client = Client::connect(node);
-    client.send(&format!(
+    client.send(format!(
         "{}POST /piped-post HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n\
          5\r\nhello\r\n0\r\n\r\n{}",
         request("GET", "/piped-1", &[]),
@@ -961,7 +961,7 @@ fn requests_not_for_the_fast_path_hand_the_connection_to_hyper() {
 
     // HTTP/1.0 goes to hyper from the first request.
     let mut client = Client::connect(node);
-    client.send(&format!("GET /old HTTP/1.0\r\nHost: {HOST}\r\n\r\n"));
+    client.send(format!("GET /old HTTP/1.0\r\nHost: {HOST}\r\n\r\n"));
     let old = client.read(false);
     assert_eq!(
         old.status, 200,
@@ -1010,11 +1010,7 @@ fn request_bodies_with_a_length_stay_on_the_fast_path() {
     // pipelined: all on the fast path, each body upstream exactly.
     let mut client = Client::connect(node);
     assert_eq!(forwarded_by(&client.get("/before")), "fast path");
-    client
-        .wire
-        .stream
-        .write_all(&post("/small", b"hello"))
-        .unwrap();
+    client.send(post("/small", b"hello"));
     let small = client.read(false);
     assert_eq!(small.status, 200, "expected the POST answered: {small:?}");
     assert_eq!(forwarded_by(&small), "fast path", "{small:?}");
@@ -1029,7 +1025,7 @@ fn request_bodies_with_a_length_stay_on_the_fast_path() {
     let mut piped = request("GET", "/piped-a", &[]).into_bytes();
     piped.extend_from_slice(&post("/piped-post", b"pipelined body"));
     piped.extend_from_slice(request("GET", "/piped-b", &[]).as_bytes());
-    client.wire.stream.write_all(&piped).unwrap();
+    client.send(piped);
     for want in ["GET /piped-a", "POST /piped-post", "GET /piped-b"] {
         let a = client.read(false);
         assert_eq!(a.status, 200, "expected {want} answered: {a:?}");
@@ -1048,21 +1044,13 @@ fn request_bodies_with_a_length_stay_on_the_fast_path() {
     let big: Vec<u8> = (0..(1 << 20) + 7).map(|i: u32| (i % 251) as u8).collect();
     let whole = post("/big", &big);
     let head_len = whole.len() - big.len();
-    client
-        .wire
-        .stream
-        .write_all(&whole[..head_len + 1000])
-        .unwrap();
+    client.send(&whole[..head_len + 1000]);
     std::thread::sleep(Duration::from_millis(50));
-    client
-        .wire
-        .stream
-        .write_all(&whole[head_len + 1000..head_len + 300_000])
-        .unwrap();
+    client.send(&whole[head_len + 1000..head_len + 300_000]);
     std::thread::sleep(Duration::from_millis(50));
     let mut last = whole[head_len + 300_000..].to_vec();
     last.extend_from_slice(request("GET", "/after-big", &[]).as_bytes());
-    client.wire.stream.write_all(&last).unwrap();
+    client.send(last);
     let answer = client.read(false);
     assert_eq!(
         answer.status, 200,
@@ -1098,11 +1086,7 @@ fn request_bodies_refused_early_close_the_connection() {
         Duration::from_secs(10),
         || {
             let mut client = Client::connect(node);
-            client
-                .wire
-                .stream
-                .write_all(&post("/probe", &[b'x'; 101]))
-                .unwrap();
+            client.send(post("/probe", &[b'x'; 101]));
             (client.read(false).status == 413).then_some(())
         },
     );
@@ -1110,11 +1094,7 @@ fn request_bodies_refused_early_close_the_connection() {
     // Over the route's limit, the body sent with the head: refused, and as the body was read
     // whole, the connection goes on.
     let mut client = Client::connect(node);
-    client
-        .wire
-        .stream
-        .write_all(&post("/limited", &[b'x'; 101]))
-        .unwrap();
+    client.send(post("/limited", &[b'x'; 101]));
     let refused = client.read(false);
     assert_gateway_error(&refused, 413, "payload too large");
     assert_eq!(refused.header("connection"), None, "{refused:?}");
@@ -1123,7 +1103,7 @@ fn request_bodies_refused_early_close_the_connection() {
     // Over the limit with the body still to come: refused, and the connection closes (what
     // follows would be the body, not a request).
     let mut client = Client::connect(node);
-    client.send(&format!(
+    client.send(format!(
         "POST /limited HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5000\r\n\r\n"
     ));
     let refused = client.read(false);
@@ -1143,7 +1123,7 @@ fn request_bodies_refused_early_close_the_connection() {
     // An upstream that answers before it has the body: its answer reaches the client, and the
     // connection closes, as the rest of the body was never read.
     let mut client = Client::connect(node);
-    client.send(&format!(
+    client.send(format!(
         "POST /early HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 90\r\n\r\n0123456789"
     ));
     let early = client.read(false);

@@ -282,6 +282,20 @@ mod tests {
             self.gw.apply(&mut self.catalog, update, &self.to_builder);
         }
 
+        /// Clusters a and b, and the route on a.
+        fn routed_to_a() -> Fed {
+            let mut fed = Fed::new();
+            fed.full(
+                1,
+                vec![
+                    ("/hermes/clusters/a", cluster("a")),
+                    ("/hermes/clusters/b", cluster("b")),
+                    ("/hermes/domains/d", domain_to("a")),
+                ],
+            );
+            fed
+        }
+
         /// Builds and installs the table of the current domains, as of `revision`; returns the
         /// revision then served.
         fn install_table(&self, revision: i64) -> i64 {
@@ -292,15 +306,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cluster_removed_after_its_route_moved_outlives_the_old_table() {
-        let mut fed = Fed::new();
-        fed.full(
-            1,
-            vec![
-                ("/hermes/clusters/a", cluster("a")),
-                ("/hermes/clusters/b", cluster("b")),
-                ("/hermes/domains/d", domain_to("a")),
-            ],
-        );
+        let mut fed = Fed::routed_to_a();
         // The route moves to b, then a is deleted, before any table is built.
         fed.change(2, "/hermes/domains/d", Some(domain_to("b")));
         fed.change(3, "/hermes/clusters/a", None);
@@ -331,15 +337,7 @@ mod tests {
 
     #[test]
     fn a_request_resolves_its_clusters_in_the_snapshot_it_routed_by() {
-        let mut fed = Fed::new();
-        fed.full(
-            1,
-            vec![
-                ("/hermes/clusters/a", cluster("a")),
-                ("/hermes/clusters/b", cluster("b")),
-                ("/hermes/domains/d", domain_to("a")),
-            ],
-        );
+        let mut fed = Fed::routed_to_a();
         assert_eq!(fed.install_table(1), 1);
         // A request routes by this snapshot, to a ...
         let before = fed.gw.snapshot();

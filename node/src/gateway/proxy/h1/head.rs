@@ -198,6 +198,18 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// One `Content-Length` value (or one part of a comma-separated list): digits only (RFC 9110
+/// §8.6), at most 18 of them so that it fits without overflow (an exabyte is no body a proxy
+/// sees). The request path declines anything else (hyper refuses it); the response path
+/// answers 502.
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
 /// Whether `name` is hop-by-hop: one of the fixed list, or among `named` (the `Connection`
 /// tokens).
 fn is_hop_by_hop(name: &[u8], named: &[&[u8]]) -> bool {
@@ -318,6 +330,27 @@ impl HeaderSource for Outgoing<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_lengths_are_plain_digits() {
+        assert_eq!(content_length(b"0"), Some(0));
+        assert_eq!(content_length(b" 1048576 "), Some(1 << 20));
+        assert_eq!(
+            content_length(b"999999999999999999"),
+            Some(999_999_999_999_999_999)
+        );
+        for refused in [
+            &b""[..],
+            b"+5",
+            b"-1",
+            b"5 5",
+            b"0x10",
+            b"1,2",
+            b"9999999999999999999",
+        ] {
+            assert_eq!(content_length(refused), None, "{refused:?}");
+        }
+    }
 
     fn request(raw: &[u8]) -> RequestHead {
         match parse_request(raw, &mut Vec::new()) {

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::chunked::{ChunkedScanner, Malformed};
-use super::head::{Fields, ResponseHead};
+use super::head::{content_length, Fields, ResponseHead};
 use super::upstream::READ_CHUNK;
 use crate::gateway::upstream::raw::RawConn;
 
@@ -53,11 +53,7 @@ impl Framing {
         let mut length = None;
         for value in fields.all("content-length") {
             for part in value.split(|&b| b == b',') {
-                let n = std::str::from_utf8(part.trim_ascii())
-                    .ok()
-                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or(BadLength)?;
+                let n = content_length(part).ok_or(BadLength)?;
                 if length.is_some_and(|l| l != n) {
                     return Err(BadLength);
                 }

@@ -103,11 +103,7 @@ pub async fn exchange_streaming(
         Some(conn) => conn,
         None => RawConn::open(target).await?,
     };
-    conn.served += 1;
-    conn.stream
-        .write_all(request)
-        .await
-        .map_err(UpstreamError::Write)?;
+    write_request(&mut conn, request).await?;
     let (head, sent_all) = {
         let RawConn { stream, buf, .. } = &mut conn;
         let (mut from_upstream, mut to_upstream) = stream.split();
@@ -179,12 +175,17 @@ async fn send(
     request: &[u8],
     spare: &mut Vec<Field>,
 ) -> Result<ResponseHead, UpstreamError> {
+    write_request(conn, request).await?;
+    read_head(&mut conn.stream, &mut conn.buf, spare).await
+}
+
+/// Writes a request (or its start) on `conn`, counting it for `keepalive_pool.requests`.
+async fn write_request(conn: &mut RawConn, request: &[u8]) -> Result<(), UpstreamError> {
     conn.served += 1;
     conn.stream
         .write_all(request)
         .await
-        .map_err(UpstreamError::Write)?;
-    read_head(&mut conn.stream, &mut conn.buf, spare).await
+        .map_err(UpstreamError::Write)
 }
 
 /// Reads until `buf` starts with a final response head (interim ones dropped).
