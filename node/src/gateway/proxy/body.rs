@@ -68,6 +68,12 @@ impl IdleTimer {
 #[error("client sent no request body data for {0:?}")]
 pub struct RequestBodyIdle(pub Duration);
 
+/// The client's request body failed on its way in (the client reset or closed its connection
+/// mid-body, or broke the chunked framing): the client's fault, never counted against the node.
+#[derive(Debug, thiserror::Error)]
+#[error("request body not received whole")]
+pub struct ClientBodyFailed(#[source] pub BoxError);
+
 pin_project_lite::pin_project! {
     /// A request body on its way upstream: refused once it grows past `max_body_bytes` (also
     /// when chunked), and failed when the client stalls for the idle timeout, so a slow or
@@ -118,7 +124,9 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => {
+                Poll::Ready(Some(Err(Box::new(ClientBodyFailed(e.into())))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending if this.idle.as_mut().expired(cx) => {
                 let idle_for = this.idle.idle_for;
@@ -262,6 +270,23 @@ mod tests {
         });
         let all = body.collect().await.unwrap().to_bytes();
         assert_eq!(all.len(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_breaks_off_its_body_is_told_apart_from_the_upstream() {
+        let broken: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"half"))),
+            Err(std::io::ErrorKind::ConnectionReset.into()),
+        ];
+        let body = StreamBody::new(futures_util::stream::iter(broken));
+        let e = Inbound::new(body, None, Duration::from_secs(5))
+            .collect()
+            .await
+            .unwrap_err();
+        let failed = e
+            .downcast_ref::<ClientBodyFailed>()
+            .expect("typed as the client's");
+        assert!(failed.0.is::<std::io::Error>(), "{e}");
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rand::Rng;
 
-use super::body::{BodyTooLarge, Inbound, RequestBodyIdle, Tracked};
+use super::body::{BodyTooLarge, ClientBodyFailed, Inbound, RequestBodyIdle, Tracked};
 use super::compress;
 use super::errors::GatewayError;
 use super::headers;
@@ -269,6 +269,12 @@ pub async fn handle(
             }
             if caused_by::<RequestBodyIdle>(&*e) {
                 return local(record, GatewayError::RequestTimeout);
+            }
+            // The client broke off its body: not the node's failure (502 as the original
+            // gateway answered, though the client will not read it).
+            if caused_by::<ClientBodyFailed>(&*e) {
+                tracing::debug!(error = %e, "request body not received whole");
+                return local(record, GatewayError::BadGateway);
             }
             endpoint.observe_failure(sent.elapsed());
             tracing::debug!(upstream = %endpoint.key, error = %e, "upstream request failed");

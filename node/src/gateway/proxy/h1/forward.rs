@@ -446,8 +446,8 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
             let error = GatewayError::GatewayTimeout;
             return local(stream, out, record, error, early_close, 0).await;
         }
-        // The client's failures are not counted against the node (the general path answers
-        // the same, but counts a client gone mid-body as a failure of the node).
+        // The client's failures are not counted against the node (nor on the general path:
+        // `ClientBodyFailed`).
         Some(Err(UpstreamError::ClientIdle(idle))) => {
             tracing::debug!(?idle, "client stalled its request body");
             let error = GatewayError::RequestTimeout;
