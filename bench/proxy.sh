@@ -6,18 +6,20 @@
 # /proc) the process under test spent per request.
 #
 # The proxies run in rounds, each round in a rotated order, so that a drift in the machine's speed
-# (this kind of VM swings by up to 2x) does not always favour the one that runs first; at the end
-# it prints each proxy's median over the rounds and the hermes/nginx ratio of every round.
+# (this kind of VM swings by up to 2x within minutes) does not always favour the one that runs
+# first; at the end it prints each proxy's median over the rounds, and hermes against nginx round
+# by round, the only comparison the drift leaves fair. Many short rounds beat a few long ones for
+# that: the default is seven rounds of five seconds.
 #
-#   bench/proxy.sh [duration-seconds] [connections] [rounds]     (defaults: 10, 32, 3)
+#   bench/proxy.sh [duration-seconds] [connections] [rounds]     (defaults: 5, 32, 7)
 #   BODY=512 bench/proxy.sh …     POSTs with a 512-byte body (Content-Length) instead of GETs
 #   WIRE=1 bench/proxy.sh …       then, per request, each proxy's syscalls (strace -c) and the
 #                                 TCP segments on loopback (nstat), under the same load
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${1:-10}
+DURATION=${1:-5}
 CONNECTIONS=${2:-32}
-ROUNDS=${3:-3}
+ROUNDS=${3:-7}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -158,8 +160,16 @@ printf '%-34s %12s %10s\n' "target" "requests/s" "p99 (ms)"
 for label in "$UP_LABEL" "$NGINX_LABEL" "$HAPROXY_LABEL" "$HERMES_LABEL"; do
   printf '%-34s %12.0f %10.2f\n' "$label" "$(echo "${RPS[$label]}" | median)" "$(echo "${P99[$label]}" | median)"
 done
-paste -d' ' <(echo "${RPS[$HERMES_LABEL]}" | tr ' ' '\n' | grep -v '^$') <(echo "${RPS[$NGINX_LABEL]}" | tr ' ' '\n' | grep -v '^$') \
-  | awk '{printf "%s%.2f", (NR > 1 ? ", " : "hermes / nginx requests/s by round: "), $1 / $2} END {print ""}'
+# hermes against nginx in each round: the requests/s ratio, and whether hermes's p99 was no worse.
+column() { echo "$1" | tr ' ' '\n' | grep -v '^$'; }
+paste -d' ' <(column "${RPS[$HERMES_LABEL]}") <(column "${RPS[$NGINX_LABEL]}") \
+  <(column "${P99[$HERMES_LABEL]}") <(column "${P99[$NGINX_LABEL]}") | awk '
+  { ratio[NR] = $1 / $2; if ($1 >= $2) more++; if ($3 <= $4) lower++; if ($1 >= $2 && $3 <= $4) both++ }
+  END {
+    printf "hermes / nginx requests/s by round:"
+    for (i = 1; i <= NR; i++) printf "%s %.2f", (i > 1 ? "," : ""), ratio[i]
+    printf "\nrounds where hermes had at least nginx'"'"'s requests/s: %d of %d; a p99 no higher: %d of %d; both: %d of %d\n", more, NR, lower, NR, both, NR
+  }'
 echo
 
 # What each request costs on the wire: the syscalls of the process under test and the TCP
