@@ -20,6 +20,8 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-5}
 CONNECTIONS=${2:-32}
 ROUNDS=${3:-7}
+# wrk wants at least one connection per thread.
+THREADS=$((CONNECTIONS < 2 ? CONNECTIONS : 2))
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -114,7 +116,7 @@ ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 load() { # port label pid-under-test
   local out u0 s0 u1 s1
   read -r u0 s0 < <(ticks "$3")
-  out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${WRK_SCRIPT[@]}" "http://127.0.0.1:$1/")
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${WRK_SCRIPT[@]}" "http://127.0.0.1:$1/")
   read -r u1 s1 < <(ticks "$3")
   local rps p50 p99 non2xx n hz
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -180,7 +182,7 @@ wire() { # port label pid
   nstat -n >/dev/null
   timeout 5 strace -c -f -p "$3" -o "$WORK/strace.txt" 2>/dev/null & local tracer=$!
   sleep 0.5
-  out=$(wrk -t2 -c"$CONNECTIONS" -d3s "${WRK_SCRIPT[@]}" "http://127.0.0.1:$1/")
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d3s "${WRK_SCRIPT[@]}" "http://127.0.0.1:$1/")
   n=$(echo "$out" | awk '/requests in/ {print $1}')
   local segments
   segments=$(nstat 2>/dev/null | awk '$1 == "TcpOutSegs" {print $2}')
@@ -196,4 +198,4 @@ if [ -n "${WIRE:-}" ]; then
   wire $HERMES_PROXY "$HERMES_LABEL" "$HERMES_PID"
   echo
 fi
-echo "wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency, $REQUESTS; $(nproc) cores; hermes $("$HERMES" version | awk '{print $2}')"
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $REQUESTS; $(nproc) cores; hermes $("$HERMES" version | awk '{print $2}')"
