@@ -136,12 +136,18 @@ impl Forwarding {
     }
 
     /// The headers and their values, in the order they are set.
-    pub fn fields(self) -> impl Iterator<Item = (&'static str, HeaderValue)> {
+    pub fn fields(self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        // Constants: `HeaderName::from_static` outside a const context looks the name up
+        // among the standard ones on every call (about 130 instructions a header, per request).
+        const FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+        const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+        const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+        const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
         [
-            ("x-forwarded-for", self.forwarded_for),
-            ("x-forwarded-proto", self.proto),
-            ("x-forwarded-host", self.host),
-            ("x-real-ip", self.real_ip),
+            (FOR, self.forwarded_for),
+            (PROTO, self.proto),
+            (HOST, self.host),
+            (REAL_IP, self.real_ip),
         ]
         .into_iter()
         .filter_map(|(name, value)| Some((name, value?)))

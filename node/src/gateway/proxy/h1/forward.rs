@@ -317,7 +317,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         &gw.trusted_proxies,
     );
     for (name, value) in forwarding.fields() {
-        upstream_headers.insert(HeaderName::from_static(name), value);
+        upstream_headers.insert(name, value);
     }
 
     // One snapshot for the route and its clusters (see `gateway::snapshot`).
