@@ -11,24 +11,11 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-5}
 CONNECTIONS=${2:-32}
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || need+=(nginx-light)
-command -v valgrind >/dev/null || need+=(valgrind)
-if ((${#need[@]})); then
-  [ "$(id -u)" = 0 ] || { echo "bench/instructions.sh needs: ${need[*]}"; exit 1; }
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-cargo build --release -p hermes-node >/dev/null 2>&1 || cargo build --release -p hermes-node
-HERMES=$PWD/target/release/hermes
-
-WORK=$(mktemp -d -p "${BENCH_DIR:-$PWD/target}" bench-instructions.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+BENCH=bench/instructions.sh
+. bench/lib.sh
+bench_need wrk:wrk nginx:nginx-light valgrind:valgrind
+bench_build
+bench_workdir instructions
 
 UP=25811; NGINX=25812; HERMES_PROXY=25814
 # Both nginx run as one process each (master_process off): one process to count and to kill.
@@ -54,10 +41,7 @@ grind() { # label command...
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/$label.%p" "$@" \
     >"$WORK/$label.log" 2>&1 & GRIND_PID=$!; PIDS+=($!); disown
 }
-put() {
-  python3 -c 'import base64,json,sys; print(json.dumps({"key": base64.b64encode(sys.argv[1].encode()).decode(), "value": base64.b64encode(sys.argv[2].encode()).decode()}))' "$1" "$2" \
-    | curl -sf -o /dev/null http://127.0.0.1:25817/v3/kv/put -d @-
-}
+put() { bench_put 25817 "$1" "$2"; }
 wait_ok() { for _ in $(seq 1 300); do [ "$(curl -s "http://127.0.0.1:$1/" 2>/dev/null)" = "ok" ] && return; sleep 0.2; done; echo "port $1 never answered"; exit 1; }
 
 # Instructions per request: warm up, zero the counters, count a load, dump.

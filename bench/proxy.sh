@@ -23,33 +23,11 @@ ROUNDS=${3:-7}
 # wrk wants at least one connection per thread.
 THREADS=$((CONNECTIONS < 2 ? CONNECTIONS : 2))
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || need+=(nginx-light)
-command -v haproxy >/dev/null || need+=(haproxy)
-if [ -n "${WIRE:-}" ]; then
-  command -v strace >/dev/null || need+=(strace)
-  command -v nstat >/dev/null || need+=(iproute2)
-fi
-if ((${#need[@]})); then
-  [ "$(id -u)" = 0 ] || { echo "bench/proxy.sh needs: ${need[*]}"; exit 1; }
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-cargo build --release -p hermes-node >/dev/null 2>&1 || cargo build --release -p hermes-node
-HERMES=$PWD/target/release/hermes
-
-WORK=$(mktemp -d -p "${BENCH_DIR:-$PWD/target}" bench-proxy.XXXXXX)
-PIDS=()
-cleanup() {
-  # An nginx master killed alone leaves its worker holding the port (and this script's
-  # output pipe); one whose worker is killed first forks a new one. So: stop the master, kill
-  # its children, then the master.
-  for p in "${PIDS[@]:-}"; do
-    [ -n "$p" ] && { kill -STOP "$p" 2>/dev/null; pkill -9 -P "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; } || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+BENCH=bench/proxy.sh
+. bench/lib.sh
+bench_need wrk:wrk nginx:nginx-light haproxy:haproxy ${WIRE:+strace:strace nstat:iproute2}
+bench_build
+bench_workdir proxy
 
 UP=25801; NGINX=25802; HAPROXY=25803; HERMES_PROXY=25804
 
@@ -101,10 +79,7 @@ RUST_LOG=warn "$HERMES" node --data-dir "$WORK/hermes" --worker-threads 1 --acce
   --etcd-listen 127.0.0.1:25807 >"$WORK/hermes.log" 2>&1 & HERMES_PID=$!; PIDS+=($!); disown
 
 for _ in $(seq 1 100); do curl -sf -o /dev/null http://127.0.0.1:25805/livez && break; sleep 0.1; done
-put() {
-  python3 -c 'import base64,json,sys; print(json.dumps({"key": base64.b64encode(sys.argv[1].encode()).decode(), "value": base64.b64encode(sys.argv[2].encode()).decode()}))' "$1" "$2" \
-    | curl -sf -o /dev/null http://127.0.0.1:25807/v3/kv/put -d @-
-}
+put() { bench_put 25807 "$1" "$2"; }
 put /hermes/clusters/up "{\"name\":\"up\",\"nodes\":[{\"host\":\"127.0.0.1\",\"port\":$UP}]}"
 put /hermes/domains/all '{"name":"all","hosts":["_"],"routes":[{"name":"all","uri":"/*","clusters":[{"name":"up"}]}]}'
 for port in $UP $NGINX $HAPROXY $HERMES_PROXY; do

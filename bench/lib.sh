@@ -1,0 +1,42 @@
+# Shared by the bench scripts, which source it: the packages they need, the release build, a
+# work directory whose processes die with the script, and writes through a node's etcd JSON API.
+# BENCH names the calling script in messages.
+
+# bench_need tool:package ...: installs the Debian packages of the tools that are missing.
+bench_need() {
+  local need=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+  done
+  ((${#need[@]})) || return 0
+  [ "$(id -u)" = 0 ] || { echo "$BENCH needs: ${need[*]}"; exit 1; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
+# bench_build: the release node, as HERMES.
+bench_build() {
+  cargo build --release -p hermes-node >/dev/null 2>&1 || cargo build --release -p hermes-node
+  HERMES=$PWD/target/release/hermes
+}
+
+# bench_workdir name: WORK, and PIDS, the processes killed on exit with their children.
+bench_workdir() {
+  WORK=$(mktemp -d -p "${BENCH_DIR:-$PWD/target}" "bench-$1.XXXXXX")
+  PIDS=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  # An nginx master killed alone leaves its worker holding the port (and the script's output
+  # pipe); one whose worker is killed first forks a new one. So: stop it, kill its children,
+  # then it.
+  for p in "${PIDS[@]:-}"; do
+    [ -n "$p" ] && { kill -STOP "$p" 2>/dev/null; pkill -9 -P "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; } || true
+  done
+  rm -rf "$WORK"
+}
+
+# bench_put etcd-port key value: one write through the node's etcd JSON API.
+bench_put() {
+  python3 -c 'import base64,json,sys; print(json.dumps({"key": base64.b64encode(sys.argv[1].encode()).decode(), "value": base64.b64encode(sys.argv[2].encode()).decode()}))' "$2" "$3" \
+    | curl -sf -o /dev/null "http://127.0.0.1:$1/v3/kv/put" -d @-
+}
