@@ -19,20 +19,7 @@ bench_workdir instructions
 
 UP=25811; NGINX=25812; HERMES_PROXY=25814
 # Both nginx run as one process each (master_process off): one process to count and to kill.
-cat >"$WORK/upstream.conf" <<CONF
-worker_processes 1; daemon off; master_process off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } } }
-CONF
-cat >"$WORK/nginx.conf" <<CONF
-worker_processes 1; daemon off; master_process off; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  upstream up { server 127.0.0.1:$UP; keepalive 64; }
-  server { listen 127.0.0.1:$NGINX;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-CONF
+bench_nginx_confs $UP $NGINX "master_process off;"
 nginx -c "$WORK/upstream.conf" -p "$WORK" >/dev/null 2>&1 & PIDS+=($!); disown
 
 # Counting starts only when asked (`callgrind_control -i on`), after start-up.

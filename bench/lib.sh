@@ -40,3 +40,23 @@ bench_put() {
   python3 -c 'import base64,json,sys; print(json.dumps({"key": base64.b64encode(sys.argv[1].encode()).decode(), "value": base64.b64encode(sys.argv[2].encode()).decode()}))' "$2" "$3" \
     | curl -sf -o /dev/null "http://127.0.0.1:$1/v3/kv/put" -d @-
 }
+
+# bench_nginx_confs upstream-port proxy-port [extra main directives]: in WORK, upstream.conf (an
+# nginx worker answering "ok") and nginx.conf (nginx proxy_pass to it with keep-alive, one
+# worker): the peer every proxy benchmark runs beside.
+bench_nginx_confs() {
+  cat >"$WORK/upstream.conf" <<CONF
+worker_processes 1; daemon off; ${3:-} pid $WORK/upstream.pid; error_log $WORK/upstream.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$1; location / { return 200 "ok\n"; } } }
+CONF
+  cat >"$WORK/nginx.conf" <<CONF
+worker_processes 1; daemon off; ${3:-} pid $WORK/nginx.pid; error_log $WORK/nginx.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$1; keepalive 64; }
+  server { listen 127.0.0.1:$2;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+}

@@ -39,20 +39,7 @@ if [ -n "${BODY:-}" ]; then
   REQUESTS="POST with a $BODY-byte body"
 fi
 
-cat >"$WORK/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } } }
-CONF
-cat >"$WORK/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  upstream up { server 127.0.0.1:$UP; keepalive 64; }
-  server { listen 127.0.0.1:$NGINX;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-CONF
+bench_nginx_confs $UP $NGINX
 cat >"$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1
