@@ -26,13 +26,19 @@ bench_workdir() {
   trap bench_cleanup EXIT
 }
 bench_cleanup() {
+  bench_stop
+  rm -rf "$WORK"
+}
+
+# bench_stop: kills the processes in PIDS, with their children, and empties it.
+bench_stop() {
   # An nginx master killed alone leaves its worker holding the port (and the script's output
   # pipe); one whose worker is killed first forks a new one. So: stop it, kill its children,
   # then it.
   for p in "${PIDS[@]:-}"; do
     [ -n "$p" ] && { kill -STOP "$p" 2>/dev/null; pkill -9 -P "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; } || true
   done
-  rm -rf "$WORK"
+  PIDS=()
 }
 
 # bench_put etcd-port key value: one write through the node's etcd JSON API.

@@ -11,19 +11,11 @@ DURATION=${1:-15}
 CONNECTIONS=16
 THREADS=2
 
-for tool in etcd wrk; do
-  command -v $tool >/dev/null || { echo "bench/store.sh needs $tool (apt-get install etcd-server wrk)"; exit 1; }
-done
-cargo build --release -p hermes-node >/dev/null 2>&1 || cargo build --release -p hermes-node
-HERMES=$PWD/target/release/hermes
-
-WORK=$(mktemp -d -p "${BENCH_DIR:-$PWD/target}" bench-store.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+BENCH=bench/store.sh
+. bench/lib.sh
+bench_need etcd:etcd-server wrk:wrk
+bench_build
+bench_workdir store
 
 wait_http() { # url body
   for _ in $(seq 1 200); do
@@ -34,8 +26,7 @@ wait_http() { # url body
 }
 
 stop_all() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
-  PIDS=()
+  bench_stop
   sleep 0.5
 }
 
