@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-5}
 CONNECTIONS=${2:-32}
+# wrk wants at least one connection per thread.
+THREADS=$((CONNECTIONS < 2 ? CONNECTIONS : 2))
 
 BENCH=bench/instructions.sh
 . bench/lib.sh
@@ -34,10 +36,10 @@ wait_ok() { for _ in $(seq 1 300); do [ "$(curl -s "http://127.0.0.1:$1/" 2>/dev
 # Instructions per request: warm up, zero the counters, count a load, dump.
 count() { # label port pid
   callgrind_control -i on "$3" >/dev/null 2>&1
-  wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$2/" >/dev/null
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$2/" >/dev/null
   callgrind_control -z "$3" >/dev/null 2>&1
   local n
-  n=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$2/" | awk '/requests in/ {print $1}')
+  n=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$2/" | awk '/requests in/ {print $1}')
   callgrind_control -d "$3" >/dev/null 2>&1
   sleep 0.5
   local total
@@ -59,4 +61,4 @@ wait_ok $HERMES_PROXY
 printf '%-34s %10s %14s\n' "proxy (under callgrind)" "requests" "instr/request"
 count nginx $NGINX "$NGINX_PID" "nginx 1.22 proxy_pass (1 worker)"
 count hermes $HERMES_PROXY "$HERMES_PID" "hermes (1 worker thread)"
-echo "wrk -t2 -c$CONNECTIONS -d${DURATION}s, GET; user-space instructions only; hermes $("$HERMES" version | awk '{print $2}')"
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, GET; user-space instructions only; hermes $("$HERMES" version | awk '{print $2}')"

@@ -19,7 +19,8 @@ bench_build() {
   HERMES=$PWD/target/release/hermes
 }
 
-# bench_workdir name: WORK, and PIDS, the processes killed on exit with their children.
+# bench_workdir name: WORK, and PIDS, the processes killed on exit with their children. WORK is
+# removed then too, unless KEEP is set (to read callgrind's or the servers' files afterwards).
 bench_workdir() {
   WORK=$(mktemp -d -p "${BENCH_DIR:-$PWD/target}" "bench-$1.XXXXXX")
   PIDS=()
@@ -27,7 +28,7 @@ bench_workdir() {
 }
 bench_cleanup() {
   bench_stop
-  rm -rf "$WORK"
+  if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 
 # bench_stop: kills the processes in PIDS, with their children, and empties it.

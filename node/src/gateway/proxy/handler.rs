@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -231,11 +231,11 @@ pub async fn handle(
         Some(h) => upstream_headers.insert(header::HOST, h),
         None => upstream_headers.remove(header::HOST),
     };
-    let timeout = &cluster.config.timeout;
+    let timeouts = cluster.timeouts;
     let body: ProxyBody = if body.is_end_stream() {
         body.map_err(Into::into).boxed()
     } else {
-        let idle = Duration::from_secs_f64(timeout.send);
+        let idle = timeouts.send;
         Inbound::new(body, route.max_body_bytes, idle).boxed()
     };
     // Origin form (`/path?query`): the transport adds the node where it needs it.
@@ -250,7 +250,7 @@ pub async fn handle(
     *upstream_req.headers_mut() = upstream_headers;
 
     // One deadline for connect, sending and the response headers (`send` + `read`).
-    let deadline = Duration::from_secs_f64(timeout.send + timeout.read);
+    let deadline = timeouts.headers;
     let sent = Instant::now();
     let exchange = cluster.send(&endpoint, upstream_req, upgrade.is_some());
     let mut resp = match tokio::time::timeout(deadline, exchange).await {
@@ -327,6 +327,6 @@ pub async fn handle(
         }
     }
     record.node = Some(in_flight);
-    let idle = Duration::from_secs_f64(timeout.read);
+    let idle = timeouts.read;
     Response::from_parts(rparts, Tracked::new(body, idle, record).boxed())
 }
