@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -44,6 +44,11 @@ fn local(mut record: Record, error: GatewayError) -> Response<ProxyBody> {
     record.bytes = error.message().len() as u64 + 12;
     resp
 }
+
+/// The response headers that tell a client its override header chose the cluster: the
+/// cluster's name, and that it was an override (§7.3, step 13).
+pub(super) const CLUSTER_MARKER: HeaderName = HeaderName::from_static("x-hermes-cluster");
+pub(super) const OVERRIDE_MARKER: HeaderName = HeaderName::from_static("x-hermes-cluster-override");
 
 /// The cluster for this request, and whether the override header chose it.
 pub(super) fn select_cluster(
@@ -307,11 +312,10 @@ pub async fn handle(
     headers::strip_hop_by_hop(&mut rparts.headers);
     if overridden {
         if let Ok(v) = HeaderValue::from_str(&cluster.config.name) {
-            rparts.headers.insert("x-hermes-cluster", v);
-            rparts.headers.insert(
-                "x-hermes-cluster-override",
-                HeaderValue::from_static("true"),
-            );
+            rparts.headers.insert(CLUSTER_MARKER, v);
+            rparts
+                .headers
+                .insert(OVERRIDE_MARKER, HeaderValue::from_static("true"));
         }
     }
     for t in &route.response_transforms {

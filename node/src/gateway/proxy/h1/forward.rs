@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -23,7 +23,8 @@ use super::relay::{relay, Framing};
 use super::upstream::{exchange, exchange_streaming, BodyRest, UpstreamError};
 use crate::gateway::proxy::errors::GatewayError;
 use crate::gateway::proxy::handler::{
-    canonical, chosen_host, count_override, passes_client_host, select_cluster,
+    canonical, chosen_host, count_override, passes_client_host, select_cluster, CLUSTER_MARKER,
+    OVERRIDE_MARKER,
 };
 use crate::gateway::proxy::headers::{client_ip_from, ip_value, Forwarding};
 use crate::gateway::proxy::record::Record;
@@ -496,11 +497,8 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
             Outgoing::end_to_end(resp_fields, std::mem::take(spare_response_list));
         if overridden {
             if let Ok(v) = HeaderValue::from_str(&cluster.config.name) {
-                response_headers.insert(HeaderName::from_static("x-hermes-cluster"), v);
-                response_headers.insert(
-                    HeaderName::from_static("x-hermes-cluster-override"),
-                    HeaderValue::from_static("true"),
-                );
+                response_headers.insert(CLUSTER_MARKER, v);
+                response_headers.insert(OVERRIDE_MARKER, HeaderValue::from_static("true"));
             }
         }
         for t in &route.response_transforms {
