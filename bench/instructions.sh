@@ -15,11 +15,12 @@ THREADS=$((CONNECTIONS < 2 ? CONNECTIONS : 2))
 
 BENCH=bench/instructions.sh
 . bench/lib.sh
-bench_need wrk:wrk nginx:nginx-light valgrind:valgrind
+bench_need wrk:wrk nginx:nginx-light valgrind:valgrind ss:iproute2
 bench_build
 bench_workdir instructions
 
 UP=25811; NGINX=25812; HERMES_PROXY=25814
+bench_ports_free $UP $NGINX $HERMES_PROXY 25815 25816 25817
 # Both nginx run as one process each (master_process off): one process to count and to kill.
 bench_nginx_confs $UP $NGINX "master_process off;"
 nginx -c "$WORK/upstream.conf" -p "$WORK" >/dev/null 2>&1 & PIDS+=($!); disown

@@ -42,6 +42,16 @@ bench_stop() {
   PIDS=()
 }
 
+# bench_ports_free port ...: stops the script, naming them, when any of its fixed ports is taken
+# (by a server left over from a killed run, say), which would otherwise be measured in its place.
+bench_ports_free() {
+  local taken=() port
+  for port in "$@"; do
+    ss -Hltn "sport = :$port" | grep -q . && taken+=("$port")
+  done
+  ((${#taken[@]} == 0)) || { echo "$BENCH: ports in use: ${taken[*]} (ss -ltnp shows by what)"; exit 1; }
+}
+
 # bench_put etcd-port key value: one write through the node's etcd JSON API.
 bench_put() {
   python3 -c 'import base64,json,sys; print(json.dumps({"key": base64.b64encode(sys.argv[1].encode()).decode(), "value": base64.b64encode(sys.argv[2].encode()).decode()}))' "$2" "$3" \

@@ -15,6 +15,14 @@
 #   BODY=512 bench/proxy.sh …     POSTs with a 512-byte body (Content-Length) instead of GETs
 #   WIRE=1 bench/proxy.sh …       then, per request, each proxy's syscalls (strace -c) and the
 #                                 TCP segments on loopback (nstat), under the same load
+#   PIN=1 bench/proxy.sh …        the proxies on CPU 1 alone, wrk and the upstream on CPU 0
+#
+# Unpinned, the kernel places the four processes on the two CPUs as it likes and, at one
+# connection, rarely moves them within a run: whether each of a request's four wakeups crosses
+# CPUs (an IPI and an idle exit, tens of microseconds on this VM) is decided by that placement,
+# and it moves requests/s by up to 2x between runs and between proxies. PIN=1 gives every proxy
+# the same placement, and the one a gateway has in production: a core of its own, so that
+# requests/s measures what a request costs the proxy itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-5}
@@ -25,11 +33,19 @@ THREADS=$((CONNECTIONS < 2 ? CONNECTIONS : 2))
 
 BENCH=bench/proxy.sh
 . bench/lib.sh
-bench_need wrk:wrk nginx:nginx-light haproxy:haproxy ${WIRE:+strace:strace nstat:iproute2}
+bench_need wrk:wrk nginx:nginx-light haproxy:haproxy ss:iproute2 ${WIRE:+strace:strace nstat:iproute2}
+# ON_CLIENT_CPU / ON_PROXY_CPU prefix the commands that start wrk and the upstream / the proxies.
+ON_CLIENT_CPU=(); ON_PROXY_CPU=(); PLACEMENT="unpinned"
+if [ -n "${PIN:-}" ]; then
+  [ "$(nproc)" -ge 2 ] || { echo "$BENCH: PIN=1 needs two CPUs, this machine has $(nproc)"; exit 1; }
+  ON_CLIENT_CPU=(taskset -c 0); ON_PROXY_CPU=(taskset -c 1)
+  PLACEMENT="proxy alone on CPU 1, wrk and upstream on CPU 0"
+fi
 bench_build
 bench_workdir proxy
 
 UP=25801; NGINX=25802; HAPROXY=25803; HERMES_PROXY=25804
+bench_ports_free $UP $NGINX $HAPROXY $HERMES_PROXY 25805 25806 25807
 
 WRK_SCRIPT=()
 REQUESTS="GET"
@@ -58,10 +74,11 @@ backend b
   server s1 127.0.0.1:$UP
 CONF
 
-nginx -c "$WORK/upstream.conf" -p "$WORK" & UP_PID=$!; PIDS+=($!); disown
-nginx -c "$WORK/nginx.conf" -p "$WORK" & NGINX_PID=$!; PIDS+=($!); disown
-haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & HAPROXY_PID=$!; PIDS+=($!); disown
-RUST_LOG=warn "$HERMES" node --data-dir "$WORK/hermes" --worker-threads 1 --access-log off \
+# taskset execs the program, so each PID below is still the server's own.
+"${ON_CLIENT_CPU[@]}" nginx -c "$WORK/upstream.conf" -p "$WORK" & UP_PID=$!; PIDS+=($!); disown
+"${ON_PROXY_CPU[@]}" nginx -c "$WORK/nginx.conf" -p "$WORK" & NGINX_PID=$!; PIDS+=($!); disown
+"${ON_PROXY_CPU[@]}" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & HAPROXY_PID=$!; PIDS+=($!); disown
+RUST_LOG=warn "${ON_PROXY_CPU[@]}" "$HERMES" node --data-dir "$WORK/hermes" --worker-threads 1 --access-log off \
   --proxy-listen 127.0.0.1:$HERMES_PROXY --admin-listen 127.0.0.1:25805 --peer-listen 127.0.0.1:25806 \
   --etcd-listen 127.0.0.1:25807 >"$WORK/hermes.log" 2>&1 & HERMES_PID=$!; PIDS+=($!); disown
 
@@ -78,7 +95,7 @@ ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 load() { # port label pid-under-test
   local out u0 s0 u1 s1
   read -r u0 s0 < <(ticks "$3")
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${WRK_SCRIPT[@]}" "http://127.0.0.1:$1/")
+  out=$("${ON_CLIENT_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${WRK_SCRIPT[@]}" "http://127.0.0.1:$1/")
   read -r u1 s1 < <(ticks "$3")
   local rps p50 p99 non2xx n hz
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -144,7 +161,7 @@ wire() { # port label pid
   nstat -n >/dev/null
   timeout 5 strace -c -f -p "$3" -o "$WORK/strace.txt" 2>/dev/null & local tracer=$!
   sleep 0.5
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d3s "${WRK_SCRIPT[@]}" "http://127.0.0.1:$1/")
+  out=$("${ON_CLIENT_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d3s "${WRK_SCRIPT[@]}" "http://127.0.0.1:$1/")
   n=$(echo "$out" | awk '/requests in/ {print $1}')
   local segments
   segments=$(nstat 2>/dev/null | awk '$1 == "TcpOutSegs" {print $2}')
@@ -160,4 +177,4 @@ if [ -n "${WIRE:-}" ]; then
   wire $HERMES_PROXY "$HERMES_LABEL" "$HERMES_PID"
   echo
 fi
-echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $REQUESTS; $(nproc) cores; hermes $("$HERMES" version | awk '{print $2}')"
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $REQUESTS; $(nproc) cores, $PLACEMENT; hermes $("$HERMES" version | awk '{print $2}')"
