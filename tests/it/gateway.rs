@@ -89,8 +89,23 @@ fn static_node_proxy_and_admin_views() {
     let (status, routes) = get(&format!("{}/api/v1/gateway/routes", node.admin())).unwrap();
     assert_eq!(status, 200);
     assert!(routes.contains("\"uri\":\"/*\""), "{routes}");
-    let (status, _) = get(&format!("{}/readyz", node.admin())).unwrap();
-    assert_eq!(status, 200);
+    // The original gateway's health and readiness bodies (contracts §7.15), under its paths.
+    for path in ["/readyz", "/ready"] {
+        let (status, body) = get(&format!("{}{path}", node.admin())).unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["status"], "ready", "{path}: {body}");
+        assert_eq!(body["domains"], 1, "{path}: {body}");
+        assert_eq!(body["total_routes"], 1, "{path}: {body}");
+    }
+    for path in ["/health", "/healthz", "/livez"] {
+        let (status, body) = get(&format!("{}{path}", node.admin())).unwrap();
+        assert_eq!(
+            (status, body.as_str()),
+            (200, r#"{"status":"ok"}"#),
+            "{path}"
+        );
+    }
     // pass_host node: the upstream sees its own address as Host.
     node.put_key(
         "/hermes/clusters/static",
@@ -186,6 +201,14 @@ fn host_uri_header_matching_and_disabled_routes() {
         node.proxy_get("h", "/implicit/x").upstream(),
         "a",
         "an omitted status means enabled"
+    );
+    // `/ready` counts every route, the disabled one too (contracts §7.15): 1 + 1 + 1 + 7.
+    let (_, ready) = get(&format!("{}/ready", node.admin())).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(
+        (&ready["domains"], &ready["total_routes"]),
+        (&json!(4), &json!(10)),
+        "{ready}"
     );
     // An HTTP/1.0 client without Host reaches the catch-all, and the upstream still gets a
     // Host (the node's), as HTTP/1.1 requires.

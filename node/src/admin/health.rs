@@ -1,8 +1,8 @@
 //! Liveness and readiness. `/livez` answers while the process runs; `/readyz` answers 200 only
 //! when this node can serve: store open, a leader known, local state caught up with the commit
 //! index, a leader still acknowledged by its quorum, and the node not draining. Otherwise 503
-//! with the failing check named. `/health` and `/ready` are aliases for tools that know the
-//! original gateway.
+//! with the failing check named. `/health`, `/healthz` and `/ready` are aliases for tools that
+//! know the original gateway.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -91,6 +91,11 @@ pub fn checks(state: &AdminState) -> Vec<(&'static str, Result<(), String>)> {
 
 pub async fn readyz(State(state): State<AdminState>) -> Response {
     let checks = checks(&state);
+    // The original gateway's `/ready` body is `{"status","domains","total_routes"}` (contracts
+    // §7.15), with every route counted, disabled ones too; tools that read those keep working.
+    let table = state.gateway.snapshot().table.clone();
+    let domains = table.domains.len();
+    let total_routes: usize = table.domains.iter().map(|d| d.routes.len()).sum();
     let failing = checks
         .iter()
         .find_map(|(name, r)| r.as_ref().err().map(|why| (*name, why.clone())));
@@ -107,10 +112,23 @@ pub async fn readyz(State(state): State<AdminState>) -> Response {
         })
         .collect();
     match failing {
-        None => Json(json!({"status": "ready", "checks": detail})).into_response(),
+        None => Json(json!({
+            "status": "ready",
+            "domains": domains,
+            "total_routes": total_routes,
+            "checks": detail,
+        }))
+        .into_response(),
         Some((name, why)) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not ready", "failing": name, "reason": why, "checks": detail})),
+            Json(json!({
+                "status": "not ready",
+                "failing": name,
+                "reason": why,
+                "domains": domains,
+                "total_routes": total_routes,
+                "checks": detail,
+            })),
         )
             .into_response(),
     }

@@ -31,6 +31,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/livez", get(health::livez))
         .route("/health", get(health::livez))
+        .route("/healthz", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/ready", get(health::readyz))
         .route("/metrics", get(metrics::metrics))

@@ -335,6 +335,37 @@ mod tests {
         builder.abort();
     }
 
+    /// What `/readyz`'s "routes" check reads: not loaded until the first table is served.
+    #[tokio::test]
+    async fn loaded_only_once_the_first_table_is_built() {
+        let mut fed = Fed::new();
+        assert!(!fed.gw.is_loaded());
+        fed.full(
+            1,
+            vec![
+                ("/hermes/clusters/a", cluster("a")),
+                ("/hermes/domains/d", domain_to("a")),
+            ],
+        );
+        assert!(!fed.gw.is_loaded(), "listed but no table built yet");
+        assert!(routed_to(&fed.gw).is_empty());
+        let from_loop = fed.from_loop.take().unwrap();
+        let builder = tokio::spawn(fed.gw.clone().build_tables(from_loop));
+        for _ in 0..500 {
+            if fed.gw.is_loaded() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(fed.gw.is_loaded());
+        assert_eq!(
+            routed_to(&fed.gw),
+            ["a"],
+            "loaded means the table is served"
+        );
+        builder.abort();
+    }
+
     #[test]
     fn a_request_resolves_its_clusters_in_the_snapshot_it_routed_by() {
         let mut fed = Fed::routed_to_a();

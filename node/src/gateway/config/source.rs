@@ -174,6 +174,136 @@ impl ConfigSource for StoreSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hermes_storage::mvcc::request::{Command, PutRequest};
+    use hermes_storage::state_machine::StateMachine;
+    use hermes_storage::types::Entry;
+    use hermes_storage::watch::WATCH_HUB_CAPACITY;
+    use openraft::storage::RaftStateMachine;
+
+    /// A real store, written through its state machine as raft would.
+    struct Store {
+        _dir: tempfile::TempDir,
+        sm: StateMachine,
+        store: Arc<KvStore>,
+        index: u64,
+    }
+
+    impl Store {
+        fn open() -> Store {
+            let dir = tempfile::tempdir().unwrap();
+            let (_, sm, store) = hermes_storage::open(dir.path()).unwrap();
+            Store {
+                _dir: dir,
+                sm,
+                store,
+                index: 0,
+            }
+        }
+
+        async fn apply(&mut self, cmd: Command) {
+            self.index += 1;
+            let entry = Entry {
+                log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), self.index),
+                payload: openraft::EntryPayload::Normal(cmd),
+            };
+            self.sm.apply(vec![entry]).await.unwrap();
+        }
+    }
+
+    fn put(key: &str, value: &str) -> Command {
+        Command::Put(PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        })
+    }
+
+    fn keys(update: &Update) -> Vec<(&str, &[u8])> {
+        match update {
+            Update::Full { items, .. } => items
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect(),
+            Update::Changes { changes, .. } => changes
+                .iter()
+                .map(|c| (c.key.as_str(), c.value.as_deref().unwrap_or(b"<deleted>")))
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn lists_then_follows_changes_in_order() {
+        let mut s = Store::open();
+        s.apply(put("/hermes/clusters/a", "a1")).await;
+        s.apply(put("/hermes/meta/other", "x")).await;
+        let listed_at = s.store.revision();
+        let mut source = StoreSource::new(s.store.clone(), Prefixes::for_namespace("default"));
+        let first = source.next().await.unwrap();
+        assert!(
+            matches!(first, Update::Full { revision, .. } if revision == listed_at),
+            "{first:?}"
+        );
+        assert_eq!(keys(&first), [("/hermes/clusters/a", &b"a1"[..])]);
+        s.apply(put("/hermes/domains/d", "d1")).await;
+        s.apply(Command::DeleteRange(
+            hermes_storage::mvcc::request::DeleteRangeRequest {
+                range: KeyRange::new("/hermes/clusters/a", ""),
+                prev_kv: false,
+            },
+        ))
+        .await;
+        let next = source.next().await.unwrap();
+        let put_at = listed_at + 1;
+        assert!(
+            matches!(next, Update::Changes { revision, .. } if revision == put_at),
+            "{next:?}"
+        );
+        assert_eq!(keys(&next), [("/hermes/domains/d", &b"d1"[..])]);
+        let next = source.next().await.unwrap();
+        let deleted_at = listed_at + 2;
+        assert!(
+            matches!(next, Update::Changes { revision, .. } if revision == deleted_at),
+            "{next:?}"
+        );
+        assert_eq!(keys(&next), [("/hermes/clusters/a", &b"<deleted>"[..])]);
+    }
+
+    #[tokio::test]
+    async fn a_watch_overtaken_by_compaction_lists_again() {
+        let mut s = Store::open();
+        s.apply(put("/hermes/clusters/a", "a0")).await;
+        let mut source = StoreSource::new(s.store.clone(), Prefixes::for_namespace("default"));
+        assert!(matches!(source.next().await.unwrap(), Update::Full { .. }));
+        // More revisions than the live feed holds, before the source reads any of them, then
+        // a compaction past all of them: the changes are gone from history too.
+        let burst = WATCH_HUB_CAPACITY + 10;
+        let puts = (0..burst)
+            .map(|i| put("/hermes/clusters/a", &format!("a{}", i + 1)))
+            .collect();
+        s.apply(Command::Batch(puts)).await;
+        s.apply(put("/hermes/domains/d", "d1")).await;
+        let last = s.store.revision();
+        s.apply(Command::Compact { revision: last }).await;
+        let relisted = source.next().await.unwrap();
+        assert!(
+            matches!(relisted, Update::Full { revision, .. } if revision == last),
+            "{relisted:?}"
+        );
+        let mut listed = keys(&relisted);
+        listed.sort();
+        let newest = format!("a{burst}");
+        assert_eq!(
+            listed,
+            [
+                ("/hermes/clusters/a", newest.as_bytes()),
+                ("/hermes/domains/d", &b"d1"[..])
+            ]
+        );
+        // And it follows on from the new listing.
+        s.apply(put("/hermes/clusters/b", "b1")).await;
+        let next = source.next().await.unwrap();
+        assert_eq!(keys(&next), [("/hermes/clusters/b", &b"b1"[..])]);
+    }
 
     #[test]
     fn prefixes() {
