@@ -296,3 +296,79 @@ fn a_malformed_cluster_leaves_the_previous_one_serving() {
     );
     assert!(metrics.contains("hermes_config_invalid_resources 1"));
 }
+
+/// The access log's JSON lines (target `hermes::access`, on stdout) with this path.
+fn access_lines(node: &Node, path: &str) -> Vec<serde_json::Value> {
+    node.log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "access" && v["path"] == path)
+        .collect()
+}
+
+#[test]
+fn every_request_gets_one_access_log_line() {
+    let up = Upstream::start("logged");
+    let c = Cluster::start(1);
+    let node = c.node(1);
+    node.put_key("/hermes/clusters/logged", &cluster("logged", &up));
+    node.put_key(
+        "/hermes/domains/web",
+        &domain(
+            "web",
+            &["web.test.local"],
+            vec![route("all", "/*", 0, "logged")],
+        ),
+    );
+    // A route whose cluster does not exist: the gateway answers 503 itself.
+    node.put_key(
+        "/hermes/domains/orphan",
+        &domain(
+            "orphan",
+            &["orphan.test.local"],
+            vec![route("r", "/*", 0, "missing")],
+        ),
+    );
+    wait_status(node, "web.test.local", "/warm", 200);
+    wait_status(node, "orphan.test.local", "/warm", 503);
+    for _ in 0..3 {
+        assert_eq!(node.proxy_get("Web.Test.Local:80", "/logged").status, 200);
+    }
+    assert_eq!(node.proxy_get("nobody.test.local", "/unrouted").status, 404);
+    assert_eq!(node.proxy_get("orphan.test.local", "/orphaned").status, 503);
+
+    let served = wait_for("three access lines", Duration::from_secs(10), || {
+        Some(access_lines(node, "/logged")).filter(|l| l.len() >= 3)
+    });
+    let line = &served[0];
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(
+        line["host"], "Web.Test.Local:80",
+        "as the client sent it: {line}"
+    );
+    assert_eq!(line["domain"], "web", "{line}");
+    assert_eq!(line["route"], "all", "{line}");
+    assert_eq!(line["cluster"], "logged", "{line}");
+    assert_eq!(line["upstream"], format!("127.0.0.1:{}", up.port), "{line}");
+    assert_eq!(line["client_ip"], "127.0.0.1", "{line}");
+    assert!(line["latency_ms"].as_f64().is_some(), "{line}");
+    assert!(line["upstream_ms"].as_f64().is_some(), "{line}");
+
+    let unrouted = wait_for("the 404's line", Duration::from_secs(10), || {
+        access_lines(node, "/unrouted").pop()
+    });
+    assert_eq!(unrouted["status"], 404, "{unrouted}");
+    assert_eq!(unrouted["route"], "_no_route", "{unrouted}");
+    let orphaned = wait_for("the 503's line", Duration::from_secs(10), || {
+        access_lines(node, "/orphaned").pop()
+    });
+    assert_eq!(orphaned["status"], 503, "{orphaned}");
+    assert_eq!(orphaned["domain"], "orphan", "{orphaned}");
+    // Exactly once each: no line is written twice (a second would have had time to appear
+    // by now, the writer being well ahead of these checks).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(access_lines(node, "/logged").len(), 3);
+    assert_eq!(access_lines(node, "/unrouted").len(), 1);
+    assert_eq!(access_lines(node, "/orphaned").len(), 1);
+}

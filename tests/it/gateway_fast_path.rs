@@ -212,6 +212,8 @@ enum Then {
     Close,
     /// Closes it a little later without having said so: an idle pooled connection dropped.
     CloseSoon,
+    /// Sends nothing more for longer than any test waits, mid-body, then closes.
+    Stall,
 }
 
 /// The answer to a request for `path`. The default echoes the request head verbatim as the
@@ -260,6 +262,10 @@ fn script(method: &str, path: &str, conn: usize, head: &str) -> (Vec<u8>, Then) 
             std::thread::sleep(Duration::from_secs(4));
             (echo(), Then::KeepOpen)
         }
+        "/stall-body" => fixed(
+            "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789",
+            Then::Stall,
+        ),
         "/hop" => fixed(
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: X-Up-Secret\r\n\
              X-Up-Secret: 1\r\nKeep-Alive: timeout=5\r\nX-Up-Kept: 1\r\n\r\nok",
@@ -312,6 +318,10 @@ fn serve_scripted(mut wire: Wire, conn: usize, record: &Mutex<Vec<Seen>>) {
             Then::Close => break,
             Then::CloseSoon => {
                 std::thread::sleep(Duration::from_millis(100));
+                break;
+            }
+            Then::Stall => {
+                std::thread::sleep(3 * IO_TIMEOUT);
                 break;
             }
         }
@@ -851,6 +861,41 @@ fn response_bodies_keep_their_framing() {
     );
     let next = client.get("/");
     assert_eq!(next.status, 200, "{next:?}");
+}
+
+#[test]
+fn an_upstream_stalling_mid_body_is_cut_off_after_the_read_timeout() {
+    let up = Scripted::start();
+    let c = start(&up);
+    let node = c.node(1);
+    // The fast path (a GET), then the general one (a chunked POST goes to hyper): the upstream
+    // promises 100 bytes, sends 10 and stalls. The cluster's read timeout (1 s) bounds every
+    // wait for body bytes, so the gateway gives up and closes the client's connection (a body
+    // cut short can only be told by the close) long before the client's own 10 s read timeout.
+    let requests = [
+        request("GET", "/stall-body", &[]),
+        format!(
+            "POST /stall-body HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n\
+             0\r\n\r\n"
+        ),
+    ];
+    for (path, bytes) in ["fast path", "hyper"].into_iter().zip(requests) {
+        let mut client = Client::connect(node);
+        client.send(bytes);
+        let head = client.wire.head().unwrap().expect("a response head");
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        let body = match client.wire.until_closed() {
+            Ok(body) => body,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                std::mem::take(&mut client.wire.buf)
+            }
+            Err(e) => panic!("{path}: expected the gateway to close the connection, got {e}"),
+        };
+        assert_eq!(body, b"0123456789", "{path}: only what the upstream sent");
+    }
+    // The node still serves, on a fresh upstream connection.
+    let mut client = Client::connect(node);
+    assert_eq!(client.get("/").status, 200);
 }
 
 #[test]
