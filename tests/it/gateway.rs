@@ -106,6 +106,9 @@ fn static_node_proxy_and_admin_views() {
             "{path}"
         );
     }
+    // The method is ignored there, as in the original.
+    let (status, body) = post(&format!("{}/ready", node.admin()), &json!({})).unwrap();
+    assert_eq!((status, &body["status"]), (200, &json!("ready")), "{body}");
     // pass_host node: the upstream sees its own address as Host.
     node.put_key(
         "/hermes/clusters/static",

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 
 use hermes_raft::RaftNode;
@@ -29,12 +29,14 @@ pub struct AdminState {
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .route("/livez", get(health::livez))
-        .route("/health", get(health::livez))
-        .route("/healthz", get(health::livez))
-        .route("/readyz", get(health::readyz))
-        .route("/ready", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
+        // The original gateway's admin paths ignore the method (contracts §7.15): probes
+        // written for it may POST or HEAD them.
+        .route("/livez", any(health::livez))
+        .route("/health", any(health::livez))
+        .route("/healthz", any(health::livez))
+        .route("/readyz", any(health::readyz))
+        .route("/ready", any(health::readyz))
+        .route("/metrics", any(metrics::metrics))
         .route("/api/v1/cluster/status", get(cluster::status))
         .route(
             "/api/v1/cluster/members",
