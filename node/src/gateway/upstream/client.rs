@@ -6,7 +6,9 @@
 //! h2 is offered only to clusters with `pass_host: node`. The request URI names the node (the
 //! pool is per node), and over h2 that URI's authority is `:authority`; with `pass` or
 //! `rewrite` the `Host` header names another host, a mismatch RFC 9113 §8.3.1 lets servers
-//! refuse. Those clusters speak HTTP/1.1 to TLS upstreams, as nginx does.
+//! refuse, and nginx does (400 "client sent duplicate host header"). The original gateway
+//! offered h2 to every TLS cluster and so failed there (contracts §7.11; fixed, since no client
+//! can depend on a 400). Those clusters speak HTTP/1.1 to TLS upstreams, as nginx does.
 
 use std::sync::Arc;
 use std::time::Duration;
