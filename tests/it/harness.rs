@@ -35,8 +35,16 @@ pub fn hermes_bin() -> PathBuf {
 const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
 static NEXT_PORT: Mutex<u16> = Mutex::new(0);
 
-/// A loopback port that is free now and not handed out before by this process.
+/// A loopback port that is free now and not handed out before by this process, for a child
+/// process to bind.
 pub fn free_port() -> u16 {
+    bound_free_port().local_addr().unwrap().port()
+}
+
+/// A listener on a loopback port not handed out before by this process, for servers the test
+/// runs itself: holding the socket leaves no moment between choosing the port and binding it
+/// in which something else could take it.
+pub fn bound_free_port() -> TcpListener {
     let mut next = NEXT_PORT.lock().unwrap();
     if *next == 0 {
         // Spread concurrent test processes over the range.
@@ -50,8 +58,8 @@ pub fn free_port() -> u16 {
         } else {
             port + 1
         };
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener;
         }
     }
 }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -13,7 +12,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::oneshot;
 
-use crate::harness::free_port;
+use crate::harness::bound_free_port;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
@@ -113,7 +112,9 @@ async fn serve(name: String, req: Request<Incoming>) -> Result<Response<Body>, I
 
 impl Upstream {
     pub fn start(name: &str) -> Upstream {
-        let port = free_port();
+        let listener = bound_free_port();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
         let name = name.to_string();
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -124,8 +125,7 @@ impl Upstream {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-                let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 ready_tx.send(()).unwrap();
                 loop {
                     tokio::select! {
