@@ -21,6 +21,18 @@ fn domain(name: &str, hosts: &[&str], routes: Vec<serde_json::Value>) -> String 
     json!({"name": name, "hosts": hosts, "routes": routes}).to_string()
 }
 
+/// Cluster `cluster_name` on `up`, and domain `name` sending everything on `host` to it.
+fn route_all(node: &Node, name: &str, host: &str, cluster_name: &str, up: &Upstream) {
+    node.put_key(
+        &format!("/hermes/clusters/{cluster_name}"),
+        &cluster(cluster_name, up),
+    );
+    node.put_key(
+        &format!("/hermes/domains/{name}"),
+        &domain(name, &[host], vec![route("all", "/*", 0, cluster_name)]),
+    );
+}
+
 /// Waits until the proxy answers `host` + `path` with `status`.
 fn wait_status(node: &Node, host: &str, path: &str, status: u16) -> ProxyAnswer {
     wait_for(
@@ -35,15 +47,7 @@ fn static_node_proxy_and_admin_views() {
     let up = Upstream::start("static");
     let c = Cluster::start(1);
     let node = c.node(1);
-    node.put_key("/hermes/clusters/static", &cluster("static", &up));
-    node.put_key(
-        "/hermes/domains/web",
-        &domain(
-            "web",
-            &["web.test.local"],
-            vec![route("all", "/*", 0, "static")],
-        ),
-    );
+    route_all(node, "web", "web.test.local", "static", &up);
     let a = wait_status(node, "web.test.local", "/hello/world?x=1", 200);
     let seen = a.json();
     assert_eq!(seen["path"], "/hello/world");
@@ -314,15 +318,7 @@ fn every_request_gets_one_access_log_line() {
     let up = Upstream::start("logged");
     let c = Cluster::start(1);
     let node = c.node(1);
-    node.put_key("/hermes/clusters/logged", &cluster("logged", &up));
-    node.put_key(
-        "/hermes/domains/web",
-        &domain(
-            "web",
-            &["web.test.local"],
-            vec![route("all", "/*", 0, "logged")],
-        ),
-    );
+    route_all(node, "web", "web.test.local", "logged", &up);
     // A route whose cluster does not exist: the gateway answers 503 itself.
     node.put_key(
         "/hermes/domains/orphan",

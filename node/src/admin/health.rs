@@ -94,8 +94,7 @@ pub async fn readyz(State(state): State<AdminState>) -> Response {
     // The original gateway's `/ready` body is `{"status","domains","total_routes"}` (contracts
     // §7.15), with every route counted, disabled ones too; tools that read those keep working.
     let table = state.gateway.snapshot().table.clone();
-    let domains = table.domains.len();
-    let total_routes: usize = table.domains.iter().map(|d| d.routes.len()).sum();
+    let (domains, total_routes) = (table.domains.len(), table.configured_routes());
     let failing = checks
         .iter()
         .find_map(|(name, r)| r.as_ref().err().map(|why| (*name, why.clone())));
@@ -111,25 +110,19 @@ pub async fn readyz(State(state): State<AdminState>) -> Response {
             )
         })
         .collect();
+    let mut body = json!({
+        "status": "ready",
+        "domains": domains,
+        "total_routes": total_routes,
+        "checks": detail,
+    });
     match failing {
-        None => Json(json!({
-            "status": "ready",
-            "domains": domains,
-            "total_routes": total_routes,
-            "checks": detail,
-        }))
-        .into_response(),
-        Some((name, why)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "not ready",
-                "failing": name,
-                "reason": why,
-                "domains": domains,
-                "total_routes": total_routes,
-                "checks": detail,
-            })),
-        )
-            .into_response(),
+        None => Json(body).into_response(),
+        Some((name, why)) => {
+            body["status"] = json!("not ready");
+            body["failing"] = json!(name);
+            body["reason"] = json!(why);
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }

@@ -243,6 +243,17 @@ mod tests {
             .collect()
     }
 
+    /// Waits up to 5 s for `done` (the table builder runs on its own task); the caller's
+    /// assertions then say what was missing.
+    async fn eventually(done: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// A gateway fed by hand: the catalog it applies updates to, and the channel its table
     /// builder would read (tests build tables themselves or start the builder).
     struct Fed {
@@ -317,12 +328,7 @@ mod tests {
         );
         let from_loop = fed.from_loop.take().unwrap();
         let builder = tokio::spawn(gw.clone().build_tables(from_loop));
-        for _ in 0..500 {
-            if routed_to(&gw) == ["b"] && gw.snapshot().clusters.get("a").is_none() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(|| routed_to(&gw) == ["b"] && gw.snapshot().clusters.get("a").is_none()).await;
         assert_eq!(routed_to(&gw), ["b"]);
         assert!(
             gw.snapshot().clusters.get("a").is_none(),
@@ -351,12 +357,7 @@ mod tests {
         assert!(routed_to(&fed.gw).is_empty());
         let from_loop = fed.from_loop.take().unwrap();
         let builder = tokio::spawn(fed.gw.clone().build_tables(from_loop));
-        for _ in 0..500 {
-            if fed.gw.is_loaded() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(|| fed.gw.is_loaded()).await;
         assert!(fed.gw.is_loaded());
         assert_eq!(
             routed_to(&fed.gw),

@@ -174,7 +174,7 @@ impl ConfigSource for StoreSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hermes_storage::mvcc::request::{Command, PutRequest};
+    use hermes_storage::mvcc::request::{Command, DeleteRangeRequest, PutRequest};
     use hermes_storage::state_machine::StateMachine;
     use hermes_storage::types::Entry;
     use hermes_storage::watch::WATCH_HUB_CAPACITY;
@@ -218,6 +218,14 @@ mod tests {
         })
     }
 
+    /// The update's kind and revision.
+    fn at(update: &Update) -> (&'static str, i64) {
+        match update {
+            Update::Full { revision, .. } => ("full", *revision),
+            Update::Changes { revision, .. } => ("changes", *revision),
+        }
+    }
+
     fn keys(update: &Update) -> Vec<(&str, &[u8])> {
         match update {
             Update::Full { items, .. } => items
@@ -239,32 +247,19 @@ mod tests {
         let listed_at = s.store.revision();
         let mut source = StoreSource::new(s.store.clone(), Prefixes::for_namespace("default"));
         let first = source.next().await.unwrap();
-        assert!(
-            matches!(first, Update::Full { revision, .. } if revision == listed_at),
-            "{first:?}"
-        );
+        assert_eq!(at(&first), ("full", listed_at));
         assert_eq!(keys(&first), [("/hermes/clusters/a", &b"a1"[..])]);
         s.apply(put("/hermes/domains/d", "d1")).await;
-        s.apply(Command::DeleteRange(
-            hermes_storage::mvcc::request::DeleteRangeRequest {
-                range: KeyRange::new("/hermes/clusters/a", ""),
-                prev_kv: false,
-            },
-        ))
+        s.apply(Command::DeleteRange(DeleteRangeRequest {
+            range: KeyRange::new("/hermes/clusters/a", ""),
+            prev_kv: false,
+        }))
         .await;
         let next = source.next().await.unwrap();
-        let put_at = listed_at + 1;
-        assert!(
-            matches!(next, Update::Changes { revision, .. } if revision == put_at),
-            "{next:?}"
-        );
+        assert_eq!(at(&next), ("changes", listed_at + 1));
         assert_eq!(keys(&next), [("/hermes/domains/d", &b"d1"[..])]);
         let next = source.next().await.unwrap();
-        let deleted_at = listed_at + 2;
-        assert!(
-            matches!(next, Update::Changes { revision, .. } if revision == deleted_at),
-            "{next:?}"
-        );
+        assert_eq!(at(&next), ("changes", listed_at + 2));
         assert_eq!(keys(&next), [("/hermes/clusters/a", &b"<deleted>"[..])]);
     }
 
@@ -273,7 +268,7 @@ mod tests {
         let mut s = Store::open();
         s.apply(put("/hermes/clusters/a", "a0")).await;
         let mut source = StoreSource::new(s.store.clone(), Prefixes::for_namespace("default"));
-        assert!(matches!(source.next().await.unwrap(), Update::Full { .. }));
+        assert_eq!(at(&source.next().await.unwrap()).0, "full");
         // More revisions than the live feed holds, before the source reads any of them, then
         // a compaction past all of them: the changes are gone from history too.
         let burst = WATCH_HUB_CAPACITY + 10;
@@ -285,10 +280,7 @@ mod tests {
         let last = s.store.revision();
         s.apply(Command::Compact { revision: last }).await;
         let relisted = source.next().await.unwrap();
-        assert!(
-            matches!(relisted, Update::Full { revision, .. } if revision == last),
-            "{relisted:?}"
-        );
+        assert_eq!(at(&relisted), ("full", last));
         let mut listed = keys(&relisted);
         listed.sort();
         let newest = format!("a{burst}");

@@ -166,6 +166,12 @@ fn compile_route(domain: &str, r: &RouteConfig, order: usize) -> Result<Route, S
 impl RouteTable {
     /// Compiles domains in the given order. Disabled routes are left out; routes that cannot be
     /// compiled are left out and listed in `skipped`.
+    /// Every route of the domains this table was built from, disabled and skipped ones too:
+    /// the original gateway's `total_routes` (contracts §7.15).
+    pub fn configured_routes(&self) -> usize {
+        self.domains.iter().map(|d| d.routes.len()).sum()
+    }
+
     pub fn build(domains: &[Arc<DomainConfig>]) -> RouteTable {
         let mut table = RouteTable {
             domains: domains.to_vec(),
