@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod model;
+pub mod redact;
 pub mod replicated;
 pub mod scopes;
 pub mod store;

@@ -100,14 +100,17 @@ impl ChangeEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
     pub id: i64,
-    /// The namespace the credential was created in; it acts there unless it holds
-    /// `namespace:write`.
+    /// The namespace the credential was created in, and the only one it acts in unless
+    /// `all_namespaces` is set.
     pub namespace: String,
     pub access_key: String,
     pub secret_key: String,
     pub description: String,
     pub scopes: Vec<String>,
     pub enabled: bool,
+    /// Acts in every namespace (only an admin can create such a credential). The original
+    /// applied every credential to every namespace (contracts §4.1, §10.1 S1).
+    pub all_namespaces: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -125,6 +128,9 @@ pub struct User {
     /// argon2id PHC string (or a bcrypt hash carried over from the original); empty when the
     /// user has no password (OIDC).
     pub password_hash: String,
+    /// Bumped by a password change or reset: session tokens carry the epoch they were issued
+    /// in, and a token from an older epoch is refused.
+    pub token_epoch: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -146,8 +146,10 @@ pub trait ControlStore: Send + Sync + 'static {
     /// Ordered by id.
     async fn credentials(&self, ns: &str) -> Result<Vec<Credential>>;
     async fn credential_by_access_key(&self, access_key: &str) -> Result<Option<Credential>>;
-    /// Whether any credential exists in any namespace (closes anonymous bootstrap access).
-    async fn any_credential(&self) -> Result<bool>;
+    /// Whether first-time setup (anonymous loopback access) is still open: no credential and no
+    /// user was ever created. Once closed it never reopens, even if every credential and user
+    /// is deleted later.
+    async fn setup_open(&self) -> Result<bool>;
     /// Assigns `id`, `created_at` and `updated_at`.
     async fn create_credential(
         &self,
@@ -170,14 +172,15 @@ pub trait ControlStore: Send + Sync + 'static {
     /// Creates a user; `AlreadyExists` if the sub is taken. `action` names the audit row.
     async fn create_user(&self, user: User, action: &str, operator: &Operator) -> Result<()>;
     /// Replaces a user's record; `NotFound` if absent. `action` names the audit row (`None`
-    /// for bookkeeping such as `last_seen`).
+    /// for bookkeeping such as `last_seen`). `Conflict` when it would demote the last admin,
+    /// `AlreadyExists` when another user has the e-mail.
     async fn update_user(
         &self,
         user: User,
         action: Option<&str>,
         operator: &Operator,
     ) -> Result<()>;
-    /// Deletes a user and its memberships.
+    /// Deletes a user and its memberships; `Conflict` for the last admin.
     async fn delete_user(&self, sub: &str, operator: &Operator) -> Result<()>;
     /// Creates the first built-in admin, exactly once in the cluster's life: false when an
     /// initial admin was created before (even if since deleted).

@@ -8,6 +8,7 @@ pub mod admin_client;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod control_listeners;
 pub mod gateway;
 pub mod join;
 pub mod logging;

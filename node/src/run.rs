@@ -111,6 +111,16 @@ pub async fn run(
         Some(addr) => Some(bind(ETCD_LISTEN, addr).await?),
         None => None,
     };
+    // What the proxy must never connect to (see `gateway::upstream::guard`).
+    let own_listeners: Vec<std::net::SocketAddr> = [
+        Some(&peer_listener),
+        Some(&admin_listener),
+        etcd_listener.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|l| l.local_addr().ok())
+    .collect();
     let admin_url = match admin_listener.local_addr() {
         Ok(a) if config.admin_listen.port() == 0 => format!("http://{a}"),
         _ => config.admin_url(),
@@ -142,6 +152,12 @@ pub async fn run(
         config.trusted_proxies.clone(),
         stop_rx.clone(),
     );
+    helpers.spawn(crate::control_listeners::keep(
+        node.clone(),
+        gateway.clone(),
+        own_listeners,
+        stop_rx.clone(),
+    ));
     let prefixes = Prefixes::for_namespace(&config.namespace);
     helpers.spawn(
         gateway
@@ -171,6 +187,7 @@ pub async fn run(
         )),
     };
     let admin_state = AdminState {
+        namespace: config.namespace.clone(),
         node: node.clone(),
         gateway: gateway.clone(),
         registry: registry.clone(),
@@ -179,6 +196,12 @@ pub async fn run(
             store: control.clone(),
             oidc: oidc.clone(),
             cors_origins: config.api.cors_origins.clone(),
+            guard: Arc::new(
+                tokio::task::spawn_blocking(crate::api::login_guard::LoginGuard::new)
+                    .await
+                    .map_err(|e| RunError::Task(e.to_string()))?
+                    .map_err(|e| RunError::Config(e.to_string()))?,
+            ),
         },
     };
     servers.spawn(admin::serve(
@@ -187,7 +210,10 @@ pub async fn run(
         stopped(stop_rx.clone()),
     ));
     if let Some(listener) = etcd_listener {
-        let api = hermes_compat::etcd::Api::new(node.clone(), stop_rx.clone());
+        let auth = config.etcd_auth.as_ref().map(|(user, password)| {
+            hermes_compat::etcd::auth::EtcdAuth::new(user.clone(), password.0.clone())
+        });
+        let api = hermes_compat::etcd::Api::new(node.clone(), auth, stop_rx.clone());
         servers.spawn(hermes_compat::etcd::serve(
             listener,
             api,

@@ -19,6 +19,7 @@ pub mod peer_auth;
 pub mod peer_client;
 pub mod peer_proto;
 pub mod peer_server;
+pub mod proxied;
 
 pub use config::RaftConfig;
 pub use error::{MembershipError, ReadError, WriteError};

@@ -1,12 +1,21 @@
 //! Authentication of peer requests with the cluster secret.
 //!
-//! Every request between nodes carries `x-hermes-peer-auth: <unix seconds>.<hex HMAC-SHA256>`
-//! over the method, path, timestamp and body. The secret itself never crosses the wire; a
-//! signature is accepted only within [`MAX_SKEW_SECS`] of the receiver's clock, and is checked
-//! in constant time. Without a configured secret (a cluster confined to loopback) requests are
-//! neither signed nor checked.
+//! Every request between nodes (and every membership change sent to the admin API) carries
+//! `x-hermes-peer-auth: <unix seconds>.<nonce hex>.<hex HMAC-SHA256>` over the method, path,
+//! timestamp, nonce and body. The secret itself never crosses the wire. A receiver checks in
+//! two steps, so that nobody without the secret makes it read a body:
+//! 1. [`PeerAuth::check_header`], before the body: present, well formed, and within
+//!    [`MAX_SKEW_SECS`] of the receiver's clock;
+//! 2. [`PeerAuth::verify`], with the body: the signature (compared in constant time), then
+//!    the nonce, which must not have been seen within the skew window: a captured request
+//!    cannot be replayed, to this node or (with its own nonce cache) any other within the
+//!    window it would already have reached.
+//!
+//! Without a configured secret (a cluster confined to loopback) requests are neither signed
+//! nor checked.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
@@ -18,9 +27,14 @@ pub const HEADER: &str = "x-hermes-peer-auth";
 /// How far a signed timestamp may be from the receiver's clock.
 pub const MAX_SKEW_SECS: u64 = 30;
 
+/// Nonces remembered at most; past it new requests are refused until old ones age out. A
+/// cluster sends a few thousand requests a second at most: this is minutes of headroom.
+const MAX_NONCES: usize = 1 << 20;
+
 #[derive(Clone, Default)]
 pub struct PeerAuth {
     secret: Option<Arc<[u8]>>,
+    seen: Arc<ReplayCache>,
 }
 
 impl std::fmt::Debug for PeerAuth {
@@ -42,6 +56,51 @@ pub enum PeerAuthError {
     Expired,
     #[error("peer request signature does not match (wrong cluster secret?)")]
     BadSignature,
+    #[error("peer request was already received once (a replay)")]
+    Replayed,
+    #[error("too many peer requests to remember; try again shortly")]
+    Saturated,
+}
+
+/// A checked header, waiting for its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    ts: u64,
+    nonce: [u8; 16],
+    mac: Vec<u8>,
+}
+
+/// Nonces seen, by the second they were signed in.
+#[derive(Debug, Default)]
+struct ReplayCache {
+    inner: Mutex<ReplayInner>,
+}
+
+#[derive(Debug, Default)]
+struct ReplayInner {
+    by_second: BTreeMap<u64, HashSet<[u8; 16]>>,
+    len: usize,
+}
+
+impl ReplayCache {
+    /// Records `nonce` signed at `ts`; false when it was seen before.
+    fn first_time(&self, ts: u64, nonce: [u8; 16], now: u64) -> Result<bool, PeerAuthError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget seconds no valid request can be signed in any more.
+        let oldest = now.saturating_sub(MAX_SKEW_SECS);
+        let keep = inner.by_second.split_off(&oldest);
+        let dropped: usize = inner.by_second.values().map(HashSet::len).sum();
+        inner.by_second = keep;
+        inner.len -= dropped;
+        if inner.len >= MAX_NONCES {
+            return Err(PeerAuthError::Saturated);
+        }
+        let fresh = inner.by_second.entry(ts).or_default().insert(nonce);
+        if fresh {
+            inner.len += 1;
+        }
+        Ok(fresh)
+    }
 }
 
 fn now_secs() -> u64 {
@@ -54,6 +113,7 @@ impl PeerAuth {
     pub fn new(secret: Option<Vec<u8>>) -> Self {
         PeerAuth {
             secret: secret.map(Arc::from),
+            seen: Arc::default(),
         }
     }
 
@@ -61,18 +121,20 @@ impl PeerAuth {
         self.secret.is_some()
     }
 
-    fn mac(secret: &[u8], method: &str, path: &str, ts: u64, body: &[u8]) -> Vec<u8> {
+    fn mac(secret: &[u8], method: &str, path: &str, ts: u64, nonce: &[u8], body: &[u8]) -> Vec<u8> {
         // HMAC accepts keys of any length; new_from_slice cannot fail for it.
         let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
             Ok(m) => m,
             Err(_) => return Vec::new(),
         };
-        mac.update(b"hermes-peer-v1\n");
+        mac.update(b"hermes-peer-v2\n");
         mac.update(method.as_bytes());
         mac.update(b"\n");
         mac.update(path.as_bytes());
         mac.update(b"\n");
         mac.update(ts.to_string().as_bytes());
+        mac.update(b"\n");
+        mac.update(nonce);
         mac.update(b"\n");
         mac.update(body);
         mac.finalize().into_bytes().to_vec()
@@ -82,11 +144,58 @@ impl PeerAuth {
     pub fn sign(&self, method: &str, path: &str, body: &[u8]) -> Option<String> {
         let secret = self.secret.as_ref()?;
         let ts = now_secs();
-        let mac = Self::mac(secret, method, path, ts, body);
-        Some(format!("{ts}.{}", hex::encode(mac)))
+        let nonce: [u8; 16] = rand::random();
+        let mac = Self::mac(secret, method, path, ts, &nonce, body);
+        Some(format!("{ts}.{}.{}", hex::encode(nonce), hex::encode(mac)))
     }
 
-    /// Checks a request's header (if a secret is configured).
+    /// Step 1, before the body is read: `Ok(None)` when no secret is configured.
+    pub fn check_header(&self, header: Option<&str>) -> Result<Option<Signed>, PeerAuthError> {
+        if self.secret.is_none() {
+            return Ok(None);
+        }
+        let header = header.ok_or(PeerAuthError::Missing)?;
+        let mut parts = header.split('.');
+        let (Some(ts), Some(nonce), Some(mac), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(PeerAuthError::Malformed);
+        };
+        let ts: u64 = ts.parse().map_err(|_| PeerAuthError::Malformed)?;
+        let nonce: [u8; 16] = hex::decode(nonce)
+            .ok()
+            .and_then(|n| n.try_into().ok())
+            .ok_or(PeerAuthError::Malformed)?;
+        let mac = hex::decode(mac).map_err(|_| PeerAuthError::Malformed)?;
+        if now_secs().abs_diff(ts) > MAX_SKEW_SECS {
+            return Err(PeerAuthError::Expired);
+        }
+        Ok(Some(Signed { ts, nonce, mac }))
+    }
+
+    /// Step 2, with the body: the signature, then that the request is not a replay.
+    pub fn verify_body(
+        &self,
+        signed: Option<&Signed>,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(), PeerAuthError> {
+        let Some(secret) = &self.secret else {
+            return Ok(());
+        };
+        let signed = signed.ok_or(PeerAuthError::Missing)?;
+        let expected = Self::mac(secret, method, path, signed.ts, &signed.nonce, body);
+        if !bool::from(expected.ct_eq(&signed.mac)) {
+            return Err(PeerAuthError::BadSignature);
+        }
+        if !self.seen.first_time(signed.ts, signed.nonce, now_secs())? {
+            return Err(PeerAuthError::Replayed);
+        }
+        Ok(())
+    }
+
+    /// Both steps at once, for callers that have the body anyway.
     pub fn verify(
         &self,
         method: &str,
@@ -94,22 +203,8 @@ impl PeerAuth {
         header: Option<&str>,
         body: &[u8],
     ) -> Result<(), PeerAuthError> {
-        let Some(secret) = &self.secret else {
-            return Ok(());
-        };
-        let header = header.ok_or(PeerAuthError::Missing)?;
-        let (ts, sig) = header.split_once('.').ok_or(PeerAuthError::Malformed)?;
-        let ts: u64 = ts.parse().map_err(|_| PeerAuthError::Malformed)?;
-        let sig = hex::decode(sig).map_err(|_| PeerAuthError::Malformed)?;
-        if now_secs().abs_diff(ts) > MAX_SKEW_SECS {
-            return Err(PeerAuthError::Expired);
-        }
-        let expected = Self::mac(secret, method, path, ts, body);
-        if bool::from(expected.ct_eq(&sig)) {
-            Ok(())
-        } else {
-            Err(PeerAuthError::BadSignature)
-        }
+        let signed = self.check_header(header)?;
+        self.verify_body(signed.as_ref(), method, path, body)
     }
 }
 
@@ -122,15 +217,11 @@ mod tests {
         let auth = PeerAuth::new(Some(b"s3cret".to_vec()));
         let header = auth.sign("POST", "/raft/vote", b"body").unwrap();
         assert_eq!(
-            auth.verify("POST", "/raft/vote", Some(&header), b"body"),
-            Ok(())
-        );
-        assert_eq!(
-            auth.verify("POST", "/raft/vote", Some(&header), b"other"),
+            auth.verify("POST", "/raft/append", Some(&header), b"body"),
             Err(PeerAuthError::BadSignature)
         );
         assert_eq!(
-            auth.verify("POST", "/raft/append", Some(&header), b"body"),
+            auth.verify("POST", "/raft/vote", Some(&header), b"other"),
             Err(PeerAuthError::BadSignature)
         );
         let other = PeerAuth::new(Some(b"different".to_vec()));
@@ -139,25 +230,72 @@ mod tests {
             Err(PeerAuthError::BadSignature)
         );
         assert_eq!(
+            auth.verify("POST", "/raft/vote", Some(&header), b"body"),
+            Ok(())
+        );
+        assert_eq!(
             auth.verify("POST", "/x", None, b""),
             Err(PeerAuthError::Missing)
         );
+        for bad in [
+            "zz",
+            "1.2",
+            "1.00.ab",
+            "x.00112233445566778899aabbccddeeff.ab",
+            "1.2.3.4",
+        ] {
+            assert_eq!(
+                auth.verify("POST", "/x", Some(bad), b""),
+                Err(PeerAuthError::Malformed),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_is_accepted_once() {
+        let auth = PeerAuth::new(Some(b"s3cret".to_vec()));
+        let header = auth.sign("POST", "/peer/write", b"cmd").unwrap();
         assert_eq!(
-            auth.verify("POST", "/x", Some("zz"), b""),
-            Err(PeerAuthError::Malformed)
+            auth.verify("POST", "/peer/write", Some(&header), b"cmd"),
+            Ok(())
+        );
+        assert_eq!(
+            auth.verify("POST", "/peer/write", Some(&header), b"cmd"),
+            Err(PeerAuthError::Replayed)
+        );
+        // A fresh signature of the same request is fine.
+        let again = auth.sign("POST", "/peer/write", b"cmd").unwrap();
+        assert_eq!(
+            auth.verify("POST", "/peer/write", Some(&again), b"cmd"),
+            Ok(())
         );
     }
 
     #[test]
-    fn old_signatures_expire() {
+    fn old_signatures_expire_before_the_body_is_read() {
         let auth = PeerAuth::new(Some(b"k".to_vec()));
         let ts = now_secs() - MAX_SKEW_SECS - 5;
-        let mac = PeerAuth::mac(b"k", "POST", "/p", ts, b"");
-        let header = format!("{ts}.{}", hex::encode(mac));
+        let nonce = [7u8; 16];
+        let mac = PeerAuth::mac(b"k", "POST", "/p", ts, &nonce, b"");
+        let header = format!("{ts}.{}.{}", hex::encode(nonce), hex::encode(mac));
         assert_eq!(
-            auth.verify("POST", "/p", Some(&header), b""),
+            auth.check_header(Some(&header)),
             Err(PeerAuthError::Expired)
         );
+    }
+
+    #[test]
+    fn the_replay_cache_forgets_what_expired() {
+        let cache = ReplayCache::default();
+        assert_eq!(cache.first_time(100, [1; 16], 100), Ok(true));
+        assert_eq!(cache.first_time(100, [1; 16], 110), Ok(false));
+        assert_eq!(cache.first_time(101, [2; 16], 110), Ok(true));
+        // Seconds older than the window are gone.
+        assert_eq!(cache.first_time(140, [3; 16], 140), Ok(true));
+        let inner = cache.inner.lock().unwrap();
+        assert_eq!(inner.len, 1);
+        assert_eq!(inner.by_second.keys().collect::<Vec<_>>(), vec![&140]);
     }
 
     #[test]
@@ -165,5 +303,6 @@ mod tests {
         let auth = PeerAuth::new(None);
         assert!(auth.sign("POST", "/p", b"").is_none());
         assert_eq!(auth.verify("POST", "/p", None, b""), Ok(()));
+        assert_eq!(auth.check_header(Some("junk")), Ok(None));
     }
 }

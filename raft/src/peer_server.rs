@@ -1,14 +1,16 @@
 //! The peer listener: raft RPCs and the forwarding endpoints of [`peer_proto`](crate::peer_proto).
-//! Every request must carry a valid cluster-secret signature when a secret is configured.
+//! Every request must carry a valid cluster-secret signature when a secret is configured,
+//! checked in two steps (header and timestamp before the body, signature and replay after);
+//! bodies are bounded per path; nothing that came through a proxy is accepted.
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use http_body_util::BodyExt;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -24,42 +26,79 @@ use crate::node::RaftNode;
 use crate::peer_auth::HEADER;
 use crate::peer_client::CONTENT_TYPE;
 use crate::peer_proto::*;
+use crate::proxied::came_through_proxy;
 
-/// Largest peer request body: 64 entries of up to 1.5 MiB plus framing, or a snapshot chunk.
-const MAX_PEER_BODY: usize = 128 * 1024 * 1024;
+/// Largest body of each peer request, by path: an append carries up to 64 entries of up to
+/// 1.5 MiB plus framing, a snapshot chunk a few MiB, a forwarded write batch about 1 MiB, and
+/// everything else a few bytes. A larger declared `Content-Length` is refused before reading.
+fn body_limit(path: &str) -> usize {
+    const MIB: usize = 1024 * 1024;
+    match path {
+        PATH_APPEND => 128 * MIB,
+        PATH_SNAPSHOT => 64 * MIB,
+        PATH_WRITE => 16 * MIB,
+        _ => 64 * 1024,
+    }
+}
 
 type Node = Arc<RaftNode>;
 
 /// A request body whose signature checked out, decoded.
 struct Peer<T>(T);
 
+fn refuse(status: StatusCode, message: String) -> Response {
+    (status, message).into_response()
+}
+
 impl<T: DeserializeOwned> FromRequest<Node> for Peer<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, node: &Node) -> Result<Self, Self::Rejection> {
         let path = req.uri().path().to_string();
-        let header = req
+        // No peer sends these: a request that came through a proxy (the node's own gateway,
+        // say) is not a peer's, whatever its address.
+        if came_through_proxy(req.headers()) {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "peer requests are not accepted through a proxy".into(),
+            ));
+        }
+        let header = req.headers().get(HEADER).and_then(|v| v.to_str().ok());
+        // The signature's header and timestamp are checked before any body is read.
+        let signed = node.peers.auth().check_header(header).map_err(|e| {
+            tracing::warn!(%path, error = %e, "rejected unauthenticated peer request");
+            refuse(StatusCode::UNAUTHORIZED, e.to_string())
+        })?;
+        let limit = body_limit(&path);
+        let declared = req
             .headers()
-            .get(HEADER)
+            .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = Bytes::from_request(req, node)
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("peer request body over {limit} bytes for {path}"),
+            ));
+        }
+        let body = http_body_util::Limited::new(req.into_body(), limit)
+            .collect()
             .await
-            .map_err(IntoResponse::into_response)?;
+            .map_err(|e| refuse(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?
+            .to_bytes();
         if let Err(e) = node
             .peers
             .auth()
-            .verify("POST", &path, header.as_deref(), &body)
+            .verify_body(signed.as_ref(), "POST", &path, &body)
         {
             tracing::warn!(%path, error = %e, "rejected unauthenticated peer request");
-            return Err((StatusCode::UNAUTHORIZED, e.to_string()).into_response());
+            return Err(refuse(StatusCode::UNAUTHORIZED, e.to_string()));
         }
         codec::decode(&body).map(Peer).map_err(|e| {
-            (
+            refuse(
                 StatusCode::BAD_REQUEST,
                 format!("undecodable peer request: {e}"),
             )
-                .into_response()
         })
     }
 }
@@ -89,7 +128,8 @@ pub fn router(node: Node) -> Router {
         .route(PATH_LEASE_TTL, post(lease_ttl))
         .route(PATH_MEMBERSHIP, post(membership))
         .route(PATH_INFO, post(info))
-        .layer(DefaultBodyLimit::max(MAX_PEER_BODY))
+        // Bodies are bounded per path in `Peer`.
+        .layer(DefaultBodyLimit::disable())
         .with_state(node)
 }
 

@@ -130,16 +130,46 @@ impl Api {
         self.call("DELETE", path, None)
     }
 
-    /// Creates a credential with `scopes` and returns a client using it.
+    /// Creates a credential with `scopes` (in this client's namespace) and returns a client
+    /// using it.
     pub fn credential(&self, scopes: &[&str]) -> Api {
-        let (status, body) = self.post(
-            "/api/v1/credentials",
-            &serde_json::json!({"description": "test", "scopes": scopes}),
-        );
+        self.credential_from(serde_json::json!({"description": "test", "scopes": scopes}))
+    }
+
+    /// Creates an all-namespaces credential with every scope (the caller must be an admin,
+    /// or first-time setup) and returns a client using it.
+    pub fn admin_credential(&self) -> Api {
+        self.credential_from(serde_json::json!({
+            "description": "admin", "scopes": ALL_SCOPES, "all_namespaces": true,
+        }))
+    }
+
+    fn credential_from(&self, body: Value) -> Api {
+        let (status, body) = self.post("/api/v1/credentials", &body);
         assert_eq!(status, 201, "creating a credential: {body}");
         self.with(Auth::Hmac {
             access_key: body["access_key"].as_str().unwrap().to_string(),
             secret_key: body["secret_key"].as_str().unwrap().to_string(),
         })
+    }
+
+    /// Signs in as a built-in user; a client with the session token.
+    pub fn sign_in(&self, email: &str, password: &str) -> Api {
+        let (status, body) = self.post(
+            "/api/auth/login",
+            &serde_json::json!({"email": email, "password": password}),
+        );
+        assert_eq!(status, 200, "signing in as {email}: {body}");
+        self.with(Auth::Bearer(
+            body["access_token"].as_str().unwrap().to_string(),
+        ))
+    }
+
+    /// Signs in as the initial admin (`admin@hermes.local`) of the node whose data directory
+    /// is `data_dir`, with the password the node wrote there.
+    pub fn initial_admin(&self, data_dir: &std::path::Path) -> Api {
+        let password = std::fs::read_to_string(data_dir.join("initial-admin-password"))
+            .expect("the initial admin's password file");
+        self.sign_in("admin@hermes.local", password.trim())
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::api_client::{now, Api, ALL_SCOPES};
+use crate::api_client::{now, Api};
 use crate::harness::*;
 
 /// Endpoints taking a body, each with bodies that are wrong for it: (method, path, [body]).
@@ -226,7 +226,9 @@ fn assert_refused(what: &str, s: u16, b: &Value) {
 fn bad_input_on_every_endpoint_is_refused_and_stores_nothing() {
     let c = Cluster::start_with(1, &["--initial-admin", "admin@hermes.local"]);
     let node = c.node(1);
-    let admin = Api::anonymous(&node.admin()).credential(&ALL_SCOPES);
+    let admin = Api::anonymous(&node.admin())
+        .initial_admin(&node.data_dir)
+        .admin_credential();
 
     // Something of every kind to update, so updates reach their checks.
     let (s, b) = admin.post(

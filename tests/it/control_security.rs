@@ -226,14 +226,13 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
     node.wait_ready(Duration::from_secs(10));
     let anon = Api::anonymous(&node.admin());
 
-    // Bootstrap: anonymous loopback access until the first credential exists.
-    assert_eq!(anon.get("/api/v1/domains").0, 200);
-    let admin = anon.credential(&crate::api_client::ALL_SCOPES);
+    // The built-in admin exists from the first start, so first-time setup never opened.
     let (s, b) = anon.get("/api/v1/domains");
     assert_eq!(
         (s, b["error"].as_str()),
         (401, Some("authentication required"))
     );
+    let admin = anon.initial_admin(&node.data_dir).admin_credential();
     let (s, b) = admin.get("/api/v1/whoami");
     assert_eq!((s, b["source"].as_str()), (200, Some("hmac")), "{b}");
     assert!(b["subject"].as_str().unwrap().starts_with("credential:"));

@@ -19,10 +19,16 @@ const CLIENT_SECRET: &str = "test-client-secret";
 
 /// The provider's accounts (sub → claims).
 fn accounts() -> Value {
-    let person = |name: &str, email: &str, groups: &[&str]| json!({"preferred_username": name, "email": email, "name": name.to_uppercase(), "groups": groups});
+    let person = |name: &str, email: &str, groups: &[&str]| json!({"preferred_username": name, "email": email, "email_verified": true, "name": name.to_uppercase(), "groups": groups});
+    let mut unverified = person("hank", "hank@example.com", &[]);
+    unverified["email_verified"] = json!(false);
     json!({
         "alice": person("alice", "alice@example.com", &["engineering"]),
         "frank": person("franky", "frank@example.com", &[]),
+        // Initial admin by e-mail, but the provider did not verify it.
+        "hank": unverified,
+        // Chose the username of an initial admin.
+        "mallory": person("alice", "mallory@example.com", &[]),
         "bob": person("bob", "bob@example.com", &["engineering"]),
         "carol": person("carol", "carol@example.com", &["viewers-only"]),
         "dave": person("dave", "dave@example.com", &["engineering", "viewers-only"]),
@@ -231,7 +237,7 @@ fn start() -> (tempfile::TempDir, Node, IdP) {
         "--oidc-client-id",
         CLIENT_ID,
         "--oidc-initial-admin-users",
-        "alice, frank@example.com",
+        "alice, frank@example.com, hank@example.com",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -344,6 +350,12 @@ fn oidc_sign_in_tokens_and_roles() {
     // Initial admin matched by e-mail.
     let (frank, _) = browser.tokens(&base, &idp, "frank");
     assert_eq!(bearer(&frank).get("/api/v1/users").0, 200);
+    // Neither an unverified e-mail nor a username makes an initial admin: only `sub`, or an
+    // e-mail the provider verified.
+    let (hank, _) = browser.tokens(&base, &idp, "hank");
+    assert_eq!(bearer(&hank).get("/api/v1/users").0, 403);
+    let (mallory, _) = browser.tokens(&base, &idp, "mallory");
+    assert_eq!(bearer(&mallory).get("/api/v1/users").0, 403);
     // A normal user may not list users.
     let (erin, _) = browser.tokens(&base, &idp, "erin");
     assert_eq!(bearer(&erin).get("/api/v1/users").0, 403);
@@ -411,6 +423,9 @@ fn oidc_sign_in_tokens_and_roles() {
     // OIDC_ExpiredToken / InvalidSignature, and the checks the original lacked.
     let expired = idp.sign("main", idp.claims("gina", json!({"exp": now() - 60})));
     assert_eq!(bearer(&expired).get("/api/v1/whoami").0, 401);
+    let not_yet = idp.sign("main", idp.claims("gina", json!({"nbf": now() + 600})));
+    let (s, v) = bearer(&not_yet).get("/api/v1/whoami");
+    assert_eq!(s, 401, "{v}");
     let mut forged = gina.clone();
     forged.push('x');
     assert_eq!(bearer(&forged).get("/api/v1/whoami").0, 401);

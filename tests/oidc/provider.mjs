@@ -51,7 +51,7 @@ const provider = new Provider(issuer, {
   claims: {
     openid: ['sub'],
     profile: ['preferred_username', 'name', 'groups'],
-    email: ['email'],
+    email: ['email', 'email_verified'],
   },
   conformIdTokenClaims: false,
   pkce: { required: () => true },

@@ -110,6 +110,15 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// A proto `string` field (empty when absent).
+    pub fn string(&self, field: &str) -> Result<String, EtcdError> {
+        match self.get(field) {
+            None => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(self.wrong(field, "a string", other)),
+        }
+    }
+
     pub fn bool(&self, field: &str) -> Result<bool, EtcdError> {
         match self.get(field) {
             None => Ok(false),

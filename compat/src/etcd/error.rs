@@ -20,6 +20,7 @@ pub enum Code {
     OutOfRange = 11,
     Internal = 13,
     Unavailable = 14,
+    Unauthenticated = 16,
 }
 
 impl Code {
@@ -32,6 +33,7 @@ impl Code {
             Code::PermissionDenied => StatusCode::FORBIDDEN,
             Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         }
     }
 }

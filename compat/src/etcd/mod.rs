@@ -3,6 +3,7 @@
 //! `shared/contracts/etcd.md`. Every handler decodes strictly, checks what etcd checks before
 //! proposing, and answers errors as etcd does.
 
+pub mod auth;
 mod body;
 pub mod decode;
 pub mod encode;
@@ -33,15 +34,22 @@ pub use maintenance::ETCD_VERSION;
 #[derive(Clone)]
 pub struct Api {
     node: Arc<RaftNode>,
+    /// The endpoint's user; `None`: direct loopback clients only (see [`auth`]).
+    auth: Option<Arc<auth::EtcdAuth>>,
     /// Flips to `true` when the node shuts down; streams end then.
     shutdown: signal::Receiver<bool>,
     progress_interval: Duration,
 }
 
 impl Api {
-    pub fn new(node: Arc<RaftNode>, shutdown: signal::Receiver<bool>) -> Self {
+    pub fn new(
+        node: Arc<RaftNode>,
+        auth: Option<auth::EtcdAuth>,
+        shutdown: signal::Receiver<bool>,
+    ) -> Self {
         Api {
             node,
+            auth: auth.map(Arc::new),
             shutdown,
             progress_interval: watch::PROGRESS_INTERVAL,
         }
@@ -67,12 +75,18 @@ fn v3_routes() -> Router<Api> {
         .route("/maintenance/status", post(maintenance::status))
         .route("/maintenance/alarm", post(maintenance::alarm))
         .route("/cluster/member/list", post(maintenance::member_list))
+        .route("/auth/authenticate", post(auth::authenticate))
+        .route("/auth/status", post(auth::status))
 }
 
 pub fn router(api: Api) -> Router {
     Router::new()
         .nest("/v3", v3_routes())
         .nest("/v3beta", v3_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            auth::require,
+        ))
         .with_state(api)
 }
 

@@ -108,7 +108,22 @@ pub struct Claims {
     /// Groups named by an OpenID Connect provider (never in built-in tokens).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// The user's token epoch when the token was issued (built-in tokens): a password change
+    /// or reset moves the user's epoch on, which revokes every token issued before it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+    /// Whether the provider verified `email` (OpenID Connect `email_verified`); never set in
+    /// built-in tokens.
+    #[serde(skip)]
+    pub email_verified: bool,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How far in the future a token's `iat` may be, for clock skew between nodes, in seconds.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 60;
 
 /// Why a token was rejected. Messages are short: the API prefixes them with `invalid token: `.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,6 +142,10 @@ pub enum TokenError {
     WrongIssuer,
     #[error("audience mismatch")]
     WrongAudience,
+    #[error("token lifetime exceeds {LIFETIME_SECS} seconds")]
+    TooLong,
+    #[error("token issued in the future")]
+    NotYetValid,
 }
 
 #[derive(Serialize)]
@@ -161,6 +180,8 @@ struct ReceivedClaims {
     iss: Option<String>,
     #[serde(default)]
     aud: Option<Audience>,
+    #[serde(default)]
+    epoch: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +229,9 @@ pub fn issue(key: &SigningKey, claims: &Claims) -> String {
 /// key. `alg` must be exactly `HS256` (`none` and everything else are rejected before any key is
 /// looked at), the signature is compared in constant time, `exp` is required and must be
 /// `> now`, `iss` must be [`ISSUER`] and `aud` must be [`AUDIENCE`] or an array containing it.
+/// The lifetime is capped here, whatever the token says: `iat` is required, at most
+/// [`MAX_CLOCK_SKEW_SECS`] ahead of `now`, and neither `exp` nor `now` may be more than
+/// [`LIFETIME_SECS`] after it.
 pub fn verify(token: &str, keys: &[SigningKey], now: i64) -> Result<Claims, TokenError> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
@@ -253,8 +277,15 @@ pub fn verify(token: &str, keys: &[SigningKey], now: i64) -> Result<Claims, Toke
 
     let received: ReceivedClaims = decode_json(payload_b64)?;
     let exp = received.exp.ok_or(TokenError::Malformed)?;
+    let iat = received.iat.ok_or(TokenError::Malformed)?;
     if exp <= now {
         return Err(TokenError::Expired);
+    }
+    if iat > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+        return Err(TokenError::NotYetValid);
+    }
+    if exp.saturating_sub(iat) > LIFETIME_SECS || now.saturating_sub(iat) > LIFETIME_SECS {
+        return Err(TokenError::TooLong);
     }
     if received.iss.as_deref() != Some(ISSUER) {
         return Err(TokenError::WrongIssuer);
@@ -267,17 +298,26 @@ pub fn verify(token: &str, keys: &[SigningKey], now: i64) -> Result<Claims, Toke
         preferred_username: received.preferred_username.unwrap_or_default(),
         email: received.email.unwrap_or_default(),
         name: received.name.unwrap_or_default(),
-        iat: received.iat.unwrap_or_default(),
+        iat,
         exp,
         iss: ISSUER.to_owned(),
         aud: AUDIENCE.to_owned(),
         groups: Vec::new(),
+        epoch: received.epoch.unwrap_or_default(),
+        email_verified: false,
     })
 }
 
 /// The claims of a token for a built-in user, issued at `now` (unix seconds) and valid for
-/// [`LIFETIME_SECS`].
-pub fn claims_for(sub: &str, username: &str, email: &str, name: &str, now: i64) -> Claims {
+/// [`LIFETIME_SECS`], in the user's token `epoch`.
+pub fn claims_for(
+    sub: &str,
+    username: &str,
+    email: &str,
+    name: &str,
+    now: i64,
+    epoch: u64,
+) -> Claims {
     Claims {
         sub: sub.to_owned(),
         preferred_username: username.to_owned(),
@@ -288,6 +328,8 @@ pub fn claims_for(sub: &str, username: &str, email: &str, name: &str, now: i64) 
         iss: ISSUER.to_owned(),
         aud: AUDIENCE.to_owned(),
         groups: Vec::new(),
+        epoch,
+        email_verified: false,
     }
 }
 
@@ -312,6 +354,7 @@ mod tests {
             "alice@example.com",
             "alice",
             now,
+            3,
         )
     }
 
@@ -426,6 +469,33 @@ mod tests {
         payload.as_object_mut().unwrap().remove("exp");
         let token = forge(&key, header(&key), payload);
         assert_eq!(verify(&token, &[key], NOW), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn the_lifetime_is_capped_whatever_the_token_says() {
+        let key = SigningKey::generate(NOW);
+        let keys = [key.clone()];
+        let long = forge(
+            &key,
+            header(&key),
+            payload_with("exp", json!(NOW + LIFETIME_SECS + 1)),
+        );
+        assert_eq!(verify(&long, &keys, NOW), Err(TokenError::TooLong));
+        let future = forge(
+            &key,
+            header(&key),
+            payload_with("iat", json!(NOW + MAX_CLOCK_SKEW_SECS + 1)),
+        );
+        assert_eq!(verify(&future, &keys, NOW), Err(TokenError::NotYetValid));
+        let mut no_iat = serde_json::to_value(alice(NOW)).unwrap();
+        no_iat.as_object_mut().unwrap().remove("iat");
+        let no_iat = forge(&key, header(&key), no_iat);
+        assert_eq!(verify(&no_iat, &keys, NOW), Err(TokenError::Malformed));
+        // The epoch travels in the token.
+        assert_eq!(
+            verify(&issue(&key, &alice(NOW)), &keys, NOW).unwrap().epoch,
+            3
+        );
     }
 
     #[test]

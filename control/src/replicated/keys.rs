@@ -97,6 +97,24 @@ pub fn initial_admin_marker() -> String {
     format!("{CONTROL_PREFIX}bootstrap/initial_admin")
 }
 
+/// Set, in the same transaction, when the first credential or the first user is created: from
+/// then on first-time setup (anonymous loopback access) is over for good, even if every
+/// credential and user is deleted later.
+pub fn setup_done_marker() -> String {
+    format!("{CONTROL_PREFIX}bootstrap/setup_done")
+}
+
+/// The subs of every admin user, kept with each user write that changes who is an admin, so
+/// that "never remove the last admin" is one pinned record rather than a scan.
+pub fn admins() -> String {
+    format!("{CONTROL_PREFIX}index/admins")
+}
+
+/// Which user owns an e-mail address (lower-cased): e-mails are unique among users.
+pub fn email_owner(email: &str) -> String {
+    format!("{CONTROL_PREFIX}index/emails/{}", email.to_lowercase())
+}
+
 pub fn member(ns: &str, sub: &str) -> String {
     format!("{}{sub}", members(ns))
 }

@@ -38,7 +38,9 @@ pub const DEFAULT_HISTORY_RETENTION: usize = 50;
 pub const CHANGE_LOG_RETENTION: i64 = 100_000;
 /// How often a write that lost a race is tried again from a fresh read.
 const ATTEMPTS: usize = 32;
-const FORMAT_VERSION: u8 = 1;
+/// 2: credentials carry `all_namespaces` and users `token_epoch`. Version-1 records come only
+/// from development builds whose data directories this version refuses to open.
+const FORMAT_VERSION: u8 = 2;
 
 #[derive(Clone)]
 pub struct Replicated {
@@ -280,9 +282,8 @@ impl ControlStore for Replicated {
             .get_record(&keys::credential(access_key))?
             .map(|(c, _)| c))
     }
-    async fn any_credential(&self) -> Result<bool> {
-        // On every anonymous request: local state, one key at most.
-        Ok(!self.scan_limited(&keys::credentials(), 1).await?.is_empty())
+    async fn setup_open(&self) -> Result<bool> {
+        self.setup_is_open().await
     }
     async fn create_credential(
         &self,

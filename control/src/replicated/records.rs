@@ -53,6 +53,7 @@ impl Replicated {
                 ..credential.clone()
             };
             tx.put(&key, encode(&saved)?);
+            tx.put(&keys::setup_done_marker(), now_rfc3339().into_bytes());
             let audit = Self::audit_entry("credential", &saved.access_key, "create", operator);
             s.log_changes(&mut tx, &saved.namespace, vec![audit])?;
             Ok((tx, saved))
@@ -130,6 +131,8 @@ impl Replicated {
             let mut tx = Tx::default();
             tx.pin(&key, None);
             tx.put(&key, encode(&user)?);
+            s.index_user_change(&mut tx, None, Some(&user))?;
+            tx.put(&keys::setup_done_marker(), now_rfc3339().into_bytes());
             let audit = Self::audit_entry("user", &user.sub, action, operator);
             s.log_changes(&mut tx, GLOBAL, vec![audit])?;
             Ok((tx, ()))
@@ -145,12 +148,13 @@ impl Replicated {
     ) -> Result<()> {
         self.attempt(|s| {
             let key = keys::user(&user.sub);
-            let kv = s
-                .get(&key)
+            let (before, kv) = s
+                .get_record::<User>(&key)?
                 .ok_or_else(|| ControlError::NotFound("user not found".into()))?;
             let mut tx = Tx::default();
             tx.pin(&key, Some(&kv));
             tx.put(&key, encode(&user)?);
+            s.index_user_change(&mut tx, Some(&before), Some(&user))?;
             if let Some(action) = action {
                 let audit = Self::audit_entry("user", &user.sub, action, operator);
                 s.log_changes(&mut tx, GLOBAL, vec![audit])?;
@@ -171,12 +175,13 @@ impl Replicated {
             .collect();
         self.attempt(|s| {
             let key = keys::user(sub);
-            let kv = s
-                .get(&key)
+            let (before, kv) = s
+                .get_record::<User>(&key)?
                 .ok_or_else(|| ControlError::NotFound("user not found".into()))?;
             let mut tx = Tx::default();
             tx.pin(&key, Some(&kv));
             tx.delete(&key);
+            s.index_user_change(&mut tx, Some(&before), None)?;
             for m in &memberships {
                 tx.delete(m);
             }
@@ -202,6 +207,8 @@ impl Replicated {
             let created = existing.is_none();
             if created {
                 tx.put(&key, encode(&user)?);
+                s.index_user_change(&mut tx, None, Some(&user))?;
+                tx.put(&keys::setup_done_marker(), now_rfc3339().into_bytes());
                 let audit = Self::audit_entry(
                     "user",
                     &user.sub,
@@ -213,6 +220,74 @@ impl Replicated {
             Ok((tx, created))
         })
         .await
+    }
+
+    /// Whether first-time setup is still open: no credential or user was ever created.
+    /// Local reads of a few keys: this runs on every anonymous request.
+    pub(super) async fn setup_is_open(&self) -> Result<bool> {
+        if self.get(&keys::setup_done_marker()).is_some() {
+            return Ok(false);
+        }
+        Ok(self.scan_limited(&keys::credentials(), 1).await?.is_empty()
+            && self.scan_limited(&keys::users(), 1).await?.is_empty())
+    }
+
+    /// Adds to `tx` what a user write changes in the indexes (who is an admin, who owns which
+    /// e-mail), pinning what it read. Refuses to remove the last admin and to give a user an
+    /// e-mail another user has.
+    fn index_user_change(
+        &self,
+        tx: &mut Tx,
+        before: Option<&User>,
+        after: Option<&User>,
+    ) -> Result<()> {
+        let Some(sub) = after.or(before).map(|u| u.sub.clone()) else {
+            return Ok(());
+        };
+        let was_admin = before.is_some_and(|u| u.is_admin);
+        let is_admin = after.is_some_and(|u| u.is_admin);
+        if was_admin != is_admin {
+            let key = keys::admins();
+            let current = self.get_record::<Vec<String>>(&key)?;
+            tx.pin(&key, current.as_ref().map(|(_, kv)| kv.as_ref()));
+            let mut admins = current.map(|(a, _)| a).unwrap_or_default();
+            admins.retain(|a| *a != sub);
+            if is_admin {
+                admins.push(sub.clone());
+                admins.sort();
+            } else if admins.is_empty() {
+                return Err(ControlError::Conflict(format!(
+                    "{sub} is the last admin: make another user an admin first"
+                )));
+            }
+            tx.put(&key, encode(&admins)?);
+        }
+        let email = |u: Option<&User>| {
+            u.map(|u| u.email.trim().to_lowercase())
+                .filter(|e| !e.is_empty())
+        };
+        let (old, new) = (email(before), email(after));
+        if old != new {
+            if let Some(new) = &new {
+                let key = keys::email_owner(new);
+                let owner = self.get(&key);
+                if owner.as_ref().is_some_and(|kv| kv.value != sub.as_bytes()) {
+                    return Err(ControlError::AlreadyExists(format!(
+                        "e-mail {new} already belongs to another user"
+                    )));
+                }
+                tx.pin(&key, owner.as_deref());
+                tx.put(&key, sub.clone().into_bytes());
+            }
+            if let Some(old) = &old {
+                let key = keys::email_owner(old);
+                if let Some(kv) = self.get(&key).filter(|kv| kv.value == sub.as_bytes()) {
+                    tx.pin(&key, Some(&kv));
+                    tx.delete(&key);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn put_member(&self, member: Member, operator: &Operator) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `/api/v1/cluster/...`: membership and status, for `hermes member`, `hermes status` and
 //! `--join`. Reads are open like `/metrics`; changes require a request signed with the cluster
-//! secret (the same scheme as peer traffic), or, on a cluster without a secret, a loopback
-//! client. Admin identities take over this role with the control plane's auth.
+//! secret (the same scheme as peer traffic), or, on a cluster without a secret, a direct
+//! loopback client (not one that came through a proxy).
 
 use std::net::SocketAddr;
 
@@ -43,11 +43,13 @@ fn authorize(
 ) -> Result<(), ApiError> {
     let auth = state.node.peers().auth();
     if !auth.enabled() {
-        if client.ip().is_loopback() {
+        // A loopback peer that came through a proxy (this node's own, say) is not local.
+        if crate::api::is_direct_local(&client, headers) {
             return Ok(());
         }
         return Err(ApiError::unauthorized(
-            "membership changes on a cluster without a cluster secret are accepted only from loopback",
+            "membership changes on a cluster without a cluster secret are accepted only from \
+             a direct loopback client",
         ));
     }
     let header = headers.get(HEADER).and_then(|v| v.to_str().ok());

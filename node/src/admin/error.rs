@@ -12,6 +12,8 @@ pub struct ApiError {
     pub message: String,
     /// Field-level validation failures, answered as `{"errors": [...]}` (§3.1).
     pub errors: Option<Vec<hermes_control::validate::FieldError>>,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -21,7 +23,14 @@ impl ApiError {
             code,
             message: message.into(),
             errors: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header of `secs` seconds.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// 400 with the list of invalid fields.
@@ -62,7 +71,13 @@ impl IntoResponse for ApiError {
             Some(errors) => json!({"errors": errors, "error": self.message, "code": self.code}),
             None => json!({"error": self.message, "code": self.code}),
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

@@ -25,6 +25,8 @@ pub struct AdminState {
     pub draining: Arc<AtomicBool>,
     /// The control-plane API served beside the operator endpoints.
     pub api: crate::api::ApiState,
+    /// The namespace this node's proxy serves (what `/api/v1/gateway/*` shows).
+    pub namespace: String,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -48,8 +50,15 @@ pub fn router(state: AdminState) -> Router {
             post(cluster::promote),
         )
         .route("/api/v1/cluster/join", post(cluster::join))
-        .route("/api/v1/gateway/routes", get(gateway::routes))
-        .route("/api/v1/gateway/domains", get(gateway::domains))
+        .merge(
+            Router::new()
+                .route("/api/v1/gateway/routes", get(gateway::routes))
+                .route("/api/v1/gateway/domains", get(gateway::domains))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.api.clone(),
+                    crate::api::authenticate,
+                )),
+        )
         .with_state(state.clone())
         .merge(crate::api::router(state.api))
 }

@@ -63,6 +63,7 @@ async fn once(
         must_change_password: false,
         last_seen: String::new(),
         password_hash: hashed,
+        token_epoch: 0,
     };
     if !store
         .create_initial_admin(user)

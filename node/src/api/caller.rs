@@ -1,10 +1,12 @@
 //! Who is calling (contracts/hermes.md §4.1), decided once per request by [`authenticate`]:
-//! an HMAC-signed credential, a built-in user's bearer token, or, on a fresh system, an
-//! anonymous loopback client. [`Caller::authorize`] then answers whether the caller holds a
-//! scope in a namespace. Differences from the original, for safety (§10.1): anonymous access
-//! only from loopback and only while no credential exists anywhere (S1, S2); a credential acts
-//! in its own namespace unless it holds `namespace:write` (S1); the body must match its hash.
-
+//! an HMAC-signed credential, a built-in user's bearer token, or, during first-time setup, an
+//! anonymous local client. [`Caller::authorize`] then answers whether the caller holds a scope
+//! in a namespace. Differences from the original, for safety (§10.1):
+//! - first-time setup is open only until the first credential or user exists, anywhere, and
+//!   never reopens (S1, S2); it trusts only a loopback client that did not come through a
+//!   proxy, sending JSON to a `Host` that names this node (no browser CSRF, no DNS rebinding);
+//! - a credential acts only in its own namespace unless an admin made it for all (S1);
+//! - the body must match its hash.
 use std::net::SocketAddr;
 
 use axum::body::{Body, Bytes};
@@ -81,9 +83,9 @@ impl Caller {
             }),
             Identity::Credential(c) => {
                 let scopes = hermes_control::scopes::parse_list(&c.scopes).unwrap_or_default();
-                // A credential is bound to its namespace unless it may manage namespaces
-                // (which the original's tests rely on to act in a new namespace).
-                if c.namespace != ns && !scopes.contains(&Scope::NamespaceWrite) {
+                // The original let every credential act in every namespace (§4.1); the
+                // original's two e2e tests that relied on it need an all-namespaces credential.
+                if c.namespace != ns && !c.all_namespaces {
                     return Ok(Grant {
                         scopes: Vec::new(),
                         role: None,
@@ -130,6 +132,40 @@ impl Caller {
         }
     }
 
+    /// Whether the caller administers the whole system: first-time setup, an admin user, or a
+    /// credential an admin made for all namespaces with `admin:users`. Only such a caller may
+    /// create credentials for all namespaces.
+    pub fn is_admin(&self) -> bool {
+        match &self.identity {
+            Identity::Bootstrap => true,
+            Identity::User { user, .. } => user.is_admin,
+            Identity::Credential(c) => {
+                c.all_namespaces && c.scopes.iter().any(|s| s == Scope::AdminUsers.as_str())
+            }
+        }
+    }
+
+    /// Fails with 403 unless the caller holds every scope of `wanted` in `ns`: nobody grants,
+    /// or edits a holder of, more than they hold themselves. `what` names the thing in the
+    /// message.
+    pub async fn require_all(
+        &self,
+        state: &ApiState,
+        ns: &str,
+        wanted: &[Scope],
+        what: &str,
+    ) -> Result<(), ApiError> {
+        let held = self.grant(state, ns).await?.scopes;
+        match wanted.iter().find(|s| !held.contains(s)) {
+            None => Ok(()),
+            Some(missing) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("{what} needs scope \"{missing}\", which the caller does not hold"),
+            )),
+        }
+    }
+
     /// Fails with 403 unless the caller holds `scope` in `ns`.
     pub async fn authorize(
         &self,
@@ -154,13 +190,58 @@ impl Caller {
     }
 }
 
-fn is_loopback(peer: &SocketAddr) -> bool {
-    match peer.ip() {
-        std::net::IpAddr::V4(v4) => v4.is_loopback(),
-        std::net::IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
+pub use hermes_raft::proxied::{is_direct_local, FORWARDING_MARKS};
+
+/// Whether the `Host` header names this host by a loopback name (`localhost`, `127.0.0.1`,
+/// `[::1]`, with or without a port). A browser on a page of another site that rebinds its
+/// own name to 127.0.0.1 sends that name, not one of these.
+fn host_is_local(headers: &HeaderMap) -> bool {
+    let Some(host) = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// First-time setup's conditions beyond a direct local client: a `Host` naming this node,
+/// and JSON for every method that carries a body. A cross-site page can send a POST with a
+/// form's content types without asking first, but not JSON (that needs a CORS preflight, as
+/// PUT and DELETE do whatever they carry).
+fn setup_request_acceptable(
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if !host_is_local(headers) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "setup_host",
+            "first-time setup accepts only requests whose Host is localhost or a loopback address",
+        ));
     }
+    use axum::http::Method;
+    let bodiless = [Method::GET, Method::HEAD, Method::DELETE, Method::OPTIONS];
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !bodiless.contains(method) && !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "setup_content_type",
+            "first-time setup accepts only Content-Type: application/json",
+        ));
+    }
+    Ok(())
 }
 
 /// How much of an oversized body is read and dropped before the 413 goes out, and for how long:
@@ -258,7 +339,8 @@ async fn identify(
         .map(|v| v.to_str().unwrap_or("\u{0}"))
         .unwrap_or("");
     if auth.is_empty() {
-        if is_loopback(&peer) && !state.store.any_credential().await? {
+        if is_direct_local(&peer, headers) && state.store.setup_open().await? {
+            setup_request_acceptable(method, headers)?;
             return Ok(Some(Identity::Bootstrap));
         }
         return Ok(None);
@@ -291,6 +373,11 @@ async fn bearer(state: &ApiState, token: &str) -> Result<Identity, ApiError> {
         .user(&claims.sub)
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid token: the user no longer exists"))?;
+    if claims.epoch != user.token_epoch {
+        return Err(ApiError::unauthorized(
+            "invalid token: revoked by a password change; sign in again",
+        ));
+    }
     Ok(Identity::User { claims, user })
 }
 
@@ -365,8 +452,49 @@ mod tests {
         );
         assert_eq!(percent_decode("/x%2"), "/x%2");
         assert_eq!(percent_decode("/x%zz"), "/x%zz");
-        assert!(is_loopback(&"127.0.0.1:1".parse().unwrap()));
-        assert!(is_loopback(&"[::ffff:127.0.0.1]:1".parse().unwrap()));
-        assert!(!is_loopback(&"10.0.0.1:1".parse().unwrap()));
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, axum::http::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn setup_needs_a_local_host_and_json_writes() {
+        use axum::http::Method;
+        let ok = |m: Method, h: &[(&'static str, &'static str)]| {
+            setup_request_acceptable(&m, &headers(h)).map_err(|e| e.status.as_u16())
+        };
+        for host in [
+            "localhost",
+            "LOCALHOST:9080",
+            "127.0.0.1:9080",
+            "127.9.9.9",
+            "[::1]:80",
+            "[::1]",
+        ] {
+            assert_eq!(ok(Method::GET, &[("host", host)]), Ok(()), "{host}");
+        }
+        for host in [
+            "evil.example:9080",
+            "10.0.0.1",
+            "localhost.evil.example",
+            "[::2]",
+        ] {
+            assert_eq!(ok(Method::GET, &[("host", host)]), Err(403), "{host}");
+        }
+        assert_eq!(ok(Method::GET, &[]), Err(403));
+        let json = [
+            ("host", "localhost"),
+            ("content-type", "application/json; charset=utf-8"),
+        ];
+        assert_eq!(ok(Method::POST, &json), Ok(()));
+        let form = [("host", "localhost"), ("content-type", "text/plain")];
+        assert_eq!(ok(Method::POST, &form), Err(415));
+        assert_eq!(ok(Method::PUT, &[("host", "localhost")]), Err(415));
+        assert_eq!(ok(Method::DELETE, &[("host", "localhost")]), Ok(()));
     }
 }

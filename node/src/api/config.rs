@@ -10,6 +10,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use hermes_control::model::{ChangeEntry, Kind};
+use hermes_control::redact;
 use hermes_control::scopes::Scope;
 use hermes_control::validate;
 
@@ -37,11 +38,14 @@ pub async fn get_config(
     Ns(ns): Ns,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    caller.authorize(&state, &ns, Scope::ConfigRead).await?;
+    let grant = caller.authorize(&state, &ns, Scope::ConfigRead).await?;
     let domains = state.store.resources(&ns, Kind::Domain).await?;
     let clusters = state.store.resources(&ns, Kind::Cluster).await?;
     Ok(Json(json!({"config": config_json(
-        domains.into_iter().map(|r| r.doc).collect(),
+        domains
+            .into_iter()
+            .map(|r| redact::for_caller(Kind::Domain, r.doc, &grant.scopes))
+            .collect(),
         clusters.into_iter().map(|r| r.doc).collect(),
     )}))
     .into_response())

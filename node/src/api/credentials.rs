@@ -1,5 +1,7 @@
 //! HMAC credentials (§3.7). Secrets are shown once, at creation. A caller can only grant the
-//! scopes it holds itself (§10.1 S3), so an editor cannot mint `admin:users`. An update
+//! scopes it holds itself (§10.1 S3), so an editor cannot mint `admin:users`, and can only
+//! edit, disable or delete a credential whose scopes it holds too. A credential acts in its own
+//! namespace; only an admin creates one for all namespaces (`all_namespaces`, S1). An update
 //! changes only the fields it names (C9) and an unknown id is 404 (C8).
 
 use axum::extract::{Path, State};
@@ -26,6 +28,7 @@ pub fn public_json(c: &Credential) -> Value {
     json!({
         "id": c.id, "namespace": c.namespace, "access_key": c.access_key,
         "description": c.description, "scopes": c.scopes, "enabled": c.enabled,
+        "all_namespaces": c.all_namespaces,
         "created_at": c.created_at, "updated_at": c.updated_at,
     })
 }
@@ -58,15 +61,39 @@ async fn grantable(
     };
     let parsed = scopes::parse_list(&names)
         .map_err(|bad| ApiError::bad_request(format!("invalid scope: {bad}")))?;
-    let held = caller.grant(state, ns).await?.scopes;
-    if let Some(missing) = parsed.iter().find(|s| !held.contains(s)) {
+    caller
+        .require_all(state, ns, &parsed, "granting these scopes")
+        .await?;
+    Ok(parsed.iter().map(|s| s.as_str().to_string()).collect())
+}
+
+/// The credential `id` of `ns`, if the caller may change it: it holds every scope the
+/// credential has, and an all-namespaces credential is changed only by an admin.
+async fn changeable(
+    state: &ApiState,
+    caller: &Caller,
+    ns: &str,
+    id: i64,
+) -> Result<Credential, ApiError> {
+    let target = state
+        .store
+        .credentials(ns)
+        .await?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("credential {id} not found")))?;
+    if target.all_namespaces && !caller.is_admin() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("cannot grant scope \"{missing}\" that the caller does not hold"),
+            "only an admin can change a credential for all namespaces",
         ));
     }
-    Ok(parsed.iter().map(|s| s.as_str().to_string()).collect())
+    let held = scopes::parse_list(&target.scopes).unwrap_or_default();
+    caller
+        .require_all(state, ns, &held, "changing this credential")
+        .await?;
+    Ok(target)
 }
 
 pub async fn list(
@@ -89,8 +116,16 @@ pub async fn create(
         .authorize(&state, &ns, Scope::CredentialWrite)
         .await?;
     let body = fields::object(&caller.body)?;
-    fields::only(&body, &["description", "scopes"])?;
+    fields::only(&body, &["description", "scopes", "all_namespaces"])?;
     let description = fields::string(&body, "description")?.unwrap_or_default();
+    let all_namespaces = fields::boolean(&body, "all_namespaces")?.unwrap_or(false);
+    if all_namespaces && !caller.is_admin() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only an admin can create a credential for all namespaces",
+        ));
+    }
     let scopes = grantable(
         &state,
         &caller,
@@ -109,6 +144,7 @@ pub async fn create(
                 description,
                 scopes,
                 enabled: true,
+                all_namespaces,
                 created_at: String::new(),
                 updated_at: String::new(),
             },
@@ -132,6 +168,7 @@ pub async fn update(
     let id = parse_id(&id)?;
     let body = fields::object(&caller.body)?;
     fields::only(&body, &["description", "scopes", "enabled"])?;
+    changeable(&state, &caller, &ns, id).await?;
     let scopes = match body.get("scopes").filter(|v| !v.is_null()) {
         None => None,
         Some(v) => Some(grantable(&state, &caller, &ns, v).await?),
@@ -158,6 +195,7 @@ pub async fn remove(
         .authorize(&state, &ns, Scope::CredentialWrite)
         .await?;
     let id = parse_id(&id)?;
+    changeable(&state, &caller, &ns, id).await?;
     state
         .store
         .delete_credential(&ns, id, &caller.operator())

@@ -1,4 +1,7 @@
-//! Namespace members and OIDC group bindings (§3.7).
+//! Namespace members and OIDC group bindings (§3.7). Role ceilings (§10.1 S3, in the spirit of
+//! the credential ceiling): a caller grants only a role whose scopes it holds in the namespace,
+//! and changes or removes only a member or binding whose current role it could grant, so an
+//! editor can neither make itself owner nor demote an owner.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +16,24 @@ use super::{fields, ApiError, ApiState, Caller, Ns};
 fn role(body: &fields::Object) -> Result<Role, ApiError> {
     Role::parse(&fields::trimmed(body, "role")?)
         .ok_or_else(|| ApiError::bad_request("role must be owner, editor, or viewer"))
+}
+
+/// Refuses (403) unless the caller holds every scope of `role` in `ns`.
+async fn within_ceiling(
+    state: &ApiState,
+    caller: &Caller,
+    ns: &str,
+    role: Role,
+    what: &str,
+) -> Result<(), ApiError> {
+    caller
+        .require_all(state, ns, &role.scopes(), &format!("{what} role {role}"))
+        .await
+}
+
+/// The current role of a member or binding, when there is one it understands.
+fn current_role(role: Option<&str>) -> Option<Role> {
+    role.and_then(Role::parse)
 }
 
 pub async fn list(
@@ -52,6 +73,11 @@ pub async fn set(
         return Err(ApiError::bad_request("user_sub is required"));
     }
     let role = role(&body)?;
+    within_ceiling(&state, &caller, &ns, role, "granting").await?;
+    let current = state.store.member(&ns, &sub).await?;
+    if let Some(old) = current_role(current.as_ref().map(|m| m.role.as_str())) {
+        within_ceiling(&state, &caller, &ns, old, "changing a member with").await?;
+    }
     if state.store.user(&sub).await?.is_none() {
         return Err(ApiError::not_found(
             "user not found (user must login at least once)",
@@ -78,6 +104,10 @@ pub async fn remove(
     Path(sub): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::MemberWrite).await?;
+    let current = state.store.member(&ns, &sub).await?;
+    if let Some(old) = current_role(current.as_ref().map(|m| m.role.as_str())) {
+        within_ceiling(&state, &caller, &ns, old, "removing a member with").await?;
+    }
     state
         .store
         .remove_member(&ns, &sub, &caller.operator())
@@ -113,6 +143,11 @@ pub async fn set_binding(
         return Err(ApiError::bad_request("group is required"));
     }
     let role = role(&body)?;
+    within_ceiling(&state, &caller, &ns, role, "granting").await?;
+    let current = state.store.group_binding(&ns, &group).await?;
+    if let Some(old) = current_role(current.as_ref().map(|b| b.role.as_str())) {
+        within_ceiling(&state, &caller, &ns, old, "changing a binding with").await?;
+    }
     state
         .store
         .set_group_binding(&ns, &group, role.as_str(), &caller.operator())
@@ -127,6 +162,10 @@ pub async fn remove_binding(
     Path(group): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::MemberWrite).await?;
+    let current = state.store.group_binding(&ns, &group).await?;
+    if let Some(old) = current_role(current.as_ref().map(|b| b.role.as_str())) {
+        within_ceiling(&state, &caller, &ns, old, "removing a binding with").await?;
+    }
     state
         .store
         .remove_group_binding(&ns, &group, &caller.operator())

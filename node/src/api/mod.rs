@@ -8,6 +8,7 @@ mod caller;
 mod config;
 mod credentials;
 mod fields;
+pub mod login_guard;
 mod members;
 mod namespaces;
 pub mod oidc;
@@ -27,7 +28,9 @@ use serde::de::DeserializeOwned;
 use hermes_control::store::ControlStore;
 
 pub use crate::admin::error::ApiError;
-pub use caller::{Caller, Identity, MAX_BODY_BYTES};
+pub use caller::{
+    authenticate, is_direct_local, Caller, Identity, FORWARDING_MARKS, MAX_BODY_BYTES,
+};
 
 /// What every handler needs.
 #[derive(Clone)]
@@ -38,6 +41,8 @@ pub struct ApiState {
     pub oidc: Option<Arc<oidc::Provider>>,
     /// Browser origins allowed to call the API (CORS); empty allows none.
     pub cors_origins: Vec<String>,
+    /// Sign-in throttling and bounded password hashing.
+    pub guard: Arc<login_guard::LoginGuard>,
 }
 
 /// The request's namespace (§3.1 NS): header `X-Hermes-Namespace`, else `?namespace=`, else

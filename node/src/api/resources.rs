@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use hermes_control::model::{HistoryEntry, Kind};
+use hermes_control::redact;
 use hermes_control::scopes::Scope;
 use hermes_control::store::{ResourceChange, Written};
 use hermes_control::validate;
@@ -131,9 +132,12 @@ async fn list(
     caller: Caller,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    caller.authorize(&state, &ns, Scope::ConfigRead).await?;
+    let grant = caller.authorize(&state, &ns, Scope::ConfigRead).await?;
     let all = state.store.resources(&ns, kind).await?;
-    let docs: Vec<Value> = all.into_iter().map(|r| r.doc).collect();
+    let docs: Vec<Value> = all
+        .into_iter()
+        .map(|r| redact::for_caller(kind, r.doc, &grant.scopes))
+        .collect();
     // The original emitted `null` for an empty list.
     let total = docs.len();
     let list = if docs.is_empty() {
@@ -151,12 +155,13 @@ async fn fetch(
     Path(name): Path<String>,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    caller.authorize(&state, &ns, Scope::ConfigRead).await?;
+    let grant = caller.authorize(&state, &ns, Scope::ConfigRead).await?;
     match state.store.resource(&ns, kind, &name).await? {
-        Some(r) => Ok(
-            Json(json!({kind.as_str(): r.doc, "resource_version": r.resource_version}))
-                .into_response(),
-        ),
+        Some(r) => Ok(Json(json!({
+            kind.as_str(): redact::for_caller(kind, r.doc, &grant.scopes),
+            "resource_version": r.resource_version,
+        }))
+        .into_response()),
         None => Err(ApiError::not_found(format!(
             "{} \"{name}\" not found",
             kind.as_str()
@@ -234,8 +239,9 @@ async fn remove(
     Ok(Json(json!({"version": written.version})).into_response())
 }
 
-/// `HistoryEntry` as §3.5 shows it: the document under the kind's name.
-fn history_json(h: &HistoryEntry) -> Value {
+/// `HistoryEntry` as §3.5 shows it: the document under the kind's name, redacted for a
+/// caller holding `scopes` that do not reveal secrets.
+fn history_json(h: &HistoryEntry, scopes: &[Scope]) -> Value {
     let mut v = json!({
         "version": h.version,
         "timestamp": h.timestamp,
@@ -251,7 +257,7 @@ fn history_json(h: &HistoryEntry) -> Value {
         .as_deref()
         .and_then(|d| serde_json::from_str::<Value>(d).ok())
     {
-        v[h.kind.as_str()] = doc;
+        v[h.kind.as_str()] = redact::for_caller(h.kind, doc, scopes);
     }
     v
 }
@@ -263,10 +269,13 @@ async fn history(
     Path(name): Path<String>,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    caller.authorize(&state, &ns, Scope::ConfigRead).await?;
+    let grant = caller.authorize(&state, &ns, Scope::ConfigRead).await?;
     let entries = state.store.history(&ns, kind, &name).await?;
     let total = entries.len();
-    let list: Vec<Value> = entries.iter().map(history_json).collect();
+    let list: Vec<Value> = entries
+        .iter()
+        .map(|h| history_json(h, &grant.scopes))
+        .collect();
     let list = if list.is_empty() {
         Value::Null
     } else {
@@ -282,10 +291,10 @@ async fn history_entry(
     Path((name, version)): Path<(String, String)>,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    caller.authorize(&state, &ns, Scope::ConfigRead).await?;
+    let grant = caller.authorize(&state, &ns, Scope::ConfigRead).await?;
     let version = parse_version(&version)?;
     match state.store.history_entry(&ns, kind, &name, version).await? {
-        Some(h) => Ok(Json(history_json(&h)).into_response()),
+        Some(h) => Ok(Json(history_json(&h, &grant.scopes)).into_response()),
         None => Err(ApiError::not_found(format!(
             "{} \"{name}\" version {version} not found",
             kind.as_str()

@@ -1,8 +1,13 @@
 //! Sign-in of built-in users and who-am-I (§3.3, §3.7): login issues an HS256 session token
-//! (checked for `alg`, `iss`, `aud` and expiry, unlike the original, §10.1 S7); passwords
-//! stored as bcrypt by the original are verified and upgraded to argon2id on login.
+//! (checked for `alg`, `iss`, `aud`, expiry and a capped lifetime, unlike the original, §10.1
+//! S7); passwords stored as bcrypt by the original are verified and upgraded to argon2id on
+//! login. Sign-ins are throttled and their hashing bounded ([`super::login_guard`]); a
+//! password change moves the user's token epoch on, which revokes every earlier token.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -11,7 +16,7 @@ use hermes_control::auth::{password, token};
 use hermes_control::model::{now_rfc3339, unix_now, Operator};
 use hermes_control::scopes::Scope;
 
-use super::users::hash_password;
+use super::login_guard::HashingError;
 use super::{fields, ApiError, ApiState, Caller, Identity, Ns};
 
 pub async fn auth_config(State(state): State<ApiState>) -> Response {
@@ -28,8 +33,29 @@ pub async fn scopes() -> Response {
     Json(json!({"scopes": names})).into_response()
 }
 
+/// Answers 429 with `Retry-After` while `key` is locked out.
+fn throttled(wait: std::time::Duration) -> ApiError {
+    let secs = wait.as_secs_f64().ceil() as u64;
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        format!("too many failed sign-ins; try again in {secs} s"),
+    )
+    .with_retry_after(secs)
+}
+
+impl From<HashingError> for ApiError {
+    fn from(e: HashingError) -> Self {
+        match e {
+            HashingError::Busy => ApiError::unavailable(e.to_string()),
+            HashingError::Failed(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
 pub async fn login(
     State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let body = fields::object(&body)?;
@@ -39,22 +65,26 @@ pub async fn login(
     if email.is_empty() || pw.is_empty() {
         return Err(ApiError::bad_request("email and password are required"));
     }
-    let denied = || ApiError::unauthorized("invalid email or password");
+    let guard = &state.guard;
+    let client = peer.ip().to_string();
+    guard.clients.check(&client).map_err(throttled)?;
+    guard.accounts.check(&email).map_err(throttled)?;
     let sub = format!("builtin:{email}");
-    let mut user = state.store.user(&sub).await?.ok_or_else(denied)?;
-    if user.password_hash.is_empty() {
-        return Err(denied());
+    let user = state.store.user(&sub).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    // Unknown accounts cost the same work as known ones (see `login_guard`).
+    if !guard.verify(pw.clone(), stored).await? {
+        guard.clients.failed(&client);
+        guard.accounts.failed(&email);
+        return Err(ApiError::unauthorized("invalid email or password"));
     }
-    let stored = user.password_hash.clone();
-    let candidate = pw.clone();
-    let ok = tokio::task::spawn_blocking(move || password::verify(&candidate, &stored))
-        .await
-        .map_err(|e| ApiError::internal(format!("password check failed: {e}")))?;
-    if !ok {
-        return Err(denied());
-    }
+    guard.clients.succeeded(&client);
+    guard.accounts.succeeded(&email);
+    let Some(mut user) = user else {
+        return Err(ApiError::unauthorized("invalid email or password"));
+    };
     if password::needs_upgrade(&user.password_hash) {
-        user.password_hash = hash_password(pw).await?;
+        user.password_hash = guard.hash(pw).await?;
     }
     user.last_seen = now_rfc3339();
     state
@@ -68,7 +98,14 @@ pub async fn login(
         .iter()
         .find(|k| k.status == token::KeyStatus::Active && k.usable(now))
         .ok_or_else(|| ApiError::internal("no active signing key"))?;
-    let claims = token::claims_for(&user.sub, &user.username, &user.email, &user.name, now);
+    let claims = token::claims_for(
+        &user.sub,
+        &user.username,
+        &user.email,
+        &user.name,
+        now,
+        user.token_epoch,
+    );
     let mut out = json!({"access_token": token::issue(key, &claims)});
     if user.must_change_password {
         out["must_change_password"] = Value::Bool(true);
@@ -106,15 +143,21 @@ pub async fn change_password(
             "cannot change password for this account",
         ));
     }
-    let stored = user.password_hash.clone();
-    let ok = tokio::task::spawn_blocking(move || password::verify(&old, &stored))
-        .await
-        .map_err(|e| ApiError::internal(format!("password check failed: {e}")))?;
-    if !ok {
+    // Guessing the current password through a stolen session is throttled like a sign-in.
+    let account = user.email.to_lowercase();
+    state.guard.accounts.check(&account).map_err(throttled)?;
+    if !state
+        .guard
+        .verify(old, Some(user.password_hash.clone()))
+        .await?
+    {
+        state.guard.accounts.failed(&account);
         return Err(ApiError::unauthorized("incorrect current password"));
     }
-    user.password_hash = hash_password(new).await?;
+    user.password_hash = state.guard.hash(new).await?;
     user.must_change_password = false;
+    // Every session of this user, this one too, ends: sign in again with the new password.
+    user.token_epoch += 1;
     state
         .store
         .update_user(user, None, &caller.operator())
@@ -122,18 +165,46 @@ pub async fn change_password(
     Ok(Json(json!({"ok": true})).into_response())
 }
 
+/// `?grace=<seconds>`: how long the retired keys still verify tokens (default and most 24 h,
+/// as the original; `0` revokes every token they signed at once).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateQuery {
+    grace: Option<i64>,
+}
+
 pub async fn rotate_key(
     State(state): State<ApiState>,
     caller: Caller,
+    query: Result<Query<RotateQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller
         .authorize(&state, "default", Scope::AdminUsers)
         .await?;
-    let key = state
-        .store
-        .rotate_signing_key(unix_now(), token::ROTATION_GRACE_SECS)
-        .await?;
-    Ok(Json(json!({"kid": key.kid, "grace_period": "24h0m0s"})).into_response())
+    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("grace: {e}")))?;
+    let grace = query.grace.unwrap_or(token::ROTATION_GRACE_SECS);
+    if !(0..=token::ROTATION_GRACE_SECS).contains(&grace) {
+        return Err(ApiError::bad_request(format!(
+            "grace: must be between 0 and {} seconds",
+            token::ROTATION_GRACE_SECS
+        )));
+    }
+    let key = state.store.rotate_signing_key(unix_now(), grace).await?;
+    Ok(Json(json!({"kid": key.kid, "grace_period": go_duration(grace)})).into_response())
+}
+
+/// Seconds as Go's `time.Duration.String()` prints whole seconds (`24h0m0s`, `0s`), the
+/// original's `grace_period` format.
+fn go_duration(secs: i64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
 }
 
 pub async fn userinfo(caller: Caller) -> Result<Response, ApiError> {
@@ -192,5 +263,18 @@ pub async fn whoami(
             }))
             .into_response())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_periods_print_like_go_durations() {
+        assert_eq!(go_duration(86_400), "24h0m0s");
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(90), "1m30s");
+        assert_eq!(go_duration(3_601), "1h0m1s");
     }
 }

@@ -1,5 +1,7 @@
 //! User administration (§3.7), all under `admin:users` resolved in `default`. Passwords are
-//! hashed with argon2id on a blocking thread. Unknown users are 404.
+//! hashed with argon2id through the login guard (a few at a time, off the runtime). Unknown
+//! users are 404; the store refuses to remove the last admin (409) and to give two users one
+//! e-mail (409). A password reset revokes the user's sessions.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,14 +19,6 @@ pub fn user_json(u: &User) -> Value {
     json!({"sub": u.sub, "username": u.username, "email": u.email, "name": u.name,
            "is_admin": u.is_admin, "must_change_password": u.must_change_password,
            "last_seen": u.last_seen})
-}
-
-/// argon2id off the async workers.
-pub async fn hash_password(pw: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || password::hash(&pw))
-        .await
-        .map_err(|e| ApiError::internal(format!("password hashing failed: {e}")))?
-        .map_err(|e| ApiError::internal(format!("password hashing failed: {e}")))
 }
 
 async fn admin(state: &ApiState, caller: &Caller) -> Result<(), ApiError> {
@@ -75,7 +69,8 @@ pub async fn create(State(state): State<ApiState>, caller: Caller) -> Result<Res
         is_admin: fields::boolean(&body, "is_admin")?.unwrap_or(false),
         must_change_password: true,
         last_seen: String::new(),
-        password_hash: hash_password(pw).await?,
+        password_hash: state.guard.hash(pw).await?,
+        token_epoch: 0,
     };
     let sub = user.sub.clone();
     state
@@ -99,7 +94,11 @@ pub async fn update(
     fields::only(&body, &["email", "name", "is_admin"])?;
     let mut user = existing(&state, &sub).await?;
     if let Some(email) = fields::string(&body, "email")? {
-        user.email = email.trim().to_lowercase();
+        let email = email.trim().to_lowercase();
+        if !email.contains('@') || email.chars().any(char::is_whitespace) {
+            return Err(ApiError::bad_request("email is not a valid address"));
+        }
+        user.email = email;
     }
     if let Some(name) = fields::string(&body, "name")? {
         user.name = name;
@@ -190,8 +189,9 @@ pub async fn reset_password(
     }
     password::check_new(&pw).map_err(ApiError::bad_request)?;
     let mut user = existing(&state, &sub).await?;
-    user.password_hash = hash_password(pw).await?;
+    user.password_hash = state.guard.hash(pw).await?;
     user.must_change_password = true;
+    user.token_epoch += 1;
     state
         .store
         .update_user(user, Some("admin_reset_password"), &caller.operator())

@@ -42,6 +42,8 @@ settings! {
     PEER_LISTEN = "peer"."listen", "--peer-listen";
     ADVERTISE_PEER = "peer"."advertise", "--advertise-peer";
     ETCD_LISTEN = "etcd"."listen", "--etcd-listen";
+    ETCD_USER = "etcd"."user", "--etcd-user";
+    ETCD_PASSWORD_FILE = "etcd"."password_file", "--etcd-password-file";
     INITIAL_CLUSTER = "cluster"."initial", "--initial-cluster";
     JOIN = "cluster"."join", "--join";
     CLUSTER_SECRET = "cluster"."secret", "--cluster-secret";
@@ -109,6 +111,8 @@ pub struct NodeConfig {
     pub advertise_peer: String,
     /// `None` when the etcd endpoint is off.
     pub etcd_listen: Option<SocketAddr>,
+    /// The etcd endpoint's user and password; required when it listens beyond loopback.
+    pub etcd_auth: Option<(String, Secret)>,
     pub initial_cluster: Option<BTreeMap<u64, String>>,
     pub join: Option<String>,
     pub cluster_secret: Option<Secret>,
@@ -417,6 +421,41 @@ impl NodeConfig {
                 parse_addr(v).map(Some)
             }
         })?;
+        let etcd_user = src.get_opt(ETCD_USER, |v| {
+            if v.chars().all(|c| c.is_ascii_graphic()) {
+                Ok(v.to_string())
+            } else {
+                Err("expected a user name of visible ASCII characters".into())
+            }
+        })?;
+        let etcd_password = src.get_opt(ETCD_PASSWORD_FILE, |v| {
+            let text = std::fs::read_to_string(v).map_err(|e| format!("cannot read it: {e}"))?;
+            let pw = text.trim_end_matches(['\n', '\r']);
+            if pw.len() < 12 {
+                return Err("the password must be at least 12 bytes".into());
+            }
+            Ok(Secret(pw.as_bytes().to_vec()))
+        })?;
+        let etcd_auth = match (etcd_user, etcd_password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Conflict(format!(
+                    "the etcd endpoint's credentials need both {} and {}",
+                    ETCD_USER.flag, ETCD_PASSWORD_FILE.flag
+                )))
+            }
+        };
+        if let (Some(addr), None) = (etcd_listen, &etcd_auth) {
+            if !addr.ip().is_loopback() {
+                return Err(ConfigError::Conflict(format!(
+                    "the etcd endpoint is reachable from other hosts ({} {addr}) but has no \
+                     credentials: set {} and {} (clients then authenticate as with etcd's auth), \
+                     or listen on 127.0.0.1",
+                    ETCD_LISTEN.flag, ETCD_USER.flag, ETCD_PASSWORD_FILE.flag
+                )));
+            }
+        }
         Ok(NodeConfig {
             id,
             data_dir: PathBuf::from(src.get(DATA_DIR, "./hermes-data", |v| {
@@ -432,6 +471,7 @@ impl NodeConfig {
             peer_listen,
             advertise_peer,
             etcd_listen,
+            etcd_auth,
             initial_cluster,
             join,
             cluster_secret,
@@ -647,6 +687,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--advertise-peer"), "{e}");
+    }
+
+    #[test]
+    fn a_non_loopback_etcd_endpoint_needs_credentials() {
+        let e = load(&[("--etcd-listen", "0.0.0.0:2379")], &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--etcd-user") && e.contains("--etcd-password-file"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "a-long-enough-password\n").unwrap();
+        let pw = pw.to_str().unwrap();
+        let c = load(
+            &[
+                ("--etcd-listen", "0.0.0.0:2379"),
+                ("--etcd-user", "gateway"),
+                ("--etcd-password-file", pw),
+            ],
+            &[],
+            None,
+        )
+        .unwrap();
+        let (user, password) = c.etcd_auth.clone().unwrap();
+        assert_eq!(
+            (user.as_str(), password.0.as_slice()),
+            ("gateway", &b"a-long-enough-password"[..])
+        );
+        assert!(
+            !format!("{c:?}").contains("a-long-enough"),
+            "secrets never appear in Debug"
+        );
+        let e = load(&[("--etcd-user", "gateway")], &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("need both"), "{e}");
     }
 
     #[test]

@@ -27,12 +27,15 @@ use config::source::{ConfigSource, Prefixes, Update};
 use metrics::GatewayMetrics;
 use routing::table::RouteTable;
 use snapshot::{ClusterChanges, Published, Snapshot};
+use upstream::guard::ForbiddenUpstreams;
 
 pub struct Gateway {
     published: Published,
     /// Shared with every request's record (one reference count, not a dozen).
     pub metrics: Arc<GatewayMetrics>,
     pub trusted_proxies: Vec<IpNet>,
+    /// Control listeners of this cluster that the proxy never connects to.
+    pub forbidden: ForbiddenUpstreams,
     loaded: AtomicBool,
     errors: ArcSwap<BTreeMap<String, String>>,
     applied_revision: AtomicI64,
@@ -62,6 +65,7 @@ impl Gateway {
             published: Published::default(),
             metrics: Arc::new(metrics),
             trusted_proxies,
+            forbidden: ForbiddenUpstreams::default(),
             loaded: AtomicBool::new(false),
             errors: ArcSwap::from_pointee(BTreeMap::new()),
             applied_revision: AtomicI64::new(0),

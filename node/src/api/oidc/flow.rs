@@ -231,6 +231,10 @@ pub async fn token(
     // Some providers keep profile claims out of the ID token; a JWT access token may have them.
     if let Ok(at) = p.verify_bearer(response.access_token().secret()).await {
         if at.sub == claims.sub {
+            // An e-mail comes with its own verification flag, never with the ID token's.
+            if claims.email.is_empty() {
+                claims.email_verified = at.email_verified;
+            }
             for (mine, theirs) in [
                 (&mut claims.preferred_username, at.preferred_username),
                 (&mut claims.email, at.email),

@@ -36,9 +36,21 @@ pub async fn warm_up(
     }
 }
 
-/// The user record for verified `claims`, created on first sight (an admin when its username
-/// or e-mail is among the configured initial admins) and refreshed when the provider's view
-/// of the person changed. `last_seen` moves on sign-in (`signing_in`), not on every request.
+/// Whether `claims` name one of the configured initial admins: by `sub`, or by an e-mail the
+/// provider says it verified. Never by username, which many providers let people choose.
+fn is_initial_admin(admins: &[String], claims: &Claims) -> bool {
+    let sub = claims.sub.to_lowercase();
+    let email = claims.email.to_lowercase();
+    admins
+        .iter()
+        .any(|a| *a == sub || (claims.email_verified && !email.is_empty() && *a == email))
+}
+
+/// The user record for verified `claims`. A person seen for the first time is created (made an
+/// admin when [`is_initial_admin`]): at sign-in (`signing_in`, the code exchange) or at the
+/// first request with a token the provider issued elsewhere. An existing record is written
+/// only at sign-in (profile and `last_seen`), never on an ordinary request, and an existing
+/// user is never promoted here.
 pub async fn sync_user(
     store: &dyn ControlStore,
     provider: &Provider,
@@ -53,19 +65,12 @@ pub async fn sync_user(
     let operator = Operator(username.clone());
     for _ in 0..3 {
         match store.user(&claims.sub).await? {
+            Some(user) if !signing_in => return Ok(user),
             Some(mut user) => {
-                let changed = user.username != username
-                    || user.email != claims.email
-                    || user.name != claims.name;
-                if !changed && !signing_in {
-                    return Ok(user);
-                }
                 user.username = username.clone();
                 user.email = claims.email.clone();
                 user.name = claims.name.clone();
-                if signing_in {
-                    user.last_seen = now_rfc3339();
-                }
+                user.last_seen = now_rfc3339();
                 match store.update_user(user.clone(), None, &operator).await {
                     Ok(()) => return Ok(user),
                     // Deleted meanwhile: create it again below.
@@ -74,27 +79,29 @@ pub async fn sync_user(
                 }
             }
             None => {
-                let admins = &provider.settings.initial_admins;
-                let is_admin = [&username, &claims.email]
-                    .iter()
-                    .any(|n| !n.is_empty() && admins.contains(&n.to_lowercase()));
                 let user = User {
                     sub: claims.sub.clone(),
                     username: username.clone(),
                     email: claims.email.clone(),
                     name: claims.name.clone(),
-                    is_admin,
+                    is_admin: is_initial_admin(&provider.settings.initial_admins, claims),
                     must_change_password: false,
                     last_seen: now_rfc3339(),
                     password_hash: String::new(),
+                    token_epoch: 0,
                 };
                 match store
                     .create_user(user.clone(), "user.sync", &operator)
                     .await
                 {
                     Ok(()) => return Ok(user),
-                    // Another request (or node) created it first: use theirs.
-                    Err(ControlError::AlreadyExists(_)) => continue,
+                    // Another request (or node) created it first: use theirs. Otherwise the
+                    // e-mail belongs to someone else, and the sign-in is refused.
+                    Err(ControlError::AlreadyExists(m)) => {
+                        if store.user(&claims.sub).await?.is_none() {
+                            return Err(ControlError::AlreadyExists(m));
+                        }
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -103,4 +110,44 @@ pub async fn sync_user(
     Err(ControlError::Conflict(
         "the user record kept changing; try again".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(sub: &str, email: &str, verified: bool, username: &str) -> Claims {
+        Claims {
+            sub: sub.into(),
+            preferred_username: username.into(),
+            email: email.into(),
+            name: String::new(),
+            iat: 0,
+            exp: 0,
+            iss: String::new(),
+            aud: String::new(),
+            groups: Vec::new(),
+            epoch: 0,
+            email_verified: verified,
+        }
+    }
+
+    #[test]
+    fn initial_admins_match_sub_or_a_verified_email_only() {
+        let admins = vec!["alice".to_string(), "frank@example.com".to_string()];
+        assert!(is_initial_admin(&admins, &claims("alice", "", false, "")));
+        assert!(is_initial_admin(
+            &admins,
+            &claims("f-1", "Frank@Example.com", true, "f")
+        ));
+        // An unverified e-mail, or a chosen username, is not enough.
+        assert!(!is_initial_admin(
+            &admins,
+            &claims("f-2", "frank@example.com", false, "f")
+        ));
+        assert!(!is_initial_admin(
+            &admins,
+            &claims("m-1", "m@example.com", true, "alice")
+        ));
+    }
 }

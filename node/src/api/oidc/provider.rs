@@ -21,7 +21,8 @@ use openidconnect::{
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::Mutex;
 
-use hermes_control::auth::token::Claims;
+use hermes_control::auth::token::{self, Claims};
+use hermes_control::model::unix_now;
 
 use super::http::ProviderClient;
 use crate::config::OidcSettings;
@@ -56,12 +57,15 @@ pub enum OidcError {
     Audience,
 }
 
-/// Claims beyond the standard ones that Hermes reads: `groups`, for group bindings. A
-/// provider that sends one group as a string, or `null`, is understood too.
+/// Claims beyond the standard ones that Hermes reads: `groups`, for group bindings (a
+/// provider that sends one group as a string, or `null`, is understood too), and `nbf`, which
+/// the ID-token verifier does not look at.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Extra {
     #[serde(default, deserialize_with = "string_or_list")]
     pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 impl AdditionalClaims for Extra {}
@@ -228,7 +232,7 @@ impl Provider {
         if !ours {
             return Err(OidcError::Audience);
         }
-        Ok(self.claims(&claims))
+        self.claims(&claims)
     }
 
     /// Verifies the ID token of a code exchange against the nonce of the sign-in.
@@ -243,11 +247,18 @@ impl Provider {
         let claims = parsed
             .into_claims(&self.verifier(d.metadata.jwks()), nonce)
             .map_err(|e| OidcError::Rejected(e.to_string()))?;
-        Ok(self.claims(&claims))
+        self.claims(&claims)
     }
 
-    fn claims(&self, c: &IdTokenClaims<Extra, CoreGenderClaim>) -> Claims {
-        Claims {
+    /// The claims the API understands, once `nbf` (not before) has passed, with
+    /// [`token::MAX_CLOCK_SKEW_SECS`] of slack for clocks.
+    fn claims(&self, c: &IdTokenClaims<Extra, CoreGenderClaim>) -> Result<Claims, OidcError> {
+        if let Some(nbf) = c.additional_claims().nbf {
+            if nbf > unix_now().saturating_add(token::MAX_CLOCK_SKEW_SECS) {
+                return Err(OidcError::Rejected("token not yet valid (nbf)".into()));
+            }
+        }
+        Ok(Claims {
             sub: c.subject().to_string(),
             preferred_username: c
                 .preferred_username()
@@ -264,7 +275,9 @@ impl Provider {
             iss: c.issuer().to_string(),
             aud: self.settings.client_id.clone(),
             groups: c.additional_claims().groups.clone(),
-        }
+            epoch: 0,
+            email_verified: c.email_verified() == Some(true),
+        })
     }
 }
 

@@ -18,7 +18,7 @@ use rand::Rng;
 use super::body::{BodyTooLarge, ClientBodyFailed, Inbound, RequestBodyIdle, Tracked};
 use super::compress;
 use super::errors::GatewayError;
-use super::headers;
+use super::headers::{self, VIA};
 use super::record::Record;
 use crate::gateway::routing::host;
 use crate::gateway::routing::matchers::{visible_ascii, HeaderSource};
@@ -207,6 +207,7 @@ pub async fn handle(
     for t in &route.request_transforms {
         t.apply(req.headers_mut());
     }
+    req.headers_mut().append(VIA.0, VIA.1);
     let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
     let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
@@ -257,7 +258,7 @@ pub async fn handle(
     // One deadline for connect, sending and the response headers (`send` + `read`).
     let deadline = timeouts.headers;
     let sent = Instant::now();
-    let exchange = cluster.send(&endpoint, upstream_req, upgrade.is_some());
+    let exchange = cluster.send(&gw.forbidden, &endpoint, upstream_req, upgrade.is_some());
     let mut resp = match tokio::time::timeout(deadline, exchange).await {
         Err(_) => {
             endpoint.observe_failure(sent.elapsed());

@@ -154,6 +154,15 @@ impl Forwarding {
     }
 }
 
+/// The `Via` field this proxy appends to every upstream request, after the route's header
+/// transforms so that no transform removes it. RFC 9110 §7.6.3 asks a gateway for it (the
+/// original sent none, contracts §7.12); Hermes's own listeners read it as "came through a
+/// proxy" and so never trust such a request as a local one.
+pub const VIA: (HeaderName, HeaderValue) = (
+    HeaderName::from_static("via"),
+    HeaderValue::from_static("1.1 hermes"),
+);
+
 /// Sets `X-Forwarded-For`, `-Proto`, `-Host` and `X-Real-IP` for the upstream.
 pub fn set_forwarding(
     headers: &mut HeaderMap,

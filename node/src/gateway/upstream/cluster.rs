@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 
 use super::balancer::{Algorithm, Balancer, Endpoint};
 use super::client::{self, BoxError, ClientKey, ProxyBody, UpstreamClient};
+use super::guard::ForbiddenUpstreams;
 use super::pool;
 use crate::gateway::config::types::{ClusterConfig, TimeoutConfig};
 
@@ -99,6 +100,7 @@ impl Cluster {
     /// connection of their own, which the upgrade then takes over.
     pub async fn send(
         &self,
+        guard: &ForbiddenUpstreams,
         endpoint: &Endpoint,
         mut req: Request<ProxyBody>,
         upgrade: bool,
@@ -128,6 +130,7 @@ impl Cluster {
             idle: &endpoint.idle,
             pool: &self.config.keepalive_pool,
             connect_timeout: self.timeouts.connect,
+            guard,
         };
         if upgrade {
             let resp = pool::send_upgrade(target, req)

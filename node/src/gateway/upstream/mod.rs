@@ -3,5 +3,6 @@
 pub mod balancer;
 pub mod client;
 pub mod cluster;
+pub mod guard;
 pub mod pool;
 pub mod raw;

@@ -29,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::client::{BoxError, ProxyBody};
+use super::guard::ForbiddenUpstreams;
 use super::raw::RawConn;
 use crate::gateway::config::types::KeepalivePoolConfig;
 
@@ -44,6 +45,8 @@ pub enum ExchangeError {
     },
     #[error("connecting to {node} timed out after {timeout:?}")]
     ConnectTimeout { node: String, timeout: Duration },
+    #[error("refusing to connect to {node}: it is one of this cluster's own control listeners")]
+    Forbidden { node: String },
     #[error("upstream HTTP/1.1 exchange failed: {0}")]
     Http(#[from] hyper::Error),
 }
@@ -85,6 +88,15 @@ pub(super) async fn connect(target: &Target<'_>) -> Result<TcpStream, ExchangeEr
 }
 
 fn finish_connect(target: &Target<'_>, stream: TcpStream) -> Result<TcpStream, ExchangeError> {
+    // The socket says where it really went, whatever name or address form led there.
+    if let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) {
+        if target.guard.forbids(local, peer) {
+            tracing::warn!(node = target.node, %peer, "refused an upstream that is a control listener of this cluster");
+            return Err(ExchangeError::Forbidden {
+                node: target.node.to_string(),
+            });
+        }
+    }
     let _ = stream.set_nodelay(true);
     if target.pool.idle_timeout > 0 {
         // As the original gateway's connector: TCP keepalive probes after `idle_timeout`, so a
@@ -306,6 +318,8 @@ pub struct Target<'a> {
     pub idle: &'a std::sync::Arc<IdleConns>,
     pub pool: &'a KeepalivePoolConfig,
     pub connect_timeout: Duration,
+    /// Where the proxy must not connect ([`super::guard`]).
+    pub guard: &'a ForbiddenUpstreams,
 }
 
 /// Sends `req` on an idle connection to the node, or a new one, and returns the response with
@@ -514,8 +528,12 @@ mod tests {
             idle,
             pool,
             connect_timeout: Duration::from_secs(1),
+            guard: &NO_GUARD,
         }
     }
+
+    static NO_GUARD: std::sync::LazyLock<ForbiddenUpstreams> =
+        std::sync::LazyLock::new(ForbiddenUpstreams::default);
 
     async fn fetch(
         port: u16,

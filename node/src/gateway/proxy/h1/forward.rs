@@ -26,7 +26,7 @@ use crate::gateway::proxy::handler::{
     canonical, chosen_host, count_override, passes_client_host, select_cluster, CLUSTER_MARKER,
     OVERRIDE_MARKER,
 };
-use crate::gateway::proxy::headers::{client_ip_from, ip_value, Forwarding};
+use crate::gateway::proxy::headers::{client_ip_from, ip_value, Forwarding, VIA};
 use crate::gateway::proxy::record::Record;
 use crate::gateway::routing::host;
 use crate::gateway::routing::matchers::visible_ascii;
@@ -377,6 +377,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
             upstream_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         }
     }
+    upstream_headers.append(VIA.0, VIA.1);
     record.upstream = endpoint.key.clone();
     let in_flight = InFlight::new(endpoint.clone());
 
@@ -412,6 +413,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         idle: &endpoint.idle,
         pool: &cluster.config.keepalive_pool,
         connect_timeout: timeouts.connect,
+        guard: &gw.forbidden,
     };
     // One deadline for connect, sending and the response headers (`send` + `read`).
     let deadline = timeouts.headers;

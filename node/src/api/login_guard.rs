@@ -1,0 +1,235 @@
+//! What stands between a password guesser and the built-in accounts:
+//! - password hashing and verifying run a few at a time ([`HASHING_AT_ONCE`]): each argon2id
+//!   run holds about 19 MiB, so 64 parallel sign-ins would otherwise take over a gigabyte;
+//! - failed sign-ins are counted per account and per client address, and after
+//!   [`FREE_FAILURES`] each further failure locks that key out for twice as long as the last
+//!   (1 s, 2 s, 4 s … up to [`MAX_LOCKOUT`]); a locked key is refused before any hashing;
+//! - an unknown account costs the same argon2id work as a known one, so timing does not tell
+//!   which accounts exist.
+//!
+//! The counts live in this node's memory: a guesser spreading attempts over every node gets
+//! the node count times as many tries, and a restart forgets them (`docs/security.md`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use hermes_control::auth::password;
+
+/// Password hashes computed at once on this node.
+pub const HASHING_AT_ONCE: usize = 2;
+/// How long a sign-in waits for its turn to hash before it is refused (503).
+const HASHING_WAIT: Duration = Duration::from_secs(10);
+/// Failures of one key allowed before lockouts start.
+pub const FREE_FAILURES: u32 = 5;
+/// The longest lockout.
+pub const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// Keys remembered at most; beyond it the quietest are forgotten first.
+const MAX_KEYS: usize = 65_536;
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    locked_until: Instant,
+    last: Instant,
+}
+
+/// Failed-attempt counts with exponential lockout, per key (an account or a client address).
+#[derive(Debug, Default)]
+pub struct Throttle {
+    keys: Mutex<HashMap<String, Failures>>,
+}
+
+impl Throttle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
+        // Poisoning means a panic while holding it; the counts stay usable.
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Err(wait)` while `key` is locked out.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        match self.lock().get(key) {
+            Some(f) if f.locked_until > now => Err(f.locked_until - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failure of `key`, locking it out once it has used its free failures.
+    pub fn failed(&self, key: &str) {
+        let now = Instant::now();
+        let mut keys = self.lock();
+        if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
+            forget_quietest(&mut keys, now);
+        }
+        let f = keys.entry(key.to_string()).or_insert(Failures {
+            count: 0,
+            locked_until: now,
+            last: now,
+        });
+        // A key quiet for longer than the longest lockout starts over.
+        if now.duration_since(f.last) > MAX_LOCKOUT {
+            f.count = 0;
+        }
+        f.count = f.count.saturating_add(1);
+        f.last = now;
+        if let Some(over) = f.count.checked_sub(FREE_FAILURES).filter(|o| *o > 0) {
+            let secs = 1u64 << (over - 1).min(20);
+            f.locked_until = now + Duration::from_secs(secs).min(MAX_LOCKOUT);
+        }
+    }
+
+    /// Forgets `key`'s failures (after a successful sign-in).
+    pub fn succeeded(&self, key: &str) {
+        self.lock().remove(key);
+    }
+}
+
+/// Makes room: drops keys no longer locked, then, if that freed nothing, the oldest tenth.
+fn forget_quietest(keys: &mut HashMap<String, Failures>, now: Instant) {
+    keys.retain(|_, f| f.locked_until > now);
+    if keys.len() < MAX_KEYS {
+        return;
+    }
+    let mut by_age: Vec<(Instant, String)> =
+        keys.iter().map(|(k, f)| (f.last, k.clone())).collect();
+    by_age.sort();
+    for (_, k) in by_age.into_iter().take(MAX_KEYS / 10) {
+        keys.remove(&k);
+    }
+}
+
+/// The shared guard of one node's admin API.
+#[derive(Debug)]
+pub struct LoginGuard {
+    hashing: Arc<Semaphore>,
+    pub accounts: Throttle,
+    pub clients: Throttle,
+    /// A hash of a random password, verified against for accounts that do not exist.
+    decoy: String,
+}
+
+/// Why a password operation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum HashingError {
+    #[error("the server is busy checking other passwords; try again shortly")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+impl LoginGuard {
+    /// Builds the guard; computes the decoy hash (blocking, tens of milliseconds).
+    pub fn new() -> Result<LoginGuard, HashingError> {
+        let decoy = password::hash(&password::generate())
+            .map_err(|e| HashingError::Failed(e.to_string()))?;
+        Ok(LoginGuard {
+            hashing: Arc::new(Semaphore::new(HASHING_AT_ONCE)),
+            accounts: Throttle::default(),
+            clients: Throttle::default(),
+            decoy,
+        })
+    }
+
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, HashingError> {
+        tokio::time::timeout(HASHING_WAIT, self.hashing.clone().acquire_owned())
+            .await
+            .map_err(|_| HashingError::Busy)?
+            .map_err(|_| HashingError::Busy)
+    }
+
+    /// Runs CPU-heavy password work on a blocking thread, at most [`HASHING_AT_ONCE`] at once.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashingError> {
+        let permit = self.permit().await?;
+        let out = tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| HashingError::Failed(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Whether `candidate` matches `stored`; with `None` (no such account, or no password)
+    /// the same work is done against the decoy and the answer is false.
+    pub async fn verify(
+        &self,
+        candidate: String,
+        stored: Option<String>,
+    ) -> Result<bool, HashingError> {
+        let (hash, real) = match stored.filter(|s| !s.is_empty()) {
+            Some(s) => (s, true),
+            None => (self.decoy.clone(), false),
+        };
+        let matched = self
+            .run(move || password::verify(&candidate, &hash))
+            .await?;
+        Ok(matched && real)
+    }
+
+    /// A new argon2id hash of `pw`.
+    pub async fn hash(&self, pw: String) -> Result<String, HashingError> {
+        self.run(move || password::hash(&pw))
+            .await?
+            .map_err(|e| HashingError::Failed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn lockouts_start_after_the_free_failures_and_double() {
+        let t = Throttle::default();
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(t.check("a"), Ok(()));
+            t.failed("a");
+        }
+        assert_eq!(t.check("a"), Ok(()));
+        t.failed("a");
+        assert_eq!(t.check("a"), Err(Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(t.check("a"), Ok(()));
+        t.failed("a");
+        assert_eq!(t.check("a"), Err(Duration::from_secs(2)));
+        // Other keys are untouched; success forgets.
+        assert_eq!(t.check("b"), Ok(()));
+        t.succeeded("a");
+        assert_eq!(t.check("a"), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lockouts_are_capped_and_forgotten_after_quiet() {
+        let t = Throttle::default();
+        for _ in 0..(FREE_FAILURES + 40) {
+            t.failed("a");
+        }
+        assert_eq!(t.check("a"), Err(MAX_LOCKOUT));
+        tokio::time::advance(MAX_LOCKOUT + Duration::from_secs(1)).await;
+        assert_eq!(t.check("a"), Ok(()));
+        // Quiet longer than the longest lockout: the count starts over.
+        t.failed("a");
+        assert_eq!(t.check("a"), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_account_never_verifies_but_costs_the_same() {
+        let g = LoginGuard::new().unwrap();
+        let stored = password::hash("right horse").unwrap();
+        assert!(g
+            .verify("right horse".into(), Some(stored.clone()))
+            .await
+            .unwrap());
+        assert!(!g.verify("wrong".into(), Some(stored)).await.unwrap());
+        assert!(!g.verify("anything".into(), None).await.unwrap());
+        assert!(!g.verify(String::new(), Some(String::new())).await.unwrap());
+    }
+}
