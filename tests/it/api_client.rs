@@ -168,8 +168,17 @@ impl Api {
     /// Signs in as the initial admin (`admin@hermes.local`) of the node whose data directory
     /// is `data_dir`, with the password the node wrote there.
     pub fn initial_admin(&self, data_dir: &std::path::Path) -> Api {
-        let password = std::fs::read_to_string(data_dir.join("initial-admin-password"))
-            .expect("the initial admin's password file");
+        // The node creates the admin once its store takes writes, just after it is ready.
+        let file = data_dir.join("initial-admin-password");
+        let password = crate::harness::wait_for(
+            "the initial admin's password file",
+            std::time::Duration::from_secs(10),
+            || {
+                std::fs::read_to_string(&file)
+                    .ok()
+                    .filter(|p| !p.trim().is_empty())
+            },
+        );
         self.sign_in("admin@hermes.local", password.trim())
     }
 }

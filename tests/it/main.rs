@@ -8,6 +8,7 @@ mod harness;
 mod upstream;
 
 mod api_client;
+mod authorization;
 mod bad_input;
 mod control_api;
 mod control_bad_input;

@@ -1,0 +1,511 @@
+//! The control plane from the attacker's side: a namespace editor trying every step that once
+//! led to full admin, first-time setup that must happen once, the last admin, revoked
+//! sessions, password guessing, and configuration that must not reach anonymous eyes. Every
+//! attempt must end in a refusal.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::api_client::{Api, Auth};
+use crate::harness::*;
+
+const EDITOR_SCOPES: &[&str] = &[
+    "config:read",
+    "config:write",
+    "status:read",
+    "credential:read",
+    "credential:write",
+    "member:read",
+    "member:write",
+    "audit:read",
+    "namespace:read",
+];
+
+/// Creates a built-in user and, when `role` is given, makes it a member of `ns`.
+fn user(root: &Api, email: &str, ns: &str, role: Option<&str>) -> String {
+    let (s, b) = root.post(
+        "/api/v1/users",
+        &json!({"email": email, "password": "secret-123"}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let sub = format!("builtin:{email}");
+    if let Some(role) = role {
+        let (s, b) = root
+            .in_ns(ns)
+            .post("/api/v1/members", &json!({"user_sub": sub, "role": role}));
+        assert_eq!(s, 200, "{b}");
+    }
+    sub
+}
+
+fn refused(what: &str, (s, b): (u16, Value)) {
+    assert!(s == 401 || s == 403, "{what} was not refused: {s} {b}");
+}
+
+/// A route on the proxy of `node` for `host` to one upstream node at 127.0.0.1:`port` whose
+/// requests lose every forwarding header a transform can remove.
+fn sneak_route(editor: &Api, name: &str, host: &str, port: u16) {
+    let cluster =
+        json!({"name": name, "nodes": [{"host": "localhost", "port": port, "weight": 1}]});
+    let (s, b) = editor.post("/api/v1/clusters", &cluster);
+    assert_eq!(s, 201, "{b}");
+    let strip: Vec<Value> = ["via", "x-forwarded-for", "x-real-ip", "forwarded"]
+        .iter()
+        .map(|h| json!({"name": h, "action": "remove"}))
+        .collect();
+    let domain = json!({"name": name, "hosts": [host], "routes": [{
+        "name": "all", "uri": "/*", "status": 1,
+        "clusters": [{"name": name, "weight": 100}],
+        "request_header_transforms": strip,
+    }]});
+    let (s, b) = editor.post("/api/v1/domains", &domain);
+    assert_eq!(s, 201, "{b}");
+}
+
+#[test]
+fn a_namespace_editor_cannot_climb_to_admin() {
+    let c = Cluster::start_with(
+        1,
+        &[
+            "--initial-admin",
+            "admin@hermes.local",
+            "--namespace",
+            "team",
+        ],
+    );
+    let node = c.node(1);
+    let anon = Api::anonymous(&node.admin());
+    let root = anon.initial_admin(&node.data_dir);
+    assert_eq!(
+        root.post("/api/v1/namespaces", &json!({"name": "team"})).0,
+        201
+    );
+    let eve_sub = user(&root, "eve@example.test", "team", Some("editor"));
+    let olga_sub = user(&root, "olga@example.test", "team", Some("owner"));
+    let owner_key = root.in_ns("team").credential(&[
+        "config:read",
+        "config:write",
+        "config:watch",
+        "status:write",
+        "namespace:write",
+    ]);
+    let Auth::Hmac {
+        access_key: owner_ak,
+        ..
+    } = owner_key.auth.clone()
+    else {
+        unreachable!()
+    };
+    let eve = anon.sign_in("eve@example.test", "secret-123");
+    let e = eve.in_ns("team");
+
+    // Roles above her own, for herself or others, and demoting or removing an owner.
+    refused(
+        "eve makes herself owner",
+        e.post(
+            "/api/v1/members",
+            &json!({"user_sub": eve_sub, "role": "owner"}),
+        ),
+    );
+    refused(
+        "eve demotes the owner",
+        e.post(
+            "/api/v1/members",
+            &json!({"user_sub": olga_sub, "role": "viewer"}),
+        ),
+    );
+    refused(
+        "eve removes the owner",
+        e.delete(&format!("/api/v1/members/{olga_sub}")),
+    );
+    refused(
+        "eve binds a group to owner",
+        e.post(
+            "/api/v1/group-bindings",
+            &json!({"group": "everyone", "role": "owner"}),
+        ),
+    );
+    // Credentials with scopes she lacks, or for all namespaces.
+    for scopes in [
+        json!(["namespace:write"]),
+        json!(["admin:users"]),
+        json!(["config:watch"]),
+    ] {
+        refused(
+            &format!("eve mints {scopes}"),
+            e.post("/api/v1/credentials", &json!({"scopes": scopes})),
+        );
+    }
+    refused(
+        "eve mints an all-namespaces credential",
+        e.post(
+            "/api/v1/credentials",
+            &json!({"scopes": ["config:read"], "all_namespaces": true}),
+        ),
+    );
+    // Disabling, editing or deleting the owner's credential.
+    let (_, list) = e.get("/api/v1/credentials");
+    let owner_id = list["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["access_key"] == owner_ak.as_str())
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    for (what, answer) in [
+        (
+            "disable",
+            e.put(
+                &format!("/api/v1/credentials/{owner_id}"),
+                &json!({"enabled": false}),
+            ),
+        ),
+        (
+            "rescope",
+            e.put(
+                &format!("/api/v1/credentials/{owner_id}"),
+                &json!({"scopes": ["config:read"]}),
+            ),
+        ),
+        (
+            "delete",
+            e.delete(&format!("/api/v1/credentials/{owner_id}")),
+        ),
+    ] {
+        refused(
+            &format!("eve tries to {what} the owner's credential"),
+            answer,
+        );
+    }
+    assert_eq!(owner_key.in_ns("team").get("/api/v1/domains").0, 200);
+    // What she may mint acts in her namespace only.
+    let minted = e.credential(EDITOR_SCOPES);
+    assert_eq!(minted.in_ns("team").get("/api/v1/domains").0, 200);
+    refused(
+        "her credential in default",
+        minted.in_ns("default").get("/api/v1/domains"),
+    );
+    refused(
+        "her credential in default",
+        minted.in_ns("default").get("/api/v1/credentials"),
+    );
+    refused(
+        "her credential creates a namespace",
+        minted.post("/api/v1/namespaces", &json!({"name": "mine"})),
+    );
+
+    // The proxy as a way in: routes to the node's own control listeners, stripped of every
+    // forwarding header a transform can remove.
+    sneak_route(&e, "admin", "admin.sneak", node.admin_port);
+    sneak_route(&e, "peer", "peer.sneak", node.peer_port);
+    sneak_route(&e, "etcd", "etcd.sneak", node.etcd_port);
+    wait_for("the sneak routes", Duration::from_secs(10), || {
+        (node.proxy_get("etcd.sneak", "/").status != 404).then_some(())
+    });
+    let through = |host: &str, method: &str, path: &str| {
+        proxy_request(
+            &node.proxy(),
+            method,
+            host,
+            path,
+            &[("content-type", "application/json")],
+        )
+    };
+    for (host, method, path) in [
+        ("admin.sneak", "GET", "/api/v1/users"),
+        ("admin.sneak", "POST", "/api/v1/credentials"),
+        ("admin.sneak", "POST", "/api/v1/cluster/members"),
+        ("peer.sneak", "POST", "/peer/write"),
+        ("etcd.sneak", "POST", "/v3/kv/range"),
+    ] {
+        let answer = through(host, method, path);
+        assert_eq!(answer.status, 502, "{host}{path} reached: {}", answer.body);
+    }
+    assert!(node
+        .log()
+        .contains("refused an upstream that is a control listener"));
+
+    // Deleting every credential does not reopen first-time setup.
+    for c in root.in_ns("team").get("/api/v1/credentials").1["credentials"]
+        .as_array()
+        .unwrap()
+    {
+        let id = c["id"].as_i64().unwrap();
+        assert_eq!(
+            root.in_ns("team")
+                .delete(&format!("/api/v1/credentials/{id}"))
+                .0,
+            200
+        );
+    }
+    refused(
+        "anonymous after every credential is gone",
+        anon.get("/api/v1/users"),
+    );
+    refused(
+        "anonymous after every credential is gone",
+        anon.post("/api/v1/credentials", &json!({"scopes": ["admin:users"]})),
+    );
+    // And at the end of it all, she is still an editor.
+    refused("eve lists users", eve.get("/api/v1/users"));
+    refused(
+        "eve makes herself admin",
+        eve.put(
+            &format!("/api/v1/users/{eve_sub}/admin"),
+            &json!({"is_admin": true}),
+        ),
+    );
+    let (_, who) = e.get("/api/v1/whoami");
+    assert_eq!(
+        (who["role"].as_str(), who["is_admin"].as_bool()),
+        (Some("editor"), Some(false))
+    );
+}
+
+#[test]
+fn first_time_setup_happens_once_for_local_json_callers_only() {
+    let c = Cluster::start(1);
+    let node = c.node(1);
+    let base = node.admin();
+    let anon = Api::anonymous(&base);
+    let raw = |method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>| {
+        let mut req = agent().request(method, &format!("{base}{path}"));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let r = match body {
+            Some(b) => req.send_string(b),
+            None => req.call(),
+        };
+        match r {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(s, _)) => s,
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    };
+    // DNS rebinding: the browser names the attacker's host.
+    assert_eq!(
+        raw(
+            "GET",
+            "/api/v1/users",
+            &[("host", "evil.example:9080")],
+            None
+        ),
+        403
+    );
+    // A cross-site form post.
+    let form = [("content-type", "text/plain")];
+    assert_eq!(raw("POST", "/api/v1/credentials", &form, Some("{}")), 415);
+    // Through a proxy (any forwarding mark): not a local client.
+    for mark in ["via", "x-forwarded-for", "forwarded", "x-real-ip"] {
+        assert_eq!(
+            raw("GET", "/api/v1/users", &[(mark, "1.1 proxy")], None),
+            401,
+            "{mark}"
+        );
+    }
+    let member = json!({"id": 9, "peer_url": "http://127.0.0.1:1"}).to_string();
+    let json_via = [("content-type", "application/json"), ("via", "1.1 proxy")];
+    assert_eq!(
+        raw("POST", "/api/v1/cluster/members", &json_via, Some(&member)),
+        401
+    );
+    // The real thing, once.
+    assert_eq!(anon.get("/api/v1/users").0, 200);
+    let admin = anon.admin_credential();
+    refused(
+        "anonymous after the first credential",
+        anon.get("/api/v1/users"),
+    );
+    // The credential deletes itself: setup stays closed.
+    let (_, list) = admin.get("/api/v1/credentials");
+    let id = list["credentials"][0]["id"].as_i64().unwrap();
+    assert_eq!(admin.delete(&format!("/api/v1/credentials/{id}")).0, 200);
+    refused(
+        "anonymous after the last credential went",
+        anon.get("/api/v1/users"),
+    );
+    refused(
+        "anonymous minting after the last credential went",
+        anon.post("/api/v1/credentials", &json!({"scopes": ["admin:users"]})),
+    );
+}
+
+#[test]
+fn admins_emails_and_sessions() {
+    let c = Cluster::start_with(1, &["--initial-admin", "admin@hermes.local"]);
+    let node = c.node(1);
+    let anon = Api::anonymous(&node.admin());
+    let root = anon.initial_admin(&node.data_dir);
+    let root_sub = "builtin:admin@hermes.local";
+
+    // The last admin can be neither demoted nor deleted.
+    let (s, b) = root.put(
+        &format!("/api/v1/users/{root_sub}/admin"),
+        &json!({"is_admin": false}),
+    );
+    assert_eq!(s, 409, "{b}");
+    let (s, b) = root.put(
+        &format!("/api/v1/users/{root_sub}"),
+        &json!({"is_admin": false}),
+    );
+    assert_eq!(s, 409, "{b}");
+    let second = user(&root, "second@example.test", "default", None);
+    assert_eq!(
+        root.put(
+            &format!("/api/v1/users/{second}/admin"),
+            &json!({"is_admin": true})
+        )
+        .0,
+        200
+    );
+    let two = anon.sign_in("second@example.test", "secret-123");
+    assert_eq!(two.delete(&format!("/api/v1/users/{root_sub}")).0, 200);
+    let (s, b) = two.put(
+        &format!("/api/v1/users/{second}/admin"),
+        &json!({"is_admin": false}),
+    );
+    assert_eq!(s, 409, "now the last admin: {b}");
+
+    // E-mails are unique.
+    let third = user(&two, "third@example.test", "default", None);
+    let (s, b) = two.put(
+        &format!("/api/v1/users/{third}"),
+        &json!({"email": "second@example.test"}),
+    );
+    assert_eq!(s, 409, "{b}");
+
+    // Sessions end with a password change (all of them), a reset, and a rotation without grace.
+    let t1 = anon.sign_in("third@example.test", "secret-123");
+    let t2 = anon.sign_in("third@example.test", "secret-123");
+    assert_eq!(t1.get("/api/v1/whoami").0, 200);
+    let (s, b) = t1.post(
+        "/api/auth/change-password",
+        &json!({"old_password": "secret-123", "new_password": "secret-456"}),
+    );
+    assert_eq!(s, 200, "{b}");
+    for t in [&t1, &t2] {
+        let (s, b) = t.get("/api/v1/whoami");
+        assert_eq!(s, 401, "{b}");
+        assert!(b["error"].as_str().unwrap().contains("revoked"), "{b}");
+    }
+    let t3 = anon.sign_in("third@example.test", "secret-456");
+    assert_eq!(t3.get("/api/v1/whoami").0, 200);
+    assert_eq!(
+        two.put(
+            &format!("/api/v1/users/{third}/reset-password"),
+            &json!({"new_password": "secret-789"})
+        )
+        .0,
+        200
+    );
+    assert_eq!(t3.get("/api/v1/whoami").0, 401);
+    let t4 = anon.sign_in("third@example.test", "secret-789");
+    assert_eq!(two.post("/api/auth/rotate-key?grace=x", &json!({})).0, 400);
+    assert_eq!(
+        two.post("/api/auth/rotate-key?grace=90000", &json!({})).0,
+        400
+    );
+    let (s, b) = two.post("/api/auth/rotate-key?grace=0", &json!({}));
+    assert_eq!((s, b["grace_period"].as_str()), (200, Some("0s")), "{b}");
+    assert_eq!(t4.get("/api/v1/whoami").0, 401, "revoked with the old key");
+    assert_eq!(
+        two.get("/api/v1/whoami").0,
+        401,
+        "the rotating admin's own token too"
+    );
+    let fresh = anon.sign_in("third@example.test", "secret-789");
+    assert_eq!(fresh.get("/api/v1/whoami").0, 200);
+}
+
+#[test]
+fn password_guessing_is_throttled_and_bounded() {
+    let c = Cluster::start_with(1, &["--initial-admin", "admin@hermes.local"]);
+    let node = c.node(1);
+    let anon = Api::anonymous(&node.admin());
+    let login = |email: &str, pw: &str| {
+        anon.post("/api/auth/login", &json!({"email": email, "password": pw}))
+    };
+    // 64 guesses at once: hashing runs a few at a time, so memory stays bounded.
+    let before = node.rss_kib();
+    let guesses: Vec<_> = (0..64)
+        .map(|i| {
+            let anon = anon.clone();
+            std::thread::spawn(move || {
+                anon.post(
+                    "/api/auth/login",
+                    &json!({"email": format!("nobody{i}@example.test"), "password": "guess"}),
+                )
+                .0
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = guesses.into_iter().map(|g| g.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    let peak = std::fs::read_to_string(format!("/proc/{}/status", node.pid().unwrap()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap();
+    assert!(
+        peak < 300 * 1024,
+        "peak RSS {peak} KiB (before the guesses {before} KiB)"
+    );
+
+    // This client is locked out now (it failed far more than five times).
+    let (s, b) = login("admin@hermes.local", "wrong");
+    assert_eq!(s, 429, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("try again"), "{b}");
+    // The right password is no way around a lockout.
+    let pw = std::fs::read_to_string(node.data_dir.join("initial-admin-password")).unwrap();
+    assert_eq!(login("admin@hermes.local", pw.trim()).0, 429);
+}
+
+#[test]
+fn gateway_views_need_config_read_and_hide_secrets_from_readers() {
+    let c = Cluster::start_with(1, &["--initial-admin", "admin@hermes.local"]);
+    let node = c.node(1);
+    let anon = Api::anonymous(&node.admin());
+    let root = anon.initial_admin(&node.data_dir);
+    let cluster = json!({"name": "c", "nodes": [{"host": "127.0.0.1", "port": 9, "weight": 1}]});
+    assert_eq!(root.post("/api/v1/clusters", &cluster).0, 201);
+    let domain = json!({"name": "d", "hosts": ["d.test"], "routes": [{
+        "name": "r", "uri": "/", "status": 1, "clusters": [{"name": "c", "weight": 100}],
+        "request_header_transforms": [{"name": "authorization", "value": "Bearer upstream-s3cret", "action": "set"}],
+    }]});
+    assert_eq!(root.post("/api/v1/domains", &domain).0, 201);
+    wait_for("the route", Duration::from_secs(10), || {
+        (node.proxy_get("d.test", "/").status != 404).then_some(())
+    });
+    for path in ["/api/v1/gateway/routes", "/api/v1/gateway/domains"] {
+        refused(path, anon.get(path));
+    }
+    user(&root, "viewer@example.test", "default", Some("viewer"));
+    let viewer = anon.sign_in("viewer@example.test", "secret-123");
+    for path in [
+        "/api/v1/gateway/domains",
+        "/api/v1/domains",
+        "/api/v1/domains/d",
+        "/api/v1/domains/d/history",
+        "/api/v1/domains/d/history/1",
+        "/api/v1/config",
+    ] {
+        let (s, b) = viewer.get(path);
+        assert_eq!(s, 200, "{path}: {b}");
+        let text = b.to_string();
+        assert!(!text.contains("upstream-s3cret"), "{path} leaks: {text}");
+        assert!(text.contains("<redacted>"), "{path}: {text}");
+    }
+    assert_eq!(viewer.get("/api/v1/gateway/routes").0, 200);
+    let (_, b) = root.get("/api/v1/domains/d");
+    assert!(
+        b.to_string().contains("upstream-s3cret"),
+        "writers see values"
+    );
+}
