@@ -202,6 +202,11 @@ pub async fn run(
                     .map_err(|e| RunError::Task(e.to_string()))?
                     .map_err(|e| RunError::Config(e.to_string()))?,
             ),
+            hmac_max_skew: config.api.hmac_max_skew_secs,
+            hmac_seen: Arc::new(hermes_raft::replay::ReplayCache::new(
+                config.api.hmac_max_skew_secs,
+                1 << 20,
+            )),
         },
     };
     servers.spawn(admin::serve(

@@ -20,6 +20,7 @@ pub mod peer_client;
 pub mod peer_proto;
 pub mod peer_server;
 pub mod proxied;
+pub mod replay;
 
 pub use config::RaftConfig;
 pub use error::{MembershipError, ReadError, WriteError};

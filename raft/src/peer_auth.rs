@@ -14,8 +14,7 @@
 //! Without a configured secret (a cluster confined to loopback) requests are neither signed
 //! nor checked.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
@@ -31,10 +30,18 @@ pub const MAX_SKEW_SECS: u64 = 30;
 /// cluster sends a few thousand requests a second at most: this is minutes of headroom.
 const MAX_NONCES: usize = 1 << 20;
 
-#[derive(Clone, Default)]
+use crate::replay::{ReplayCache, ReplayError};
+
+#[derive(Clone)]
 pub struct PeerAuth {
     secret: Option<Arc<[u8]>>,
-    seen: Arc<ReplayCache>,
+    seen: Arc<ReplayCache<[u8; 16]>>,
+}
+
+impl Default for PeerAuth {
+    fn default() -> Self {
+        PeerAuth::new(None)
+    }
 }
 
 impl std::fmt::Debug for PeerAuth {
@@ -56,10 +63,8 @@ pub enum PeerAuthError {
     Expired,
     #[error("peer request signature does not match (wrong cluster secret?)")]
     BadSignature,
-    #[error("peer request was already received once (a replay)")]
-    Replayed,
-    #[error("too many peer requests to remember; try again shortly")]
-    Saturated,
+    #[error("peer request: {0}")]
+    Replay(#[from] ReplayError),
 }
 
 /// A checked header, waiting for its body.
@@ -68,39 +73,6 @@ pub struct Signed {
     ts: u64,
     nonce: [u8; 16],
     mac: Vec<u8>,
-}
-
-/// Nonces seen, by the second they were signed in.
-#[derive(Debug, Default)]
-struct ReplayCache {
-    inner: Mutex<ReplayInner>,
-}
-
-#[derive(Debug, Default)]
-struct ReplayInner {
-    by_second: BTreeMap<u64, HashSet<[u8; 16]>>,
-    len: usize,
-}
-
-impl ReplayCache {
-    /// Records `nonce` signed at `ts`; false when it was seen before.
-    fn first_time(&self, ts: u64, nonce: [u8; 16], now: u64) -> Result<bool, PeerAuthError> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget seconds no valid request can be signed in any more.
-        let oldest = now.saturating_sub(MAX_SKEW_SECS);
-        let keep = inner.by_second.split_off(&oldest);
-        let dropped: usize = inner.by_second.values().map(HashSet::len).sum();
-        inner.by_second = keep;
-        inner.len -= dropped;
-        if inner.len >= MAX_NONCES {
-            return Err(PeerAuthError::Saturated);
-        }
-        let fresh = inner.by_second.entry(ts).or_default().insert(nonce);
-        if fresh {
-            inner.len += 1;
-        }
-        Ok(fresh)
-    }
 }
 
 fn now_secs() -> u64 {
@@ -113,7 +85,8 @@ impl PeerAuth {
     pub fn new(secret: Option<Vec<u8>>) -> Self {
         PeerAuth {
             secret: secret.map(Arc::from),
-            seen: Arc::default(),
+            // A nonce signed more than the skew ago can no longer pass `check_header`.
+            seen: Arc::new(ReplayCache::new(MAX_SKEW_SECS, MAX_NONCES)),
         }
     }
 
@@ -189,10 +162,7 @@ impl PeerAuth {
         if !bool::from(expected.ct_eq(&signed.mac)) {
             return Err(PeerAuthError::BadSignature);
         }
-        if !self.seen.first_time(signed.ts, signed.nonce, now_secs())? {
-            return Err(PeerAuthError::Replayed);
-        }
-        Ok(())
+        Ok(self.seen.first_time(signed.nonce, signed.ts, now_secs())?)
     }
 
     /// Both steps at once, for callers that have the body anyway.
@@ -262,7 +232,7 @@ mod tests {
         );
         assert_eq!(
             auth.verify("POST", "/peer/write", Some(&header), b"cmd"),
-            Err(PeerAuthError::Replayed)
+            Err(PeerAuthError::Replay(ReplayError::Replayed))
         );
         // A fresh signature of the same request is fine.
         let again = auth.sign("POST", "/peer/write", b"cmd").unwrap();
@@ -283,19 +253,6 @@ mod tests {
             auth.check_header(Some(&header)),
             Err(PeerAuthError::Expired)
         );
-    }
-
-    #[test]
-    fn the_replay_cache_forgets_what_expired() {
-        let cache = ReplayCache::default();
-        assert_eq!(cache.first_time(100, [1; 16], 100), Ok(true));
-        assert_eq!(cache.first_time(100, [1; 16], 110), Ok(false));
-        assert_eq!(cache.first_time(101, [2; 16], 110), Ok(true));
-        // Seconds older than the window are gone.
-        assert_eq!(cache.first_time(140, [3; 16], 140), Ok(true));
-        let inner = cache.inner.lock().unwrap();
-        assert_eq!(inner.len, 1);
-        assert_eq!(inner.by_second.keys().collect::<Vec<_>>(), vec![&140]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A small client of the control-plane REST API for the process tests: anonymous, HMAC-signed
-//! (with the original's scheme, from `hermes_compat::hmac`) or with a bearer token.
+//! (v2 with a fresh nonce per request, or the original's v1 scheme, from `hermes_compat::hmac`)
+//! or with a bearer token.
 
 use serde_json::Value;
 
@@ -23,7 +24,13 @@ pub const ALL_SCOPES: [&str; 13] = [
 #[derive(Debug, Clone)]
 pub enum Auth {
     None,
+    /// HMAC v2: query, namespace and a nonce signed too.
     Hmac {
+        access_key: String,
+        secret_key: String,
+    },
+    /// The original's HMAC scheme, as existing controllers send it.
+    HmacV1 {
         access_key: String,
         secret_key: String,
     },
@@ -35,6 +42,19 @@ pub struct Api {
     pub base: String,
     pub auth: Auth,
     pub namespace: Option<String>,
+}
+
+/// A nonce that differs per request (time and a counter; uniqueness is all it needs).
+fn rand_nonce() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    (nanos << 32)
+        ^ u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
+        ^ u128::from(std::process::id())
 }
 
 pub fn now() -> i64 {
@@ -77,11 +97,30 @@ impl Api {
         if let Some(ns) = &self.namespace {
             req = req.set("X-Hermes-Namespace", ns);
         }
-        let sign_path = path.split('?').next().unwrap();
+        let (sign_path, query) = path.split_once('?').unwrap_or((path, ""));
         match &self.auth {
             Auth::None => {}
             Auth::Bearer(t) => req = req.set("Authorization", &format!("Bearer {t}")),
             Auth::Hmac {
+                access_key,
+                secret_key,
+            } => {
+                let nonce = format!("{:032x}", rand_nonce());
+                let signed = hermes_compat::hmac::Signed {
+                    method,
+                    path: sign_path,
+                    query,
+                    namespace: self.namespace.as_deref().unwrap_or(""),
+                    nonce: &nonce,
+                };
+                for (k, v) in hermes_compat::hmac::client_headers_v2(
+                    access_key, secret_key, &signed, at, bytes,
+                ) {
+                    req = req.set(k, &v);
+                }
+                req = req.set("X-Hermes-Nonce", &nonce);
+            }
+            Auth::HmacV1 {
                 access_key,
                 secret_key,
             } => {

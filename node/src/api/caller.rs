@@ -299,7 +299,7 @@ pub async fn authenticate(
     match identify(
         &state,
         &parts.method,
-        parts.uri.path(),
+        &parts.uri,
         &parts.headers,
         &body,
         peer,
@@ -329,7 +329,7 @@ pub struct AuthFailure(pub ApiError);
 async fn identify(
     state: &ApiState,
     method: &axum::http::Method,
-    path: &str,
+    uri: &axum::http::Uri,
     headers: &HeaderMap,
     body: &Bytes,
     peer: SocketAddr,
@@ -349,7 +349,7 @@ async fn identify(
         return bearer(state, rest.trim()).await.map(Some);
     }
     if let Some(rest) = auth.strip_prefix(hmac::SCHEME_PREFIX) {
-        return signed(state, method, path, headers, body, rest)
+        return signed(state, method, uri, headers, body, rest)
             .await
             .map(Some);
     }
@@ -384,7 +384,7 @@ async fn bearer(state: &ApiState, token: &str) -> Result<Identity, ApiError> {
 async fn signed(
     state: &ApiState,
     method: &axum::http::Method,
-    path: &str,
+    uri: &axum::http::Uri,
     headers: &HeaderMap,
     body: &Bytes,
     rest: &str,
@@ -401,18 +401,36 @@ async fn signed(
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     // The original signs the decoded path (Go's URL.Path).
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    hmac::verify(
+    let decoded = percent_encoding::percent_decode_str(uri.path()).decode_utf8_lossy();
+    let request = hmac::Signed {
+        method: method.as_str(),
+        path: &decoded,
+        query: uri.query().unwrap_or(""),
+        namespace: header("x-hermes-namespace").unwrap_or(""),
+        nonce: header("x-hermes-nonce").unwrap_or(""),
+    };
+    let now = unix_now();
+    let signed_at = hmac::verify(
         &credential.secret_key,
         &auth,
-        method.as_str(),
-        &decoded,
+        &request,
         header("x-hermes-timestamp"),
         header("x-hermes-body-sha256"),
         body,
-        unix_now(),
+        now,
+        state.hmac_max_skew,
     )
     .map_err(unauthorized)?;
+    if hmac::replay_checked(&auth, method.as_str()) {
+        state
+            .hmac_seen
+            .first_time(
+                format!("{}:{}", auth.access_key, auth.signature),
+                signed_at.max(0) as u64,
+                now.max(0) as u64,
+            )
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    }
     Ok(Identity::Credential(credential))
 }
 

@@ -43,6 +43,10 @@ pub struct ApiState {
     pub cors_origins: Vec<String>,
     /// Sign-in throttling and bounded password hashing.
     pub guard: Arc<login_guard::LoginGuard>,
+    /// How far an HMAC signature's timestamp may be from this node's clock, in seconds.
+    pub hmac_max_skew: u64,
+    /// HMAC signatures seen within that window (see `hermes_compat::hmac`).
+    pub hmac_seen: Arc<hermes_raft::replay::ReplayCache<String>>,
 }
 
 /// The request's namespace (§3.1 NS): header `X-Hermes-Namespace`, else `?namespace=`, else

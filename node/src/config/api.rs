@@ -3,8 +3,8 @@
 
 use super::{invalid, ConfigError, Secret, Sources};
 use super::{
-    AUTH_MODE, CORS_ORIGINS, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_CLIENT_SECRET_FILE,
-    OIDC_INITIAL_ADMINS, OIDC_ISSUER, OIDC_REDIRECT_URL, RESOURCE_HISTORY,
+    AUTH_MODE, CORS_ORIGINS, HMAC_MAX_SKEW_SECS, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET,
+    OIDC_CLIENT_SECRET_FILE, OIDC_INITIAL_ADMINS, OIDC_ISSUER, OIDC_REDIRECT_URL, RESOURCE_HISTORY,
 };
 
 /// How interactive users sign in (contracts/hermes.md §4.3, §4.4). Unlike the original there
@@ -38,6 +38,10 @@ pub struct ApiSettings {
     pub cors_origins: Vec<String>,
     /// Versions of each domain and cluster kept in its history.
     pub resource_history: usize,
+    /// How far an HMAC-signed request's timestamp may be from this node's clock, in seconds
+    /// (default 60; the original allowed 300). Signatures are remembered this long, so a
+    /// captured request cannot be replayed to this node.
+    pub hmac_max_skew_secs: u64,
 }
 
 impl Sources<'_> {
@@ -53,6 +57,12 @@ impl Sources<'_> {
         Ok(ApiSettings {
             auth,
             cors_origins: self.get(CORS_ORIGINS, "", parse_origins)?,
+            hmac_max_skew_secs: self.get(HMAC_MAX_SKEW_SECS, "60", |v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| (5..=300).contains(n))
+                    .ok_or_else(|| "expected seconds from 5 to 300".to_string())
+            })?,
             resource_history: self.get(RESOURCE_HISTORY, "50", |v| {
                 v.parse::<usize>()
                     .ok()

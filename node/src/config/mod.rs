@@ -60,6 +60,7 @@ settings! {
     AUTH_MODE = "api"."auth_mode", "--auth-mode";
     CORS_ORIGINS = "api"."cors_origins", "--cors-origins";
     RESOURCE_HISTORY = "api"."resource_history", "--resource-history";
+    HMAC_MAX_SKEW_SECS = "api"."hmac_max_skew_secs", "--hmac-max-skew-secs";
     OIDC_ISSUER = "oidc"."issuer", "--oidc-issuer";
     OIDC_CLIENT_ID = "oidc"."client_id", "--oidc-client-id";
     OIDC_CLIENT_SECRET = "oidc"."client_secret", "--oidc-client-secret";
