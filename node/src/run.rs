@@ -103,7 +103,33 @@ pub async fn run(
         "store opened"
     );
 
-    // 2. Every listener, before anything is served.
+    // 2. Every listener, before anything is served, each with its share of the descriptors.
+    let budget = crate::fd_budget::plan(
+        crate::fd_budget::raise_limit(),
+        config.max_connections,
+        config.etcd_listen.is_some(),
+    );
+    if budget.proxy < config.max_connections {
+        tracing::warn!(
+            fd_limit = budget.limit,
+            proxy = budget.proxy,
+            admin = budget.admin,
+            etcd = budget.etcd,
+            peer = budget.peer,
+            configured_proxy = config.max_connections,
+            "the file-descriptor limit cannot hold every listener's connections; each gets a \
+             proportional share (raise it with `ulimit -n` or systemd's LimitNOFILE)"
+        );
+    } else {
+        tracing::info!(
+            fd_limit = budget.limit,
+            proxy = budget.proxy,
+            admin = budget.admin,
+            etcd = budget.etcd,
+            peer = budget.peer,
+            "connection limits"
+        );
+    }
     let proxy_listener = bind(PROXY_LISTEN, config.proxy_listen).await?;
     let peer_listener = bind(PEER_LISTEN, config.peer_listen).await?;
     let admin_listener = bind(ADMIN_LISTEN, config.admin_listen).await?;
@@ -167,13 +193,14 @@ pub async fn run(
     servers.spawn(crate::gateway::proxy::server::serve(
         proxy_listener,
         gateway.clone(),
-        config.max_connections,
+        budget.proxy,
         stop_rx.clone(),
         config.shutdown_grace,
     ));
     servers.spawn(peer_server::serve(
         peer_listener,
         node.clone(),
+        budget.peer,
         stopped(stop_rx.clone()),
     ));
     let control: Arc<dyn hermes_control::store::ControlStore> = Arc::new(
@@ -212,6 +239,7 @@ pub async fn run(
     servers.spawn(admin::serve(
         admin_listener,
         admin_state.clone(),
+        budget.admin,
         stopped(stop_rx.clone()),
     ));
     if let Some(listener) = etcd_listener {
@@ -222,6 +250,7 @@ pub async fn run(
         servers.spawn(hermes_compat::etcd::serve(
             listener,
             api,
+            budget.etcd,
             stopped(stop_rx.clone()),
         ));
     }

@@ -7,6 +7,7 @@
 
 pub mod background;
 pub mod batcher;
+pub mod bounded_server;
 pub mod config;
 pub mod error;
 pub mod lease_keeper;

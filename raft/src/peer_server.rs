@@ -41,6 +41,10 @@ fn body_limit(path: &str) -> usize {
     }
 }
 
+/// How long a peer request's body may take to arrive: the largest (128 MiB) in well under
+/// this on any network a cluster should run on.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 type Node = Arc<RaftNode>;
 
 /// A request body whose signature checked out, decoded.
@@ -81,9 +85,15 @@ impl<T: DeserializeOwned> FromRequest<Node> for Peer<T> {
                 format!("peer request body over {limit} bytes for {path}"),
             ));
         }
-        let body = http_body_util::Limited::new(req.into_body(), limit)
-            .collect()
+        let collect = http_body_util::Limited::new(req.into_body(), limit).collect();
+        let body = tokio::time::timeout(BODY_DEADLINE, collect)
             .await
+            .map_err(|_| {
+                refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("peer request body not received within {BODY_DEADLINE:?}"),
+                )
+            })?
             .map_err(|e| refuse(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?
             .to_bytes();
         if let Err(e) = node
@@ -133,15 +143,19 @@ pub fn router(node: Node) -> Router {
         .with_state(node)
 }
 
-/// Serves the peer listener until `shutdown` resolves.
+/// Serves the peer listener, at most `max_connections` at once, until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Node,
+    max_connections: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let bounds = crate::bounded_server::Bounds {
+        name: "peer",
+        max_connections,
+        header_timeout: crate::bounded_server::HEADER_TIMEOUT,
+    };
+    crate::bounded_server::serve(listener, router(node), bounds, shutdown).await
 }
 
 async fn append(

@@ -22,6 +22,7 @@ mod gateway_streams;
 mod gateway_tls;
 mod lease;
 mod lifecycle;
+mod listeners;
 mod membership;
 mod netns;
 mod oidc;

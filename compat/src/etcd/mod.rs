@@ -26,6 +26,8 @@ use tokio::sync::{mpsc, watch as signal};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
+use error::EtcdError;
+
 use hermes_raft::RaftNode;
 
 pub use maintenance::ETCD_VERSION;
@@ -56,18 +58,26 @@ impl Api {
     }
 }
 
+/// How long a unary request's body may take to arrive.
+const BODY_DEADLINE: Duration = Duration::from_secs(30);
+
 fn v3_routes() -> Router<Api> {
-    Router::new()
+    // Whole-body requests: bounded in size (declared too large: etcd's own answer, before a
+    // byte is read) and in time.
+    let bounds = hermes_raft::bounded_server::BodyBounds {
+        max_bytes: body::MAX_BODY_BYTES,
+        deadline: BODY_DEADLINE,
+        reject: |_, _| EtcdError::invalid("etcdserver: request is too large").into_response(),
+    };
+    let unary = Router::new()
         .route("/kv/range", post(kv::range))
         .route("/kv/put", post(kv::put))
         .route("/kv/deleterange", post(kv::delete_range))
         .route("/kv/txn", post(kv::txn))
         .route("/kv/compaction", post(kv::compact))
-        .route("/watch", post(watch::watch))
         .route("/lease/grant", post(lease::grant))
         .route("/lease/revoke", post(lease::revoke))
         .route("/kv/lease/revoke", post(lease::revoke))
-        .route("/lease/keepalive", post(lease::keepalive))
         .route("/lease/timetolive", post(lease::time_to_live))
         .route("/kv/lease/timetolive", post(lease::time_to_live))
         .route("/lease/leases", post(lease::leases))
@@ -77,6 +87,15 @@ fn v3_routes() -> Router<Api> {
         .route("/cluster/member/list", post(maintenance::member_list))
         .route("/auth/authenticate", post(auth::authenticate))
         .route("/auth/status", post(auth::status))
+        .layer(axum::middleware::from_fn_with_state(
+            bounds,
+            hermes_raft::bounded_server::bound_bodies,
+        ));
+    // Streams: the client sends requests for as long as it watches or keeps leases alive.
+    let streams = Router::new()
+        .route("/watch", post(watch::watch))
+        .route("/lease/keepalive", post(lease::keepalive));
+    unary.merge(streams)
 }
 
 pub fn router(api: Api) -> Router {
@@ -90,15 +109,19 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-/// Serves the etcd endpoint until `shutdown` resolves.
+/// Serves the etcd endpoint, at most `max_connections` at once, until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     api: Api,
+    max_connections: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(api))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let bounds = hermes_raft::bounded_server::Bounds {
+        name: "etcd",
+        max_connections,
+        header_timeout: hermes_raft::bounded_server::HEADER_TIMEOUT,
+    };
+    hermes_raft::bounded_server::serve(listener, router(api), bounds, shutdown).await
 }
 
 /// A chunked response whose lines come from `rx`.

@@ -7,10 +7,10 @@ mod gateway;
 pub mod health;
 mod metrics;
 
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use axum::response::IntoResponse;
 use axum::routing::{any, delete, get, post};
 use axum::Router;
 
@@ -61,18 +61,33 @@ pub fn router(state: AdminState) -> Router {
         )
         .with_state(state.clone())
         .merge(crate::api::router(state.api))
+        // Every body on this listener: at most the API's limit, within its deadline.
+        .layer(axum::middleware::from_fn_with_state(
+            hermes_raft::bounded_server::BodyBounds {
+                max_bytes: crate::api::MAX_BODY_BYTES,
+                deadline: BODY_DEADLINE,
+                reject: |status, message| {
+                    error::ApiError::new(status, "body_too_large", message).into_response()
+                },
+            },
+            hermes_raft::bounded_server::bound_bodies,
+        ))
 }
 
-/// Serves the admin listener until `shutdown` resolves.
+/// How long a request body may take to arrive on the admin listener.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves the admin listener, at most `max_connections` at once, until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
+    max_connections: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let bounds = hermes_raft::bounded_server::Bounds {
+        name: "admin",
+        max_connections,
+        header_timeout: hermes_raft::bounded_server::HEADER_TIMEOUT,
+    };
+    hermes_raft::bounded_server::serve(listener, router(state), bounds, shutdown).await
 }

@@ -244,44 +244,25 @@ fn setup_request_acceptable(
     Ok(())
 }
 
-/// How much of an oversized body is read and dropped before the 413 goes out, and for how long:
-/// a client still sending would otherwise see its connection reset instead of the answer
-/// (nginx's lingering close does the same).
-const DRAIN_BYTES: usize = 16 << 20;
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
+/// Reads the whole body; the admin listener bounds it in size and time
+/// ([`hermes_raft::bounded_server::bound_bodies`]).
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    use futures_util::StreamExt;
-    let mut stream = body.into_data_stream();
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
+    axum::body::to_bytes(body, usize::MAX).await.map_err(|e| {
+        match hermes_raft::bounded_server::BodyError::find(&e) {
+            Some(bound) => {
+                let code = match bound.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+                    _ => "body_timeout",
+                };
+                ApiError::new(bound.status(), code, bound.to_string())
+            }
+            None => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_body",
                 format!("reading the request body failed: {e}"),
-            )
-        })?;
-        if buf.len() + chunk.len() > MAX_BODY_BYTES {
-            let drain = async {
-                let mut dropped = 0;
-                while let Some(Ok(c)) = stream.next().await {
-                    dropped += c.len();
-                    if dropped > DRAIN_BYTES {
-                        break;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body exceeds {MAX_BODY_BYTES} bytes"),
-            ));
+            ),
         }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
+    })
 }
 
 /// Middleware: authenticates every `/api/` request and hands the caller to the handler.

@@ -1,0 +1,416 @@
+//! Serving an axum router on a listener within bounds, for every listener of a node that is
+//! not the proxy (admin, etcd, peer): at most [`Bounds::max_connections`] connections at once
+//! (further clients wait in the kernel's accept queue), a request head must arrive within
+//! [`Bounds::header_timeout`] (also the limit on an idle keep-alive connection), heads are
+//! bounded in size, and HTTP/2 connections are pinged and capped in streams. Bodies are each
+//! endpoint's to bound, in size and time, since only it knows which of its requests stream.
+//! The client's address reaches handlers as axum's `ConnectInfo<SocketAddr>`.
+//!
+//! Bodies are bounded by [`bound_bodies`], a middleware each listener applies to the routes
+//! that read a whole body: a declared `Content-Length` over the limit is refused before a byte
+//! is read, and a body that is larger, or not complete within its deadline, fails the read.
+//!
+//! The connection tasks belong to the server: when it stops (its `shutdown` resolved and the
+//! open connections finished, or the server task was aborted) none outlive it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use bytes::Bytes;
+use http_body::Frame;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tower::ServiceExt as _;
+
+/// The bounds of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Names the listener in the log.
+    pub name: &'static str,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+}
+
+/// How long a request head may take to arrive, by default.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head, in bytes (hyper's read buffer for HTTP/1.1, the header list for h2).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Serves `router` on `listener` until `shutdown` resolves and every open connection has
+/// finished (long-lived ones are the caller's to cut off, by aborting this task).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    bounds: Bounds,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(bounds.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(256)
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
+    let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(bounds.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(listener = bounds.name, error = %e, "accepting a connection failed");
+                    // Out of file descriptors and the like: do not spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            router.clone().oneshot(req)
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        connections.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Ask every connection to finish its current request and close.
+    let all_closed = graceful.shutdown();
+    while connections.join_next().await.is_some() {}
+    all_closed.await;
+    Ok(())
+}
+
+/// The size and time allowed to one request body.
+#[derive(Clone, Copy)]
+pub struct BodyBounds {
+    pub max_bytes: usize,
+    /// From the moment the head was read to the body's end.
+    pub deadline: Duration,
+    /// The listener's own error answer.
+    pub reject: fn(StatusCode, String) -> Response,
+}
+
+impl std::fmt::Debug for BodyBounds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyBounds")
+            .field("max_bytes", &self.max_bytes)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+/// Why a bounded body failed to be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the request body did not arrive within {0:?}")]
+    TimedOut(Duration),
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+impl BodyError {
+    /// The status a handler answers a body that failed this way with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+            BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// The bounded-body error somewhere in `e`'s source chain, if any.
+    pub fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(found) = err.downcast_ref::<BodyError>() {
+                return Some(found);
+            }
+            cur = err.source();
+        }
+        None
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body that fails once it passes its size or its deadline.
+    struct Bounded<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        deadline: tokio::time::Sleep,
+        bounds: BodyBounds,
+        read: usize,
+    }
+}
+
+impl<B> http_body::Body for Bounded<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        if this.deadline.poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(BodyError::TimedOut(this.bounds.deadline).into())));
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.read += data.len();
+                    if *this.read > this.bounds.max_bytes {
+                        return Poll::Ready(Some(Err(
+                            BodyError::TooLarge(this.bounds.max_bytes).into()
+                        )));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            other => other.map(|f| f.map(|r| r.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+/// Middleware (`axum::middleware::from_fn_with_state`): refuses a declared `Content-Length`
+/// over the limit (413) before reading, and gives the handler a body bounded in size and time.
+pub async fn bound_bodies(State(bounds): State<BodyBounds>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > bounds.max_bytes as u64) {
+        return (bounds.reject)(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::TooLarge(bounds.max_bytes).to_string(),
+        );
+    }
+    let req = req.map(|body| {
+        Body::new(Bounded {
+            inner: body,
+            deadline: tokio::time::sleep(bounds.deadline),
+            bounds,
+            read: 0,
+        })
+    });
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn start(bounds: Bounds) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route(
+            "/",
+            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                peer.ip().to_string()
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        tokio::spawn(serve(listener, router, bounds, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    async fn get(addr: SocketAddr) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_head_is_dropped_and_slots_come_back() {
+        let bounds = Bounds {
+            name: "test",
+            max_connections: 2,
+            header_timeout: Duration::from_millis(200),
+        };
+        let (addr, _stop) = start(bounds).await;
+        // Two stalled clients take both slots...
+        let mut stalled = Vec::new();
+        for _ in 0..2 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nhost:").await.unwrap();
+            stalled.push(s);
+        }
+        // ...until the head timeout closes them; then a real request is served.
+        for s in &mut stalled {
+            let mut buf = Vec::new();
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+                .await
+                .expect("a stalled connection is closed")
+                .unwrap_or(0);
+            let _ = n;
+        }
+        let answer = get(addr).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.ends_with("127.0.0.1"),
+            "the client's address: {answer}"
+        );
+    }
+
+    /// A handler that reads the whole body and answers its length, or the bound it broke.
+    async fn echo_len(body: Body) -> (StatusCode, String) {
+        match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(b) => (StatusCode::OK, b.len().to_string()),
+            Err(e) => match BodyError::find(&e) {
+                Some(b) => (b.status(), b.to_string()),
+                None => (StatusCode::BAD_REQUEST, e.to_string()),
+            },
+        }
+    }
+
+    async fn start_bounded() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bounds = BodyBounds {
+            max_bytes: 10,
+            deadline: Duration::from_millis(300),
+            reject: |status, message| (status, message).into_response(),
+        };
+        let router = Router::new()
+            .route("/", axum::routing::post(echo_len))
+            .layer(axum::middleware::from_fn_with_state(bounds, bound_bodies));
+        let server = Bounds {
+            name: "test",
+            max_connections: 8,
+            header_timeout: HEADER_TIMEOUT,
+        };
+        tokio::spawn(serve(listener, router, server, std::future::pending()));
+        addr
+    }
+
+    async fn exchange(addr: SocketAddr, raw: &[u8], then_wait: bool) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(raw).await.unwrap();
+        let mut out = Vec::new();
+        if then_wait {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        } else {
+            let _ = s.read_to_end(&mut out).await;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn bodies_are_bounded_in_size_and_time() {
+        let addr = start_bounded().await;
+        let ok = exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc",
+            false,
+        )
+        .await;
+        assert!(
+            ok.starts_with("HTTP/1.1 200") && ok.ends_with("\r\n\r\n3"),
+            "{ok}"
+        );
+        // Declared too large: refused before a byte of it is read.
+        let declared = exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 11\r\n\r\n",
+            true,
+        )
+        .await;
+        assert!(declared.starts_with("HTTP/1.1 413"), "{declared}");
+        // Chunked and too large.
+        let chunked = exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n",
+            false,
+        )
+        .await;
+        assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+        // Half a body, then silence: cut off at the deadline.
+        let stalled = exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nab",
+            true,
+        )
+        .await;
+        assert!(stalled.starts_with("HTTP/1.1 408"), "{stalled}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_head_is_refused() {
+        let bounds = Bounds {
+            name: "test",
+            max_connections: 4,
+            header_timeout: HEADER_TIMEOUT,
+        };
+        let (addr, _stop) = start(bounds).await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let big = format!(
+            "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD_BYTES * 2)
+        );
+        let _ = s.write_all(big.as_bytes()).await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(!out.contains("200 OK"), "{out}");
+    }
+}
