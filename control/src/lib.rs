@@ -10,5 +10,6 @@ pub mod model;
 pub mod redact;
 pub mod replicated;
 pub mod scopes;
+pub mod seal;
 pub mod store;
 pub mod validate;

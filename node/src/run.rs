@@ -229,6 +229,8 @@ pub async fn run(
                     .map_err(|e| RunError::Task(e.to_string()))?
                     .map_err(|e| RunError::Config(e.to_string()))?,
             ),
+            anonymous_setup: config.initial_admin.is_none()
+                || !matches!(config.api.auth, crate::config::AuthMode::Builtin),
             hmac_max_skew: config.api.hmac_max_skew_secs,
             hmac_seen: Arc::new(hermes_raft::replay::ReplayCache::new(
                 config.api.hmac_max_skew_secs,

@@ -129,9 +129,17 @@ pub struct BodyBounds {
     pub max_bytes: usize,
     /// From the moment the head was read to the body's end.
     pub deadline: Duration,
+    /// An oversized body up to this size (declared, or found while reading) is read and
+    /// dropped for at most [`DRAIN_TIME`] before the refusal goes out, so that a client still
+    /// sending sees the answer instead of a reset connection (nginx's lingering close does the
+    /// same). A larger declared body is refused at once, before a byte is read.
+    pub drain_up_to: usize,
     /// The listener's own error answer.
     pub reject: fn(StatusCode, String) -> Response,
 }
+
+/// How long an oversized body is drained before its refusal.
+pub const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for BodyBounds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -174,7 +182,8 @@ impl BodyError {
 }
 
 pin_project_lite::pin_project! {
-    /// A body that fails once it passes its size or its deadline.
+    /// A body that fails once it passes its size or its deadline. Past its size it first
+    /// drains (see [`BodyBounds::drain_up_to`]).
     struct Bounded<B> {
         #[pin]
         inner: B,
@@ -183,6 +192,20 @@ pin_project_lite::pin_project! {
         bounds: BodyBounds,
         read: usize,
     }
+}
+
+async fn drain<B: http_body::Body<Data = Bytes> + Unpin>(body: &mut B, up_to: usize) {
+    use http_body_util::BodyExt as _;
+    let mut seen = 0usize;
+    let reading = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > up_to {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, reading).await;
 }
 
 impl<B> http_body::Body for Bounded<B>
@@ -201,20 +224,35 @@ where
         if this.deadline.poll(cx).is_ready() {
             return Poll::Ready(Some(Err(BodyError::TimedOut(this.bounds.deadline).into())));
         }
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    *this.read += data.len();
-                    if *this.read > this.bounds.max_bytes {
-                        return Poll::Ready(Some(Err(
-                            BodyError::TooLarge(this.bounds.max_bytes).into()
-                        )));
+        let mut inner = this.inner;
+        loop {
+            let over = *this.read > this.bounds.max_bytes;
+            match inner.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    *this.read += frame.data_ref().map_or(0, Bytes::len);
+                    let limit = this.bounds.max_bytes;
+                    if *this.read <= limit {
+                        return Poll::Ready(Some(Ok(frame)));
+                    }
+                    // Oversized: drop what keeps coming, up to the drain size, then refuse.
+                    if *this.read > limit.max(this.bounds.drain_up_to) {
+                        return Poll::Ready(Some(Err(BodyError::TooLarge(limit).into())));
                     }
                 }
-                Poll::Ready(Some(Ok(frame)))
+                Poll::Ready(None) if over => {
+                    return Poll::Ready(Some(Err(
+                        BodyError::TooLarge(this.bounds.max_bytes).into()
+                    )));
+                }
+                Poll::Ready(Some(Err(e))) if !over => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Err(_))) => {
+                    return Poll::Ready(Some(Err(
+                        BodyError::TooLarge(this.bounds.max_bytes).into()
+                    )));
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            other => other.map(|f| f.map(|r| r.map_err(Into::into))),
         }
     }
 
@@ -231,7 +269,11 @@ pub async fn bound_bodies(State(bounds): State<BodyBounds>, req: Request, next: 
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > bounds.max_bytes as u64) {
+    if let Some(declared) = declared.filter(|n| *n > bounds.max_bytes as u64) {
+        if declared <= bounds.drain_up_to as u64 {
+            let mut body = req.into_body();
+            drain(&mut body, bounds.drain_up_to).await;
+        }
         return (bounds.reject)(
             StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::TooLarge(bounds.max_bytes).to_string(),
@@ -329,6 +371,7 @@ mod tests {
         let bounds = BodyBounds {
             max_bytes: 10,
             deadline: Duration::from_millis(300),
+            drain_up_to: 20,
             reject: |status, message| (status, message).into_response(),
         };
         let router = Router::new()

@@ -21,26 +21,24 @@ fn parse_error(e: &serde_json::Error) -> EtcdError {
 }
 
 /// An oversized body is read and discarded up to this much before answering, so that a
-/// client still sending it sees the answer instead of a reset connection.
-const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+/// client still sending it sees the answer instead of a reset connection (see
+/// `hermes_raft::bounded_server::BodyBounds::drain_up_to`).
+pub const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
-/// Reads a whole body (at most [`MAX_BODY_BYTES`]) as one JSON value; empty means `{}`.
+/// Reads a whole body (at most [`MAX_BODY_BYTES`], which the listener's body bounds enforce)
+/// as one JSON value; empty means `{}`.
 pub async fn read_json(body: Body) -> Result<Value, EtcdError> {
     let mut stream = body.into_data_stream();
     let mut bytes = BytesMut::new();
-    let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| EtcdError::invalid(format!("reading request body: {e}")))?;
-        seen += chunk.len();
-        if seen > DRAIN_LIMIT {
-            break;
+        let chunk = chunk.map_err(|e| match hermes_raft::bounded_server::BodyError::find(&e) {
+            Some(hermes_raft::bounded_server::BodyError::TooLarge(_)) => too_large(),
+            _ => EtcdError::invalid(format!("reading request body: {e}")),
+        })?;
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
         }
-        if seen <= MAX_BODY_BYTES {
-            bytes.extend_from_slice(&chunk);
-        }
-    }
-    if seen > MAX_BODY_BYTES {
-        return Err(too_large());
+        bytes.extend_from_slice(&chunk);
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);

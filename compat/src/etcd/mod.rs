@@ -67,6 +67,7 @@ fn v3_routes() -> Router<Api> {
     let bounds = hermes_raft::bounded_server::BodyBounds {
         max_bytes: body::MAX_BODY_BYTES,
         deadline: BODY_DEADLINE,
+        drain_up_to: body::DRAIN_LIMIT,
         reject: |_, _| EtcdError::invalid("etcdserver: request is too large").into_response(),
     };
     let unary = Router::new()

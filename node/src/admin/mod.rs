@@ -66,6 +66,7 @@ pub fn router(state: AdminState) -> Router {
             hermes_raft::bounded_server::BodyBounds {
                 max_bytes: crate::api::MAX_BODY_BYTES,
                 deadline: BODY_DEADLINE,
+                drain_up_to: 16 << 20,
                 reject: |status, message| {
                     error::ApiError::new(status, "body_too_large", message).into_response()
                 },

@@ -320,7 +320,10 @@ async fn identify(
         .map(|v| v.to_str().unwrap_or("\u{0}"))
         .unwrap_or("");
     if auth.is_empty() {
-        if is_direct_local(&peer, headers) && state.store.setup_open().await? {
+        if state.anonymous_setup
+            && is_direct_local(&peer, headers)
+            && state.store.setup_open().await?
+        {
             setup_request_acceptable(method, headers)?;
             return Ok(Some(Identity::Bootstrap));
         }

@@ -43,6 +43,10 @@ pub struct ApiState {
     pub cors_origins: Vec<String>,
     /// Sign-in throttling and bounded password hashing.
     pub guard: Arc<login_guard::LoginGuard>,
+    /// Whether first-time setup may ever be anonymous: not when a built-in admin is created at
+    /// the first start (the admin exists moments after the node is ready, and nobody should
+    /// get in anonymously in between).
+    pub anonymous_setup: bool,
     /// How far an HMAC signature's timestamp may be from this node's clock, in seconds.
     pub hmac_max_skew: u64,
     /// HMAC signatures seen within that window (see `hermes_compat::hmac`).
