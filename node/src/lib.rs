@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod control_listeners;
+pub mod data_dir;
 pub mod fd_budget;
 pub mod gateway;
 pub mod join;

@@ -88,7 +88,30 @@ pub async fn run(
         "starting hermes node"
     );
 
-    // 1. The store. Opening replays sled's log: blocking work.
+    // 1. The data directory, private, and the store in it. Opening replays sled's log:
+    //    blocking work.
+    crate::data_dir::private_umask();
+    let dir = config.data_dir.clone();
+    let machine_key = tokio::task::spawn_blocking(move || {
+        crate::data_dir::prepare(&dir)?;
+        crate::data_dir::machine_key(&dir)
+    })
+    .await
+    .map_err(|e| RunError::Task(e.to_string()))?
+    .map_err(|e| RunError::Config(e.to_string()))?;
+    let sealer = Arc::new(
+        hermes_control::seal::Sealer::new(
+            config.cluster_secret.as_ref().map(|s| s.0.as_slice()),
+            &machine_key,
+        )
+        .map_err(|e| RunError::Config(format!("secrets at rest: {e}")))?,
+    );
+    if sealer.source() == hermes_control::seal::KeySource::MachineId {
+        tracing::info!(
+            "secrets at rest are sealed with a key derived from this host's machine id; a \
+             cluster secret (--cluster-secret-file) keys them to the cluster instead"
+        );
+    }
     let dir = config.data_dir.clone();
     let (log, sm, store) = tokio::task::spawn_blocking(move || hermes_storage::open(&dir))
         .await
@@ -203,9 +226,12 @@ pub async fn run(
         budget.peer,
         stopped(stop_rx.clone()),
     ));
-    let control: Arc<dyn hermes_control::store::ControlStore> = Arc::new(
-        hermes_control::replicated::Replicated::new(node.clone(), config.api.resource_history),
-    );
+    let control: Arc<dyn hermes_control::store::ControlStore> =
+        Arc::new(hermes_control::replicated::Replicated::new(
+            node.clone(),
+            config.api.resource_history,
+            sealer.clone(),
+        ));
     let oidc = match &config.api.auth {
         crate::config::AuthMode::Builtin => None,
         crate::config::AuthMode::Oidc(settings) => Some(Arc::new(

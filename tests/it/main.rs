@@ -13,6 +13,7 @@ mod bad_input;
 mod control_api;
 mod control_bad_input;
 mod control_security;
+mod data_dir;
 mod durability;
 mod etcd_compat;
 mod failover;

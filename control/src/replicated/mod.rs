@@ -27,6 +27,7 @@ use crate::model::{
     ChangeEntry, ControllerStatus, Credential, Dashboard, GroupBinding, HistoryEntry,
     InstanceStatus, Kind, Member, Operator, Resource, User,
 };
+use crate::seal::Sealer;
 use crate::store::{ControlError, ControlStore, CredentialUpdate, ResourceChange, Result, Written};
 
 pub use tx::Tx;
@@ -46,6 +47,8 @@ const FORMAT_VERSION: u8 = 2;
 pub struct Replicated {
     node: Arc<RaftNode>,
     history_retention: usize,
+    /// Seals credential secrets and signing keys before they enter the store.
+    sealer: Arc<Sealer>,
 }
 
 impl std::fmt::Debug for Replicated {
@@ -95,10 +98,11 @@ impl From<WriteError> for ControlError {
 }
 
 impl Replicated {
-    pub fn new(node: Arc<RaftNode>, history_retention: usize) -> Replicated {
+    pub fn new(node: Arc<RaftNode>, history_retention: usize, sealer: Arc<Sealer>) -> Replicated {
         Replicated {
             node,
             history_retention: history_retention.max(1),
+            sealer,
         }
     }
 
@@ -278,9 +282,9 @@ impl ControlStore for Replicated {
     async fn credential_by_access_key(&self, access_key: &str) -> Result<Option<Credential>> {
         // Served from local state without a barrier: this runs on every signed request, and
         // a credential change reaches every node within one replication round.
-        Ok(self
-            .get_record(&keys::credential(access_key))?
-            .map(|(c, _)| c))
+        self.get_record(&keys::credential(access_key))?
+            .map(|(c, _)| self.opened_credential(c))
+            .transpose()
     }
     async fn setup_open(&self) -> Result<bool> {
         self.setup_is_open().await
@@ -365,7 +369,11 @@ impl ControlStore for Replicated {
         self.delete_group_binding(ns, group, operator).await
     }
     async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
-        self.scan_records(&keys::signing_keys()).await
+        self.scan_records::<SigningKey>(&keys::signing_keys())
+            .await?
+            .into_iter()
+            .map(|k| self.opened_key(k))
+            .collect()
     }
     async fn ensure_signing_key(&self, now: i64) -> Result<()> {
         self.first_signing_key(now).await

@@ -14,11 +14,62 @@ fn credential_not_found(id: i64) -> ControlError {
     ControlError::NotFound(format!("credential {id} not found"))
 }
 
+fn unsealable(what: &str, e: crate::seal::SealError) -> ControlError {
+    ControlError::Internal(format!("{what}: {e}"))
+}
+
 impl Replicated {
+    /// A credential as stored: its secret key sealed.
+    fn sealed_credential(&self, c: &Credential) -> Result<Vec<u8>> {
+        let secret_key = self
+            .sealer
+            .seal(&c.secret_key)
+            .map_err(|e| unsealable("sealing a credential", e))?;
+        encode(&Credential {
+            secret_key,
+            ..c.clone()
+        })
+    }
+
+    /// A credential as read from the store, with its secret key opened.
+    pub(super) fn opened_credential(&self, mut c: Credential) -> Result<Credential> {
+        c.secret_key = self
+            .sealer
+            .open(&c.secret_key)
+            .map_err(|e| unsealable(&format!("credential {}", c.access_key), e))?;
+        Ok(c)
+    }
+
+    fn sealed_key(&self, k: &SigningKey) -> Result<Vec<u8>> {
+        let secret = self
+            .sealer
+            .seal(&k.secret)
+            .map_err(|e| unsealable("sealing a signing key", e))?;
+        encode(&SigningKey {
+            secret,
+            ..k.clone()
+        })
+    }
+
+    pub(super) fn opened_key(&self, mut k: SigningKey) -> Result<SigningKey> {
+        k.secret = self
+            .sealer
+            .open(&k.secret)
+            .map_err(|e| unsealable(&format!("signing key {}", k.kid), e))?;
+        Ok(k)
+    }
+
     pub(super) async fn list_credentials(&self, ns: &str) -> Result<Vec<Credential>> {
         self.barrier().await?;
-        let mut all: Vec<Credential> = self.scan_records(&keys::credentials()).await?;
-        all.retain(|c| c.namespace == ns);
+        let mut all = Vec::new();
+        for c in self
+            .scan_records::<Credential>(&keys::credentials())
+            .await?
+        {
+            if c.namespace == ns {
+                all.push(self.opened_credential(c)?);
+            }
+        }
         all.sort_by_key(|c| c.id);
         Ok(all)
     }
@@ -52,7 +103,7 @@ impl Replicated {
                 updated_at: now,
                 ..credential.clone()
             };
-            tx.put(&key, encode(&saved)?);
+            tx.put(&key, s.sealed_credential(&saved)?);
             tx.put(&keys::setup_done_marker(), now_rfc3339().into_bytes());
             let audit = Self::audit_entry("credential", &saved.access_key, "create", operator);
             s.log_changes(&mut tx, &saved.namespace, vec![audit])?;
@@ -74,6 +125,7 @@ impl Replicated {
             let (current, kv) = s
                 .get_record::<Credential>(&key)?
                 .ok_or_else(|| credential_not_found(id))?;
+            let current = s.opened_credential(current)?;
             let saved = Credential {
                 description: update
                     .description
@@ -89,7 +141,7 @@ impl Replicated {
             };
             let mut tx = Tx::default();
             tx.pin(&key, Some(&kv));
-            tx.put(&key, encode(&saved)?);
+            tx.put(&key, s.sealed_credential(&saved)?);
             let audit = Self::audit_entry("credential", &saved.access_key, "update", operator);
             s.log_changes(&mut tx, ns, vec![audit])?;
             Ok((tx, saved))
@@ -392,7 +444,7 @@ impl Replicated {
                 return Ok((tx, ()));
             }
             tx.pin(&pointer, None);
-            tx.put(&keys::signing_key(&fresh.kid), encode(&fresh)?);
+            tx.put(&keys::signing_key(&fresh.kid), s.sealed_key(&fresh)?);
             tx.put(&pointer, fresh.kid.clone().into_bytes());
             Ok((tx, ()))
         })
@@ -414,15 +466,15 @@ impl Replicated {
                         let retired = SigningKey {
                             status: KeyStatus::Retired,
                             expires_at: Some(now + grace),
-                            ..key
+                            ..self.opened_key(key)?
                         };
-                        tx.put(&at, encode(&retired)?);
+                        tx.put(&at, self.sealed_key(&retired)?);
                     }
                     KeyStatus::Retired if !key.usable(now) => tx.delete(&at),
                     KeyStatus::Retired => {}
                 }
             }
-            tx.put(&keys::signing_key(&fresh.kid), encode(&fresh)?);
+            tx.put(&keys::signing_key(&fresh.kid), self.sealed_key(&fresh)?);
             tx.put(&pointer, fresh.kid.clone().into_bytes());
             if tx.commit(&self.node).await? {
                 return Ok(fresh);
