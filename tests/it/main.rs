@@ -19,6 +19,7 @@ mod etcd_compat;
 mod failover;
 mod gateway;
 mod gateway_fast_path;
+mod gateway_hygiene;
 mod gateway_streams;
 mod gateway_tls;
 mod lease;

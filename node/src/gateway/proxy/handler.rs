@@ -140,6 +140,42 @@ fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'stati
     false
 }
 
+/// What is wrong with a request head the proxy must refuse (RFC 9112 §3.2): an HTTP/1.1
+/// request needs exactly one `Host`, and no request may carry two.
+fn head_problem(req: &Request<Incoming>) -> Option<&'static str> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        return Some("more than one Host header");
+    }
+    if hosts == 0 && req.version() == http::Version::HTTP_11 {
+        return Some("an HTTP/1.1 request without Host");
+    }
+    None
+}
+
+fn is_h2c(upgrade: &http::HeaderValue) -> bool {
+    upgrade
+        .to_str()
+        .is_ok_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c")))
+}
+
+/// Whether an I/O error in `e`'s chain says the data was malformed (hyper's chunked decoder).
+fn caused_by_invalid_data(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            ) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
 pub async fn handle(
     gw: Arc<Gateway>,
     peer: SocketAddr,
@@ -165,15 +201,24 @@ pub async fn handle(
         req.uri().path().to_string(),
         client_ip,
     );
+    if let Some(problem) = head_problem(&req) {
+        tracing::debug!(%peer, problem, "refused a malformed request head");
+        return local(record, GatewayError::BadRequest);
+    }
     // The record keeps host and path for the access log; routing borrows them from it.
     let host_name = host::normalize(&record.host);
     // Upgrade is itself hop-by-hop: note it, then drop every hop-by-hop header the client sent
     // (including those its `Connection` names) *before* adding ours, so a client cannot strip the
     // forwarding headers or a transform's header by listing them in `Connection`.
+    // An h2c upgrade is never passed on: an upstream that switched would take the connection
+    // out of the proxy's hands (request smuggling past its routes); the request goes on as
+    // plain HTTP/1.1.
     let upgrade = headers::is_upgrade(req.headers())
         .then(|| req.headers().get(header::UPGRADE).cloned())
-        .flatten();
+        .flatten()
+        .filter(|u| !is_h2c(u));
     headers::strip_hop_by_hop(req.headers_mut());
+    req.headers_mut().remove("http2-settings");
     headers::set_forwarding(
         req.headers_mut(),
         peer_ip,
@@ -276,10 +321,14 @@ pub async fn handle(
             if caused_by::<RequestBodyIdle>(&*e) {
                 return local(record, GatewayError::RequestTimeout);
             }
-            // The client broke off its body: not the node's failure (502 as the original
-            // gateway answered, though the client will not read it).
+            // The client's body failed: never the node's failure. Malformed framing (a bad
+            // chunk) is a 400; a body broken off is a 502, as the original gateway answered,
+            // though the client will not read it.
             if caused_by::<ClientBodyFailed>(&*e) {
                 tracing::debug!(error = %e, "request body not received whole");
+                if caused_by_invalid_data(&*e) {
+                    return local(record, GatewayError::BadRequest);
+                }
                 return local(record, GatewayError::BadGateway);
             }
             endpoint.observe_failure(sent.elapsed());

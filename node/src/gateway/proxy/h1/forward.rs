@@ -147,16 +147,22 @@ impl<'a> Facts<'a> {
                 }
                 body = Some(content_length(value)?);
             }
-            if is("host") && host.is_none() {
+            if is("host") {
+                // Two Hosts: the general path refuses it (400).
+                if host.is_some() {
+                    return None;
+                }
                 host = Some(value);
             }
         }
+        // No Host: the general path refuses it (400) for HTTP/1.1.
+        let host = host?;
         Some(Facts {
             method,
             target,
             path,
             // As `HeaderValue::to_str`: a Host that is not visible ASCII counts as none.
-            host: host.and_then(visible_ascii).unwrap_or(""),
+            host: visible_ascii(host).unwrap_or(""),
             close: fields.has_token("connection", "close"),
             length: body,
         })
