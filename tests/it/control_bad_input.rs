@@ -340,3 +340,72 @@ fn bad_input_on_every_endpoint_is_refused_and_stores_nothing() {
     assert_eq!(d["resource_version"], 1, "{d}");
     assert!(d["domain"].get("rootes").is_none());
 }
+
+/// One validator: nothing the API accepts is refused, skipped or changed by the gateway later.
+/// Each document here was once accepted by the API and then refused or altered by the proxy.
+#[test]
+fn what_the_gateway_would_refuse_is_refused_by_the_api() {
+    let c = Cluster::start(1);
+    let node = c.node(1);
+    let admin = Api::anonymous(&node.admin()).admin_credential();
+    let node_at =
+        |host: &str| json!({"name": "c1", "nodes": [{"host": host, "port": 80, "weight": 1}]});
+    let with = |patch: Value| {
+        let mut doc = node_at("10.0.0.1");
+        doc.as_object_mut()
+            .unwrap()
+            .extend(patch.as_object().unwrap().clone());
+        doc
+    };
+    for (what, doc) in [
+        (
+            "a timeout of 1e308 s",
+            with(json!({"timeout": {"connect": 1, "read": 1e308}})),
+        ),
+        ("CR/LF in a node host", node_at("h\r\nx-injected: 1")),
+        ("a space in a node host", node_at("a b")),
+        (
+            "CR/LF in upstream_host",
+            with(json!({"pass_host": "rewrite", "upstream_host": "h\r\nx: 1"})),
+        ),
+        (
+            "retry.count 2^31",
+            with(json!({"retry": {"count": 2147483648i64, "retry_on_timeout": true}})),
+        ),
+    ] {
+        let (s, b) = admin.post("/api/v1/clusters", &doc);
+        assert_eq!(s, 400, "{what}: {b}");
+    }
+    // A member named twice means different things to different parsers.
+    let dup = r#"{"name":"c2","name":"c3","nodes":[{"host":"10.0.0.1","port":80}]}"#;
+    let (s, b) = admin.call_at("POST", "/api/v1/clusters", Some(dup), now());
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("duplicate key name"),
+        "{b}"
+    );
+    // A header transform the proxy would skip.
+    assert_eq!(admin.post("/api/v1/clusters", &node_at("10.0.0.1")).0, 201);
+    let domain = json!({"name": "d", "hosts": ["d.test"], "routes": [{
+        "name": "r", "uri": "/", "clusters": [{"name": "c1", "weight": 100}],
+        "request_header_transforms": [{"name": "x-a", "value": "line\u{7f}break", "action": "set"}]}]});
+    let (s, b) = admin.post("/api/v1/domains", &domain);
+    assert_eq!(s, 400, "{b}");
+    // The bulk path says the same.
+    let (s, b) = admin.post(
+        "/api/v1/config/validate",
+        &json!({"domains": [], "clusters": [node_at("a b")]}),
+    );
+    assert_eq!((s, b["valid"].as_bool()), (200, Some(false)), "{b}");
+    let (s, b) = admin.put(
+        "/api/v1/config",
+        &json!({"domains": [], "clusters": [node_at("a\nb")]}),
+    );
+    assert_eq!(s, 400, "{b}");
+    // None of it reached the store.
+    let stored = node.range_prefix("/hermes/clusters/", false);
+    assert_eq!(
+        stored.keys().collect::<Vec<_>>(),
+        vec!["/hermes/clusters/c1"]
+    );
+}

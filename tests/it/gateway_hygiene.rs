@@ -86,7 +86,8 @@ fn malformed_and_smuggling_requests_are_refused_or_cleaned() {
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("gateway_http_requests_total") && l.contains("status_code=\"400\"")),
+            .any(|l| l.starts_with("gateway_http_requests_total")
+                && l.contains("status_code=\"400\"")),
         "the 400s are counted: {metrics}"
     );
     // And the node is not blamed: it still gets traffic and answers.

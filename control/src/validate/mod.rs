@@ -11,6 +11,7 @@
 
 mod cluster;
 mod domain;
+mod duplicates;
 mod known;
 
 use std::collections::BTreeSet;
@@ -19,6 +20,7 @@ use serde_json::{Map, Value};
 
 pub use self::cluster::{cluster, normalize_cluster};
 pub use self::domain::{domain, normalize_domain};
+pub use self::duplicates::duplicate_key;
 
 /// One problem with a submitted document: the JSON path of the offending field and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

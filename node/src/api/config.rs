@@ -78,6 +78,27 @@ fn lists(body: &[u8]) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
     Ok(lists)
 }
 
+/// What the gateway would refuse or skip in a bulk configuration, after normalization.
+fn servable_errors(domains: &[Value], clusters: &[Value]) -> Vec<validate::FieldError> {
+    let kinds = [
+        (Kind::Domain, "domains", domains),
+        (Kind::Cluster, "clusters", clusters),
+    ];
+    let mut errors = Vec::new();
+    for (kind, plural, docs) in kinds {
+        for (i, doc) in docs.iter().enumerate() {
+            let doc = match kind {
+                Kind::Domain => validate::normalize_domain(doc.clone()),
+                Kind::Cluster => validate::normalize_cluster(doc.clone()),
+            };
+            if let Err(e) = super::resources::servable(kind, &doc, &format!("{plural}[{i}]")) {
+                errors.extend(e.errors.unwrap_or_default());
+            }
+        }
+    }
+    errors
+}
+
 pub async fn validate(
     State(state): State<ApiState>,
     Ns(ns): Ns,
@@ -85,7 +106,10 @@ pub async fn validate(
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::ConfigRead).await?;
     let (domains, clusters) = lists(&caller.body)?;
-    let errors = validate::config(&domains, &clusters);
+    let mut errors = validate::config(&domains, &clusters);
+    if errors.is_empty() {
+        errors = servable_errors(&domains, &clusters);
+    }
     Ok(Json(if errors.is_empty() {
         json!({"valid": true, "domains": domains.len(), "clusters": clusters.len()})
     } else {
@@ -113,6 +137,10 @@ pub async fn replace(
         .into_iter()
         .map(validate::normalize_cluster)
         .collect();
+    let errors = servable_errors(&domains, &clusters);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
     let (d, c) = state
         .store
         .replace_config(&ns, domains, clusters, &caller.operator())

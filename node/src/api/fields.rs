@@ -9,6 +9,11 @@ pub type Object = Map<String, Value>;
 
 /// The body as a JSON object.
 pub fn object(body: &[u8]) -> Result<Object, ApiError> {
+    if let Some(key) = hermes_control::validate::duplicate_key(body) {
+        return Err(ApiError::bad_request(format!(
+            "invalid JSON: duplicate key {key}"
+        )));
+    }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(o)) => Ok(o),
         Ok(_) => Err(ApiError::bad_request("invalid JSON: expected an object")),

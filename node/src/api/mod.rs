@@ -85,8 +85,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Ns {
 }
 
 /// Decodes a JSON object body, answering `400 {"error": "<prefix>: <detail>"}` when it is
-/// not one (serde alone would also fill a struct from an array, by position).
+/// not one (serde alone would also fill a struct from an array, by position) or names a member
+/// twice.
 pub fn json_body<T: DeserializeOwned>(body: &[u8], prefix: &str) -> Result<T, ApiError> {
+    if let Some(key) = hermes_control::validate::duplicate_key(body) {
+        return Err(ApiError::bad_request(format!(
+            "{prefix}: duplicate key {key}"
+        )));
+    }
     let bad = |e: serde_json::Error| ApiError::bad_request(format!("{prefix}: {e}"));
     match serde_json::from_slice::<serde_json::Value>(body).map_err(bad)? {
         v @ serde_json::Value::Object(_) => serde_json::from_value(v).map_err(bad),

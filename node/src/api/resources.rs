@@ -116,7 +116,23 @@ fn checked_doc(kind: Kind, mut doc: Value, name: Option<&str>) -> Result<Value, 
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
-    Ok(normalized(kind, doc))
+    let doc = normalized(kind, doc);
+    servable(kind, &doc, kind.as_str())?;
+    Ok(doc)
+}
+
+/// The gateway's own verdict, last: nothing stored is later refused or skipped by the proxy.
+pub fn servable(kind: Kind, doc: &Value, field: &str) -> Result<(), ApiError> {
+    let verdict = match kind {
+        Kind::Domain => crate::gateway::config::check::domain(doc),
+        Kind::Cluster => crate::gateway::config::check::cluster(doc),
+    };
+    verdict.map_err(|message| {
+        ApiError::invalid(vec![validate::FieldError {
+            field: field.to_string(),
+            message,
+        }])
+    })
 }
 
 fn parse_version(raw: &str) -> Result<i64, ApiError> {

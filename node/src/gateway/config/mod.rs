@@ -2,5 +2,6 @@
 //! applies them.
 
 pub mod catalog;
+pub mod check;
 pub mod source;
 pub mod types;

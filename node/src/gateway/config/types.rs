@@ -139,7 +139,7 @@ pub struct ClusterConfig {
     pub scheme: String,
     #[serde(default = "default_pass_host", deserialize_with = "null_pass_host")]
     pub pass_host: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "upstream_host")]
     pub upstream_host: Option<String>,
     #[serde(default, deserialize_with = "null_default")]
     pub nodes: Vec<UpstreamNode>,
@@ -154,7 +154,7 @@ pub struct ClusterConfig {
     #[serde(default)]
     pub health_check: Option<serde_json::Value>,
     #[serde(default)]
-    pub retry: Option<serde_json::Value>,
+    pub retry: Option<RetryConfig>,
     #[serde(default)]
     pub circuit_breaker: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "null_default")]
@@ -210,8 +210,119 @@ impl Default for TimeoutConfig {
     }
 }
 
+/// A host name or IP address as a URI host can carry it: letters, digits, `.`, `-`, `_`, or an
+/// IPv6 literal in brackets, at most 253 characters. Anything else (spaces, CR/LF, `/`, `@`)
+/// would end up in a request line or `Host` header.
+pub fn host_syntax(host: &str) -> Result<(), String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    let ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => !host.is_empty() && host.len() <= 253 && host.chars().all(plain),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{host:?} is not a host name or IP address"))
+    }
+}
+
+fn node_host<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let host = String::deserialize(d)?;
+    // A bare IPv6 address is how nodes are usually written; it is a host too.
+    if host.parse::<std::net::Ipv6Addr>().is_err() {
+        host_syntax(&host).map_err(D::Error::custom)?;
+    }
+    Ok(host)
+}
+
+/// `upstream_host` (what `pass_host: rewrite` sends as `Host`): a host, with an optional port.
+fn upstream_host<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let Some(value) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if value.is_empty() {
+        return Ok(Some(value));
+    }
+    let bad = || D::Error::custom(format!("upstream_host: {value:?} is not host[:port]"));
+    let host = match value.strip_prefix('[') {
+        Some(rest) => {
+            let (v6, tail) = rest.split_once(']').ok_or_else(bad)?;
+            let port_ok = tail.is_empty()
+                || tail
+                    .strip_prefix(':')
+                    .is_some_and(|p| p.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(bad());
+            }
+            format!("[{v6}]")
+        }
+        None => match value.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => h.to_string(),
+            Some(_) => return Err(bad()),
+            None => value.clone(),
+        },
+    };
+    host_syntax(&host)
+        .map(|()| Some(value.clone()))
+        .map_err(|e| D::Error::custom(format!("upstream_host: {e}")))
+}
+
+/// When and how often a request is tried again on another node (contracts §1.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryConfig {
+    /// Further attempts after the first, 1 to [`MAX_RETRIES`].
+    #[serde(default = "two", deserialize_with = "retry_count")]
+    pub count: u32,
+    /// `null` is Go's empty list, and reads as one.
+    #[serde(default = "retry_statuses", deserialize_with = "status_list")]
+    pub retry_on_statuses: Vec<u16>,
+    #[serde(default = "yes", deserialize_with = "null_yes")]
+    pub retry_on_connect_failure: bool,
+    #[serde(default = "yes", deserialize_with = "null_yes")]
+    pub retry_on_timeout: bool,
+}
+
+/// The most attempts after the first a cluster may ask for.
+pub const MAX_RETRIES: u32 = 10;
+
+fn two() -> u32 {
+    2
+}
+fn yes() -> bool {
+    true
+}
+fn retry_statuses() -> Vec<u16> {
+    vec![502, 503, 504]
+}
+fn null_yes<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(true))
+}
+
+fn retry_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None => Ok(2),
+        Some(n) if (1..=i64::from(MAX_RETRIES)).contains(&n) => Ok(n as u32),
+        Some(n) => Err(D::Error::custom(format!(
+            "retry.count must be from 1 to {MAX_RETRIES}, not {n}"
+        ))),
+    }
+}
+
+fn status_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+    let list = Option::<Vec<i64>>::deserialize(d)?.unwrap_or_default();
+    list.into_iter()
+        .map(|s| {
+            u16::try_from(s)
+                .ok()
+                .filter(|s| (100..=599).contains(s))
+                .ok_or_else(|| D::Error::custom(format!("{s} is not an HTTP status (100-599)")))
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpstreamNode {
+    #[serde(deserialize_with = "node_host")]
     pub host: String,
     pub port: u16,
     #[serde(default = "default_weight", deserialize_with = "null_weight")]
@@ -325,6 +436,14 @@ mod tests {
             json!({"name": "c", "nodes": [{"host": "h", "port": 70000}]}),
             json!({"name": "c", "scheme": "ftp"}),
             json!({"name": "c", "nodes": [{"host": "h", "port": 80, "weight": -1}]}),
+            json!({"name": "c", "nodes": [{"host": "h\r\nx-evil: 1", "port": 80}]}),
+            json!({"name": "c", "nodes": [{"host": "a b", "port": 80}]}),
+            json!({"name": "c", "nodes": [{"host": "", "port": 80}]}),
+            json!({"name": "c", "upstream_host": "h\r\nx: 1"}),
+            json!({"name": "c", "timeout": {"read": 1e308}}),
+            json!({"name": "c", "retry": {"count": 2147483648i64}}),
+            json!({"name": "c", "retry": {"count": 0}}),
+            json!({"name": "c", "retry": {"retry_on_statuses": [42]}}),
         ] {
             assert!(
                 serde_json::from_value::<ClusterConfig>(bad.clone()).is_err(),
@@ -334,6 +453,18 @@ mod tests {
         assert!(
             serde_json::from_value::<DomainConfig>(json!({"name": "d", "hosts": null})).is_err()
         );
+        for good in [
+            json!({"name": "c", "nodes": [{"host": "::1", "port": 80}]}),
+            json!({"name": "c", "nodes": [{"host": "svc-1.ns_x.internal", "port": 80}]}),
+            json!({"name": "c", "upstream_host": "api.example.com:8443"}),
+            json!({"name": "c", "upstream_host": "[::1]:8443"}),
+            json!({"name": "c", "retry": {"count": 3, "retry_on_statuses": null}}),
+        ] {
+            assert!(
+                serde_json::from_value::<ClusterConfig>(good.clone()).is_ok(),
+                "{good}"
+            );
+        }
         assert!(serde_json::from_value::<DomainConfig>(
             json!({"name": "d", "hosts": ["a"], "routes": [{"uri": "/", "clusters": null}]})
         )

@@ -22,8 +22,9 @@ pub enum TransformOp {
 }
 
 impl TransformOp {
-    /// `None` when the name or value is not valid HTTP (the op is skipped, as in the original).
-    fn compile(t: &HeaderTransform) -> Option<TransformOp> {
+    /// `None` when the name or value is not valid HTTP (the op is skipped, as in the original;
+    /// the admin API refuses such a document, see `config::check`).
+    pub(crate) fn compile(t: &HeaderTransform) -> Option<TransformOp> {
         let name = HeaderName::from_bytes(t.name.to_ascii_lowercase().as_bytes()).ok()?;
         match t.action.as_str() {
             "remove" => Some(TransformOp::Remove(name)),
@@ -110,7 +111,7 @@ pub struct RouteTable {
     pub domains: Vec<Arc<DomainConfig>>,
 }
 
-fn compile_route(domain: &str, r: &RouteConfig, order: usize) -> Result<Route, String> {
+pub(crate) fn compile_route(domain: &str, r: &RouteConfig, order: usize) -> Result<Route, String> {
     if !r.uri.starts_with('/') {
         return Err(format!("uri {:?} does not start with '/'", r.uri));
     }
