@@ -6,6 +6,11 @@
 //! ([`Command::Batch`]). One proposal is outstanding at a time; while it is, new writes
 //! accumulate into the next batch. A lone write when nothing is in flight goes out at once, so
 //! batching adds no latency at low load.
+//!
+//! Read your writes (as etcd): a write is answered only once the node that took it has applied
+//! it. The leader answers after applying; a follower gets the log index of its forwarded
+//! writes back and waits until it has applied that far, so a read on the same node right after
+//! the answer sees the write.
 
 use std::sync::{Arc, Weak};
 
@@ -40,11 +45,18 @@ pub(crate) struct Pending {
     pub cmd: Command,
     /// Forwarded here by another node: propose locally or refuse, never forward again.
     pub local_only: bool,
-    pub reply: oneshot::Sender<Result<CommandResponse, Retry>>,
+    pub reply: oneshot::Sender<Result<Applied, Retry>>,
+}
+
+/// A write's answer and the index of the log entry that carried it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Applied {
+    pub response: CommandResponse,
+    pub index: u64,
 }
 
 /// One forwarded write's outcome, as it crosses the wire.
-pub type ForwardedAnswer = Result<CommandResponse, ForwardError>;
+pub type ForwardedAnswer = Result<Applied, ForwardError>;
 
 fn approx_size(cmd: &Command) -> usize {
     match cmd {
@@ -148,8 +160,8 @@ async fn dispatch(node: &RaftNode, batch: Vec<Pending>) -> bool {
 }
 
 fn reply_all(
-    replies: Vec<oneshot::Sender<Result<CommandResponse, Retry>>>,
-    answers: Vec<Result<CommandResponse, Retry>>,
+    replies: Vec<oneshot::Sender<Result<Applied, Retry>>>,
+    answers: Vec<Result<Applied, Retry>>,
 ) {
     for (reply, answer) in replies.into_iter().zip(answers) {
         // A waiter that gave up (timed out) is fine to skip.
@@ -157,7 +169,7 @@ fn reply_all(
     }
 }
 
-fn same_for_all(n: usize, e: Retry) -> Vec<Result<CommandResponse, Retry>> {
+fn same_for_all(n: usize, e: Retry) -> Vec<Result<Applied, Retry>> {
     (0..n).map(|_| Err(e.clone())).collect()
 }
 
@@ -174,8 +186,17 @@ async fn propose(node: &RaftNode, mut batch: Vec<Pending>) {
     let n = replies.len();
     let answers = match node.raft.client_write(cmd).await {
         Ok(resp) => match resp.data {
-            CommandResponse::Batch(answers) if !single => answers.into_iter().map(Ok).collect(),
-            answer if single => vec![Ok(answer)],
+            CommandResponse::Batch(answers) if !single => {
+                let index = resp.log_id.index;
+                answers
+                    .into_iter()
+                    .map(|response| Ok(Applied { response, index }))
+                    .collect()
+            }
+            response if single => vec![Ok(Applied {
+                response,
+                index: resp.log_id.index,
+            })],
             other => same_for_all(
                 n,
                 Retry::Fail(WriteError::Unavailable(format!(
@@ -215,7 +236,7 @@ async fn forward(node: &RaftNode, leader: NodeId, batch: Vec<Pending>) {
         .peers
         .call(&url, PATH_WRITE, &cmds, node.config.request_timeout)
         .await;
-    let answers = match answer {
+    let answers: Vec<Result<Applied, Retry>> = match answer {
         Ok(Ok(answers)) if answers.len() == n => answers.into_iter().map(from_forwarded).collect(),
         Ok(Ok(answers)) => same_for_all(
             n,
@@ -228,11 +249,28 @@ async fn forward(node: &RaftNode, leader: NodeId, batch: Vec<Pending>) {
         Err(e) if e.not_sent() => same_for_all(n, Retry::Again(e.to_string())),
         Err(e) => same_for_all(n, Retry::Fail(WriteError::Unknown(e.to_string()))),
     };
+    // Read your writes: answer once this node has applied what the leader committed.
+    if let Some(index) = answers
+        .iter()
+        .filter_map(|a| a.as_ref().ok())
+        .map(|a| a.index)
+        .max()
+    {
+        let applied = node
+            .raft
+            .wait(Some(node.config.request_timeout))
+            .applied_index_at_least(Some(index), "a forwarded write applied here")
+            .await;
+        if let Err(e) = applied {
+            // Committed all the same: answering is right, only a read here may lag.
+            tracing::warn!(index, error = %e, "a forwarded write was not applied here in time");
+        }
+    }
     reply_all(replies, answers);
 }
 
 /// A local outcome in wire form, for the node that forwarded the write.
-pub(crate) fn to_forwarded(result: Result<CommandResponse, Retry>) -> ForwardedAnswer {
+pub(crate) fn to_forwarded(result: Result<Applied, Retry>) -> ForwardedAnswer {
     match result {
         Ok(resp) => Ok(resp),
         Err(Retry::Again(_)) => Err(ForwardError::NotLeader { leader: None }),
@@ -241,7 +279,7 @@ pub(crate) fn to_forwarded(result: Result<CommandResponse, Retry>) -> ForwardedA
     }
 }
 
-fn from_forwarded(answer: ForwardedAnswer) -> Result<CommandResponse, Retry> {
+fn from_forwarded(answer: ForwardedAnswer) -> Result<Applied, Retry> {
     answer.map_err(retry_of)
 }
 

@@ -261,7 +261,7 @@ impl RaftNode {
                 .await
                 .map_err(WriteError::NoLeader)?;
             let attempt = self.submit(cmd.clone(), false, deadline).await;
-            match attempt {
+            match attempt.map(|a| a.response) {
                 Ok(CommandResponse::Rejected(e)) => return Err(WriteError::Rejected(e)),
                 Ok(resp) => return Ok(resp),
                 Err(Retry::Again(why)) => {
@@ -292,7 +292,7 @@ impl RaftNode {
         cmd: Command,
         local_only: bool,
         deadline: Instant,
-    ) -> Result<CommandResponse, Retry> {
+    ) -> Result<crate::batcher::Applied, Retry> {
         if self.leader_without_quorum() {
             // Fail fast: a partitioned leader cannot commit, and the client can try elsewhere.
             return Err(Retry::Fail(WriteError::Unavailable(

@@ -28,5 +28,6 @@ mod listeners;
 mod membership;
 mod netns;
 mod oidc;
+mod read_your_writes;
 mod snapshot;
 mod watch;
