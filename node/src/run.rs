@@ -113,7 +113,13 @@ pub async fn run(
         );
     }
     let dir = config.data_dir.clone();
-    let (log, sm, store) = tokio::task::spawn_blocking(move || hermes_storage::open(&dir))
+    let id = config.id;
+    let hermes_storage::Opened {
+        log,
+        state_machine: sm,
+        store,
+        fatal,
+    } = tokio::task::spawn_blocking(move || hermes_storage::open(&dir, id))
         .await
         .map_err(|e| RunError::Task(e.to_string()))?
         .map_err(|source| RunError::Store {
@@ -184,7 +190,7 @@ pub async fn run(
     raft_config.history_retention = config.history_retention;
     raft_config.snapshot_every = config.snapshot_every;
     raft_config.request_timeout = config.request_timeout;
-    let node = RaftNode::start(raft_config, log, sm, Some(&registry)).await?;
+    let node = RaftNode::start(raft_config, log, sm, fatal.clone(), Some(&registry)).await?;
 
     // 4. Serve.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -331,10 +337,12 @@ pub async fn run(
         ));
     }
 
-    // 6. Run until told to stop, or until a server fails.
+    // 6. Run until told to stop, until a server fails, or until the store cannot write: a
+    //    member that can no longer write must not go on looking healthy (etcd's choice).
     tokio::pin!(shutdown);
     let failure = tokio::select! {
         _ = &mut shutdown => None,
+        cause = fatal.raised() => Some(format!("stopping: {cause}")),
         Some(result) = servers.join_next() => Some(match result {
             Ok(Ok(())) => "a listener stopped unexpectedly".to_string(),
             Ok(Err(e)) => format!("a listener failed: {e}"),

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::batcher::Pending;
 use tokio::task::JoinSet;
 
+use hermes_storage::fatal::Fatal;
 use hermes_storage::log_store::LogStore;
 use hermes_storage::mvcc::request::Command;
 use hermes_storage::mvcc::response::CommandResponse;
@@ -77,6 +78,7 @@ impl RaftNode {
         config: RaftConfig,
         log: LogStore,
         sm: StateMachine,
+        fatal: Fatal,
         metrics: Option<&prometheus::Registry>,
     ) -> Result<Arc<RaftNode>, StartError> {
         let raft_config = openraft::Config {
@@ -126,6 +128,11 @@ impl RaftNode {
             node.shutdown_signal(),
         ));
         crate::background::spawn_all(&node);
+        node.spawn(watch_running_state(
+            node.raft.metrics(),
+            fatal,
+            node.shutdown_signal(),
+        ));
         Ok(node)
     }
 
@@ -390,13 +397,36 @@ impl RaftNode {
         }
     }
 
-    /// Stops background drivers and raft. The store is flushed by the caller afterwards.
+    /// Stops background drivers and raft, then writes the log's metadata. The state machine
+    /// is flushed by the caller afterwards.
     pub async fn shutdown(&self) {
         let _ = self.shutdown_tx.send(true);
         let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         while tasks.join_next().await.is_some() {}
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+        let log = self.log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+    }
+}
+
+/// Raises `fatal` if openraft stops by itself (a storage error it met, an internal failure):
+/// the node then stops too, rather than answer every write "shutting down" while it looks
+/// healthy.
+async fn watch_running_state(
+    mut metrics: watch::Receiver<openraft::RaftMetrics<NodeId, Member>>,
+    fatal: Fatal,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = &metrics.borrow_and_update().running_state {
+            fatal.raise(format!("raft stopped: {e}"));
+            return;
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
         }
     }
 }

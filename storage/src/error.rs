@@ -18,6 +18,12 @@ pub enum StoreError {
     Resolve(#[from] ResolveError),
     #[error("background storage task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+    #[error(transparent)]
+    Ahead(crate::AheadOfLog),
 }
 
 impl StoreError {

@@ -2,15 +2,20 @@
 //!
 //! - [`store::KvStore`]: the etcd-style MVCC key-value store (revisions, leases, compaction,
 //!   historical reads) with its watch hub ([`watch::Watcher`]);
-//! - [`log_store::LogStore`] and [`state_machine::StateMachine`]: openraft's storage traits on
-//!   top of it, with group-committed, fsynced log appends;
-//! - [`engine`]: the small trait pair that hides sled.
+//! - [`log_store::LogStore`] on the [`wal`] (a checksummed, segmented write-ahead log made for
+//!   the raft log) and [`state_machine::StateMachine`]: openraft's storage traits, with
+//!   group-committed, fsynced log appends;
+//! - [`engine`]: the small trait pair that hides sled, which keeps the state machine;
+//! - [`layout`]: what lives where in a data directory; [`fatal`]: a storage failure the node
+//!   stops for.
 //!
 //! This crate knows nothing of networking or HTTP.
 
 pub mod codec;
 pub mod engine;
 pub mod error;
+pub mod fatal;
+pub mod layout;
 pub mod log_store;
 pub mod mvcc;
 pub mod snapshot;
@@ -19,6 +24,7 @@ pub mod state_machine;
 mod state_writer;
 pub mod store;
 pub mod types;
+pub mod wal;
 pub mod watch;
 
 #[cfg(test)]
@@ -32,28 +38,62 @@ pub use mvcc::error::KvError;
 pub use mvcc::key_value::{Event, EventType, KeyRange, KeyValue};
 pub use store::KvStore;
 
-/// Opens the engine in `dir` and the three pieces built on it. Blocking.
-pub fn open(
-    dir: &Path,
-) -> Result<
-    (
-        log_store::LogStore,
-        state_machine::StateMachine,
-        Arc<KvStore>,
-    ),
-    StoreError,
-> {
-    // Two engines, so that the sync on every log append writes only the log: the state
-    // machine can always be rebuilt from the log, so its own writes need to be durable only
-    // when a snapshot lets raft purge the log (the snapshot build syncs it) or at shutdown.
-    let raft: Arc<dyn engine::Engine> =
-        Arc::new(engine::SledEngine::open(&dir.join("raft"), None)?);
+/// What [`open`] returns: the three pieces openraft and the node use, and the signal of a
+/// storage failure the node cannot continue after.
+pub struct Opened {
+    pub log: log_store::LogStore,
+    pub state_machine: state_machine::StateMachine,
+    pub store: Arc<KvStore>,
+    pub fatal: fatal::Fatal,
+}
+
+/// Why the state machine and the log disagree in a way only damage explains.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the state machine in {state} has applied entry {applied}, but the raft log in {log} ends \
+     at entry {last} and no snapshot covers the rest: {}",
+    wal::RECOVERY
+)]
+pub struct AheadOfLog {
+    pub state: std::path::PathBuf,
+    pub log: std::path::PathBuf,
+    pub applied: u64,
+    pub last: u64,
+}
+
+/// Opens the data directory `dir` of node `id`: the raft log, the state machine and the store
+/// built on it. A directory that has held a member must have its log, intact, and a state
+/// machine no further than its log (or its latest snapshot). Blocking.
+pub fn open(dir: &Path, id: u64) -> Result<Opened, StoreError> {
+    let layout = layout::Layout::new(dir);
+    let was_member = layout.claim(id)?;
+    let fatal = fatal::Fatal::default();
+    // The state machine is synced only when a snapshot lets raft purge the log (the snapshot
+    // build syncs it) or at shutdown: the log is the durable record, and applying waits for it.
     let state: Arc<dyn engine::Engine> = Arc::new(engine::SledEngine::open(
-        &dir.join("state"),
+        &layout.state(),
         Some(std::time::Duration::from_secs(1)),
     )?);
-    let log = log_store::LogStore::open(raft)?;
-    let store = KvStore::open(state)?;
-    let sm = state_machine::StateMachine::new(store.clone(), &dir.join("snapshots"))?;
-    Ok((log, sm, store))
+    let log = log_store::LogStore::open(&layout.raft(), was_member, fatal.clone())?;
+    let store = KvStore::open(state, fatal.clone())?;
+    let sm = state_machine::StateMachine::new(store.clone(), &layout.snapshots(), log.durable())?;
+    let applied = store.applied().map_or(0, |l| l.index);
+    let last = log.last_index();
+    if applied > last {
+        let covered = sm.snapshot_last_index()?.unwrap_or(0);
+        if covered < applied {
+            return Err(StoreError::Ahead(AheadOfLog {
+                state: layout.state(),
+                log: layout.raft(),
+                applied,
+                last,
+            }));
+        }
+    }
+    Ok(Opened {
+        log,
+        state_machine: sm,
+        store,
+        fatal,
+    })
 }

@@ -1,54 +1,36 @@
-//! The raft log on the engine, with group commit.
+//! The raft log storage on the [`crate::wal`], with group commit.
 //!
 //! All writes (appends, truncation, purge, vote, committed index) go in order to one dedicated
-//! thread, which applies whatever has queued up to the `raft_log` tree, makes it durable with a
-//! single [`Engine::sync`], and only then reports the appends as flushed. Under load many
-//! appends share one fsync, which is where the write throughput comes from.
+//! thread, which applies whatever has queued up to the log, makes it durable with a single
+//! `fdatasync`, and only then reports the appends as flushed. Under load many appends share
+//! one sync, which is where the write throughput comes from. A write that fails is fatal: the
+//! thread stops taking writes and says so on [`crate::fatal::Fatal`].
 //!
 //! Entries are readable as soon as `append` returns: they wait in a memory cache that also keeps
 //! the most recent flushed entries, so replication reads new entries without touching disk.
-//!
-//! Tree layout: `e` + index (u64 BE) → entry; `v` → vote; `p` → last purged log id;
-//! `c` → committed log id. Keeping them in one tree makes a purge (delete entries, record the
-//! purged id) one atomic batch.
+//! [`LogStore::durable`] tells the state machine how far the log is on disk, so that it never
+//! applies, and so never persists, an entry this node could lose in a crash.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{LogId as RaftLogId, OptionalSend, RaftLogId as _, RaftLogReader, StorageIOError};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::codec;
-use crate::engine::{Engine, EngineError, Tree, WriteBatch};
 use crate::error::StoreError;
+use crate::fatal::Fatal;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::wal::{self, Wal, WalError, WalReader};
 
 /// Flushed entries kept in memory for replication reads.
 const CACHE_FLUSHED_ENTRIES: usize = 1024;
 /// Most queued operations the writer thread takes into one sync.
 const MAX_GROUP: usize = 4096;
-
-const KEY_VOTE: &[u8] = b"v";
-const KEY_PURGED: &[u8] = b"p";
-const KEY_COMMITTED: &[u8] = b"c";
-
-fn entry_key(index: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(9);
-    key.push(b'e');
-    key.extend_from_slice(&index.to_be_bytes());
-    key
-}
-
-fn entry_index(key: &[u8]) -> Option<u64> {
-    if key.len() == 9 && key[0] == b'e' {
-        key[1..].try_into().ok().map(u64::from_be_bytes)
-    } else {
-        None
-    }
-}
 
 enum LogOp {
     Append {
@@ -58,17 +40,19 @@ enum LogOp {
     },
     Truncate {
         from: u64,
-        done: oneshot::Sender<Result<(), EngineError>>,
+        done: oneshot::Sender<Result<(), String>>,
     },
     Purge {
         upto: LogId,
-        done: oneshot::Sender<Result<(), EngineError>>,
+        done: oneshot::Sender<Result<(), String>>,
     },
-    Put {
-        key: &'static [u8],
-        value: Vec<u8>,
-        done: Option<oneshot::Sender<Result<(), EngineError>>>,
+    Vote {
+        vote: Vote,
+        done: oneshot::Sender<Result<(), String>>,
     },
+    Committed(Option<LogId>),
+    /// Write the metadata now (a clean stop).
+    Close(oneshot::Sender<()>),
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -78,12 +62,15 @@ struct Bounds {
 }
 
 struct Shared {
-    tree: Arc<dyn Tree>,
+    reader: WalReader,
     /// Appended entries not yet flushed, plus the newest flushed ones.
     cache: RwLock<BTreeMap<u64, Entry>>,
     bounds: Mutex<Bounds>,
     vote: Mutex<Option<Vote>>,
     committed: Mutex<Option<LogId>>,
+    /// The index up to which entries are on disk.
+    durable: watch::Sender<u64>,
+    fatal: Fatal,
 }
 
 /// The raft log storage. Cheap to clone; clones share the writer thread.
@@ -117,61 +104,52 @@ fn read_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the raft log writer thread has stopped")]
-struct WriterGone;
+#[error("the raft log writer has stopped: {0}")]
+struct WriterGone(String);
 
 impl LogStore {
-    /// Opens the log and starts its writer thread (which stops when the last clone is dropped).
-    /// Blocking.
-    pub fn open(engine: Arc<dyn Engine>) -> Result<LogStore, crate::error::StoreError> {
-        let tree = engine.tree("raft_log")?;
-        let decode_opt = |key: &[u8]| -> Result<Option<Vec<u8>>, crate::error::StoreError> {
-            Ok(tree.get(key)?)
-        };
-        let vote: Option<Vote> = match decode_opt(KEY_VOTE)? {
-            Some(b) => Some(codec::decode(&b)?),
-            None => None,
-        };
-        let committed: Option<LogId> = match decode_opt(KEY_COMMITTED)? {
-            Some(b) => codec::decode(&b)?,
-            None => None,
-        };
-        let last_purged: Option<LogId> = match decode_opt(KEY_PURGED)? {
-            Some(b) => codec::decode(&b)?,
-            None => None,
-        };
-        let mut last = last_purged;
-        let tail = tree
-            .range(
-                Bound::Included(entry_key(0)),
-                Bound::Included(entry_key(u64::MAX)),
-                true,
-            )
-            .next();
-        if let Some(row) = tail {
-            let (_, bytes) = row?;
-            let entry: Entry = codec::decode(&bytes)?;
-            last = Some(entry.log_id);
-        }
+    /// Opens the log in `dir` (see [`wal::recover`]) and starts its writer thread, which stops
+    /// when the last clone is dropped. Blocking.
+    pub fn open(dir: &Path, must_exist: bool, fatal: Fatal) -> Result<LogStore, StoreError> {
+        let (wal, recovered) = wal::recover(dir, must_exist)?;
+        let durable_index = recovered.last.map_or(0, |l| l.index);
+        let cache: BTreeMap<u64, Entry> = recovered
+            .tail
+            .into_iter()
+            .map(|e| (e.log_id.index, e))
+            .collect();
+        let (durable, _) = watch::channel(durable_index);
         let shared = Arc::new(Shared {
-            tree,
-            cache: RwLock::new(BTreeMap::new()),
-            bounds: Mutex::new(Bounds { last_purged, last }),
-            vote: Mutex::new(vote),
-            committed: Mutex::new(committed),
+            reader: wal.reader(),
+            cache: RwLock::new(cache),
+            bounds: Mutex::new(Bounds {
+                last_purged: recovered.purged,
+                last: recovered.last,
+            }),
+            vote: Mutex::new(recovered.vote),
+            committed: Mutex::new(recovered.committed),
+            durable,
+            fatal,
         });
         let (tx, rx) = mpsc::channel();
         let writer_shared = shared.clone();
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer_loop(writer_shared, engine, rx))
+            .spawn(move || writer_loop(writer_shared, wal, rx))
             .map_err(|source| {
-                crate::error::StoreError::Engine(EngineError::Io {
+                StoreError::Wal(WalError::Io {
                     op: "starting the raft log writer thread",
+                    path: dir.to_path_buf(),
                     source,
                 })
             })?;
         Ok(LogStore { shared, tx })
+    }
+
+    /// The index of the last entry (or the purge point).
+    pub fn last_index(&self) -> u64 {
+        let b = *lock(&self.shared.bounds);
+        b.last.or(b.last_purged).map_or(0, |l| l.index)
     }
 
     /// The highest log id known committed (as last reported by raft).
@@ -179,18 +157,49 @@ impl LogStore {
         *lock(&self.shared.committed)
     }
 
+    /// How far the log is on disk: the state machine applies nothing beyond it.
+    pub fn durable(&self) -> watch::Receiver<u64> {
+        self.shared.durable.subscribe()
+    }
+
+    /// Writes the log's metadata (its exact durable watermark) and waits for it: the last step
+    /// of a clean stop. Blocking.
+    pub fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(LogOp::Close(done)).is_ok() {
+            let _ = wait.blocking_recv();
+        }
+    }
+
     async fn submit(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<(), EngineError>>) -> LogOp,
+        make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> LogOp,
     ) -> Result<(), StorageError> {
         let (done, rx) = oneshot::channel();
-        self.tx.send(make(done)).map_err(|_| io_err(WriterGone))?;
-        rx.await.map_err(|_| io_err(WriterGone))?.map_err(io_err)
+        let gone = || io_err(WriterGone("its thread ended".into()));
+        self.tx.send(make(done)).map_err(|_| gone())?;
+        rx.await
+            .map_err(|_| gone())?
+            .map_err(|e| io_err(WriterGone(e)))
     }
 }
 
-fn writer_loop(shared: Arc<Shared>, engine: Arc<dyn Engine>, rx: mpsc::Receiver<LogOp>) {
-    while let Ok(first) = rx.recv() {
+fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
+    let mut failed: Option<String> = None;
+    loop {
+        let first = match rx.recv_timeout(wal::META_EVERY) {
+            Ok(op) => op,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Appends have paused: bring the watermark on disk up to date.
+                if failed.is_none() {
+                    if let Err(e) = wal.write_meta_if_due(false) {
+                        failed = Some(fail(&shared, &e));
+                    }
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut ops = vec![first];
         while ops.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -198,91 +207,97 @@ fn writer_loop(shared: Arc<Shared>, engine: Arc<dyn Engine>, rx: mpsc::Receiver<
                 Err(_) => break,
             }
         }
-        let mut result = Ok(());
+        let mut result: Result<(), String> = failed.clone().map_or(Ok(()), Err);
+        let mut appended = false;
         for op in &ops {
             if result.is_err() {
                 break;
             }
-            result = apply_op(&shared, op);
+            result = apply_op(&mut wal, op, &mut appended).map_err(|e| e.to_string());
         }
-        // A lone committed-index update needs no sync of its own: it is advisory, and the next
-        // durable write carries it to disk anyway.
-        let needs_sync = ops
-            .iter()
-            .any(|op| !matches!(op, LogOp::Put { done: None, .. }));
-        if result.is_ok() && needs_sync {
-            result = engine.sync();
+        if result.is_ok() && appended {
+            result = wal.sync().map_err(|e| e.to_string());
+        }
+        if failed.is_none() {
+            if let Err(e) = &result {
+                shared
+                    .fatal
+                    .raise(format!("writing the raft log failed: {e}"));
+                tracing::error!(error = %e, "raft log write failed; this node stops");
+                failed = Some(e.clone());
+            }
         }
         let mut flushed_upto = None;
+        let mut close = Vec::new();
         for op in ops {
-            let outcome = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(EngineError::Engine {
-                    op: "writing the raft log",
-                    message: e.to_string(),
-                }),
-            };
             match op {
                 LogOp::Append { callback, last, .. } => {
                     flushed_upto = Some(last);
-                    callback.log_io_completed(outcome.map_err(std::io::Error::other));
+                    let outcome = result.clone().map_err(std::io::Error::other);
+                    callback.log_io_completed(outcome);
                 }
-                LogOp::Truncate { done, .. } | LogOp::Purge { done, .. } => {
-                    let _ = done.send(outcome);
+                LogOp::Truncate { done, .. }
+                | LogOp::Purge { done, .. }
+                | LogOp::Vote { done, .. } => {
+                    let _ = done.send(result.clone());
                 }
-                LogOp::Put { done, .. } => {
-                    if let Some(done) = done {
-                        let _ = done.send(outcome);
-                    }
-                }
+                LogOp::Committed(_) => {}
+                LogOp::Close(done) => close.push(done),
             }
         }
         if let (Ok(()), Some(upto)) = (&result, flushed_upto) {
+            shared.durable.send_replace(upto.index);
             trim_cache(&shared, upto.index);
         }
-        if let Err(e) = result {
-            tracing::error!(error = %e, "raft log write failed; this node stops accepting writes");
+        if !close.is_empty() {
+            if failed.is_none() {
+                if let Err(e) = wal.write_meta_if_due(true) {
+                    tracing::error!(error = %e, "writing the raft log's metadata at stop failed");
+                }
+            }
+            for done in close {
+                let _ = done.send(());
+            }
         }
+    }
+    if failed.is_none() {
+        let _ = wal.write_meta_if_due(true);
     }
 }
 
-fn apply_op(shared: &Shared, op: &LogOp) -> Result<(), EngineError> {
+fn fail(shared: &Shared, e: &WalError) -> String {
+    let message = e.to_string();
+    shared
+        .fatal
+        .raise(format!("writing the raft log failed: {message}"));
+    tracing::error!(error = %message, "raft log write failed; this node stops");
+    message
+}
+
+fn apply_op(wal: &mut Wal, op: &LogOp, appended: &mut bool) -> Result<(), WalError> {
     match op {
         LogOp::Append { rows, .. } => {
-            let mut batch = WriteBatch::default();
             for (index, bytes) in rows {
-                batch.put(entry_key(*index), bytes.clone());
+                wal.append(*index, bytes)?;
             }
-            shared.tree.apply(batch)
+            *appended = true;
+            Ok(())
         }
-        LogOp::Truncate { from, .. } => {
-            let mut batch = WriteBatch::default();
-            for row in shared.tree.range(
-                Bound::Included(entry_key(*from)),
-                Bound::Included(entry_key(u64::MAX)),
-                false,
-            ) {
-                batch.delete(row?.0);
+        LogOp::Truncate { from, .. } => wal.truncate(*from),
+        LogOp::Purge { upto, .. } => wal.purge(*upto),
+        LogOp::Vote { vote, .. } => {
+            // Entries appended before the vote change are made durable first, in order.
+            if *appended {
+                wal.sync()?;
+                *appended = false;
             }
-            shared.tree.apply(batch)
+            wal.save_vote(vote)
         }
-        LogOp::Purge { upto, .. } => {
-            let mut batch = WriteBatch::default();
-            for row in shared.tree.range(
-                Bound::Included(entry_key(0)),
-                Bound::Included(entry_key(upto.index)),
-                false,
-            ) {
-                batch.delete(row?.0);
-            }
-            let purged = codec::encode(&Some(*upto)).map_err(|e| EngineError::Engine {
-                op: "encoding the purged log id",
-                message: e.to_string(),
-            })?;
-            batch.put(KEY_PURGED.to_vec(), purged);
-            shared.tree.apply(batch)
+        LogOp::Committed(c) => {
+            wal.set_committed(*c);
+            Ok(())
         }
-        LogOp::Put { key, value, .. } => shared.tree.insert(key, value),
+        LogOp::Close(_) => Ok(()),
     }
 }
 
@@ -328,7 +343,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             return Ok(Vec::new());
         }
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        // Cache first: an entry leaves the cache only after it is in the tree.
+        // Cache first: an entry leaves the cache only after it is on disk.
         let cached: BTreeMap<u64, Entry> = {
             let cache = self.shared.cache.read().unwrap_or_else(|p| p.into_inner());
             cache
@@ -343,28 +358,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if complete {
             return Ok(cached.into_values().collect());
         }
-        let shared = self.shared.clone();
-        let from_tree = tokio::task::spawn_blocking(move || -> Result<Vec<Entry>, StoreError> {
-            let to = end.map_or(Bound::Included(entry_key(u64::MAX)), |e| {
-                Bound::Excluded(entry_key(e))
-            });
-            let mut out = Vec::new();
-            for row in shared
-                .tree
-                .range(Bound::Included(entry_key(start)), to, false)
-            {
-                let (key, bytes) = row?;
-                if entry_index(&key).is_some() {
-                    out.push(codec::decode::<Entry>(&bytes)?);
-                }
-            }
-            Ok(out)
+        let reader = self.shared.reader.clone();
+        let until = end
+            .unwrap_or(u64::MAX)
+            .min(cached.keys().next().copied().unwrap_or(u64::MAX));
+        let from_disk = tokio::task::spawn_blocking(move || -> Result<Vec<Entry>, StoreError> {
+            reader
+                .read(first_needed, until)?
+                .iter()
+                .map(|bytes| codec::decode::<Entry>(bytes).map_err(StoreError::from))
+                .collect()
         })
         .await
         .map_err(read_err)?
         .map_err(read_err)?;
         let mut merged: BTreeMap<u64, Entry> =
-            from_tree.into_iter().map(|e| (e.log_id.index, e)).collect();
+            from_disk.into_iter().map(|e| (e.log_id.index, e)).collect();
         merged.extend(cached);
         // Only a contiguous run from the start is meaningful.
         let mut out = Vec::with_capacity(merged.len());
@@ -396,16 +405,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let value = codec::encode(vote).map_err(|e| StorageError::IO {
-            source: StorageIOError::write_vote(&e),
-        })?;
-        self.submit(|done| LogOp::Put {
-            key: KEY_VOTE,
-            value,
-            done: Some(done),
-        })
-        .await?;
-        *lock(&self.shared.vote) = Some(*vote);
+        let vote = *vote;
+        self.submit(|done| LogOp::Vote { vote, done }).await?;
+        *lock(&self.shared.vote) = Some(vote);
         Ok(())
     }
 
@@ -414,16 +416,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let value = codec::encode(&committed).map_err(io_err)?;
         *lock(&self.shared.committed) = committed;
         // Not waited for: a lost committed index is only re-learned from the leader.
         self.tx
-            .send(LogOp::Put {
-                key: KEY_COMMITTED,
-                value,
-                done: None,
-            })
-            .map_err(|_| io_err(WriterGone))
+            .send(LogOp::Committed(committed))
+            .map_err(|_| io_err(WriterGone("its thread ended".into())))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -439,7 +436,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
+        // Entries a snapshot already covers are never read again: raft does not send them,
+        // and openraft's storage suite does (it appends below the purge point).
+        let purged = lock(&self.shared.bounds).last_purged.map(|p| p.index);
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .filter(|e| purged.is_none_or(|p| e.log_id.index > p))
+            .collect();
         let Some(last) = entries.last().map(|e| *e.get_log_id()) else {
             callback.log_io_completed(Ok(()));
             return Ok(());
@@ -461,10 +464,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 last,
                 callback,
             })
-            .map_err(|_| io_err(WriterGone))
+            .map_err(|_| io_err(WriterGone("its thread ended".into())))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let prev = self.prev_log_id(log_id.index).await?;
         {
             let mut cache = self.shared.cache.write().unwrap_or_else(|p| p.into_inner());
             cache.split_off(&log_id.index);
@@ -472,10 +476,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut b = lock(&self.shared.bounds);
             // The entry before `log_id` is now the last one (or the purge point).
-            b.last = prev_log_id(&self.shared, log_id.index).or(b.last_purged);
+            b.last = prev.or(b.last_purged);
         }
         let from = log_id.index;
-        self.submit(|done| LogOp::Truncate { from, done }).await
+        self.submit(|done| LogOp::Truncate { from, done }).await?;
+        // What was durable beyond the cut is gone.
+        self.shared.durable.send_if_modified(|d| {
+            let cut = (*d).min(from.saturating_sub(1));
+            std::mem::replace(d, cut) != cut
+        });
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -492,22 +502,44 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         self.submit(|done| LogOp::Purge { upto: log_id, done })
-            .await
+            .await?;
+        // A snapshot holds what was purged: it counts as durable.
+        self.shared.durable.send_if_modified(|d| {
+            let covered = (*d).max(log_id.index);
+            std::mem::replace(d, covered) != covered
+        });
+        Ok(())
     }
 }
 
-/// The log id of the entry just before `index`, from cache or tree.
-fn prev_log_id(shared: &Shared, index: u64) -> Option<RaftLogId<u64>> {
-    let prev = index.checked_sub(1)?;
-    if let Some(e) = shared
-        .cache
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&prev)
-    {
-        return Some(e.log_id);
+impl LogStore {
+    /// The log id of the entry just before `index`, from the cache or the disk.
+    async fn prev_log_id(&self, index: u64) -> Result<Option<RaftLogId<u64>>, StorageError> {
+        let Some(prev) = index.checked_sub(1) else {
+            return Ok(None);
+        };
+        if let Some(e) = self
+            .shared
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&prev)
+        {
+            return Ok(Some(e.log_id));
+        }
+        let purged = lock(&self.shared.bounds).last_purged;
+        if purged.is_some_and(|p| p.index == prev) {
+            return Ok(purged);
+        }
+        // Truncation is rare (a follower dropping a stale tail): a disk read is fine here.
+        let reader = self.shared.reader.clone();
+        let bytes = tokio::task::spawn_blocking(move || reader.read(prev, prev + 1))
+            .await
+            .map_err(read_err)?
+            .map_err(read_err)?;
+        match bytes.first() {
+            Some(b) => Ok(Some(codec::decode::<Entry>(b).map_err(read_err)?.log_id)),
+            None => Ok(None),
+        }
     }
-    // Truncation is rare (a follower dropping a stale tail): a direct read is acceptable here.
-    let bytes = shared.tree.get(&entry_key(prev)).ok()??;
-    codec::decode::<Entry>(&bytes).ok().map(|e| e.log_id)
 }

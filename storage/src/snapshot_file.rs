@@ -1,6 +1,7 @@
 //! The latest snapshot on disk, as one file replaced atomically: written to a temporary file,
-//! fsynced, renamed over `current.snap`, and the directory fsynced. A snapshot is large and
-//! written rarely, so it does not belong in the engine's log.
+//! fsynced, renamed over `current.snap`, and the directory fsynced, and checksummed so that a
+//! damaged snapshot is never sent to a follower. A snapshot is large and written rarely, so it
+//! does not belong in the log.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -11,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::error::StoreError;
 use crate::types::SnapshotMeta;
+
+/// Opens a snapshot file; a CRC32 of the whole file follows the value.
+const MAGIC: &[u8; 8] = b"HERMSNAP";
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct StoredSnapshot {
@@ -42,7 +46,7 @@ impl SnapshotFile {
 
     /// Replaces the stored snapshot. Blocking.
     pub fn save(&self, snapshot: &StoredSnapshot) -> Result<(), StoreError> {
-        let bytes = codec::encode(snapshot)?;
+        let bytes = crate::wal::frame::seal_small(MAGIC, &codec::encode(snapshot)?);
         let tmp = self.dir.join("current.snap.tmp");
         let mut file = File::create(&tmp).map_err(io("creating a snapshot file"))?;
         file.write_all(&bytes)
@@ -57,7 +61,16 @@ impl SnapshotFile {
     /// The stored snapshot, if any. Blocking.
     pub fn load(&self) -> Result<Option<StoredSnapshot>, StoreError> {
         match fs::read(self.current()) {
-            Ok(bytes) => Ok(Some(codec::decode(&bytes)?)),
+            Ok(bytes) => {
+                let value = crate::wal::frame::open_small(MAGIC, &bytes).ok_or_else(|| {
+                    StoreError::Wal(crate::wal::WalError::Damaged {
+                        file: self.current(),
+                        offset: 0,
+                        what: "snapshot checksum mismatch".into(),
+                    })
+                })?;
+                Ok(Some(codec::decode(value)?))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("reading the snapshot file")(e)),
         }

@@ -38,13 +38,14 @@ impl StateWriter {
         tree: Arc<dyn Tree>,
         pending: Arc<Pending>,
         history_guard: Arc<RwLock<()>>,
+        fatal: crate::fatal::Fatal,
     ) -> Result<StateWriter, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = failed.clone();
         std::thread::Builder::new()
             .name("state-writer".into())
-            .spawn(move || run(rx, tree, pending, history_guard, flag))
+            .spawn(move || run(rx, tree, pending, history_guard, flag, fatal))
             .map_err(|source| {
                 StoreError::Engine(EngineError::Io {
                     op: "starting the state writer thread",
@@ -95,6 +96,7 @@ fn run(
     pending: Arc<Pending>,
     history_guard: Arc<RwLock<()>>,
     failed: Arc<AtomicBool>,
+    fatal: crate::fatal::Fatal,
 ) {
     while let Ok(job) = rx.recv() {
         // Merge every queued write into one engine batch; stop at a barrier.
@@ -131,8 +133,9 @@ fn run(
                     }
                 }
                 Err(e) => {
-                    // Rows stay in `pending` (still readable); applies stop, so raft stops.
-                    tracing::error!(error = %e, "writing the state machine failed; this node stops applying");
+                    // Rows stay in `pending` (still readable); applies stop, and so does the node.
+                    tracing::error!(error = %e, "writing the state machine failed; this node stops");
+                    fatal.raise(format!("writing the state machine failed: {e}"));
                     failed.store(true, Ordering::Release);
                 }
             }

@@ -86,15 +86,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl KvStore {
-    /// Loads the store from the engine's `sm` tree. Blocking.
-    pub fn open(engine: Arc<dyn Engine>) -> Result<Arc<KvStore>, StoreError> {
+    /// Loads the store from the engine's `sm` tree; a failed write later raises `fatal`.
+    /// Blocking.
+    pub fn open(
+        engine: Arc<dyn Engine>,
+        fatal: crate::fatal::Fatal,
+    ) -> Result<Arc<KvStore>, StoreError> {
         let tree = engine.tree("sm").map_err(engine_err)?;
         let state = load_state(tree.as_ref())?;
         let revision = state.mvcc.revision;
         let (hub, _) = broadcast::channel(WATCH_HUB_CAPACITY);
         let pending: Arc<Pending> = Arc::default();
         let history_guard = Arc::new(RwLock::new(()));
-        let writer = StateWriter::start(tree.clone(), pending.clone(), history_guard.clone())?;
+        let writer =
+            StateWriter::start(tree.clone(), pending.clone(), history_guard.clone(), fatal)?;
         Ok(Arc::new(KvStore {
             state: RwLock::new(state),
             tree,

@@ -100,7 +100,8 @@ fn put_is_fdatasynced_before_the_response_is_sent() {
         .expect("the response write is in the trace");
     let synced = lines[request..response].iter().any(|l| {
         let completed = l.contains(") = 0");
-        let on_db = l.contains("/db>");
+        // The raft log's segment (`raft/<first index>.wal`).
+        let on_db = l.contains(".wal>");
         (l.contains("fdatasync(") || l.contains("<... fdatasync resumed>"))
             && completed
             && (on_db || l.contains("resumed"))

@@ -191,7 +191,8 @@ mod tests {
     impl Store {
         fn open() -> Store {
             let dir = tempfile::tempdir().unwrap();
-            let (_, sm, store) = hermes_storage::open(dir.path()).unwrap();
+            let opened = hermes_storage::open(dir.path(), 1).unwrap();
+            let (sm, store) = (opened.state_machine, opened.store);
             Store {
                 _dir: dir,
                 sm,
