@@ -125,6 +125,28 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Recover { data_dir, id } => {
+            match hermes_storage::single_node::recover(&data_dir, id) {
+                Ok(r) => {
+                    let applied = r.applied.map_or(0, |l| l.index);
+                    println!(
+                        "recovered {}: a single-node cluster of node {id} at log entry {applied}, \
+                         revision {}; start it with `hermes node --id {id} --data-dir {}`",
+                        data_dir.display(),
+                        r.revision,
+                        data_dir.display()
+                    );
+                    if let Some(old) = r.old_log {
+                        println!("the old raft log was moved to {}", old.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Member { action, conn } => cli_command(conn, Some(action), false),
         Command::Status { conn, json } => cli_command(conn, None, json),
     }

@@ -45,6 +45,8 @@ pub enum RunError {
     Metrics(#[from] prometheus::Error),
     #[error("a background task failed: {0}")]
     Task(String),
+    #[error("this node stopped because its storage failed: {0}")]
+    Storage(String),
     #[error("{0}")]
     Config(String),
 }
@@ -342,12 +344,12 @@ pub async fn run(
     tokio::pin!(shutdown);
     let failure = tokio::select! {
         _ = &mut shutdown => None,
-        cause = fatal.raised() => Some(format!("stopping: {cause}")),
-        Some(result) = servers.join_next() => Some(match result {
+        cause = fatal.raised() => Some(RunError::Storage(cause)),
+        Some(result) = servers.join_next() => Some(RunError::Task(match result {
             Ok(Ok(())) => "a listener stopped unexpectedly".to_string(),
             Ok(Err(e)) => format!("a listener failed: {e}"),
             Err(e) => format!("a listener task failed: {e}"),
-        }),
+        })),
     };
 
     // 7. Drain: readiness off, stop accepting, finish in-flight requests within the grace
@@ -381,7 +383,7 @@ pub async fn run(
         "stopped"
     );
     match failure {
-        Some(why) => Err(RunError::Task(why)),
+        Some(e) => Err(e),
         None => Ok(()),
     }
 }

@@ -18,6 +18,7 @@ pub mod fatal;
 pub mod layout;
 pub mod log_store;
 pub mod mvcc;
+pub mod single_node;
 pub mod snapshot;
 mod snapshot_file;
 pub mod state_machine;

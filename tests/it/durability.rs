@@ -112,3 +112,56 @@ fn put_is_fdatasynced_before_the_response_is_sent() {
         lines[request..=response].join("\n")
     );
 }
+
+/// A node whose disk starts failing its writes stops (etcd's choice) instead of answering every
+/// write "server stopped" while its health checks say it is fine. The failure is real: strace
+/// makes every `fdatasync` of the raft log's segment fail with EIO after the first few.
+#[test]
+fn a_failing_disk_stops_the_node_with_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::new(dir.path(), 1);
+    let data_dir = node.data_dir.to_str().unwrap().to_string();
+    let segment = node.data_dir.join("raft").join("00000000000000000000.wal");
+    let log = std::fs::File::create(&node.log_path).unwrap();
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null"])
+        .args(["-P", segment.to_str().unwrap()])
+        .args([
+            "-e",
+            "trace=fdatasync",
+            "-e",
+            "inject=fdatasync:error=EIO:when=8+",
+        ])
+        .arg(hermes_bin())
+        .args(["node", "--data-dir", &data_dir])
+        .args(["--peer-listen", &format!("127.0.0.1:{}", node.peer_port)])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", node.admin_port)])
+        .args(["--etcd-listen", &format!("127.0.0.1:{}", node.etcd_port)])
+        .args(["--proxy-listen", "127.0.0.1:0"])
+        .env("HERMES_API_INITIAL_ADMIN", "off")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("strace is installed by scripts/test");
+    node.wait_ready(Duration::from_secs(60));
+    let mut failed = None;
+    for i in 0..200 {
+        match node.put(&format!("/k{i}"), "v") {
+            Ok((200, _)) => continue,
+            other => {
+                failed = Some((i, other));
+                break;
+            }
+        }
+    }
+    assert!(failed.is_some(), "every write succeeded on a failing disk");
+    let status = wait_for("the node to stop", Duration::from_secs(30), || {
+        strace.try_wait().unwrap()
+    });
+    assert!(!status.success(), "the node stops with a failure status");
+    let text = node.log();
+    assert!(
+        text.contains("writing the raft log failed") && text.contains("Input/output error"),
+        "the cause is in the log:\n{text}"
+    );
+}

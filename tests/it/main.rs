@@ -25,6 +25,7 @@ mod gateway_tls;
 mod lease;
 mod lifecycle;
 mod listeners;
+mod log_damage;
 mod membership;
 mod netns;
 mod oidc;

@@ -44,6 +44,16 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Restart a stopped single-node cluster whose raft log is damaged or lost, from its state
+    /// machine (the damaged log is moved aside; what it held beyond the state is lost).
+    Recover {
+        /// The node's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The node's id, as it ran.
+        #[arg(long)]
+        id: u64,
+    },
     /// Print version, git sha and features.
     Version,
 }
@@ -75,6 +85,12 @@ pub struct NodeArgs {
     /// etcd v3 API; `off` disables it [default: 127.0.0.1:2379].
     #[arg(long)]
     pub etcd_listen: Option<String>,
+    /// The etcd endpoint's user (with --etcd-password-file; required beyond loopback).
+    #[arg(long)]
+    pub etcd_user: Option<String>,
+    /// File holding the etcd user's password (at least 12 bytes).
+    #[arg(long)]
+    pub etcd_password_file: Option<String>,
     /// Static bootstrap: `1=http://10.0.0.1:9081,2=http://10.0.0.2:9081,...`.
     #[arg(long)]
     pub initial_cluster: Option<String>,
@@ -126,6 +142,10 @@ pub struct NodeArgs {
     /// Versions of each domain and cluster kept in its history [default: 50].
     #[arg(long)]
     pub resource_history: Option<String>,
+    /// How far an HMAC-signed request's timestamp may be from this node's clock, in seconds
+    /// [default: 60].
+    #[arg(long)]
+    pub hmac_max_skew_secs: Option<String>,
     /// OpenID Connect issuer URL (with --auth-mode oidc).
     #[arg(long)]
     pub oidc_issuer: Option<String>,
@@ -150,7 +170,7 @@ impl NodeArgs {
     /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
     pub fn flags(&self) -> crate::config::Flags {
         use crate::config::*;
-        let pairs: [(Setting, &Option<String>); 30] = [
+        let pairs: [(Setting, &Option<String>); 33] = [
             (ID, &self.id),
             (DATA_DIR, &self.data_dir),
             (PROXY_LISTEN, &self.proxy_listen),
@@ -158,6 +178,8 @@ impl NodeArgs {
             (PEER_LISTEN, &self.peer_listen),
             (ADVERTISE_PEER, &self.advertise_peer),
             (ETCD_LISTEN, &self.etcd_listen),
+            (ETCD_USER, &self.etcd_user),
+            (ETCD_PASSWORD_FILE, &self.etcd_password_file),
             (INITIAL_CLUSTER, &self.initial_cluster),
             (JOIN, &self.join),
             (CLUSTER_SECRET, &self.cluster_secret),
@@ -175,6 +197,7 @@ impl NodeArgs {
             (AUTH_MODE, &self.auth_mode),
             (CORS_ORIGINS, &self.cors_origins),
             (RESOURCE_HISTORY, &self.resource_history),
+            (HMAC_MAX_SKEW_SECS, &self.hmac_max_skew_secs),
             (OIDC_ISSUER, &self.oidc_issuer),
             (OIDC_CLIENT_ID, &self.oidc_client_id),
             (OIDC_CLIENT_SECRET, &self.oidc_client_secret),
@@ -246,4 +269,27 @@ pub enum ConfigAction {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_setting_has_its_flag() {
+        let cli = Cli::command();
+        let node = cli.find_subcommand("node").unwrap();
+        let flags: Vec<String> = node
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        for s in crate::config::ALL {
+            assert!(flags.iter().any(|f| f == s.flag), "{} has no flag", s.flag);
+        }
+        // And every flag reaches the configuration.
+        let args = NodeArgs::default();
+        assert_eq!(args.flags().len(), 0);
+        assert_eq!(crate::config::ALL.len(), flags.len() - 1, "{flags:?}");
+    }
 }
