@@ -2,7 +2,8 @@
 # Put throughput and latency through the etcd v3 JSON gateway: Hermes (1 and 3 nodes) side by
 # side with Debian's etcd 3.4 (1 and 3 members), same client (wrk + bench/put.lua), same load
 # (16 connections, 64-byte values, unique keys), same machine, same disk, both fsyncing every
-# acknowledged write. Prints one table.
+# acknowledged write. Clusters of 3 are loaded through their leader and, separately, through a
+# follower (which forwards every write). Prints one table.
 #
 #   bench/store.sh [duration-seconds]     (default 15)
 set -euo pipefail
@@ -68,6 +69,23 @@ start_hermes() { # nodes
   wait_http "http://127.0.0.1:24701/v3/kv/put" '{"key":"d2FybQ==","value":"eA=="}'
 }
 
+# The client URL of the leader (role=leader) or of a follower (role=follower) among members
+# 1..3 whose client ports are base+1..base+3, by each member's /v3/maintenance/status.
+member_url() { # base role
+  local i body leader me
+  for i in 1 2 3; do
+    body=$(curl -sf "http://127.0.0.1:$(($1 + i))/v3/maintenance/status" -d '{}') || continue
+    leader=$(echo "$body" | sed -n 's/.*"leader":"\{0,1\}\([0-9]*\).*/\1/p')
+    me=$(echo "$body" | sed -n 's/.*"member_id":"\{0,1\}\([0-9]*\).*/\1/p')
+    if { [ "$2" = leader ] && [ "$leader" = "$me" ]; } || { [ "$2" = follower ] && [ "$leader" != "$me" ]; }; then
+      echo "http://127.0.0.1:$(($1 + i))/v3/kv/put"
+      return 0
+    fi
+  done
+  echo "no $2 found among the members on ports $(($1 + 1))-$(($1 + 3))" >&2
+  exit 1
+}
+
 # Runs wrk against a put URL; prints "requests/s p50 p99 errors".
 load() {
   local out
@@ -86,7 +104,9 @@ row() { printf '%-22s %12s %10s %10s  %s\n' "$1" $2 $3 $4 "${*:5}"; }
 
 start_etcd 1;   row "etcd 3.4, 1 member" $(load http://127.0.0.1:23701/v3/kv/put); stop_all
 start_hermes 1; row "hermes, 1 node" $(load http://127.0.0.1:24701/v3/kv/put); stop_all
-start_etcd 3;   row "etcd 3.4, 3 members" $(load http://127.0.0.1:23701/v3/kv/put); stop_all
-start_hermes 3; row "hermes, 3 nodes" $(load http://127.0.0.1:24701/v3/kv/put); stop_all
+for via in leader follower; do
+  start_etcd 3;   row "etcd 3.4, 3, $via" $(load "$(member_url 23700 "$via")"); stop_all
+  start_hermes 3; row "hermes, 3, $via" $(load "$(member_url 24700 "$via")"); stop_all
+done
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -s bench/put.lua; 64-byte values; $(nproc) cores; $(etcd --version | head -1); hermes $("$HERMES" version | awk '{print $2}')"

@@ -32,6 +32,9 @@ pub enum ControlError {
     Unknown(String),
     #[error("store failure: {0}")]
     Internal(String),
+    /// The store is over its quota; deletes still go through.
+    #[error("{0}")]
+    NoSpace(String),
 }
 
 pub type Result<T> = std::result::Result<T, ControlError>;

@@ -191,6 +191,7 @@ pub async fn run(
     raft_config.cluster_secret = config.cluster_secret.as_ref().map(|s| s.0.clone());
     raft_config.history_retention = config.history_retention;
     raft_config.snapshot_every = config.snapshot_every;
+    raft_config.quota_backend_bytes = config.quota_backend_bytes;
     raft_config.request_timeout = config.request_timeout;
     let node = RaftNode::start(raft_config, log, sm, fatal.clone(), Some(&registry)).await?;
 
@@ -266,6 +267,7 @@ pub async fn run(
             anonymous_setup: config.initial_admin.is_none()
                 || !matches!(config.api.auth, crate::config::AuthMode::Builtin),
             hmac_max_skew: config.api.hmac_max_skew_secs,
+            max_document_bytes: config.api.max_document_bytes,
             hmac_seen: Arc::new(hermes_raft::replay::ReplayCache::new(
                 config.api.hmac_max_skew_secs,
                 1 << 20,

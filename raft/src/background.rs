@@ -23,9 +23,34 @@ pub(crate) fn spawn_all(node: &Arc<RaftNode>) {
         let weak = weak.clone();
         move || expire_leases(weak.clone())
     }));
-    node.spawn(every(node, COMPACTION_CHECK, move || {
-        auto_compact(weak.clone())
+    node.spawn(every(node, COMPACTION_CHECK, {
+        let weak = weak.clone();
+        move || auto_compact(weak.clone())
     }));
+    node.spawn(every(node, DB_SIZE_EVERY, move || measure(weak.clone())));
+}
+
+/// How often the state machine's size is measured (for the quota and the metrics).
+const DB_SIZE_EVERY: Duration = Duration::from_secs(1);
+
+async fn measure(node: Weak<RaftNode>) {
+    let Some(node) = node.upgrade() else { return };
+    let before = node.over_quota();
+    let measuring = node.clone();
+    let _ = tokio::task::spawn_blocking(move || measuring.measure_db_size()).await;
+    let after = node.over_quota();
+    if after != before {
+        if after {
+            tracing::error!(
+                size = node.db_size(),
+                quota = node.config.quota_backend_bytes,
+                "the store is over its quota: writes that grow it are refused (NOSPACE) until \
+                 deletes and compaction free space, or the quota is raised"
+            );
+        } else {
+            tracing::info!(size = node.db_size(), "the store is back under its quota");
+        }
+    }
 }
 
 /// Runs `step` every `period` until the node shuts down.

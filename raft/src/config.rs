@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use hermes_storage::types::NodeId;
 
+/// etcd's default `--quota-backend-bytes`.
+pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 << 30;
+
 #[derive(Debug, Clone)]
 pub struct RaftConfig {
     pub id: NodeId,
@@ -29,6 +32,9 @@ pub struct RaftConfig {
     pub history_retention: i64,
     /// Log entries between snapshots. Default 100 000 (etcd's `--snapshot-count`).
     pub snapshot_every: u64,
+    /// Bytes the state machine may take on disk before writes that grow it are refused
+    /// (etcd's `--quota-backend-bytes`); 0: no quota. Default 2 GiB.
+    pub quota_backend_bytes: u64,
 }
 
 impl RaftConfig {
@@ -44,6 +50,7 @@ impl RaftConfig {
             request_timeout: Duration::from_secs(5),
             history_retention: 10_000,
             snapshot_every: 100_000,
+            quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
         }
     }
 

@@ -22,6 +22,11 @@ pub enum WriteError {
     Unknown(String),
     #[error("this node is shutting down")]
     Shutdown,
+    /// The store is over its quota: only writes that free space are taken.
+    #[error(
+        "the store is over its quota ({size} of {quota} bytes): delete and compact to free space"
+    )]
+    NoSpace { size: u64, quota: u64 },
 }
 
 /// A linearizable read could not be confirmed.

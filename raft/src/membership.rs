@@ -60,7 +60,7 @@ impl RaftNode {
             commit_index: self.commit_index(),
             applied_index: m.last_applied.map_or(0, |l| l.index),
             revision: self.store.revision(),
-            db_size: self.store.engine().size_on_disk(),
+            db_size: self.db_size(),
             quorum_ack_age_ms: m.millis_since_quorum_ack,
         }
     }

@@ -20,6 +20,8 @@ pub struct RaftMetricsExporter {
     compact_revision: IntGauge,
     keys: IntGauge,
     db_size: IntGauge,
+    quota: IntGauge,
+    over_quota: IntGauge,
     pub(crate) lease_revokes: IntCounterVec,
     pub(crate) proposal_writes: Histogram,
     pub(crate) proposal_seconds: Histogram,
@@ -82,7 +84,9 @@ impl RaftMetricsExporter {
             revision: gauge(registry, "hermes_store_revision", "Current revision of the key-value store")?,
             compact_revision: gauge(registry, "hermes_store_compact_revision", "Revision history is compacted to")?,
             keys: gauge(registry, "hermes_store_keys", "Live keys in the store")?,
-            db_size: gauge(registry, "hermes_store_db_size_bytes", "Size of the store on disk")?,
+            db_size: gauge(registry, "hermes_store_db_size_bytes", "Size of the state machine on disk")?,
+            quota: gauge(registry, "hermes_store_quota_bytes", "The state machine's quota (0: none)")?,
+            over_quota: gauge(registry, "hermes_store_alarm_nospace", "1 while the store is over its quota and refuses writes that grow it")?,
             lease_revokes,
             proposal_writes,
             proposal_seconds,
@@ -112,5 +116,7 @@ impl RaftMetricsExporter {
         self.compact_revision.set(node.store.compact_revision());
         self.keys.set(node.store.key_count() as i64);
         self.db_size.set(info.db_size as i64);
+        self.quota.set(node.config.quota_backend_bytes as i64);
+        self.over_quota.set(i64::from(node.over_quota()));
     }
 }

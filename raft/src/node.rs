@@ -51,6 +51,8 @@ pub struct RaftNode {
     pub(crate) leases: LeaseKeeper,
     pub(crate) exporter: Option<RaftMetricsExporter>,
     pub(crate) batcher: mpsc::Sender<Pending>,
+    /// The state machine's size on disk, refreshed every second (for the quota).
+    db_size: std::sync::atomic::AtomicU64,
     shutdown_tx: watch::Sender<bool>,
     tasks: std::sync::Mutex<JoinSet<()>>,
 }
@@ -119,6 +121,7 @@ impl RaftNode {
             leases: LeaseKeeper::default(),
             exporter,
             batcher: batch_tx,
+            db_size: std::sync::atomic::AtomicU64::new(0),
             shutdown_tx,
             tasks: std::sync::Mutex::new(JoinSet::new()),
         });
@@ -259,8 +262,33 @@ impl RaftNode {
         metrics.current_leader.ok_or(waited)
     }
 
+    /// The state machine's size on disk, as last measured.
+    pub fn db_size(&self) -> u64 {
+        self.db_size.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Measures the state machine's size on disk. Blocking (reads file metadata).
+    pub(crate) fn measure_db_size(&self) {
+        let size = self.store.engine().size_on_disk();
+        self.db_size
+            .store(size, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the store is over its quota (etcd's NOSPACE alarm): growing writes are refused
+    /// until deletes and compaction bring it back under.
+    pub fn over_quota(&self) -> bool {
+        let quota = self.config.quota_backend_bytes;
+        quota > 0 && self.db_size() > quota
+    }
+
     /// Applies a write through raft from any member, returning the state machine's answer.
     pub async fn write(&self, cmd: Command) -> Result<CommandResponse, WriteError> {
+        if cmd.grows() && self.over_quota() {
+            return Err(WriteError::NoSpace {
+                size: self.db_size(),
+                quota: self.config.quota_backend_bytes,
+            });
+        }
         let deadline = Instant::now() + self.config.request_timeout;
         loop {
             // Waiting here turns "no leader" into a prompt NoLeader instead of retries.

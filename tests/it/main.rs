@@ -29,6 +29,7 @@ mod log_damage;
 mod membership;
 mod netns;
 mod oidc;
+mod quota;
 mod read_your_writes;
 mod snapshot;
 mod watch;

@@ -16,6 +16,7 @@ pub enum Code {
     InvalidArgument = 3,
     NotFound = 5,
     PermissionDenied = 7,
+    ResourceExhausted = 8,
     FailedPrecondition = 9,
     OutOfRange = 11,
     Internal = 13,
@@ -31,6 +32,7 @@ impl Code {
             Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::PermissionDenied => StatusCode::FORBIDDEN,
+            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -96,6 +98,11 @@ impl From<WriteError> for EtcdError {
                 )
             }
             WriteError::Shutdown => EtcdError::new(Code::Unavailable, "etcdserver: server stopped"),
+            // etcd's answer with its NOSPACE alarm raised.
+            WriteError::NoSpace { .. } => EtcdError::new(
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Maintenance and Cluster services: status, alarms (always none) and the member list.
+//! Maintenance and Cluster services: status, alarms (NOSPACE while the store is over its
+//! quota) and the member list.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -45,8 +46,9 @@ pub async fn status(State(api): State<Api>, body: Body) -> Response {
     )
 }
 
-/// No alarms are ever raised, but `etcdctl endpoint health` needs the call to work.
-pub async fn alarm(State(_api): State<Api>, body: Body) -> Response {
+/// The alarm list: NOSPACE while the store is over its quota (`etcdctl endpoint health` and
+/// `etcdctl alarm list` read it).
+pub async fn alarm(State(api): State<Api>, body: Body) -> Response {
     reply(
         async {
             let v = read_json(body).await?;
@@ -66,8 +68,21 @@ pub async fn alarm(State(_api): State<Api>, body: Body) -> Response {
                 "etcdserverpb.AlarmType",
                 &["NONE", "NOSPACE", "CORRUPT"],
             )?;
-            // etcd 3.4 answers an alarm list with an empty object.
-            Ok(Out::new().build())
+            // The quota's alarm is raised and cleared by the store's size itself: asking to
+            // deactivate it changes nothing, as etcd answers after a disarm while still full.
+            // With no alarm, etcd 3.4's gateway answers an empty object.
+            if !api.node.over_quota() {
+                return Ok(Out::new().build());
+            }
+            let revision = api.node.store().revision();
+            let alarm = Out::new()
+                .uint("memberID", api.node.id())
+                .string("alarm", "NOSPACE")
+                .build();
+            Ok(Out::new()
+                .value("header", encode::header(&api.node.header(revision)))
+                .list("alarms", [alarm])
+                .build())
         }
         .await,
     )

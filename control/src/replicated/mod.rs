@@ -92,6 +92,7 @@ impl From<WriteError> for ControlError {
         match e {
             WriteError::Unknown(_) => ControlError::Unknown(e.to_string()),
             WriteError::Rejected(_) => ControlError::Internal(e.to_string()),
+            WriteError::NoSpace { .. } => ControlError::NoSpace(e.to_string()),
             _ => ControlError::Unavailable(e.to_string()),
         }
     }

@@ -91,6 +91,7 @@ impl From<hermes_control::store::ControlError> for ApiError {
             C::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             C::Unknown(_) => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"),
             C::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            C::NoSpace(_) => (StatusCode::INSUFFICIENT_STORAGE, "no_space"),
         };
         ApiError::new(status, code, e.to_string())
     }

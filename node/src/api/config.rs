@@ -79,7 +79,11 @@ fn lists(body: &[u8]) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
 }
 
 /// What the gateway would refuse or skip in a bulk configuration, after normalization.
-fn servable_errors(domains: &[Value], clusters: &[Value]) -> Vec<validate::FieldError> {
+fn servable_errors(
+    domains: &[Value],
+    clusters: &[Value],
+    max_bytes: usize,
+) -> Vec<validate::FieldError> {
     let kinds = [
         (Kind::Domain, "domains", domains),
         (Kind::Cluster, "clusters", clusters),
@@ -91,7 +95,8 @@ fn servable_errors(domains: &[Value], clusters: &[Value]) -> Vec<validate::Field
                 Kind::Domain => validate::normalize_domain(doc.clone()),
                 Kind::Cluster => validate::normalize_cluster(doc.clone()),
             };
-            if let Err(e) = super::resources::servable(kind, &doc, &format!("{plural}[{i}]")) {
+            let field = format!("{plural}[{i}]");
+            if let Err(e) = super::resources::servable(kind, &doc, &field, max_bytes) {
                 errors.extend(e.errors.unwrap_or_default());
             }
         }
@@ -108,7 +113,7 @@ pub async fn validate(
     let (domains, clusters) = lists(&caller.body)?;
     let mut errors = validate::config(&domains, &clusters);
     if errors.is_empty() {
-        errors = servable_errors(&domains, &clusters);
+        errors = servable_errors(&domains, &clusters, state.max_document_bytes);
     }
     Ok(Json(if errors.is_empty() {
         json!({"valid": true, "domains": domains.len(), "clusters": clusters.len()})
@@ -137,7 +142,7 @@ pub async fn replace(
         .into_iter()
         .map(validate::normalize_cluster)
         .collect();
-    let errors = servable_errors(&domains, &clusters);
+    let errors = servable_errors(&domains, &clusters, state.max_document_bytes);
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }

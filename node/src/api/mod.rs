@@ -49,6 +49,8 @@ pub struct ApiState {
     pub anonymous_setup: bool,
     /// How far an HMAC signature's timestamp may be from this node's clock, in seconds.
     pub hmac_max_skew: u64,
+    /// The largest domain or cluster document stored, in bytes.
+    pub max_document_bytes: usize,
     /// HMAC signatures seen within that window (see `hermes_compat::hmac`).
     pub hmac_seen: Arc<hermes_raft::replay::ReplayCache<String>>,
 }

@@ -95,7 +95,12 @@ fn written_json(kind: Kind, written: Written) -> Value {
 }
 
 /// The submitted document, checked; `name` (from the path, for updates) replaces the body's.
-fn checked_doc(kind: Kind, mut doc: Value, name: Option<&str>) -> Result<Value, ApiError> {
+fn checked_doc(
+    kind: Kind,
+    mut doc: Value,
+    name: Option<&str>,
+    max_bytes: usize,
+) -> Result<Value, ApiError> {
     let Some(obj) = doc.as_object_mut() else {
         return Err(ApiError::bad_request("invalid json: expected an object"));
     };
@@ -117,15 +122,26 @@ fn checked_doc(kind: Kind, mut doc: Value, name: Option<&str>) -> Result<Value, 
         return Err(ApiError::invalid(errors));
     }
     let doc = normalized(kind, doc);
-    servable(kind, &doc, kind.as_str())?;
+    servable(kind, &doc, kind.as_str(), max_bytes)?;
     Ok(doc)
 }
 
 /// The gateway's own verdict, last: nothing stored is later refused or skipped by the proxy.
-pub fn servable(kind: Kind, doc: &Value, field: &str) -> Result<(), ApiError> {
-    let verdict = match kind {
-        Kind::Domain => crate::gateway::config::check::domain(doc),
-        Kind::Cluster => crate::gateway::config::check::cluster(doc),
+/// And no document over `max_bytes`: every version of it is kept in the history, the change
+/// log and the store's revisions.
+pub fn servable(kind: Kind, doc: &Value, field: &str, max_bytes: usize) -> Result<(), ApiError> {
+    let size = serde_json::to_vec(doc).map_or(usize::MAX, |v| v.len());
+    let verdict = if size > max_bytes {
+        Err(format!(
+            "the {} document is {size} bytes, more than the {max_bytes} this cluster stores \
+             (--max-document-bytes); split it",
+            kind.as_str()
+        ))
+    } else {
+        match kind {
+            Kind::Domain => crate::gateway::config::check::domain(doc),
+            Kind::Cluster => crate::gateway::config::check::cluster(doc),
+        }
     };
     verdict.map_err(|message| {
         ApiError::invalid(vec![validate::FieldError {
@@ -192,7 +208,12 @@ async fn create(
     kind: Kind,
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::ConfigWrite).await?;
-    let doc = checked_doc(kind, super::json_body(&caller.body, "invalid json")?, None)?;
+    let doc = checked_doc(
+        kind,
+        super::json_body(&caller.body, "invalid json")?,
+        None,
+        state.max_document_bytes,
+    )?;
     let name = doc["name"].as_str().unwrap_or_default().to_string();
     let written = state
         .store
@@ -223,7 +244,7 @@ async fn update(
         .ok_or_else(|| {
             ApiError::bad_request("resource_version is required for update (must be > 0)")
         })?;
-    let doc = checked_doc(kind, raw, Some(&name))?;
+    let doc = checked_doc(kind, raw, Some(&name), state.max_document_bytes)?;
     let written = state
         .store
         .write_resource(

@@ -112,6 +112,10 @@ pub struct NodeArgs {
     /// Raft log entries between snapshots [default: 100000].
     #[arg(long)]
     pub snapshot_every: Option<String>,
+    /// Bytes the state machine may take before writes that grow it are refused; 0: no quota
+    /// [default: 2147483648].
+    #[arg(long)]
+    pub quota_backend_bytes: Option<String>,
     /// How long a client request may wait for the cluster, in ms [default: 5000].
     #[arg(long)]
     pub request_timeout_ms: Option<String>,
@@ -146,6 +150,9 @@ pub struct NodeArgs {
     /// [default: 60].
     #[arg(long)]
     pub hmac_max_skew_secs: Option<String>,
+    /// The largest domain or cluster document the API stores, in bytes [default: 524288].
+    #[arg(long)]
+    pub max_document_bytes: Option<String>,
     /// OpenID Connect issuer URL (with --auth-mode oidc).
     #[arg(long)]
     pub oidc_issuer: Option<String>,
@@ -170,7 +177,7 @@ impl NodeArgs {
     /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
     pub fn flags(&self) -> crate::config::Flags {
         use crate::config::*;
-        let pairs: [(Setting, &Option<String>); 33] = [
+        let pairs: [(Setting, &Option<String>); 35] = [
             (ID, &self.id),
             (DATA_DIR, &self.data_dir),
             (PROXY_LISTEN, &self.proxy_listen),
@@ -187,6 +194,7 @@ impl NodeArgs {
             (NAMESPACE, &self.namespace),
             (HISTORY_RETENTION, &self.history_retention),
             (SNAPSHOT_EVERY, &self.snapshot_every),
+            (QUOTA_BACKEND_BYTES, &self.quota_backend_bytes),
             (REQUEST_TIMEOUT_MS, &self.request_timeout_ms),
             (SHUTDOWN_GRACE_MS, &self.shutdown_grace_ms),
             (WORKER_THREADS, &self.worker_threads),
@@ -198,6 +206,7 @@ impl NodeArgs {
             (CORS_ORIGINS, &self.cors_origins),
             (RESOURCE_HISTORY, &self.resource_history),
             (HMAC_MAX_SKEW_SECS, &self.hmac_max_skew_secs),
+            (MAX_DOCUMENT_BYTES, &self.max_document_bytes),
             (OIDC_ISSUER, &self.oidc_issuer),
             (OIDC_CLIENT_ID, &self.oidc_client_id),
             (OIDC_CLIENT_SECRET, &self.oidc_client_secret),

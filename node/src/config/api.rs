@@ -3,8 +3,9 @@
 
 use super::{invalid, ConfigError, Secret, Sources};
 use super::{
-    AUTH_MODE, CORS_ORIGINS, HMAC_MAX_SKEW_SECS, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET,
-    OIDC_CLIENT_SECRET_FILE, OIDC_INITIAL_ADMINS, OIDC_ISSUER, OIDC_REDIRECT_URL, RESOURCE_HISTORY,
+    AUTH_MODE, CORS_ORIGINS, HMAC_MAX_SKEW_SECS, MAX_DOCUMENT_BYTES, OIDC_CLIENT_ID,
+    OIDC_CLIENT_SECRET, OIDC_CLIENT_SECRET_FILE, OIDC_INITIAL_ADMINS, OIDC_ISSUER,
+    OIDC_REDIRECT_URL, RESOURCE_HISTORY,
 };
 
 /// How interactive users sign in (contracts/hermes.md §4.3, §4.4). Unlike the original there
@@ -42,6 +43,9 @@ pub struct ApiSettings {
     /// (default 60; the original allowed 300). Signatures are remembered this long, so a
     /// captured request cannot be replayed to this node.
     pub hmac_max_skew_secs: u64,
+    /// The largest domain or cluster document the API stores, in bytes (default 512 KiB): each
+    /// version of it is kept in the history, the change log and the store's revisions.
+    pub max_document_bytes: usize,
 }
 
 impl Sources<'_> {
@@ -57,6 +61,14 @@ impl Sources<'_> {
         Ok(ApiSettings {
             auth,
             cors_origins: self.get(CORS_ORIGINS, "", parse_origins)?,
+            max_document_bytes: self.get(MAX_DOCUMENT_BYTES, "524288", |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1024..=crate::api::MAX_BODY_BYTES).contains(n))
+                    .ok_or_else(|| {
+                        format!("expected bytes from 1024 to {}", crate::api::MAX_BODY_BYTES)
+                    })
+            })?,
             hmac_max_skew_secs: self.get(HMAC_MAX_SKEW_SECS, "60", |v| {
                 v.parse::<u64>()
                     .ok()

@@ -50,6 +50,7 @@ settings! {
     CLUSTER_SECRET_FILE = "cluster"."secret_file", "--cluster-secret-file";
     HISTORY_RETENTION = "store"."history_retention", "--history-retention";
     SNAPSHOT_EVERY = "store"."snapshot_every", "--snapshot-every";
+    QUOTA_BACKEND_BYTES = "store"."quota_backend_bytes", "--quota-backend-bytes";
     REQUEST_TIMEOUT_MS = "raft"."request_timeout_ms", "--request-timeout-ms";
     SHUTDOWN_GRACE_MS = "node"."shutdown_grace_ms", "--shutdown-grace-ms";
     WORKER_THREADS = "node"."worker_threads", "--worker-threads";
@@ -61,6 +62,7 @@ settings! {
     CORS_ORIGINS = "api"."cors_origins", "--cors-origins";
     RESOURCE_HISTORY = "api"."resource_history", "--resource-history";
     HMAC_MAX_SKEW_SECS = "api"."hmac_max_skew_secs", "--hmac-max-skew-secs";
+    MAX_DOCUMENT_BYTES = "api"."max_document_bytes", "--max-document-bytes";
     OIDC_ISSUER = "oidc"."issuer", "--oidc-issuer";
     OIDC_CLIENT_ID = "oidc"."client_id", "--oidc-client-id";
     OIDC_CLIENT_SECRET = "oidc"."client_secret", "--oidc-client-secret";
@@ -121,6 +123,9 @@ pub struct NodeConfig {
     pub history_retention: i64,
     /// Raft log entries between snapshots.
     pub snapshot_every: u64,
+    /// Bytes the state machine may take on disk before writes that grow it are refused
+    /// (etcd's NOSPACE); 0: no quota. Default 2 GiB.
+    pub quota_backend_bytes: u64,
     /// How long a client request may wait for the cluster.
     pub request_timeout: Duration,
     /// How long in-flight requests may take to finish on shutdown.
@@ -482,6 +487,14 @@ impl NodeConfig {
                 })
             })?,
             snapshot_every: src.get(SNAPSHOT_EVERY, "100000", parse_positive)?,
+            quota_backend_bytes: src.get(QUOTA_BACKEND_BYTES, "2147483648", |v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n == 0 || *n >= 1 << 20)
+                    .ok_or_else(|| {
+                        "expected bytes, at least 1048576 (1 MiB), or 0 for no quota".to_string()
+                    })
+            })?,
             request_timeout: Duration::from_millis(src.get(
                 REQUEST_TIMEOUT_MS,
                 "5000",

@@ -141,6 +141,25 @@ impl Command {
         }
     }
 
+    /// Whether applying this command can make the store bigger (a put, a transaction that
+    /// puts, a lease): what a store over its quota refuses, while deletes and compactions,
+    /// which free space, go through.
+    pub fn grows(&self) -> bool {
+        fn op(o: &RequestOp) -> bool {
+            match o {
+                RequestOp::Put(_) => true,
+                RequestOp::Txn(t) => t.success.iter().chain(&t.failure).any(op),
+                RequestOp::Range(_) | RequestOp::DeleteRange(_) => false,
+            }
+        }
+        match self {
+            Command::Put(_) | Command::LeaseGrant { .. } => true,
+            Command::Txn(t) => t.success.iter().chain(&t.failure).any(op),
+            Command::Batch(cmds) => cmds.iter().any(Command::grows),
+            _ => false,
+        }
+    }
+
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -190,9 +190,16 @@ mod tests {
 
     impl Store {
         fn open() -> Store {
+            // The state machine alone: these tests apply entries themselves, so its wait for
+            // the raft log's durability is satisfied up front.
             let dir = tempfile::tempdir().unwrap();
-            let opened = hermes_storage::open(dir.path(), 1).unwrap();
-            let (sm, store) = (opened.state_machine, opened.store);
+            let state = Arc::new(
+                hermes_storage::engine::SledEngine::open(&dir.path().join("state"), None).unwrap(),
+            );
+            let store = KvStore::open(state, hermes_storage::fatal::Fatal::default()).unwrap();
+            let (_, durable) = tokio::sync::watch::channel(u64::MAX);
+            let sm =
+                StateMachine::new(store.clone(), &dir.path().join("snapshots"), durable).unwrap();
             Store {
                 _dir: dir,
                 sm,
