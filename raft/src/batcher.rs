@@ -15,7 +15,7 @@
 use std::sync::{Arc, Weak};
 
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use hermes_storage::mvcc::request::Command;
@@ -120,7 +120,8 @@ pub(crate) async fn run(
         in_flight.spawn(async move {
             let started = std::time::Instant::now();
             let writes = batch.len();
-            let proposed = dispatch(&node, batch, permit).await;
+            let proposed = dispatch(&node, batch).await;
+            drop(permit);
             if let (true, Some(m)) = (proposed, &node.exporter) {
                 m.proposal_writes.observe(writes as f64);
                 m.proposal_seconds.observe(started.elapsed().as_secs_f64());
@@ -131,13 +132,10 @@ pub(crate) async fn run(
 }
 
 /// Sends a batch where it can be applied. Returns whether it was proposed locally.
-/// `permit` is released as soon as the next batch may go: after a local proposal, or once the
-/// leader has answered a forwarded one (waiting to apply it here need not hold the next back).
-async fn dispatch(node: &RaftNode, batch: Vec<Pending>, permit: OwnedSemaphorePermit) -> bool {
+async fn dispatch(node: &RaftNode, batch: Vec<Pending>) -> bool {
     match node.current_leader() {
         Some(leader) if leader == node.id() => {
             propose(node, batch).await;
-            drop(permit);
             true
         }
         leader => {
@@ -149,9 +147,7 @@ async fn dispatch(node: &RaftNode, batch: Vec<Pending>, permit: OwnedSemaphorePe
                 )));
             }
             match leader {
-                Some(leader) if !forwardable.is_empty() => {
-                    forward(node, leader, forwardable, permit).await
-                }
+                Some(leader) if !forwardable.is_empty() => forward(node, leader, forwardable).await,
                 _ => {
                     for p in forwardable {
                         let _ = p.reply.send(Err(Retry::Again("no leader is known".into())));
@@ -222,12 +218,7 @@ async fn propose(node: &RaftNode, mut batch: Vec<Pending>) {
 }
 
 /// Forwards a batch to the leader in one request.
-async fn forward(
-    node: &RaftNode,
-    leader: NodeId,
-    batch: Vec<Pending>,
-    permit: OwnedSemaphorePermit,
-) {
+async fn forward(node: &RaftNode, leader: NodeId, batch: Vec<Pending>) {
     let (cmds, replies): (Vec<Command>, Vec<_>) =
         batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
     let n = replies.len();
@@ -258,7 +249,6 @@ async fn forward(
         Err(e) if e.not_sent() => same_for_all(n, Retry::Again(e.to_string())),
         Err(e) => same_for_all(n, Retry::Fail(WriteError::Unknown(e.to_string()))),
     };
-    drop(permit);
     // Read your writes: answer once this node has applied what the leader committed.
     if let Some(index) = answers
         .iter()
