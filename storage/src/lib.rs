@@ -12,6 +12,7 @@
 //! This crate knows nothing of networking or HTTP.
 
 pub mod codec;
+pub mod durable;
 pub mod engine;
 pub mod error;
 pub mod fatal;
@@ -70,14 +71,15 @@ pub fn open(dir: &Path, id: u64) -> Result<Opened, StoreError> {
     let was_member = layout.claim(id)?;
     let fatal = fatal::Fatal::default();
     // The state machine is synced only when a snapshot lets raft purge the log (the snapshot
-    // build syncs it) or at shutdown: the log is the durable record, and applying waits for it.
+    // build syncs it) or at shutdown: the log is the durable record, and the state machine's
+    // rows reach sled only once their entries are on disk (`durable`).
     let state: Arc<dyn engine::Engine> = Arc::new(engine::SledEngine::open(
         &layout.state(),
         Some(std::time::Duration::from_secs(1)),
     )?);
     let log = log_store::LogStore::open(&layout.raft(), was_member, fatal.clone())?;
-    let store = KvStore::open(state, fatal.clone())?;
-    let sm = state_machine::StateMachine::new(store.clone(), &layout.snapshots(), log.durable())?;
+    let store = KvStore::open(state, fatal.clone(), log.durable())?;
+    let sm = state_machine::StateMachine::new(store.clone(), &layout.snapshots())?;
     let applied = store.applied().map_or(0, |l| l.index);
     let last = log.last_index();
     if applied > last {

@@ -8,8 +8,8 @@
 //!
 //! Entries are readable as soon as `append` returns: they wait in a memory cache that also keeps
 //! the most recent flushed entries, so replication reads new entries without touching disk.
-//! [`LogStore::durable`] tells the state machine how far the log is on disk, so that it never
-//! applies, and so never persists, an entry this node could lose in a crash.
+//! [`LogStore::durable`] tells the state machine's writer how far the log is on disk, so that
+//! the state machine never persists an entry this node could lose in a crash.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -19,9 +19,10 @@ use std::sync::{mpsc, Arc, Mutex, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{LogId as RaftLogId, OptionalSend, RaftLogId as _, RaftLogReader, StorageIOError};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::codec;
+use crate::durable::Durable;
 use crate::error::StoreError;
 use crate::fatal::Fatal;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
@@ -69,7 +70,7 @@ struct Shared {
     vote: Mutex<Option<Vote>>,
     committed: Mutex<Option<LogId>>,
     /// The index up to which entries are on disk.
-    durable: watch::Sender<u64>,
+    durable: Arc<Durable>,
     fatal: Fatal,
 }
 
@@ -118,7 +119,7 @@ impl LogStore {
             .into_iter()
             .map(|e| (e.log_id.index, e))
             .collect();
-        let (durable, _) = watch::channel(durable_index);
+        let durable = Arc::new(Durable::new(durable_index));
         let shared = Arc::new(Shared {
             reader: wal.reader(),
             cache: RwLock::new(cache),
@@ -157,9 +158,9 @@ impl LogStore {
         *lock(&self.shared.committed)
     }
 
-    /// How far the log is on disk: the state machine applies nothing beyond it.
-    pub fn durable(&self) -> watch::Receiver<u64> {
-        self.shared.durable.subscribe()
+    /// How far the log is on disk: the state machine persists nothing beyond it.
+    pub fn durable(&self) -> Arc<Durable> {
+        self.shared.durable.clone()
     }
 
     /// Writes the log's metadata (its exact durable watermark) and waits for it: the last step
@@ -220,6 +221,7 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
         }
         if failed.is_none() {
             if let Err(e) = &result {
+                shared.durable.fail();
                 shared
                     .fatal
                     .raise(format!("writing the raft log failed: {e}"));
@@ -246,8 +248,14 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
             }
         }
         if let (Ok(()), Some(upto)) = (&result, flushed_upto) {
-            shared.durable.send_replace(upto.index);
+            shared.durable.set(upto.index);
             trim_cache(&shared, upto.index);
+        }
+        // The watermark, after the acknowledgements (on the metadata thread).
+        if failed.is_none() {
+            if let Err(e) = wal.write_meta_if_due(false) {
+                failed = Some(fail(&shared, &e));
+            }
         }
         if !close.is_empty() {
             if failed.is_none() {
@@ -267,6 +275,7 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
 
 fn fail(shared: &Shared, e: &WalError) -> String {
     let message = e.to_string();
+    shared.durable.fail();
     shared
         .fatal
         .raise(format!("writing the raft log failed: {message}"));
@@ -481,10 +490,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let from = log_id.index;
         self.submit(|done| LogOp::Truncate { from, done }).await?;
         // What was durable beyond the cut is gone.
-        self.shared.durable.send_if_modified(|d| {
-            let cut = (*d).min(from.saturating_sub(1));
-            std::mem::replace(d, cut) != cut
-        });
+        let durable = &self.shared.durable;
+        durable.set(durable.upto().min(from.saturating_sub(1)));
         Ok(())
     }
 
@@ -504,10 +511,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.submit(|done| LogOp::Purge { upto: log_id, done })
             .await?;
         // A snapshot holds what was purged: it counts as durable.
-        self.shared.durable.send_if_modified(|d| {
-            let covered = (*d).max(log_id.index);
-            std::mem::replace(d, covered) != covered
-        });
+        let durable = &self.shared.durable;
+        durable.set(durable.upto().max(log_id.index));
         Ok(())
     }
 }

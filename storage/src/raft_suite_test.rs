@@ -12,7 +12,7 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
-        // The suite applies entries it never appended: the state machine's wait for the log's
+        // The suite applies entries it never appended: the state writer's wait for the log's
         // durability (exercised by the cluster tests) is satisfied up front here.
         let layout = crate::layout::Layout::new(dir.path());
         let fatal = crate::fatal::Fatal::default();
@@ -21,9 +21,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
         let state = std::sync::Arc::new(
             crate::engine::SledEngine::open(&layout.state(), None).expect("open state"),
         );
-        let store = crate::KvStore::open(state, fatal).expect("open store");
-        let (_, always) = tokio::sync::watch::channel(u64::MAX);
-        let sm = StateMachine::new(store, &layout.snapshots(), always).expect("state machine");
+        let always = std::sync::Arc::new(crate::durable::Durable::always());
+        let store = crate::KvStore::open(state, fatal, always).expect("open store");
+        let sm = StateMachine::new(store, &layout.snapshots()).expect("state machine");
         Ok((dir, log, sm))
     }
 }

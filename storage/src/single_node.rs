@@ -56,7 +56,11 @@ pub fn recover(dir: &Path, id: u64) -> Result<Recovery, RecoveryError> {
     let state: std::sync::Arc<dyn engine::Engine> = std::sync::Arc::new(
         engine::SledEngine::open(&layout.state(), None).map_err(StoreError::from)?,
     );
-    let store = KvStore::open(state, fatal::Fatal::default())?;
+    let store = KvStore::open(
+        state,
+        fatal::Fatal::default(),
+        std::sync::Arc::new(crate::durable::Durable::always()),
+    )?;
     let mut contents = store.export()?;
     let Some(applied) = contents.applied else {
         return Err(RecoveryError::Empty {

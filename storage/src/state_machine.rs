@@ -22,8 +22,6 @@ use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, T
 pub struct StateMachine {
     store: Arc<KvStore>,
     snapshots: SnapshotFile,
-    /// How far the raft log is on disk: nothing beyond it is applied.
-    durable: tokio::sync::watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -64,17 +62,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl StateMachine {
-    /// `snapshot_dir` holds the latest snapshot file; `durable` is the log's
-    /// ([`crate::log_store::LogStore::durable`]).
-    pub fn new(
-        store: Arc<KvStore>,
-        snapshot_dir: &Path,
-        durable: tokio::sync::watch::Receiver<u64>,
-    ) -> Result<StateMachine, StoreError> {
+    /// `snapshot_dir` holds the latest snapshot file.
+    pub fn new(store: Arc<KvStore>, snapshot_dir: &Path) -> Result<StateMachine, StoreError> {
         Ok(StateMachine {
             store,
             snapshots: SnapshotFile::new(snapshot_dir)?,
-            durable,
         })
     }
 
@@ -105,17 +97,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        // A leader may commit an entry on its followers' disks before its own: apply it only
-        // once it is on this node's disk too, so the state machine never holds (and never
-        // persists) what this node's log could lose in a crash.
-        if let Some(last) = entries.last().map(|e| e.log_id.index) {
-            if *self.durable.borrow() < last {
-                self.durable
-                    .wait_for(|d| *d >= last)
-                    .await
-                    .map_err(sm_write)?;
-            }
-        }
         let reads_disk = entries
             .iter()
             .any(|e| matches!(&e.payload, EntryPayload::Normal(cmd) if cmd.reads_history()));

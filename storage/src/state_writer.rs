@@ -5,17 +5,29 @@
 //! from `pending`, so a row is always readable from one or the other. Nothing here syncs: the
 //! raft log is the durable record, and [`StateWriter::barrier`] lets a snapshot (before raft
 //! purges the log) or a shutdown wait for every queued write and then sync the engine.
+//!
+//! A leader may commit an entry on its followers' disks before its own, so a batch waits here
+//! until its entries are in this node's log on disk ([`Durable`]): the tree, which sled
+//! persists on its own schedule, is then never ahead of the log it must be replayed from.
+//! Applying in memory (what reads and answers see) waits for nothing: the entry is committed,
+//! so a quorum holds it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 
+use crate::durable::Durable;
 use crate::engine::{EngineError, Tree, WriteBatch};
 use crate::error::StoreError;
 use crate::mvcc::rows::{HistoryRow, RowId};
 
 enum Job {
-    Write { batch: WriteBatch, rows: Vec<RowId> },
+    Write {
+        batch: WriteBatch,
+        rows: Vec<RowId>,
+        /// The last raft entry the batch comes from.
+        upto: u64,
+    },
     Barrier(mpsc::SyncSender<()>),
 }
 
@@ -39,13 +51,26 @@ impl StateWriter {
         pending: Arc<Pending>,
         history_guard: Arc<RwLock<()>>,
         fatal: crate::fatal::Fatal,
+        durable: Arc<Durable>,
     ) -> Result<StateWriter, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = failed.clone();
         std::thread::Builder::new()
             .name("state-writer".into())
-            .spawn(move || run(rx, tree, pending, history_guard, flag, fatal))
+            .spawn(move || {
+                run(
+                    rx,
+                    Sinks {
+                        tree,
+                        pending,
+                        history_guard,
+                        failed: flag,
+                        fatal,
+                        durable,
+                    },
+                )
+            })
             .map_err(|source| {
                 StoreError::Engine(EngineError::Io {
                     op: "starting the state writer thread",
@@ -62,15 +87,16 @@ impl StateWriter {
         StoreError::Task("the state writer has stopped".into())
     }
 
-    /// Queues a batch; `rows` leave `pending` once it is in the tree.
-    pub fn write(&self, batch: WriteBatch, rows: Vec<RowId>) -> Result<(), StoreError> {
+    /// Queues a batch made from raft entries up to `upto`; `rows` leave `pending` once it is
+    /// in the tree.
+    pub fn write(&self, batch: WriteBatch, rows: Vec<RowId>, upto: u64) -> Result<(), StoreError> {
         if self.failed.load(Ordering::Acquire) {
             return Err(StoreError::Task(
                 "writing the state machine failed earlier; see the log".into(),
             ));
         }
         lock(&self.tx)
-            .send(Job::Write { batch, rows })
+            .send(Job::Write { batch, rows, upto })
             .map_err(|_| Self::gone())
     }
 
@@ -90,14 +116,27 @@ impl StateWriter {
     }
 }
 
-fn run(
-    rx: mpsc::Receiver<Job>,
+/// What the writer thread writes to and reports through.
+struct Sinks {
     tree: Arc<dyn Tree>,
     pending: Arc<Pending>,
     history_guard: Arc<RwLock<()>>,
     failed: Arc<AtomicBool>,
     fatal: crate::fatal::Fatal,
-) {
+    durable: Arc<Durable>,
+}
+
+impl Sinks {
+    fn fail(&self, why: String) {
+        // Rows stay in `pending` (still readable); applies stop, and so does the node.
+        tracing::error!(error = %why, "writing the state machine failed; this node stops");
+        self.fatal
+            .raise(format!("writing the state machine failed: {why}"));
+        self.failed.store(true, Ordering::Release);
+    }
+}
+
+fn run(rx: mpsc::Receiver<Job>, sinks: Sinks) {
     while let Ok(job) = rx.recv() {
         // Merge every queued write into one engine batch; stop at a barrier.
         let mut jobs = vec![job];
@@ -110,33 +149,45 @@ fn run(
         let mut merged = WriteBatch::default();
         let mut rows = Vec::new();
         let mut barriers = Vec::new();
+        let mut upto = 0;
         for job in jobs {
             match job {
-                Job::Write { batch, rows: r } => {
+                Job::Write {
+                    batch,
+                    rows: r,
+                    upto: u,
+                } => {
                     merged.ops.extend(batch.ops);
                     rows.extend(r);
+                    upto = upto.max(u);
                 }
                 Job::Barrier(done) => barriers.push(done),
             }
         }
-        if !merged.is_empty() && !failed.load(Ordering::Acquire) {
-            // Compaction deletes history rows: wait for any snapshot that is reading them.
-            let deletes = merged.has_deletes();
-            let guard = deletes.then(|| history_guard.write().unwrap_or_else(|p| p.into_inner()));
-            let result = tree.apply(merged);
-            drop(guard);
-            match result {
-                Ok(()) => {
-                    let mut pending = lock(&pending);
-                    for id in &rows {
-                        pending.remove(id);
+        if !merged.is_empty() && !sinks.failed.load(Ordering::Acquire) {
+            if !sinks.durable.wait(upto) {
+                sinks.fail(format!(
+                    "the raft log failed before entry {upto} reached the disk"
+                ));
+            } else {
+                // Compaction deletes history rows: wait for any snapshot that is reading them.
+                let deletes = merged.has_deletes();
+                let guard = deletes.then(|| {
+                    sinks
+                        .history_guard
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                });
+                let result = sinks.tree.apply(merged);
+                drop(guard);
+                match result {
+                    Ok(()) => {
+                        let mut pending = lock(&sinks.pending);
+                        for id in &rows {
+                            pending.remove(id);
+                        }
                     }
-                }
-                Err(e) => {
-                    // Rows stay in `pending` (still readable); applies stop, and so does the node.
-                    tracing::error!(error = %e, "writing the state machine failed; this node stops");
-                    fatal.raise(format!("writing the state machine failed: {e}"));
-                    failed.store(true, Ordering::Release);
+                    Err(e) => sinks.fail(e.to_string()),
                 }
             }
         }

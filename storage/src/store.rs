@@ -86,11 +86,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl KvStore {
-    /// Loads the store from the engine's `sm` tree; a failed write later raises `fatal`.
+    /// Loads the store from the engine's `sm` tree; a failed write later raises `fatal`, and
+    /// rows reach the tree only once `durable` says their entries are in the raft log on disk.
     /// Blocking.
     pub fn open(
         engine: Arc<dyn Engine>,
         fatal: crate::fatal::Fatal,
+        durable: Arc<crate::durable::Durable>,
     ) -> Result<Arc<KvStore>, StoreError> {
         let tree = engine.tree("sm").map_err(engine_err)?;
         let state = load_state(tree.as_ref())?;
@@ -98,8 +100,13 @@ impl KvStore {
         let (hub, _) = broadcast::channel(WATCH_HUB_CAPACITY);
         let pending: Arc<Pending> = Arc::default();
         let history_guard = Arc::new(RwLock::new(()));
-        let writer =
-            StateWriter::start(tree.clone(), pending.clone(), history_guard.clone(), fatal)?;
+        let writer = StateWriter::start(
+            tree.clone(),
+            pending.clone(),
+            history_guard.clone(),
+            fatal,
+            durable,
+        )?;
         Ok(Arc::new(KvStore {
             state: RwLock::new(state),
             tree,
@@ -281,8 +288,9 @@ impl KvStore {
         Ok(out)
     }
 
-    /// Applies raft entries in order: memory at once, the engine through the writer thread (no
-    /// fsync: the raft log is the durable record until a snapshot). Touches the tree only to
+    /// Applies raft entries in order: memory at once, the engine through the writer thread once
+    /// the entries are in this node's log on disk (no fsync: the raft log is the durable record
+    /// until a snapshot). Touches the tree only to
     /// resolve historical reads inside transactions (see [`needs_history`]).
     pub(crate) fn apply_entries(
         &self,
@@ -293,6 +301,7 @@ impl KvStore {
         let mut batch = WriteBatch::default();
         let mut pending_rows: Vec<RowId> = Vec::new();
         let revision;
+        let applied_index;
         {
             let mut st = write(&self.state);
             for entry in entries {
@@ -338,6 +347,7 @@ impl KvStore {
                 responses.push(resp);
             }
             revision = st.mvcc.revision();
+            applied_index = st.applied.map_or(0, |l| l.index);
             batch.put(meta_key(META_APPLIED), codec::encode(&st.applied)?);
             batch.put(meta_key(META_MEMBERSHIP), codec::encode(&st.membership)?);
             batch.put(meta_key(META_REVISION), revision.to_be_bytes().to_vec());
@@ -346,7 +356,7 @@ impl KvStore {
                 st.mvcc.compact_revision().to_be_bytes().to_vec(),
             );
         }
-        self.writer.write(batch, pending_rows)?;
+        self.writer.write(batch, pending_rows, applied_index)?;
         self.readable_revision.store(revision, Ordering::Release);
         for events in published {
             // No receiver is fine: nobody is watching.

@@ -20,7 +20,12 @@ struct Harness {
 /// which a full data directory would rightly refuse as a state machine ahead of its log.
 fn state_only(dir: &std::path::Path) -> Arc<KvStore> {
     let engine = Arc::new(crate::engine::SledEngine::open(&dir.join("state"), None).unwrap());
-    KvStore::open(engine, crate::fatal::Fatal::default()).unwrap()
+    KvStore::open(
+        engine,
+        crate::fatal::Fatal::default(),
+        std::sync::Arc::new(crate::durable::Durable::always()),
+    )
+    .unwrap()
 }
 
 impl Harness {
@@ -617,4 +622,48 @@ async fn history_sees_rows_whether_or_not_the_writer_has_stored_them() {
         h.store.history(2, 201, usize::MAX, false).unwrap().len(),
         200
     );
+}
+
+/// The tree (persisted by sled on its own schedule) must never get ahead of the raft log on
+/// this node's disk: rows wait for the log, while reads see them at once.
+#[test]
+fn rows_reach_the_tree_only_once_their_entries_are_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine =
+        Arc::new(crate::engine::SledEngine::open(&dir.path().join("state"), None).unwrap());
+    let durable = Arc::new(crate::durable::Durable::new(0));
+    let store = KvStore::open(engine, crate::fatal::Fatal::default(), durable.clone()).unwrap();
+    let tree = store.engine().tree("sm").unwrap();
+    let applied_in_tree = || {
+        let raw = tree
+            .get(&super::rows::meta_key("applied"))
+            .unwrap()
+            .expect("applied mark");
+        crate::codec::decode::<Option<crate::types::LogId>>(&raw)
+            .unwrap()
+            .map(|l| l.index)
+    };
+    let put = |key: &str| {
+        Command::Put(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+    };
+
+    apply_command_for_test(&store, 1, put("a"));
+    assert!(
+        store.get(b"a").is_some(),
+        "reads see an applied entry at once"
+    );
+    durable.set(1);
+    store.persist().unwrap();
+    assert_eq!(applied_in_tree(), Some(1));
+
+    apply_command_for_test(&store, 2, put("b"));
+    assert!(store.get(b"b").is_some());
+    // The log fails before entry 2 is on disk: its rows must never reach the tree.
+    durable.fail();
+    assert!(store.persist().is_err());
+    assert_eq!(applied_in_tree(), Some(1));
 }

@@ -27,6 +27,7 @@
 
 mod error;
 pub(crate) mod frame;
+mod meta_writer;
 mod recover;
 pub mod small_file;
 
@@ -123,6 +124,7 @@ pub struct Wal {
     meta: Meta,
     meta_dirty: bool,
     meta_written: Instant,
+    meta_writer: meta_writer::MetaWriter,
     /// [`SEGMENT_MAX`], smaller in tests.
     segment_max: u64,
 }
@@ -238,7 +240,8 @@ impl Wal {
         Ok(())
     }
 
-    /// Makes every buffered entry durable: one write and one `fdatasync`.
+    /// Makes every buffered entry durable: one write and one `fdatasync`. The watermark moves
+    /// with it, on disk at the next [`Wal::write_meta_if_due`].
     pub fn sync(&mut self) -> Result<(), WalError> {
         let had = !self.buf.is_empty();
         self.write_out()?;
@@ -253,13 +256,14 @@ impl Wal {
         }
         self.meta.durable_next = self.next.unwrap_or(0);
         self.meta_dirty = true;
-        self.write_meta_if_due(false)
+        Ok(())
     }
 
-    /// Writes `meta` when it changed and [`META_EVERY`] has passed (or `now`).
+    /// Writes `meta` when it changed and [`META_EVERY`] has passed, on the metadata thread (off
+    /// the acknowledgement path); with `now`, at once, and returns once it is durable.
     pub fn write_meta_if_due(&mut self, now: bool) -> Result<(), WalError> {
         if self.meta_dirty && (now || self.meta_written.elapsed() >= META_EVERY) {
-            small_file::write_meta(&self.dir, &self.meta)?;
+            self.meta_writer.write(self.meta, now)?;
             self.meta_dirty = false;
             self.meta_written = Instant::now();
         }

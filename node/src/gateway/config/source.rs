@@ -190,16 +190,16 @@ mod tests {
 
     impl Store {
         fn open() -> Store {
-            // The state machine alone: these tests apply entries themselves, so its wait for
+            // The state machine alone: these tests apply entries themselves, so its writer's wait for
             // the raft log's durability is satisfied up front.
             let dir = tempfile::tempdir().unwrap();
             let state = Arc::new(
                 hermes_storage::engine::SledEngine::open(&dir.path().join("state"), None).unwrap(),
             );
-            let store = KvStore::open(state, hermes_storage::fatal::Fatal::default()).unwrap();
-            let (_, durable) = tokio::sync::watch::channel(u64::MAX);
-            let sm =
-                StateMachine::new(store.clone(), &dir.path().join("snapshots"), durable).unwrap();
+            let always = Arc::new(hermes_storage::durable::Durable::always());
+            let store =
+                KvStore::open(state, hermes_storage::fatal::Fatal::default(), always).unwrap();
+            let sm = StateMachine::new(store.clone(), &dir.path().join("snapshots")).unwrap();
             Store {
                 _dir: dir,
                 sm,
