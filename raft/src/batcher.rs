@@ -93,20 +93,25 @@ pub(crate) async fn run(
             _ = shutdown.changed() => break,
         };
         let mut bytes = approx_size(&first.cmd);
+        // Lingering helps only this node's own clients: a follower's forwarded batch arrives
+        // whole, and nothing more of it is coming while it waits.
+        let mut any_local = !first.local_only;
         let mut batch = vec![first];
         let linger_until = tokio::time::Instant::now() + LINGER;
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(item) => {
                     bytes += approx_size(&item.cmd);
+                    any_local |= !item.local_only;
                     batch.push(item);
                 }
-                Err(_) if last_batch > 1 && batch.len() < last_batch => {
+                Err(_) if any_local && last_batch > 1 && batch.len() < last_batch => {
                     // Under load, give the writers that just got their answers a moment to
                     // send their next write, so that it joins this batch.
                     match tokio::time::timeout_at(linger_until, rx.recv()).await {
                         Ok(Some(item)) => {
                             bytes += approx_size(&item.cmd);
+                            any_local |= !item.local_only;
                             batch.push(item);
                         }
                         _ => break,
@@ -232,10 +237,15 @@ async fn forward(node: &RaftNode, leader: NodeId, batch: Vec<Pending>) {
         );
         return;
     };
+    let sent = std::time::Instant::now();
     let answer: Result<Result<Vec<ForwardedAnswer>, ForwardError>, PeerError> = node
         .peers
         .call(&url, PATH_WRITE, &cmds, node.config.request_timeout)
         .await;
+    let answered = std::time::Instant::now();
+    if let Some(m) = &node.exporter {
+        m.forward_seconds.observe((answered - sent).as_secs_f64());
+    }
     let answers: Vec<Result<Applied, Retry>> = match answer {
         Ok(Ok(answers)) if answers.len() == n => answers.into_iter().map(from_forwarded).collect(),
         Ok(Ok(answers)) => same_for_all(
@@ -264,6 +274,10 @@ async fn forward(node: &RaftNode, leader: NodeId, batch: Vec<Pending>) {
         if let Err(e) = applied {
             // Committed all the same: answering is right, only a read here may lag.
             tracing::warn!(index, error = %e, "a forwarded write was not applied here in time");
+        }
+        if let Some(m) = &node.exporter {
+            m.forward_apply_wait_seconds
+                .observe(answered.elapsed().as_secs_f64());
         }
     }
     reply_all(replies, answers);

@@ -25,6 +25,8 @@ pub struct RaftMetricsExporter {
     pub(crate) lease_revokes: IntCounterVec,
     pub(crate) proposal_writes: Histogram,
     pub(crate) proposal_seconds: Histogram,
+    pub(crate) forward_seconds: Histogram,
+    pub(crate) forward_apply_wait_seconds: Histogram,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
@@ -62,6 +64,23 @@ impl RaftMetricsExporter {
             .buckets(prometheus::exponential_buckets(0.0002, 2.0, 14)?),
         )?;
         registry.register(Box::new(proposal_seconds.clone()))?;
+        let forward_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "hermes_raft_forward_duration_seconds",
+                "On a follower: time from forwarding a batch of writes to the leader to its answer",
+            )
+            .buckets(prometheus::exponential_buckets(0.0002, 2.0, 14)?),
+        )?;
+        registry.register(Box::new(forward_seconds.clone()))?;
+        let forward_apply_wait_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "hermes_raft_forward_apply_wait_seconds",
+                "On a follower: time from the leader's answer to a forwarded batch to its being \
+                 applied here (writes are answered only then, so that reads here see them)",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 14)?),
+        )?;
+        registry.register(Box::new(forward_apply_wait_seconds.clone()))?;
         Ok(RaftMetricsExporter {
             term: gauge(registry, "hermes_raft_term", "Current raft term")?,
             is_leader: gauge(registry, "hermes_raft_is_leader", "1 if this node is the raft leader")?,
@@ -90,6 +109,8 @@ impl RaftMetricsExporter {
             lease_revokes,
             proposal_writes,
             proposal_seconds,
+            forward_seconds,
+            forward_apply_wait_seconds,
         })
     }
 
