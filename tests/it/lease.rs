@@ -94,6 +94,14 @@ fn expiry_keepalive_and_leader_change() {
     );
     let held = grant(c.node(1), 3);
     put_leased(c.node(1), "/lease/held", &held);
+    // The loop below reads serializably on every node: a node other than the one that took the
+    // put may apply it a moment later (as in etcd), so start once every node has it.
+    wait_for("the held key on every node", Duration::from_secs(5), || {
+        present_everywhere(&c, "/lease/held")
+            .iter()
+            .all(|p| *p)
+            .then_some(())
+    });
     let leader = c.leader();
     let start = Instant::now();
     let mut killed = false;
