@@ -5,29 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The two configuration kinds (§1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Kind {
-    Domain,
-    Cluster,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Domain => "domain",
-            Kind::Cluster => "cluster",
-        }
-    }
-
-    /// The plural used in paths, keys and response fields (`domains`, `clusters`).
-    pub fn plural(self) -> &'static str {
-        match self {
-            Kind::Domain => "domains",
-            Kind::Cluster => "clusters",
-        }
-    }
-}
+pub use hermes_storage::keys::Kind;
 
 /// A domain or cluster as stored, with its optimistic-concurrency version.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,4 +1,4 @@
-//! Keeps the proxy's list of forbidden upstreams ([`crate::gateway::upstream::guard`]) current:
+//! Keeps the proxy's list of forbidden upstreams ([`hermes_gateway::upstream::guard`]) current:
 //! this node's own admin, peer and etcd listeners, and every member's peer, admin and etcd
 //! listeners. Peer URLs come from the membership; admin and etcd URLs from what each member
 //! says about itself, asked again every [`RETRY`] until every member has answered. URLs are
@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use hermes_raft::RaftNode;
 
-use crate::gateway::Gateway;
+use hermes_gateway::Gateway;
 
 /// How soon the list is rebuilt while some member has not said where it listens.
 const RETRY: Duration = Duration::from_secs(10);

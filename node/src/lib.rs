@@ -3,15 +3,12 @@
 //! configuration, listeners, shutdown and the admin HTTP surface; the pieces themselves live
 //! in their crates.
 
-pub mod admin;
 pub mod admin_client;
-pub mod api;
 pub mod cli;
 pub mod config;
 pub mod control_listeners;
 pub mod data_dir;
 pub mod fd_budget;
-pub mod gateway;
 pub mod join;
 pub mod logging;
 pub mod run;

@@ -16,12 +16,12 @@ use hermes_raft::peer_server;
 use hermes_raft::{RaftConfig, RaftNode};
 use hermes_storage::types::Member;
 
-use crate::admin::{self, AdminState};
 use crate::config::{NodeConfig, Setting, ADMIN_LISTEN, ETCD_LISTEN, PEER_LISTEN, PROXY_LISTEN};
-use crate::gateway::config::source::{Prefixes, StoreSource};
-use crate::gateway::metrics::GatewayMetrics;
-use crate::gateway::Gateway;
 use crate::join::join_cluster;
+use hermes_api::admin::{self, AdminState};
+use hermes_gateway::config::source::{Prefixes, StoreSource};
+use hermes_gateway::metrics::GatewayMetrics;
+use hermes_gateway::Gateway;
 
 /// Why a node could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -222,7 +222,7 @@ pub async fn run(
             .clone()
             .follow(StoreSource::new(store.clone(), prefixes.clone()), prefixes),
     );
-    servers.spawn(crate::gateway::proxy::server::serve(
+    servers.spawn(hermes_gateway::proxy::server::serve(
         proxy_listener,
         gateway.clone(),
         budget.proxy,
@@ -244,7 +244,7 @@ pub async fn run(
     let oidc = match &config.api.auth {
         crate::config::AuthMode::Builtin => None,
         crate::config::AuthMode::Oidc(settings) => Some(Arc::new(
-            crate::api::oidc::Provider::new(settings.clone())
+            hermes_api::oidc::Provider::new(settings.clone())
                 .map_err(|e| RunError::Config(format!("--oidc-issuer: {e}")))?,
         )),
     };
@@ -254,12 +254,12 @@ pub async fn run(
         gateway: gateway.clone(),
         registry: registry.clone(),
         draining: draining.clone(),
-        api: crate::api::ApiState {
+        api: hermes_api::ApiState {
             store: control.clone(),
             oidc: oidc.clone(),
             cors_origins: config.api.cors_origins.clone(),
             guard: Arc::new(
-                tokio::task::spawn_blocking(crate::api::login_guard::LoginGuard::new)
+                tokio::task::spawn_blocking(hermes_api::login_guard::LoginGuard::new)
                     .await
                     .map_err(|e| RunError::Task(e.to_string()))?
                     .map_err(|e| RunError::Config(e.to_string()))?,
@@ -327,13 +327,13 @@ pub async fn run(
     helpers.spawn(announce_ready(admin_state, stop_rx.clone()));
     if let Some(provider) = oidc {
         // Discover the provider now, so a misconfiguration shows in the log at start.
-        helpers.spawn(crate::api::oidc::warm_up(provider, stop_rx.clone()));
+        helpers.spawn(hermes_api::oidc::warm_up(provider, stop_rx.clone()));
     }
     // With OIDC, admins come from --oidc-initial-admin-users; a built-in admin could not
     // sign in.
     let builtin = matches!(config.api.auth, crate::config::AuthMode::Builtin);
     if let Some(email) = config.initial_admin.clone().filter(|_| builtin) {
-        helpers.spawn(crate::api::bootstrap::run(
+        helpers.spawn(hermes_api::bootstrap::run(
             control,
             config.data_dir.clone(),
             email,

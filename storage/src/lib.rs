@@ -7,7 +7,9 @@
 //!   group-committed, fsynced log appends;
 //! - [`engine`]: the small trait pair that hides sled, which keeps the state machine;
 //! - [`layout`]: what lives where in a data directory; [`fatal`]: a storage failure the node
-//!   stops for.
+//!   stops for;
+//! - [`keys`]: the key layout of the replicated store (the original Hermes's `/hermes/...`
+//!   resource keys, and the control plane's records under the hidden `/hermes/_cp/` prefix).
 //!
 //! This crate knows nothing of networking or HTTP.
 
@@ -16,6 +18,7 @@ pub mod durable;
 pub mod engine;
 pub mod error;
 pub mod fatal;
+pub mod keys;
 pub mod layout;
 pub mod log_store;
 pub mod mvcc;

@@ -12,7 +12,7 @@ use hermes_storage::KvStore;
 
 use super::error::{Code, EtcdError};
 
-use hermes_control::replicated::keys::CONTROL_PREFIX;
+use hermes_storage::keys::CONTROL_PREFIX;
 
 fn hidden() -> KeyRange {
     KeyRange::prefix(CONTROL_PREFIX.as_bytes().to_vec())

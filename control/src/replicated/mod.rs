@@ -5,7 +5,6 @@
 //! conflict. Records are postcard behind a one-byte format version; resource documents stay
 //! JSON because gateways read them.
 
-pub mod keys;
 mod records;
 mod resources;
 mod tx;
@@ -19,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use hermes_raft::{RaftNode, ReadError, WriteError};
+use hermes_storage::keys;
 use hermes_storage::mvcc::key_value::{KeyRange, KeyValue};
 use hermes_storage::mvcc::request::RangeRequest;
 

@@ -2,10 +2,11 @@
 //! replicated store. Each change that the original audited writes its audit row in the same
 //! transaction (user changes in namespace `_global`, as the original did).
 
-use super::{encode, keys, Replicated, Tx};
+use super::{encode, Replicated, Tx};
 use crate::auth::token::{KeyStatus, SigningKey};
 use crate::model::{now_rfc3339, Credential, Dashboard, GroupBinding, Member, Operator, User};
 use crate::store::{ControlError, CredentialUpdate, Result};
+use hermes_storage::keys;
 
 /// Where user changes are audited.
 const GLOBAL: &str = "_global";

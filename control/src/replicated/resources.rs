@@ -11,9 +11,10 @@ use hermes_storage::mvcc::key_value::{prefix_end, KeyRange, KeyValue};
 use hermes_storage::mvcc::request::{RangeRequest, SortOrder};
 use hermes_storage::watch::{WatchOptions, Watcher};
 
-use super::{decode, encode, keys, Replicated, Tx};
+use super::{decode, encode, Replicated, Tx};
 use crate::model::{now_rfc3339, Action, ChangeEntry, HistoryEntry, Kind, Operator, Resource};
 use crate::store::{ControlError, ResourceChange, Result, Written};
+use hermes_storage::keys;
 
 /// The namespace records' value: when it was created.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]

@@ -1,7 +1,10 @@
 //! Settings of the control-plane API: how users sign in (built-in accounts or an OpenID
 //! Connect provider), which browser origins may call it, and how much history it keeps.
 
-use super::{invalid, ConfigError, Secret, Sources};
+use hermes_api::oidc::parse_http_url;
+pub use hermes_api::oidc::OidcSettings;
+
+use super::{invalid, ConfigError, Sources};
 use super::{
     AUTH_MODE, CORS_ORIGINS, HMAC_MAX_SKEW_SECS, MAX_DOCUMENT_BYTES, OIDC_CLIENT_ID,
     OIDC_CLIENT_SECRET, OIDC_CLIENT_SECRET_FILE, OIDC_INITIAL_ADMINS, OIDC_ISSUER,
@@ -16,19 +19,6 @@ pub enum AuthMode {
     Builtin,
     /// An external OpenID Connect provider.
     Oidc(OidcSettings),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OidcSettings {
-    /// Issuer URL; discovery reads `<issuer>/.well-known/openid-configuration`.
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// Usernames or e-mails (lower-cased) made admins when they first sign in.
-    pub initial_admins: Vec<String>,
-    /// Fixed callback URL; when `None` it is derived from each request's `Host`, as the
-    /// original did.
-    pub redirect_url: Option<String>,
 }
 
 /// The API settings, resolved.
@@ -64,9 +54,9 @@ impl Sources<'_> {
             max_document_bytes: self.get(MAX_DOCUMENT_BYTES, "524288", |v| {
                 v.parse::<usize>()
                     .ok()
-                    .filter(|n| (1024..=crate::api::MAX_BODY_BYTES).contains(n))
+                    .filter(|n| (1024..=hermes_api::MAX_BODY_BYTES).contains(n))
                     .ok_or_else(|| {
-                        format!("expected bytes from 1024 to {}", crate::api::MAX_BODY_BYTES)
+                        format!("expected bytes from 1024 to {}", hermes_api::MAX_BODY_BYTES)
                     })
             })?,
             hmac_max_skew_secs: self.get(HMAC_MAX_SKEW_SECS, "60", |v| {
@@ -95,12 +85,12 @@ impl Sources<'_> {
         let client_id = self
             .get_opt(OIDC_CLIENT_ID, |v| Ok(v.trim().to_string()))?
             .ok_or_else(|| required(OIDC_CLIENT_ID))?;
-        let secret = self.get_opt(OIDC_CLIENT_SECRET, |v| Ok(Secret(v.as_bytes().to_vec())))?;
+        let secret = self.get_opt(OIDC_CLIENT_SECRET, |v| Ok(v.to_string()))?;
         let secret_file = self.get_opt(OIDC_CLIENT_SECRET_FILE, |v| {
             let text = std::fs::read_to_string(v).map_err(|e| format!("cannot read it: {e}"))?;
             match text.trim() {
                 "" => Err("the file is empty".into()),
-                t => Ok(Secret(t.as_bytes().to_vec())),
+                t => Ok(t.to_string()),
             }
         })?;
         let client_secret = match (secret, secret_file) {
@@ -130,19 +120,6 @@ impl Sources<'_> {
     }
 }
 
-/// An absolute `http://` or `https://` URL with a host.
-fn parse_http_url(v: &str) -> Result<String, String> {
-    let v = v.trim();
-    let url = openidconnect::url::Url::parse(v).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("expected an http:// or https:// URL".into());
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("the URL needs a host".into());
-    }
-    Ok(v.to_string())
-}
-
 /// `https://ui.example.com, http://localhost:5173` → origins, each without a path.
 fn parse_origins(v: &str) -> Result<Vec<String>, String> {
     v.split(',')
@@ -164,14 +141,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_and_origins_are_checked() {
-        assert_eq!(
-            parse_http_url("https://idp.example/realms/x").unwrap(),
-            "https://idp.example/realms/x"
-        );
-        assert!(parse_http_url("ftp://x").is_err());
-        assert!(parse_http_url("http://").is_err());
-        assert!(parse_http_url("not a url").is_err());
+    fn origins_are_checked() {
         assert_eq!(
             parse_origins(" https://a.example, http://127.0.0.1:5173 ").unwrap(),
             vec!["https://a.example", "http://127.0.0.1:5173"]

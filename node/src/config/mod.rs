@@ -614,7 +614,7 @@ mod tests {
             panic!("oidc expected")
         };
         assert_eq!(o.issuer, "https://idp.example/realms/x");
-        assert_eq!(o.client_secret.0, b"from-file");
+        assert_eq!(o.client_secret, "from-file");
         assert_eq!(o.initial_admins, vec!["alice", "bob@example.com"]);
         // A secret given inline is never echoed in an error.
         let e = err(&[

@@ -1,0 +1,94 @@
+//! The admin listener: health, readiness, metrics, the cluster API and the control-plane API
+//! (the crate root).
+
+mod cluster;
+
+mod gateway;
+pub mod health;
+mod metrics;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::response::IntoResponse;
+use axum::routing::{any, delete, get, post};
+use axum::Router;
+
+use hermes_raft::RaftNode;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub node: Arc<RaftNode>,
+    pub gateway: Arc<hermes_gateway::Gateway>,
+    pub registry: prometheus::Registry,
+    /// Set when shutdown begins, so `/readyz` turns away new traffic first.
+    pub draining: Arc<AtomicBool>,
+    /// The control-plane API served beside the operator endpoints.
+    pub api: crate::ApiState,
+    /// The namespace this node's proxy serves (what `/api/v1/gateway/*` shows).
+    pub namespace: String,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        // The original gateway's admin paths ignore the method (contracts §7.15): probes
+        // written for it may POST or HEAD them.
+        .route("/livez", any(health::livez))
+        .route("/health", any(health::livez))
+        .route("/healthz", any(health::livez))
+        .route("/readyz", any(health::readyz))
+        .route("/ready", any(health::readyz))
+        .route("/metrics", any(metrics::metrics))
+        .route("/api/v1/cluster/status", get(cluster::status))
+        .route(
+            "/api/v1/cluster/members",
+            get(cluster::list).post(cluster::add),
+        )
+        .route("/api/v1/cluster/members/{id}", delete(cluster::remove))
+        .route(
+            "/api/v1/cluster/members/{id}/promote",
+            post(cluster::promote),
+        )
+        .route("/api/v1/cluster/join", post(cluster::join))
+        .merge(
+            Router::new()
+                .route("/api/v1/gateway/routes", get(gateway::routes))
+                .route("/api/v1/gateway/domains", get(gateway::domains))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.api.clone(),
+                    crate::authenticate,
+                )),
+        )
+        .with_state(state.clone())
+        .merge(crate::router(state.api))
+        // Every body on this listener: at most the API's limit, within its deadline.
+        .layer(axum::middleware::from_fn_with_state(
+            hermes_raft::bounded_server::BodyBounds {
+                max_bytes: crate::MAX_BODY_BYTES,
+                deadline: BODY_DEADLINE,
+                drain_up_to: 16 << 20,
+                reject: |status, message| {
+                    crate::error::ApiError::new(status, "body_too_large", message).into_response()
+                },
+            },
+            hermes_raft::bounded_server::bound_bodies,
+        ))
+}
+
+/// How long a request body may take to arrive on the admin listener.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves the admin listener, at most `max_connections` at once, until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    max_connections: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let bounds = hermes_raft::bounded_server::Bounds {
+        name: "admin",
+        max_connections,
+        header_timeout: hermes_raft::bounded_server::HEADER_TIMEOUT,
+    };
+    hermes_raft::bounded_server::serve(listener, router(state), bounds, shutdown).await
+}

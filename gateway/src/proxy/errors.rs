@@ -1,0 +1,65 @@
+//! Responses the gateway makes itself (contracts/hermes.md §7.14): JSON `{"error": …}`.
+
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::upstream::client::ProxyBody;
+
+/// Why the gateway answered instead of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayError {
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    BadRequest,
+    /// The client stalled sending its request body (not in the original gateway, which had no
+    /// request-body timeout; the message follows §7.14's style).
+    RequestTimeout,
+    Internal,
+    BadGateway,
+    GatewayTimeout,
+}
+
+impl GatewayError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::BadRequest => StatusCode::BAD_REQUEST,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
+            GatewayError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            GatewayError::NotFound => "not found",
+            GatewayError::PayloadTooLarge => "payload too large",
+            GatewayError::ServiceUnavailable => "service unavailable",
+            GatewayError::BadRequest => "bad request",
+            GatewayError::RequestTimeout => "request timeout",
+            GatewayError::Internal => "internal server error",
+            GatewayError::BadGateway => "bad gateway",
+            GatewayError::GatewayTimeout => "gateway timeout",
+        }
+    }
+
+    pub fn response(self) -> Response<ProxyBody> {
+        let body = format!("{{\"error\":\"{}\"}}", self.message());
+        let mut resp = Response::new(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *resp.status_mut() = self.status();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}

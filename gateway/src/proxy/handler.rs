@@ -1,0 +1,386 @@
+//! One proxied request, in order: host and client address → forwarding headers → route → body
+//! limit → cluster (weights, override header limited to the route's own clusters) → request
+//! transforms → node → upstream request within the header deadline → response headers
+//! (hop-by-hop stripped, override markers, transforms) → compression → streamed body with an
+//! idle timeout. Requests asking to upgrade (WebSocket) are tunnelled after the upstream's 101.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use rand::Rng;
+
+use super::body::{BodyTooLarge, ClientBodyFailed, Inbound, RequestBodyIdle, Tracked};
+use super::compress;
+use super::errors::GatewayError;
+use super::headers::{self, VIA};
+use super::record::Record;
+use crate::routing::host;
+use crate::routing::matchers::{visible_ascii, HeaderSource};
+use crate::routing::table::Route;
+use crate::upstream::balancer::InFlight;
+use crate::upstream::client::ProxyBody;
+use crate::upstream::cluster::{Cluster, Clusters, SendError};
+use crate::Gateway;
+
+/// IPv4 clients on a dual-stack listener show up as `::ffff:a.b.c.d`.
+pub(super) fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Answers with a gateway error and counts the request.
+fn local(mut record: Record, error: GatewayError) -> Response<ProxyBody> {
+    let resp = error.response();
+    record.status = resp.status().as_u16();
+    record.local = true;
+    record.bytes = error.message().len() as u64 + 12;
+    resp
+}
+
+/// The response headers that tell a client its override header chose the cluster: the
+/// cluster's name, and that it was an override (§7.3, step 13).
+pub(super) const CLUSTER_MARKER: HeaderName = HeaderName::from_static("x-hermes-cluster");
+pub(super) const OVERRIDE_MARKER: HeaderName = HeaderName::from_static("x-hermes-cluster-override");
+
+/// The cluster for this request, and whether the override header chose it.
+pub(super) fn select_cluster(
+    clusters: &Clusters,
+    route: &Route,
+    headers: &dyn HeaderSource,
+) -> (Option<Arc<Cluster>>, bool) {
+    if let Some(name) = route
+        .override_header
+        .as_ref()
+        .and_then(|h| headers.first(h))
+        .and_then(visible_ascii)
+    {
+        // Only the route's own clusters may be chosen (the original allowed any cluster).
+        if route.clusters.iter().any(|c| c.name == name) {
+            if let Some(cluster) = clusters.get(name) {
+                return (Some(cluster.clone()), true);
+            }
+        }
+        tracing::debug!(cluster = name, route = %route.name, "override header names no cluster of this route");
+    }
+    let name = match route.clusters.as_slice() {
+        [only] => &only.name,
+        many => {
+            let total: u64 = many.iter().map(|c| u64::from(c.weight)).sum();
+            if total == 0 {
+                return (None, false);
+            }
+            let mut r = rand::rng().random_range(0..total);
+            let mut chosen = &many[many.len() - 1].name;
+            for c in many {
+                if r < u64::from(c.weight) {
+                    chosen = &c.name;
+                    break;
+                }
+                r -= u64::from(c.weight);
+            }
+            chosen
+        }
+    };
+    (clusters.get(name).cloned(), false)
+}
+
+/// Whether `pass_host` sends the client's own Host (`pass`, the default, and anything unknown).
+pub(super) fn passes_client_host(cluster: &Cluster) -> bool {
+    !matches!(cluster.config.pass_host.as_str(), "node" | "rewrite")
+}
+
+/// The Host `pass_host` chooses when the client's own header is not sent as it is: the rewrite
+/// (or the client's host when it has none), `host` itself for `pass`, and `None` for `node`,
+/// whose name the transport knows (`Endpoint::host_header`).
+pub(super) fn chosen_host(cluster: &Cluster, host: &str) -> Option<HeaderValue> {
+    match cluster.config.pass_host.as_str() {
+        "node" => None,
+        "rewrite" => cluster
+            .config
+            .upstream_host
+            .as_deref()
+            .and_then(|h| HeaderValue::from_str(h).ok())
+            .or_else(|| HeaderValue::from_str(host).ok()),
+        _ => HeaderValue::from_str(host).ok(),
+    }
+}
+
+/// Counts a request the override header sent to `cluster` (both paths, once each).
+pub(super) fn count_override(gw: &Gateway, route: &Route, cluster: &Cluster) {
+    gw.metrics
+        .cluster_override
+        .with_label_values(&[&*route.domain, &*route.name, &cluster.config.name])
+        .inc();
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether `e` was caused by an error of type `T` (our own request-body checks).
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<T>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// What is wrong with a request head the proxy must refuse (RFC 9112 §3.2): an HTTP/1.1
+/// request needs exactly one `Host`, and no request may carry two.
+fn head_problem(req: &Request<Incoming>) -> Option<&'static str> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        return Some("more than one Host header");
+    }
+    if hosts == 0 && req.version() == http::Version::HTTP_11 {
+        return Some("an HTTP/1.1 request without Host");
+    }
+    None
+}
+
+fn is_h2c(upgrade: &http::HeaderValue) -> bool {
+    upgrade
+        .to_str()
+        .is_ok_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c")))
+}
+
+/// Whether an I/O error in `e`'s chain says the data was malformed (hyper's chunked decoder).
+fn caused_by_invalid_data(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            ) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+pub async fn handle(
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let peer_ip = canonical(peer.ip());
+    let raw_host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let client_ip = headers::client_ip(req.headers(), peer_ip, &gw.trusted_proxies);
+    let mut record = Record::new(
+        gw.metrics.clone(),
+        req.method().clone(),
+        raw_host,
+        req.uri().path().to_string(),
+        client_ip,
+    );
+    if let Some(problem) = head_problem(&req) {
+        tracing::debug!(%peer, problem, "refused a malformed request head");
+        return local(record, GatewayError::BadRequest);
+    }
+    // The record keeps host and path for the access log; routing borrows them from it.
+    let host_name = host::normalize(&record.host);
+    // Upgrade is itself hop-by-hop: note it, then drop every hop-by-hop header the client sent
+    // (including those its `Connection` names) *before* adding ours, so a client cannot strip the
+    // forwarding headers or a transform's header by listing them in `Connection`.
+    // An h2c upgrade is never passed on: an upstream that switched would take the connection
+    // out of the proxy's hands (request smuggling past its routes); the request goes on as
+    // plain HTTP/1.1.
+    let upgrade = headers::is_upgrade(req.headers())
+        .then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten()
+        .filter(|u| !is_h2c(u));
+    headers::strip_hop_by_hop(req.headers_mut());
+    req.headers_mut().remove("http2-settings");
+    headers::set_forwarding(
+        req.headers_mut(),
+        peer_ip,
+        client_ip,
+        &record.host,
+        &gw.trusted_proxies,
+    );
+
+    // One snapshot for the route and its clusters (see `gateway::snapshot`).
+    let snapshot = gw.snapshot();
+    let Some(route) = snapshot
+        .table
+        .find(&host_name, &record.path, req.method(), req.headers())
+    else {
+        return local(record, GatewayError::NotFound);
+    };
+    record.enter_route(route.domain.clone(), route.name.clone());
+    if let (Some(max), Some(len)) = (route.max_body_bytes, content_length(req.headers())) {
+        if len > max {
+            return local(record, GatewayError::PayloadTooLarge);
+        }
+    }
+    let (cluster, overridden) = select_cluster(&snapshot.clusters, &route, req.headers());
+    let Some(cluster) = cluster else {
+        return local(record, GatewayError::ServiceUnavailable);
+    };
+    record.cluster = cluster.name.clone();
+    if overridden {
+        count_override(&gw, &route, &cluster);
+    }
+    for t in &route.request_transforms {
+        t.apply(req.headers_mut());
+    }
+    req.headers_mut().append(VIA.0, VIA.1);
+    let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
+    let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+
+    let Some(endpoint) = cluster.balancer.pick(&|_| false) else {
+        return local(record, GatewayError::ServiceUnavailable);
+    };
+    record.upstream = endpoint.key.clone();
+    let in_flight = InFlight::new(endpoint.clone());
+
+    let (parts, body) = req.into_parts();
+    let mut upstream_headers = parts.headers;
+    if let Some(protocol) = &upgrade {
+        upstream_headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        upstream_headers.insert(header::UPGRADE, protocol.clone());
+    }
+    // `pass_host: node` is set by the transport, which knows how the node is named (see
+    // `Cluster::send`).
+    // `pass`: the client's Host as it came (no copy), unless the request target named the
+    // authority (absolute form, h2's `:authority`): that one wins, as `record.host` says.
+    let host_value = match upstream_headers.get(header::HOST) {
+        Some(h) if passes_client_host(&cluster) && parts.uri.authority().is_none() => {
+            Some(h.clone())
+        }
+        _ => chosen_host(&cluster, &record.host),
+    };
+    match host_value.filter(|h| !h.is_empty()) {
+        Some(h) => upstream_headers.insert(header::HOST, h),
+        None => upstream_headers.remove(header::HOST),
+    };
+    let timeouts = cluster.timeouts;
+    let body: ProxyBody = if body.is_end_stream() {
+        body.map_err(Into::into).boxed()
+    } else {
+        let idle = timeouts.send;
+        Inbound::new(body, route.max_body_bytes, idle).boxed()
+    };
+    // Origin form (`/path?query`): the transport adds the node where it needs it.
+    let target = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let mut upstream_req = Request::new(body);
+    *upstream_req.method_mut() = parts.method.clone();
+    *upstream_req.uri_mut() = target.into();
+    *upstream_req.headers_mut() = upstream_headers;
+
+    // One deadline for connect, sending and the response headers (`send` + `read`).
+    let deadline = timeouts.headers;
+    let sent = Instant::now();
+    let exchange = cluster.send(&gw.forbidden, &endpoint, upstream_req, upgrade.is_some());
+    let mut resp = match tokio::time::timeout(deadline, exchange).await {
+        Err(_) => {
+            endpoint.observe_failure(sent.elapsed());
+            tracing::debug!(upstream = %endpoint.key, ?deadline, "upstream did not answer in time");
+            return local(record, GatewayError::GatewayTimeout);
+        }
+        Ok(Err(SendError::Build(e))) => {
+            tracing::warn!(upstream = %endpoint.key, error = %e, "could not build the upstream request");
+            return local(record, GatewayError::Internal);
+        }
+        Ok(Err(SendError::Exchange(e))) => {
+            if caused_by::<BodyTooLarge>(&*e) {
+                return local(record, GatewayError::PayloadTooLarge);
+            }
+            if caused_by::<RequestBodyIdle>(&*e) {
+                return local(record, GatewayError::RequestTimeout);
+            }
+            // The client's body failed: never the node's failure. Malformed framing (a bad
+            // chunk) is a 400; a body broken off is a 502, as the original gateway answered,
+            // though the client will not read it.
+            if caused_by::<ClientBodyFailed>(&*e) {
+                tracing::debug!(error = %e, "request body not received whole");
+                if caused_by_invalid_data(&*e) {
+                    return local(record, GatewayError::BadRequest);
+                }
+                return local(record, GatewayError::BadGateway);
+            }
+            endpoint.observe_failure(sent.elapsed());
+            tracing::debug!(upstream = %endpoint.key, error = %e, "upstream request failed");
+            return local(record, GatewayError::BadGateway);
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    let upstream_time = sent.elapsed();
+    cluster.balancer.observe(&endpoint, upstream_time);
+    record.upstream_secs = Some(upstream_time.as_secs_f64());
+    record.status = resp.status().as_u16();
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(downstream) = downstream_upgrade {
+            let upstream = hyper::upgrade::on(&mut resp);
+            gw.metrics.upgrades.inc();
+            super::tunnel::spawn(
+                downstream,
+                upstream,
+                record,
+                in_flight,
+                gw.shutdown_signal(),
+            );
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, compress::full(bytes::Bytes::new()));
+        }
+    }
+
+    let (mut rparts, rbody) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut rparts.headers);
+    if overridden {
+        if let Ok(v) = HeaderValue::from_str(&cluster.config.name) {
+            rparts.headers.insert(CLUSTER_MARKER, v);
+            rparts
+                .headers
+                .insert(OVERRIDE_MARKER, HeaderValue::from_static("true"));
+        }
+    }
+    for t in &route.response_transforms {
+        t.apply(&mut rparts.headers);
+    }
+    let mut body: ProxyBody = rbody;
+    if route.compression {
+        compress::add_vary(&mut rparts.headers);
+        if compress::compressible(&parts.method, rparts.status, &rparts.headers) {
+            if let Some(encoding) = compress::negotiate(accept_encoding.as_ref()) {
+                body = compress::compress(body, encoding, &mut rparts.headers);
+            }
+        }
+    }
+    record.node = Some(in_flight);
+    let idle = timeouts.read;
+    Response::from_parts(rparts, Tracked::new(body, idle, record).boxed())
+}
