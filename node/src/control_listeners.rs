@@ -1,7 +1,7 @@
 //! Keeps the proxy's list of forbidden upstreams ([`hermes_gateway::upstream::guard`]) current:
 //! this node's own admin, peer and etcd listeners, and every member's peer, admin and etcd
 //! listeners. Peer URLs come from the membership; admin and etcd URLs from what each member
-//! says about itself, asked again every [`RETRY`] until every member has answered. URLs are
+//! says about itself, asked again every `RETRY` until every member has answered. URLs are
 //! `http://<ip or name>:<port>`; names are resolved when the list is rebuilt.
 
 use std::collections::BTreeSet;

@@ -1,8 +1,10 @@
-//! Logging: human-readable lines on stderr, filtered by `RUST_LOG` (default: INFO for Hermes,
-//! WARN/ERROR for the libraries whose INFO is per-request or per-vote noise); and the access log
-//! (target `hermes::access`), one JSON object per request on stdout, written by a background
-//! thread through a bounded buffer so that a slow reader never stalls the proxy (lines are
-//! dropped instead, as the original gateway did).
+//! Logging: the node's own lines on stderr, filtered by `RUST_LOG` (default: INFO for Hermes,
+//! WARN/ERROR for the libraries whose INFO is per-request or per-vote noise), as text or as one
+//! JSON object per line (`--log-format`; by default text for a person at a terminal, JSON
+//! otherwise, so that a log collector that merges stderr with the access log gets one format);
+//! and the access log (target `hermes::access`), one JSON object per request on stdout, written
+//! by a background thread through a bounded buffer so that a slow reader never stalls the proxy
+//! (lines are dropped instead, as the original gateway did).
 
 use std::io::IsTerminal;
 
@@ -16,22 +18,63 @@ pub const DEFAULT_FILTER: &str = "info,openraft=error,sled=warn,hyper=warn,h2=wa
 
 pub const ACCESS_TARGET: &str = "hermes::access";
 
+/// How the node's own log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(v: &str) -> Result<LogFormat, String> {
+        match v.trim() {
+            "auto" => Ok(LogFormat::Auto),
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected auto, text or json".into()),
+        }
+    }
+}
+
 /// Keeps the access-log writer thread alive; drop it last to flush buffered lines.
 pub struct LogGuard {
     _access: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
-pub fn init(access_log: bool) -> LogGuard {
+pub fn init(format: LogFormat, access_log: bool) -> LogGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    // Colour only for a person at a terminal: log files and journald get plain text.
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let not_access = filter_fn(|m: &Metadata<'_>| m.target() != ACCESS_TARGET);
-    let human = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_filter(not_access)
-        .with_filter(filter);
+    let terminal = std::io::stderr().is_terminal();
+    let json = match format {
+        LogFormat::Auto => !terminal,
+        LogFormat::Text => false,
+        LogFormat::Json => true,
+    };
+    let not_access = || filter_fn(|m: &Metadata<'_>| m.target() != ACCESS_TARGET);
+    let (text, structured) = if json {
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_filter(not_access())
+            .with_filter(filter);
+        (None, Some(layer))
+    } else {
+        // Colour only for a person at a terminal: log files and journald get plain text.
+        let ansi = terminal && std::env::var_os("NO_COLOR").is_none();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_filter(not_access())
+            .with_filter(filter);
+        (Some(layer), None)
+    };
     let (access, guard) = if access_log {
         let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
             .buffered_lines_limit(128_000)
@@ -50,7 +93,8 @@ pub fn init(access_log: bool) -> LogGuard {
         (None, None)
     };
     let _ = tracing_subscriber::registry()
-        .with(human)
+        .with(text)
+        .with(structured)
         .with(access)
         .try_init();
     LogGuard { _access: guard }

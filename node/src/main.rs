@@ -95,7 +95,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            let _logs = hermes_node::logging::init(config.access_log);
+            let _logs = hermes_node::logging::init(config.log_format, config.access_log);
             install_panic_hook();
             // One worker thread is tokio's current-thread scheduler, which drives everything
             // on the calling thread without the work-stealing machinery: paired runs of

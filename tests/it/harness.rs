@@ -201,6 +201,8 @@ impl Node {
             .env("HERMES_API_INITIAL_ADMIN", "off")
             .env("RUST_LOG", "info,openraft=warn")
             .env("NO_COLOR", "1")
+            // Tests read the node's own lines as text (the JSON format has its own test).
+            .env("HERMES_LOG_FORMAT", "text")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -286,6 +288,20 @@ impl Node {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The last 200 lines of the node's log, on the test's stderr.
+    pub fn print_log(&self) {
+        eprintln!(
+            "===== node {} log ({}) =====",
+            self.id,
+            self.log_path.display()
+        );
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        for line in &lines[lines.len().saturating_sub(200)..] {
+            eprintln!("{line}");
+        }
+    }
+
     pub fn readyz(&self) -> Option<(u16, Value)> {
         let (status, body) = get(&format!("{}/readyz", self.admin())).ok()?;
         Some((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
@@ -352,6 +368,10 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
+        // Whoever owns the node (a test or a `Cluster`), a failing test shows what it said.
+        if std::thread::panicking() {
+            self.print_log();
+        }
     }
 }
 
@@ -421,8 +441,9 @@ pub fn prefix_end(prefix: &str) -> String {
 
 /// A set of nodes in one temp dir; prints every log if the test panics.
 pub struct Cluster {
-    pub dir: tempfile::TempDir,
+    /// Declared before `dir`: nodes drop (and print their logs on failure) while it exists.
     pub nodes: Vec<Node>,
+    pub dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -471,29 +492,6 @@ impl Cluster {
         wait_for("a leader", Duration::from_secs(20), || {
             ids.iter().find_map(|id| self.node(*id).leader())
         })
-    }
-
-    pub fn print_logs(&self) {
-        for node in &self.nodes {
-            eprintln!(
-                "===== node {} log ({}) =====",
-                node.id,
-                node.log_path.display()
-            );
-            let log = node.log();
-            let lines: Vec<&str> = log.lines().collect();
-            for line in &lines[lines.len().saturating_sub(200)..] {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.print_logs();
-        }
     }
 }
 

@@ -204,3 +204,67 @@ fn readiness_reports_a_lost_quorum() {
     let (status, body) = c.node(leader).put("/no-quorum", "x").unwrap();
     assert_eq!(status, 503, "{body}");
 }
+
+/// `hermes version` names the commit it was built from when built in a git checkout (as this
+/// suite is, in CI's clean clone), so a report can be matched to its source.
+#[test]
+fn version_names_the_git_commit_it_was_built_from() {
+    let out = Command::new(hermes_bin()).arg("version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        Some(sha) => assert!(text.contains(&format!("git {sha}")), "{text}"),
+        // Built outside a checkout and without HERMES_GIT_SHA.
+        None => assert!(text.contains("git unknown"), "{text}"),
+    }
+}
+
+/// One format per stream: with `--log-format auto` and stderr not a terminal (a file, as under
+/// systemd or a container runtime), the node's own lines are JSON like the access log merged
+/// with them, so every line of the stream parses; `text` keeps them human-readable.
+#[test]
+fn log_format_gives_one_format_per_stream() {
+    for format in ["auto", "json", "text"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = Node::new(dir.path(), 1);
+        node.extra_args = vec!["--log-format".into(), format.into()];
+        node.start();
+        node.wait_ready(Duration::from_secs(30));
+        node.put("/logged", "x").unwrap();
+        assert!(node.terminate().success());
+        let log = node.log();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+        let start = lines
+            .iter()
+            .find(|l| l.contains("starting hermes node"))
+            .unwrap_or_else(|| panic!("{format}: no start line in {log}"));
+        let parsed = serde_json::from_str::<serde_json::Value>(start);
+        if format == "text" {
+            assert!(parsed.is_err(), "text format wrote JSON: {start}");
+            assert!(start.contains("INFO"), "{start}");
+        } else {
+            for line in &lines {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{format}: a line that is not JSON ({e}): {line}"));
+                assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+            }
+            let start: serde_json::Value = parsed.unwrap();
+            assert_eq!(start["level"], "INFO", "{start}");
+            assert_eq!(start["target"], "hermes_node::run", "{start}");
+            assert_eq!(start["node_id"], 1, "{start}");
+        }
+    }
+    let bad = Command::new(hermes_bin())
+        .args(["node", "--log-format", "yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--log-format"));
+}

@@ -49,7 +49,7 @@ fn is_initial_admin(admins: &[String], claims: &Claims) -> bool {
 }
 
 /// The user record for verified `claims`. A person seen for the first time is created (made an
-/// admin when [`is_initial_admin`]): at sign-in (`signing_in`, the code exchange) or at the
+/// admin when `is_initial_admin`): at sign-in (`signing_in`, the code exchange) or at the
 /// first request with a token the provider issued elsewhere. An existing record is written
 /// only at sign-in (profile and `last_seen`), never on an ordinary request, and an existing
 /// user is never promoted here.

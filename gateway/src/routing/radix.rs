@@ -49,7 +49,7 @@ impl UriTree {
 
     /// Offers the candidate route lists for a request path (no query) to `choose`, most
     /// specific first, until it picks something. Allocates nothing for paths up to
-    /// [`STACK_DEPTH`] wildcard levels.
+    /// `STACK_DEPTH` wildcard levels.
     pub fn first<'a, T>(
         &'a self,
         path: &str,

@@ -134,7 +134,11 @@ pub struct NodeArgs {
     /// Access log of every proxied request, JSON on stdout: on or off [default: on].
     #[arg(long)]
     pub access_log: Option<String>,
-    /// E-mail of the built-in admin created on first start, or off [default: admin@hermes.local].
+    /// The node's own log lines on stderr: text, json, or auto (text on a terminal, JSON
+    /// otherwise) [default: auto].
+    #[arg(long)]
+    pub log_format: Option<String>,
+    /// E-mail of the built-in admin created on first start, or off (default: admin@hermes.local).
     #[arg(long)]
     pub initial_admin: Option<String>,
     /// How users sign in: builtin (e-mail and password) or oidc [default: builtin].
@@ -177,7 +181,7 @@ impl NodeArgs {
     /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
     pub fn flags(&self) -> crate::config::Flags {
         use crate::config::*;
-        let pairs: [(Setting, &Option<String>); 35] = [
+        let pairs: [(Setting, &Option<String>); 36] = [
             (ID, &self.id),
             (DATA_DIR, &self.data_dir),
             (PROXY_LISTEN, &self.proxy_listen),
@@ -201,6 +205,7 @@ impl NodeArgs {
             (TRUSTED_PROXIES, &self.trusted_proxies),
             (MAX_CONNECTIONS, &self.max_connections),
             (ACCESS_LOG, &self.access_log),
+            (LOG_FORMAT, &self.log_format),
             (INITIAL_ADMIN, &self.initial_admin),
             (AUTH_MODE, &self.auth_mode),
             (CORS_ORIGINS, &self.cors_origins),

@@ -57,6 +57,7 @@ settings! {
     TRUSTED_PROXIES = "proxy"."trusted_proxies", "--trusted-proxies";
     MAX_CONNECTIONS = "proxy"."max_connections", "--max-connections";
     ACCESS_LOG = "proxy"."access_log", "--access-log";
+    LOG_FORMAT = "log"."format", "--log-format";
     INITIAL_ADMIN = "api"."initial_admin", "--initial-admin";
     AUTH_MODE = "api"."auth_mode", "--auth-mode";
     CORS_ORIGINS = "api"."cors_origins", "--cors-origins";
@@ -139,6 +140,8 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// Whether every proxied request is logged (JSON on stdout, target `hermes::access`).
     pub access_log: bool,
+    /// How the node's own log lines (stderr) are written.
+    pub log_format: crate::logging::LogFormat,
     /// E-mail of the built-in admin created on a cluster's first start; `None` (`off`) creates
     /// none (for clusters that only use HMAC credentials). Default `admin@hermes.local`.
     pub initial_admin: Option<String>,
@@ -518,6 +521,7 @@ impl NodeConfig {
                 "off" | "false" => Ok(false),
                 _ => Err("expected on or off".to_string()),
             })?,
+            log_format: src.get(LOG_FORMAT, "auto", |v| v.parse())?,
             initial_admin: src.get(INITIAL_ADMIN, "admin@hermes.local", |v| match v.trim() {
                 "off" => Ok(None),
                 e if e.contains('@') && !e.chars().any(char::is_whitespace) => {

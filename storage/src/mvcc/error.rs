@@ -1,5 +1,5 @@
 //! Errors a client request can meet in the MVCC store. Messages are etcd's own, because etcd
-//! clients match on them; [`KvError::code`] gives the gRPC status class for the transports.
+//! clients match on them; [`KvError::class`] gives the gRPC status class for the transports.
 
 use serde::{Deserialize, Serialize};
 

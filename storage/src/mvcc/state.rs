@@ -1,6 +1,6 @@
 //! The in-memory MVCC index: for every key its current value and the history rows that are
 //! still retained, plus the lease table and the store revision. Applying a [`Command`] mutates
-//! this index and yields a [`Changes`] set for the disk and the watch hub; a rejected command
+//! this index and yields a `Changes` set for the disk and the watch hub; a rejected command
 //! leaves the index exactly as it was (every touched entry is saved before its first change).
 //!
 //! Nothing here does I/O: values of past revisions are fetched through a resolver closure.
