@@ -359,14 +359,23 @@ fn every_request_gets_one_access_log_line() {
     });
     assert_eq!(unrouted["status"], 404, "{unrouted}");
     assert_eq!(unrouted["route"], "_no_route", "{unrouted}");
+    // Who failed, by the gateway's one failure model (`proxy::failure`).
+    assert_eq!(unrouted["failure"], "no_route", "{unrouted}");
+    assert_eq!(unrouted["failed_by"], "client", "{unrouted}");
+    assert!(line.get("failure").is_none(), "a served request names no failure: {line}");
     let orphaned = wait_for("the 503's line", Duration::from_secs(10), || {
         access_lines(node, "/orphaned").pop()
     });
     assert_eq!(orphaned["status"], 503, "{orphaned}");
     assert_eq!(orphaned["domain"], "orphan", "{orphaned}");
-    // Exactly once each: no line is written twice (a second would have had time to appear
-    // by now, the writer being well ahead of these checks).
-    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(orphaned["failure"], "no_cluster", "{orphaned}");
+    assert_eq!(orphaned["failed_by"], "gateway", "{orphaned}");
+    // Exactly once each: the access log is written in order by one writer, so once a later
+    // request's line is there, any second line of the requests above would be too.
+    assert_eq!(node.proxy_get("nobody.test.local", "/sentinel").status, 404);
+    wait_for("the sentinel's line", Duration::from_secs(10), || {
+        access_lines(node, "/sentinel").pop()
+    });
     assert_eq!(access_lines(node, "/logged").len(), 3);
     assert_eq!(access_lines(node, "/unrouted").len(), 1);
     assert_eq!(access_lines(node, "/orphaned").len(), 1);

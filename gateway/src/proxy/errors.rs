@@ -48,8 +48,17 @@ impl GatewayError {
         }
     }
 
+    /// The JSON body answered: `{"error":"<message>"}`.
+    pub fn body(self) -> String {
+        format!("{{\"error\":\"{}\"}}", self.message())
+    }
+
+    pub fn body_len(self) -> usize {
+        self.message().len() + r#"{"error":""}"#.len()
+    }
+
     pub fn response(self) -> Response<ProxyBody> {
-        let body = format!("{{\"error\":\"{}\"}}", self.message());
+        let body = self.body();
         let mut resp = Response::new(
             Full::new(Bytes::from(body))
                 .map_err(|never| match never {})
@@ -61,5 +70,22 @@ impl GatewayError {
             header::HeaderValue::from_static("application/json"),
         );
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_len_is_the_body_s_length() {
+        for e in [
+            GatewayError::NotFound,
+            GatewayError::PayloadTooLarge,
+            GatewayError::GatewayTimeout,
+        ] {
+            assert_eq!(e.body().len(), e.body_len());
+        }
+        assert_eq!(GatewayError::NotFound.body(), r#"{"error":"not found"}"#);
     }
 }

@@ -13,19 +13,17 @@ use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use rand::Rng;
 
-use super::body::{BodyTooLarge, ClientBodyFailed, Inbound, RequestBodyIdle, Tracked};
+use super::body::{Inbound, Tracked};
 use super::compress;
-use super::errors::GatewayError;
+use super::decide::{self, Admitted};
+use super::failure::{settle, Charge, Failure};
 use super::headers::{self, VIA};
 use super::record::Record;
 use crate::routing::host;
-use crate::routing::matchers::{visible_ascii, HeaderSource};
-use crate::routing::table::Route;
 use crate::upstream::balancer::InFlight;
 use crate::upstream::client::ProxyBody;
-use crate::upstream::cluster::{Cluster, Clusters, SendError};
+use crate::upstream::cluster::Cluster;
 use crate::Gateway;
 
 /// IPv4 clients on a dual-stack listener show up as `::ffff:a.b.c.d`.
@@ -36,61 +34,20 @@ pub(super) fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Answers with a gateway error and counts the request.
-fn local(mut record: Record, error: GatewayError) -> Response<ProxyBody> {
-    let resp = error.response();
-    record.status = resp.status().as_u16();
-    record.local = true;
-    record.bytes = error.message().len() as u64 + 12;
-    resp
+/// Answers a failed request (see [`super::failure`]), counting it once, when `record` drops.
+fn fail(
+    mut record: Record,
+    failure: Failure,
+    charge: Option<Charge<'_>>,
+    detail: &dyn std::fmt::Display,
+) -> Response<ProxyBody> {
+    settle(&mut record, failure, charge, detail).response()
 }
 
 /// The response headers that tell a client its override header chose the cluster: the
 /// cluster's name, and that it was an override (§7.3, step 13).
 pub(super) const CLUSTER_MARKER: HeaderName = HeaderName::from_static("x-hermes-cluster");
 pub(super) const OVERRIDE_MARKER: HeaderName = HeaderName::from_static("x-hermes-cluster-override");
-
-/// The cluster for this request, and whether the override header chose it.
-pub(super) fn select_cluster(
-    clusters: &Clusters,
-    route: &Route,
-    headers: &dyn HeaderSource,
-) -> (Option<Arc<Cluster>>, bool) {
-    if let Some(name) = route
-        .override_header
-        .as_ref()
-        .and_then(|h| headers.first(h))
-        .and_then(visible_ascii)
-    {
-        // Only the route's own clusters may be chosen (the original allowed any cluster).
-        if route.clusters.iter().any(|c| c.name == name) {
-            if let Some(cluster) = clusters.get(name) {
-                return (Some(cluster.clone()), true);
-            }
-        }
-        tracing::debug!(cluster = name, route = %route.name, "override header names no cluster of this route");
-    }
-    let name = match route.clusters.as_slice() {
-        [only] => &only.name,
-        many => {
-            let total: u64 = many.iter().map(|c| u64::from(c.weight)).sum();
-            if total == 0 {
-                return (None, false);
-            }
-            let mut r = rand::rng().random_range(0..total);
-            let mut chosen = &many[many.len() - 1].name;
-            for c in many {
-                if r < u64::from(c.weight) {
-                    chosen = &c.name;
-                    break;
-                }
-                r -= u64::from(c.weight);
-            }
-            chosen
-        }
-    };
-    (clusters.get(name).cloned(), false)
-}
 
 /// Whether `pass_host` sends the client's own Host (`pass`, the default, and anything unknown).
 pub(super) fn passes_client_host(cluster: &Cluster) -> bool {
@@ -113,31 +70,11 @@ pub(super) fn chosen_host(cluster: &Cluster, host: &str) -> Option<HeaderValue> 
     }
 }
 
-/// Counts a request the override header sent to `cluster` (both paths, once each).
-pub(super) fn count_override(gw: &Gateway, route: &Route, cluster: &Cluster) {
-    gw.metrics
-        .cluster_override
-        .with_label_values(&[&*route.domain, &*route.name, &cluster.config.name])
-        .inc();
-}
-
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
-}
-
-/// Whether `e` was caused by an error of type `T` (our own request-body checks).
-fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.is::<T>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 /// What is wrong with a request head the proxy must refuse (RFC 9112 §3.2): an HTTP/1.1
@@ -157,23 +94,6 @@ fn is_h2c(upgrade: &http::HeaderValue) -> bool {
     upgrade
         .to_str()
         .is_ok_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c")))
-}
-
-/// Whether an I/O error in `e`'s chain says the data was malformed (hyper's chunked decoder).
-fn caused_by_invalid_data(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
-            ) {
-                return true;
-            }
-        }
-        cur = err.source();
-    }
-    false
 }
 
 pub async fn handle(
@@ -202,8 +122,7 @@ pub async fn handle(
         client_ip,
     );
     if let Some(problem) = head_problem(&req) {
-        tracing::debug!(%peer, problem, "refused a malformed request head");
-        return local(record, GatewayError::BadRequest);
+        return fail(record, Failure::BadRequestHead, None, &problem);
     }
     // The record keeps host and path for the access log; routing borrows them from it.
     let host_name = host::normalize(&record.host);
@@ -229,26 +148,23 @@ pub async fn handle(
 
     // One snapshot for the route and its clusters (see `gateway::snapshot`).
     let snapshot = gw.snapshot();
-    let Some(route) = snapshot
-        .table
-        .find(&host_name, &record.path, req.method(), req.headers())
-    else {
-        return local(record, GatewayError::NotFound);
+    let choice = decide::choose(
+        &snapshot,
+        &host_name,
+        &record.path,
+        req.method(),
+        req.headers(),
+    );
+    let declared = content_length(req.headers());
+    let Admitted {
+        route,
+        cluster,
+        node: endpoint,
+        overridden,
+    } = match choice.admit(&gw, declared, &mut record) {
+        Ok(admitted) => admitted,
+        Err(failure) => return fail(record, failure, None, &""),
     };
-    record.enter_route(route.domain.clone(), route.name.clone());
-    if let (Some(max), Some(len)) = (route.max_body_bytes, content_length(req.headers())) {
-        if len > max {
-            return local(record, GatewayError::PayloadTooLarge);
-        }
-    }
-    let (cluster, overridden) = select_cluster(&snapshot.clusters, &route, req.headers());
-    let Some(cluster) = cluster else {
-        return local(record, GatewayError::ServiceUnavailable);
-    };
-    record.cluster = cluster.name.clone();
-    if overridden {
-        count_override(&gw, &route, &cluster);
-    }
     for t in &route.request_transforms {
         t.apply(req.headers_mut());
     }
@@ -256,10 +172,6 @@ pub async fn handle(
     let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
     let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
-    let Some(endpoint) = cluster.balancer.pick(&|_| false) else {
-        return local(record, GatewayError::ServiceUnavailable);
-    };
-    record.upstream = endpoint.key.clone();
     let in_flight = InFlight::new(endpoint.clone());
 
     let (parts, body) = req.into_parts();
@@ -305,37 +217,21 @@ pub async fn handle(
     let sent = Instant::now();
     let exchange = cluster.send(&gw.forbidden, &endpoint, upstream_req, upgrade.is_some());
     let mut resp = match tokio::time::timeout(deadline, exchange).await {
-        Err(_) => {
-            endpoint.observe_failure(sent.elapsed());
-            tracing::debug!(upstream = %endpoint.key, ?deadline, "upstream did not answer in time");
-            return local(record, GatewayError::GatewayTimeout);
-        }
-        Ok(Err(SendError::Build(e))) => {
-            tracing::warn!(upstream = %endpoint.key, error = %e, "could not build the upstream request");
-            return local(record, GatewayError::Internal);
-        }
-        Ok(Err(SendError::Exchange(e))) => {
-            if caused_by::<BodyTooLarge>(&*e) {
-                return local(record, GatewayError::PayloadTooLarge);
-            }
-            if caused_by::<RequestBodyIdle>(&*e) {
-                return local(record, GatewayError::RequestTimeout);
-            }
-            // The client's body failed: never the node's failure. Malformed framing (a bad
-            // chunk) is a 400; a body broken off is a 502, as the original gateway answered,
-            // though the client will not read it.
-            if caused_by::<ClientBodyFailed>(&*e) {
-                tracing::debug!(error = %e, "request body not received whole");
-                if caused_by_invalid_data(&*e) {
-                    return local(record, GatewayError::BadRequest);
-                }
-                return local(record, GatewayError::BadGateway);
-            }
-            endpoint.observe_failure(sent.elapsed());
-            tracing::debug!(upstream = %endpoint.key, error = %e, "upstream request failed");
-            return local(record, GatewayError::BadGateway);
-        }
         Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => {
+            let charge = Charge {
+                node: &endpoint,
+                elapsed: sent.elapsed(),
+            };
+            return fail(record, Failure::of_send(&e), Some(charge), &e);
+        }
+        Err(_) => {
+            let charge = Charge {
+                node: &endpoint,
+                elapsed: sent.elapsed(),
+            };
+            return fail(record, Failure::Timeout, Some(charge), &"");
+        }
     };
     let upstream_time = sent.elapsed();
     cluster.balancer.observe(&endpoint, upstream_time);

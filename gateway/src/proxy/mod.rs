@@ -2,7 +2,9 @@
 
 pub mod body;
 pub mod compress;
+pub mod decide;
 pub mod errors;
+pub mod failure;
 pub mod h1;
 pub mod handler;
 pub mod headers;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use http::Method;
 
 use super::body::OnBodyEnd;
+use super::failure::Failure;
 use crate::metric_cache;
 use crate::metrics::GatewayMetrics;
 use crate::upstream::balancer::InFlight;
@@ -33,6 +34,8 @@ pub struct Record {
     pub node: Option<InFlight>,
     /// The gateway answered itself (no upstream response).
     pub local: bool,
+    /// Why the gateway answered itself, when it did ([`super::failure::settle`]).
+    pub failure: Option<Failure>,
     /// When the response was sent, if the caller read the clock already ([`Record::finish`]).
     ended: Option<Instant>,
 }
@@ -68,6 +71,7 @@ impl Record {
             in_flight: None,
             node: None,
             local: false,
+            failure: None,
             ended: None,
         }
     }
@@ -147,6 +151,8 @@ impl Record {
             bytes = self.bytes,
             latency_ms = elapsed * 1000.0,
             upstream_ms = self.upstream_secs.map(|s| s * 1000.0),
+            failure = self.failure.map(Failure::as_str),
+            failed_by = self.failure.map(|f| f.source().as_str()),
             "access"
         );
     }

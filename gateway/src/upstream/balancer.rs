@@ -60,6 +60,9 @@ pub struct Endpoint {
     /// in flight on the old one are counted down on the counter the balancer now reads.
     active: Arc<AtomicU64>,
     ewma: Arc<Mutex<Ewma>>,
+    /// Failed attempts charged to the node ([`Endpoint::observe_failure`]), shared like
+    /// `active`.
+    failures: Arc<AtomicU64>,
     /// Idle plain-HTTP connections to the node (see [`super::pool`]).
     pub idle: Arc<IdleConns>,
 }
@@ -83,6 +86,7 @@ impl Endpoint {
                 value_ns: EWMA_INITIAL.as_nanos() as f64,
                 at: Instant::now(),
             })),
+            failures: Arc::default(),
             idle: Arc::default(),
         }
     }
@@ -97,6 +101,7 @@ impl Endpoint {
             host_header: old.host_header.clone(),
             active: Arc::clone(&old.active),
             ewma: Arc::clone(&old.ewma),
+            failures: Arc::clone(&old.failures),
             idle: Arc::clone(&old.idle),
         }
     }
@@ -124,7 +129,13 @@ impl Endpoint {
     /// Records a failed attempt (refused, reset, timed out) as a slow answer, so a node that
     /// fails fast does not look cheap to peak EWMA.
     pub fn observe_failure(&self, elapsed: Duration) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
         self.observe(elapsed.max(EWMA_FAILURE_PENALTY));
+    }
+
+    /// Failed attempts charged to the node so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     fn ewma_cost(&self) -> f64 {

@@ -169,12 +169,15 @@ impl Timeouts {
     }
 }
 
-/// Why [`Cluster::send`] got no response.
-#[derive(Debug)]
+/// Why [`Cluster::send`] got no response ([`crate::proxy::failure::Failure::of_send`] says
+/// whose fault it was).
+#[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The request could not be put on the wire at all (our fault, not the node's).
+    #[error("building the upstream request failed: {0}")]
     Build(BoxError),
     /// Connecting, sending or waiting for the response failed.
+    #[error("{0}")]
     Exchange(BoxError),
 }
 

@@ -20,11 +20,11 @@ use tokio::time::{Instant, Sleep};
 use super::date;
 use super::head::{content_length, Field, Fields, Name, Outgoing, RequestHead, Value};
 use super::relay::{relay, Framing};
-use super::upstream::{exchange, exchange_streaming, BodyRest, UpstreamError};
-use crate::proxy::errors::GatewayError;
+use super::upstream::{exchange, exchange_streaming, BodyRest};
+use crate::proxy::decide::{self, Admitted};
+use crate::proxy::failure::{settle, Charge, Failure};
 use crate::proxy::handler::{
-    canonical, chosen_host, count_override, passes_client_host, select_cluster, CLUSTER_MARKER,
-    OVERRIDE_MARKER,
+    canonical, chosen_host, passes_client_host, CLUSTER_MARKER, OVERRIDE_MARKER,
 };
 use crate::proxy::headers::{client_ip_from, ip_value, Forwarding, VIA};
 use crate::proxy::record::Record;
@@ -235,20 +235,28 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Answers with a gateway error (§7.14) and counts the request, as the general path's `local`.
-/// `request_len`: the bytes of the request still in the buffer.
-async fn local(
+/// How a failed request's connection goes on: `close` it after the answer, or keep it with
+/// `request_len` bytes of the request (head and body) still to drop from the buffer.
+#[derive(Clone, Copy)]
+struct After {
+    close: bool,
+    request_len: usize,
+}
+
+/// Answers a failed request (see [`crate::proxy::failure`]: the same record, charge and
+/// answer as the general path's) and counts it once, when `record` drops.
+async fn fail(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
     mut record: Record,
-    error: GatewayError,
-    close: bool,
-    request_len: usize,
+    failure: Failure,
+    charge: Option<Charge<'_>>,
+    detail: &(dyn std::fmt::Display + Sync),
+    after: After,
 ) -> Outcome {
-    let body = format!("{{\"error\":\"{}\"}}", error.message());
-    record.status = error.status().as_u16();
-    record.local = true;
-    record.bytes = body.len() as u64;
+    let error = settle(&mut record, failure, charge, detail);
+    let After { close, request_len } = after;
+    let body = error.body();
     out.clear();
     status_line(out, record.status, b"");
     out.extend_from_slice(b"content-type: application/json\r\ncontent-length: ");
@@ -330,15 +338,10 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     // One snapshot for the route and its clusters (see `gateway::snapshot`).
     let snapshot = gw.snapshot();
     let host_name = host::normalize(request_host);
-    let route = snapshot
-        .table
-        .find(&host_name, path, &method, &upstream_headers);
-    let (cluster, overridden) = match &route {
-        Some(route) => select_cluster(&snapshot.clusters, route, &upstream_headers),
-        None => (None, false),
-    };
+    let choice = decide::choose(&snapshot, &host_name, path, &method, &upstream_headers);
     // Compression rewrites bodies and TLS clusters use hyper-util's client: the general path's.
-    if route.as_ref().is_some_and(|r| r.compression) || cluster.as_ref().is_some_and(|c| c.is_tls())
+    if choice.route.as_ref().is_some_and(|r| r.compression)
+        || choice.cluster.as_ref().is_some_and(|c| c.is_tls())
     {
         return Outcome::Fallback;
     }
@@ -350,26 +353,20 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         path.to_string(),
         client_ip,
     );
-    let Some(route) = route else {
-        let error = GatewayError::NotFound;
-        return local(stream, out, record, error, early_close, request_len).await;
+    let before_sending = After {
+        close: early_close,
+        request_len,
     };
-    record.enter_route(route.domain.clone(), route.name.clone());
-    if route.max_body_bytes.is_some_and(|max| body > max) {
-        let error = GatewayError::PayloadTooLarge;
-        return local(stream, out, record, error, early_close, request_len).await;
-    }
-    // A cluster with no node to pick answers 503 like a missing cluster, with its name counted.
-    if let Some(cluster) = &cluster {
-        record.cluster = cluster.name.clone();
-        if overridden {
-            count_override(gw, &route, cluster);
+    let Admitted {
+        route,
+        cluster,
+        node: endpoint,
+        overridden,
+    } = match choice.admit(gw, length, &mut record) {
+        Ok(admitted) => admitted,
+        Err(failure) => {
+            return fail(stream, out, record, failure, None, &"", before_sending).await;
         }
-    }
-    let picked = cluster.and_then(|c| c.balancer.pick(&|_| false).map(|e| (c, e)));
-    let Some((cluster, endpoint)) = picked else {
-        let error = GatewayError::ServiceUnavailable;
-        return local(stream, out, record, error, early_close, request_len).await;
     };
     if !route.request_transforms.is_empty() {
         for t in &route.request_transforms {
@@ -384,7 +381,6 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         }
     }
     upstream_headers.append(VIA.0, VIA.1);
-    record.upstream = endpoint.key.clone();
     let in_flight = InFlight::new(endpoint.clone());
 
     // Host by `pass_host`, as the general path and its transport set it: the client's (after
@@ -447,38 +443,44 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
         answer = send_upstream => Some(answer),
         _ = until(upstream_timer, sent + deadline) => None,
     };
-    // The body may be cut short by now: then the client connection closes after the answer.
+    // The body may be cut short by now: then the client connection closes after the answer,
+    // and what is left of the request is no longer in the buffer.
+    let charge = || Charge {
+        node: &endpoint,
+        elapsed: sent.elapsed(),
+    };
     let (mut up, resp, sent_all) = match answered {
-        None => {
-            endpoint.observe_failure(sent.elapsed());
-            tracing::debug!(upstream = %endpoint.key, ?deadline, "upstream did not answer in time");
-            let error = GatewayError::GatewayTimeout;
-            return local(stream, out, record, error, early_close, 0).await;
-        }
-        // The client's failures are not counted against the node (nor on the general path:
-        // `ClientBodyFailed`).
-        Some(Err(UpstreamError::ClientIdle(idle))) => {
-            tracing::debug!(?idle, "client stalled its request body");
-            let error = GatewayError::RequestTimeout;
-            return local(stream, out, record, error, true, 0).await;
-        }
-        Some(Err(e @ UpstreamError::ClientGone(_))) => {
-            tracing::debug!(error = %e, "request body not received whole");
-            return local(stream, out, record, GatewayError::BadGateway, true, 0).await;
-        }
-        Some(Err(e)) => {
-            endpoint.observe_failure(sent.elapsed());
-            tracing::debug!(upstream = %endpoint.key, error = %e, "upstream request failed");
-            let error = GatewayError::BadGateway;
-            return local(stream, out, record, error, early_close, 0).await;
-        }
         Some(Ok(answer)) => answer,
+        Some(Err(e)) => {
+            let failure = Failure::of_upstream(&e);
+            // A client that stalled or went away mid-body leaves the connection unusable.
+            let close = early_close || failure.source() == crate::proxy::failure::Source::Client;
+            let after = After {
+                close,
+                request_len: 0,
+            };
+            return fail(stream, out, record, failure, Some(charge()), &e, after).await;
+        }
+        None => {
+            let after = After {
+                close: early_close,
+                request_len: 0,
+            };
+            return fail(
+                stream,
+                out,
+                record,
+                Failure::Timeout,
+                Some(charge()),
+                &"",
+                after,
+            )
+            .await;
+        }
     };
     let close = close || !sent_all;
     let upstream_time = sent.elapsed();
-    cluster.balancer.observe(&endpoint, upstream_time);
     record.upstream_secs = Some(upstream_time.as_secs_f64());
-
     let resp_fields = Fields {
         head: &up.buf[..resp.len],
         list: &resp.fields,
@@ -486,11 +488,27 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     // No upgrade was asked for, so a 101 is the upstream's error.
     let framing = match Framing::of(&method, &resp, resp_fields) {
         Ok(f) if resp.status != 101 => f,
+        // The node answered, unusably: its failure (as hyper's parse errors on the general
+        // path), not a success to learn its latency from.
         _ => {
-            tracing::debug!(upstream = %endpoint.key, status = resp.status, "unusable response head");
-            return local(stream, out, record, GatewayError::BadGateway, close, 0).await;
+            let after = After {
+                close,
+                request_len: 0,
+            };
+            let detail = format!("unusable response head (status {})", resp.status);
+            return fail(
+                stream,
+                out,
+                record,
+                Failure::BadResponse,
+                Some(charge()),
+                &detail,
+                after,
+            )
+            .await;
         }
     };
+    cluster.balancer.observe(&endpoint, upstream_time);
     record.status = resp.status;
     let upstream_keeps = sent_all
         && framing != Framing::UntilClose

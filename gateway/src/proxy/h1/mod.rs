@@ -18,8 +18,8 @@ mod date;
 mod forward;
 pub(crate) mod head;
 mod prefixed;
-mod relay;
-mod upstream;
+pub(crate) mod relay;
+pub(crate) mod upstream;
 
 use std::convert::Infallible;
 use std::future::Future;
