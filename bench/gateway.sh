@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p hermes-node
 cargo bench -p hermes-tests --bench gateway 2>/dev/null | grep -E '^(propagation|memory)'
-cargo bench -p hermes-node --bench routing 2>/dev/null | grep -E '^routing'
+cargo bench -p hermes-gateway --bench routing 2>/dev/null | grep -E '^routing'

@@ -1,10 +1,12 @@
 //! Route matching with 10 005 routes: 1 238 exact hosts × 8 routes, 100 wildcard domains and a
 //! default domain, looked up with a realistic mix of hits and misses. Prints ns per lookup.
 //!
-//!     cargo bench -p hermes-node --bench routing
+//!     cargo bench -p hermes-gateway --bench routing
 
 // A benchmark program: a broken fixture should stop it loudly.
 #![allow(clippy::expect_used)]
+// It measures wall time.
+#![allow(clippy::disallowed_types)]
 
 use std::hint::black_box;
 use std::time::Instant;

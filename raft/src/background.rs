@@ -2,7 +2,9 @@
 //! lease expiry and automatic compaction, both acting only while this node leads.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use openraft::ServerState;
 

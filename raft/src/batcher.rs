@@ -123,7 +123,7 @@ pub(crate) async fn run(
         last_batch = batch.len();
         let Some(node) = node.upgrade() else { break };
         in_flight.spawn(async move {
-            let started = std::time::Instant::now();
+            let started = tokio::time::Instant::now();
             let writes = batch.len();
             let proposed = dispatch(&node, batch).await;
             drop(permit);
@@ -237,12 +237,12 @@ async fn forward(node: &RaftNode, leader: NodeId, batch: Vec<Pending>) {
         );
         return;
     };
-    let sent = std::time::Instant::now();
+    let sent = tokio::time::Instant::now();
     let answer: Result<Result<Vec<ForwardedAnswer>, ForwardError>, PeerError> = node
         .peers
         .call(&url, PATH_WRITE, &cmds, node.config.request_timeout)
         .await;
-    let answered = std::time::Instant::now();
+    let answered = tokio::time::Instant::now();
     if let Some(m) = &node.exporter {
         m.forward_seconds.observe((answered - sent).as_secs_f64());
     }

@@ -1,7 +1,7 @@
 //! Lease operations on any member: grants and revocations are raft writes; keep-alives and
 //! time-to-live queries are answered by the leader's [`LeaseKeeper`](crate::lease_keeper).
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use hermes_storage::mvcc::request::Command;
 use hermes_storage::mvcc::response::{CommandResponse, LeaseGrantResponse};

@@ -18,10 +18,12 @@ pub mod network;
 pub mod node;
 pub mod peer_auth;
 pub mod peer_client;
+pub mod peer_dispatch;
 pub mod peer_proto;
 pub mod peer_server;
 pub mod proxied;
 pub mod replay;
+pub mod transport;
 
 pub use config::RaftConfig;
 pub use error::{MembershipError, ReadError, WriteError};

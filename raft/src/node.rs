@@ -4,7 +4,9 @@
 //! fields etcd clients expect.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{Raft, ServerState};
@@ -83,6 +85,33 @@ impl RaftNode {
         fatal: Fatal,
         metrics: Option<&prometheus::Registry>,
     ) -> Result<Arc<RaftNode>, StartError> {
+        let peers = PeerClient::new(PeerAuth::new(config.cluster_secret.clone()));
+        Self::start_with_peers(config, log, sm, fatal, metrics, peers).await
+    }
+
+    /// [`RaftNode::start`] with another way to reach the peers than HTTP (the in-process
+    /// cluster tests' router).
+    pub async fn start_with_transport(
+        config: RaftConfig,
+        log: LogStore,
+        sm: StateMachine,
+        fatal: Fatal,
+        metrics: Option<&prometheus::Registry>,
+        transport: Arc<dyn crate::transport::Transport>,
+    ) -> Result<Arc<RaftNode>, StartError> {
+        let auth = PeerAuth::new(config.cluster_secret.clone());
+        let peers = PeerClient::with_transport(transport, auth);
+        Self::start_with_peers(config, log, sm, fatal, metrics, peers).await
+    }
+
+    async fn start_with_peers(
+        config: RaftConfig,
+        log: LogStore,
+        sm: StateMachine,
+        fatal: Fatal,
+        metrics: Option<&prometheus::Registry>,
+        peers: PeerClient,
+    ) -> Result<Arc<RaftNode>, StartError> {
         let raft_config = openraft::Config {
             cluster_name: "hermes".into(),
             heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
@@ -97,7 +126,6 @@ impl RaftNode {
         }
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
-        let peers = PeerClient::new(PeerAuth::new(config.cluster_secret.clone()));
         let network = NetworkFactory {
             id: config.id,
             client: peers.clone(),

@@ -1,20 +1,18 @@
-//! The HTTP client nodes use to call each other: postcard bodies, signed with the cluster
-//! secret, over pooled keep-alive connections. It tells apart a request that never left
-//! (safe to retry anywhere) from one whose outcome is unknown.
+//! The client nodes use to call each other: postcard bodies over a [`Transport`] (HTTP in
+//! production), each call bounded in time, and errors that tell apart a request that never
+//! left (safe to retry anywhere) from one whose outcome is unknown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use hermes_storage::codec;
 
-use crate::peer_auth::{PeerAuth, HEADER};
+use crate::peer_auth::PeerAuth;
+use crate::transport::{HttpTransport, Transport};
 
 pub const CONTENT_TYPE: &str = "application/x-hermes-postcard";
 
@@ -52,29 +50,39 @@ impl PeerError {
     }
 }
 
-#[derive(Clone, Debug)]
+/// Calls other nodes: encodes the request, sends it over the node's [`Transport`] within a
+/// deadline, decodes the answer.
+#[derive(Clone)]
 pub struct PeerClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    transport: Arc<dyn Transport>,
     auth: PeerAuth,
 }
 
+impl std::fmt::Debug for PeerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerClient").finish_non_exhaustive()
+    }
+}
+
 impl PeerClient {
+    /// Over HTTP, signed with `auth`'s cluster secret.
     pub fn new(auth: PeerAuth) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_millis(500)));
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(32)
-            .build(connector);
-        PeerClient { http, auth }
+        PeerClient {
+            transport: Arc::new(HttpTransport::new(auth.clone())),
+            auth,
+        }
+    }
+
+    /// Over another transport; `auth` still checks what the peer listener receives.
+    pub fn with_transport(transport: Arc<dyn Transport>, auth: PeerAuth) -> Self {
+        PeerClient { transport, auth }
     }
 
     pub fn auth(&self) -> &PeerAuth {
         &self.auth
     }
 
-    /// POSTs `req` to `base_url` + `path` and decodes the answer.
+    /// Sends `req` to `path` on the peer at `base_url` and decodes the answer.
     pub async fn call<Req, Resp>(
         &self,
         base_url: &str,
@@ -86,65 +94,24 @@ impl PeerClient {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        let url = format!("{}{}", base_url.trim_end_matches('/'), path);
+        let url = || format!("{}{}", base_url.trim_end_matches('/'), path);
         let body = codec::encode(req).map_err(|e| PeerError::Decode {
-            url: url.clone(),
+            url: url(),
             message: format!("encoding request: {e}"),
         })?;
-        let mut builder =
-            http::Request::post(&url).header(http::header::CONTENT_TYPE, CONTENT_TYPE);
-        if let Some(sig) = self.auth.sign("POST", path, &body) {
-            builder = builder.header(HEADER, sig);
-        }
-        let request =
-            builder
-                .body(Full::new(Bytes::from(body)))
-                .map_err(|e| PeerError::Unreachable {
-                    url: url.clone(),
-                    message: format!("invalid peer URL: {e}"),
-                })?;
-        let exchange = async {
-            let resp = self.http.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    PeerError::Unreachable {
-                        url: url.clone(),
-                        message: e.to_string(),
-                    }
-                } else {
-                    PeerError::Interrupted {
-                        url: url.clone(),
-                        message: e.to_string(),
-                    }
-                }
-            })?;
-            let status = resp.status();
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| PeerError::Interrupted {
-                    url: url.clone(),
-                    message: e.to_string(),
-                })?
-                .to_bytes();
-            if !status.is_success() {
-                return Err(PeerError::Status {
-                    url: url.clone(),
-                    status: status.as_u16(),
-                    message: String::from_utf8_lossy(&bytes).into_owned(),
-                });
+        let exchange = self.transport.call(base_url, path, Bytes::from(body));
+        let bytes = match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(PeerError::Timeout {
+                    url: url(),
+                    timeout,
+                })
             }
-            codec::decode(&bytes).map_err(|e| PeerError::Decode {
-                url: url.clone(),
-                message: e.to_string(),
-            })
         };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(PeerError::Timeout {
-                url: url.clone(),
-                timeout,
-            }),
-        }
+        codec::decode(&bytes).map_err(|e| PeerError::Decode {
+            url: url(),
+            message: e.to_string(),
+        })
     }
 }

@@ -7,6 +7,8 @@
 
 // A benchmark program: failures should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// It measures wall time.
+#![allow(clippy::disallowed_types)]
 
 #[allow(dead_code)]
 #[path = "../it/harness.rs"]

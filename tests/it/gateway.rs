@@ -362,7 +362,10 @@ fn every_request_gets_one_access_log_line() {
     // Who failed, by the gateway's one failure model (`proxy::failure`).
     assert_eq!(unrouted["failure"], "no_route", "{unrouted}");
     assert_eq!(unrouted["failed_by"], "client", "{unrouted}");
-    assert!(line.get("failure").is_none(), "a served request names no failure: {line}");
+    assert!(
+        line.get("failure").is_none(),
+        "a served request names no failure: {line}"
+    );
     let orphaned = wait_for("the 503's line", Duration::from_secs(10), || {
         access_lines(node, "/orphaned").pop()
     });

@@ -3,6 +3,8 @@
 
 // This whole binary is test code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Processes are observed in wall time (tokio's clock cannot be paused for them).
+#![allow(clippy::disallowed_types)]
 
 mod harness;
 mod upstream;

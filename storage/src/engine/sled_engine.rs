@@ -54,14 +54,14 @@ fn sled_err(op: &'static str) -> impl FnOnce(sled::Error) -> EngineError {
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn open_locked(config: &sled::Config) -> Result<sled::Db, EngineError> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
     loop {
         match config.open() {
             Ok(db) => return Ok(db),
             // sled reports the held lock only in the message of an `Other` I/O error.
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
+                    && tokio::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }

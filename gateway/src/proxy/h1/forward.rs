@@ -421,7 +421,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     let deadline = timeouts.headers;
     // The request's start stands for the moment it is sent: a microsecond of routing earlier,
     // and one clock read fewer (they cost ~40 ns each on this kind of VM).
-    let sent = Instant::from_std(record.started);
+    let sent = record.started;
     let send_upstream = async {
         if rest == 0 {
             let retry = idempotent(&method);
@@ -575,11 +575,11 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
             record.bytes = bytes;
             // One clock reading for the record, the idle connection and the next head's wait.
             let done = Instant::now();
-            record.finish(done.into_std());
+            record.finish(done);
             *finished = Some(done);
             let pool = &cluster.config.keepalive_pool;
             if upstream_keeps && up.buf.is_empty() && up.served < pool.requests.max(1) {
-                endpoint.idle.put(up, pool, done.into_std());
+                endpoint.idle.put(up, pool, done);
             }
             if close {
                 Outcome::Close

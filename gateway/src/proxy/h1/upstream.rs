@@ -70,7 +70,7 @@ pub async fn exchange(
     request: &[u8],
     retry: bool,
     spare: &mut Vec<Field>,
-    now: std::time::Instant,
+    now: tokio::time::Instant,
 ) -> Result<(RawConn, ResponseHead), UpstreamError> {
     let idle_timeout = Duration::from_secs(target.pool.idle_timeout);
     if let Some(mut conn) = target.idle.take::<RawConn>(idle_timeout, now) {
@@ -96,7 +96,7 @@ pub async fn exchange_streaming(
     request: &[u8],
     rest: BodyRest<'_>,
     spare: &mut Vec<Field>,
-    now: std::time::Instant,
+    now: tokio::time::Instant,
 ) -> Result<(RawConn, ResponseHead, bool), UpstreamError> {
     let idle_timeout = Duration::from_secs(target.pool.idle_timeout);
     let mut conn = match target.idle.take::<RawConn>(idle_timeout, now) {
