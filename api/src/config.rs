@@ -146,11 +146,12 @@ pub async fn replace(
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
-    let (d, c) = state
+    let imported = state
         .store
         .replace_config(&ns, domains, clusters, &caller.operator())
         .await?;
-    Ok(Json(json!({"domains": d, "clusters": c})).into_response())
+    state.served_by_proxy(&ns, imported.revision).await;
+    Ok(Json(json!({"domains": imported.domains, "clusters": imported.clusters})).into_response())
 }
 
 pub async fn revision(

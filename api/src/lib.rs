@@ -64,6 +64,35 @@ pub struct ApiState {
     pub max_document_bytes: usize,
     /// HMAC signatures seen within that window (see `hermes_compat::hmac`).
     pub hmac_seen: Arc<hermes_raft::replay::ReplayCache<String>>,
+    /// This node's gateway and the namespace it serves: a configuration write to that
+    /// namespace is answered once the gateway serves it (`None`: no gateway follows the store
+    /// this API writes to).
+    pub gateway: Option<(Arc<hermes_gateway::Gateway>, String)>,
+}
+
+/// How long a configuration write waits for this node's proxy to serve it. Past this the
+/// write (committed all the same) is answered, and the delay logged.
+const SERVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl ApiState {
+    /// Read your writes through the proxy: once a write to `ns` applied at store `revision` is
+    /// answered, this node's proxy routes by it (as etcd answers a write only once the member
+    /// that took it applied it).
+    pub async fn served_by_proxy(&self, ns: &str, revision: i64) {
+        let Some((gateway, namespace)) = &self.gateway else {
+            return;
+        };
+        if ns != namespace || revision <= 0 {
+            return;
+        }
+        if !gateway.serving(revision, SERVE_WAIT).await {
+            tracing::warn!(
+                revision,
+                applied = gateway.applied_revision(),
+                "a configuration write was answered before this node's proxy served it"
+            );
+        }
+    }
 }
 
 /// The request's namespace (§3.1 NS): header `X-Hermes-Namespace`, else `?namespace=`, else

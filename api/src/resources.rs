@@ -225,6 +225,7 @@ async fn create(
             &caller.operator(),
         )
         .await?;
+    state.served_by_proxy(&ns, written.revision).await;
     Ok((StatusCode::CREATED, Json(written_json(kind, written))).into_response())
 }
 
@@ -258,6 +259,7 @@ async fn update(
             &caller.operator(),
         )
         .await?;
+    state.served_by_proxy(&ns, written.revision).await;
     Ok(Json(written_json(kind, written)).into_response())
 }
 
@@ -273,6 +275,7 @@ async fn remove(
         .store
         .write_resource(&ns, kind, &name, ResourceChange::Delete, &caller.operator())
         .await?;
+    state.served_by_proxy(&ns, written.revision).await;
     Ok(Json(json!({"version": written.version})).into_response())
 }
 
@@ -358,6 +361,7 @@ async fn rollback(
             &caller.operator(),
         )
         .await?;
+    state.served_by_proxy(&ns, written.revision).await;
     Ok(
         Json(json!({"name": name, "rolled_back_to": version, "new_version": written.version}))
             .into_response(),

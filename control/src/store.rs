@@ -61,6 +61,18 @@ pub struct Written {
     pub resource_version: i64,
     /// The document now stored (`None` after a delete).
     pub doc: Option<Value>,
+    /// The store revision the write was applied at (what a gateway following the store must
+    /// reach to serve it); 0 when the store has no revisions.
+    pub revision: i64,
+}
+
+/// What replacing a namespace's configuration wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imported {
+    pub domains: usize,
+    pub clusters: usize,
+    /// As [`Written::revision`].
+    pub revision: i64,
 }
 
 /// The fields of a credential an update changes (`None`: kept as is; the original overwrote
@@ -102,14 +114,14 @@ pub trait ControlStore: Send + Sync + 'static {
     ) -> Result<Written>;
     /// Replaces every domain and cluster of the namespace in one atomic step: what is not in
     /// the new set is deleted, with a `delete` change each (the original wrote none, §10.3 C1);
-    /// the rest is written with action `import`. Returns (domains, clusters) written.
+    /// the rest is written with action `import`.
     async fn replace_config(
         &self,
         ns: &str,
         domains: Vec<Value>,
         clusters: Vec<Value>,
         operator: &Operator,
-    ) -> Result<(usize, usize)>;
+    ) -> Result<Imported>;
     /// Newest first, at most the retained number.
     async fn history(&self, ns: &str, kind: Kind, name: &str) -> Result<Vec<HistoryEntry>>;
     async fn history_entry(

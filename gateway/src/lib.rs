@@ -20,7 +20,7 @@ pub mod snapshot;
 pub mod upstream;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +44,8 @@ pub struct Gateway {
     pub forbidden: ForbiddenUpstreams,
     loaded: AtomicBool,
     errors: ArcSwap<BTreeMap<String, String>>,
-    applied_revision: AtomicI64,
+    /// The store revision up to which every change is being served (table built included).
+    applied: watch::Sender<i64>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -74,7 +75,7 @@ impl Gateway {
             forbidden: ForbiddenUpstreams::default(),
             loaded: AtomicBool::new(false),
             errors: ArcSwap::from_pointee(BTreeMap::new()),
-            applied_revision: AtomicI64::new(0),
+            applied: watch::Sender::new(0),
             shutdown,
         })
     }
@@ -187,8 +188,27 @@ impl Gateway {
     }
 
     fn mark_applied(&self, revision: i64) {
-        let previous = self.applied_revision.fetch_max(revision, Ordering::AcqRel);
-        self.metrics.applied_revision.set(previous.max(revision));
+        self.applied.send_if_modified(|applied| {
+            let moved = revision > *applied;
+            *applied = (*applied).max(revision);
+            moved
+        });
+        self.metrics.applied_revision.set(*self.applied.borrow());
+    }
+
+    /// The store revision up to which this gateway serves every change.
+    pub fn applied_revision(&self) -> i64 {
+        *self.applied.borrow()
+    }
+
+    /// Waits until this gateway serves every change up to `revision` (its route table rebuilt
+    /// where domains changed), at most `within`; whether it does. What the API waits for before
+    /// answering a configuration write, so that this node's proxy serves it once answered.
+    pub async fn serving(&self, revision: i64, within: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(within, applied.wait_for(|a| *a >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     async fn build_tables(self: Arc<Self>, mut latest: watch::Receiver<Option<Arc<DomainsAt>>>) {
@@ -344,10 +364,35 @@ mod tests {
             gw.snapshot().clusters.get("a").is_none(),
             "removed once the table moved on"
         );
-        assert_eq!(gw.applied_revision.load(Ordering::Acquire), 3);
+        assert_eq!(gw.applied_revision(), 3);
         // With the table current, a removal applies at once.
         fed.change(4, "/hermes/clusters/b", None);
         assert!(gw.snapshot().clusters.get("b").is_none());
+        builder.abort();
+    }
+
+    /// What the API waits on before answering a configuration write: a domain change counts
+    /// as served only once the table with it is built and in use.
+    #[tokio::test]
+    async fn serving_a_revision_means_its_table_is_in_use() {
+        let mut fed = Fed::routed_to_a();
+        let gw = fed.gw.clone();
+        let from_loop = fed.from_loop.take().unwrap();
+        let builder = tokio::spawn(gw.clone().build_tables(from_loop));
+        assert!(gw.serving(1, Duration::from_secs(5)).await);
+        fed.change(2, "/hermes/domains/d", Some(domain_to("b")));
+        let waiter = tokio::spawn({
+            let gw = gw.clone();
+            async move { gw.serving(2, Duration::from_secs(5)).await }
+        });
+        assert!(waiter.await.unwrap());
+        assert_eq!(
+            routed_to(&gw),
+            ["b"],
+            "served means the new table is in use"
+        );
+        // Nothing at revision 9 ever comes: the wait gives up, saying so.
+        assert!(!gw.serving(9, Duration::from_millis(50)).await);
         builder.abort();
     }
 

@@ -274,6 +274,7 @@ pub async fn run(
                 config.api.hmac_max_skew_secs,
                 1 << 20,
             )),
+            gateway: Some((gateway.clone(), config.namespace.clone())),
         },
     };
     servers.spawn(admin::serve(

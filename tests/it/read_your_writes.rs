@@ -1,12 +1,14 @@
 //! Read your writes on the node that answered, against a real three-process cluster: a write
 //! through a follower is visible to a serializable read on that follower the moment the answer
-//! arrives, every time; and a credential created or deleted through a follower takes effect on
-//! that follower's next request.
+//! arrives, every time; a credential created or deleted through a follower takes effect on
+//! that follower's next request; and a domain created, changed or deleted through a follower's
+//! API is served that way by the follower's proxy as soon as the answer arrives.
 
 use serde_json::json;
 
 use crate::api_client::{Api, Auth};
 use crate::harness::*;
+use crate::upstream::Upstream;
 
 const ROUNDS: usize = 2000;
 
@@ -82,6 +84,69 @@ fn credentials_take_effect_on_the_follower_that_changed_them() {
         assert_eq!(
             s, 401,
             "round {round}: a deleted credential accepted on its own node: {b}"
+        );
+    }
+}
+
+#[test]
+fn a_follower_s_proxy_serves_a_configuration_write_once_it_is_answered() {
+    let blue = Upstream::start("blue");
+    let green = Upstream::start("green");
+    let mut c = Cluster::start(3);
+    let leader = c.leader();
+    let follower = c
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader)
+        .unwrap();
+    let node = c.node(follower);
+    let admin = Api::anonymous(&node.admin()).admin_credential();
+    for (name, up) in [("blue", &blue), ("green", &green)] {
+        let (s, b) = admin.post(
+            "/api/v1/clusters",
+            &json!({"name": name, "nodes": [{"host": "127.0.0.1", "port": up.port}]}),
+        );
+        assert_eq!(s, 201, "{b}");
+    }
+    let domain = |name: &str, host: &str, cluster: &str, version: Option<i64>| {
+        let mut d = json!({"name": name, "hosts": [host],
+            "routes": [{"name": "all", "uri": "/*", "clusters": [{"name": cluster}]}]});
+        if let Some(v) = version {
+            d["resource_version"] = json!(v);
+        }
+        d
+    };
+    for round in 0..25 {
+        let name = format!("d{round}");
+        let host = format!("r{round}.test.local");
+        let (s, b) = admin.post("/api/v1/domains", &domain(&name, &host, "blue", None));
+        assert_eq!(s, 201, "{b}");
+        let answer = node.proxy_get(&host, "/");
+        assert_eq!(
+            (answer.status, answer.upstream()),
+            (200, "blue".to_string()),
+            "round {round}: the created domain was not served at once"
+        );
+        let version = b["domain"]["resource_version"]
+            .as_i64()
+            .or_else(|| b["resource_version"].as_i64())
+            .unwrap_or_else(|| panic!("no resource_version in {b}"));
+        let (s, b) = admin.put(
+            &format!("/api/v1/domains/{name}"),
+            &domain(&name, &host, "green", Some(version)),
+        );
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(
+            node.proxy_get(&host, "/").upstream(),
+            "green",
+            "round {round}: the changed route was not served at once"
+        );
+        assert_eq!(admin.delete(&format!("/api/v1/domains/{name}")).0, 200);
+        assert_eq!(
+            node.proxy_get(&host, "/").status,
+            404,
+            "round {round}: the deleted domain was still served"
         );
     }
 }

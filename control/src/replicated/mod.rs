@@ -28,7 +28,9 @@ use crate::model::{
     InstanceStatus, Kind, Member, Operator, Resource, User,
 };
 use crate::seal::Sealer;
-use crate::store::{ControlError, ControlStore, CredentialUpdate, ResourceChange, Result, Written};
+use crate::store::{
+    ControlError, ControlStore, CredentialUpdate, Imported, ResourceChange, Result, Written,
+};
 
 pub use tx::Tx;
 
@@ -154,12 +156,20 @@ impl Replicated {
 
     /// Reads with `plan` (synchronously, after a barrier) and commits the transaction it
     /// builds; when a pinned record changed in between, reads and plans again.
-    async fn attempt<T>(&self, mut plan: impl FnMut(&Self) -> Result<(Tx, T)>) -> Result<T> {
+    async fn attempt<T>(&self, plan: impl FnMut(&Self) -> Result<(Tx, T)>) -> Result<T> {
+        self.attempt_at(plan).await.map(|(result, _)| result)
+    }
+
+    /// [`Replicated::attempt`], also returning the store revision the transaction was applied at.
+    async fn attempt_at<T>(
+        &self,
+        mut plan: impl FnMut(&Self) -> Result<(Tx, T)>,
+    ) -> Result<(T, i64)> {
         for _ in 0..ATTEMPTS {
             self.barrier().await?;
             let (tx, result) = plan(self)?;
-            if tx.commit(&self.node).await? {
-                return Ok(result);
+            if let Some(revision) = tx.commit(&self.node).await? {
+                return Ok((result, revision));
             }
         }
         Err(ControlError::Unavailable(
@@ -220,7 +230,7 @@ impl ControlStore for Replicated {
         domains: Vec<Value>,
         clusters: Vec<Value>,
         operator: &Operator,
-    ) -> Result<(usize, usize)> {
+    ) -> Result<Imported> {
         self.replace_all(ns, domains, clusters, operator).await
     }
     async fn history(&self, ns: &str, kind: Kind, name: &str) -> Result<Vec<HistoryEntry>> {
@@ -403,7 +413,7 @@ impl ControlStore for Replicated {
         for i in &instances {
             tx.put(&keys::instance(ns, &i.id), encode(i)?);
         }
-        if tx.commit(&self.node).await? {
+        if tx.commit(&self.node).await?.is_some() {
             Ok(())
         } else {
             Err(ControlError::Internal("replacing instances failed".into()))

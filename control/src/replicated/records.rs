@@ -477,7 +477,7 @@ impl Replicated {
             }
             tx.put(&keys::signing_key(&fresh.kid), self.sealed_key(&fresh)?);
             tx.put(&pointer, fresh.kid.clone().into_bytes());
-            if tx.commit(&self.node).await? {
+            if tx.commit(&self.node).await?.is_some() {
                 return Ok(fresh);
             }
         }

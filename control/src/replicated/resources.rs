@@ -13,7 +13,7 @@ use hermes_storage::watch::{WatchOptions, Watcher};
 
 use super::{decode, encode, Replicated, Tx};
 use crate::model::{now_rfc3339, Action, ChangeEntry, HistoryEntry, Kind, Operator, Resource};
-use crate::store::{ControlError, ResourceChange, Result, Written};
+use crate::store::{ControlError, Imported, ResourceChange, Result, Written};
 use hermes_storage::keys;
 
 /// The namespace records' value: when it was created.
@@ -218,84 +218,89 @@ impl Replicated {
         change: ResourceChange,
         operator: &Operator,
     ) -> Result<Written> {
-        self.attempt(|s| {
-            let current = s.read_resource(ns, kind, name)?;
-            let (action, doc) = match &change {
-                ResourceChange::Create { doc } => {
-                    if current.is_some() {
-                        return Err(ControlError::AlreadyExists(format!(
-                            "{} \"{name}\" already exists",
-                            kind.as_str()
-                        )));
+        let (mut written, revision) = self
+            .attempt_at(|s| {
+                let current = s.read_resource(ns, kind, name)?;
+                let (action, doc) = match &change {
+                    ResourceChange::Create { doc } => {
+                        if current.is_some() {
+                            return Err(ControlError::AlreadyExists(format!(
+                                "{} \"{name}\" already exists",
+                                kind.as_str()
+                            )));
+                        }
+                        (Action::Create, doc.clone())
                     }
-                    (Action::Create, doc.clone())
-                }
-                ResourceChange::Update {
-                    doc,
-                    expected_version,
-                } => {
-                    if current
-                        .as_ref()
-                        .is_none_or(|(r, _)| r.resource_version != *expected_version)
-                    {
-                        return Err(ControlError::Conflict(format!(
-                            "conflict: the {} has been modified by another user, please \
+                    ResourceChange::Update {
+                        doc,
+                        expected_version,
+                    } => {
+                        if current
+                            .as_ref()
+                            .is_none_or(|(r, _)| r.resource_version != *expected_version)
+                        {
+                            return Err(ControlError::Conflict(format!(
+                                "conflict: the {} has been modified by another user, please \
                              refresh and try again",
-                            kind.as_str()
-                        )));
+                                kind.as_str()
+                            )));
+                        }
+                        (Action::Update, doc.clone())
                     }
-                    (Action::Update, doc.clone())
-                }
-                ResourceChange::Delete => match &current {
-                    // History keeps the document as it was before the delete.
-                    Some((r, _)) => (Action::Delete, r.doc.clone()),
-                    None => return Err(not_found(kind, name)),
-                },
-                ResourceChange::Rollback { version } => {
-                    let entry: HistoryEntry = s
-                        .get_record(&keys::history(ns, kind, name, *version))?
-                        .map(|(h, _)| h)
-                        .ok_or_else(|| {
-                            ControlError::NotFound(format!(
-                                "{} \"{name}\" version {version} not found",
-                                kind.as_str()
-                            ))
-                        })?;
-                    let doc = entry
-                        .doc
-                        .as_deref()
-                        .map(serde_json::from_str::<Value>)
-                        .transpose()
-                        .map_err(|e| ControlError::Internal(e.to_string()))?
-                        .ok_or_else(|| {
-                            ControlError::NotFound(format!(
-                                "{} \"{name}\" version {version} has no document",
-                                kind.as_str()
-                            ))
-                        })?;
-                    (Action::Rollback, doc)
-                }
-            };
-            let current_kv = current.as_ref().map(|(_, kv)| kv.as_ref());
-            let mut tx = Tx::default();
-            let (version, entry) =
-                s.version_resource(&mut tx, ns, kind, name, current_kv, action, &doc, operator)?;
-            s.log_changes(&mut tx, ns, vec![entry])?;
-            let resource_version = match action {
-                Action::Delete => 0,
-                _ => current_kv.map_or(1, |kv| kv.version + 1),
-            };
-            let stored = (action != Action::Delete).then_some(doc);
-            Ok((
-                tx,
-                Written {
-                    version,
-                    resource_version,
-                    doc: stored,
-                },
-            ))
-        })
-        .await
+                    ResourceChange::Delete => match &current {
+                        // History keeps the document as it was before the delete.
+                        Some((r, _)) => (Action::Delete, r.doc.clone()),
+                        None => return Err(not_found(kind, name)),
+                    },
+                    ResourceChange::Rollback { version } => {
+                        let entry: HistoryEntry = s
+                            .get_record(&keys::history(ns, kind, name, *version))?
+                            .map(|(h, _)| h)
+                            .ok_or_else(|| {
+                                ControlError::NotFound(format!(
+                                    "{} \"{name}\" version {version} not found",
+                                    kind.as_str()
+                                ))
+                            })?;
+                        let doc = entry
+                            .doc
+                            .as_deref()
+                            .map(serde_json::from_str::<Value>)
+                            .transpose()
+                            .map_err(|e| ControlError::Internal(e.to_string()))?
+                            .ok_or_else(|| {
+                                ControlError::NotFound(format!(
+                                    "{} \"{name}\" version {version} has no document",
+                                    kind.as_str()
+                                ))
+                            })?;
+                        (Action::Rollback, doc)
+                    }
+                };
+                let current_kv = current.as_ref().map(|(_, kv)| kv.as_ref());
+                let mut tx = Tx::default();
+                let (version, entry) = s.version_resource(
+                    &mut tx, ns, kind, name, current_kv, action, &doc, operator,
+                )?;
+                s.log_changes(&mut tx, ns, vec![entry])?;
+                let resource_version = match action {
+                    Action::Delete => 0,
+                    _ => current_kv.map_or(1, |kv| kv.version + 1),
+                };
+                let stored = (action != Action::Delete).then_some(doc);
+                Ok((
+                    tx,
+                    Written {
+                        version,
+                        resource_version,
+                        doc: stored,
+                        revision: 0,
+                    },
+                ))
+            })
+            .await?;
+        written.revision = revision;
+        Ok(written)
     }
 
     pub(super) async fn replace_all(
@@ -304,7 +309,7 @@ impl Replicated {
         domains: Vec<Value>,
         clusters: Vec<Value>,
         operator: &Operator,
-    ) -> Result<(usize, usize)> {
+    ) -> Result<Imported> {
         let name_of = |doc: &Value| doc.get("name").and_then(Value::as_str).map(str::to_string);
         for _ in 0..8 {
             self.barrier().await?;
@@ -344,8 +349,12 @@ impl Replicated {
                 }
             }
             self.log_changes(&mut tx, ns, changes)?;
-            if tx.commit(&self.node).await? {
-                return Ok((domains.len(), clusters.len()));
+            if let Some(revision) = tx.commit(&self.node).await? {
+                return Ok(Imported {
+                    domains: domains.len(),
+                    clusters: clusters.len(),
+                    revision,
+                });
             }
         }
         Err(ControlError::Unavailable(

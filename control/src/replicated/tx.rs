@@ -57,10 +57,12 @@ impl Tx {
         }));
     }
 
-    /// Proposes the transaction; `false` when a pinned key had changed (nothing was written).
-    pub async fn commit(self, node: &RaftNode) -> Result<bool> {
+    /// Proposes the transaction: the store revision it was applied at, or `None` when a pinned
+    /// key had changed (nothing was written). An empty transaction writes nothing and answers
+    /// the current revision.
+    pub async fn commit(self, node: &RaftNode) -> Result<Option<i64>> {
         if self.ops.is_empty() {
-            return Ok(true);
+            return Ok(Some(node.store().revision()));
         }
         let cmd = Command::Txn(TxnRequest {
             compare: self.compares,
@@ -68,7 +70,7 @@ impl Tx {
             failure: Vec::new(),
         });
         match node.write(cmd).await? {
-            CommandResponse::Txn(r) => Ok(r.succeeded),
+            CommandResponse::Txn(r) => Ok(r.succeeded.then_some(r.revision)),
             other => Err(ControlError::Internal(format!(
                 "the store answered a transaction with {other:?}"
             ))),
