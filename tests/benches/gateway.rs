@@ -11,10 +11,10 @@
 #![allow(clippy::disallowed_types)]
 
 #[allow(dead_code)]
-#[path = "../it/harness.rs"]
+#[path = "../it/support/harness.rs"]
 mod harness;
 #[allow(dead_code)]
-#[path = "../it/upstream.rs"]
+#[path = "../it/support/upstream.rs"]
 mod upstream;
 
 use std::time::{Duration, Instant};

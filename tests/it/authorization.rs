@@ -100,7 +100,10 @@ fn a_namespace_editor_cannot_climb_to_admin() {
     let eve = anon.sign_in("eve@example.test", "secret-123");
     let e = eve.in_ns("team");
 
-    // Roles above her own, for herself or others, and demoting or removing an owner.
+    phase(
+        1,
+        "Roles above her own, for herself or others, and demoting or removing an owner.",
+    );
     refused(
         "eve makes herself owner",
         e.post(
@@ -126,7 +129,10 @@ fn a_namespace_editor_cannot_climb_to_admin() {
             &json!({"group": "everyone", "role": "owner"}),
         ),
     );
-    // Credentials with scopes she lacks, or for all namespaces.
+    phase(
+        2,
+        "Credentials with scopes she lacks, or for all namespaces.",
+    );
     for scopes in [
         json!(["namespace:write"]),
         json!(["admin:users"]),
@@ -144,7 +150,7 @@ fn a_namespace_editor_cannot_climb_to_admin() {
             &json!({"scopes": ["config:read"], "all_namespaces": true}),
         ),
     );
-    // Disabling, editing or deleting the owner's credential.
+    phase(3, "Disabling, editing or deleting the owner's credential.");
     let (_, list) = e.get("/api/v1/credentials");
     let owner_id = list["credentials"]
         .as_array()
@@ -180,7 +186,7 @@ fn a_namespace_editor_cannot_climb_to_admin() {
         );
     }
     assert_eq!(owner_key.in_ns("team").get("/api/v1/domains").0, 200);
-    // What she may mint acts in her namespace only.
+    phase(4, "What she may mint acts in her namespace only.");
     let minted = e.credential(EDITOR_SCOPES);
     assert_eq!(minted.in_ns("team").get("/api/v1/domains").0, 200);
     refused(
@@ -196,8 +202,7 @@ fn a_namespace_editor_cannot_climb_to_admin() {
         minted.post("/api/v1/namespaces", &json!({"name": "mine"})),
     );
 
-    // The proxy as a way in: routes to the node's own control listeners, stripped of every
-    // forwarding header a transform can remove.
+    phase(5, "The proxy as a way in: routes to the node's own control listeners, stripped of every forwarding header a transform can remove.");
     sneak_route(&e, "admin", "admin.sneak", node.admin_port);
     sneak_route(&e, "peer", "peer.sneak", node.peer_port);
     sneak_route(&e, "etcd", "etcd.sneak", node.etcd_port);
@@ -227,7 +232,10 @@ fn a_namespace_editor_cannot_climb_to_admin() {
         .log()
         .contains("refused an upstream that is a control listener"));
 
-    // Deleting every credential does not reopen first-time setup.
+    phase(
+        6,
+        "Deleting every credential does not reopen first-time setup.",
+    );
     for c in root.in_ns("team").get("/api/v1/credentials").1["credentials"]
         .as_array()
         .unwrap()
@@ -248,7 +256,7 @@ fn a_namespace_editor_cannot_climb_to_admin() {
         "anonymous after every credential is gone",
         anon.post("/api/v1/credentials", &json!({"scopes": ["admin:users"]})),
     );
-    // And at the end of it all, she is still an editor.
+    phase(7, "And at the end of it all, she is still an editor.");
     refused("eve lists users", eve.get("/api/v1/users"));
     refused(
         "eve makes herself admin",

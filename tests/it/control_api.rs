@@ -27,7 +27,7 @@ fn resources_history_rollback_bulk_watch_and_bad_input() {
     node.wait_ready(Duration::from_secs(10));
     let api = Api::anonymous(&node.admin());
 
-    // Create, read, serve.
+    phase(1, "Create, read, serve.");
     let (s, b) = api.post("/api/v1/clusters", &cluster_doc("be", up.port));
     assert_eq!(s, 201, "{b}");
     assert_eq!(
@@ -50,7 +50,7 @@ fn resources_history_rollback_bulk_watch_and_bad_input() {
     let (s, _) = api.post("/api/v1/domains", &domain_doc("web", "web.api.test", "be"));
     assert_eq!(s, 409);
 
-    // Optimistic concurrency.
+    phase(2, "Optimistic concurrency.");
     let update = json!({"resource_version": 1, "hosts": ["web2.api.test"],
                         "routes": [{"name": "all", "uri": "/*", "clusters": [{"name": "be"}]}]});
     let (s, b) = api.put("/api/v1/domains/web", &update);
@@ -65,7 +65,7 @@ fn resources_history_rollback_bulk_watch_and_bad_input() {
     let (s, _) = api.put("/api/v1/domains/web", &json!({"hosts": ["x"]}));
     assert_eq!(s, 400, "resource_version is required");
 
-    // History and rollback.
+    phase(3, "History and rollback.");
     let (s, b) = api.get("/api/v1/domains/web/history");
     assert_eq!((s, b["total"].as_i64()), (200, Some(2)));
     assert_eq!(b["history"][0]["action"], "update");
@@ -91,7 +91,10 @@ fn resources_history_rollback_bulk_watch_and_bad_input() {
         404
     );
 
-    // Bad input: every refusal is a 4xx with a JSON error, and nothing is stored.
+    phase(
+        4,
+        "Bad input: every refusal is a 4xx with a JSON error, and nothing is stored.",
+    );
     let (_, before) = api.get("/api/v1/config/revision");
     let before = before["revision"].as_i64().unwrap();
     let huge = "x".repeat(2 << 20);
@@ -162,7 +165,10 @@ fn resources_history_rollback_bulk_watch_and_bad_input() {
     );
     assert_eq!((s, b["valid"].as_bool()), (200, Some(false)), "{b}");
 
-    // Bulk replace removes what it replaces, with delete events in the change feed.
+    phase(
+        5,
+        "Bulk replace removes what it replaces, with delete events in the change feed.",
+    );
     let (s, b) = api.put("/api/v1/config", &json!({
         "clusters": [cluster_doc("be2", up.port)],
         "domains": [domain_doc("new1", "n1.api.test", "be2"), domain_doc("new2", "n2.api.test", "be2")],
@@ -208,14 +214,20 @@ fn resources_history_rollback_bulk_watch_and_bad_input() {
     );
     assert_eq!(api.get("/api/v1/config/watch?revision=x").0, 400);
 
-    // Long poll: answers as soon as a change lands.
+    phase(6, "Long poll: answers as soon as a change lands.");
     let waiter = {
         let api = api.clone();
         std::thread::spawn(move || api.get(&format!("/api/v1/config/watch?revision={top}&wait=20")))
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // Whether the waiter's request arrives before the delete or after it, it must be answered
+    // with the delete, and well before its 20 s wait.
+    let asked = std::time::Instant::now();
     assert_eq!(api.delete("/api/v1/domains/new2").0, 200);
     let (s, b) = waiter.join().unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "answered by the timeout, not the change"
+    );
     assert_eq!(
         (s, b["events"][0]["action"].as_str()),
         (200, Some("delete")),

@@ -226,7 +226,10 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
     node.wait_ready(Duration::from_secs(10));
     let anon = Api::anonymous(&node.admin());
 
-    // The built-in admin exists from the first start, so first-time setup never opened.
+    phase(
+        1,
+        "The built-in admin exists from the first start, so first-time setup never opened.",
+    );
     let (s, b) = anon.get("/api/v1/domains");
     assert_eq!(
         (s, b["error"].as_str()),
@@ -237,9 +240,7 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
     assert_eq!((s, b["source"].as_str()), (200, Some("hmac")), "{b}");
     assert!(b["subject"].as_str().unwrap().starts_with("credential:"));
 
-    // Signatures: wrong secret, unknown key, a timestamp outside the window (60 s by default;
-    // the original's 300 s is a setting away), a body that is not the one signed, a header of
-    // another scheme, replays, and what v2 signs that v1 does not.
+    phase(2, "Signatures: wrong secret, unknown key, a timestamp outside the window (60 s by default; the original's 300 s is a setting away), a body that is not the one signed, a header of another scheme, replays, and what v2 signs that v1 does not.");
     let Auth::Hmac {
         access_key,
         secret_key,
@@ -266,13 +267,16 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
         admin.call_at("GET", "/api/v1/domains", None, now() - 50).0,
         200
     );
-    // The original's scheme still works, for existing controllers.
+    phase(
+        3,
+        "The original's scheme still works, for existing controllers.",
+    );
     let v1 = admin.with(Auth::HmacV1 {
         access_key: access_key.clone(),
         secret_key: secret_key.clone(),
     });
     assert_eq!(v1.get("/api/v1/domains").0, 200);
-    // A captured write is accepted once, in either scheme.
+    phase(4, "A captured write is accepted once, in either scheme.");
     let replay = |headers: &[(&str, String)], body: &str| {
         let mut req = ureq::post(&format!("{}/api/v1/namespaces", node.admin()))
             .set("content-type", "application/json");
@@ -326,7 +330,10 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
         401,
         "a v2 read is accepted once"
     );
-    // The namespace and the query are signed: the same signature cannot be pointed elsewhere.
+    phase(
+        5,
+        "The namespace and the query are signed: the same signature cannot be pointed elsewhere.",
+    );
     let mut elsewhere = v2.clone();
     elsewhere.retain(|(k, _)| *k != "X-Hermes-Namespace");
     elsewhere.push(("X-Hermes-Namespace", "staging".into()));
@@ -359,7 +366,10 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
         .get("/api/v1/domains");
     assert_eq!(s, 401, "{b}");
 
-    // Scope ceiling: an editor-like credential cannot mint admin:users.
+    phase(
+        6,
+        "Scope ceiling: an editor-like credential cannot mint admin:users.",
+    );
     let editor = admin.credential(ROLE_SCOPES[1].1);
     let (s, b) = editor.post(
         "/api/v1/credentials",
@@ -378,7 +388,10 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
         "invalid scope: config:admin"
     );
 
-    // A credential of another namespace without namespace:write cannot act here.
+    phase(
+        7,
+        "A credential of another namespace without namespace:write cannot act here.",
+    );
     assert_eq!(
         admin
             .post("/api/v1/namespaces", &json!({"name": "staging"}))
@@ -405,7 +418,7 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
         "bound to its own namespace"
     );
 
-    // Disabling a credential locks it out at once.
+    phase(8, "Disabling a credential locks it out at once.");
     let (_, list) = admin.get("/api/v1/credentials");
     assert!(
         list["credentials"]
@@ -452,13 +465,19 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
         404
     );
 
-    // Every single scope on its own, and the matrix per scope.
+    phase(
+        9,
+        "Every single scope on its own, and the matrix per scope.",
+    );
     for scope in crate::api_client::ALL_SCOPES {
         let one = admin.credential(&[scope]);
         check_matrix(scope, &one, &[scope]);
     }
 
-    // Built-in users: the initial admin's password file, login, and roles by membership.
+    phase(
+        10,
+        "Built-in users: the initial admin's password file, login, and roles by membership.",
+    );
     let password = std::fs::read_to_string(node.data_dir.join("initial-admin-password")).unwrap();
     let (s, b) = login(&anon, "admin@hermes.local", password.trim());
     assert_eq!(s, 200, "{b}");
@@ -517,7 +536,10 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
         400
     );
 
-    // An owner of `default` who creates a namespace owns the new one too, in the same step.
+    phase(
+        11,
+        "An owner of `default` who creates a namespace owns the new one too, in the same step.",
+    );
     let (_, b) = login(&anon, "owner@example.test", "secret-123");
     let owner = anon.with(Auth::Bearer(
         b["access_token"].as_str().unwrap().to_string(),
@@ -545,7 +567,10 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
         "no role in staging"
     );
 
-    // Key rotation: old tokens stay valid through the grace period, new ones differ.
+    phase(
+        12,
+        "Key rotation: old tokens stay valid through the grace period, new ones differ.",
+    );
     let (s, b) = root.post("/api/auth/rotate-key", &json!({}));
     assert_eq!(
         (s, b["grace_period"].as_str()),
@@ -567,7 +592,10 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
     };
     assert_ne!(fresh["access_token"].as_str().unwrap(), old);
 
-    // The etcd endpoint shows none of it, and refuses to write it.
+    phase(
+        13,
+        "The etcd endpoint shows none of it, and refuses to write it.",
+    );
     let everything = node.range_prefix("/", false);
     assert!(
         everything.keys().all(|k| !k.starts_with("/hermes/_cp/")),
@@ -580,7 +608,10 @@ fn credentials_signatures_sessions_and_the_rbac_matrix() {
     );
     let (s, _) = node.put("/hermes/_cp/users/builtin:evil@x", "{}").unwrap();
     assert_eq!(s, 403);
-    // A range spanning the hidden keys keeps etcd's limit, count and `more` over what is left.
+    phase(
+        14,
+        "A range spanning the hidden keys keeps etcd's limit, count and `more` over what is left.",
+    );
     for k in ["/hermes/a", "/hermes/zz", "/hermes/zzz"] {
         node.put(k, "v").unwrap();
     }

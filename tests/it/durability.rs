@@ -75,10 +75,19 @@ fn put_is_fdatasynced_before_the_response_is_sent() {
         .spawn()
         .expect("strace is installed by scripts/test");
     node.wait_ready(Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(300));
     let (status, body) = node.put("/synced", "before-the-answer").unwrap();
     assert_eq!(status, 200, "{body}");
-    std::thread::sleep(Duration::from_millis(300));
+    // strace writes a call's line when the call returns, which may be just after the client
+    // has the answer: wait for the answer's write in the trace.
+    wait_for(
+        "the answer's write in the trace",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&trace).ok()?;
+            let request = text.find("POST /v3/kv/put")?;
+            text[request..].contains("HTTP/1.1 200").then_some(())
+        },
+    );
     if let Some(pid) = find_hermes(&data_dir) {
         Command::new("kill")
             .args(["-9", &pid.to_string()])

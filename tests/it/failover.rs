@@ -13,9 +13,12 @@ fn leader_kill_under_load_loses_no_acknowledged_write() {
     let leader = c.leader();
     let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
 
-    eprintln!(
-        "phase 1: write through follower {}, read linearizably from {}",
-        followers[0], followers[1]
+    phase(
+        1,
+        format!(
+            "write through follower {}, read linearizably from {}",
+            followers[0], followers[1]
+        ),
     );
     let (status, body) = c
         .node(followers[0])
@@ -28,7 +31,10 @@ fn leader_kill_under_load_loses_no_acknowledged_write() {
         Some("through-a-follower")
     );
 
-    eprintln!("phase 2: four clients write to every node; the leader ({leader}) is killed midway");
+    phase(
+        2,
+        format!("four clients write to every node; the leader ({leader}) is killed midway"),
+    );
     let endpoints: Vec<(u64, String)> = c.nodes.iter().map(|n| (n.id, n.etcd())).collect();
     let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
     let attempts = Arc::new(AtomicUsize::new(0));
@@ -114,7 +120,10 @@ fn leader_kill_under_load_loses_no_acknowledged_write() {
     let new_leader = c.leader();
     assert_ne!(new_leader, leader);
 
-    eprintln!("phase 3: restart node {leader}; every node must hold every acknowledged write");
+    phase(
+        3,
+        format!("restart node {leader}; every node must hold every acknowledged write"),
+    );
     c.node_mut(leader).start();
     c.node(leader).wait_ready(Duration::from_secs(30));
     let target = c.node(new_leader).revision(false);

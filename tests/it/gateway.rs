@@ -285,13 +285,24 @@ fn a_malformed_cluster_leaves_the_previous_one_serving() {
         &domain("api", &["api.test"], vec![route("r", "/*", 0, "api")]),
     );
     wait_status(node, "api.test", "/", 200);
-    for bad in [
+    for (refused, bad) in [
         "{not json".to_string(),
         json!({"name": "api", "timeout": {"read": -1}}).to_string(),
         json!({"name": "api", "nodes": [{"host": "127.0.0.1", "port": 70000}]}).to_string(),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         node.put_key("/hermes/clusters/api", &bad);
-        std::thread::sleep(Duration::from_millis(200));
+        // Once the gateway has counted this refusal, it has decided about the document.
+        let counted = format!(
+            "gateway_config_reloads_total{{result=\"error\",source=\"etcd\"}} {}",
+            refused + 1
+        );
+        wait_for("the refusal counted", Duration::from_secs(10), || {
+            let (_, metrics) = get(&format!("{}/metrics", node.admin())).ok()?;
+            metrics.contains(&counted).then_some(())
+        });
         assert_eq!(node.proxy_get("api.test", "/").upstream(), "first");
         let (_, domains) = get(&format!("{}/api/v1/gateway/domains", node.admin())).unwrap();
         assert!(domains.contains("/hermes/clusters/api"), "{domains}");

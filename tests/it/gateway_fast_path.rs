@@ -8,7 +8,7 @@
 //! for the fast path (a chunked body, HTTP/1.0). Everything is spoken in raw bytes on both
 //! sides, so the test sees exactly what the proxy wrote.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,138 +18,10 @@ use serde_json::json;
 
 use crate::harness::*;
 
+use crate::support::raw_http::{find, header_lines, is_chunked, Answer, Client, Wire, IO_TIMEOUT};
+
 const HOST: &str = "fast.test";
 const ROUTE: &str = "fast-route";
-/// Every read from the proxy or by the upstream gives up after this, so a bug fails the test
-/// instead of hanging it.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------------------------
-// Reading HTTP/1.1 messages from a socket, for both the upstream and the client.
-
-/// A socket and the bytes read from it that were not consumed yet.
-struct Wire {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-fn eof() -> std::io::Error {
-    std::io::Error::new(ErrorKind::UnexpectedEof, "connection closed mid-message")
-}
-
-impl Wire {
-    fn new(stream: TcpStream) -> Wire {
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Wire {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    /// Reads more bytes into the buffer; `0` at the end of the stream.
-    fn fill(&mut self) -> std::io::Result<usize> {
-        let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk)?;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    /// The bytes up to and including the first `end`, taken from the stream.
-    fn until(&mut self, end: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
-        loop {
-            if let Some(at) = self.buf.windows(end.len()).position(|w| w == end) {
-                return Ok(Some(self.buf.drain(..at + end.len()).collect()));
-            }
-            if self.fill()? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(eof())
-                };
-            }
-        }
-    }
-
-    /// A message head (up to the empty line, included), or `None` when the peer closed the
-    /// connection between messages.
-    fn head(&mut self) -> std::io::Result<Option<String>> {
-        Ok(self
-            .until(b"\r\n\r\n")?
-            .map(|h| String::from_utf8_lossy(&h).into_owned()))
-    }
-
-    /// Exactly `n` bytes.
-    fn exact(&mut self, n: usize) -> std::io::Result<Vec<u8>> {
-        while self.buf.len() < n {
-            if self.fill()? == 0 {
-                return Err(eof());
-            }
-        }
-        Ok(self.buf.drain(..n).collect())
-    }
-
-    /// Everything until the peer closes the connection.
-    fn until_closed(&mut self) -> std::io::Result<Vec<u8>> {
-        while self.fill()? > 0 {}
-        Ok(std::mem::take(&mut self.buf))
-    }
-
-    /// A chunked body: the decoded data, and the bytes as they came (sizes and trailers too).
-    fn chunked(&mut self) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
-        let (mut data, mut raw) = (Vec::new(), Vec::new());
-        loop {
-            let line = self.until(b"\r\n")?.ok_or_else(eof)?;
-            raw.extend_from_slice(&line);
-            let text = String::from_utf8_lossy(&line);
-            let hex = text.trim_end().split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(hex, 16).map_err(|_| {
-                std::io::Error::new(ErrorKind::InvalidData, format!("chunk size {text:?}"))
-            })?;
-            if size == 0 {
-                // Trailer lines, then the final empty line.
-                loop {
-                    let line = self.until(b"\r\n")?.ok_or_else(eof)?;
-                    raw.extend_from_slice(&line);
-                    if line == b"\r\n" {
-                        return Ok((data, raw));
-                    }
-                }
-            }
-            let chunk = self.exact(size + 2)?;
-            data.extend_from_slice(&chunk[..size]);
-            raw.extend_from_slice(&chunk);
-        }
-    }
-}
-
-/// The header lines of a head (request or status line skipped) as (name, value).
-fn header_lines(head: &str) -> Vec<(String, String)> {
-    head.split("\r\n")
-        .skip(1)
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
-
-/// The first value of `name` (case-insensitive).
-fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// Whether a `Transfer-Encoding` value ends with `chunked`.
-fn is_chunked(headers: &[(String, String)]) -> bool {
-    find(headers, "transfer-encoding").is_some_and(|te| {
-        te.rsplit(',')
-            .next()
-            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"))
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // The scripted upstream.
 
@@ -167,6 +39,8 @@ struct Seen {
 struct Scripted {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections this upstream has closed, in order.
+    closed: Arc<Mutex<Vec<usize>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -175,8 +49,9 @@ impl Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (record, stopped) = (seen.clone(), stop.clone());
+        let (record, stopped, closing) = (seen.clone(), stop.clone(), closed.clone());
         std::thread::spawn(move || {
             let mut accepted = 0;
             for stream in listener.incoming() {
@@ -185,11 +60,24 @@ impl Scripted {
                 }
                 let Ok(stream) = stream else { continue };
                 accepted += 1;
-                let (conn, record) = (accepted, record.clone());
-                std::thread::spawn(move || serve_scripted(Wire::new(stream), conn, &record));
+                let (conn, record, closing) = (accepted, record.clone(), closing.clone());
+                std::thread::spawn(move || {
+                    serve_scripted(Wire::new(stream), conn, &record);
+                    closing.lock().unwrap().push(conn);
+                });
             }
         });
-        Scripted { port, seen, stop }
+        Scripted {
+            port,
+            seen,
+            closed,
+            stop,
+        }
+    }
+
+    /// The connections closed so far (their socket dropped), in order.
+    fn closed(&self) -> Vec<usize> {
+        self.closed.lock().unwrap().clone()
     }
 
     /// Every request received so far, in order.
@@ -330,33 +218,14 @@ fn serve_scripted(mut wire: Wire, conn: usize, record: &Mutex<Vec<Seen>>) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The raw client.
+// What the scripted upstream tells in its answers, and requests for this test's host.
 
-/// One response as the client read it.
-#[derive(Debug)]
-struct Answer {
-    status_line: String,
-    status: u16,
-    headers: Vec<(String, String)>,
-    /// The body's data (chunked framing removed).
-    body: Vec<u8>,
-    /// A chunked body as it came, sizes and trailers included; empty otherwise.
-    raw_chunked: Vec<u8>,
+trait Echoed {
+    fn conn(&self) -> usize;
+    fn echoed(&self) -> (String, Vec<(String, String)>);
 }
 
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        find(&self.headers, name)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-
+impl Echoed for Answer {
     /// The upstream connection that answered (the scripted upstream's `X-Conn`).
     fn conn(&self) -> usize {
         self.header("x-conn")
@@ -374,98 +243,21 @@ impl Answer {
 
 /// A bodiless request for [`HOST`], with `extra` header lines (`Name: value`).
 fn request(method: &str, target: &str, extra: &[&str]) -> String {
-    let mut r = format!("{method} {target} HTTP/1.1\r\nHost: {HOST}\r\n");
-    for line in extra {
-        r.push_str(line);
-        r.push_str("\r\n");
-    }
-    r.push_str("\r\n");
-    r
+    crate::support::raw_http::request(HOST, method, target, extra)
 }
 
-/// A raw HTTP/1.1 connection to the proxy: writes any bytes, reads one response at a time.
-struct Client {
-    wire: Wire,
+trait ForHost {
+    fn call(&mut self, method: &str, target: &str, extra: &[&str]) -> Answer;
+    fn get(&mut self, target: &str) -> Answer;
 }
 
-impl Client {
-    fn connect(node: &Node) -> Client {
-        Client {
-            wire: Wire::new(TcpStream::connect(("127.0.0.1", node.proxy_port)).unwrap()),
-        }
-    }
-
-    /// Writes `bytes` in one write (several requests make a pipeline).
-    fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        self.wire.stream.write_all(bytes.as_ref()).unwrap();
-    }
-
-    /// Reads the next response; `head_request` says it answers a HEAD (so has no body).
-    fn read(&mut self, head_request: bool) -> Answer {
-        let head = self
-            .wire
-            .head()
-            .unwrap_or_else(|e| panic!("expected a response head from the proxy: {e}"))
-            .unwrap_or_else(|| panic!("the proxy closed the connection instead of answering"));
-        let status_line = head.split("\r\n").next().unwrap_or("").to_string();
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("expected a status line, got {status_line:?}"));
-        let headers = header_lines(&head);
-        let mut answer = Answer {
-            status_line,
-            status,
-            headers,
-            body: Vec::new(),
-            raw_chunked: Vec::new(),
-        };
-        if head_request || matches!(status, 100..=199 | 204 | 304) {
-            return answer;
-        }
-        let read = if is_chunked(&answer.headers) {
-            self.wire.chunked().map(|(data, raw)| {
-                answer.raw_chunked = raw;
-                data
-            })
-        } else if let Some(length) = answer.header("content-length") {
-            let length = length
-                .parse()
-                .unwrap_or_else(|_| panic!("expected a numeric content-length: {answer:?}"));
-            self.wire.exact(length)
-        } else {
-            self.wire.until_closed()
-        };
-        answer.body = read.unwrap_or_else(|e| panic!("reading the body of {answer:?}: {e}"));
-        answer
-    }
-
-    /// Sends one bodiless request and reads its answer.
+impl ForHost for Client {
     fn call(&mut self, method: &str, target: &str, extra: &[&str]) -> Answer {
-        self.send(request(method, target, extra));
-        self.read(method == "HEAD")
+        self.request_to(HOST, method, target, extra)
     }
 
     fn get(&mut self, target: &str) -> Answer {
-        self.call("GET", target, &[])
-    }
-
-    /// Whether the proxy closes the connection (end of stream or reset) within `wait`, with
-    /// nothing more sent.
-    fn closed_within(&mut self, wait: Duration) -> bool {
-        if !self.wire.buf.is_empty() {
-            return false;
-        }
-        self.wire.stream.set_read_timeout(Some(wait)).unwrap();
-        let mut probe = [0u8; 256];
-        let closed = match self.wire.stream.read(&mut probe) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) => e.kind() == ErrorKind::ConnectionReset,
-        };
-        self.wire.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        closed
+        self.request_to(HOST, "GET", target, &[])
     }
 }
 
@@ -585,7 +377,11 @@ fn pipelined_requests_share_one_upstream_connection_and_count_once() {
         two.conn(),
         "expected both pipelined requests on one pooled upstream connection"
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // A request is counted when the proxy is done with it, after its upstream connection went
+    // back to the pool: once both are counted, the connection is idle there.
+    wait_for("both requests counted", Duration::from_secs(5), || {
+        (requests_counted(node, "status_code=\"200\"") == up.seen().len() as u64).then_some(())
+    });
     let three = client.get("/three");
     assert_eq!(three.status, 200, "{three:?}");
     assert_eq!(three.echoed().0, "GET /three HTTP/1.1");
@@ -619,14 +415,16 @@ fn pipelined_requests_share_one_upstream_connection_and_count_once() {
             "expected the answers in order"
         );
     }
-    wait_for("5 more requests counted", Duration::from_secs(5), || {
-        (requests_counted(node, "") >= before + 5).then_some(())
+    // One more request on the connection: it is handled only after the 5 are done with, so
+    // once it is counted, any second count of theirs would be too.
+    assert_eq!(client.get("/sentinel").status, 200);
+    wait_for("the sentinel counted", Duration::from_secs(5), || {
+        (requests_counted(node, "") >= before + 6).then_some(())
     });
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         requests_counted(node, ""),
-        before + 5,
-        "expected 5 pipelined requests counted exactly 5 times"
+        before + 6,
+        "expected 5 pipelined requests (and the sentinel) counted exactly once each"
     );
 }
 
@@ -640,7 +438,9 @@ fn upstream_connections_that_close_are_not_reused() {
     // The upstream drops a pooled connection while it is idle, without having said it would.
     let vanished = client.get("/vanish");
     assert_eq!(vanished.status, 200, "{vanished:?}");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for("the upstream to close it", Duration::from_secs(5), || {
+        up.closed().contains(&vanished.conn()).then_some(())
+    });
     let after = client.get("/");
     assert_eq!(
         after.status, 200,

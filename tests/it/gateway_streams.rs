@@ -331,7 +331,16 @@ fn hot_reload_under_load_drops_nothing() {
             .output()
             .expect("wrk is installed by scripts/test")
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // The writes start once wrk's requests are being served.
+    wait_for("wrk's load on the proxy", Duration::from_secs(10), || {
+        let (_, metrics) = get(&format!("{}/metrics", node.admin())).ok()?;
+        metrics
+            .lines()
+            .any(|l| {
+                l.starts_with("gateway_http_requests_total{") && l.contains("status_code=\"200\"")
+            })
+            .then_some(())
+    });
     // 1 000 configuration writes that keep the tested route valid: the tested cluster changes
     // settings; the tested route moves between two clusters, the one it left deleted right
     // after (a removal must not overtake the route table that still uses it); the tested

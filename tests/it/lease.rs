@@ -61,7 +61,10 @@ fn present_everywhere(c: &Cluster, key: &str) -> Vec<bool> {
 fn expiry_keepalive_and_leader_change() {
     let mut c = Cluster::start(3);
 
-    eprintln!("phase 1: a key on a 3 s lease disappears from every node after its TTL");
+    phase(
+        1,
+        "a key on a 3 s lease disappears from every node after its TTL",
+    );
     let short = grant(c.node(2), 3);
     put_leased(c.node(2), "/lease/short", &short);
     wait_for("the key on every node", Duration::from_secs(5), || {
@@ -89,8 +92,9 @@ fn expiry_keepalive_and_leader_change() {
     .unwrap();
     assert_eq!(ttl["TTL"], "-1", "an expired lease reports TTL -1: {ttl}");
 
-    eprintln!(
-        "phase 2: keep-alives through any node hold a 3 s lease for 8 s, across a leader kill"
+    phase(
+        2,
+        "keep-alives through any node hold a 3 s lease for 8 s, across a leader kill",
     );
     let held = grant(c.node(1), 3);
     put_leased(c.node(1), "/lease/held", &held);
@@ -142,7 +146,10 @@ fn expiry_keepalive_and_leader_change() {
     assert_eq!(ttl["grantedTTL"], "3", "{ttl}");
     assert_eq!(ttl["keys"][0], b64("/lease/held"), "{ttl}");
 
-    eprintln!("phase 3: revoking deletes the key; keep-alive of a gone lease answers TTL 0");
+    phase(
+        3,
+        "revoking deletes the key; keep-alive of a gone lease answers TTL 0",
+    );
     let survivor = c.nodes.iter().find(|n| n.id != leader).unwrap();
     let (status, _) = post(
         &format!("{}/v3/lease/revoke", survivor.etcd()),

@@ -6,10 +6,10 @@
 // Processes are observed in wall time (tokio's clock cannot be paused for them).
 #![allow(clippy::disallowed_types)]
 
-mod harness;
-mod upstream;
+mod support;
+// Shorter paths for what nearly every test uses.
+use support::{api_client, harness, netns, upstream};
 
-mod api_client;
 mod authorization;
 mod bad_input;
 mod control_api;
@@ -29,7 +29,7 @@ mod lifecycle;
 mod listeners;
 mod log_damage;
 mod membership;
-mod netns;
+
 mod oidc;
 mod quota;
 mod read_your_writes;

@@ -33,7 +33,7 @@ fn join_as_voter_then_remove() {
     let mut c = Cluster::start(3);
     c.node(1).put("/before-join", "x").unwrap();
 
-    eprintln!("phase 1: node 4 joins through node 2's admin API");
+    phase(1, "node 4 joins through node 2's admin API");
     let mut fourth = Node::new(c.dir.path(), 4);
     fourth.extra_args = vec!["--join".into(), c.node(2).admin()];
     fourth.start();
@@ -57,7 +57,7 @@ fn join_as_voter_then_remove() {
         "{text}"
     );
 
-    eprintln!("phase 2: remove node 4 with the CLI; the cluster keeps working");
+    phase(2, "remove node 4 with the CLI; the cluster keeps working");
     let out = member_cmd(&c.node(1).admin(), &["remove", "4"]);
     assert!(
         out.status.success(),
@@ -85,7 +85,10 @@ fn join_as_voter_then_remove() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(c.node(1).range_prefix("/after-remove", false).len(), 1);
 
-    eprintln!("phase 3: a learner added by hand is not promoted before it has caught up");
+    phase(
+        3,
+        "a learner added by hand is not promoted before it has caught up",
+    );
     let idle_port = free_port();
     let add = member_cmd(
         &c.node(2).admin(),
@@ -118,7 +121,10 @@ fn join_as_voter_then_remove() {
     );
     assert_eq!(voters(c.node(1)), vec![1, 2, 3]);
 
-    eprintln!("phase 4: with node 3 down, removing node 2 would leave 1 healthy voter of 2");
+    phase(
+        4,
+        "with node 3 down, removing node 2 would leave 1 healthy voter of 2",
+    );
     c.node_mut(3).kill9();
     let refused = member_cmd(&c.node(1).admin(), &["remove", "2"]);
     assert!(!refused.status.success());

@@ -586,3 +586,8 @@ impl LineStream {
         self.rx.recv_timeout(timeout).ok()
     }
 }
+
+/// Announces a phase of a multi-phase test, so that a failure's output says which one failed.
+pub fn phase(n: u32, what: impl std::fmt::Display) {
+    eprintln!("phase {n}: {what}");
+}
