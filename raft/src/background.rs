@@ -85,7 +85,9 @@ async fn expire_leases(node: Weak<RaftNode>) {
         let m = m.borrow();
         (m.state == ServerState::Leader).then_some(m.current_term)
     };
-    let expired = node.leases.tick(leader_term, &node.store, Instant::now());
+    let expired = node
+        .leases
+        .tick(leader_term, node.store.leases(), Instant::now());
     let deadline = Instant::now() + node.config.request_timeout;
     let ids: Vec<i64> = expired.into_iter().take(MAX_REVOKES_PER_TICK).collect();
     // Submitted together, the revocations share proposals.

@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use hermes_storage::KvStore;
-
 #[derive(Debug, Default)]
 struct Inner {
     /// The term in which this node last became leader; `None` when not leader.
@@ -38,16 +36,16 @@ impl LeaseKeeper {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Brings the table in line with the store and this node's role. Called periodically.
-    /// Returns the leases whose deadline has passed (to revoke), oldest first.
-    pub fn tick(&self, leader_term: Option<u64>, store: &KvStore, now: Instant) -> Vec<i64> {
+    /// Brings the table in line with the store's `leases` (id and granted TTL) and this node's
+    /// role. Called periodically. Returns the leases whose deadline has passed (to revoke),
+    /// oldest first.
+    pub fn tick(&self, leader_term: Option<u64>, leases: Vec<(i64, i64)>, now: Instant) -> Vec<i64> {
         let mut inner = self.lock();
         let Some(term) = leader_term else {
             inner.leader_term = None;
             inner.deadlines.clear();
             return Vec::new();
         };
-        let leases = store.leases();
         if inner.leader_term != Some(term) {
             // New leadership: every lease starts a full TTL from now.
             inner.leader_term = Some(term);
@@ -98,9 +96,10 @@ impl LeaseKeeper {
         self.lock().deadlines.remove(&id);
     }
 
-    /// Renews a lease; returns its TTL, or 0 if it does not exist (etcd's answer).
-    pub fn renew(&self, id: i64, store: &KvStore) -> i64 {
-        let Some((ttl, _)) = store.lease(id) else {
+    /// Renews a lease whose granted TTL in the store is `granted`; returns that TTL, or 0 if
+    /// the lease does not exist (etcd's answer).
+    pub fn renew(&self, id: i64, granted: Option<i64>) -> i64 {
+        let Some(ttl) = granted else {
             self.forget(id);
             return 0;
         };
@@ -110,9 +109,10 @@ impl LeaseKeeper {
         ttl
     }
 
-    /// Remaining and granted TTL, or `None` for an unknown lease.
-    pub fn ttl(&self, id: i64, store: &KvStore) -> Option<LeaseTtl> {
-        let (granted, _) = store.lease(id)?;
+    /// Remaining and granted TTL of a lease whose granted TTL in the store is `granted`, or
+    /// `None` for an unknown lease.
+    pub fn ttl(&self, id: i64, granted: Option<i64>) -> Option<LeaseTtl> {
+        let granted = granted?;
         let now = Instant::now();
         let remaining = match self.lock().deadlines.get(&id) {
             // etcd truncates the remaining seconds.
@@ -125,4 +125,75 @@ impl LeaseKeeper {
 
 fn secs(ttl: i64) -> Duration {
     Duration::from_secs(ttl.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Deadlines under tokio's paused clock: the test moves time, nothing sleeps.
+
+    use super::*;
+    use tokio::time::advance;
+
+    const TERM: Option<u64> = Some(3);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_expires_a_full_ttl_after_its_last_keepalive() {
+        let keeper = LeaseKeeper::default();
+        let leases = || vec![(7, 10)];
+        assert!(keeper.tick(TERM, leases(), Instant::now()).is_empty());
+        assert!(keeper.is_active());
+        advance(Duration::from_secs(9)).await;
+        assert_eq!(keeper.renew(7, Some(10)), 10);
+        advance(Duration::from_secs(9)).await;
+        assert!(keeper.tick(TERM, leases(), Instant::now()).is_empty(), "renewed at 9 s");
+        assert_eq!(
+            keeper.ttl(7, Some(10)),
+            Some(LeaseTtl {
+                remaining: 1,
+                granted: 10
+            })
+        );
+        advance(Duration::from_secs(1)).await;
+        assert_eq!(keeper.tick(TERM, leases(), Instant::now()), vec![7]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_leader_gives_every_lease_a_full_ttl() {
+        let keeper = LeaseKeeper::default();
+        let leases = || vec![(1, 5), (2, 20)];
+        keeper.tick(Some(1), leases(), Instant::now());
+        advance(Duration::from_secs(4)).await;
+        // Leadership lost and regained in a later term: the clock starts again for both.
+        assert!(keeper.tick(None, leases(), Instant::now()).is_empty());
+        assert!(!keeper.is_active());
+        assert!(keeper.tick(Some(2), leases(), Instant::now()).is_empty());
+        advance(Duration::from_secs(4)).await;
+        assert!(keeper.tick(Some(2), leases(), Instant::now()).is_empty());
+        advance(Duration::from_secs(1)).await;
+        assert_eq!(keeper.tick(Some(2), leases(), Instant::now()), vec![1]);
+        advance(Duration::from_secs(15)).await;
+        assert_eq!(keeper.tick(Some(2), leases(), Instant::now()), vec![1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn revoked_and_unknown_leases_are_forgotten() {
+        let keeper = LeaseKeeper::default();
+        keeper.tick(TERM, vec![(1, 5)], Instant::now());
+        keeper.granted(2, 5);
+        advance(Duration::from_secs(6)).await;
+        // Lease 1 left the store (revoked through raft); lease 2 expired.
+        assert_eq!(keeper.tick(TERM, vec![(2, 5)], Instant::now()), vec![2]);
+        assert_eq!(keeper.renew(1, None), 0, "etcd answers TTL 0 for an unknown lease");
+        assert_eq!(keeper.ttl(1, None), None);
+        // A follower keeps no deadlines: it reports the granted TTL.
+        let follower = LeaseKeeper::default();
+        follower.granted(9, 30);
+        assert_eq!(
+            follower.ttl(9, Some(30)),
+            Some(LeaseTtl {
+                remaining: 30,
+                granted: 30
+            })
+        );
+    }
 }

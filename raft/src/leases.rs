@@ -78,12 +78,17 @@ impl RaftNode {
 
     pub(crate) fn keepalive_as_leader(&self, id: i64) -> Result<i64, ForwardError> {
         self.require_lease_authority()?;
-        Ok(self.leases.renew(id, &self.store))
+        Ok(self.leases.renew(id, self.granted_ttl(id)))
     }
 
     pub(crate) fn ttl_as_leader(&self, id: i64) -> Result<Option<LeaseTtl>, ForwardError> {
         self.require_lease_authority()?;
-        Ok(self.leases.ttl(id, &self.store))
+        Ok(self.leases.ttl(id, self.granted_ttl(id)))
+    }
+
+    /// The TTL the lease was granted with, from the applied state; `None` if it does not exist.
+    fn granted_ttl(&self, id: i64) -> Option<i64> {
+        self.store.lease(id).map(|(ttl, _)| ttl)
     }
 
     fn require_lease_authority(&self) -> Result<(), ForwardError> {

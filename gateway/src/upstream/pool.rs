@@ -717,10 +717,13 @@ mod tests {
         kept.sweep(&KeepalivePoolConfig { size: 0, ..pool });
         assert_eq!(kept.len(), 0, "beyond the size");
         fetch(port, &kept, &pool, "GET", "/").await;
-        kept.sweep(&KeepalivePoolConfig {
-            idle_timeout: 0,
-            ..pool
-        });
+        // From here on no I/O is awaited, so the clock can be paused and moved by hand.
+        tokio::time::pause();
+        tokio::time::advance(Duration::from_secs(pool.idle_timeout - 1)).await;
+        kept.sweep(&pool);
+        assert_eq!(kept.len(), 1, "within the idle timeout");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        kept.sweep(&pool);
         assert_eq!(kept.len(), 0, "past the idle timeout");
     }
 
