@@ -39,7 +39,12 @@ impl LeaseKeeper {
     /// Brings the table in line with the store's `leases` (id and granted TTL) and this node's
     /// role. Called periodically. Returns the leases whose deadline has passed (to revoke),
     /// oldest first.
-    pub fn tick(&self, leader_term: Option<u64>, leases: Vec<(i64, i64)>, now: Instant) -> Vec<i64> {
+    pub fn tick(
+        &self,
+        leader_term: Option<u64>,
+        leases: Vec<(i64, i64)>,
+        now: Instant,
+    ) -> Vec<i64> {
         let mut inner = self.lock();
         let Some(term) = leader_term else {
             inner.leader_term = None;
@@ -145,7 +150,10 @@ mod tests {
         advance(Duration::from_secs(9)).await;
         assert_eq!(keeper.renew(7, Some(10)), 10);
         advance(Duration::from_secs(9)).await;
-        assert!(keeper.tick(TERM, leases(), Instant::now()).is_empty(), "renewed at 9 s");
+        assert!(
+            keeper.tick(TERM, leases(), Instant::now()).is_empty(),
+            "renewed at 9 s"
+        );
         assert_eq!(
             keeper.ttl(7, Some(10)),
             Some(LeaseTtl {
@@ -183,7 +191,11 @@ mod tests {
         advance(Duration::from_secs(6)).await;
         // Lease 1 left the store (revoked through raft); lease 2 expired.
         assert_eq!(keeper.tick(TERM, vec![(2, 5)], Instant::now()), vec![2]);
-        assert_eq!(keeper.renew(1, None), 0, "etcd answers TTL 0 for an unknown lease");
+        assert_eq!(
+            keeper.renew(1, None),
+            0,
+            "etcd answers TTL 0 for an unknown lease"
+        );
         assert_eq!(keeper.ttl(1, None), None);
         // A follower keeps no deadlines: it reports the granted TTL.
         let follower = LeaseKeeper::default();
