@@ -14,6 +14,7 @@
 pub mod config;
 pub mod metric_cache;
 pub mod metrics;
+pub mod protect;
 pub mod proxy;
 pub mod routing;
 pub mod snapshot;
@@ -31,6 +32,7 @@ use tokio::sync::watch;
 use config::catalog::Catalog;
 use config::source::{ConfigSource, Prefixes, Update};
 use metrics::GatewayMetrics;
+use protect::limiters::Limiters;
 use routing::table::RouteTable;
 use snapshot::{ClusterChanges, Published, Snapshot};
 use upstream::guard::ForbiddenUpstreams;
@@ -42,6 +44,8 @@ pub struct Gateway {
     pub trusted_proxies: Vec<IpNet>,
     /// Control listeners of this cluster that the proxy never connects to.
     pub forbidden: ForbiddenUpstreams,
+    /// The rate limiters of the limited routes, kept across route tables.
+    pub limiters: Arc<Limiters>,
     loaded: AtomicBool,
     errors: ArcSwap<BTreeMap<String, String>>,
     /// The store revision up to which every change is being served (table built included).
@@ -68,9 +72,11 @@ impl Gateway {
         trusted_proxies: Vec<IpNet>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Gateway> {
+        let metrics = Arc::new(metrics);
         Arc::new(Gateway {
             published: Published::default(),
-            metrics: Arc::new(metrics),
+            limiters: Arc::new(Limiters::new(metrics.clone())),
+            metrics,
             trusted_proxies,
             forbidden: ForbiddenUpstreams::default(),
             loaded: AtomicBool::new(false),
@@ -83,6 +89,12 @@ impl Gateway {
     /// The route table and clusters to serve one request by (see [`snapshot`]).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.published.load()
+    }
+
+    /// Sets how many gateway nodes share every rate limit (from the instance registry): each
+    /// admits its part from the next request on.
+    pub fn set_gateway_nodes(&self, nodes: u32) {
+        self.limiters.share.set(nodes);
     }
 
     /// Whether the first full configuration has been applied.
@@ -218,7 +230,9 @@ impl Gateway {
             };
             let domains = next.domains.clone();
             // Compiling thousands of routes is CPU work: keep it off the async workers.
-            match tokio::task::spawn_blocking(move || RouteTable::build(&domains)).await {
+            let limiters = self.limiters.clone();
+            let build = move || RouteTable::build_serving(&domains, &limiters);
+            match tokio::task::spawn_blocking(build).await {
                 Ok(table) => {
                     let routes = table.routes().len();
                     let served = self.published.install_table(table, next.revision);

@@ -28,6 +28,9 @@ pub struct GatewayMetrics {
     pub applied_revision: IntGauge,
     pub config_errors: IntGauge,
     pub upgrades: IntCounter,
+    pub rate_limit_allowed: IntCounterVec,
+    pub rate_limit_rejected: IntCounterVec,
+    pub rate_limited: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(
@@ -88,6 +91,18 @@ impl GatewayMetrics {
                 "Domain and cluster documents that failed to parse (their previous version is served)",
             )?)?,
             upgrades: reg(r, IntCounter::new("hermes_gateway_upgrades_total", "Connections upgraded (WebSocket and others)")?)?,
+            rate_limit_allowed: reg(r, IntCounterVec::new(
+                Opts::new("gateway_rate_limit_allowed_total", "Requests a route's rate limit admitted"),
+                &["domain", "route", "mode"],
+            )?)?,
+            rate_limit_rejected: reg(r, IntCounterVec::new(
+                Opts::new("gateway_rate_limit_rejected_total", "Requests a route's rate limit refused"),
+                &["domain", "route", "mode"],
+            )?)?,
+            rate_limited: reg(r, IntCounterVec::new(
+                Opts::new("gateway_rate_limited_total", "Requests refused by a rate limit, by route"),
+                &["domain", "route"],
+            )?)?,
         })
     }
 }

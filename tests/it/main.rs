@@ -32,6 +32,7 @@ mod membership;
 
 mod oidc;
 mod quota;
+mod rate_limit;
 mod read_your_writes;
 mod snapshot;
 mod watch;

@@ -3,5 +3,6 @@
 
 pub mod catalog;
 pub mod check;
+pub mod protection;
 pub mod source;
 pub mod types;

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
 
+pub use super::protection::RateLimitConfig;
+
 /// Deserializes `null` as the type's default.
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -84,7 +86,7 @@ pub struct RouteConfig {
     pub priority: i32,
     pub clusters: Vec<WeightedCluster>,
     #[serde(default)]
-    pub rate_limit: Option<serde_json::Value>,
+    pub rate_limit: Option<RateLimitConfig>,
     #[serde(default)]
     pub cluster_override_header: Option<String>,
     #[serde(default, deserialize_with = "null_default")]

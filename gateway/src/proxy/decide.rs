@@ -1,5 +1,5 @@
-//! Where a request goes, decided the same way on both paths, in one order: route → body limit
-//! → cluster → node. [`choose`] only looks (the fast path asks it first, to hand requests it
+//! Where a request goes, decided the same way on both paths, in one order: route → rate limit
+//! → body limit → cluster → node. [`choose`] only looks (the fast path asks it first, to hand requests it
 //! does not serve to hyper before anything is counted); [`Choice::admit`] then commits: it
 //! counts the request against its route, applies the body limit, records the cluster and the
 //! node, or says which [`Failure`] answers the request instead.
@@ -11,6 +11,7 @@ use rand::Rng;
 
 use super::failure::Failure;
 use super::record::Record;
+use crate::protect::limiters::KeyParts;
 use crate::routing::matchers::{visible_ascii, HeaderSource};
 use crate::routing::table::Route;
 use crate::snapshot::Snapshot;
@@ -66,6 +67,19 @@ impl Choice {
     ) -> Result<Admitted, Failure> {
         let route = self.route.ok_or(Failure::NoRoute)?;
         record.enter_route(route.domain.clone(), route.name.clone());
+        if let Some(limiter) = &route.limiter {
+            let parts = KeyParts {
+                host: &record.host,
+                path: &record.path,
+                client: record.client_ip,
+            };
+            limiter
+                .check(&parts, record.started)
+                .map_err(|r| Failure::RateLimited {
+                    status: r.status,
+                    retry_after: r.retry_after,
+                })?;
+        }
         if let (Some(max), Some(len)) = (route.max_body_bytes, body) {
             if len > max {
                 return Err(Failure::BodyTooLarge);

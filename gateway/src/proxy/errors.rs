@@ -19,6 +19,12 @@ pub enum GatewayError {
     Internal,
     BadGateway,
     GatewayTimeout,
+    /// A route's rate limit refused the request: its `rejected_code`, and the seconds after
+    /// which a request would be admitted (`Retry-After`).
+    TooManyRequests {
+        status: u16,
+        retry_after: u32,
+    },
 }
 
 impl GatewayError {
@@ -32,6 +38,9 @@ impl GatewayError {
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
             GatewayError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::TooManyRequests { status, .. } => {
+                StatusCode::from_u16(status).unwrap_or(StatusCode::TOO_MANY_REQUESTS)
+            }
         }
     }
 
@@ -45,6 +54,15 @@ impl GatewayError {
             GatewayError::Internal => "internal server error",
             GatewayError::BadGateway => "bad gateway",
             GatewayError::GatewayTimeout => "gateway timeout",
+            GatewayError::TooManyRequests { .. } => "too many requests",
+        }
+    }
+
+    /// The `Retry-After` seconds the answer carries, if any.
+    pub fn retry_after(self) -> Option<u32> {
+        match self {
+            GatewayError::TooManyRequests { retry_after, .. } => Some(retry_after),
+            _ => None,
         }
     }
 
@@ -69,6 +87,10 @@ impl GatewayError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json"),
         );
+        if let Some(secs) = self.retry_after() {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         resp
     }
 }
@@ -87,5 +109,13 @@ mod tests {
             assert_eq!(e.body().len(), e.body_len());
         }
         assert_eq!(GatewayError::NotFound.body(), r#"{"error":"not found"}"#);
+        let limited = GatewayError::TooManyRequests {
+            status: 503,
+            retry_after: 2,
+        };
+        assert_eq!(limited.body(), r#"{"error":"too many requests"}"#);
+        let resp = limited.response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
     }
 }

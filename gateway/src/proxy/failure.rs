@@ -86,6 +86,8 @@ pub enum Failure {
     BadResponse,
     /// No response head within the cluster's `send` + `read` timeouts.
     Timeout,
+    /// The route's rate limit refused the request ([`crate::protect`]).
+    RateLimited { status: u16, retry_after: u32 },
 }
 
 impl Failure {
@@ -105,6 +107,13 @@ impl Failure {
             | Failure::Exchange
             | Failure::BadResponse => GatewayError::BadGateway,
             Failure::Timeout => GatewayError::GatewayTimeout,
+            Failure::RateLimited {
+                status,
+                retry_after,
+            } => GatewayError::TooManyRequests {
+                status,
+                retry_after,
+            },
         }
     }
 
@@ -115,7 +124,8 @@ impl Failure {
             | Failure::BodyTooLarge
             | Failure::BodyStalled
             | Failure::BodyMalformed
-            | Failure::BodyBrokenOff => Source::Client,
+            | Failure::BodyBrokenOff
+            | Failure::RateLimited { .. } => Source::Client,
             Failure::NoCluster
             | Failure::NoNode
             | Failure::BuildRequest
@@ -151,6 +161,7 @@ impl Failure {
             Failure::Exchange => "exchange",
             Failure::BadResponse => "bad_response",
             Failure::Timeout => "timeout",
+            Failure::RateLimited { .. } => "rate_limited",
         }
     }
 

@@ -12,6 +12,8 @@ use super::host::HostPattern;
 use super::matchers::{HeaderSource, Matcher};
 use super::radix::UriTree;
 use crate::config::types::{DomainConfig, HeaderTransform, RouteConfig, WeightedCluster};
+use crate::protect::limiters::{Limiter, Limiters};
+use crate::protect::rate_limit::Limit;
 
 /// How a header transform changes a header.
 #[derive(Debug, Clone)]
@@ -71,6 +73,11 @@ pub struct Route {
     pub response_transforms: Vec<TransformOp>,
     pub max_body_bytes: Option<u64>,
     pub compression: bool,
+    /// The route's rate limit, compiled.
+    pub limit: Option<Limit>,
+    /// Its state, kept across tables while the limit stays the same; set when the table is
+    /// built for serving ([`RouteTable::build_serving`]).
+    pub limiter: Option<Arc<Limiter>>,
 }
 
 impl Route {
@@ -161,6 +168,8 @@ pub(crate) fn compile_route(domain: &str, r: &RouteConfig, order: usize) -> Resu
             .collect(),
         max_body_bytes: r.max_body_bytes,
         compression: r.enable_compression,
+        limit: r.rate_limit.as_ref().map(Limit::compile),
+        limiter: None,
     })
 }
 
@@ -174,6 +183,24 @@ impl RouteTable {
     }
 
     pub fn build(domains: &[Arc<DomainConfig>]) -> RouteTable {
+        RouteTable::build_with(domains, None)
+    }
+
+    /// As [`RouteTable::build`], with each limited route given its limiter from `limiters`
+    /// (the one it had while its limit is unchanged); limiters of routes gone are dropped.
+    pub fn build_serving(domains: &[Arc<DomainConfig>], limiters: &Limiters) -> RouteTable {
+        let table = RouteTable::build_with(domains, Some(limiters));
+        let served = table
+            .routes
+            .iter()
+            .filter(|r| r.limiter.is_some())
+            .map(|r| (r.domain.clone(), r.name.clone()))
+            .collect();
+        limiters.retain(&served);
+        table
+    }
+
+    fn build_with(domains: &[Arc<DomainConfig>], limiters: Option<&Limiters>) -> RouteTable {
         let mut table = RouteTable {
             domains: domains.to_vec(),
             ..RouteTable::default()
@@ -189,7 +216,13 @@ impl RouteTable {
                 }
                 let order = table.routes.len();
                 let route = match compile_route(&domain.name, r, order) {
-                    Ok(route) => route,
+                    Ok(mut route) => {
+                        if let (Some(limit), Some(limiters)) = (&route.limit, limiters) {
+                            route.limiter =
+                                Some(limiters.limiter(&route.domain, &route.name, limit));
+                        }
+                        route
+                    }
                     Err(reason) => {
                         tracing::warn!(domain = %domain.name, route = %r.name, %reason, "route left out of the table");
                         table.skipped.push(Skipped {

@@ -73,9 +73,10 @@ fn variant(f: Failure) -> usize {
         Failure::Exchange => 11,
         Failure::BadResponse => 12,
         Failure::Timeout => 13,
+        Failure::RateLimited { .. } => 14,
     }
 }
-const VARIANTS: usize = 14;
+const VARIANTS: usize = 15;
 
 #[tokio::test]
 async fn every_error_maps_to_one_status_source_and_retry() {
@@ -103,6 +104,16 @@ async fn every_error_maps_to_one_status_source_and_retry() {
             Never,
         ),
         ("no route", Failure::NoRoute, 404, Client, Never),
+        (
+            "over the route's rate limit, its rejected_code",
+            Failure::RateLimited {
+                status: 503,
+                retry_after: 1,
+            },
+            503,
+            Client,
+            Never,
+        ),
         (
             "declared body over the limit",
             Failure::BodyTooLarge,
@@ -366,6 +377,10 @@ fn settling_charges_the_node_only_for_its_own_failures() {
         Failure::BodyTooLarge,
         Failure::ForbiddenUpstream,
         Failure::BuildRequest,
+        Failure::RateLimited {
+            status: 429,
+            retry_after: 1,
+        },
     ] {
         let mut r = record();
         let charge = Charge {

@@ -264,6 +264,11 @@ async fn fail(
     out.extend_from_slice(b"\r\ndate: ");
     date::append_now(out);
     out.extend_from_slice(b"\r\n");
+    if let Some(secs) = error.retry_after() {
+        out.extend_from_slice(b"retry-after: ");
+        push_decimal(out, u64::from(secs));
+        out.extend_from_slice(b"\r\n");
+    }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
