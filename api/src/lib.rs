@@ -68,6 +68,9 @@ pub struct ApiState {
     /// namespace is answered once the gateway serves it (`None`: no gateway follows the store
     /// this API writes to).
     pub gateway: Option<(Arc<hermes_gateway::Gateway>, String)>,
+    /// The embedded raft cluster, when this node runs one: its leader is the cluster's
+    /// controller, shown by the status API when no external controller reports.
+    pub raft: Option<Arc<hermes_raft::RaftNode>>,
 }
 
 /// How long a configuration write waits for this node's proxy to serve it. Past this the

@@ -91,6 +91,37 @@ async fn latest_controller(
         .max_by(|a, b| a.updated_at.cmp(&b.updated_at)))
 }
 
+/// The controller to show: the latest external controller that reports (a deployment of the
+/// original's Go controller), while it is not stale; otherwise, in a cluster of our own nodes,
+/// the raft leader, which is what propagates configuration there. `"embedded": true` and the
+/// raft fields say which it is.
+async fn shown_controller(state: &ApiState, ns: &str) -> Result<Option<Value>, ApiError> {
+    let reported = latest_controller(state, ns).await?;
+    if let Some(c) = reported.as_ref().filter(|c| !stale(&c.updated_at)) {
+        return Ok(Some(controller_json(c)));
+    }
+    let Some(raft) = &state.raft else {
+        return Ok(reported.as_ref().map(controller_json));
+    };
+    let info = raft.info();
+    let Some(leader) = info.leader else {
+        return Ok(reported.as_ref().map(controller_json));
+    };
+    let now = now_rfc3339();
+    Ok(Some(json!({
+        "id": hermes_gateway::registry::instance_id(leader),
+        "status": "running",
+        "is_leader": true,
+        "started_at": "",
+        "last_heartbeat_at": now,
+        "config_revision": state.store.revision(ns).await?,
+        "updated_at": now,
+        "embedded": true,
+        "raft_member_id": leader,
+        "raft_term": info.term,
+    })))
+}
+
 pub async fn status(
     State(state): State<ApiState>,
     Ns(ns): Ns,
@@ -99,9 +130,9 @@ pub async fn status(
     caller.authorize(&state, &ns, Scope::StatusRead).await?;
     let instances = all_instances(&state, &ns).await?;
     let mut out = json!({"total": instances.len(), "instances": instances});
-    if let Some(c) = latest_controller(&state, &ns).await? {
-        out["updated_at"] = json!(c.updated_at);
-        out["controller"] = controller_json(&c);
+    if let Some(c) = shown_controller(&state, &ns).await? {
+        out["updated_at"] = c["updated_at"].clone();
+        out["controller"] = c;
     }
     Ok(Json(out).into_response())
 }
@@ -121,8 +152,8 @@ pub async fn controller(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::StatusRead).await?;
-    let c = latest_controller(&state, &ns).await?;
-    Ok(Json(json!({"controller": c.as_ref().map(controller_json)})).into_response())
+    let c = shown_controller(&state, &ns).await?;
+    Ok(Json(json!({"controller": c})).into_response())
 }
 
 /// A report body: a JSON object (serde would also take an array, by position).

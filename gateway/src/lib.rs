@@ -16,6 +16,7 @@ pub mod metric_cache;
 pub mod metrics;
 pub mod protect;
 pub mod proxy;
+pub mod registry;
 pub mod routing;
 pub mod snapshot;
 pub mod upstream;
@@ -95,6 +96,7 @@ impl Gateway {
     /// admits its part from the next request on.
     pub fn set_gateway_nodes(&self, nodes: u32) {
         self.limiters.share.set(nodes);
+        self.metrics.gateway_nodes.set(i64::from(nodes.max(1)));
     }
 
     /// Whether the first full configuration has been applied.

@@ -31,6 +31,7 @@ pub struct GatewayMetrics {
     pub rate_limit_allowed: IntCounterVec,
     pub rate_limit_rejected: IntCounterVec,
     pub rate_limited: IntCounterVec,
+    pub gateway_nodes: IntGauge,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(
@@ -98,6 +99,10 @@ impl GatewayMetrics {
             rate_limit_rejected: reg(r, IntCounterVec::new(
                 Opts::new("gateway_rate_limit_rejected_total", "Requests a route's rate limit refused"),
                 &["domain", "route", "mode"],
+            )?)?,
+            gateway_nodes: reg(r, IntGauge::new(
+                "hermes_gateway_instances",
+                "Gateway instances registered, which share every rate limit",
             )?)?,
             rate_limited: reg(r, IntCounterVec::new(
                 Opts::new("gateway_rate_limited_total", "Requests refused by a rate limit, by route"),

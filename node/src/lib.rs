@@ -11,6 +11,7 @@ pub mod data_dir;
 pub mod fd_budget;
 pub mod join;
 pub mod logging;
+pub mod registrar;
 pub mod run;
 pub mod version;
 

@@ -224,6 +224,23 @@ pub async fn run(
             .clone()
             .follow(StoreSource::new(store.clone(), prefixes.clone()), prefixes),
     );
+    // The instance registry: this node as a gateway, and the count that splits rate limits.
+    let instances = hermes_storage::keys::registered_instances(&config.namespace);
+    helpers.spawn(hermes_gateway::registry::keep_registered(
+        crate::registrar::RaftRegistrar {
+            node: node.clone(),
+            meta_key: hermes_storage::keys::meta_revision(&config.namespace),
+        },
+        instances.clone(),
+        hermes_gateway::registry::instance_id(config.id),
+        stop_rx.clone(),
+    ));
+    helpers.spawn(hermes_gateway::registry::count_instances(
+        store.clone(),
+        instances,
+        gateway.clone(),
+        stop_rx.clone(),
+    ));
     servers.spawn(hermes_gateway::proxy::server::serve(
         proxy_listener,
         gateway.clone(),
@@ -275,6 +292,7 @@ pub async fn run(
                 1 << 20,
             )),
             gateway: Some((gateway.clone(), config.namespace.clone())),
+            raft: Some(node.clone()),
         },
     };
     servers.spawn(admin::serve(

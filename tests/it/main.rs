@@ -24,6 +24,7 @@ mod gateway_fast_path;
 mod gateway_hygiene;
 mod gateway_streams;
 mod gateway_tls;
+mod instances;
 mod lease;
 mod lifecycle;
 mod listeners;
