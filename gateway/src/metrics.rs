@@ -32,6 +32,12 @@ pub struct GatewayMetrics {
     pub rate_limit_rejected: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub gateway_nodes: IntGauge,
+    pub breaker_state: IntGaugeVec,
+    pub breaker_rejected: IntCounterVec,
+    pub health_status: IntGaugeVec,
+    pub health_checks: IntCounterVec,
+    pub ejections: IntCounterVec,
+    pub fail_open: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(
@@ -103,6 +109,30 @@ impl GatewayMetrics {
             gateway_nodes: reg(r, IntGauge::new(
                 "hermes_gateway_instances",
                 "Gateway instances registered, which share every rate limit",
+            )?)?,
+            breaker_state: reg(r, IntGaugeVec::new(
+                Opts::new("gateway_circuit_breaker_state", "Circuit breaker of an upstream node: 0 closed, 1 open, 2 half open"),
+                &["cluster", "upstream"],
+            )?)?,
+            breaker_rejected: reg(r, IntCounterVec::new(
+                Opts::new("gateway_circuit_breaker_rejected_total", "Upstream nodes passed over because their circuit breaker was open"),
+                &["domain", "route", "cluster", "upstream"],
+            )?)?,
+            health_status: reg(r, IntGaugeVec::new(
+                Opts::new("gateway_upstream_health_status", "Active health of an upstream node: 1 healthy, 0 unhealthy"),
+                &["cluster", "upstream"],
+            )?)?,
+            health_checks: reg(r, IntCounterVec::new(
+                Opts::new("gateway_health_check_total", "Active health probes by result"),
+                &["cluster", "upstream", "result"],
+            )?)?,
+            ejections: reg(r, IntCounterVec::new(
+                Opts::new("gateway_upstream_ejections_total", "Upstream nodes taken out of rotation after failing requests in a row"),
+                &["cluster", "upstream"],
+            )?)?,
+            fail_open: reg(r, IntCounterVec::new(
+                Opts::new("gateway_upstream_fail_open_total", "Requests sent to an unhealthy node because every node of the cluster was unhealthy"),
+                &["cluster"],
             )?)?,
             rate_limited: reg(r, IntCounterVec::new(
                 Opts::new("gateway_rate_limited_total", "Requests refused by a rate limit, by route"),

@@ -226,15 +226,17 @@ pub async fn run(
     );
     // The instance registry: this node as a gateway, and the count that splits rate limits.
     let instances = hermes_storage::keys::registered_instances(&config.namespace);
-    helpers.spawn(hermes_gateway::registry::keep_registered(
-        crate::registrar::RaftRegistrar {
-            node: node.clone(),
-            meta_key: hermes_storage::keys::meta_revision(&config.namespace),
-        },
-        instances.clone(),
-        hermes_gateway::registry::instance_id(config.id),
-        stop_rx.clone(),
-    ));
+    if config.instance_registry {
+        helpers.spawn(hermes_gateway::registry::keep_registered(
+            crate::registrar::RaftRegistrar {
+                node: node.clone(),
+                meta_key: hermes_storage::keys::meta_revision(&config.namespace),
+            },
+            instances.clone(),
+            hermes_gateway::registry::instance_id(config.id),
+            stop_rx.clone(),
+        ));
+    }
     helpers.spawn(hermes_gateway::registry::count_instances(
         store.clone(),
         instances,

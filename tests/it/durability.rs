@@ -1,5 +1,8 @@
 //! Durability: an acknowledged write survives `kill -9`, and the write reaches the disk with
 //! `fdatasync` before the response leaves (checked with strace on the real binary).
+//!
+//! The nodes run without the instance registry (`--instance-registry off`): these tests
+//! count store revisions, which its leased keys would move.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -8,7 +11,7 @@ use crate::harness::*;
 
 #[test]
 fn acknowledged_writes_survive_kill_9() {
-    let mut c = Cluster::start(1);
+    let mut c = Cluster::start_with(1, &["--instance-registry", "off"]);
     let mut acked = Vec::new();
     for i in 0..300 {
         let (status, body) = c

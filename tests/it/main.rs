@@ -12,6 +12,7 @@ use support::{api_client, harness, netns, upstream};
 
 mod authorization;
 mod bad_input;
+mod breakers;
 mod control_api;
 mod control_bad_input;
 mod control_security;

@@ -21,10 +21,7 @@ fn statuses(node: &Node, host: &str, path: &str, n: usize) -> Vec<u16> {
 }
 
 fn metric(node: &Node, series: &str) -> f64 {
-    let (_, text) = get(&format!("{}/metrics", node.admin())).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    node.metric(series).unwrap_or(0.0)
 }
 
 #[test]

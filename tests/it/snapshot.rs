@@ -1,5 +1,8 @@
 //! A follower that was down while the leader snapshotted and purged its log catches up by
 //! installing a snapshot, and then holds the same data, revision and history as the others.
+//!
+//! The nodes run without the instance registry (`--instance-registry off`): these tests
+//! count store revisions, which its leased keys would move.
 
 use std::time::Duration;
 
@@ -9,7 +12,17 @@ use crate::harness::*;
 
 #[test]
 fn lagging_follower_installs_a_snapshot_with_history() {
-    let mut c = Cluster::start_with(3, &["--snapshot-every", "200", "--initial-admin", "off"]);
+    let mut c = Cluster::start_with(
+        3,
+        &[
+            "--snapshot-every",
+            "200",
+            "--initial-admin",
+            "off",
+            "--instance-registry",
+            "off",
+        ],
+    );
     let leader = c.leader();
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     c.node(leader).put("/snap/first", "0").unwrap();

@@ -1,6 +1,9 @@
 //! Watches over the etcd JSON API: resuming from a revision delivers every later event exactly
 //! once and in order, on any node; asking for compacted history is answered with a cancel that
 //! carries `compact_revision`.
+//!
+//! The nodes run without the instance registry (`--instance-registry off`): these tests
+//! count store revisions, which its leased keys would move.
 
 use std::time::Duration;
 
@@ -30,7 +33,7 @@ fn collect(stream: &LineStream, want: usize) -> Vec<(i64, String, String)> {
 
 #[test]
 fn resume_from_revision_delivers_each_later_event_once_in_order() {
-    let c = Cluster::start_with(3, &["--initial-admin", "off"]);
+    let c = Cluster::start_with(3, &["--initial-admin", "off", "--instance-registry", "off"]);
     let writer = c.node(1);
     let mut revisions = Vec::new();
     for i in 0..40 {
@@ -94,7 +97,7 @@ fn resume_from_revision_delivers_each_later_event_once_in_order() {
 
 #[test]
 fn watch_on_compacted_history_is_cancelled_with_compact_revision() {
-    let c = Cluster::start_with(1, &["--initial-admin", "off"]);
+    let c = Cluster::start_with(1, &["--initial-admin", "off", "--instance-registry", "off"]);
     let node = c.node(1);
     for i in 0..10 {
         node.put("/c/key", &i.to_string()).unwrap();
@@ -130,7 +133,17 @@ fn watch_on_compacted_history_is_cancelled_with_compact_revision() {
 
 #[test]
 fn automatic_compaction_keeps_the_configured_history() {
-    let c = Cluster::start_with(1, &["--history-retention", "20", "--initial-admin", "off"]);
+    let c = Cluster::start_with(
+        1,
+        &[
+            "--history-retention",
+            "20",
+            "--initial-admin",
+            "off",
+            "--instance-registry",
+            "off",
+        ],
+    );
     let node = c.node(1);
     for i in 0..100 {
         node.put("/auto/key", &i.to_string()).unwrap();

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{
     as_int, at, default_absent, default_blank, idx, len_of, null_to, objects_mut, FieldError, Obj,
-    Read, Report, Reported, GE0, GT0,
+    Read, Report, GE0, GT0,
 };
 
 /// Checks one Cluster document at path prefix `clusters[{index}]`.
@@ -124,13 +124,23 @@ impl Report {
             }
         }
         if let Ok(Some(hc)) = self.obj(c, "health_check", p) {
-            match self.obj(hc, "active", &at(p, "health_check")) {
-                Ok(Some(active)) => self.active_check(active, &at(p, "health_check.active")),
-                Ok(None) => self.add(
-                    at(p, "health_check"),
+            let hp = at(p, "health_check");
+            let active = self.obj(hc, "active", &hp);
+            // Not in the original: passive ejection, which may stand alone.
+            let passive = self.obj(hc, "passive", &hp);
+            if let Ok(Some(active)) = active {
+                self.active_check(active, &at(p, "health_check.active"));
+            }
+            if let Ok(Some(passive)) = passive {
+                for key in ["consecutive_failures", "ejection_secs", "max_ejection_secs"] {
+                    self.positive_int(passive, key, &at(p, "health_check.passive"));
+                }
+            }
+            if matches!((active, passive), (Ok(None), Ok(None))) {
+                self.add(
+                    hp,
                     "active health check is required when health_check is set",
-                ),
-                Err(Reported) => {}
+                );
             }
         }
         if let Ok(Some(retry)) = self.obj(c, "retry", p) {
@@ -404,6 +414,21 @@ mod tests {
                 "health_check",
                 "active health check is required when health_check is set",
             )],
+        );
+        // Passive ejection alone is a health check too.
+        let passive =
+            json!({"consecutive_failures": 3, "ejection_secs": 5, "max_ejection_secs": 60});
+        expect(
+            cluster_errs(json!({"health_check": {"passive": passive}})),
+            &[],
+        );
+        expect(
+            cluster_errs(json!({"health_check": {"passive": {"consecutive_failures": 0}}})),
+            &[
+                ("health_check.passive.consecutive_failures", "must be > 0"),
+                ("health_check.passive.ejection_secs", "must be > 0"),
+                ("health_check.passive.max_ejection_secs", "must be > 0"),
+            ],
         );
         let active = json!({"path": "health", "port": 70000, "healthy_statuses": [200, 99],
                             "concurrency": -1, "healthy_threshold": 1});

@@ -96,7 +96,20 @@ const CLUSTER: &[(&str, Shape)] = &[
         "keepalive_pool",
         Object(&[("idle_timeout", Any), ("requests", Any), ("size", Any)]),
     ),
-    ("health_check", Object(&[("active", Object(ACTIVE_CHECK))])),
+    (
+        "health_check",
+        Object(&[
+            ("active", Object(ACTIVE_CHECK)),
+            (
+                "passive",
+                Object(&[
+                    ("consecutive_failures", Any),
+                    ("ejection_secs", Any),
+                    ("max_ejection_secs", Any),
+                ]),
+            ),
+        ]),
+    ),
     (
         "retry",
         Object(&[

@@ -113,6 +113,191 @@ fn rejected_code<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     }
 }
 
+/// A per-node circuit breaker (§1.3, §7.8). The cluster's current settings apply to every
+/// breaker at each decision, so a change takes effect on live breakers (the original kept the
+/// settings a breaker was created with, G11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failures that open the breaker.
+    #[serde(default = "five", deserialize_with = "threshold::<_, 5>")]
+    pub failure_threshold: u32,
+    /// Successful probes, in a row, that close it again; also the most probes let through at
+    /// once while half open.
+    #[serde(default = "two", deserialize_with = "threshold::<_, 2>")]
+    pub success_threshold: u32,
+    /// How long it stays open before probing.
+    #[serde(default = "thirty", deserialize_with = "duration_secs::<_, 30>")]
+    pub open_duration_secs: u64,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        CircuitBreakerConfig {
+            failure_threshold: 5,
+            success_threshold: 2,
+            open_duration_secs: 30,
+        }
+    }
+}
+
+/// `health_check` (§1.3): active probing, passive ejection, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HealthCheckConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<ActiveHealthCheck>,
+    /// Not in the original: nodes that fail requests in a row are taken out of rotation for
+    /// a while, without probing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive: Option<PassiveHealthCheck>,
+}
+
+/// Probes every node on its own schedule (§7.7, with G1 fixed: both thresholds count
+/// consecutive results).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveHealthCheck {
+    /// Seconds between probes of a node (the original ignored it and probed every 10 s).
+    #[serde(default = "ten", deserialize_with = "duration_secs::<_, 10>")]
+    pub interval: u64,
+    #[serde(default = "health_path", deserialize_with = "probe_path")]
+    pub path: String,
+    /// The port probed instead of the node's own.
+    #[serde(default, deserialize_with = "probe_port")]
+    pub port: Option<u16>,
+    #[serde(default = "healthy_statuses", deserialize_with = "healthy_status_list")]
+    pub healthy_statuses: Vec<u16>,
+    /// Consecutive successes that bring an unhealthy node back.
+    #[serde(default = "three", deserialize_with = "threshold::<_, 3>")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures that take a healthy node out.
+    #[serde(default = "three", deserialize_with = "threshold::<_, 3>")]
+    pub unhealthy_threshold: u32,
+    /// Seconds a probe may take.
+    #[serde(default = "three_u64", deserialize_with = "duration_secs::<_, 3>")]
+    pub timeout: u64,
+    /// Probes of one cluster in flight at once; 0 means the default.
+    #[serde(default = "sixty_four", deserialize_with = "concurrency")]
+    pub concurrency: usize,
+}
+
+/// Ejects a node after `consecutive_failures` failed requests in a row (connection failures,
+/// timeouts, unusable answers and 5xx), for `ejection_secs`, doubled at each ejection that
+/// follows without a success in between, up to `max_ejection_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassiveHealthCheck {
+    #[serde(default = "five", deserialize_with = "threshold::<_, 5>")]
+    pub consecutive_failures: u32,
+    #[serde(default = "ten", deserialize_with = "duration_secs::<_, 10>")]
+    pub ejection_secs: u64,
+    #[serde(
+        default = "three_hundred",
+        deserialize_with = "duration_secs::<_, 300>"
+    )]
+    pub max_ejection_secs: u64,
+}
+
+fn two() -> u32 {
+    2
+}
+fn three() -> u32 {
+    3
+}
+fn five() -> u32 {
+    5
+}
+fn three_u64() -> u64 {
+    3
+}
+fn ten() -> u64 {
+    10
+}
+fn thirty() -> u64 {
+    30
+}
+fn three_hundred() -> u64 {
+    300
+}
+fn sixty_four() -> usize {
+    64
+}
+fn health_path() -> String {
+    "/health".into()
+}
+fn healthy_statuses() -> Vec<u16> {
+    vec![200]
+}
+
+/// The most a threshold may be: more would never trip in practice.
+const MAX_THRESHOLD: i64 = 1_000;
+
+/// A threshold; `null` reads as `DEFAULT`.
+fn threshold<'de, D: Deserializer<'de>, const DEFAULT: u32>(d: D) -> Result<u32, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None => Ok(DEFAULT),
+        Some(n) if (1..=MAX_THRESHOLD).contains(&n) => Ok(n as u32),
+        Some(n) => Err(D::Error::custom(format!(
+            "a threshold must be from 1 to {MAX_THRESHOLD}, not {n}"
+        ))),
+    }
+}
+
+/// Whole seconds; `null` reads as `DEFAULT`.
+fn duration_secs<'de, D: Deserializer<'de>, const DEFAULT: u64>(d: D) -> Result<u64, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None => Ok(DEFAULT),
+        Some(n) if (1..=MAX_WINDOW as i64).contains(&n) => Ok(n as u64),
+        Some(n) => Err(D::Error::custom(format!(
+            "a duration must be from 1 to {MAX_WINDOW} seconds, not {n}"
+        ))),
+    }
+}
+
+fn probe_path<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let path = Option::<String>::deserialize(d)?.unwrap_or_else(health_path);
+    if !path.starts_with('/') || http::uri::PathAndQuery::try_from(path.as_str()).is_err() {
+        return Err(D::Error::custom(format!(
+            "health_check.active.path must be a path starting with '/', not {path:?}"
+        )));
+    }
+    Ok(path)
+}
+
+fn probe_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None => Ok(None),
+        Some(p) if (1..=65535).contains(&p) => Ok(Some(p as u16)),
+        Some(p) => Err(D::Error::custom(format!(
+            "health_check.active.port must be 1-65535, not {p}"
+        ))),
+    }
+}
+
+fn healthy_status_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+    let list = Option::<Vec<i64>>::deserialize(d)?.unwrap_or_else(|| vec![200]);
+    if list.is_empty() {
+        return Err(D::Error::custom(
+            "health_check.active.healthy_statuses needs at least one status",
+        ));
+    }
+    list.into_iter()
+        .map(|s| {
+            u16::try_from(s)
+                .ok()
+                .filter(|s| (100..=599).contains(s))
+                .ok_or_else(|| D::Error::custom(format!("{s} is not an HTTP status (100-599)")))
+        })
+        .collect()
+}
+
+fn concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None | Some(0) => Ok(64),
+        Some(n) if (1..=1024).contains(&n) => Ok(n as usize),
+        Some(n) => Err(D::Error::custom(format!(
+            "health_check.active.concurrency must be from 0 to 1024, not {n}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +305,72 @@ mod tests {
 
     fn parse(v: serde_json::Value) -> Result<RateLimitConfig, String> {
         serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn breaker_and_health_check_defaults_and_refusals() {
+        let cb: CircuitBreakerConfig = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(cb, CircuitBreakerConfig::default());
+        let nulls = json!({"failure_threshold": null, "success_threshold": null,
+            "open_duration_secs": null});
+        assert_eq!(
+            serde_json::from_value::<CircuitBreakerConfig>(nulls).unwrap(),
+            cb
+        );
+        let hc: HealthCheckConfig =
+            serde_json::from_value(json!({"active": {}, "passive": {}})).unwrap();
+        let active = hc.active.unwrap();
+        assert_eq!(
+            (
+                active.interval,
+                active.path.as_str(),
+                active.healthy_statuses.clone()
+            ),
+            (10, "/health", vec![200])
+        );
+        assert_eq!(
+            (
+                active.healthy_threshold,
+                active.unhealthy_threshold,
+                active.timeout
+            ),
+            (3, 3, 3)
+        );
+        assert_eq!(active.concurrency, 64);
+        let passive = hc.passive.unwrap();
+        assert_eq!(
+            (
+                passive.consecutive_failures,
+                passive.ejection_secs,
+                passive.max_ejection_secs
+            ),
+            (5, 10, 300)
+        );
+        for bad in [
+            json!({"active": {"interval": 0}}),
+            json!({"active": {"path": "health"}}),
+            json!({"active": {"port": 70000}}),
+            json!({"active": {"healthy_statuses": []}}),
+            json!({"active": {"healthy_statuses": [99]}}),
+            json!({"active": {"unhealthy_threshold": 0}}),
+            json!({"active": {"concurrency": -1}}),
+            json!({"passive": {"consecutive_failures": 0}}),
+        ] {
+            assert!(
+                serde_json::from_value::<HealthCheckConfig>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+        for bad in [
+            json!({"failure_threshold": 0}),
+            json!({"success_threshold": 2000}),
+            json!({"open_duration_secs": -1}),
+        ] {
+            assert!(
+                serde_json::from_value::<CircuitBreakerConfig>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

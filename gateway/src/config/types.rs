@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
 
-pub use super::protection::RateLimitConfig;
+pub use super::protection::{CircuitBreakerConfig, HealthCheckConfig, RateLimitConfig};
 
 /// Deserializes `null` as the type's default.
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -154,11 +154,11 @@ pub struct ClusterConfig {
     #[serde(default, deserialize_with = "null_default")]
     pub keepalive_pool: KeepalivePoolConfig,
     #[serde(default)]
-    pub health_check: Option<serde_json::Value>,
+    pub health_check: Option<HealthCheckConfig>,
     #[serde(default)]
     pub retry: Option<RetryConfig>,
     #[serde(default)]
-    pub circuit_breaker: Option<serde_json::Value>,
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
     #[serde(default, deserialize_with = "null_default")]
     pub tls_verify: bool,
 }

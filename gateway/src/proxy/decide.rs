@@ -93,7 +93,7 @@ impl Choice {
                 .with_label_values(&[&*route.domain, &*route.name, &cluster.config.name])
                 .inc();
         }
-        let node = cluster.balancer.pick(&|_| false).ok_or(Failure::NoNode)?;
+        let node = pick_node(gw, &cluster, record)?;
         record.upstream = node.key.clone();
         Ok(Admitted {
             route,
@@ -102,6 +102,61 @@ impl Choice {
             overridden: self.overridden,
         })
     }
+}
+
+/// A node of `cluster` for the request: a healthy one whose breaker lets the request through.
+/// When no node is healthy, one whose breaker allows (fail open: an outage of the health
+/// signal must not become an outage of the service); when every breaker is open, none.
+fn pick_node(gw: &Gateway, cluster: &Cluster, record: &Record) -> Result<Arc<Endpoint>, Failure> {
+    let config = &cluster.config;
+    if config.circuit_breaker.is_none() && config.health_check.is_none() {
+        return cluster.balancer.pick(&|_| false).ok_or(Failure::NoNode);
+    }
+    let now = record.started;
+    let breaker = config.circuit_breaker.as_ref();
+    let closed = |e: &Endpoint| breaker.is_none_or(|b| e.breaker.allows(b, now));
+    let node = match cluster
+        .balancer
+        .pick(&|e| !(e.health.usable(now) && closed(e)))
+    {
+        Some(node) => node,
+        None => {
+            let endpoints = cluster.balancer.endpoints();
+            if endpoints.is_empty() {
+                return Err(Failure::NoNode);
+            }
+            match cluster.balancer.pick(&|e| !closed(e)) {
+                Some(node) => {
+                    gw.metrics
+                        .fail_open
+                        .with_label_values(&[&*cluster.name])
+                        .inc();
+                    tracing::warn!(cluster = %cluster.name, upstream = %node.key, "every node of the cluster is unhealthy: sending anyway (fail open)");
+                    node
+                }
+                None => {
+                    for e in endpoints {
+                        gw.metrics
+                            .breaker_rejected
+                            .with_label_values(&[
+                                &*record.domain,
+                                &*record.route,
+                                &*cluster.name,
+                                &*e.key,
+                            ])
+                            .inc();
+                    }
+                    return Err(Failure::CircuitOpen);
+                }
+            }
+        }
+    };
+    if let Some(b) = breaker {
+        if let Some(phase) = node.breaker.admit(b, now) {
+            crate::protect::outcome::breaker_moved(&gw.metrics, cluster, &node, phase);
+        }
+    }
+    Ok(node)
 }
 
 /// The cluster for this request, and whether the override header chose it.

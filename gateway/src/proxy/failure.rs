@@ -6,9 +6,9 @@
 //! failure on the request's record (metrics, access log), the node charged only when the node
 //! failed, one debug line.
 //!
-//! What stands on this: balancing that learns from failures, and (to come) passive health
-//! checks, circuit breakers and retries. None of them may ever see a client's broken upload or
-//! a gateway's configuration mistake as a node's failure.
+//! What stands on this: balancing that learns from failures, circuit breakers and passive
+//! health ([`crate::protect::outcome`]), and retries. None of them may ever see a client's
+//! broken upload or a gateway's configuration mistake as a node's failure.
 
 use std::error::Error;
 use std::time::Duration;
@@ -17,9 +17,11 @@ use super::body::{BodyTooLarge, ClientBodyFailed, RequestBodyIdle};
 use super::errors::GatewayError;
 use super::h1::upstream::UpstreamError;
 use super::record::Record;
+use crate::protect::outcome;
 use crate::upstream::balancer::Endpoint;
-use crate::upstream::cluster::SendError;
+use crate::upstream::cluster::{Cluster, SendError};
 use crate::upstream::pool::ExchangeError;
+use tokio::time::Instant;
 
 /// Who a failed request is on (Pingora's `ErrorSource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,8 @@ pub enum Failure {
     Timeout,
     /// The route's rate limit refused the request ([`crate::protect`]).
     RateLimited { status: u16, retry_after: u32 },
+    /// Every node of the cluster has its circuit breaker open.
+    CircuitOpen,
 }
 
 impl Failure {
@@ -100,7 +104,9 @@ impl Failure {
             Failure::BodyStalled => GatewayError::RequestTimeout,
             // As the original gateway answered; the client, gone, will not read it.
             Failure::BodyBrokenOff => GatewayError::BadGateway,
-            Failure::NoCluster | Failure::NoNode => GatewayError::ServiceUnavailable,
+            Failure::NoCluster | Failure::NoNode | Failure::CircuitOpen => {
+                GatewayError::ServiceUnavailable
+            }
             Failure::BuildRequest => GatewayError::Internal,
             Failure::ForbiddenUpstream
             | Failure::Connect
@@ -130,9 +136,11 @@ impl Failure {
             | Failure::NoNode
             | Failure::BuildRequest
             | Failure::ForbiddenUpstream => Source::Gateway,
-            Failure::Connect | Failure::Exchange | Failure::BadResponse | Failure::Timeout => {
-                Source::Upstream
-            }
+            Failure::Connect
+            | Failure::Exchange
+            | Failure::BadResponse
+            | Failure::Timeout
+            | Failure::CircuitOpen => Source::Upstream,
         }
     }
 
@@ -162,6 +170,7 @@ impl Failure {
             Failure::BadResponse => "bad_response",
             Failure::Timeout => "timeout",
             Failure::RateLimited { .. } => "rate_limited",
+            Failure::CircuitOpen => "circuit_open",
         }
     }
 
@@ -237,8 +246,9 @@ impl Failure {
     }
 }
 
-/// The node a request was sent to, and how long it had the request.
+/// The node a request was sent to, its cluster, and how long it had the request.
 pub struct Charge<'a> {
+    pub cluster: &'a Cluster,
     pub node: &'a Endpoint,
     pub elapsed: Duration,
 }
@@ -261,6 +271,7 @@ pub fn settle(
     let source = failure.source();
     if let (Source::Upstream, Some(c)) = (source, &charge) {
         c.node.observe_failure(c.elapsed);
+        outcome::failed(&record.metrics, c.cluster, c.node, Instant::now());
     }
     tracing::debug!(
         failure = failure.as_str(),

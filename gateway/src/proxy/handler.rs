@@ -20,6 +20,7 @@ use super::decide::{self, Admitted};
 use super::failure::{settle, Charge, Failure};
 use super::headers::{self, VIA};
 use super::record::Record;
+use crate::protect::outcome;
 use crate::routing::host;
 use crate::upstream::balancer::InFlight;
 use crate::upstream::client::ProxyBody;
@@ -220,6 +221,7 @@ pub async fn handle(
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
             let charge = Charge {
+                cluster: &cluster,
                 node: &endpoint,
                 elapsed: sent.elapsed(),
             };
@@ -227,6 +229,7 @@ pub async fn handle(
         }
         Err(_) => {
             let charge = Charge {
+                cluster: &cluster,
                 node: &endpoint,
                 elapsed: sent.elapsed(),
             };
@@ -234,7 +237,13 @@ pub async fn handle(
         }
     };
     let upstream_time = sent.elapsed();
-    cluster.balancer.observe(&endpoint, upstream_time);
+    outcome::answered(
+        &gw.metrics,
+        &cluster,
+        &endpoint,
+        resp.status().as_u16(),
+        upstream_time,
+    );
     record.upstream_secs = Some(upstream_time.as_secs_f64());
     record.status = resp.status().as_u16();
 

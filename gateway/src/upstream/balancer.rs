@@ -13,6 +13,8 @@ use tokio::time::Instant;
 use rand::Rng;
 
 use super::pool::IdleConns;
+use crate::protect::breaker::Breaker;
+use crate::protect::health::NodeHealth;
 
 /// Decay time constant of peak EWMA: a latency peak fades to a third in this time.
 const EWMA_DECAY: Duration = Duration::from_secs(10);
@@ -67,6 +69,9 @@ pub struct Endpoint {
     failures: Arc<AtomicU64>,
     /// Idle plain-HTTP connections to the node (see [`super::pool`]).
     pub idle: Arc<IdleConns>,
+    /// The node's circuit breaker and health, shared like `active`.
+    pub breaker: Arc<Breaker>,
+    pub health: Arc<NodeHealth>,
 }
 
 impl Endpoint {
@@ -90,6 +95,8 @@ impl Endpoint {
             })),
             failures: Arc::default(),
             idle: Arc::default(),
+            breaker: Arc::default(),
+            health: Arc::new(NodeHealth::new()),
         }
     }
 
@@ -105,6 +112,8 @@ impl Endpoint {
             ewma: Arc::clone(&old.ewma),
             failures: Arc::clone(&old.failures),
             idle: Arc::clone(&old.idle),
+            breaker: Arc::clone(&old.breaker),
+            health: Arc::clone(&old.health),
         }
     }
 

@@ -134,6 +134,10 @@ pub struct NodeArgs {
     /// Access log of every proxied request, JSON on stdout: on or off [default: on].
     #[arg(long)]
     pub access_log: Option<String>,
+    /// Register this node as a gateway instance under /hermes/instances/, sharing every rate
+    /// limit with the other instances: on or off [default: on].
+    #[arg(long)]
+    pub instance_registry: Option<String>,
     /// The node's own log lines on stderr: text, json, or auto (text on a terminal, JSON
     /// otherwise) [default: auto].
     #[arg(long)]
@@ -181,7 +185,7 @@ impl NodeArgs {
     /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
     pub fn flags(&self) -> crate::config::Flags {
         use crate::config::*;
-        let pairs: [(Setting, &Option<String>); 36] = [
+        let pairs: [(Setting, &Option<String>); 37] = [
             (ID, &self.id),
             (DATA_DIR, &self.data_dir),
             (PROXY_LISTEN, &self.proxy_listen),
@@ -205,6 +209,7 @@ impl NodeArgs {
             (TRUSTED_PROXIES, &self.trusted_proxies),
             (MAX_CONNECTIONS, &self.max_connections),
             (ACCESS_LOG, &self.access_log),
+            (INSTANCE_REGISTRY, &self.instance_registry),
             (LOG_FORMAT, &self.log_format),
             (INITIAL_ADMIN, &self.initial_admin),
             (AUTH_MODE, &self.auth_mode),

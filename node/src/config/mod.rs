@@ -57,6 +57,7 @@ settings! {
     TRUSTED_PROXIES = "proxy"."trusted_proxies", "--trusted-proxies";
     MAX_CONNECTIONS = "proxy"."max_connections", "--max-connections";
     ACCESS_LOG = "proxy"."access_log", "--access-log";
+    INSTANCE_REGISTRY = "proxy"."instance_registry", "--instance-registry";
     LOG_FORMAT = "log"."format", "--log-format";
     INITIAL_ADMIN = "api"."initial_admin", "--initial-admin";
     AUTH_MODE = "api"."auth_mode", "--auth-mode";
@@ -140,6 +141,9 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// Whether every proxied request is logged (JSON on stdout, target `hermes::access`).
     pub access_log: bool,
+    /// Whether this node registers as a gateway instance (`/hermes/instances/`), and so
+    /// takes a share of every rate limit.
+    pub instance_registry: bool,
     /// How the node's own log lines (stderr) are written.
     pub log_format: crate::logging::LogFormat,
     /// E-mail of the built-in admin created on a cluster's first start; `None` (`off`) creates
@@ -517,6 +521,11 @@ impl NodeConfig {
             trusted_proxies: src.get(TRUSTED_PROXIES, "", parse_cidrs)?,
             max_connections: src.get(MAX_CONNECTIONS, "10000", parse_positive)?,
             access_log: src.get(ACCESS_LOG, "on", |v| match v {
+                "on" | "true" => Ok(true),
+                "off" | "false" => Ok(false),
+                _ => Err("expected on or off".to_string()),
+            })?,
+            instance_registry: src.get(INSTANCE_REGISTRY, "on", |v| match v {
                 "on" | "true" => Ok(true),
                 "off" | "false" => Ok(false),
                 _ => Err("expected on or off".to_string()),

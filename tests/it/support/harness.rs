@@ -288,6 +288,19 @@ impl Node {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The value of one series of the node's `/metrics` (`name{labels}` as printed, labels in
+    /// name order), if it is there.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, text) = get(&format!("{}/metrics", self.admin())).ok()?;
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
     /// The last 200 lines of the node's log, on the test's stderr.
     pub fn print_log(&self) {
         eprintln!(

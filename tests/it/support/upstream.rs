@@ -12,12 +12,19 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::oneshot;
 
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::Arc;
+
 use crate::harness::bound_free_port;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 pub struct Upstream {
     pub port: u16,
+    /// When not 0, every plain request is answered with this status.
+    status: Arc<AtomicU16>,
+    /// Requests answered.
+    served: Arc<AtomicU64>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -26,8 +33,31 @@ fn full(s: impl Into<Bytes>) -> Body {
     Full::new(s.into()).map_err(|never| match never {}).boxed()
 }
 
-async fn serve(name: String, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// What a test may change about how the upstream answers, and what it counts.
+#[derive(Clone)]
+struct Knobs {
+    status: Arc<AtomicU16>,
+    served: Arc<AtomicU64>,
+}
+
+async fn serve(
+    name: String,
+    knobs: Knobs,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    knobs.served.fetch_add(1, Ordering::Relaxed);
     let path = req.uri().path().to_string();
+    let forced = knobs.status.load(Ordering::Relaxed);
+    if forced != 0 && path != "/upload" {
+        let body = serde_json::json!({"upstream": name, "status": forced});
+        let resp = Response::builder()
+            .status(forced)
+            .header("content-type", "application/json")
+            .header("x-upstream", name.as_str())
+            .body(full(body.to_string()))
+            .unwrap();
+        return Ok(resp);
+    }
     if let Some(n) = path.strip_prefix("/download/") {
         let total: usize = n.parse().unwrap_or(0);
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
@@ -116,6 +146,11 @@ impl Upstream {
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let name = name.to_string();
+        let knobs = Knobs {
+            status: Arc::default(),
+            served: Arc::default(),
+        };
+        let (status, served) = (knobs.status.clone(), knobs.served.clone());
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -132,8 +167,9 @@ impl Upstream {
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
                             let name = name.clone();
+                            let knobs = knobs.clone();
                             tokio::spawn(async move {
-                                let svc = hyper::service::service_fn(move |req| serve(name.clone(), req));
+                                let svc = hyper::service::service_fn(move |req| serve(name.clone(), knobs.clone(), req));
                                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                                     .await;
@@ -147,9 +183,23 @@ impl Upstream {
         ready_rx.recv().unwrap();
         Upstream {
             port,
+            status,
+            served,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
+    }
+}
+
+impl Upstream {
+    /// Answers every plain request with `status` from now on; 0 goes back to echoing.
+    pub fn answer_with(&self, status: u16) {
+        self.status.store(status, Ordering::Relaxed);
+    }
+
+    /// Requests it has answered so far.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
 }
 

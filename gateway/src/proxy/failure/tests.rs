@@ -13,7 +13,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::metrics::GatewayMetrics;
-use crate::upstream::balancer::Endpoint;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -74,9 +73,10 @@ fn variant(f: Failure) -> usize {
         Failure::BadResponse => 12,
         Failure::Timeout => 13,
         Failure::RateLimited { .. } => 14,
+        Failure::CircuitOpen => 15,
     }
 }
-const VARIANTS: usize = 15;
+const VARIANTS: usize = 16;
 
 #[tokio::test]
 async fn every_error_maps_to_one_status_source_and_retry() {
@@ -126,6 +126,13 @@ async fn every_error_maps_to_one_status_source_and_retry() {
             Failure::NoCluster,
             503,
             Gateway,
+            Never,
+        ),
+        (
+            "every node's breaker is open",
+            Failure::CircuitOpen,
+            503,
+            Upstream,
             Never,
         ),
         (
@@ -368,13 +375,30 @@ fn record() -> Record {
     )
 }
 
-#[test]
-fn settling_charges_the_node_only_for_its_own_failures() {
-    let node = Endpoint::new("10.0.0.1", 80, 1);
+#[tokio::test(start_paused = true)]
+async fn settling_charges_the_node_only_for_its_own_failures() {
+    // A breaker that opens at the first failure, and ejection at the first: whatever reaches
+    // them shows at once.
+    let mut clusters = crate::upstream::cluster::Clusters::default();
+    clusters.upsert(
+        serde_json::from_value(serde_json::json!({"name": "c",
+            "nodes": [{"host": "10.0.0.1", "port": 80}],
+            "circuit_breaker": {"failure_threshold": 1},
+            "health_check": {"passive": {"consecutive_failures": 1}}}))
+        .unwrap(),
+    );
+    let cluster = clusters.get("c").unwrap().clone();
+    let node = cluster.balancer.endpoints()[0].clone();
+    let charge = || Charge {
+        cluster: &cluster,
+        node: &node,
+        elapsed: Duration::from_millis(3),
+    };
     for failure in [
         Failure::BodyBrokenOff,
         Failure::BodyStalled,
         Failure::BodyTooLarge,
+        Failure::BodyMalformed,
         Failure::ForbiddenUpstream,
         Failure::BuildRequest,
         Failure::RateLimited {
@@ -383,12 +407,17 @@ fn settling_charges_the_node_only_for_its_own_failures() {
         },
     ] {
         let mut r = record();
-        let charge = Charge {
-            node: &node,
-            elapsed: Duration::from_millis(3),
-        };
-        let answer = settle(&mut r, failure, Some(charge), &"");
+        let answer = settle(&mut r, failure, Some(charge()), &"");
         assert_eq!(node.failures(), 0, "{failure:?} was charged to the node");
+        assert_eq!(
+            node.breaker.phase(),
+            crate::protect::breaker::Phase::Closed,
+            "{failure:?} tripped the breaker"
+        );
+        assert!(
+            node.health.usable(Instant::now()),
+            "{failure:?} ejected the node"
+        );
         assert_eq!(r.status, answer.status().as_u16());
         assert_eq!(r.failure, Some(failure));
         assert!(r.local);
@@ -404,11 +433,13 @@ fn settling_charges_the_node_only_for_its_own_failures() {
     .enumerate()
     {
         let mut r = record();
-        let charge = Charge {
-            node: &node,
-            elapsed: Duration::from_millis(3),
-        };
-        settle(&mut r, failure, Some(charge), &"");
+        settle(&mut r, failure, Some(charge()), &"");
         assert_eq!(node.failures(), n as u64 + 1, "{failure:?} was not charged");
+        assert_eq!(
+            node.breaker.phase(),
+            crate::protect::breaker::Phase::Open,
+            "{failure:?}"
+        );
+        assert!(!node.health.usable(Instant::now()), "{failure:?}");
     }
 }

@@ -21,6 +21,7 @@ use super::date;
 use super::head::{content_length, Field, Fields, Name, Outgoing, RequestHead, Value};
 use super::relay::{relay, Framing};
 use super::upstream::{exchange, exchange_streaming, BodyRest};
+use crate::protect::outcome;
 use crate::proxy::decide::{self, Admitted};
 use crate::proxy::failure::{settle, Charge, Failure};
 use crate::proxy::handler::{
@@ -451,6 +452,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     // The body may be cut short by now: then the client connection closes after the answer,
     // and what is left of the request is no longer in the buffer.
     let charge = || Charge {
+        cluster: &cluster,
         node: &endpoint,
         elapsed: sent.elapsed(),
     };
@@ -513,7 +515,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
             .await;
         }
     };
-    cluster.balancer.observe(&endpoint, upstream_time);
+    outcome::answered(&gw.metrics, &cluster, &endpoint, resp.status, upstream_time);
     record.status = resp.status;
     let upstream_keeps = sent_all
         && framing != Framing::UntilClose
