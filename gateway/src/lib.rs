@@ -122,6 +122,7 @@ impl Gateway {
         let (to_builder, from_loop) = watch::channel::<Option<Arc<DomainsAt>>>(None);
         let builder = tokio::spawn(self.clone().build_tables(from_loop));
         let sweeper = tokio::spawn(self.clone().sweep_idle_connections());
+        let prober = tokio::spawn(protect::prober::run(self.clone()));
         loop {
             let update = tokio::select! {
                 u = source.next() => u,
@@ -140,6 +141,7 @@ impl Gateway {
         }
         builder.abort();
         sweeper.abort();
+        prober.abort();
     }
 
     /// Closes pooled upstream connections that outlived their cluster's idle timeout or that

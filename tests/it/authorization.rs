@@ -491,7 +491,11 @@ fn gateway_views_need_config_read_and_hide_secrets_from_readers() {
     wait_for("the route", Duration::from_secs(10), || {
         (node.proxy_get("d.test", "/").status != 404).then_some(())
     });
-    for path in ["/api/v1/gateway/routes", "/api/v1/gateway/domains"] {
+    for path in [
+        "/api/v1/gateway/routes",
+        "/api/v1/gateway/domains",
+        "/api/v1/gateway/upstreams",
+    ] {
         refused(path, anon.get(path));
     }
     user(&root, "viewer@example.test", "default", Some("viewer"));
@@ -511,6 +515,7 @@ fn gateway_views_need_config_read_and_hide_secrets_from_readers() {
         assert!(text.contains("<redacted>"), "{path}: {text}");
     }
     assert_eq!(viewer.get("/api/v1/gateway/routes").0, 200);
+    assert_eq!(viewer.get("/api/v1/gateway/upstreams").0, 200);
     let (_, b) = root.get("/api/v1/domains/d");
     assert!(
         b.to_string().contains("upstream-s3cret"),

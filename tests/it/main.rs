@@ -25,6 +25,7 @@ mod gateway_fast_path;
 mod gateway_hygiene;
 mod gateway_streams;
 mod gateway_tls;
+mod health_checks;
 mod instances;
 mod lease;
 mod lifecycle;

@@ -1,5 +1,5 @@
 //! `/api/v1/gateway/…`: what this node's proxy is serving — the compiled routes, the domains
-//! with their hosts, and the documents it refused. Configuration is not for anonymous eyes:
+//! with their hosts, the documents it refused, and the health of every upstream node. Configuration is not for anonymous eyes:
 //! both need `config:read` in the namespace this node serves, and header-transform values are
 //! redacted as in the REST API ([`hermes_control::redact`]).
 
@@ -65,4 +65,51 @@ pub async fn domains(
         "invalid": errors,
     }))
     .into_response())
+}
+
+/// Every cluster's nodes as this node's proxy sees them: weight, requests in flight, failures
+/// charged, active health, passive ejection and circuit breaker.
+pub async fn upstreams(
+    State(state): State<AdminState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller
+        .authorize(&state.api, &state.namespace, Scope::ConfigRead)
+        .await?;
+    let snapshot = state.gateway.snapshot();
+    let now = tokio::time::Instant::now();
+    let mut clusters: Vec<serde_json::Value> = snapshot
+        .clusters
+        .all()
+        .map(|c| {
+            let nodes: Vec<serde_json::Value> = c
+                .balancer
+                .endpoints()
+                .iter()
+                .map(|e| {
+                    let ejected = e
+                        .health
+                        .ejected_until(now)
+                        .map(|until| until.saturating_duration_since(now).as_secs());
+                    json!({
+                        "upstream": &*e.key,
+                        "weight": e.weight,
+                        "active_requests": e.active(),
+                        "failures": e.failures(),
+                        "healthy": e.health.probed_healthy() && ejected.is_none(),
+                        "active_check": if c.config.health_check.as_ref().is_some_and(|h| h.active.is_some()) {
+                            json!(if e.health.probed_healthy() { "healthy" } else { "unhealthy" })
+                        } else {
+                            json!(null)
+                        },
+                        "ejected_for_secs": ejected,
+                        "circuit_breaker": c.config.circuit_breaker.map(|_| e.breaker.phase().as_str()),
+                    })
+                })
+                .collect();
+            json!({"name": &*c.name, "type": c.config.lb, "nodes": nodes})
+        })
+        .collect();
+    clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Json(json!({"clusters": clusters})).into_response())
 }

@@ -54,6 +54,7 @@ pub fn router(state: AdminState) -> Router {
             Router::new()
                 .route("/api/v1/gateway/routes", get(gateway::routes))
                 .route("/api/v1/gateway/domains", get(gateway::domains))
+                .route("/api/v1/gateway/upstreams", get(gateway::upstreams))
                 .layer(axum::middleware::from_fn_with_state(
                     state.api.clone(),
                     crate::authenticate,

@@ -36,6 +36,10 @@ pub struct NodeHealth {
     /// No failure counted and not ejected: the common case.
     passive_clean: AtomicBool,
     passive: Mutex<Passive>,
+    /// A probe is running.
+    probing: AtomicBool,
+    /// When the next probe is due (`None`: at once).
+    next_probe: Mutex<Option<Instant>>,
 }
 
 /// A change of a node's health the caller reports (log line, metric).
@@ -82,6 +86,27 @@ impl NodeHealth {
             return None;
         }
         lock(&self.passive).until.filter(|until| now < *until)
+    }
+
+    /// Whether a probe is due at `now`; if so, marks one running until [`Self::probe_done`].
+    pub fn probe_due(&self, now: Instant, interval: Duration) -> bool {
+        if self.probing.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut next = lock(&self.next_probe);
+        // The interval may have shrunk since the last probe was scheduled.
+        let due = next.is_none_or(|at| now >= at || at > now + interval);
+        if due {
+            *next = Some(now + interval);
+            self.probing.store(true, Ordering::Release);
+        }
+        due
+    }
+
+    /// The running probe ended at `now`: the next one is an interval later.
+    pub fn probe_done(&self, now: Instant, interval: Duration) {
+        *lock(&self.next_probe) = Some(now + interval);
+        self.probing.store(false, Ordering::Release);
     }
 
     /// Counts one active probe's result.

@@ -8,4 +8,5 @@ pub mod breaker;
 pub mod health;
 pub mod limiters;
 pub mod outcome;
+pub mod prober;
 pub mod rate_limit;
