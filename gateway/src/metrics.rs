@@ -38,6 +38,7 @@ pub struct GatewayMetrics {
     pub health_checks: IntCounterVec,
     pub ejections: IntCounterVec,
     pub fail_open: IntCounterVec,
+    pub retries: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(
@@ -129,6 +130,10 @@ impl GatewayMetrics {
             ejections: reg(r, IntCounterVec::new(
                 Opts::new("gateway_upstream_ejections_total", "Upstream nodes taken out of rotation after failing requests in a row"),
                 &["cluster", "upstream"],
+            )?)?,
+            retries: reg(r, IntCounterVec::new(
+                Opts::new("gateway_upstream_retries_total", "Requests sent again to another node, by the node that failed and why"),
+                &["domain", "route", "cluster", "upstream", "reason"],
             )?)?,
             fail_open: reg(r, IntCounterVec::new(
                 Opts::new("gateway_upstream_fail_open_total", "Requests sent to an unhealthy node because every node of the cluster was unhealthy"),

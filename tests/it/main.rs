@@ -37,5 +37,6 @@ mod oidc;
 mod quota;
 mod rate_limit;
 mod read_your_writes;
+mod retries;
 mod snapshot;
 mod watch;

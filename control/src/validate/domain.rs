@@ -122,6 +122,8 @@ impl Report {
         }
         self.non_negative_int(rt, "max_body_bytes", p);
         let _ = self.bool(rt, "enable_compression", p);
+        // Ours: a cluster's retries may resend this route's POST and PATCH requests.
+        let _ = self.bool(rt, "retry_non_idempotent", p);
         if let Ok(Some(status)) = self.int(rt, "status", p) {
             if status != 0 && status != 1 {
                 self.add(at(p, "status"), "must be 0 or 1");

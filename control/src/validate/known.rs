@@ -51,6 +51,7 @@ const ROUTE: &[(&str, Shape)] = &[
     ("response_header_transforms", List(TRANSFORM)),
     ("max_body_bytes", Any),
     ("enable_compression", Any),
+    ("retry_non_idempotent", Any),
     ("status", Any),
     ("plugins", Any),
 ];

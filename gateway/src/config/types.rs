@@ -41,6 +41,10 @@ null_is_default! {
     null_three_twenty: usize = three_twenty;
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 fn default_status() -> u8 {
     1
 }
@@ -97,6 +101,15 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
     #[serde(default, deserialize_with = "null_default")]
     pub enable_compression: bool,
+    /// Not in the original: whether the cluster's retries may resend this route's requests
+    /// whose method is not idempotent (POST, PATCH). Off, only idempotent ones are resent,
+    /// except after a failed connect, when nothing was sent.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
+    pub retry_non_idempotent: bool,
     #[serde(default = "default_status", deserialize_with = "null_status")]
     pub status: u8,
     #[serde(default)]

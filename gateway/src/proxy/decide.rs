@@ -93,7 +93,7 @@ impl Choice {
                 .with_label_values(&[&*route.domain, &*route.name, &cluster.config.name])
                 .inc();
         }
-        let node = pick_node(gw, &cluster, record)?;
+        let node = pick_node(gw, &cluster, record, &|_| false)?;
         record.upstream = node.key.clone();
         Ok(Admitted {
             route,
@@ -107,14 +107,20 @@ impl Choice {
 /// A node of `cluster` for the request: a healthy one whose breaker lets the request through.
 /// When no node is healthy, one whose breaker allows (fail open: an outage of the health
 /// signal must not become an outage of the service); when every breaker is open, none.
-fn pick_node(gw: &Gateway, cluster: &Cluster, record: &Record) -> Result<Arc<Endpoint>, Failure> {
+/// `avoid` names nodes not to pick at all (those a retried request already tried).
+fn pick_node(
+    gw: &Gateway,
+    cluster: &Cluster,
+    record: &Record,
+    avoid: &dyn Fn(&Endpoint) -> bool,
+) -> Result<Arc<Endpoint>, Failure> {
     let config = &cluster.config;
     if config.circuit_breaker.is_none() && config.health_check.is_none() {
-        return cluster.balancer.pick(&|_| false).ok_or(Failure::NoNode);
+        return cluster.balancer.pick(avoid).ok_or(Failure::NoNode);
     }
-    let now = record.started;
+    let now = tokio::time::Instant::now().max(record.started);
     let breaker = config.circuit_breaker.as_ref();
-    let closed = |e: &Endpoint| breaker.is_none_or(|b| e.breaker.allows(b, now));
+    let closed = |e: &Endpoint| !avoid(e) && breaker.is_none_or(|b| e.breaker.allows(b, now));
     let node = match cluster
         .balancer
         .pick(&|e| !(e.health.usable(now) && closed(e)))
@@ -122,7 +128,7 @@ fn pick_node(gw: &Gateway, cluster: &Cluster, record: &Record) -> Result<Arc<End
         Some(node) => node,
         None => {
             let endpoints = cluster.balancer.endpoints();
-            if endpoints.is_empty() {
+            if endpoints.iter().all(|e| avoid(e)) {
                 return Err(Failure::NoNode);
             }
             match cluster.balancer.pick(&|e| !closed(e)) {
@@ -135,7 +141,7 @@ fn pick_node(gw: &Gateway, cluster: &Cluster, record: &Record) -> Result<Arc<End
                     node
                 }
                 None => {
-                    for e in endpoints {
+                    for e in endpoints.iter().filter(|e| !avoid(e)) {
                         gw.metrics
                             .breaker_rejected
                             .with_label_values(&[
@@ -157,6 +163,16 @@ fn pick_node(gw: &Gateway, cluster: &Cluster, record: &Record) -> Result<Arc<End
         }
     }
     Ok(node)
+}
+
+/// Another node for a request sent again: as the first pick, never one in `tried`.
+pub fn next_node(
+    gw: &Gateway,
+    cluster: &Cluster,
+    record: &Record,
+    tried: &[Arc<str>],
+) -> Option<Arc<Endpoint>> {
+    pick_node(gw, cluster, record, &|e| tried.contains(&e.key)).ok()
 }
 
 /// The cluster for this request, and whether the override header chose it.

@@ -17,14 +17,15 @@ use hyper::body::Incoming;
 use super::body::{Inbound, Tracked};
 use super::compress;
 use super::decide::{self, Admitted};
-use super::failure::{settle, Charge, Failure};
+use super::failure::{settle, Charge, Failure, Source};
 use super::headers::{self, VIA};
 use super::record::Record;
+use super::retry;
 use crate::protect::outcome;
 use crate::routing::host;
 use crate::upstream::balancer::InFlight;
 use crate::upstream::client::ProxyBody;
-use crate::upstream::cluster::Cluster;
+use crate::upstream::cluster::{Cluster, SendError};
 use crate::Gateway;
 
 /// IPv4 clients on a dual-stack listener show up as `::ffff:a.b.c.d`.
@@ -196,54 +197,114 @@ pub async fn handle(
         None => upstream_headers.remove(header::HOST),
     };
     let timeouts = cluster.timeouts;
-    let body: ProxyBody = if body.is_end_stream() {
-        body.map_err(Into::into).boxed()
+    // One deadline for connect, sending and the response headers (`send` + `read`), across
+    // every attempt.
+    let deadline = Instant::now() + timeouts.headers;
+    let policy = cluster
+        .config
+        .retry
+        .as_ref()
+        .filter(|_| upgrade.is_none())
+        .map(|r| retry::Policy::new(r, &parts.method, route.retry_non_idempotent));
+    let mut body = if body.is_end_stream() {
+        Payload::Kept(bytes::Bytes::new())
+    } else if policy.is_some() && declared.is_some_and(|n| n <= retry::BUFFERED_BODY_BYTES) {
+        // Small enough to keep, so that it can be sent again.
+        let inbound = Inbound::new(body, route.max_body_bytes, timeouts.send);
+        match tokio::time::timeout_at(deadline, inbound.collect()).await {
+            Ok(Ok(collected)) => Payload::Kept(collected.to_bytes()),
+            Ok(Err(e)) => {
+                let failure = Failure::of_send(&SendError::Exchange(e));
+                return fail(record, failure, None, &"reading the request body");
+            }
+            Err(_) => return fail(record, Failure::BodyStalled, None, &"request body"),
+        }
     } else {
         let idle = timeouts.send;
-        Inbound::new(body, route.max_body_bytes, idle).boxed()
+        Payload::Once(Some(Inbound::new(body, route.max_body_bytes, idle).boxed()))
     };
     // Origin form (`/path?query`): the transport adds the node where it needs it.
-    let target = parts
+    let target: http::Uri = parts
         .uri
         .path_and_query()
         .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let mut upstream_req = Request::new(body);
-    *upstream_req.method_mut() = parts.method.clone();
-    *upstream_req.uri_mut() = target.into();
-    *upstream_req.headers_mut() = upstream_headers;
-
-    // One deadline for connect, sending and the response headers (`send` + `read`).
-    let deadline = timeouts.headers;
-    let sent = Instant::now();
-    let exchange = cluster.send(&gw.forbidden, &endpoint, upstream_req, upgrade.is_some());
-    let mut resp = match tokio::time::timeout(deadline, exchange).await {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => {
-            let charge = Charge {
-                cluster: &cluster,
-                node: &endpoint,
-                elapsed: sent.elapsed(),
-            };
-            return fail(record, Failure::of_send(&e), Some(charge), &e);
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
+        .into();
+    let resend = policy.is_some() && matches!(body, Payload::Kept(_));
+    // With `retry_on_timeout`, an attempt also ends after `read`, leaving time for another.
+    let attempt_limit = policy
+        .filter(|p| p.config.retry_on_timeout && resend)
+        .map(|_| timeouts.read);
+    let mut endpoint = endpoint;
+    let mut in_flight = in_flight;
+    let mut tried: Vec<Arc<str>> = Vec::new();
+    let mut attempts = 0u32;
+    let mut headers = Some(upstream_headers);
+    let (mut resp, sent) = loop {
+        attempts += 1;
+        let mut upstream_req = Request::new(body.next());
+        *upstream_req.method_mut() = parts.method.clone();
+        *upstream_req.uri_mut() = target.clone();
+        *upstream_req.headers_mut() = match (resend, headers.take()) {
+            (true, Some(h)) => {
+                let copy = h.clone();
+                headers = Some(h);
+                copy
+            }
+            (_, h) => h.unwrap_or_default(),
+        };
+        let sent = Instant::now();
+        let until = attempt_limit.map_or(deadline, |limit| deadline.min(sent + limit));
+        let exchange = cluster.send(&gw.forbidden, &endpoint, upstream_req, upgrade.is_some());
+        let failure = match tokio::time::timeout_at(until, exchange).await {
+            Ok(Ok(resp)) => {
+                let status = resp.status().as_u16();
+                outcome::answered(&gw.metrics, &cluster, &endpoint, status, sent.elapsed());
+                let again = resend && policy.is_some_and(|p| p.after_status(status, attempts));
+                if again && Instant::now() < deadline {
+                    if let Some(next) =
+                        decide::next_node(&gw, &cluster, &record, &tried_and(&tried, &endpoint))
+                    {
+                        count_retry(&gw, &record, &cluster, &endpoint, None);
+                        tried.push(endpoint.key.clone());
+                        (endpoint, in_flight) = (next.clone(), InFlight::new(next));
+                        record.upstream = endpoint.key.clone();
+                        continue;
+                    }
+                }
+                break (resp, sent);
+            }
+            Ok(Err(e)) => (Failure::of_send(&e), Some(e)),
+            Err(_) => (Failure::Timeout, None),
+        };
+        let (failure, error) = failure;
+        let charge = Charge {
+            cluster: &cluster,
+            node: &endpoint,
+            elapsed: sent.elapsed(),
+        };
+        let again = resend
+            && failure.source() == Source::Upstream
+            && policy.is_some_and(|p| p.after_failure(failure, attempts))
+            && Instant::now() < deadline;
+        if again {
+            if let Some(next) =
+                decide::next_node(&gw, &cluster, &record, &tried_and(&tried, &endpoint))
+            {
+                charge_only(&record, charge);
+                count_retry(&gw, &record, &cluster, &endpoint, Some(failure));
+                tried.push(endpoint.key.clone());
+                (endpoint, in_flight) = (next.clone(), InFlight::new(next));
+                record.upstream = endpoint.key.clone();
+                continue;
+            }
         }
-        Err(_) => {
-            let charge = Charge {
-                cluster: &cluster,
-                node: &endpoint,
-                elapsed: sent.elapsed(),
-            };
-            return fail(record, Failure::Timeout, Some(charge), &"");
-        }
+        return match error {
+            Some(e) => fail(record, failure, Some(charge), &e),
+            None => fail(record, failure, Some(charge), &""),
+        };
     };
     let upstream_time = sent.elapsed();
-    outcome::answered(
-        &gw.metrics,
-        &cluster,
-        &endpoint,
-        resp.status().as_u16(),
-        upstream_time,
-    );
     record.upstream_secs = Some(upstream_time.as_secs_f64());
     record.status = resp.status().as_u16();
 
@@ -288,4 +349,63 @@ pub async fn handle(
     record.node = Some(in_flight);
     let idle = timeouts.read;
     Response::from_parts(rparts, Tracked::new(body, idle, record).boxed())
+}
+
+/// A request body: kept in memory (small, or empty) and sent on every attempt, or streamed
+/// from the client once.
+enum Payload {
+    Kept(bytes::Bytes),
+    Once(Option<ProxyBody>),
+}
+
+impl Payload {
+    /// The body of the next attempt.
+    fn next(&mut self) -> ProxyBody {
+        match self {
+            Payload::Kept(b) if b.is_empty() => http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed(),
+            Payload::Kept(b) => http_body_util::Full::new(b.clone())
+                .map_err(|never| match never {})
+                .boxed(),
+            // Only ever sent once: a streamed request is never retried.
+            Payload::Once(body) => body.take().unwrap_or_else(|| {
+                http_body_util::Empty::new()
+                    .map_err(|never| match never {})
+                    .boxed()
+            }),
+        }
+    }
+}
+
+/// The nodes a retried request must avoid: those tried, and the one that just failed.
+fn tried_and(tried: &[Arc<str>], node: &crate::upstream::balancer::Endpoint) -> Vec<Arc<str>> {
+    let mut all = tried.to_vec();
+    all.push(node.key.clone());
+    all
+}
+
+/// Charges a failed attempt that is retried (the last one is charged by `settle`).
+fn charge_only(record: &Record, charge: Charge<'_>) {
+    charge.node.observe_failure(charge.elapsed);
+    outcome::failed(&record.metrics, charge.cluster, charge.node, Instant::now());
+}
+
+fn count_retry(
+    gw: &Gateway,
+    record: &Record,
+    cluster: &Cluster,
+    node: &crate::upstream::balancer::Endpoint,
+    failure: Option<Failure>,
+) {
+    gw.metrics
+        .retries
+        .with_label_values(&[
+            &*record.domain,
+            &*record.route,
+            &*cluster.name,
+            &*node.key,
+            retry::reason(failure),
+        ])
+        .inc();
 }

@@ -9,5 +9,6 @@ pub mod h1;
 pub mod handler;
 pub mod headers;
 pub mod record;
+pub mod retry;
 pub mod server;
 pub mod tunnel;

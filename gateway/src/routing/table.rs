@@ -73,6 +73,8 @@ pub struct Route {
     pub response_transforms: Vec<TransformOp>,
     pub max_body_bytes: Option<u64>,
     pub compression: bool,
+    /// Retries may resend non-idempotent requests.
+    pub retry_non_idempotent: bool,
     /// The route's rate limit, compiled.
     pub limit: Option<Limit>,
     /// Its state, kept across tables while the limit stays the same; set when the table is
@@ -168,6 +170,7 @@ pub(crate) fn compile_route(domain: &str, r: &RouteConfig, order: usize) -> Resu
             .collect(),
         max_body_bytes: r.max_body_bytes,
         compression: r.enable_compression,
+        retry_non_idempotent: r.retry_non_idempotent,
         limit: r.rate_limit.as_ref().map(Limit::compile),
         limiter: None,
     })

@@ -48,7 +48,7 @@ async fn serve(
     knobs.served.fetch_add(1, Ordering::Relaxed);
     let path = req.uri().path().to_string();
     let forced = knobs.status.load(Ordering::Relaxed);
-    if forced != 0 && path != "/upload" {
+    if forced != 0 {
         let body = serde_json::json!({"upstream": name, "status": forced});
         let resp = Response::builder()
             .status(forced)

@@ -190,13 +190,6 @@ fn origin_form(target: &[u8]) -> Option<usize> {
 }
 
 /// RFC 9110 §9.2.2: a request the upstream may see twice without harm.
-fn idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
 fn transform(headers: &mut Outgoing<'_>, t: &TransformOp) {
     match t {
         TransformOp::Set(n, v) => headers.insert(n.clone(), v.clone()),
@@ -345,9 +338,13 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     let snapshot = gw.snapshot();
     let host_name = host::normalize(request_host);
     let choice = decide::choose(&snapshot, &host_name, path, &method, &upstream_headers);
-    // Compression rewrites bodies and TLS clusters use hyper-util's client: the general path's.
+    // Compression rewrites bodies, TLS clusters use hyper-util's client, and retries keep
+    // bodies to send again: the general path's.
     if choice.route.as_ref().is_some_and(|r| r.compression)
-        || choice.cluster.as_ref().is_some_and(|c| c.is_tls())
+        || choice
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.is_tls() || c.config.retry.is_some())
     {
         return Outcome::Fallback;
     }
@@ -430,7 +427,7 @@ pub async fn forward(gw: &Gateway, conn: &mut Downstream, head: &RequestHead) ->
     let sent = record.started;
     let send_upstream = async {
         if rest == 0 {
-            let retry = idempotent(&method);
+            let retry = crate::proxy::retry::idempotent(&method);
             let answer = exchange(&target, out, retry, spare_response_fields, record.started);
             answer.await.map(|(up, resp)| (up, resp, true))
         } else {
