@@ -37,6 +37,7 @@ mod oidc;
 mod quota;
 mod rate_limit;
 mod read_your_writes;
+mod readiness;
 mod retries;
 mod snapshot;
 mod watch;

@@ -113,3 +113,75 @@ pub async fn upstreams(
     clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     Ok(Json(json!({"clusters": clusters})).into_response())
 }
+
+fn pretty(value: &serde_json::Value) -> Response {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response()
+}
+
+/// `/routes` as the original gateway answered it (contracts §7.15): one entry per enabled
+/// route and host of its domain, `[{"name","uri","priority","clusters"}]`, pretty-printed.
+pub async fn original_routes(
+    State(state): State<AdminState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller
+        .authorize(&state.api, &state.namespace, Scope::ConfigRead)
+        .await?;
+    let table = state.gateway.snapshot().table.clone();
+    let mut out = Vec::new();
+    for route in table.routes() {
+        let hosts = table
+            .domains
+            .iter()
+            .find(|d| *d.name == *route.domain)
+            .map_or(1, |d| d.hosts.len().max(1));
+        for _ in 0..hosts {
+            out.push(json!({
+                "name": &*route.name,
+                "uri": route.uri,
+                "priority": route.priority,
+                "clusters": route.clusters,
+            }));
+        }
+    }
+    Ok(pretty(&serde_json::Value::Array(out)))
+}
+
+/// `/domains` as the original gateway answered it: every domain with its routes' matching
+/// fields (no transforms), pretty-printed.
+pub async fn original_domains(
+    State(state): State<AdminState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller
+        .authorize(&state.api, &state.namespace, Scope::ConfigRead)
+        .await?;
+    let table = state.gateway.snapshot().table.clone();
+    let domains: Vec<serde_json::Value> = table
+        .domains
+        .iter()
+        .map(|d| {
+            let routes: Vec<serde_json::Value> = d
+                .routes
+                .iter()
+                .map(|r| {
+                    json!({
+                        "name": r.name,
+                        "uri": r.uri,
+                        "methods": r.methods,
+                        "headers": r.headers,
+                        "priority": r.priority,
+                        "clusters": r.clusters,
+                    })
+                })
+                .collect();
+            json!({"name": d.name, "hosts": d.hosts, "routes": routes})
+        })
+        .collect();
+    Ok(pretty(&serde_json::Value::Array(domains)))
+}

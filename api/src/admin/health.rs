@@ -1,8 +1,13 @@
-//! Liveness and readiness. `/livez` answers while the process runs; `/readyz` answers 200 only
-//! when this node can serve: store open, a leader known, local state caught up with the commit
-//! index, a leader still acknowledged by its quorum, and the node not draining. Otherwise 503
-//! with the failing check named. `/health`, `/healthz` and `/ready` are aliases for tools that
-//! know the original gateway.
+//! Liveness and readiness. `/livez` answers while the process runs. `/readyz` answers 200 only
+//! when this node can serve the API and take writes: store open, a leader known, local state
+//! caught up with the commit index, a leader still acknowledged by its quorum, routes loaded,
+//! and the node not draining; otherwise 503 with the failing check named.
+//!
+//! Traffic has its own readiness: `/readyz?scope=proxy`, and `/ready` (the original gateway's
+//! path), check only that the proxy has loaded its routes and is not draining. A node that lost
+//! quorum keeps proxying with the configuration it has, so a load balancer in front of the
+//! proxies must probe this one: probing `/readyz` would drain every node during a store outage
+//! and turn it into a traffic outage. `/health` and `/healthz` are aliases of `/livez`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,6 +24,32 @@ const MAX_APPLY_LAG: u64 = 100;
 
 pub async fn livez() -> Response {
     Json(json!({"status": "ok"})).into_response()
+}
+
+/// Which readiness is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The node as a whole: the store and the proxy.
+    Store,
+    /// The proxy alone.
+    Proxy,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ReadyQuery {
+    scope: Option<String>,
+}
+
+/// Each check of `scope`, in order, with whether it passed and why not.
+pub fn checks_of(state: &AdminState, scope: Scope) -> Vec<(&'static str, Result<(), String>)> {
+    let all = checks(state);
+    match scope {
+        Scope::Store => all,
+        Scope::Proxy => all
+            .into_iter()
+            .filter(|(name, _)| matches!(*name, "routes" | "draining"))
+            .collect(),
+    }
 }
 
 /// Each check, in order, with whether it passed and why not.
@@ -89,8 +120,33 @@ pub fn checks(state: &AdminState) -> Vec<(&'static str, Result<(), String>)> {
     ]
 }
 
-pub async fn readyz(State(state): State<AdminState>) -> Response {
-    let checks = checks(&state);
+/// `/readyz`: the store's readiness, or the proxy's with `?scope=proxy`.
+pub async fn readyz(
+    State(state): State<AdminState>,
+    axum::extract::Query(q): axum::extract::Query<ReadyQuery>,
+) -> Response {
+    let scope = match q.scope.as_deref() {
+        None | Some("store") => Scope::Store,
+        Some("proxy") => Scope::Proxy,
+        Some(other) => {
+            let message = format!("scope must be store or proxy, not {other:?}");
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": message, "field": "scope"})),
+            )
+                .into_response();
+        }
+    };
+    ready(&state, scope)
+}
+
+/// `/ready`: the original gateway's readiness, which is the proxy's.
+pub async fn ready_proxy(State(state): State<AdminState>) -> Response {
+    ready(&state, Scope::Proxy)
+}
+
+fn ready(state: &AdminState, scope: Scope) -> Response {
+    let checks = checks_of(state, scope);
     // The original gateway's `/ready` body is `{"status","domains","total_routes"}` (contracts
     // §7.15), with every route counted, disabled ones too; tools that read those keep working.
     let table = state.gateway.snapshot().table.clone();

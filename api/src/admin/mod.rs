@@ -37,7 +37,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/health", any(health::livez))
         .route("/healthz", any(health::livez))
         .route("/readyz", any(health::readyz))
-        .route("/ready", any(health::readyz))
+        .route("/ready", any(health::ready_proxy))
         .route("/metrics", any(metrics::metrics))
         .route("/api/v1/cluster/status", get(cluster::status))
         .route(
@@ -55,6 +55,10 @@ pub fn router(state: AdminState) -> Router {
                 .route("/api/v1/gateway/routes", get(gateway::routes))
                 .route("/api/v1/gateway/domains", get(gateway::domains))
                 .route("/api/v1/gateway/upstreams", get(gateway::upstreams))
+                // The original gateway's listings (§7.15), any method as there; unlike there,
+                // configuration is not shown to anonymous callers.
+                .route("/routes", any(gateway::original_routes))
+                .route("/domains", any(gateway::original_domains))
                 .layer(axum::middleware::from_fn_with_state(
                     state.api.clone(),
                     crate::authenticate,
@@ -62,6 +66,13 @@ pub fn router(state: AdminState) -> Router {
         )
         .with_state(state.clone())
         .merge(crate::router(state.api))
+        // The original gateway's answer to an unknown admin path, instead of an empty body.
+        .fallback(|| async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"error": "not found"})),
+            )
+        })
         // Every body on this listener: at most the API's limit, within its deadline.
         .layer(axum::middleware::from_fn_with_state(
             hermes_raft::bounded_server::BodyBounds {
