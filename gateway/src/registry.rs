@@ -26,8 +26,12 @@ use hermes_storage::KvStore;
 
 use crate::Gateway;
 
-/// The lease's TTL: how long a node that dies without revoking stays counted.
-pub const LEASE_TTL: Duration = Duration::from_secs(10);
+/// The lease's TTL: how long a node that dies without revoking stays counted, and so how
+/// long the others admit less than the whole limit. Short, because keep-alives are cheap (the
+/// leader renews in memory, nothing is written); at least the store's minimum lease TTL (2 s
+/// with the default election timeout), and a few keep-alive periods, so that one late
+/// keep-alive does not drop a live node.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
 /// The value is written again at least this often (the original controller's reports, and the
 /// status API's staleness check, expect news within 30 s).
 pub const REFRESH: Duration = Duration::from_secs(10);
