@@ -13,6 +13,7 @@ pub mod join;
 pub mod logging;
 pub mod registrar;
 pub mod run;
+pub mod runtime_metrics;
 pub mod version;
 
 pub use config::NodeConfig;

@@ -76,7 +76,9 @@ fn build_info(registry: &prometheus::Registry) -> Result<(), prometheus::Error> 
     )?;
     info.with_label_values(&[env!("CARGO_PKG_VERSION"), crate::version::GIT_SHA])
         .set(1);
-    registry.register(Box::new(info))
+    registry.register(Box::new(info))?;
+    let runtime = crate::runtime_metrics::RuntimeCollector::new(tokio::runtime::Handle::current())?;
+    registry.register(Box::new(runtime))
 }
 
 /// Runs a node until `shutdown` resolves, then drains and stops.

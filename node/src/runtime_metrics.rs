@@ -1,0 +1,62 @@
+//! `hermes_runtime_alive_tasks` and `hermes_process_resident_bytes`, read when `/metrics` is
+//! scraped: what shows a leak of tasks or memory (under configuration churn, many rate-limit
+//! keys) before it hurts.
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntGauge, Opts};
+
+pub struct RuntimeCollector {
+    handle: tokio::runtime::Handle,
+    tasks: IntGauge,
+    resident: IntGauge,
+}
+
+impl RuntimeCollector {
+    pub fn new(handle: tokio::runtime::Handle) -> Result<RuntimeCollector, prometheus::Error> {
+        Ok(RuntimeCollector {
+            handle,
+            tasks: IntGauge::with_opts(Opts::new(
+                "hermes_runtime_alive_tasks",
+                "Tasks alive in the node's async runtime",
+            ))?,
+            resident: IntGauge::with_opts(Opts::new(
+                "hermes_process_resident_bytes",
+                "Resident memory of the node process (VmRSS)",
+            ))?,
+        })
+    }
+}
+
+/// VmRSS from `/proc/self/status`, in bytes; 0 where there is no such file.
+fn resident_bytes() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+impl Collector for RuntimeCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.tasks
+            .desc()
+            .into_iter()
+            .chain(self.resident.desc())
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.tasks
+            .set(self.handle.metrics().num_alive_tasks() as i64);
+        self.resident.set(resident_bytes());
+        self.tasks
+            .collect()
+            .into_iter()
+            .chain(self.resident.collect())
+            .collect()
+    }
+}
