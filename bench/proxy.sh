@@ -16,6 +16,9 @@
 #   WIRE=1 bench/proxy.sh …       then, per request, each proxy's syscalls (strace -c) and the
 #                                 TCP segments on loopback (nstat), under the same load
 #   PIN=1 bench/proxy.sh …        the proxies on CPU 1 alone, wrk and the upstream on CPU 0
+#   PROTECT=1 bench/proxy.sh …    also hermes on a route with a rate limit (never reached) to a
+#                                 cluster with a circuit breaker and active and passive health
+#                                 checks, in the same rounds, and its ratio to plain hermes
 #
 # Unpinned, the kernel places the four processes on the two CPUs as it likes and, at one
 # connection, rarely moves them within a run: whether each of a request's four wakeups crosses
@@ -86,16 +89,24 @@ for _ in $(seq 1 100); do curl -sf -o /dev/null http://127.0.0.1:25805/livez && 
 put() { bench_put 25807 "$1" "$2"; }
 put /hermes/clusters/up "{\"name\":\"up\",\"nodes\":[{\"host\":\"127.0.0.1\",\"port\":$UP}]}"
 put /hermes/domains/all '{"name":"all","hosts":["_"],"routes":[{"name":"all","uri":"/*","clusters":[{"name":"up"}]}]}'
+if [ -n "${PROTECT:-}" ]; then
+  # Everything protection does on every request, and nothing refused: a limit far above the
+  # load, per client address; a breaker; probes every second and passive ejection.
+  put /hermes/clusters/guarded "{\"name\":\"guarded\",\"nodes\":[{\"host\":\"127.0.0.1\",\"port\":$UP}],\"circuit_breaker\":{\"failure_threshold\":5},\"health_check\":{\"active\":{\"interval\":1,\"path\":\"/\"},\"passive\":{\"consecutive_failures\":5}}}"
+  put /hermes/domains/guarded '{"name":"guarded","hosts":["guarded.bench"],"routes":[{"name":"all","uri":"/*","clusters":[{"name":"guarded"}],"rate_limit":{"mode":"req","rate":100000000,"key":"remote_addr"}}]}'
+  for _ in $(seq 1 100); do [ "$(curl -s -H 'Host: guarded.bench' http://127.0.0.1:$HERMES_PROXY/ 2>/dev/null)" = "ok" ] && break; sleep 0.1; done
+fi
 for port in $UP $NGINX $HAPROXY $HERMES_PROXY; do
   for _ in $(seq 1 100); do [ "$(curl -s http://127.0.0.1:$port/ 2>/dev/null)" = "ok" ] && break; sleep 0.1; done
 done
 
 # User and system CPU ticks of a process and its threads.
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
-load() { # port label pid-under-test
-  local out u0 s0 u1 s1
+load() { # port label pid-under-test [Host]
+  local out u0 s0 u1 s1 host=()
+  [ -n "${4:-}" ] && host=(-H "Host: $4")
   read -r u0 s0 < <(ticks "$3")
-  out=$("${ON_CLIENT_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${WRK_SCRIPT[@]}" "http://127.0.0.1:$1/")
+  out=$("${ON_CLIENT_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${host[@]}" "${WRK_SCRIPT[@]}" "http://127.0.0.1:$1/")
   read -r u1 s1 < <(ticks "$3")
   local rps p50 p99 non2xx n hz
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -119,12 +130,15 @@ UP_LABEL="upstream directly (nginx, 1 worker)"
 NGINX_LABEL="nginx 1.22 proxy_pass (1 worker)"
 HAPROXY_LABEL="HAProxy 2.6 (1 thread)"
 HERMES_LABEL="hermes (1 worker thread)"
+GUARDED_LABEL="hermes, limit+breaker+checks"
 proxies=(nginx haproxy hermes)
+[ -n "${PROTECT:-}" ] && proxies+=(guarded)
 run() {
   case $1 in
     nginx) load $NGINX "$NGINX_LABEL" "$NGINX_WORKER" ;;
     haproxy) load $HAPROXY "$HAPROXY_LABEL" "$HAPROXY_PID" ;;
     hermes) load $HERMES_PROXY "$HERMES_LABEL" "$HERMES_PID" ;;
+    guarded) load $HERMES_PROXY "$GUARDED_LABEL" "$HERMES_PID" guarded.bench ;;
   esac
 }
 for round in $(seq 1 "$ROUNDS"); do
@@ -132,13 +146,16 @@ for round in $(seq 1 "$ROUNDS"); do
   printf '%-34s %12s %10s %10s %9s %9s  %s\n' "target" "requests/s" "p50" "p99" "user/req" "sys/req" "errors"
   load $UP "$UP_LABEL" "$UP_WORKER"
   # Rotate the proxies' order from round to round.
-  for i in 0 1 2; do run "${proxies[$(((i + round - 1) % 3))]}"; done
+  n=${#proxies[@]}
+  for i in $(seq 0 $((n - 1))); do run "${proxies[$(((i + round - 1) % n))]}"; done
   echo
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 echo "median of $ROUNDS rounds"
 printf '%-34s %12s %10s\n' "target" "requests/s" "p99 (ms)"
-for label in "$UP_LABEL" "$NGINX_LABEL" "$HAPROXY_LABEL" "$HERMES_LABEL"; do
+labels=("$UP_LABEL" "$NGINX_LABEL" "$HAPROXY_LABEL" "$HERMES_LABEL")
+[ -n "${PROTECT:-}" ] && labels+=("$GUARDED_LABEL")
+for label in "${labels[@]}"; do
   printf '%-34s %12.0f %10.2f\n' "$label" "$(echo "${RPS[$label]}" | median)" "$(echo "${P99[$label]}" | median)"
 done
 # hermes against nginx in each round: the requests/s ratio, and whether hermes's p99 was no worse.
@@ -151,6 +168,15 @@ paste -d' ' <(column "${RPS[$HERMES_LABEL]}") <(column "${RPS[$NGINX_LABEL]}") \
     for (i = 1; i <= NR; i++) printf "%s %.2f", (i > 1 ? "," : ""), ratio[i]
     printf "\nrounds where hermes had at least nginx'"'"'s requests/s: %d of %d; a p99 no higher: %d of %d; both: %d of %d\n", more, NR, lower, NR, both, NR
   }'
+if [ -n "${PROTECT:-}" ]; then
+  paste -d' ' <(column "${RPS[$GUARDED_LABEL]}") <(column "${RPS[$HERMES_LABEL]}") | awk '
+    { r[NR] = $1 / $2; s += r[NR] }
+    END {
+      printf "hermes with protection / without, requests/s by round:"
+      for (i = 1; i <= NR; i++) printf "%s %.3f", (i > 1 ? "," : ""), r[i]
+      printf "; mean %.3f\n", s / NR
+    }'
+fi
 echo
 
 # What each request costs on the wire: the syscalls of the process under test and the TCP
