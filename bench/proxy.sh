@@ -16,6 +16,10 @@
 #   WIRE=1 bench/proxy.sh …       then, per request, each proxy's syscalls (strace -c) and the
 #                                 TCP segments on loopback (nstat), under the same load
 #   PIN=1 bench/proxy.sh …        the proxies on CPU 1 alone, wrk and the upstream on CPU 0
+#   LOG=1 bench/proxy.sh …        nginx and hermes log every request to a file, and hermes runs
+#                                 with its defaults (access log on, one worker thread per CPU)
+#                                 instead of --worker-threads 1 --access-log off; with
+#                                 NGINX_WORKERS=auto nginx runs as Debian ships it too
 #   PROTECT=1 bench/proxy.sh …    also hermes on a route with a rate limit (never reached) to a
 #                                 cluster with a circuit breaker and active and passive health
 #                                 checks, in the same rounds, and its ratio to plain hermes
@@ -59,6 +63,15 @@ if [ -n "${BODY:-}" ]; then
 fi
 
 bench_nginx_confs $UP $NGINX
+HERMES_FLAGS=(--worker-threads 1 --access-log off)
+HERMES_LABEL="hermes (1 worker thread)"
+if [ -n "${LOG:-}" ]; then
+  # nginx's default log format (combined), one write a request, as it ships.
+  sed -i "s|access_log off; keepalive_requests|access_log $WORK/nginx-access.log; keepalive_requests|" "$WORK/nginx.conf"
+  sed -i "s|^worker_processes 1;|worker_processes ${NGINX_WORKERS:-1};|" "$WORK/nginx.conf"
+  HERMES_FLAGS=()
+  HERMES_LABEL="hermes (defaults, access log)"
+fi
 cat >"$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1
@@ -81,7 +94,7 @@ CONF
 "${ON_CLIENT_CPU[@]}" nginx -c "$WORK/upstream.conf" -p "$WORK" & UP_PID=$!; PIDS+=($!); disown
 "${ON_PROXY_CPU[@]}" nginx -c "$WORK/nginx.conf" -p "$WORK" & NGINX_PID=$!; PIDS+=($!); disown
 "${ON_PROXY_CPU[@]}" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & HAPROXY_PID=$!; PIDS+=($!); disown
-RUST_LOG=warn "${ON_PROXY_CPU[@]}" "$HERMES" node --data-dir "$WORK/hermes" --worker-threads 1 --access-log off \
+RUST_LOG=warn "${ON_PROXY_CPU[@]}" "$HERMES" node --data-dir "$WORK/hermes" "${HERMES_FLAGS[@]}" \
   --proxy-listen 127.0.0.1:$HERMES_PROXY --admin-listen 127.0.0.1:25805 --peer-listen 127.0.0.1:25806 \
   --etcd-listen 127.0.0.1:25807 >"$WORK/hermes.log" 2>&1 & HERMES_PID=$!; PIDS+=($!); disown
 
@@ -100,8 +113,15 @@ for port in $UP $NGINX $HAPROXY $HERMES_PROXY; do
   for _ in $(seq 1 100); do [ "$(curl -s http://127.0.0.1:$port/ 2>/dev/null)" = "ok" ] && break; sleep 0.1; done
 done
 
-# User and system CPU ticks of a process and its threads.
-ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+# User and system CPU ticks of processes (space-separated PIDs) and their threads.
+ticks() {
+  local u=0 s=0 a b p
+  for p in $1; do
+    read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat")
+    u=$((u + a)); s=$((s + b))
+  done
+  echo "$u $s"
+}
 load() { # port label pid-under-test [Host]
   local out u0 s0 u1 s1 host=()
   [ -n "${4:-}" ] && host=(-H "Host: $4")
@@ -123,13 +143,13 @@ load() { # port label pid-under-test [Host]
     "${non2xx:-0}"
 }
 # nginx does its work in the worker, the master's only child.
-NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1)
+NGINX_WORKER=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
 UP_WORKER=$(pgrep -P "$UP_PID" | head -1)
 declare -A RPS P99
 UP_LABEL="upstream directly (nginx, 1 worker)"
-NGINX_LABEL="nginx 1.22 proxy_pass (1 worker)"
+NGINX_LABEL="nginx 1.22 proxy_pass (${NGINX_WORKERS:-1} worker)"
+[ -n "${LOG:-}" ] && NGINX_LABEL="nginx (${NGINX_WORKERS:-1} worker, access log)"
 HAPROXY_LABEL="HAProxy 2.6 (1 thread)"
-HERMES_LABEL="hermes (1 worker thread)"
 GUARDED_LABEL="hermes, limit+breaker+checks"
 proxies=(nginx haproxy hermes)
 [ -n "${PROTECT:-}" ] && proxies+=(guarded)
@@ -198,7 +218,7 @@ wire() { # port label pid
 if [ -n "${WIRE:-}" ]; then
   echo "per request: TCP segments on loopback, and the syscalls of the process under test"
   printf '%-34s %9s  %s\n' "target" "segments" "syscalls"
-  wire $NGINX "$NGINX_LABEL" "$NGINX_WORKER"
+  wire $NGINX "$NGINX_LABEL" "${NGINX_WORKER%% *}"
   wire $HAPROXY "$HAPROXY_LABEL" "$HAPROXY_PID"
   wire $HERMES_PROXY "$HERMES_LABEL" "$HERMES_PID"
   echo

@@ -11,6 +11,7 @@
 //! ([`config`]), and the `gateway_*` metrics. It depends on the store alone (to follow it);
 //! the node wires it to listeners, and the API reads its views and runs its validator.
 
+pub mod access_log;
 pub mod config;
 pub mod metric_cache;
 pub mod metrics;

@@ -2,21 +2,18 @@
 //! WARN/ERROR for the libraries whose INFO is per-request or per-vote noise), as text or as one
 //! JSON object per line (`--log-format`; by default text for a person at a terminal, JSON
 //! otherwise, so that a log collector that merges stderr with the access log gets one format);
-//! and the access log (target `hermes::access`), one JSON object per request on stdout, written
-//! by a background thread through a bounded buffer so that a slow reader never stalls the proxy
-//! (lines are dropped instead, as the original gateway did).
+//! and the access log, one JSON object per request on stdout, written by the gateway's own
+//! writer thread ([`hermes_gateway::access_log`]) so that neither formatting through `tracing`
+//! nor a slow reader costs the proxy (lines are dropped instead, as the original gateway did).
 
 use std::io::IsTerminal;
 
-use tracing::Metadata;
-use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::prelude::*;
 
 /// openraft logs every client that went away mid-write (WARN) and every unreachable peer
 /// (ERROR, once per retry); Hermes reports those conditions itself, in metrics and `/readyz`.
 pub const DEFAULT_FILTER: &str = "info,openraft=error,sled=warn,hyper=warn,h2=warn";
-
-pub const ACCESS_TARGET: &str = "hermes::access";
 
 /// How the node's own log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +39,7 @@ impl std::str::FromStr for LogFormat {
 
 /// Keeps the access-log writer thread alive; drop it last to flush buffered lines.
 pub struct LogGuard {
-    _access: Option<tracing_appender::non_blocking::WorkerGuard>,
+    _access: Option<hermes_gateway::access_log::Flusher>,
 }
 
 pub fn init(format: LogFormat, access_log: bool) -> LogGuard {
@@ -54,7 +51,6 @@ pub fn init(format: LogFormat, access_log: bool) -> LogGuard {
         LogFormat::Text => false,
         LogFormat::Json => true,
     };
-    let not_access = || filter_fn(|m: &Metadata<'_>| m.target() != ACCESS_TARGET);
     let (text, structured) = if json {
         let layer = tracing_subscriber::fmt::layer()
             .json()
@@ -62,7 +58,6 @@ pub fn init(format: LogFormat, access_log: bool) -> LogGuard {
             .with_current_span(false)
             .with_span_list(false)
             .with_writer(std::io::stderr)
-            .with_filter(not_access())
             .with_filter(filter);
         (None, Some(layer))
     } else {
@@ -71,31 +66,17 @@ pub fn init(format: LogFormat, access_log: bool) -> LogGuard {
         let layer = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(ansi)
-            .with_filter(not_access())
             .with_filter(filter);
         (Some(layer), None)
     };
-    let (access, guard) = if access_log {
-        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .buffered_lines_limit(128_000)
-            .lossy(true)
-            .finish(std::io::stdout());
-        let layer = tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_target(false)
-            .with_writer(writer)
-            .with_filter(filter_fn(|m: &Metadata<'_>| m.target() == ACCESS_TARGET));
-        (Some(layer), Some(guard))
+    let guard = if access_log {
+        hermes_gateway::access_log::install(std::io::stdout())
     } else {
-        (None, None)
+        None
     };
     let _ = tracing_subscriber::registry()
         .with(text)
         .with(structured)
-        .with(access)
         .try_init();
     LogGuard { _access: guard }
 }

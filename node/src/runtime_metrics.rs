@@ -1,15 +1,17 @@
-//! `hermes_runtime_alive_tasks` and `hermes_process_resident_bytes`, read when `/metrics` is
-//! scraped: what shows a leak of tasks or memory (under configuration churn, many rate-limit
-//! keys) before it hurts.
+//! `hermes_runtime_alive_tasks`, `hermes_process_resident_bytes` and
+//! `hermes_access_log_dropped_total`, read when `/metrics` is scraped: what shows a leak of
+//! tasks or memory (under configuration churn, many rate-limit keys) before it hurts, and an
+//! access log that cannot keep up.
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntGauge, Opts};
+use prometheus::{IntCounter, IntGauge, Opts};
 
 pub struct RuntimeCollector {
     handle: tokio::runtime::Handle,
     tasks: IntGauge,
     resident: IntGauge,
+    access_dropped: IntCounter,
 }
 
 impl RuntimeCollector {
@@ -23,6 +25,10 @@ impl RuntimeCollector {
             resident: IntGauge::with_opts(Opts::new(
                 "hermes_process_resident_bytes",
                 "Resident memory of the node process (VmRSS)",
+            ))?,
+            access_dropped: IntCounter::with_opts(Opts::new(
+                "hermes_access_log_dropped_total",
+                "Access log lines dropped because stdout could not keep up",
             ))?,
         })
     }
@@ -46,6 +52,7 @@ impl Collector for RuntimeCollector {
             .desc()
             .into_iter()
             .chain(self.resident.desc())
+            .chain(self.access_dropped.desc())
             .collect()
     }
 
@@ -53,10 +60,14 @@ impl Collector for RuntimeCollector {
         self.tasks
             .set(self.handle.metrics().num_alive_tasks() as i64);
         self.resident.set(resident_bytes());
+        let dropped = hermes_gateway::access_log::dropped();
+        self.access_dropped
+            .inc_by(dropped.saturating_sub(self.access_dropped.get()));
         self.tasks
             .collect()
             .into_iter()
             .chain(self.resident.collect())
+            .chain(self.access_dropped.collect())
             .collect()
     }
 }

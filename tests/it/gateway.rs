@@ -315,7 +315,7 @@ fn a_malformed_cluster_leaves_the_previous_one_serving() {
     assert!(metrics.contains("hermes_config_invalid_resources 1"));
 }
 
-/// The access log's JSON lines (target `hermes::access`, on stdout) with this path.
+/// The access log's JSON lines (on stdout) with this path.
 fn access_lines(node: &Node, path: &str) -> Vec<serde_json::Value> {
     node.log()
         .lines()

@@ -137,23 +137,24 @@ impl Drop for Record {
 
 impl Record {
     fn log(&self, elapsed: f64) {
-        tracing::info!(
-            target: "hermes::access",
-            client_ip = %self.client_ip,
-            method = %self.method,
-            host = %self.host,
-            path = %self.path,
-            status = self.status,
-            domain = %self.domain,
-            route = %self.route,
-            cluster = %self.cluster,
-            upstream = %self.upstream,
-            bytes = self.bytes,
-            latency_ms = elapsed * 1000.0,
-            upstream_ms = self.upstream_secs.map(|s| s * 1000.0),
-            failure = self.failure.map(Failure::as_str),
-            failed_by = self.failure.map(|f| f.source().as_str()),
-            "access"
-        );
+        if !crate::access_log::enabled() {
+            return;
+        }
+        crate::access_log::write(&crate::access_log::Line {
+            client_ip: self.client_ip,
+            method: self.method.as_str(),
+            host: &self.host,
+            path: &self.path,
+            status: self.status,
+            domain: &self.domain,
+            route: &self.route,
+            cluster: &self.cluster,
+            upstream: &self.upstream,
+            bytes: self.bytes,
+            latency_ms: elapsed * 1000.0,
+            upstream_ms: self.upstream_secs.map(|s| s * 1000.0),
+            failure: self.failure.map(Failure::as_str),
+            failed_by: self.failure.map(|f| f.source().as_str()),
+        });
     }
 }

@@ -139,7 +139,7 @@ pub struct NodeConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Open proxy connections at most.
     pub max_connections: usize,
-    /// Whether every proxied request is logged (JSON on stdout, target `hermes::access`).
+    /// Whether every proxied request is logged (JSON lines on stdout).
     pub access_log: bool,
     /// Whether this node registers as a gateway instance (`/hermes/instances/`), and so
     /// takes a share of every rate limit.
