@@ -75,7 +75,7 @@ impl AdminClient {
             .method(method)
             .uri(&url)
             .header(http::header::CONTENT_TYPE, "application/json");
-        if let Some(sig) = self.auth.sign(method, path, &bytes) {
+        if let Some(sig) = self.auth.sign(method, path, "", &bytes) {
             req = req.header(HEADER, sig);
         }
         let req =

@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 
 use crate::network::{PATH_APPEND, PATH_SNAPSHOT};
 use crate::node::RaftNode;
-use crate::peer_auth::HEADER;
+use crate::peer_auth::{audience_of, HEADER};
 use crate::peer_client::CONTENT_TYPE;
 use crate::peer_dispatch::{dispatch, Refused, PATHS};
 use crate::peer_proto::PATH_WRITE;
@@ -55,11 +55,6 @@ async fn authenticated_body(node: &Node, path: &str, req: Request) -> Result<Byt
         ));
     }
     let header = req.headers().get(HEADER).and_then(|v| v.to_str().ok());
-    // The signature's header and timestamp are checked before any body is read.
-    let signed = node.peers.auth().check_header(header).map_err(|e| {
-        tracing::warn!(%path, error = %e, "rejected unauthenticated peer request");
-        refuse(StatusCode::UNAUTHORIZED, e.to_string())
-    })?;
     let limit = body_limit(path);
     let declared = req
         .headers()
@@ -72,6 +67,17 @@ async fn authenticated_body(node: &Node, path: &str, req: Request) -> Result<Byt
             format!("peer request body over {limit} bytes for {path}"),
         ));
     }
+    // The whole signature (and that it was sent to this node, and not before) is checked
+    // before any body byte is read.
+    let audience = audience_of(&node.config.advertise_peer_url);
+    let signed = node
+        .peers
+        .auth()
+        .check_header("POST", path, &audience, header, declared)
+        .map_err(|e| {
+            tracing::warn!(%path, error = %e, "rejected unauthenticated peer request");
+            refuse(StatusCode::UNAUTHORIZED, e.to_string())
+        })?;
     let collect = http_body_util::Limited::new(req.into_body(), limit).collect();
     let body = tokio::time::timeout(BODY_DEADLINE, collect)
         .await
@@ -83,11 +89,7 @@ async fn authenticated_body(node: &Node, path: &str, req: Request) -> Result<Byt
         })?
         .map_err(|e| refuse(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?
         .to_bytes();
-    if let Err(e) = node
-        .peers
-        .auth()
-        .verify_body(signed.as_ref(), "POST", path, &body)
-    {
+    if let Err(e) = node.peers.auth().verify_body(signed.as_ref(), &body) {
         tracing::warn!(%path, error = %e, "rejected unauthenticated peer request");
         return Err(refuse(StatusCode::UNAUTHORIZED, e.to_string()));
     }

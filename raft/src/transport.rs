@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::peer_auth::{PeerAuth, HEADER};
+use crate::peer_auth::{audience_of, PeerAuth, HEADER};
 use crate::peer_client::{PeerError, CONTENT_TYPE};
 
 /// One call in flight.
@@ -52,7 +52,7 @@ impl HttpTransport {
         let url = format!("{}{}", base_url.trim_end_matches('/'), path);
         let mut builder =
             http::Request::post(&url).header(http::header::CONTENT_TYPE, CONTENT_TYPE);
-        if let Some(sig) = self.auth.sign("POST", path, &body) {
+        if let Some(sig) = self.auth.sign("POST", path, &audience_of(base_url), &body) {
             builder = builder.header(HEADER, sig);
         }
         let request = builder

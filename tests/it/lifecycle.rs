@@ -154,6 +154,35 @@ fn peers_must_sign_with_the_cluster_secret() {
             other => panic!("{path}: expected 401, got {other:?}"),
         }
     }
+    // A forged signature of the right shape, declaring a large body, is refused from the
+    // header alone: the node answers without waiting for a byte of the body.
+    let peer_port: u16 = c
+        .node(2)
+        .peer_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut forger = crate::support::raw_http::Client::to_port(peer_port);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let forged = format!(
+        "{now}.{}.{}.{}.{}",
+        "11".repeat(16),
+        16 << 20,
+        "22".repeat(32),
+        "33".repeat(32)
+    );
+    forger.send(format!(
+        "POST /raft/append HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nx-hermes-peer-auth: {forged}\r\n\r\n",
+        16 << 20
+    ));
+    let answer = forger.read(false);
+    assert_eq!(answer.status, 401, "{}", answer.text());
+    assert!(answer.text().contains("signature"), "{}", answer.text());
     // Membership changes through the admin API need the secret too.
     let out = Command::new(hermes_bin())
         .args(["member", "remove", "3", "--endpoint", &c.node(1).admin()])

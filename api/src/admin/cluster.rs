@@ -54,7 +54,8 @@ fn authorize(
     }
     let header = headers.get(HEADER).and_then(|v| v.to_str().ok());
     let signed = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-    auth.verify(method, signed, header, body)
+    // Signed for any audience: see `hermes_raft::peer_auth`.
+    auth.verify(method, signed, "", header, body)
         .map_err(|e| ApiError::unauthorized(e.to_string()))
 }
 
