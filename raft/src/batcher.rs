@@ -260,6 +260,7 @@ async fn forward(node: &RaftNode, leader: NodeId, batch: Vec<Pending>) {
         Err(e) => same_for_all(n, Retry::Fail(WriteError::Unknown(e.to_string()))),
     };
     // Read your writes: answer once this node has applied what the leader committed.
+    let mut answers = answers;
     if let Some(index) = answers
         .iter()
         .filter_map(|a| a.as_ref().ok())
@@ -272,8 +273,16 @@ async fn forward(node: &RaftNode, leader: NodeId, batch: Vec<Pending>) {
             .applied_index_at_least(Some(index), "a forwarded write applied here")
             .await;
         if let Err(e) = applied {
-            // Committed all the same: answering is right, only a read here may lag.
+            // Committed, but a read here right after the answer could miss it. As etcd when
+            // its apply wait times out: the client is told the outcome is unknown (it was
+            // committed) rather than given a success it could not read back here.
             tracing::warn!(index, error = %e, "a forwarded write was not applied here in time");
+            for answer in answers.iter_mut().filter(|a| a.is_ok()) {
+                *answer = Err(Retry::Fail(WriteError::Unknown(format!(
+                    "committed at index {index}, but not applied on this node within the \
+                     request timeout; a read here may not see it yet"
+                ))));
+            }
         }
         if let Some(m) = &node.exporter {
             m.forward_apply_wait_seconds
