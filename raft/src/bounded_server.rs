@@ -136,6 +136,29 @@ pub struct BodyBounds {
     pub drain_up_to: usize,
     /// The listener's own error answer.
     pub reject: fn(StatusCode, String) -> Response,
+    /// Bytes of request bodies all of the listener's requests may hold at once.
+    pub budget: &'static BodyBudget,
+}
+
+/// The request-body bytes a listener holds at once, across connections: with each body
+/// bounded only by itself, 4,096 connections of 1 MiB bodies would be 4 GiB, read before any
+/// handler could authenticate them. A request reserves its declared length (or the largest
+/// body, when it streams one without a length) before a byte is read, and is answered 503
+/// when the budget is spent.
+pub struct BodyBudget(Semaphore);
+
+impl BodyBudget {
+    pub const fn new(bytes: usize) -> BodyBudget {
+        BodyBudget(Semaphore::const_new(bytes))
+    }
+}
+
+impl std::fmt::Debug for BodyBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyBudget")
+            .field("available", &self.0.available_permits())
+            .finish()
+    }
 }
 
 /// How long an oversized body is drained before its refusal.
@@ -279,6 +302,28 @@ pub async fn bound_bodies(State(bounds): State<BodyBounds>, req: Request, next: 
             BodyError::TooLarge(bounds.max_bytes).to_string(),
         );
     }
+    let streamed = req
+        .headers()
+        .contains_key(axum::http::header::TRANSFER_ENCODING);
+    let reserve = match declared {
+        Some(n) => n as usize,
+        None if streamed => bounds.max_bytes,
+        None => 0,
+    };
+    let _reserved = if reserve > 0 {
+        let n = u32::try_from(reserve).unwrap_or(u32::MAX);
+        match bounds.budget.0.try_acquire_many(n) {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                return (bounds.reject)(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many request bodies in flight on this listener; retry shortly".into(),
+                )
+            }
+        }
+    } else {
+        None
+    };
     let req = req.map(|body| {
         Body::new(Bounded {
             inner: body,
@@ -366,13 +411,19 @@ mod tests {
     }
 
     async fn start_bounded() -> SocketAddr {
+        static BUDGET: BodyBudget = BodyBudget::new(1 << 20);
+        start_bounded_with(&BUDGET, Duration::from_millis(300)).await
+    }
+
+    async fn start_bounded_with(budget: &'static BodyBudget, deadline: Duration) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let bounds = BodyBounds {
             max_bytes: 10,
-            deadline: Duration::from_millis(300),
+            deadline,
             drain_up_to: 20,
             reject: |status, message| (status, message).into_response(),
+            budget,
         };
         let router = Router::new()
             .route("/", axum::routing::post(echo_len))
@@ -435,6 +486,46 @@ mod tests {
         )
         .await;
         assert!(stalled.starts_with("HTTP/1.1 408"), "{stalled}");
+    }
+
+    #[tokio::test]
+    async fn bodies_in_flight_share_one_budget() {
+        // Room for one 10-byte body at a time.
+        static BUDGET: BodyBudget = BodyBudget::new(15);
+        let addr = start_bounded_with(&BUDGET, Duration::from_secs(5)).await;
+        // A client declares ten bytes and sends none: its reservation holds.
+        let mut holder = tokio::net::TcpStream::connect(addr).await.unwrap();
+        holder
+            .write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n")
+            .await
+            .unwrap();
+        // Until the server has taken it, a second one may still get in: wait for the refusal.
+        let mut refused = String::new();
+        for _ in 0..100 {
+            refused = exchange(
+                addr,
+                b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\nconnection: close\r\n\r\n0123456789",
+                false,
+            )
+            .await;
+            if refused.starts_with("HTTP/1.1 503") {
+                break;
+            }
+        }
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        // Bodiless requests need no budget; and once the holder finishes, bodies go through.
+        holder.write_all(b"0123456789").await.unwrap();
+        let mut out = vec![0u8; 256];
+        let n = holder.read(&mut out).await.unwrap();
+        assert!(String::from_utf8_lossy(&out[..n]).starts_with("HTTP/1.1 200"));
+        drop(holder);
+        let ok = exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc",
+            false,
+        )
+        .await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
     }
 
     #[tokio::test]

@@ -80,12 +80,22 @@ pub fn router(state: AdminState) -> Router {
                 deadline: BODY_DEADLINE,
                 drain_up_to: 16 << 20,
                 reject: |status, message| {
-                    crate::error::ApiError::new(status, "body_too_large", message).into_response()
+                    let code = if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+                        "busy"
+                    } else {
+                        "body_too_large"
+                    };
+                    crate::error::ApiError::new(status, code, message).into_response()
                 },
+                budget: &BODY_BUDGET,
             },
             hermes_raft::bounded_server::bound_bodies,
         ))
 }
+
+/// Request-body bytes the admin listener holds at once, before anyone is authenticated.
+static BODY_BUDGET: hermes_raft::bounded_server::BodyBudget =
+    hermes_raft::bounded_server::BodyBudget::new(64 << 20);
 
 /// How long a request body may take to arrive on the admin listener.
 pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);

@@ -58,17 +58,28 @@ impl Api {
     }
 }
 
+/// Request-body bytes the etcd listener holds at once (see `BodyBudget`).
+const BODY_BUDGET: usize = 256 << 20;
+
 /// How long a unary request's body may take to arrive.
 const BODY_DEADLINE: Duration = Duration::from_secs(30);
 
 fn v3_routes() -> Router<Api> {
     // Whole-body requests: bounded in size (declared too large: etcd's own answer, before a
     // byte is read) and in time.
+    static BUDGET: hermes_raft::bounded_server::BodyBudget =
+        hermes_raft::bounded_server::BodyBudget::new(BODY_BUDGET);
     let bounds = hermes_raft::bounded_server::BodyBounds {
         max_bytes: body::MAX_BODY_BYTES,
         deadline: BODY_DEADLINE,
         drain_up_to: body::DRAIN_LIMIT,
-        reject: |_, _| EtcdError::invalid("etcdserver: request is too large").into_response(),
+        reject: |status, message| {
+            if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+                return EtcdError::new(error::Code::Unavailable, message).into_response();
+            }
+            EtcdError::invalid("etcdserver: request is too large").into_response()
+        },
+        budget: &BUDGET,
     };
     let unary = Router::new()
         .route("/kv/range", post(kv::range))
