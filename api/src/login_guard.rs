@@ -4,6 +4,9 @@
 //! - failed sign-ins are counted per account and per client address, and after
 //!   [`FREE_FAILURES`] each further failure locks that key out for twice as long as the last
 //!   (1 s, 2 s, 4 s … up to [`MAX_LOCKOUT`]); a locked key is refused before any hashing;
+//! - an attempt reserves its place before it hashes ([`Throttle::begin`]): attempts in flight
+//!   count as failures-to-be, so a burst of parallel guesses gets no more tries than a
+//!   sequence would (checking first and counting after let a burst through at every unlock);
 //! - an unknown account costs the same argon2id work as a known one, so timing does not tell
 //!   which accounts exist.
 //!
@@ -33,8 +36,44 @@ const MAX_KEYS: usize = 65_536;
 #[derive(Debug, Clone, Copy)]
 struct Failures {
     count: u32,
+    /// Attempts begun and not yet finished.
+    in_flight: u32,
     locked_until: Instant,
     last: Instant,
+}
+
+/// How long an attempt waits when others for the same key are still in flight and together
+/// could use up its free failures.
+const BUSY_WAIT: Duration = Duration::from_secs(1);
+
+/// A sign-in attempt's place, reserved by [`Throttle::begin`]. Unless it ends with
+/// [`Attempt::failed`] or [`Attempt::succeeded`], dropping it gives the place back.
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    key: String,
+    done: bool,
+}
+
+impl Attempt<'_> {
+    pub fn failed(mut self) {
+        self.done = true;
+        self.throttle.failed(&self.key);
+    }
+
+    pub fn succeeded(mut self) {
+        self.done = true;
+        self.throttle.succeeded(&self.key);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Some(f) = self.throttle.lock().get_mut(&self.key) {
+                f.in_flight = f.in_flight.saturating_sub(1);
+            }
+        }
+    }
 }
 
 /// Failed-attempt counts with exponential lockout, per key (an account or a client address).
@@ -58,8 +97,9 @@ impl Throttle {
         }
     }
 
-    /// Counts a failure of `key`, locking it out once it has used its free failures.
-    pub fn failed(&self, key: &str) {
+    /// Reserves an attempt for `key`: `Err(wait)` while it is locked out, or while the
+    /// attempts already in flight could use up what is left of its free failures.
+    pub fn begin(&self, key: &str) -> Result<Attempt<'_>, Duration> {
         let now = Instant::now();
         let mut keys = self.lock();
         if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
@@ -67,9 +107,41 @@ impl Throttle {
         }
         let f = keys.entry(key.to_string()).or_insert(Failures {
             count: 0,
+            in_flight: 0,
             locked_until: now,
             last: now,
         });
+        if f.locked_until > now {
+            return Err(f.locked_until - now);
+        }
+        // Past the free failures, one attempt at a time: each failure locks the next out.
+        let free_left = FREE_FAILURES.saturating_sub(f.count);
+        if f.in_flight > 0 && f.in_flight >= free_left {
+            return Err(BUSY_WAIT);
+        }
+        f.in_flight += 1;
+        drop(keys);
+        Ok(Attempt {
+            throttle: self,
+            key: key.to_string(),
+            done: false,
+        })
+    }
+
+    /// Counts a failure of `key`, locking it out once it has used its free failures.
+    fn failed(&self, key: &str) {
+        let now = Instant::now();
+        let mut keys = self.lock();
+        if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
+            forget_quietest(&mut keys, now);
+        }
+        let f = keys.entry(key.to_string()).or_insert(Failures {
+            count: 0,
+            in_flight: 1,
+            locked_until: now,
+            last: now,
+        });
+        f.in_flight = f.in_flight.saturating_sub(1);
         // A key quiet for longer than the longest lockout starts over.
         if now.duration_since(f.last) > MAX_LOCKOUT {
             f.count = 0;
@@ -82,15 +154,26 @@ impl Throttle {
         }
     }
 
-    /// Forgets `key`'s failures (after a successful sign-in).
-    pub fn succeeded(&self, key: &str) {
-        self.lock().remove(key);
+    /// Forgets `key`'s failures (after a successful sign-in); attempts still in flight keep
+    /// their places.
+    fn succeeded(&self, key: &str) {
+        let mut keys = self.lock();
+        if let Some(f) = keys.get_mut(key) {
+            f.in_flight = f.in_flight.saturating_sub(1);
+            if f.in_flight == 0 {
+                keys.remove(key);
+            } else {
+                f.count = 0;
+                f.locked_until = Instant::now();
+            }
+        }
     }
 }
 
-/// Makes room: drops keys no longer locked, then, if that freed nothing, the oldest tenth.
+/// Makes room: drops keys no longer locked nor in use, then, if that freed nothing, the oldest
+/// tenth.
 fn forget_quietest(keys: &mut HashMap<String, Failures>, now: Instant) {
-    keys.retain(|_, f| f.locked_until > now);
+    keys.retain(|_, f| f.locked_until > now || f.in_flight > 0);
     if keys.len() < MAX_KEYS {
         return;
     }
@@ -186,24 +269,55 @@ impl LoginGuard {
 mod tests {
     use super::*;
 
+    fn fail(t: &Throttle, key: &str) {
+        t.begin(key).unwrap().failed();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn lockouts_start_after_the_free_failures_and_double() {
         let t = Throttle::default();
         for _ in 0..FREE_FAILURES {
             assert_eq!(t.check("a"), Ok(()));
-            t.failed("a");
+            fail(&t, "a");
         }
         assert_eq!(t.check("a"), Ok(()));
-        t.failed("a");
+        fail(&t, "a");
         assert_eq!(t.check("a"), Err(Duration::from_secs(1)));
+        assert!(t.begin("a").is_err());
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(t.check("a"), Ok(()));
-        t.failed("a");
+        fail(&t, "a");
         assert_eq!(t.check("a"), Err(Duration::from_secs(2)));
         // Other keys are untouched; success forgets.
         assert_eq!(t.check("b"), Ok(()));
-        t.succeeded("a");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        t.begin("a").unwrap().succeeded();
         assert_eq!(t.check("a"), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parallel_burst_gets_no_more_tries_than_a_sequence() {
+        let t = Throttle::default();
+        // A burst of 64 attempts at once: the free failures' worth get in, the rest wait.
+        let admitted: Vec<Attempt<'_>> = (0..64).filter_map(|_| t.begin("a").ok()).collect();
+        assert_eq!(admitted.len(), FREE_FAILURES as usize);
+        for a in admitted {
+            a.failed();
+        }
+        // The free failures are used: from here on one attempt at a time, and each failure
+        // locks the key out.
+        let sixth = t.begin("a").unwrap();
+        assert!(t.begin("a").is_err(), "a second attempt waits for the first");
+        sixth.failed();
+        assert!(t.begin("a").is_err(), "locked out");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let one = t.begin("a").unwrap();
+        assert!(
+            t.begin("a").is_err(),
+            "a second attempt waits for the first"
+        );
+        drop(one); // Abandoned (an error elsewhere): the place is given back.
+        assert!(t.begin("a").is_ok());
     }
 
     #[tokio::test(start_paused = true)]
@@ -212,11 +326,12 @@ mod tests {
         for _ in 0..(FREE_FAILURES + 40) {
             t.failed("a");
         }
+        assert!(t.begin("a").is_err());
         assert_eq!(t.check("a"), Err(MAX_LOCKOUT));
         tokio::time::advance(MAX_LOCKOUT + Duration::from_secs(1)).await;
         assert_eq!(t.check("a"), Ok(()));
         // Quiet longer than the longest lockout: the count starts over.
-        t.failed("a");
+        fail(&t, "a");
         assert_eq!(t.check("a"), Ok(()));
     }
 

@@ -67,19 +67,19 @@ pub async fn login(
     }
     let guard = &state.guard;
     let client = peer.ip().to_string();
-    guard.clients.check(&client).map_err(throttled)?;
-    guard.accounts.check(&email).map_err(throttled)?;
+    let by_client = guard.clients.begin(&client).map_err(throttled)?;
+    let by_account = guard.accounts.begin(&email).map_err(throttled)?;
     let sub = format!("builtin:{email}");
     let user = state.store.user(&sub).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     // Unknown accounts cost the same work as known ones (see `login_guard`).
     if !guard.verify(pw.clone(), stored).await? {
-        guard.clients.failed(&client);
-        guard.accounts.failed(&email);
+        by_client.failed();
+        by_account.failed();
         return Err(ApiError::unauthorized("invalid email or password"));
     }
-    guard.clients.succeeded(&client);
-    guard.accounts.succeeded(&email);
+    by_client.succeeded();
+    by_account.succeeded();
     let Some(mut user) = user else {
         return Err(ApiError::unauthorized("invalid email or password"));
     };
@@ -145,15 +145,16 @@ pub async fn change_password(
     }
     // Guessing the current password through a stolen session is throttled like a sign-in.
     let account = user.email.to_lowercase();
-    state.guard.accounts.check(&account).map_err(throttled)?;
+    let attempt = state.guard.accounts.begin(&account).map_err(throttled)?;
     if !state
         .guard
         .verify(old, Some(user.password_hash.clone()))
         .await?
     {
-        state.guard.accounts.failed(&account);
+        attempt.failed();
         return Err(ApiError::unauthorized("incorrect current password"));
     }
+    attempt.succeeded();
     user.password_hash = state.guard.hash(new).await?;
     user.must_change_password = false;
     // Every session of this user, this one too, ends: sign in again with the new password.
