@@ -307,7 +307,10 @@ mod tests {
         // The free failures are used: from here on one attempt at a time, and each failure
         // locks the key out.
         let sixth = t.begin("a").unwrap();
-        assert!(t.begin("a").is_err(), "a second attempt waits for the first");
+        assert!(
+            t.begin("a").is_err(),
+            "a second attempt waits for the first"
+        );
         sixth.failed();
         assert!(t.begin("a").is_err(), "locked out");
         tokio::time::advance(Duration::from_secs(1)).await;

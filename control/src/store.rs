@@ -84,6 +84,9 @@ pub struct CredentialUpdate {
     pub scopes: Option<Vec<String>>,
 }
 
+/// The audit action of a user record made by an OpenID Connect sign-in.
+pub const SYNC_ACTION: &str = "user.sync";
+
 #[async_trait]
 pub trait ControlStore: Send + Sync + 'static {
     // --- namespaces ---
@@ -185,6 +188,10 @@ pub trait ControlStore: Send + Sync + 'static {
     async fn users(&self) -> Result<Vec<User>>;
     async fn user(&self, sub: &str) -> Result<Option<User>>;
     /// Creates a user; `AlreadyExists` if the sub is taken. `action` names the audit row.
+    ///
+    /// With `action` [`SYNC_ACTION`] (a record made by an OpenID Connect sign-in), an admin
+    /// flag holds only if no record with this `sub` was ever made before: an initial admin
+    /// deleted or demoted does not become admin again by signing in.
     async fn create_user(&self, user: User, action: &str, operator: &Operator) -> Result<()>;
     /// Replaces a user's record; `NotFound` if absent. `action` names the audit row (`None`
     /// for bookkeeping such as `last_seen`). `Conflict` when it would demote the last admin,

@@ -124,6 +124,12 @@ pub fn initial_admin_marker() -> String {
 /// Set, in the same transaction, when the first credential or the first user is created: from
 /// then on first-time setup (anonymous loopback access) is over for good, even if every
 /// credential and user is deleted later.
+/// Marks that a user record with this `sub` was ever made: it outlives the user's deletion,
+/// so that an OpenID Connect identity is made an initial admin on its first record only.
+pub fn user_seen(sub: &str) -> String {
+    format!("{CONTROL_PREFIX}users_seen/{sub}")
+}
+
 pub fn setup_done_marker() -> String {
     format!("{CONTROL_PREFIX}bootstrap/setup_done")
 }

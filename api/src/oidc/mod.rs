@@ -93,7 +93,7 @@ pub async fn sync_user(
                     token_epoch: 0,
                 };
                 match store
-                    .create_user(user.clone(), "user.sync", &operator)
+                    .create_user(user.clone(), hermes_control::store::SYNC_ACTION, &operator)
                     .await
                 {
                     Ok(()) => return Ok(user),

@@ -181,8 +181,18 @@ impl Replicated {
             if s.get(&key).is_some() {
                 return Err(ControlError::AlreadyExists("user already exists".into()));
             }
+            let mut user = user.clone();
+            let seen = keys::user_seen(&user.sub);
+            // Admin rights a sign-in grants by itself (OpenID Connect initial admins) hold for
+            // the identity's first record only: one deleted or demoted by an admin does not
+            // become admin again by signing in.
+            if action == crate::store::SYNC_ACTION && s.get(&seen).is_some() {
+                user.is_admin = false;
+            }
             let mut tx = Tx::default();
             tx.pin(&key, None);
+            tx.pin(&seen, s.get(&seen).as_deref());
+            tx.put(&seen, now_rfc3339().into_bytes());
             tx.put(&key, encode(&user)?);
             s.index_user_change(&mut tx, None, Some(&user))?;
             tx.put(&keys::setup_done_marker(), now_rfc3339().into_bytes());
