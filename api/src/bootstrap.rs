@@ -2,6 +2,11 @@
 //! password written once to `<data-dir>/initial-admin-password` (mode 0600) and announced in
 //! the log (the path, never the password). Exactly one node creates the admin; the others see
 //! it exists. Runs once the store takes writes, retrying until it succeeds or the node stops.
+//!
+//! The password is for the first sign-in only: the admin is marked `must_change_password`,
+//! and once the password has been changed the file is removed (checked every
+//! [`RETIRE_CHECK`] while it exists), so a copy of the data directory does not hold a live
+//! admin password.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,6 +21,9 @@ use hermes_control::store::ControlStore;
 
 pub const PASSWORD_FILE: &str = "initial-admin-password";
 
+/// How often a node holding the password file checks whether it can be removed.
+pub const RETIRE_CHECK: Duration = Duration::from_secs(2);
+
 pub async fn run(
     store: Arc<dyn ControlStore>,
     data_dir: PathBuf,
@@ -25,7 +33,7 @@ pub async fn run(
     let mut pause = Duration::from_millis(200);
     loop {
         match once(&store, &data_dir, &admin_email).await {
-            Ok(()) => return,
+            Ok(()) => return retire_password_file(store, data_dir, admin_email, stop).await,
             Err(e) => tracing::debug!(error = %e, "control-plane bootstrap not done yet; retrying"),
         }
         tokio::select! {
@@ -60,7 +68,7 @@ async fn once(
         email: email.to_string(),
         name: local,
         is_admin: true,
-        must_change_password: false,
+        must_change_password: true,
         last_seen: String::new(),
         password_hash: hashed,
         token_epoch: 0,
@@ -93,6 +101,46 @@ async fn once(
         ),
     }
     Ok(())
+}
+
+/// Removes this node's password file once the admin has changed the password (or the admin
+/// is gone), until `stop`.
+async fn retire_password_file(
+    store: Arc<dyn ControlStore>,
+    data_dir: PathBuf,
+    email: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let path = data_dir.join(PASSWORD_FILE);
+    let sub = format!("builtin:{email}");
+    loop {
+        if !path.exists() {
+            return;
+        }
+        let retire = match store.user(&sub).await {
+            Ok(Some(user)) => !user.must_change_password,
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        if retire {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => tracing::info!(
+                    password_file = %path.display(),
+                    "the initial admin password was changed; removed its file"
+                ),
+                Err(e) => tracing::warn!(
+                    password_file = %path.display(),
+                    error = %e,
+                    "could not remove the initial admin password file; remove it by hand"
+                ),
+            }
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETIRE_CHECK) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {

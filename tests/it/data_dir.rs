@@ -65,6 +65,31 @@ fn the_data_dir_is_private_and_holds_no_plain_secret() {
     // Restarted from the same directory, the credential still works.
     c.node_mut(1).start();
     c.node(1).wait_ready(Duration::from_secs(30));
+    // The initial admin password is for the first sign-in: changed, its file goes.
+    let node = c.node(1);
+    let file = node.data_dir.join("initial-admin-password");
+    let password = std::fs::read_to_string(&file).unwrap();
+    let anon = Api::anonymous(&node.admin());
+    let (s, b) = anon.post(
+        "/api/auth/login",
+        &serde_json::json!({"email": "admin@hermes.local", "password": password.trim()}),
+    );
+    assert_eq!(
+        (s, b["must_change_password"].as_bool()),
+        (200, Some(true)),
+        "{b}"
+    );
+    let admin = anon.with(Auth::Bearer(
+        b["access_token"].as_str().unwrap().to_string(),
+    ));
+    let (s, b) = admin.post(
+        "/api/auth/change-password",
+        &serde_json::json!({"old_password": password.trim(), "new_password": "a-new-long-passphrase"}),
+    );
+    assert_eq!(s, 200, "{b}");
+    wait_for("the password file to go", Duration::from_secs(10), || {
+        (!file.exists()).then_some(())
+    });
 }
 
 #[test]
