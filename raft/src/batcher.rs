@@ -298,6 +298,9 @@ pub(crate) fn to_forwarded(result: Result<Applied, Retry>) -> ForwardedAnswer {
         Ok(resp) => Ok(resp),
         Err(Retry::Again(_)) => Err(ForwardError::NotLeader { leader: None }),
         Err(Retry::Fail(WriteError::Unavailable(msg))) => Err(ForwardError::Invalid(msg)),
+        Err(Retry::Fail(WriteError::NoSpace { size, quota })) => {
+            Err(ForwardError::NoSpace { size, quota })
+        }
         Err(Retry::Fail(e)) => Err(ForwardError::Failed(e.to_string())),
     }
 }
@@ -313,5 +316,6 @@ fn retry_of(e: ForwardError) -> Retry {
         }
         ForwardError::Invalid(msg) => Retry::Fail(WriteError::Unavailable(msg)),
         ForwardError::Failed(msg) => Retry::Fail(WriteError::Unknown(msg)),
+        ForwardError::NoSpace { size, quota } => Retry::Fail(WriteError::NoSpace { size, quota }),
     }
 }

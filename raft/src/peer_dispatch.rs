@@ -14,8 +14,10 @@ use hermes_storage::types::{NodeId, TypeConfig};
 
 use crate::batcher::{to_forwarded, ForwardedAnswer};
 use crate::error::MembershipError;
+use crate::error::WriteError;
 use crate::network::{PATH_APPEND, PATH_SNAPSHOT, PATH_VOTE};
 use crate::node::RaftNode;
+use crate::node::Retry;
 use crate::peer_proto::*;
 
 /// Every path a peer may call.
@@ -97,9 +99,18 @@ async fn write(
         });
     }
     let deadline = tokio::time::Instant::now() + node.config.request_timeout;
-    let answers = futures_util::future::join_all(
-        cmds.into_iter().map(|cmd| node.submit(cmd, true, deadline)),
-    )
+    // The quota is the leader's too: a follower under its own quota must not grow a store
+    // that is over it here.
+    let over = node.over_quota();
+    let answers = futures_util::future::join_all(cmds.into_iter().map(|cmd| async move {
+        if over && cmd.grows() {
+            return Err(Retry::Fail(WriteError::NoSpace {
+                size: node.db_size(),
+                quota: node.config.quota_backend_bytes,
+            }));
+        }
+        node.submit(cmd, true, deadline).await
+    }))
     .await;
     Ok(answers.into_iter().map(to_forwarded).collect())
 }

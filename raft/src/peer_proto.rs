@@ -21,6 +21,9 @@ pub enum ForwardError {
     Failed(String),
     #[error("{0}")]
     Invalid(String),
+    /// The leader's store is over its quota (etcd's NOSPACE alarm).
+    #[error("database space exceeded: {size} bytes of a {quota}-byte quota")]
+    NoSpace { size: u64, quota: u64 },
 }
 
 /// A membership change, executed by the leader.
