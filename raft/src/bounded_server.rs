@@ -69,7 +69,9 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20))
-        .max_concurrent_streams(256)
+        // Each stream is a request whose body counts against the listener's budget; a few
+        // dozen per connection is plenty for any client of these listeners.
+        .max_concurrent_streams(32)
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(bounds.max_connections));
