@@ -82,7 +82,7 @@ fn lists(body: &[u8]) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
 fn servable_errors(
     domains: &[Value],
     clusters: &[Value],
-    max_bytes: usize,
+    state: &ApiState,
 ) -> Vec<validate::FieldError> {
     let kinds = [
         (Kind::Domain, "domains", domains),
@@ -96,7 +96,7 @@ fn servable_errors(
                 Kind::Cluster => validate::normalize_cluster(doc.clone()),
             };
             let field = format!("{plural}[{i}]");
-            if let Err(e) = super::resources::servable(kind, &doc, &field, max_bytes) {
+            if let Err(e) = super::resources::servable(kind, &doc, &field, state) {
                 errors.extend(e.errors.unwrap_or_default());
             }
         }
@@ -113,7 +113,7 @@ pub async fn validate(
     let (domains, clusters) = lists(&caller.body)?;
     let mut errors = validate::config(&domains, &clusters);
     if errors.is_empty() {
-        errors = servable_errors(&domains, &clusters, state.max_document_bytes);
+        errors = servable_errors(&domains, &clusters, &state);
     }
     Ok(Json(if errors.is_empty() {
         json!({"valid": true, "domains": domains.len(), "clusters": clusters.len()})
@@ -142,7 +142,7 @@ pub async fn replace(
         .into_iter()
         .map(validate::normalize_cluster)
         .collect();
-    let errors = servable_errors(&domains, &clusters, state.max_document_bytes);
+    let errors = servable_errors(&domains, &clusters, &state);
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }

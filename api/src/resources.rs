@@ -99,7 +99,7 @@ fn checked_doc(
     kind: Kind,
     mut doc: Value,
     name: Option<&str>,
-    max_bytes: usize,
+    state: &ApiState,
 ) -> Result<Value, ApiError> {
     let Some(obj) = doc.as_object_mut() else {
         return Err(ApiError::bad_request("invalid json: expected an object"));
@@ -122,14 +122,15 @@ fn checked_doc(
         return Err(ApiError::invalid(errors));
     }
     let doc = normalized(kind, doc);
-    servable(kind, &doc, kind.as_str(), max_bytes)?;
+    servable(kind, &doc, kind.as_str(), state)?;
     Ok(doc)
 }
 
 /// The gateway's own verdict, last: nothing stored is later refused or skipped by the proxy.
 /// And no document over `max_bytes`: every version of it is kept in the history, the change
 /// log and the store's revisions.
-pub fn servable(kind: Kind, doc: &Value, field: &str, max_bytes: usize) -> Result<(), ApiError> {
+pub fn servable(kind: Kind, doc: &Value, field: &str, state: &ApiState) -> Result<(), ApiError> {
+    let max_bytes = state.max_document_bytes;
     let size = serde_json::to_vec(doc).map_or(usize::MAX, |v| v.len());
     let verdict = if size > max_bytes {
         Err(format!(
@@ -143,6 +144,20 @@ pub fn servable(kind: Kind, doc: &Value, field: &str, max_bytes: usize) -> Resul
             Kind::Cluster => hermes_gateway::config::check::cluster(doc),
         }
     };
+    // Discovery needs a Consul agent: a cluster that asks for it on a node without one would
+    // be accepted and left without nodes.
+    if kind == Kind::Cluster && doc.get("discovery_type").and_then(Value::as_str) == Some("consul")
+    {
+        if let Some((gateway, _)) = &state.gateway {
+            if !gateway.discovery_enabled() {
+                return Err(ApiError::invalid(vec![validate::FieldError {
+                    field: "discovery_type".into(),
+                    message: "this cluster has no Consul agent configured (--consul-address)"
+                        .into(),
+                }]));
+            }
+        }
+    }
     verdict.map_err(|message| {
         ApiError::invalid(vec![validate::FieldError {
             field: field.to_string(),
@@ -212,7 +227,7 @@ async fn create(
         kind,
         super::json_body(&caller.body, "invalid json")?,
         None,
-        state.max_document_bytes,
+        &state,
     )?;
     let name = doc["name"].as_str().unwrap_or_default().to_string();
     let written = state
@@ -245,7 +260,7 @@ async fn update(
         .ok_or_else(|| {
             ApiError::bad_request("resource_version is required for update (must be > 0)")
         })?;
-    let doc = checked_doc(kind, raw, Some(&name), state.max_document_bytes)?;
+    let doc = checked_doc(kind, raw, Some(&name), &state)?;
     let written = state
         .store
         .write_resource(

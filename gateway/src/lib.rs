@@ -13,6 +13,7 @@
 
 pub mod access_log;
 pub mod config;
+pub mod discovery;
 pub mod metric_cache;
 pub mod metrics;
 pub mod protect;
@@ -48,6 +49,8 @@ pub struct Gateway {
     pub forbidden: ForbiddenUpstreams,
     /// The rate limiters of the limited routes, kept across route tables.
     pub limiters: Arc<Limiters>,
+    /// Where Consul is, for clusters that discover their nodes there.
+    consul: std::sync::OnceLock<Arc<discovery::ConsulSettings>>,
     loaded: AtomicBool,
     errors: ArcSwap<BTreeMap<String, String>>,
     /// The store revision up to which every change is being served (table built included).
@@ -78,6 +81,7 @@ impl Gateway {
         Arc::new(Gateway {
             published: Published::default(),
             limiters: Arc::new(Limiters::new(metrics.clone())),
+            consul: std::sync::OnceLock::new(),
             metrics,
             trusted_proxies,
             forbidden: ForbiddenUpstreams::default(),
@@ -98,6 +102,33 @@ impl Gateway {
     pub fn set_gateway_nodes(&self, nodes: u32) {
         self.limiters.share.set(nodes);
         self.metrics.gateway_nodes.set(i64::from(nodes.max(1)));
+    }
+
+    /// Discovers the nodes of `discovery_type: consul` clusters from this Consul agent. Set
+    /// before [`Gateway::follow`]; only the first call takes effect.
+    pub fn use_consul(&self, settings: discovery::ConsulSettings) {
+        let _ = self.consul.set(Arc::new(settings));
+    }
+
+    /// Whether clusters may discover their nodes (a Consul agent is configured).
+    pub fn discovery_enabled(&self) -> bool {
+        self.consul.get().is_some()
+    }
+
+    /// Takes the nodes a Consul service answered.
+    pub fn set_discovered(&self, service: &str, nodes: Vec<config::types::UpstreamNode>) {
+        self.published.set_discovered(service, nodes);
+        let snapshot = self.snapshot();
+        for cluster in snapshot
+            .clusters
+            .all()
+            .filter(|c| c.config.consul_service() == Some(service))
+        {
+            self.metrics
+                .consul_nodes
+                .with_label_values(&[&*cluster.name])
+                .set(cluster.balancer.endpoints().len() as i64);
+        }
     }
 
     /// Whether the first full configuration has been applied.
@@ -124,6 +155,11 @@ impl Gateway {
         let builder = tokio::spawn(self.clone().build_tables(from_loop));
         let sweeper = tokio::spawn(self.clone().sweep_idle_connections());
         let prober = tokio::spawn(protect::prober::run(self.clone()));
+        let discoverer = self
+            .consul
+            .get()
+            .cloned()
+            .map(|settings| tokio::spawn(discovery::run(self.clone(), settings)));
         loop {
             let update = tokio::select! {
                 u = source.next() => u,
@@ -143,6 +179,9 @@ impl Gateway {
         builder.abort();
         sweeper.abort();
         prober.abort();
+        if let Some(d) = discoverer {
+            d.abort();
+        }
     }
 
     /// Closes pooled upstream connections that outlived their cluster's idle timeout or that

@@ -39,6 +39,8 @@ pub struct GatewayMetrics {
     pub ejections: IntCounterVec,
     pub fail_open: IntCounterVec,
     pub retries: IntCounterVec,
+    pub consul_polls: IntCounterVec,
+    pub consul_nodes: IntGaugeVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(
@@ -130,6 +132,14 @@ impl GatewayMetrics {
             ejections: reg(r, IntCounterVec::new(
                 Opts::new("gateway_upstream_ejections_total", "Upstream nodes taken out of rotation after failing requests in a row"),
                 &["cluster", "upstream"],
+            )?)?,
+            consul_polls: reg(r, IntCounterVec::new(
+                Opts::new("gateway_consul_poll_total", "Consul health queries answered, by service and result"),
+                &["service_name", "result"],
+            )?)?,
+            consul_nodes: reg(r, IntGaugeVec::new(
+                Opts::new("gateway_consul_discovered_nodes", "Nodes a cluster sends to after Consul's last good answer"),
+                &["cluster"],
             )?)?,
             retries: reg(r, IntCounterVec::new(
                 Opts::new("gateway_upstream_retries_total", "Requests sent again to another node, by the node that failed and why"),

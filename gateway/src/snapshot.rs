@@ -117,6 +117,20 @@ impl Published {
         table_current
     }
 
+    /// Records the nodes a Consul service answered and rebuilds the clusters that discover
+    /// from it, under the same lock as configuration changes, so neither loses the other's.
+    pub fn set_discovered(&self, service: &str, nodes: Vec<super::config::types::UpstreamNode>) {
+        let _writer = self.writer();
+        let current = self.current.load_full();
+        let mut clusters = Clusters::clone(&current.clusters);
+        if clusters.set_discovered(service, nodes) {
+            self.current.store(Arc::new(Snapshot {
+                table: current.table.clone(),
+                clusters: Arc::new(clusters),
+            }));
+        }
+    }
+
     /// Puts in place a table built from the domains at `revision`, with the removals that
     /// waited for it. Returns the revision now fully served: that of the latest update applied
     /// when no newer domains have been sent to the builder since, else `revision`.

@@ -214,6 +214,9 @@ pub async fn run(
         config.trusted_proxies.clone(),
         stop_rx.clone(),
     );
+    if let Some(consul) = &config.consul {
+        gateway.use_consul(consul.clone());
+    }
     helpers.spawn(crate::control_listeners::keep(
         node.clone(),
         gateway.clone(),

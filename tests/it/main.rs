@@ -17,6 +17,7 @@ mod control_api;
 mod control_bad_input;
 mod control_security;
 mod data_dir;
+mod discovery;
 mod durability;
 mod etcd_compat;
 mod failover;

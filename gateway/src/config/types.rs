@@ -158,12 +158,12 @@ pub struct ClusterConfig {
     pub upstream_host: Option<String>,
     #[serde(default, deserialize_with = "null_default")]
     pub nodes: Vec<UpstreamNode>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "discovery_type")]
     pub discovery_type: Option<String>,
     #[serde(default)]
     pub service_name: Option<String>,
     #[serde(default)]
-    pub discovery_args: Option<serde_json::Value>,
+    pub discovery_args: Option<DiscoveryArgs>,
     #[serde(default, deserialize_with = "null_default")]
     pub keepalive_pool: KeepalivePoolConfig,
     #[serde(default)]
@@ -174,6 +174,44 @@ pub struct ClusterConfig {
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     #[serde(default, deserialize_with = "null_default")]
     pub tls_verify: bool,
+}
+
+/// `consul` (the only discovery there is, §7.17), or none (`null`, `""`).
+fn discovery_type<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref() {
+        None | Some("") => Ok(None),
+        Some("consul") => Ok(Some("consul".into())),
+        Some(other) => Err(D::Error::custom(format!(
+            "discovery_type must be consul, not {other:?}"
+        ))),
+    }
+}
+
+/// How discovered nodes are chosen (§1.3): every key of `metadata_match` must be in a node's
+/// metadata with one of its values. `null` (Go's empty map) means no filter (G8).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DiscoveryArgs {
+    #[serde(default, deserialize_with = "null_default")]
+    pub metadata_match: HashMap<String, Vec<String>>,
+}
+
+impl DiscoveryArgs {
+    /// Whether a node with `metadata` passes the filter.
+    pub fn matches(&self, metadata: &HashMap<String, String>) -> bool {
+        self.metadata_match
+            .iter()
+            .all(|(k, allowed)| metadata.get(k).is_some_and(|v| allowed.contains(v)))
+    }
+}
+
+impl ClusterConfig {
+    /// The Consul service this cluster's nodes come from, if discovered.
+    pub fn consul_service(&self) -> Option<&str> {
+        match (self.discovery_type.as_deref(), self.service_name.as_deref()) {
+            (Some("consul"), Some(name)) if !name.is_empty() => Some(name),
+            _ => None,
+        }
+    }
 }
 
 /// `""` (what the original server stored when a client omitted the scheme, G7) means `http`;

@@ -18,7 +18,7 @@ use super::balancer::{Algorithm, Balancer, Endpoint};
 use super::client::{self, BoxError, ClientKey, ProxyBody, UpstreamClient};
 use super::guard::ForbiddenUpstreams;
 use super::pool;
-use crate::config::types::{ClusterConfig, TimeoutConfig};
+use crate::config::types::{ClusterConfig, TimeoutConfig, UpstreamNode};
 
 #[derive(Debug)]
 pub struct Cluster {
@@ -33,7 +33,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    fn build(config: ClusterConfig, previous: Option<&Cluster>) -> Cluster {
+    /// Builds a cluster whose nodes are `nodes` (its static ones, or those discovered).
+    fn build(config: ClusterConfig, nodes: &[UpstreamNode], previous: Option<&Cluster>) -> Cluster {
         let algorithm = Algorithm::parse(&config.lb);
         let old: HashMap<&str, &Arc<Endpoint>> = previous
             .map(|p| {
@@ -44,8 +45,7 @@ impl Cluster {
                     .collect()
             })
             .unwrap_or_default();
-        let endpoints: Vec<Arc<Endpoint>> = config
-            .nodes
+        let endpoints: Vec<Arc<Endpoint>> = nodes
             .iter()
             .map(|n| {
                 let fresh = Endpoint::new(&n.host, n.port, n.weight);
@@ -182,10 +182,37 @@ pub enum SendError {
 }
 
 /// Every cluster by name: a value, copied and changed by the configuration loop and published
-/// with the route table in one [`crate::Snapshot`], so that requests never lock.
+/// with the route table in one [`crate::Snapshot`], so that requests never lock. With it, the
+/// nodes each Consul service had at its last good answer ([`crate::discovery`]).
 #[derive(Debug, Default, Clone)]
 pub struct Clusters {
     map: HashMap<String, Arc<Cluster>>,
+    discovered: HashMap<String, Arc<Vec<UpstreamNode>>>,
+}
+
+/// The nodes a cluster sends to: those its Consul service last answered, through the
+/// cluster's metadata filter, when there are any; its static nodes otherwise (the original
+/// emptied the balancer on an empty answer while health checks kept the static nodes, G13).
+fn effective_nodes<'a>(
+    config: &'a ClusterConfig,
+    discovered: &'a HashMap<String, Arc<Vec<UpstreamNode>>>,
+) -> std::borrow::Cow<'a, [UpstreamNode]> {
+    let found = config
+        .consul_service()
+        .and_then(|service| discovered.get(service))
+        .map(|nodes| {
+            let filter = config.discovery_args.clone().unwrap_or_default();
+            nodes
+                .iter()
+                .filter(|n| filter.matches(&n.metadata))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .filter(|nodes| !nodes.is_empty());
+    match found {
+        Some(nodes) => std::borrow::Cow::Owned(nodes),
+        None => std::borrow::Cow::Borrowed(&config.nodes),
+    }
 }
 
 impl Clusters {
@@ -203,6 +230,19 @@ impl Clusters {
         names
     }
 
+    /// The Consul services the clusters discover their nodes from.
+    pub fn services(&self) -> std::collections::BTreeSet<String> {
+        self.map
+            .values()
+            .filter_map(|c| c.config.consul_service().map(str::to_string))
+            .collect()
+    }
+
+    fn build(&self, config: ClusterConfig, previous: Option<&Cluster>) -> Cluster {
+        let nodes = effective_nodes(&config, &self.discovered).into_owned();
+        Cluster::build(config, &nodes, previous)
+    }
+
     /// Adds or replaces a cluster, keeping the runtime state its new configuration allows.
     /// Returns whether anything changed.
     pub fn upsert(&mut self, config: ClusterConfig) -> bool {
@@ -210,7 +250,7 @@ impl Clusters {
         if previous.is_some_and(|c| c.config == config) {
             return false;
         }
-        let next = Cluster::build(config.clone(), previous.map(Arc::as_ref));
+        let next = self.build(config.clone(), previous.map(Arc::as_ref));
         self.map.insert(config.name, Arc::new(next));
         true
     }
@@ -227,13 +267,42 @@ impl Clusters {
         for config in configs {
             let cluster = match previous.remove(&config.name) {
                 Some(c) if c.config == config => c,
-                old => Arc::new(Cluster::build(config.clone(), old.as_deref())),
+                old => Arc::new(self.build(config.clone(), old.as_deref())),
             };
             self.map.insert(config.name, cluster);
         }
         let gone: Vec<String> = previous.keys().cloned().collect();
         self.map.extend(previous);
         gone
+    }
+
+    /// Records the nodes `service` answered, and rebuilds the clusters discovering from it
+    /// (keeping the state of nodes that remain). Returns whether anything changed.
+    pub fn set_discovered(&mut self, service: &str, nodes: Vec<UpstreamNode>) -> bool {
+        if self
+            .discovered
+            .get(service)
+            .is_some_and(|known| **known == nodes)
+        {
+            return false;
+        }
+        self.discovered.insert(service.to_string(), Arc::new(nodes));
+        let affected: Vec<Arc<Cluster>> = self
+            .map
+            .values()
+            .filter(|c| c.config.consul_service() == Some(service))
+            .cloned()
+            .collect();
+        for old in affected {
+            let next = self.build(old.config.clone(), Some(&old));
+            self.map.insert(old.config.name.clone(), Arc::new(next));
+        }
+        true
+    }
+
+    /// Forgets services no cluster discovers from any more.
+    pub fn forget_services(&mut self, keep: &std::collections::BTreeSet<String>) {
+        self.discovered.retain(|s, _| keep.contains(s));
     }
 }
 

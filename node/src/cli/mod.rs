@@ -138,6 +138,16 @@ pub struct NodeArgs {
     /// limit with the other instances: on or off [default: on].
     #[arg(long)]
     pub instance_registry: Option<String>,
+    /// A Consul agent (http://host:port) that clusters with discovery_type consul discover
+    /// their nodes from [default: none: such clusters are refused].
+    #[arg(long)]
+    pub consul_address: Option<String>,
+    /// The Consul datacenter to ask [default: the agent's].
+    #[arg(long)]
+    pub consul_datacenter: Option<String>,
+    /// A file holding the Consul ACL token sent with every query.
+    #[arg(long)]
+    pub consul_token_file: Option<String>,
     /// The node's own log lines on stderr: text, json, or auto (text on a terminal, JSON
     /// otherwise) [default: auto].
     #[arg(long)]
@@ -185,7 +195,7 @@ impl NodeArgs {
     /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
     pub fn flags(&self) -> crate::config::Flags {
         use crate::config::*;
-        let pairs: [(Setting, &Option<String>); 37] = [
+        let pairs: [(Setting, &Option<String>); 40] = [
             (ID, &self.id),
             (DATA_DIR, &self.data_dir),
             (PROXY_LISTEN, &self.proxy_listen),
@@ -210,6 +220,9 @@ impl NodeArgs {
             (MAX_CONNECTIONS, &self.max_connections),
             (ACCESS_LOG, &self.access_log),
             (INSTANCE_REGISTRY, &self.instance_registry),
+            (CONSUL_ADDRESS, &self.consul_address),
+            (CONSUL_DATACENTER, &self.consul_datacenter),
+            (CONSUL_TOKEN_FILE, &self.consul_token_file),
             (LOG_FORMAT, &self.log_format),
             (INITIAL_ADMIN, &self.initial_admin),
             (AUTH_MODE, &self.auth_mode),

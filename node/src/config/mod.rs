@@ -58,6 +58,9 @@ settings! {
     MAX_CONNECTIONS = "proxy"."max_connections", "--max-connections";
     ACCESS_LOG = "proxy"."access_log", "--access-log";
     INSTANCE_REGISTRY = "proxy"."instance_registry", "--instance-registry";
+    CONSUL_ADDRESS = "consul"."address", "--consul-address";
+    CONSUL_DATACENTER = "consul"."datacenter", "--consul-datacenter";
+    CONSUL_TOKEN_FILE = "consul"."token_file", "--consul-token-file";
     LOG_FORMAT = "log"."format", "--log-format";
     INITIAL_ADMIN = "api"."initial_admin", "--initial-admin";
     AUTH_MODE = "api"."auth_mode", "--auth-mode";
@@ -141,6 +144,8 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// Whether every proxied request is logged (JSON lines on stdout).
     pub access_log: bool,
+    /// The Consul agent clusters with `discovery_type: consul` discover their nodes from.
+    pub consul: Option<hermes_gateway::discovery::ConsulSettings>,
     /// Whether this node registers as a gateway instance (`/hermes/instances/`), and so
     /// takes a share of every rate limit.
     pub instance_registry: bool,
@@ -469,7 +474,44 @@ impl NodeConfig {
                 )));
             }
         }
+        let consul_address = src.get_opt(CONSUL_ADDRESS, |v| {
+            let v = v.trim().trim_end_matches('/');
+            match v.split_once("://") {
+                Some(("http", rest)) if !rest.is_empty() && !rest.contains('/') => {
+                    Ok(v.to_string())
+                }
+                Some(("https", _)) => Err(
+                    "Consul over TLS is not supported yet; use http://host:port of a local agent"
+                        .into(),
+                ),
+                _ => Err("expected http://host:port of a Consul agent".into()),
+            }
+        })?;
+        let consul_datacenter = src.get_opt(CONSUL_DATACENTER, |v| Ok(v.trim().to_string()))?;
+        let consul_token = src.get_opt(CONSUL_TOKEN_FILE, |v| {
+            let text = std::fs::read_to_string(v).map_err(|e| format!("cannot read it: {e}"))?;
+            let token = text.trim().to_string();
+            if token.is_empty() {
+                return Err("the file is empty".into());
+            }
+            Ok(token)
+        })?;
+        let consul = match consul_address {
+            Some(address) => Some(hermes_gateway::discovery::ConsulSettings {
+                address,
+                datacenter: consul_datacenter.filter(|d| !d.is_empty()),
+                token: consul_token,
+            }),
+            None if consul_datacenter.is_some() || consul_token.is_some() => {
+                return Err(ConfigError::Conflict(format!(
+                    "{} and {} need {}",
+                    CONSUL_DATACENTER.flag, CONSUL_TOKEN_FILE.flag, CONSUL_ADDRESS.flag
+                )))
+            }
+            None => None,
+        };
         Ok(NodeConfig {
+            consul,
             id,
             data_dir: PathBuf::from(src.get(DATA_DIR, "./hermes-data", |v| {
                 if v.is_empty() {
