@@ -13,6 +13,7 @@
 
 pub mod access_log;
 pub mod config;
+pub mod consul_registration;
 pub mod discovery;
 pub mod metric_cache;
 pub mod metrics;

@@ -216,6 +216,13 @@ pub async fn run(
     );
     if let Some(consul) = &config.consul {
         gateway.use_consul(consul.clone());
+        if let Some(me) = &config.consul_registration {
+            helpers.spawn(hermes_gateway::consul_registration::keep(
+                consul.clone(),
+                me.clone(),
+                stop_rx.clone(),
+            ));
+        }
     }
     helpers.spawn(crate::control_listeners::keep(
         node.clone(),

@@ -124,3 +124,54 @@ fn without_a_consul_agent_discovered_clusters_are_refused() {
     assert!(body.to_string().contains("discovery_type"), "{body}");
     assert!(body.to_string().contains("--consul-address"), "{body}");
 }
+
+#[test]
+fn the_proxy_registers_itself_passes_its_check_and_leaves_at_shutdown() {
+    let consul = FakeConsul::start();
+    let mut c = Cluster::start_with(
+        1,
+        &[
+            "--consul-address",
+            &consul.address(),
+            "--consul-service",
+            "hermes-gw",
+        ],
+    );
+    let port = c.node(1).proxy_port;
+    let id = format!("hermes-gw:127.0.0.1:{port}");
+    phase(
+        1,
+        "registered with the proxy's address and a TTL check, which it passes",
+    );
+    let (definition, _) = wait_for("the registration", Duration::from_secs(10), || {
+        consul.agent_services().get(&id).cloned()
+    });
+    assert_eq!(definition["Name"], "hermes-gw");
+    assert_eq!(definition["Port"], port);
+    assert_eq!(definition["Check"]["TTL"], "15s");
+    assert_eq!(definition["Check"]["CheckID"], id.as_str());
+    wait_for("a check pass", Duration::from_secs(10), || {
+        consul
+            .agent_services()
+            .get(&id)
+            .filter(|(_, passes)| *passes >= 1)
+            .map(|_| ())
+    });
+
+    phase(
+        2,
+        "the agent forgets it (a restart): the next pass fails, and it registers again",
+    );
+    consul.forget_agent_services();
+    wait_for("registered again", Duration::from_secs(20), || {
+        consul.agent_services().get(&id).map(|_| ())
+    });
+
+    phase(3, "stopped: deregistered");
+    assert!(c.node_mut(1).terminate().success());
+    assert!(
+        consul.agent_services().is_empty(),
+        "{:?}",
+        consul.agent_services()
+    );
+}

@@ -148,6 +148,12 @@ pub struct NodeArgs {
     /// A file holding the Consul ACL token sent with every query.
     #[arg(long)]
     pub consul_token_file: Option<String>,
+    /// Register this node's proxy in Consul under this service name, with a TTL check.
+    #[arg(long)]
+    pub consul_service: Option<String>,
+    /// The IP address registered for the proxy [default: --proxy-listen's, when not 0.0.0.0].
+    #[arg(long)]
+    pub consul_service_address: Option<String>,
     /// The node's own log lines on stderr: text, json, or auto (text on a terminal, JSON
     /// otherwise) [default: auto].
     #[arg(long)]
@@ -195,7 +201,7 @@ impl NodeArgs {
     /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
     pub fn flags(&self) -> crate::config::Flags {
         use crate::config::*;
-        let pairs: [(Setting, &Option<String>); 40] = [
+        let pairs: [(Setting, &Option<String>); 42] = [
             (ID, &self.id),
             (DATA_DIR, &self.data_dir),
             (PROXY_LISTEN, &self.proxy_listen),
@@ -223,6 +229,8 @@ impl NodeArgs {
             (CONSUL_ADDRESS, &self.consul_address),
             (CONSUL_DATACENTER, &self.consul_datacenter),
             (CONSUL_TOKEN_FILE, &self.consul_token_file),
+            (CONSUL_SERVICE, &self.consul_service),
+            (CONSUL_SERVICE_ADDRESS, &self.consul_service_address),
             (LOG_FORMAT, &self.log_format),
             (INITIAL_ADMIN, &self.initial_admin),
             (AUTH_MODE, &self.auth_mode),

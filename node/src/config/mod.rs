@@ -61,6 +61,8 @@ settings! {
     CONSUL_ADDRESS = "consul"."address", "--consul-address";
     CONSUL_DATACENTER = "consul"."datacenter", "--consul-datacenter";
     CONSUL_TOKEN_FILE = "consul"."token_file", "--consul-token-file";
+    CONSUL_SERVICE = "consul"."service", "--consul-service";
+    CONSUL_SERVICE_ADDRESS = "consul"."service_address", "--consul-service-address";
     LOG_FORMAT = "log"."format", "--log-format";
     INITIAL_ADMIN = "api"."initial_admin", "--initial-admin";
     AUTH_MODE = "api"."auth_mode", "--auth-mode";
@@ -146,6 +148,8 @@ pub struct NodeConfig {
     pub access_log: bool,
     /// The Consul agent clusters with `discovery_type: consul` discover their nodes from.
     pub consul: Option<hermes_gateway::discovery::ConsulSettings>,
+    /// This node's proxy, registered in Consul under a service name (with a TTL check).
+    pub consul_registration: Option<hermes_gateway::consul_registration::Registration>,
     /// Whether this node registers as a gateway instance (`/hermes/instances/`), and so
     /// takes a share of every rate limit.
     pub instance_registry: bool,
@@ -510,8 +514,60 @@ impl NodeConfig {
             }
             None => None,
         };
+        let proxy_listen = src.get(PROXY_LISTEN, "0.0.0.0:8080", parse_addr)?;
+        let service = src.get_opt(CONSUL_SERVICE, |v| {
+            let v = v.trim();
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err("expected a Consul service name (letters, digits, - and _)".into());
+            }
+            Ok(v.to_string())
+        })?;
+        let service_address = src.get_opt(CONSUL_SERVICE_ADDRESS, |v| {
+            v.trim()
+                .parse::<std::net::IpAddr>()
+                .map(|ip| ip.to_string())
+                .map_err(|_| "expected the IP address other hosts reach this proxy at".into())
+        })?;
+        let consul_registration = match service {
+            None if service_address.is_some() => {
+                return Err(ConfigError::Conflict(format!(
+                    "{} needs {}",
+                    CONSUL_SERVICE_ADDRESS.flag, CONSUL_SERVICE.flag
+                )))
+            }
+            None => None,
+            Some(_) if consul.is_none() => {
+                return Err(ConfigError::Conflict(format!(
+                    "{} needs {}",
+                    CONSUL_SERVICE.flag, CONSUL_ADDRESS.flag
+                )))
+            }
+            Some(service) => {
+                let listen = proxy_listen;
+                let address = match service_address {
+                    Some(a) => a,
+                    None if !listen.ip().is_unspecified() => listen.ip().to_string(),
+                    None => {
+                        return Err(ConfigError::Conflict(format!(
+                            "{} listens on every address; say which one to register with {}",
+                            PROXY_LISTEN.flag, CONSUL_SERVICE_ADDRESS.flag
+                        )))
+                    }
+                };
+                Some(hermes_gateway::consul_registration::Registration {
+                    service,
+                    address,
+                    port: listen.port(),
+                })
+            }
+        };
         Ok(NodeConfig {
             consul,
+            consul_registration,
             id,
             data_dir: PathBuf::from(src.get(DATA_DIR, "./hermes-data", |v| {
                 if v.is_empty() {
@@ -521,7 +577,7 @@ impl NodeConfig {
                 }
             })?),
             namespace: src.get(NAMESPACE, "default", parse_namespace)?,
-            proxy_listen: src.get(PROXY_LISTEN, "0.0.0.0:8080", parse_addr)?,
+            proxy_listen,
             admin_listen: src.get(ADMIN_LISTEN, "0.0.0.0:9080", parse_addr)?,
             peer_listen,
             advertise_peer,

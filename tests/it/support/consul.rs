@@ -30,6 +30,8 @@ struct State {
     token: Option<String>,
     /// `index` of every query asked, in order.
     asked: Vec<u64>,
+    /// Services registered through the agent API, by id, with their TTL check's passes.
+    agent: BTreeMap<String, (Value, u64)>,
 }
 
 pub struct FakeConsul {
@@ -61,6 +63,36 @@ async fn serve(
             .body(Full::new(Bytes::from(body)))
             .unwrap())
     };
+    if req.method() == hyper::Method::PUT {
+        let is_register = path == "/v1/agent/service/register";
+        let body = http_body_util::BodyExt::collect(req.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let mut s = state.lock().unwrap();
+        if is_register {
+            let Ok(service) = serde_json::from_slice::<Value>(&body) else {
+                return answer(400, "bad service".into(), 0);
+            };
+            let id = service["ID"].as_str().unwrap_or_default().to_string();
+            s.agent.insert(id, (service, 0));
+            return answer(200, String::new(), s.index);
+        }
+        if let Some(id) = path.strip_prefix("/v1/agent/check/pass/") {
+            return match s.agent.get_mut(&percent_decode(id)) {
+                Some((_, passes)) => {
+                    *passes += 1;
+                    answer(200, String::new(), s.index)
+                }
+                None => answer(404, "CheckID does not have associated TTL".into(), s.index),
+            };
+        }
+        if let Some(id) = path.strip_prefix("/v1/agent/service/deregister/") {
+            s.agent.remove(&percent_decode(id));
+            return answer(200, String::new(), s.index);
+        }
+        return answer(404, "not found".into(), 0);
+    }
     let Some(service) = path.strip_prefix("/v1/health/service/") else {
         return answer(404, "not found".into(), 0);
     };
@@ -118,6 +150,24 @@ async fn serve(
         })
         .unwrap_or_default();
     answer(200, Value::Array(found).to_string(), s.index)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl FakeConsul {
@@ -213,6 +263,16 @@ impl FakeConsul {
 
     pub fn require_token(&self, token: &str) {
         self.change(|s| s.token = Some(token.to_string()));
+    }
+
+    /// Services registered through the agent API: id → (definition, check passes).
+    pub fn agent_services(&self) -> BTreeMap<String, (Value, u64)> {
+        self.state.lock().unwrap().agent.clone()
+    }
+
+    /// Forgets every agent registration (as an agent that restarted).
+    pub fn forget_agent_services(&self) {
+        self.state.lock().unwrap().agent.clear();
     }
 
     /// The `index` of every query asked so far.
