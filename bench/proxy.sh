@@ -20,6 +20,7 @@
 #                                 with its defaults (access log on, one worker thread per CPU)
 #                                 instead of --worker-threads 1 --access-log off; with
 #                                 NGINX_WORKERS=auto nginx runs as Debian ships it too
+#   HERMES_EXTRA="--worker-threads 1" bench/proxy.sh …   hermes with these flags added
 #   PROTECT=1 bench/proxy.sh …    also hermes on a route with a rate limit (never reached) to a
 #                                 cluster with a circuit breaker and active and passive health
 #                                 checks, in the same rounds, and its ratio to plain hermes
@@ -71,6 +72,13 @@ if [ -n "${LOG:-}" ]; then
   sed -i "s|^worker_processes 1;|worker_processes ${NGINX_WORKERS:-1};|" "$WORK/nginx.conf"
   HERMES_FLAGS=()
   HERMES_LABEL="hermes (defaults, access log)"
+fi
+# HERMES_EXTRA="--worker-threads 1" bench/proxy.sh …: flags added to hermes's (to compare a
+# setting with the defaults).
+if [ -n "${HERMES_EXTRA:-}" ]; then
+  read -r -a extra <<<"$HERMES_EXTRA"
+  HERMES_FLAGS+=("${extra[@]}")
+  HERMES_LABEL="hermes ($HERMES_EXTRA)"
 fi
 cat >"$WORK/haproxy.cfg" <<CONF
 global

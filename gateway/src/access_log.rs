@@ -182,18 +182,76 @@ pub fn write(line: &Line<'_>) {
     });
 }
 
+thread_local! {
+    /// The second last formatted (`YYYY-MM-DDTHH:MM:SS`), and its Unix time: lines of the
+    /// same second share it instead of converting the date again.
+    static SECOND: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, [0; 19])) };
+}
+
+/// Appends `now` as RFC 3339 with microseconds, UTC (`2026-12-05T04:59:59.434509Z`).
+fn timestamp(buf: &mut Vec<u8>, now: SystemTime) {
+    let since = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let text = humantime::format_rfc3339_seconds(now).to_string();
+            // `YYYY-MM-DDTHH:MM:SSZ`: the 19 bytes before the `Z`.
+            if let Some(prefix) = text.as_bytes().get(..19) {
+                cached.1.copy_from_slice(prefix);
+                cached.0 = secs;
+            }
+        }
+        buf.extend_from_slice(&cached.1);
+    });
+    buf.push(b'.');
+    push_padded(buf, u64::from(since.subsec_micros()), 6);
+    buf.push(b'Z');
+}
+
+/// Appends `n` in decimal, zero-padded to `width` digits.
+fn push_padded(buf: &mut Vec<u8>, n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = (digits.len() - i).max(width).min(digits.len());
+    buf.extend_from_slice(&digits[digits.len() - len..]);
+}
+
+/// Appends milliseconds with microsecond precision (`3.088`), without float formatting.
+fn push_millis(buf: &mut Vec<u8>, ms: f64) {
+    let micros = if ms.is_finite() && ms > 0.0 {
+        (ms * 1000.0).round() as u64
+    } else {
+        0
+    };
+    push_padded(buf, micros / 1000, 1);
+    buf.push(b'.');
+    push_padded(buf, micros % 1000, 3);
+}
+
 fn format_line(buf: &mut Vec<u8>, l: &Line<'_>, now: SystemTime) {
+    buf.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(buf, now);
+    buf.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"access\",\"client_ip\":\"");
     // Writes into a Vec cannot fail.
-    let _ = write!(
-        buf,
-        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"message\":\"access\",\"client_ip\":\"{}\"",
-        humantime::format_rfc3339_micros(now),
-        l.client_ip
-    );
+    let _ = write!(buf, "{}", l.client_ip);
+    buf.push(b'"');
     for (key, value) in [("method", l.method), ("host", l.host), ("path", l.path)] {
         string_field(buf, key, value);
     }
-    let _ = write!(buf, ",\"status\":{}", l.status);
+    buf.extend_from_slice(b",\"status\":");
+    push_padded(buf, u64::from(l.status), 1);
     for (key, value) in [
         ("domain", l.domain),
         ("route", l.route),
@@ -202,13 +260,13 @@ fn format_line(buf: &mut Vec<u8>, l: &Line<'_>, now: SystemTime) {
     ] {
         string_field(buf, key, value);
     }
-    let _ = write!(
-        buf,
-        ",\"bytes\":{},\"latency_ms\":{}",
-        l.bytes, l.latency_ms
-    );
+    buf.extend_from_slice(b",\"bytes\":");
+    push_padded(buf, l.bytes, 1);
+    buf.extend_from_slice(b",\"latency_ms\":");
+    push_millis(buf, l.latency_ms);
     if let Some(ms) = l.upstream_ms {
-        let _ = write!(buf, ",\"upstream_ms\":{ms}");
+        buf.extend_from_slice(b",\"upstream_ms\":");
+        push_millis(buf, ms);
     }
     if let Some(f) = l.failure {
         string_field(buf, "failure", f);
@@ -289,6 +347,15 @@ mod tests {
         assert_eq!(v["path"], "/a\"b\\c\u{1}");
         assert_eq!(v["status"], 502);
         assert_eq!(v["latency_ms"], 1.5);
+        let mut buf = Vec::new();
+        let mut slow = line("/", None);
+        slow.latency_ms = 1234.0005;
+        slow.upstream_ms = Some(0.0004);
+        format_line(&mut buf, &slow, at + Duration::from_micros(7));
+        let v2: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v2["timestamp"], "2023-11-14T22:13:20.123463Z");
+        assert_eq!(v2["latency_ms"], 1234.001);
+        assert_eq!(v2["upstream_ms"], 0.0);
         assert_eq!(v["failure"], "connect");
         assert_eq!(v["failed_by"], "upstream");
         assert!(v.get("upstream_ms").is_none());
