@@ -6,9 +6,12 @@
 //! Behaviour follows contracts/hermes.md §7 with the bugs it lists fixed.
 //!
 //! It owns routing ([`routing`]), the two proxy paths (the HTTP/1 fast path in [`proxy::h1`]
-//! and the hyper path in [`proxy::handler`]), upstream pools, balancers and the upstream
-//! guard ([`upstream`]), the configuration documents, their validation and their source
-//! ([`config`]), and the `gateway_*` metrics. It depends on the store alone (to follow it);
+//! and the hyper path in [`proxy::handler`]) and their one failure model, upstream pools,
+//! balancers and the upstream guard ([`upstream`]), traffic protection ([`protect`]: rate
+//! limits, circuit breakers, health checks; retries are in [`proxy::retry`]), Consul
+//! discovery and registration ([`discovery`], [`consul_registration`]), the instance registry
+//! ([`registry`]), the access log ([`access_log`]), the configuration documents, their
+//! validation and their source ([`config`]), and the `gateway_*` metrics. It depends on the store alone (to follow it);
 //! the node wires it to listeners, and the API reads its views and runs its validator.
 
 pub mod access_log;

@@ -343,4 +343,59 @@ mod tests {
         assert!(clusters.remove("c"));
         assert!(clusters.get("c").is_none());
     }
+
+    #[tokio::test]
+    async fn discovered_nodes_replace_static_ones_through_the_filter() {
+        let mut clusters = Clusters::default();
+        clusters.upsert(cfg(
+            json!({"name": "c", "discovery_type": "consul", "service_name": "web",
+            "discovery_args": {"metadata_match": {"zone": ["a"]}},
+            "nodes": [{"host": "10.9.9.9", "port": 80}]}),
+        ));
+        clusters.upsert(cfg(
+            json!({"name": "plain", "nodes": [{"host": "10.0.0.9", "port": 80}]}),
+        ));
+        let keys = |c: &Clusters, name: &str| -> Vec<String> {
+            c.get(name)
+                .unwrap()
+                .balancer
+                .endpoints()
+                .iter()
+                .map(|e| e.key.to_string())
+                .collect()
+        };
+        assert_eq!(
+            keys(&clusters, "c"),
+            ["10.9.9.9:80"],
+            "static until Consul answers"
+        );
+        assert_eq!(clusters.services().into_iter().collect::<Vec<_>>(), ["web"]);
+        let node = |host: &str, zone: &str| UpstreamNode {
+            host: host.into(),
+            port: 8080,
+            weight: 1,
+            metadata: [("zone".to_string(), zone.to_string())].into(),
+        };
+        assert!(clusters.set_discovered("web", vec![node("10.0.0.1", "a"), node("10.0.0.2", "b")]));
+        assert_eq!(
+            keys(&clusters, "c"),
+            ["10.0.0.1:8080"],
+            "zone b filtered out"
+        );
+        let kept = clusters.get("c").unwrap().balancer.endpoints()[0].clone();
+        assert!(!clusters.set_discovered("web", vec![node("10.0.0.1", "a"), node("10.0.0.2", "b")]));
+        assert!(clusters.set_discovered("web", vec![node("10.0.0.1", "a"), node("10.0.0.3", "a")]));
+        assert!(
+            Arc::ptr_eq(&clusters.get("c").unwrap().balancer.endpoints()[0], &kept),
+            "node state kept"
+        );
+        // Nothing matching: the static nodes again, never an empty cluster.
+        assert!(clusters.set_discovered("web", vec![node("10.0.0.2", "b")]));
+        assert_eq!(keys(&clusters, "c"), ["10.9.9.9:80"]);
+        assert_eq!(
+            keys(&clusters, "plain"),
+            ["10.0.0.9:80"],
+            "other clusters untouched"
+        );
+    }
 }
