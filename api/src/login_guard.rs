@@ -102,15 +102,7 @@ impl Throttle {
     pub fn begin(&self, key: &str) -> Result<Attempt<'_>, Duration> {
         let now = Instant::now();
         let mut keys = self.lock();
-        if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
-            forget_quietest(&mut keys, now);
-        }
-        let f = keys.entry(key.to_string()).or_insert(Failures {
-            count: 0,
-            in_flight: 0,
-            locked_until: now,
-            last: now,
-        });
+        let f = entry(&mut keys, key, now, 0);
         if f.locked_until > now {
             return Err(f.locked_until - now);
         }
@@ -132,15 +124,8 @@ impl Throttle {
     fn failed(&self, key: &str) {
         let now = Instant::now();
         let mut keys = self.lock();
-        if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
-            forget_quietest(&mut keys, now);
-        }
-        let f = keys.entry(key.to_string()).or_insert(Failures {
-            count: 0,
-            in_flight: 1,
-            locked_until: now,
-            last: now,
-        });
+        // (Forgotten while in flight, it is counted as if it had been there.)
+        let f = entry(&mut keys, key, now, 1);
         f.in_flight = f.in_flight.saturating_sub(1);
         // A key quiet for longer than the longest lockout starts over.
         if now.duration_since(f.last) > MAX_LOCKOUT {
@@ -168,6 +153,24 @@ impl Throttle {
             }
         }
     }
+}
+
+/// `key`'s counts, made (with `in_flight` attempts) if it has none, room made first if needed.
+fn entry<'a>(
+    keys: &'a mut HashMap<String, Failures>,
+    key: &str,
+    now: Instant,
+    in_flight: u32,
+) -> &'a mut Failures {
+    if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
+        forget_quietest(keys, now);
+    }
+    keys.entry(key.to_string()).or_insert(Failures {
+        count: 0,
+        in_flight,
+        locked_until: now,
+        last: now,
+    })
 }
 
 /// Makes room: drops keys no longer locked nor in use, then, if that freed nothing, the oldest

@@ -17,9 +17,9 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
-use crate::harness::bound_free_port;
+use super::background::Background;
 
 #[derive(Default)]
 struct State {
@@ -38,8 +38,7 @@ pub struct FakeConsul {
     pub port: u16,
     state: Arc<Mutex<State>>,
     changed: watch::Sender<u64>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Background,
 }
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
@@ -172,50 +171,26 @@ fn percent_decode(s: &str) -> String {
 
 impl FakeConsul {
     pub fn start() -> FakeConsul {
-        let listener = bound_free_port();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
         let state = Arc::new(Mutex::new(State {
             index: 1,
             ..State::default()
         }));
         let (changed, _) = watch::channel(1u64);
-        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (st, ch) = (state.clone(), changed.clone());
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                ready_tx.send(()).unwrap();
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let (st, rx) = (st.clone(), ch.subscribe());
-                            tokio::spawn(async move {
-                                let svc = hyper::service::service_fn(move |req| serve(st.clone(), rx.clone(), req));
-                                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                    .serve_connection(TokioIo::new(stream), svc)
-                                    .await;
-                            });
-                        }
-                        _ = &mut stop_rx => break,
-                    }
-                }
+        let server = Background::start(move |stream| {
+            let (st, rx) = (st.clone(), ch.subscribe());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| serve(st.clone(), rx.clone(), req));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         });
-        ready_rx.recv().unwrap();
         FakeConsul {
-            port,
+            port: server.port,
             state,
             changed,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -278,16 +253,5 @@ impl FakeConsul {
     /// The `index` of every query asked so far.
     pub fn asked(&self) -> Vec<u64> {
         self.state.lock().unwrap().asked.clone()
-    }
-}
-
-impl Drop for FakeConsul {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

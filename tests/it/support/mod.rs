@@ -3,6 +3,7 @@
 //! ([`api_client`]) and raw HTTP/1.1 on a socket ([`raw_http`]).
 
 pub mod api_client;
+pub mod background;
 pub mod consul;
 pub mod harness;
 pub mod netns;

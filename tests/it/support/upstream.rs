@@ -10,12 +10,11 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::sync::oneshot;
 
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::harness::bound_free_port;
+use super::background::Background;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
@@ -25,8 +24,7 @@ pub struct Upstream {
     status: Arc<AtomicU16>,
     /// Requests answered.
     served: Arc<AtomicU64>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Background,
 }
 
 fn full(s: impl Into<Bytes>) -> Body {
@@ -142,51 +140,27 @@ async fn serve(
 
 impl Upstream {
     pub fn start(name: &str) -> Upstream {
-        let listener = bound_free_port();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
         let name = name.to_string();
         let knobs = Knobs {
             status: Arc::default(),
             served: Arc::default(),
         };
         let (status, served) = (knobs.status.clone(), knobs.served.clone());
-        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                ready_tx.send(()).unwrap();
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let name = name.clone();
-                            let knobs = knobs.clone();
-                            tokio::spawn(async move {
-                                let svc = hyper::service::service_fn(move |req| serve(name.clone(), knobs.clone(), req));
-                                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                                    .await;
-                            });
-                        }
-                        _ = &mut stop_rx => break,
-                    }
-                }
+        let server = Background::start(move |stream| {
+            let (name, knobs) = (name.clone(), knobs.clone());
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req| serve(name.clone(), knobs.clone(), req));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
             });
         });
-        ready_rx.recv().unwrap();
         Upstream {
-            port,
+            port: server.port,
             status,
             served,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            _server: server,
         }
     }
 }
@@ -200,16 +174,5 @@ impl Upstream {
     /// Requests it has answered so far.
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
