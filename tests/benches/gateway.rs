@@ -16,6 +16,8 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../it/support/upstream.rs"]
 mod upstream;
+#[path = "../it/support/background.rs"]
+mod background;
 
 use std::time::{Duration, Instant};
 
