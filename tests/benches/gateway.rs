@@ -10,14 +10,14 @@
 // It measures wall time.
 #![allow(clippy::disallowed_types)]
 
+#[path = "../it/support/background.rs"]
+mod background;
 #[allow(dead_code)]
 #[path = "../it/support/harness.rs"]
 mod harness;
 #[allow(dead_code)]
 #[path = "../it/support/upstream.rs"]
 mod upstream;
-#[path = "../it/support/background.rs"]
-mod background;
 
 use std::time::{Duration, Instant};
 
