@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use crate::digits::push_padded;
+
 /// The writer wakes at least this often.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Lines waiting that wake the writer early.
@@ -209,23 +211,6 @@ fn timestamp(buf: &mut Vec<u8>, now: SystemTime) {
     buf.push(b'.');
     push_padded(buf, u64::from(since.subsec_micros()), 6);
     buf.push(b'Z');
-}
-
-/// Appends `n` in decimal, zero-padded to `width` digits.
-fn push_padded(buf: &mut Vec<u8>, n: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let len = (digits.len() - i).max(width).min(digits.len());
-    buf.extend_from_slice(&digits[digits.len() - len..]);
 }
 
 /// Appends milliseconds with microsecond precision (`3.088`), without float formatting.

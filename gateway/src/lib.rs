@@ -17,6 +17,7 @@
 pub mod access_log;
 pub mod config;
 pub mod consul_registration;
+pub mod digits;
 pub mod discovery;
 pub mod metric_cache;
 pub mod metrics;
@@ -220,6 +221,21 @@ impl Gateway {
             upserts: applied.cluster_upserts,
             removals: applied.cluster_removals,
         };
+        if !self.discovery_enabled() {
+            // The API refuses these on such a node; one written straight to the store is
+            // served by its static nodes, and says so.
+            let written = changes
+                .upserts
+                .iter()
+                .chain(changes.replaced.iter().flatten());
+            for c in written.filter(|c| c.consul_service().is_some()) {
+                tracing::warn!(
+                    cluster = %c.name,
+                    "cluster asks for Consul discovery, but this node has no --consul-address; \
+                     serving its static nodes"
+                );
+            }
+        }
         // The builder learns of new domains only once their revision is recorded as sent, so
         // that the table it builds is never taken for an older one.
         let table_current = self.published.apply(changes, revision, domains_changed);

@@ -119,14 +119,14 @@ fn rejected_code<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CircuitBreakerConfig {
     /// Consecutive failures that open the breaker.
-    #[serde(default = "five", deserialize_with = "threshold::<_, 5>")]
+    #[serde(default = "times::<5>", deserialize_with = "threshold::<_, 5>")]
     pub failure_threshold: u32,
     /// Successful probes, in a row, that close it again; also the most probes let through at
     /// once while half open.
-    #[serde(default = "two", deserialize_with = "threshold::<_, 2>")]
+    #[serde(default = "times::<2>", deserialize_with = "threshold::<_, 2>")]
     pub success_threshold: u32,
     /// How long it stays open before probing.
-    #[serde(default = "thirty", deserialize_with = "duration_secs::<_, 30>")]
+    #[serde(default = "secs::<30>", deserialize_with = "duration_secs::<_, 30>")]
     pub open_duration_secs: u64,
 }
 
@@ -156,7 +156,7 @@ pub struct HealthCheckConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveHealthCheck {
     /// Seconds between probes of a node (the original ignored it and probed every 10 s).
-    #[serde(default = "ten", deserialize_with = "duration_secs::<_, 10>")]
+    #[serde(default = "secs::<10>", deserialize_with = "duration_secs::<_, 10>")]
     pub interval: u64,
     #[serde(default = "health_path", deserialize_with = "probe_path")]
     pub path: String,
@@ -166,16 +166,16 @@ pub struct ActiveHealthCheck {
     #[serde(default = "healthy_statuses", deserialize_with = "healthy_status_list")]
     pub healthy_statuses: Vec<u16>,
     /// Consecutive successes that bring an unhealthy node back.
-    #[serde(default = "three", deserialize_with = "threshold::<_, 3>")]
+    #[serde(default = "times::<3>", deserialize_with = "threshold::<_, 3>")]
     pub healthy_threshold: u32,
     /// Consecutive failures that take a healthy node out.
-    #[serde(default = "three", deserialize_with = "threshold::<_, 3>")]
+    #[serde(default = "times::<3>", deserialize_with = "threshold::<_, 3>")]
     pub unhealthy_threshold: u32,
     /// Seconds a probe may take.
-    #[serde(default = "three_u64", deserialize_with = "duration_secs::<_, 3>")]
+    #[serde(default = "secs::<3>", deserialize_with = "duration_secs::<_, 3>")]
     pub timeout: u64,
     /// Probes of one cluster in flight at once; 0 means the default.
-    #[serde(default = "sixty_four", deserialize_with = "concurrency")]
+    #[serde(default = "probes_at_once", deserialize_with = "concurrency")]
     pub concurrency: usize,
 }
 
@@ -184,39 +184,23 @@ pub struct ActiveHealthCheck {
 /// follows without a success in between, up to `max_ejection_secs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PassiveHealthCheck {
-    #[serde(default = "five", deserialize_with = "threshold::<_, 5>")]
+    #[serde(default = "times::<5>", deserialize_with = "threshold::<_, 5>")]
     pub consecutive_failures: u32,
-    #[serde(default = "ten", deserialize_with = "duration_secs::<_, 10>")]
+    #[serde(default = "secs::<10>", deserialize_with = "duration_secs::<_, 10>")]
     pub ejection_secs: u64,
-    #[serde(
-        default = "three_hundred",
-        deserialize_with = "duration_secs::<_, 300>"
-    )]
+    #[serde(default = "secs::<300>", deserialize_with = "duration_secs::<_, 300>")]
     pub max_ejection_secs: u64,
 }
 
-fn two() -> u32 {
-    2
+/// A count's default, `N` (serde's `default` names a function).
+fn times<const N: u32>() -> u32 {
+    N
 }
-fn three() -> u32 {
-    3
+/// A duration's default, `N` seconds.
+fn secs<const N: u64>() -> u64 {
+    N
 }
-fn five() -> u32 {
-    5
-}
-fn three_u64() -> u64 {
-    3
-}
-fn ten() -> u64 {
-    10
-}
-fn thirty() -> u64 {
-    30
-}
-fn three_hundred() -> u64 {
-    300
-}
-fn sixty_four() -> usize {
+fn probes_at_once() -> usize {
     64
 }
 fn health_path() -> String {
@@ -290,7 +274,7 @@ fn healthy_status_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::E
 
 fn concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     match Option::<i64>::deserialize(d)? {
-        None | Some(0) => Ok(64),
+        None | Some(0) => Ok(probes_at_once()),
         Some(n) if (1..=1024).contains(&n) => Ok(n as usize),
         Some(n) => Err(D::Error::custom(format!(
             "health_check.active.concurrency must be from 0 to 1024, not {n}"

@@ -739,6 +739,63 @@ mod tests {
     }
 
     #[test]
+    fn consul_settings_are_checked_together() {
+        let c = load(&[], &[], None).unwrap();
+        assert!(c.consul.is_none() && c.consul_registration.is_none());
+        assert!(c.instance_registry);
+        let err = |flags: &[(&'static str, &str)]| load(flags, &[], None).unwrap_err().to_string();
+        for (flags, needle) in [
+            (
+                vec![("--consul-address", "https://consul:8501")],
+                "not supported",
+            ),
+            (
+                vec![("--consul-address", "consul:8500")],
+                "http://host:port",
+            ),
+            (vec![("--consul-datacenter", "dc2")], "--consul-address"),
+            (vec![("--consul-service", "gw")], "--consul-address"),
+            (
+                vec![
+                    ("--consul-address", "http://127.0.0.1:8500"),
+                    ("--consul-service", "g w"),
+                ],
+                "service name",
+            ),
+            (
+                vec![
+                    ("--consul-address", "http://127.0.0.1:8500"),
+                    ("--consul-service", "gw"),
+                ],
+                "--consul-service-address",
+            ),
+            (vec![("--instance-registry", "maybe")], "on or off"),
+        ] {
+            let e = err(&flags);
+            assert!(e.contains(needle), "{flags:?}: {e}");
+        }
+        let c = load(
+            &[
+                ("--consul-address", "http://127.0.0.1:8500/"),
+                ("--consul-datacenter", "dc2"),
+                ("--consul-service", "gw"),
+                ("--proxy-listen", "10.0.0.7:8080"),
+                ("--instance-registry", "off"),
+            ],
+            &[],
+            None,
+        )
+        .unwrap();
+        let consul = c.consul.unwrap();
+        assert_eq!(consul.address, "http://127.0.0.1:8500");
+        assert_eq!(consul.datacenter.as_deref(), Some("dc2"));
+        let me = c.consul_registration.unwrap();
+        assert_eq!((me.address.as_str(), me.port), ("10.0.0.7", 8080));
+        assert_eq!(me.id(), "gw:10.0.0.7:8080");
+        assert!(!c.instance_registry);
+    }
+
+    #[test]
     fn defaults_make_a_single_loopback_node() {
         let c = load(&[], &[], None).unwrap();
         assert_eq!(c.id, 1);

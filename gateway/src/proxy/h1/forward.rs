@@ -21,6 +21,7 @@ use super::date;
 use super::head::{content_length, Field, Fields, Name, Outgoing, RequestHead, Value};
 use super::relay::{relay, Framing};
 use super::upstream::{exchange, exchange_streaming, BodyRest};
+use crate::digits::push_decimal;
 use crate::protect::outcome;
 use crate::proxy::decide::{self, Admitted};
 use crate::proxy::failure::{settle, Charge, Failure};
@@ -212,21 +213,6 @@ fn status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
         out.extend_from_slice(reason);
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// Appends `n` in decimal (without the formatting machinery: this runs twice a request).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// How a failed request's connection goes on: `close` it after the answer, or keep it with
