@@ -2,7 +2,7 @@
 # User-space instructions per proxied request, counted by valgrind's callgrind: a figure that,
 # unlike requests/s on this kind of VM, does not drift from run to run, so it shows what a change
 # to the request path costs or saves. It counts only the proxy's own code and libraries (no
-# kernel), for a Hermes node (one worker thread) and, side by side, nginx (proxy_pass with
+# kernel), for a Hermes node (one proxy thread) and, side by side, nginx (proxy_pass with
 # keep-alive, one worker), both in front of the same nginx upstream answering "ok".
 #
 #   bench/instructions.sh [duration-seconds] [connections]     (defaults: 5, 32)
@@ -50,7 +50,7 @@ count() { # label port pid
 
 grind nginx nginx -c "$WORK/nginx.conf" -p "$WORK"; NGINX_PID=$GRIND_PID
 wait_ok $NGINX
-RUST_LOG=warn grind hermes "$HERMES" node --data-dir "$WORK/hermes" --worker-threads 1 --access-log off \
+RUST_LOG=warn grind hermes "$HERMES" node --data-dir "$WORK/hermes" --worker-threads 1 --proxy-threads 1 --access-log off \
   --proxy-listen 127.0.0.1:$HERMES_PROXY --admin-listen 127.0.0.1:25815 --peer-listen 127.0.0.1:25816 \
   --etcd-listen 127.0.0.1:25817
 HERMES_PID=$GRIND_PID
@@ -61,5 +61,5 @@ wait_ok $HERMES_PROXY
 
 printf '%-34s %10s %14s\n' "proxy (under callgrind)" "requests" "instr/request"
 count nginx $NGINX "$NGINX_PID" "nginx 1.22 proxy_pass (1 worker)"
-count hermes $HERMES_PROXY "$HERMES_PID" "hermes (1 worker thread)"
+count hermes $HERMES_PROXY "$HERMES_PID" "hermes (1 proxy thread)"
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, GET; user-space instructions only; hermes $("$HERMES" version | awk '{print $2}')"

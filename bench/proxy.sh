@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proxy throughput and latency, in one run, all to the same small upstream (an nginx worker that
 # answers "ok"): wrk straight at the upstream, then through nginx (proxy_pass with keep-alive,
-# one worker), HAProxy (one thread) and a Hermes node (one worker thread). Access logs are off
+# one worker), HAProxy (one thread) and a Hermes node (one proxy thread). Access logs are off
 # everywhere. Prints requests/s, p50 and p99 for each, and the CPU time (user and system, from
 # /proc) the process under test spent per request.
 #
@@ -17,10 +17,11 @@
 #                                 TCP segments on loopback (nstat), under the same load
 #   PIN=1 bench/proxy.sh …        the proxies on CPU 1 alone, wrk and the upstream on CPU 0
 #   LOG=1 bench/proxy.sh …        nginx and hermes log every request to a file, and hermes runs
-#                                 with its defaults (access log on, one worker thread per CPU)
-#                                 instead of --worker-threads 1 --access-log off; with
+#                                 with its defaults (access log on, one proxy thread per CPU)
+#                                 instead of --worker-threads 1 --proxy-threads 1
+#                                 --access-log off; with
 #                                 NGINX_WORKERS=auto nginx runs as Debian ships it too
-#   HERMES_EXTRA="--worker-threads 1" bench/proxy.sh …   hermes with these flags added
+#   HERMES_EXTRA="--proxy-threads 1" bench/proxy.sh …   hermes with these flags added
 #   PROTECT=1 bench/proxy.sh …    also hermes on a route with a rate limit (never reached) to a
 #                                 cluster with a circuit breaker and active and passive health
 #                                 checks, in the same rounds, and its ratio to plain hermes
@@ -64,8 +65,8 @@ if [ -n "${BODY:-}" ]; then
 fi
 
 bench_nginx_confs $UP $NGINX
-HERMES_FLAGS=(--worker-threads 1 --access-log off)
-HERMES_LABEL="hermes (1 worker thread)"
+HERMES_FLAGS=(--worker-threads 1 --proxy-threads 1 --access-log off)
+HERMES_LABEL="hermes (1 proxy thread)"
 if [ -n "${LOG:-}" ]; then
   # nginx's default log format (combined), one write a request, as it ships.
   sed -i "s|access_log off; keepalive_requests|access_log $WORK/nginx-access.log; keepalive_requests|" "$WORK/nginx.conf"
@@ -73,7 +74,7 @@ if [ -n "${LOG:-}" ]; then
   HERMES_FLAGS=()
   HERMES_LABEL="hermes (defaults, access log)"
 fi
-# HERMES_EXTRA="--worker-threads 1" bench/proxy.sh …: flags added to hermes's (to compare a
+# HERMES_EXTRA="--proxy-threads 1" bench/proxy.sh …: flags added to hermes's (to compare a
 # setting with the defaults).
 if [ -n "${HERMES_EXTRA:-}" ]; then
   read -r -a extra <<<"$HERMES_EXTRA"

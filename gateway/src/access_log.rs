@@ -1,39 +1,65 @@
 //! The access log: one JSON line per request, written off the request path. A request formats
-//! its line into a buffer its thread reuses (no allocation per line), then appends it to one
-//! shared buffer under a lock held for a copy; a writer thread takes the whole buffer every
-//! [`FLUSH_EVERY`] (or sooner once [`FLUSH_AT`] bytes wait) and writes it out in one call. A
-//! reader that cannot keep up never stalls the proxy: past [`MAX_PENDING`] bytes lines are
-//! dropped and counted (`hermes_access_log_dropped_total`), as the original gateway dropped
-//! them.
+//! its line straight into its thread's own buffer (no allocation per line, a lock nobody else
+//! takes but the writer, and no cache line shared with another proxy thread); a writer thread
+//! takes each buffer whole every [`FLUSH_EVERY`] (or sooner once one holds [`FLUSH_AT`] bytes)
+//! and writes it out in one call. Lines of one thread stay in order; lines of different
+//! threads within one flush are not interleaved by time (their timestamps say). A reader that
+//! cannot keep up never stalls the proxy: past [`MAX_PENDING`] bytes lines are dropped and
+//! counted (`hermes_access_log_dropped_total`), as the original gateway dropped them.
 //!
 //! The line has the fields and order of the `tracing` JSON lines it replaces, so collectors
 //! parsing them keep working: `timestamp`, `level`, `message` ("access"), then the request's.
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use crate::digits::push_padded;
 
+pub mod page_cache;
+
 /// The writer wakes at least this often.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
-/// Lines waiting that wake the writer early.
+/// Lines waiting in one thread's buffer that wake the writer early.
 pub const FLUSH_AT: usize = 256 * 1024;
-/// Lines waiting beyond which new ones are dropped.
+/// Lines waiting, in all buffers together, beyond which new ones are dropped.
 pub const MAX_PENDING: usize = 16 << 20;
+/// The least one buffer may hold however many threads share [`MAX_PENDING`].
+const MIN_SHARD_PENDING: usize = 1 << 20;
 
 struct Shared {
-    pending: Mutex<Pending>,
+    /// One buffer per proxy thread and one for every other thread
+    /// ([`crate::proxy::threads::shard`]).
+    shards: Box<[Mutex<Vec<u8>>]>,
+    /// Bytes one buffer may hold.
+    limit: usize,
+    /// Set before the writer's last pass; a line appended after it is dropped, not lost.
+    closed: AtomicBool,
+    /// Whether the writer has been woken early; it sleeps on `wake`.
+    signal: Mutex<bool>,
     wake: Condvar,
     dropped: AtomicU64,
 }
 
-#[derive(Default)]
-struct Pending {
-    buf: Vec<u8>,
-    closed: bool,
+impl Shared {
+    fn new(shards: usize) -> Shared {
+        let shards = shards.max(1);
+        Shared {
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            limit: (MAX_PENDING / shards).max(MIN_SHARD_PENDING),
+            closed: AtomicBool::new(false),
+            signal: Mutex::new(false),
+            wake: Condvar::new(),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn wake_writer(&self) {
+        *lock(&self.signal) = true;
+        self.wake.notify_one();
+    }
 }
 
 /// The process's access log, once installed.
@@ -55,23 +81,25 @@ impl Drop for Flusher {
     }
 }
 
-fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
-    // A buffer of bytes: a panic elsewhere cannot leave it harmful.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Bytes and a flag: a panic elsewhere cannot leave them harmful.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Installs the access log, written to `out` by a thread of its own. Only the first call
-/// installs one; `None` if one was installed already or the thread could not start.
-pub fn install(out: impl Write + Send + 'static) -> Option<Flusher> {
-    let shared = Arc::new(Shared {
-        pending: Mutex::default(),
-        wake: Condvar::new(),
-        dropped: AtomicU64::new(0),
-    });
+/// Installs the access log, written to `out` by a thread of its own, with a buffer for each
+/// of `shards` threads ([`crate::proxy::threads::count`] + 1). A regular file is kept out of
+/// the page cache behind the writer ([`page_cache`]). Only the first call installs one;
+/// `None` if one was installed already or the thread could not start.
+pub fn install(
+    out: impl Write + std::os::fd::AsFd + Send + 'static,
+    shards: usize,
+) -> Option<Flusher> {
+    let shared = Arc::new(Shared::new(shards));
     let for_writer = shared.clone();
+    let trim = page_cache::Trim::for_fd(&out);
     let writer = std::thread::Builder::new()
         .name("access-log".into())
-        .spawn(move || write_out(&for_writer, out))
+        .spawn(move || write_out(&for_writer, out, trim))
         .ok()?;
     let log = AccessLog {
         shared,
@@ -92,55 +120,74 @@ pub fn dropped() -> u64 {
         .map_or(0, |l| l.shared.dropped.load(Ordering::Relaxed))
 }
 
-fn write_out(shared: &Shared, mut out: impl Write) {
+fn write_out(shared: &Shared, mut out: impl Write, mut trim: Option<page_cache::Trim>) {
     let mut spare = Vec::new();
     loop {
-        let closed = {
-            let mut p = lock(&shared.pending);
-            if p.buf.is_empty() && !p.closed {
-                p = shared
+        {
+            let mut woken = lock(&shared.signal);
+            if !*woken && !shared.closed.load(Ordering::Acquire) {
+                woken = shared
                     .wake
-                    .wait_timeout(p, FLUSH_EVERY)
+                    .wait_timeout(woken, FLUSH_EVERY)
                     .map(|(g, _)| g)
                     .unwrap_or_else(|e| e.into_inner().0);
             }
-            std::mem::swap(&mut p.buf, &mut spare);
-            p.closed
-        };
-        if !spare.is_empty() {
-            // Nowhere to report a failed write but the lines themselves: they are lost.
-            let _ = out.write_all(&spare);
-            let _ = out.flush();
-            spare.clear();
-            // Do not keep a burst's worth of memory for ever.
-            spare.shrink_to(FLUSH_AT * 2);
+            *woken = false;
         }
-        if closed && lock(&shared.pending).buf.is_empty() {
+        // Read before the pass: once set, every line appended before it is in this pass.
+        let closed = shared.closed.load(Ordering::Acquire);
+        for shard in shared.shards.iter() {
+            std::mem::swap(&mut *lock(shard), &mut spare);
+            if !spare.is_empty() {
+                // Nowhere to report a failed write but the lines themselves: they are lost.
+                let _ = out.write_all(&spare);
+                spare.clear();
+                // Do not keep a burst's worth of memory for ever.
+                spare.shrink_to(FLUSH_AT * 2);
+            }
+        }
+        let _ = out.flush();
+        if let Some(trim) = trim.as_mut() {
+            trim.after_write();
+        }
+        if closed {
             return;
         }
     }
 }
 
 impl AccessLog {
-    fn append(&self, line: &[u8]) {
-        let mut p = lock(&self.shared.pending);
-        if p.closed || p.buf.len() + line.len() > MAX_PENDING {
-            drop(p);
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Appends what `format` writes to the calling thread's buffer, unless the log is closed
+    /// or the buffer full (then the line is counted as dropped).
+    fn append_with(&self, format: impl FnOnce(&mut Vec<u8>)) {
+        let shared = &*self.shared;
+        let shard = &shared.shards[crate::proxy::threads::shard() % shared.shards.len()];
+        let mut buf = lock(shard);
+        // Checked under the buffer's lock, which the writer's last pass takes after setting it.
+        if shared.closed.load(Ordering::Acquire) {
+            drop(buf);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        p.buf.extend_from_slice(line);
-        let wake = p.buf.len() >= FLUSH_AT;
-        drop(p);
+        let before = buf.len();
+        format(&mut buf);
+        if buf.len() > shared.limit {
+            buf.truncate(before);
+            drop(buf);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let wake = buf.len() >= FLUSH_AT && before < FLUSH_AT;
+        drop(buf);
         if wake {
-            self.shared.wake.notify_one();
+            shared.wake_writer();
         }
     }
 
     fn close(&self) {
-        lock(&self.shared.pending).closed = true;
-        self.shared.wake.notify_one();
-        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.wake_writer();
+        let writer = lock(&self.writer).take();
         if let Some(w) = writer {
             let _ = w.join();
         }
@@ -165,23 +212,12 @@ pub struct Line<'a> {
     pub failed_by: Option<&'a str>,
 }
 
-thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Writes `line` to the access log, if one is installed.
 pub fn write(line: &Line<'_>) {
-    let Some(log) = LOG.get() else {
-        return;
-    };
-    SCRATCH.with(|scratch| {
-        let Ok(mut buf) = scratch.try_borrow_mut() else {
-            return;
-        };
-        buf.clear();
-        format_line(&mut buf, line, SystemTime::now());
-        log.append(&buf);
-    });
+    if let Some(log) = LOG.get() {
+        let now = SystemTime::now();
+        log.append_with(|buf| format_line(buf, line, now));
+    }
 }
 
 thread_local! {
@@ -362,26 +398,48 @@ mod tests {
             }
         }
         let sink = Sink::default();
-        let shared = Arc::new(Shared {
-            pending: Mutex::default(),
-            wake: Condvar::new(),
-            dropped: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(3));
         let for_writer = shared.clone();
         let out = sink.clone();
-        let writer = std::thread::spawn(move || write_out(&for_writer, out));
+        let writer = std::thread::spawn(move || write_out(&for_writer, out, None));
         let log = AccessLog {
             shared,
             writer: Mutex::new(Some(writer)),
         };
+        let log = Arc::new(log);
+        // Three threads: this one, and two that count as proxy threads 1 and 2.
+        let others: Vec<_> = (1..=2)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    crate::proxy::threads::enter_for_test(t);
+                    for i in 0..1_000 {
+                        log.append_with(|b| b.extend_from_slice(format!("t{t} {i}\n").as_bytes()));
+                    }
+                })
+            })
+            .collect();
         for i in 0..10_000 {
-            log.append(format!("{i}\n").as_bytes());
+            log.append_with(|b| b.extend_from_slice(format!("{i}\n").as_bytes()));
+        }
+        for t in others {
+            t.join().unwrap();
         }
         log.close();
         let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(written.lines().count(), 10_000);
-        assert_eq!(written.lines().last(), Some("9999"));
-        log.append(b"late\n");
+        assert_eq!(written.lines().count(), 12_000);
+        // Each thread's lines in its order.
+        for prefix in ["t1 ", "t2 "] {
+            let mine: Vec<&str> = written.lines().filter(|l| l.starts_with(prefix)).collect();
+            assert_eq!(mine.len(), 1_000);
+            assert!(mine
+                .iter()
+                .enumerate()
+                .all(|(i, l)| *l == format!("{prefix}{i}")));
+        }
+        let main: Vec<&str> = written.lines().filter(|l| !l.starts_with('t')).collect();
+        assert_eq!(main.last(), Some(&"9999"));
+        log.append_with(|b| b.extend_from_slice(b"late\n"));
         assert_eq!(log.shared.dropped.load(Ordering::Relaxed), 1);
     }
 }

@@ -42,7 +42,7 @@ pub struct LogGuard {
     _access: Option<hermes_gateway::access_log::Flusher>,
 }
 
-pub fn init(format: LogFormat, access_log: bool) -> LogGuard {
+pub fn init(format: LogFormat, access_log: bool, proxy_threads: usize) -> LogGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let terminal = std::io::stderr().is_terminal();
@@ -70,7 +70,9 @@ pub fn init(format: LogFormat, access_log: bool) -> LogGuard {
         (Some(layer), None)
     };
     let guard = if access_log {
-        hermes_gateway::access_log::install(std::io::stdout())
+        // A buffer per proxy thread, and one for the rest.
+        let shards = hermes_gateway::proxy::threads::count(proxy_threads) + 1;
+        hermes_gateway::access_log::install(std::io::stdout(), shards)
     } else {
         None
     };

@@ -95,12 +95,16 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            let _logs = hermes_node::logging::init(config.log_format, config.access_log);
+            let _logs = hermes_node::logging::init(
+                config.log_format,
+                config.access_log,
+                config.proxy_threads,
+            );
             install_panic_hook();
-            // One worker thread is tokio's current-thread scheduler, which drives everything
-            // on the calling thread without the work-stealing machinery: paired runs of
-            // bench/proxy.sh's load gave it more requests/s and a lower p99 than a one-worker
-            // multi-thread runtime in most rounds (BENCHMARKS.md).
+            // The runtime of everything but the proxy, which has threads of its own
+            // (`--proxy-threads`). One worker thread is tokio's current-thread scheduler,
+            // which drives everything on the calling thread without the work-stealing
+            // machinery.
             let mut builder = if config.worker_threads == 1 {
                 tokio::runtime::Builder::new_current_thread()
             } else {

@@ -66,7 +66,10 @@ async fn bind(setting: Setting, addr: std::net::SocketAddr) -> Result<TcpListene
     Ok(listener)
 }
 
-fn build_info(registry: &prometheus::Registry) -> Result<(), prometheus::Error> {
+/// Registers the build and runtime metrics; the runtimes counted can be added to later.
+fn build_info(
+    registry: &prometheus::Registry,
+) -> Result<crate::runtime_metrics::Runtimes, prometheus::Error> {
     let info = prometheus::IntGaugeVec::new(
         prometheus::Opts::new(
             "hermes_build_info",
@@ -77,8 +80,11 @@ fn build_info(registry: &prometheus::Registry) -> Result<(), prometheus::Error> 
     info.with_label_values(&[env!("CARGO_PKG_VERSION"), crate::version::GIT_SHA])
         .set(1);
     registry.register(Box::new(info))?;
-    let runtime = crate::runtime_metrics::RuntimeCollector::new(tokio::runtime::Handle::current())?;
-    registry.register(Box::new(runtime))
+    let runtimes = crate::runtime_metrics::Runtimes::default();
+    runtimes.add(&[tokio::runtime::Handle::current()]);
+    let collector = crate::runtime_metrics::RuntimeCollector::new(runtimes.clone())?;
+    registry.register(Box::new(collector))?;
+    Ok(runtimes)
 }
 
 /// Runs a node until `shutdown` resolves, then drains and stops.
@@ -165,7 +171,16 @@ pub async fn run(
             "connection limits"
         );
     }
-    let proxy_listener = bind(PROXY_LISTEN, config.proxy_listen).await?;
+    let proxy_threads = hermes_gateway::proxy::threads::count(config.proxy_threads);
+    let proxy_listeners = hermes_gateway::proxy::threads::bind(config.proxy_listen, proxy_threads)
+        .map_err(|source| RunError::Bind {
+            flag: PROXY_LISTEN.flag,
+            addr: config.proxy_listen,
+            source,
+        })?;
+    if let Some(bound) = proxy_listeners.first().and_then(|l| l.local_addr().ok()) {
+        tracing::info!(listener = PROXY_LISTEN.section, addr = %bound, threads = proxy_threads, "listening");
+    }
     let peer_listener = bind(PEER_LISTEN, config.peer_listen).await?;
     let admin_listener = bind(ADMIN_LISTEN, config.admin_listen).await?;
     let etcd_listener = match config.etcd_listen {
@@ -189,7 +204,7 @@ pub async fn run(
 
     // 3. Raft.
     let registry = prometheus::Registry::new();
-    build_info(&registry)?;
+    let runtimes = build_info(&registry)?;
     let mut raft_config = RaftConfig::new(config.id, config.advertise_peer.clone(), admin_url);
     raft_config.etcd_url = config.etcd_url();
     raft_config.cluster_secret = config.cluster_secret.as_ref().map(|s| s.0.clone());
@@ -255,13 +270,17 @@ pub async fn run(
         gateway.clone(),
         stop_rx.clone(),
     ));
-    servers.spawn(hermes_gateway::proxy::server::serve(
-        proxy_listener,
+    let proxy = hermes_gateway::proxy::threads::ProxyThreads::start(
+        proxy_listeners,
         gateway.clone(),
         budget.proxy,
         stop_rx.clone(),
         config.shutdown_grace,
-    ));
+    )
+    .await
+    .map_err(|e| RunError::Task(format!("starting the proxy threads: {e}")))?;
+    runtimes.add(proxy.handles());
+    servers.spawn(proxy.wait());
     servers.spawn(peer_server::serve(
         peer_listener,
         node.clone(),

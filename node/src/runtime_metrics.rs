@@ -3,24 +3,47 @@
 //! tasks or memory (under configuration churn, many rate-limit keys) before it hurts, and an
 //! access log that cannot keep up.
 
+use std::sync::{Arc, Mutex};
+
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntGauge, Opts};
 
+/// The runtimes of the node (the main one and each proxy thread's), counted together.
+#[derive(Clone, Default)]
+pub struct Runtimes(Arc<Mutex<Vec<tokio::runtime::Handle>>>);
+
+impl Runtimes {
+    pub fn add(&self, handles: &[tokio::runtime::Handle]) {
+        self.lock().extend_from_slice(handles);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<tokio::runtime::Handle>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn alive_tasks(&self) -> usize {
+        self.lock()
+            .iter()
+            .map(|h| h.metrics().num_alive_tasks())
+            .sum()
+    }
+}
+
 pub struct RuntimeCollector {
-    handle: tokio::runtime::Handle,
+    runtimes: Runtimes,
     tasks: IntGauge,
     resident: IntGauge,
     access_dropped: IntCounter,
 }
 
 impl RuntimeCollector {
-    pub fn new(handle: tokio::runtime::Handle) -> Result<RuntimeCollector, prometheus::Error> {
+    pub fn new(runtimes: Runtimes) -> Result<RuntimeCollector, prometheus::Error> {
         Ok(RuntimeCollector {
-            handle,
+            runtimes,
             tasks: IntGauge::with_opts(Opts::new(
                 "hermes_runtime_alive_tasks",
-                "Tasks alive in the node's async runtime",
+                "Tasks alive in the node's async runtimes (the main one and the proxy threads')",
             ))?,
             resident: IntGauge::with_opts(Opts::new(
                 "hermes_process_resident_bytes",
@@ -57,8 +80,7 @@ impl Collector for RuntimeCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        self.tasks
-            .set(self.handle.metrics().num_alive_tasks() as i64);
+        self.tasks.set(self.runtimes.alive_tasks() as i64);
         self.resident.set(resident_bytes());
         let dropped = hermes_gateway::access_log::dropped();
         self.access_dropped

@@ -1,5 +1,6 @@
 //! The node as an operator meets it: configuration errors stop it before anything is bound,
-//! SIGTERM drains it cleanly (also on one worker thread), peers must prove the cluster secret,
+//! SIGTERM drains it cleanly (also on one thread each for the control plane and the proxy),
+//! proxy threads share their port with nobody else, peers must prove the cluster secret,
 //! and readiness tells the truth when quorum is lost.
 
 use std::process::Command;
@@ -101,11 +102,11 @@ fn sigterm_drains_and_exits_cleanly() {
 }
 
 #[test]
-fn one_worker_thread_runs_the_whole_node() {
-    // `--worker-threads 1` is tokio's current-thread scheduler: store, admin API, etcd
-    // endpoint and proxy all on one thread, and a clean drain at the end.
+fn one_thread_for_the_control_plane_and_one_for_the_proxy() {
+    // `--worker-threads 1` is tokio's current-thread scheduler for store, admin API and etcd
+    // endpoint; `--proxy-threads 1` one proxy thread; and a clean drain at the end.
     let up = crate::upstream::Upstream::start("one-thread");
-    let mut c = Cluster::start_with(1, &["--worker-threads", "1"]);
+    let mut c = Cluster::start_with(1, &["--worker-threads", "1", "--proxy-threads", "1"]);
     let node = c.node(1);
     node.put_key(
         "/hermes/clusters/c",
@@ -131,6 +132,82 @@ fn one_worker_thread_runs_the_whole_node() {
         log.contains("drained_in_time=true") && log.contains("stopped"),
         "{log}"
     );
+}
+
+/// The names of the proxy threads of process `pid`.
+fn proxy_threads(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| n.starts_with("hermes-proxy-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn proxy_threads_share_one_port_that_no_other_node_can_take() {
+    let up = crate::upstream::Upstream::start("threads");
+    let mut c = Cluster::start_with(1, &["--proxy-threads", "3"]);
+    let node = c.node(1);
+    assert_eq!(
+        proxy_threads(node.pid().unwrap()),
+        ["hermes-proxy-0", "hermes-proxy-1", "hermes-proxy-2"]
+    );
+    node.put_key(
+        "/hermes/clusters/c",
+        &serde_json::json!({"name": "c", "nodes": [{"host": "127.0.0.1", "port": up.port}]})
+            .to_string(),
+    );
+    node.put_key(
+        "/hermes/domains/d",
+        &serde_json::json!({"name": "d", "hosts": ["threads.test"],
+                "routes": [{"name": "r", "uri": "/*", "clusters": [{"name": "c"}]}]})
+        .to_string(),
+    );
+    wait_for("the route", Duration::from_secs(10), || {
+        (node.proxy_get("threads.test", "/").status == 200).then_some(())
+    });
+    // Many connections, spread by the kernel over the three sockets: every one is served.
+    for i in 0..60 {
+        let a = proxy_request(&node.proxy(), "GET", "threads.test", &format!("/{i}"), &[]);
+        assert_eq!(a.status, 200, "request {i}");
+        assert_eq!(a.upstream(), "threads");
+    }
+
+    // A second node on the same proxy port is refused, naming the flag, although the group's
+    // sockets allow port sharing among themselves.
+    let dir = tempfile::tempdir().unwrap();
+    let taken = format!("127.0.0.1:{}", node.proxy_port);
+    for threads in ["1", "4"] {
+        let out = run_node(&[
+            "--data-dir",
+            dir.path().join(threads).to_str().unwrap(),
+            "--proxy-listen",
+            &taken,
+            "--proxy-threads",
+            threads,
+            "--admin-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--peer-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--etcd-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{threads} threads: {err}");
+        assert!(err.contains("--proxy-listen"), "{threads} threads: {err}");
+    }
+
+    let status = c.node_mut(1).terminate();
+    assert!(status.success(), "exit status {status:?}");
+    let log = c.node(1).log();
+    assert!(
+        log.contains("drained_in_time=true") && log.contains("stopped"),
+        "{log}"
+    );
+    assert!(log.contains("threads=3"), "{log}");
 }
 
 #[test]

@@ -11,4 +11,5 @@ pub mod headers;
 pub mod record;
 pub mod retry;
 pub mod server;
+pub mod threads;
 pub mod tunnel;

@@ -1,6 +1,7 @@
-//! The proxy listener: HTTP/1.1 and HTTP/2 without TLS (h2c, prior knowledge) on one port,
-//! upgrades allowed, at most `max_connections` at once. Each connection starts on the HTTP/1.1
-//! fast path ([`super::h1`]), which hands it to hyper when a request needs the general path.
+//! A proxy listener: HTTP/1.1 and HTTP/2 without TLS (h2c, prior knowledge) on one port,
+//! upgrades allowed, at most as many connections at once as `slots` has permits (shared by
+//! every proxy thread, [`super::threads`]). Each connection starts on the HTTP/1.1 fast path
+//! ([`super::h1`]), which hands it to hyper when a request needs the general path.
 //! On shutdown it stops accepting and gives open connections the grace period to finish; the
 //! connection tasks belong to it, and those still running after the grace period are ended.
 
@@ -28,7 +29,7 @@ impl Drop for Active {
 pub async fn serve(
     listener: TcpListener,
     gw: Arc<Gateway>,
-    max_connections: usize,
+    slots: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) -> std::io::Result<()> {
@@ -42,7 +43,6 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)));
     let builder = Arc::new(builder);
-    let slots = Arc::new(Semaphore::new(max_connections));
     let mut connections = JoinSet::new();
     loop {
         let permit = tokio::select! {

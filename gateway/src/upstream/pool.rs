@@ -221,11 +221,23 @@ impl Lists {
     }
 }
 
-/// The idle connections to one node. Shared by the node's successive [`super::balancer::Endpoint`]s
-/// (a reweight keeps them).
-#[derive(Default)]
+/// The idle connections to one node, one list per proxy thread ([`crate::proxy::threads`]):
+/// a connection is used only by the thread whose runtime's reactor it is registered with, so
+/// no request waits on another thread's reactor. `keepalive_pool.size` bounds each thread's
+/// list, as nginx's `keepalive` bounds each worker's. Shared by the node's successive
+/// [`super::balancer::Endpoint`]s (a reweight keeps them).
 pub struct IdleConns {
-    lists: Mutex<Lists>,
+    shards: Box<[Mutex<Lists>]>,
+}
+
+impl Default for IdleConns {
+    fn default() -> IdleConns {
+        IdleConns {
+            shards: (0..crate::proxy::threads::shards())
+                .map(|_| Mutex::default())
+                .collect(),
+        }
+    }
 }
 
 impl std::fmt::Debug for IdleConns {
@@ -236,13 +248,20 @@ impl std::fmt::Debug for IdleConns {
     }
 }
 
+fn lock(list: &Mutex<Lists>) -> std::sync::MutexGuard<'_, Lists> {
+    list.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl IdleConns {
+    /// Idle connections of every thread.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.shards.iter().map(|s| lock(s).len()).sum()
     }
 
+    /// The calling thread's list. A pool made before [`crate::proxy::threads::bind`] (in a
+    /// test) has fewer shards; threads then share lists, which works, only slower.
     fn lock(&self) -> std::sync::MutexGuard<'_, Lists> {
-        self.lists.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.shards[crate::proxy::threads::shard() % self.shards.len()])
     }
 
     /// The most recently used connection still fit for a request (the warmest socket).
@@ -277,9 +296,15 @@ impl IdleConns {
     /// socket, so it runs outside the lock; connections put back meanwhile stay, and the
     /// oldest beyond `settings.size` are closed.
     pub fn sweep(&self, settings: &KeepalivePoolConfig) {
+        for shard in self.shards.iter() {
+            Self::sweep_shard(shard, settings);
+        }
+    }
+
+    fn sweep_shard(shard: &Mutex<Lists>, settings: &KeepalivePoolConfig) {
         let idle_timeout = Duration::from_secs(settings.idle_timeout);
         let (mut hyper, mut raw) = {
-            let mut lists = self.lock();
+            let mut lists = lock(shard);
             (
                 std::mem::take(&mut lists.hyper),
                 std::mem::take(&mut lists.raw),
@@ -291,7 +316,7 @@ impl IdleConns {
         hyper.retain_mut(|(conn, since)| since.elapsed() < idle_timeout && conn.reusable());
         raw.retain_mut(|(conn, since)| since.elapsed() < idle_timeout && conn.reusable());
         let surplus = {
-            let mut lists = self.lock();
+            let mut lists = lock(shard);
             // Oldest first, as `take` pops the most recent.
             hyper.append(&mut lists.hyper);
             raw.append(&mut lists.raw);

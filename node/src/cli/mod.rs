@@ -122,9 +122,14 @@ pub struct NodeArgs {
     /// How long in-flight requests may take to finish on shutdown, in ms [default: 10000].
     #[arg(long)]
     pub shutdown_grace_ms: Option<String>,
-    /// Async worker threads; 0 = one per CPU, 1 = the whole node on one thread [default: 0].
+    /// Threads of everything but the proxy (store, raft, API, etcd); 0 = one per CPU,
+    /// 1 = one thread [default: 0].
     #[arg(long)]
     pub worker_threads: Option<String>,
+    /// Proxy threads, each with its own runtime and listening socket; 0 = one per CPU
+    /// [default: 0].
+    #[arg(long)]
+    pub proxy_threads: Option<String>,
     /// Proxies (CIDRs, comma-separated) whose X-Forwarded-* headers are believed [default: none].
     #[arg(long)]
     pub trusted_proxies: Option<String>,
@@ -201,7 +206,7 @@ impl NodeArgs {
     /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
     pub fn flags(&self) -> crate::config::Flags {
         use crate::config::*;
-        let pairs: [(Setting, &Option<String>); 42] = [
+        let pairs: [(Setting, &Option<String>); 43] = [
             (ID, &self.id),
             (DATA_DIR, &self.data_dir),
             (PROXY_LISTEN, &self.proxy_listen),
@@ -222,6 +227,7 @@ impl NodeArgs {
             (REQUEST_TIMEOUT_MS, &self.request_timeout_ms),
             (SHUTDOWN_GRACE_MS, &self.shutdown_grace_ms),
             (WORKER_THREADS, &self.worker_threads),
+            (PROXY_THREADS, &self.proxy_threads),
             (TRUSTED_PROXIES, &self.trusted_proxies),
             (MAX_CONNECTIONS, &self.max_connections),
             (ACCESS_LOG, &self.access_log),

@@ -54,6 +54,7 @@ settings! {
     REQUEST_TIMEOUT_MS = "raft"."request_timeout_ms", "--request-timeout-ms";
     SHUTDOWN_GRACE_MS = "node"."shutdown_grace_ms", "--shutdown-grace-ms";
     WORKER_THREADS = "node"."worker_threads", "--worker-threads";
+    PROXY_THREADS = "proxy"."threads", "--proxy-threads";
     TRUSTED_PROXIES = "proxy"."trusted_proxies", "--trusted-proxies";
     MAX_CONNECTIONS = "proxy"."max_connections", "--max-connections";
     ACCESS_LOG = "proxy"."access_log", "--access-log";
@@ -137,9 +138,12 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
-    /// Async worker threads; 0 means one per CPU, 1 the whole node on one thread (tokio's
-    /// current-thread scheduler).
+    /// Worker threads of the runtime everything but the proxy runs on (store, raft, admin API,
+    /// etcd endpoint); 0 means one per CPU, 1 tokio's current-thread scheduler.
     pub worker_threads: usize,
+    /// Proxy threads, each with a runtime and a listening socket of its own; 0 means one per
+    /// CPU.
+    pub proxy_threads: usize,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Open proxy connections at most.
@@ -616,6 +620,14 @@ impl NodeConfig {
                     .filter(|n| *n <= 1024)
                     .ok_or_else(|| "expected a number of threads (0 = one per CPU)".to_string())
             })?,
+            proxy_threads: src.get(PROXY_THREADS, "0", |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= 1024)
+                    .ok_or_else(|| {
+                        "expected a number of threads, at most 1024 (0 = one per CPU)".to_string()
+                    })
+            })?,
             trusted_proxies: src.get(TRUSTED_PROXIES, "", parse_cidrs)?,
             max_connections: src.get(MAX_CONNECTIONS, "10000", parse_positive)?,
             access_log: src.get(ACCESS_LOG, "on", |v| match v {
@@ -816,6 +828,24 @@ mod tests {
         let c = load(&[("--id", "5")], &[("HERMES_NODE_ID", "4")], Some(file)).unwrap();
         assert_eq!(c.id, 5);
         assert_eq!(c.admin_listen, "127.0.0.1:1".parse().unwrap());
+    }
+
+    #[test]
+    fn proxy_threads_default_to_one_per_cpu_and_are_bounded() {
+        assert_eq!(load(&[], &[], None).unwrap().proxy_threads, 0);
+        let c = load(&[], &[("HERMES_PROXY_THREADS", "3")], None).unwrap();
+        assert_eq!(c.proxy_threads, 3);
+        let c = load(&[], &[], Some("[proxy]\nthreads = 2\n")).unwrap();
+        assert_eq!(c.proxy_threads, 2);
+        for bad in ["-1", "many", "1025"] {
+            let e = load(&[("--proxy-threads", bad)], &[], None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--proxy-threads") && e.contains("at most 1024"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
