@@ -41,4 +41,5 @@ mod read_your_writes;
 mod readiness;
 mod retries;
 mod snapshot;
+mod ui;
 mod watch;

@@ -1,5 +1,5 @@
-//! The admin listener: health, readiness, metrics, the cluster API and the control-plane API
-//! (the crate root).
+//! The admin listener: health, readiness, metrics, the cluster API, the control-plane API (the
+//! crate root) and the web UI (`hermes-admin-ui`).
 
 mod cluster;
 
@@ -66,6 +66,8 @@ pub fn router(state: AdminState) -> Router {
         )
         .with_state(state.clone())
         .merge(crate::router(state.api))
+        // The web UI: public assets (they hold no data; every datum comes through the API).
+        .merge(hermes_admin_ui::router())
         // The original gateway's answer to an unknown admin path, instead of an empty body.
         .fallback(|| async {
             (

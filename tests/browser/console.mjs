@@ -1,0 +1,212 @@
+// The console in a real browser (Debian's chromium, headless, driven by playwright-core), against
+// a node started by tests/it/ui.rs, which passes:
+//   HERMES_ADMIN      the node's admin URL (serves the console and the API)
+//   HERMES_PASSWORD   the initial admin's password (from the data directory)
+//   UPSTREAM_PORT     a test upstream the created cluster points at
+//   SHOTS             where to write screenshots (optional)
+// Every step waits on what the page shows, never on time. Any console error, failed request or
+// request to another host fails the run.
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+
+const admin = process.env.HERMES_ADMIN;
+const password = process.env.HERMES_PASSWORD;
+const upstreamPort = Number(process.env.UPSTREAM_PORT);
+const shots = process.env.SHOTS;
+const origin = new URL(admin).origin;
+const NEW_PASSWORD = 'a-console-passphrase';
+
+const problems = [];
+// Every answer of 400 or more the page got, as `<status> <method> <path>`; compared at the end
+// with the ones this script provoked on purpose.
+const refused = [];
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-dev-shm-usage'],
+});
+
+function watch(page, label) {
+  page.on('console', (m) => {
+    // The browser's own line for an answer >= 400; those are checked through `refused`.
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`${label} console: ${m.text()}`);
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400) refused.push(`${label} ${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
+  });
+  page.on('pageerror', (e) => problems.push(`${label} page error: ${e.message}`));
+  page.on('request', (r) => {
+    if (new URL(r.url()).origin !== origin) problems.push(`${label} request to another host: ${r.url()}`);
+  });
+}
+
+async function shot(page, name) {
+  if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+}
+
+// Bytes the first load moves: every response's encoded body and headers.
+async function firstLoadBytes(context) {
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  let bytes = 0;
+  cdp.on('Network.loadingFinished', (e) => { bytes += e.encodedDataLength; });
+  await page.goto(`${admin}/`);
+  await page.getByRole('heading', { name: 'Sign in to Hermes' }).waitFor();
+  await page.waitForLoadState('networkidle');
+  await page.close();
+  return bytes;
+}
+
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const loaded = await firstLoadBytes(context);
+  console.log(`first load: ${loaded} bytes`);
+  assert.ok(loaded < 300 * 1024, `the first load moved ${loaded} bytes`);
+
+  const page = await context.newPage();
+  watch(page, 'main');
+
+  // `/` leads to the sign-in page.
+  await page.goto(`${admin}/`);
+  await page.getByRole('heading', { name: 'Sign in to Hermes' }).waitFor();
+  await shot(page, 'login');
+
+  // A wrong password is refused, in words.
+  await page.getByLabel('E-mail').fill('admin@hermes.local');
+  await page.getByLabel('Password').fill('not-the-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: /invalid|incorrect|credentials/i }).waitFor();
+
+  // The initial admin signs in and must choose a password first.
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Change your password' }).waitFor();
+  assert.match(page.url(), /\/ui\/password$/);
+  await shot(page, 'change-password');
+  await page.getByLabel('Current password').fill(password);
+  await page.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD);
+  await page.getByLabel('New password again').fill(NEW_PASSWORD);
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await page.getByRole('heading', { name: 'Domains' }).waitFor();
+  await page.getByText('No domains in namespace "default" yet.').waitFor();
+
+  // A cluster pointing at the test upstream, written as JSON; a bad one first.
+  await page.getByRole('link', { name: 'Clusters', exact: true }).click();
+  await page.getByRole('link', { name: 'New cluster' }).click();
+  const doc = page.getByLabel('The cluster as JSON');
+  await doc.fill(JSON.stringify({ name: 'web', nodes: [{ host: '127.0.0.1', port: 0 }] }));
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.locator('#doc-errors').getByText(/port/).waitFor();
+  await doc.fill(JSON.stringify({ name: 'web', nodes: [{ host: '127.0.0.1', port: upstreamPort, weight: 100 }] }, null, 2));
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText(/Saved: version 1/).waitFor();
+  assert.match(page.url(), /\/ui\/clusters\/web$/);
+
+  // A domain routing to it.
+  await page.getByRole('link', { name: 'Domains', exact: true }).click();
+  await page.getByRole('link', { name: 'New domain' }).click();
+  await page.getByLabel('The domain as JSON').fill(JSON.stringify({
+    name: 'shop', hosts: ['shop.test'],
+    routes: [{ name: 'all', uri: '/*', clusters: [{ name: 'web', weight: 100 }] }],
+  }, null, 2));
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText(/Saved: version 1/).waitFor();
+  await shot(page, 'domain-editor');
+  await page.getByRole('link', { name: 'All domains' }).click();
+  await page.getByRole('cell', { name: 'shop', exact: true }).waitFor();
+  await page.getByText('shop.test · 1 route(s)').waitFor();
+  await shot(page, 'domains');
+
+  // An edit from a second browser context in between: the first one's save is refused with
+  // an explanation, and reapplying its edits on the latest version saves them.
+  await page.getByRole('link', { name: 'shop', exact: true }).click();
+  const editor = page.getByLabel('The domain as JSON');
+  await editor.waitFor();
+  const other = await browser.newContext({ viewport: { width: 800, height: 800 } });
+  const second = await other.newPage();
+  watch(second, 'second');
+  await second.goto(`${admin}/ui/login`);
+  await second.getByLabel('E-mail').fill('admin@hermes.local');
+  await second.getByLabel('Password').fill(NEW_PASSWORD);
+  await second.getByRole('button', { name: 'Sign in' }).click();
+  await second.getByRole('link', { name: 'shop', exact: true }).click();
+  const theirs = second.getByLabel('The domain as JSON');
+  await theirs.waitFor();
+  const changed = JSON.parse(await theirs.inputValue());
+  changed.hosts = ['shop.test', 'their.test'];
+  await theirs.fill(JSON.stringify(changed, null, 2));
+  await second.getByRole('button', { name: 'Save' }).click();
+  await second.getByText(/Saved: version 2/).waitFor();
+  await other.close();
+
+  const mine = JSON.parse(await editor.inputValue());
+  mine.hosts = ['shop.test', 'mine.test'];
+  await editor.fill(JSON.stringify(mine, null, 2));
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText(/Someone else saved this domain/).waitFor();
+  await shot(page, 'conflict');
+  await page.getByRole('button', { name: 'Reapply my edits on the latest version' }).click();
+  await page.getByText(/Your edits now apply to version 2/).waitFor();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText(/Saved: version 3/).waitFor();
+  assert.deepEqual(JSON.parse(await editor.inputValue()).hosts, ['shop.test', 'mine.test']);
+
+  // A new namespace, switched to: its lists are empty; back to default.
+  await page.getByRole('button', { name: 'New namespace' }).click();
+  await page.getByLabel('New namespace name').fill('team-a');
+  await page.getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('link', { name: 'Domains', exact: true }).click();
+  await page.getByText('No domains in namespace "team-a" yet.').waitFor();
+  await page.getByLabel('Namespace', { exact: true }).selectOption('default');
+  await page.getByRole('cell', { name: 'shop', exact: true }).waitFor();
+
+  // At 800 px the list is still usable.
+  await page.setViewportSize({ width: 800, height: 800 });
+  await page.getByRole('button', { name: 'Delete shop' }).waitFor();
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  // A session that ends mid-edit: the sign-in dialog comes over the editor and keeps the text.
+  await page.getByRole('link', { name: 'Clusters', exact: true }).click();
+  await page.getByRole('link', { name: 'web', exact: true }).click();
+  const clusterDoc = page.getByLabel('The cluster as JSON');
+  await clusterDoc.waitFor();
+  const edited = JSON.parse(await clusterDoc.inputValue());
+  edited.type = 'random';
+  await clusterDoc.fill(JSON.stringify(edited, null, 2));
+  // Every token of the node's keys revoked at once, as an admin's key rotation does.
+  const token = await page.evaluate(() => localStorage.getItem('hermes_token'));
+  const rotated = await fetch(`${admin}/api/auth/rotate-key?grace=0`, {
+    method: 'POST', headers: { Authorization: `Bearer ${token}` },
+  });
+  assert.equal(rotated.status, 200, await rotated.text());
+  await page.getByRole('button', { name: 'Save' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByRole('heading', { name: /session has ended/ }).waitFor();
+  await dialog.getByLabel('Password').fill(NEW_PASSWORD);
+  await dialog.getByRole('button', { name: 'Sign in' }).click();
+  await dialog.waitFor({ state: 'detached' });
+  assert.equal(JSON.parse(await clusterDoc.inputValue()).type, 'random');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText(/Saved: version 2/).waitFor();
+
+  // Deleting asks first.
+  await page.getByRole('link', { name: 'Domains', exact: true }).click();
+  page.once('dialog', (d) => d.dismiss());
+  await page.getByRole('button', { name: 'Delete shop' }).click();
+  await page.getByRole('cell', { name: 'shop', exact: true }).waitFor();
+
+  // Signing out leads back to the sign-in page.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in to Hermes' }).waitFor();
+
+  assert.deepEqual(problems, []);
+  assert.deepEqual(refused, [
+    'main 401 POST /api/auth/login', // the wrong password
+    'main 400 POST /api/v1/clusters', // port 0
+    'main 409 PUT /api/v1/domains/shop', // the edit of the second context came first
+    'main 401 PUT /api/v1/clusters/web', // the session ended by the key rotation
+  ], 'answers >= 400');
+  console.log('console: every step passed');
+} finally {
+  await browser.close();
+}
