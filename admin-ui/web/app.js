@@ -7,6 +7,7 @@ import { Login } from './views/login.js';
 import { Password } from './views/password.js';
 import { ResourceList } from './views/resources.js';
 import { Editor } from './views/editor.js';
+import { History } from './views/history.js';
 import { button } from './ui.js';
 
 function view() {
@@ -16,6 +17,8 @@ function view() {
     if (path === `/${kind}/new`) return h(Editor, { kind, key: `${kind}-new` });
     const m = match(`/${kind}/:name`, path);
     if (m) return h(Editor, { kind, name: m.name, key: `${kind}-${m.name}` });
+    const hist = match(`/${kind}/:name/history`, path);
+    if (hist) return h(History, { kind, name: hist.name, key: `${kind}-${hist.name}-history` });
   }
   if (path === '/password') return h(Password);
   return h('section', [h('h1', 'Not found'), h('p', `Nothing lives at ${path}.`), link('/domains', 'Go to the domains')]);

@@ -151,6 +151,25 @@ try {
   await page.getByText(/Saved: version 3/).waitFor();
   assert.deepEqual(JSON.parse(await editor.inputValue()).hosts, ['shop.test', 'mine.test']);
 
+  // History: three versions, the diff of the last change, and a rollback to the second
+  // context's version (which the proxy then serves: tests/it/ui.rs checks).
+  await page.getByRole('link', { name: 'History', exact: true }).click();
+  await page.getByRole('heading', { name: 'History of domain shop' }).waitFor();
+  await page.getByRole('cell', { name: '3', exact: true }).waitFor();
+  const diff = page.getByLabel('differences');
+  await diff.getByText('- "their.test"').waitFor();
+  await diff.getByText('+ "mine.test"').waitFor();
+  // Any two versions: the first against the last.
+  await page.getByLabel('Compare from version 1').check();
+  await page.getByRole('heading', { name: 'Changes from version 1 to version 3' }).waitFor();
+  await diff.getByText('+ "mine.test"').waitFor();
+  assert.equal(await diff.getByText('"their.test"').count(), 0);
+  await shot(page, 'history');
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Roll back to version 2' }).click();
+  await page.getByText('Rolled back to version 2: now version 4.').waitFor();
+  await page.getByRole('cell', { name: 'rollback', exact: true }).waitFor();
+
   // A new namespace, switched to: its lists are empty; back to default.
   await page.getByRole('button', { name: 'New namespace' }).click();
   await page.getByLabel('New namespace name').fill('team-a');

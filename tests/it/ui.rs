@@ -47,15 +47,17 @@ fn the_console_manages_a_domain_that_the_proxy_then_serves() {
     }
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("every step passed"), "{stdout}");
-    // What the browser created is served.
+    // What the browser made is served: the domain as rolled back to the second context's
+    // version, whose hosts were shop.test and their.test.
     let answer = wait_for(
         "the domain made in the console",
         Duration::from_secs(10),
         || {
-            let a = c.node(1).proxy_get("mine.test", "/");
+            let a = c.node(1).proxy_get("their.test", "/");
             (a.status == 200).then_some(a)
         },
     );
     assert_eq!(answer.upstream(), "from-the-console");
+    assert_eq!(c.node(1).proxy_get("mine.test", "/").status, 404);
     c.node_mut(1).terminate();
 }

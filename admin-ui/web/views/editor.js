@@ -90,6 +90,7 @@ export const Editor = defineComponent({
       return h('section', [
         h('div', { class: 'toolbar' }, [
           h('h1', title),
+          props.name ? link(`/${props.kind}/${encodeURIComponent(props.name)}/history`, 'History', { class: 'button' }) : null,
           link(`/${props.kind}`, `All ${props.kind}`, { class: 'button' }),
         ]),
         h('label', { for: 'doc-json' }, `The ${singular()} as JSON`),

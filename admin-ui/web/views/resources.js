@@ -66,6 +66,7 @@ export const ResourceList = defineComponent({
                 h('td', SUMMARY[props.kind](it)),
                 h('td', { class: 'actions' }, [
                   link(`/${props.kind}/${encodeURIComponent(it.name)}`, 'Edit', { class: 'button small', 'aria-label': `Edit ${it.name}` }),
+                  link(`/${props.kind}/${encodeURIComponent(it.name)}/history`, 'History', { class: 'button small', 'aria-label': `History of ${it.name}` }),
                   button('Delete', () => remove(it.name), { class: 'small danger', 'aria-label': `Delete ${it.name}` }),
                 ]),
               ]))),
