@@ -8,6 +8,7 @@ import { Password } from './views/password.js';
 import { ResourceList } from './views/resources.js';
 import { Editor } from './views/editor.js';
 import { History } from './views/history.js';
+import { Cluster } from './views/cluster.js';
 import { button } from './ui.js';
 
 function view() {
@@ -21,6 +22,7 @@ function view() {
     if (hist) return h(History, { kind, name: hist.name, key: `${kind}-${hist.name}-history` });
   }
   if (path === '/password') return h(Password);
+  if (path === '/cluster') return h(Cluster);
   return h('section', [h('h1', 'Not found'), h('p', `Nothing lives at ${path}.`), link('/domains', 'Go to the domains')]);
 }
 
@@ -83,12 +85,12 @@ const App = defineComponent({
       }
       if (route.value === '/login') navigate('/domains', { replace: true });
       if (session.mustChangePassword && route.value !== '/password') navigate('/password', { replace: true });
-      const nav = [['/domains', 'Domains'], ['/clusters', 'Clusters']];
+      const nav = [['/domains', 'Domains'], ['/clusters', 'Clusters'], ['/cluster', 'Cluster']];
       return [
         h('header', { class: 'top' }, [
           h('a', { class: 'brand', href: '/ui/' }, 'Hermes'),
           h('nav', { 'aria-label': 'main' }, nav.map(([path, label]) => link(path, label, {
-            'aria-current': route.value.startsWith(path) ? 'page' : undefined,
+            'aria-current': route.value === path || route.value.startsWith(`${path}/`) ? 'page' : undefined,
           }))),
           h(Namespaces),
           h('div', { class: 'who' }, [

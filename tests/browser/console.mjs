@@ -6,42 +6,17 @@
 //   SHOTS             where to write screenshots (optional)
 // Every step waits on what the page shows, never on time. Any console error, failed request or
 // request to another host fails the run.
-import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
+import { firstSignIn, launch, shot, watcher } from './lib.mjs';
 
 const admin = process.env.HERMES_ADMIN;
 const password = process.env.HERMES_PASSWORD;
 const upstreamPort = Number(process.env.UPSTREAM_PORT);
-const shots = process.env.SHOTS;
 const origin = new URL(admin).origin;
 const NEW_PASSWORD = 'a-console-passphrase';
 
-const problems = [];
-// Every answer of 400 or more the page got, as `<status> <method> <path>`; compared at the end
-// with the ones this script provoked on purpose.
-const refused = [];
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-dev-shm-usage'],
-});
-
-function watch(page, label) {
-  page.on('console', (m) => {
-    // The browser's own line for an answer >= 400; those are checked through `refused`.
-    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`${label} console: ${m.text()}`);
-  });
-  page.on('response', (r) => {
-    if (r.status() >= 400) refused.push(`${label} ${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
-  });
-  page.on('pageerror', (e) => problems.push(`${label} page error: ${e.message}`));
-  page.on('request', (r) => {
-    if (new URL(r.url()).origin !== origin) problems.push(`${label} request to another host: ${r.url()}`);
-  });
-}
-
-async function shot(page, name) {
-  if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
-}
+const { problems, refused, watch } = watcher(origin);
+const browser = await launch();
 
 // Bytes the first load moves: every response's encoded body and headers.
 async function firstLoadBytes(context) {
@@ -78,16 +53,12 @@ try {
   await page.getByRole('alert').filter({ hasText: /invalid|incorrect|credentials/i }).waitFor();
 
   // The initial admin signs in and must choose a password first.
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'Change your password' }).waitFor();
-  assert.match(page.url(), /\/ui\/password$/);
-  await shot(page, 'change-password');
-  await page.getByLabel('Current password').fill(password);
-  await page.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD);
-  await page.getByLabel('New password again').fill(NEW_PASSWORD);
-  await page.getByRole('button', { name: 'Change password' }).click();
-  await page.getByRole('heading', { name: 'Domains' }).waitFor();
+  await firstSignIn(page, admin, password, NEW_PASSWORD, {
+    onPasswordPage: async () => {
+      assert.match(page.url(), /\/ui\/password$/);
+      await shot(page, 'change-password');
+    },
+  });
   await page.getByText('No domains in namespace "default" yet.').waitFor();
 
   // A cluster pointing at the test upstream, written as JSON; a bad one first.

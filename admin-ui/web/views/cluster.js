@@ -1,0 +1,73 @@
+// The raft cluster as the node the browser talks to sees it, refreshed every two seconds: who
+// leads, each member's role, term, log indexes and lag, and the node's own health checks.
+import { defineComponent, h, onBeforeUnmount, reactive } from 'vue';
+import { api } from '../api.js';
+import { failed, loading } from '../ui.js';
+
+const EVERY_MS = 2000;
+
+export const Cluster = defineComponent({
+  setup() {
+    const state = reactive({ status: null, error: '', at: null });
+    let timer = null;
+    let stopped = false;
+    async function refresh() {
+      try {
+        state.status = await api.get('/api/v1/cluster/status');
+        state.error = '';
+        state.at = new Date();
+      } catch (err) {
+        state.error = err.message;
+      }
+      if (!stopped) timer = setTimeout(refresh, EVERY_MS);
+    }
+    refresh();
+    onBeforeUnmount(() => { stopped = true; clearTimeout(timer); });
+    return () => {
+      const header = h('div', { class: 'toolbar' }, [
+        h('h1', 'Cluster'),
+        state.at ? h('small', { class: 'hint', 'aria-live': 'off' }, `Updated ${state.at.toLocaleTimeString()}`) : null,
+      ]);
+      if (!state.status) return h('section', [header, state.error ? failed(state.error, refresh) : loading('the cluster')]);
+      const s = state.status;
+      const me = s.node;
+      const leader = s.members.find((m) => m.info && m.info.role === 'leader');
+      const leaderLog = leader?.info?.last_log_index ?? me.last_log_index;
+      return h('section', [
+        header,
+        state.error ? h('p', { class: 'error', role: 'alert' }, `The last refresh failed: ${state.error}`) : null,
+        h('dl', { class: 'facts' }, [
+          h('dt', 'This page talks to'), h('dd', `node ${me.id} (${me.role}), ${location.host}`),
+          h('dt', 'Leader'), h('dd', { 'data-testid': 'leader' }, me.leader ? `node ${me.leader}` : 'none (no quorum)'),
+          h('dt', 'Term'), h('dd', String(me.term)),
+          h('dt', 'Health'), h('dd', { class: s.health === 'healthy' ? 'notice' : 'error' }, s.health),
+          ...Object.entries(s.checks).flatMap(([name, result]) => [
+            h('dt', `Check ${name}`), h('dd', { class: result === 'ok' ? 'notice' : 'error' }, result),
+          ]),
+        ]),
+        h('div', { class: 'table-scroll' }, h('table', { class: 'list', 'aria-label': 'members' }, [
+          h('thead', h('tr', ['Member', 'Peer address', 'Kind', 'Role', 'Term', 'Last log', 'Commit', 'Applied', 'Lag', 'Revision', 'Version', 'Problem']
+            .map((t) => h('th', t)))),
+          h('tbody', s.members.map((m) => {
+            const i = m.info;
+            return h('tr', { key: m.id, class: i?.role === 'leader' ? 'leader' : undefined }, [
+              h('td', `node ${m.id}${m.id === me.id ? ' (this one)' : ''}`),
+              h('td', m.peer_url),
+              h('td', m.voter ? 'voter' : 'learner'),
+              h('td', i ? i.role : 'unreachable'),
+              h('td', i ? String(i.term) : ''),
+              h('td', i ? String(i.last_log_index) : ''),
+              h('td', i ? String(i.commit_index) : ''),
+              h('td', i ? String(i.applied_index) : ''),
+              h('td', i ? String(Math.max(0, leaderLog - i.applied_index)) : ''),
+              h('td', i ? String(i.revision) : ''),
+              h('td', i ? i.version : ''),
+              h('td', { class: 'error' }, m.error || ''),
+            ]);
+          })),
+        ])),
+        h('p', { class: 'hint' }, 'Members are added, promoted and removed with the hermes member command (signed with the cluster secret); the console does not change membership yet.'),
+      ]);
+    };
+  },
+});
