@@ -9,6 +9,7 @@ import { ResourceList } from './views/resources.js';
 import { Editor } from './views/editor.js';
 import { History } from './views/history.js';
 import { Cluster } from './views/cluster.js';
+import { Credentials } from './views/credentials.js';
 import { button } from './ui.js';
 
 function view() {
@@ -23,6 +24,7 @@ function view() {
   }
   if (path === '/password') return h(Password);
   if (path === '/cluster') return h(Cluster);
+  if (path === '/credentials') return h(Credentials);
   return h('section', [h('h1', 'Not found'), h('p', `Nothing lives at ${path}.`), link('/domains', 'Go to the domains')]);
 }
 
@@ -85,7 +87,7 @@ const App = defineComponent({
       }
       if (route.value === '/login') navigate('/domains', { replace: true });
       if (session.mustChangePassword && route.value !== '/password') navigate('/password', { replace: true });
-      const nav = [['/domains', 'Domains'], ['/clusters', 'Clusters'], ['/cluster', 'Cluster']];
+      const nav = [['/domains', 'Domains'], ['/clusters', 'Clusters'], ['/credentials', 'Credentials'], ['/cluster', 'Cluster']];
       return [
         h('header', { class: 'top' }, [
           h('a', { class: 'brand', href: '/ui/' }, 'Hermes'),

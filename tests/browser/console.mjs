@@ -33,7 +33,10 @@ async function firstLoadBytes(context) {
 }
 
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await browser.newContext({
+    viewport: { width: 1280, height: 800 },
+    permissions: ['clipboard-read', 'clipboard-write'],
+  });
   const loaded = await firstLoadBytes(context);
   console.log(`first load: ${loaded} bytes`);
   assert.ok(loaded < 300 * 1024, `the first load moved ${loaded} bytes`);
@@ -178,6 +181,35 @@ try {
   assert.equal(JSON.parse(await clusterDoc.inputValue()).type, 'random');
   await page.getByRole('button', { name: 'Save' }).click();
   await page.getByText(/Saved: version 2/).waitFor();
+
+  // A credential: scopes by group, the secret shown once with copy buttons and the
+  // controller's configuration, never again after that.
+  await page.getByRole('link', { name: 'Credentials', exact: true }).click();
+  await page.getByText('No credentials in namespace "default"').waitFor();
+  await page.getByRole('button', { name: 'New credential' }).click();
+  await page.getByLabel('Description').fill('ci controller');
+  await page.getByRole('group', { name: 'config' }).getByLabel('config:read').check();
+  await page.getByRole('group', { name: 'config' }).getByLabel('config:watch').check();
+  await page.getByRole('button', { name: 'Create', exact: true }).click();
+  const secret = await page.getByTestId('secret-key').innerText();
+  const accessKey = await page.getByTestId('access-key').innerText();
+  assert.match(secret, /^[0-9a-f]{64}$/);
+  const snippet = await page.getByLabel('controller configuration').innerText();
+  assert.ok(snippet.includes(`secret_key: ${secret}`) && snippet.includes(`url: ${origin}`), snippet);
+  await page.getByRole('button', { name: 'Copy secret key' }).click();
+  await page.getByText('Secret key copied.').waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
+  await shot(page, 'credential-created');
+  await page.getByRole('button', { name: 'I have stored the secret' }).click();
+  await page.getByRole('cell', { name: accessKey, exact: true }).waitFor();
+  await page.getByRole('cell', { name: 'config:read, config:watch' }).waitFor();
+  assert.equal(await page.getByText(secret).count(), 0);
+  await page.reload();
+  await page.getByRole('cell', { name: accessKey, exact: true }).waitFor();
+  assert.equal(await page.getByText(secret).count(), 0);
+  await page.getByRole('button', { name: `Disable ${accessKey}` }).click();
+  await page.getByRole('cell', { name: 'Disabled', exact: true }).waitFor();
+  await shot(page, 'credentials');
 
   // Deleting asks first.
   await page.getByRole('link', { name: 'Domains', exact: true }).click();
