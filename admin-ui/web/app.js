@@ -10,6 +10,8 @@ import { Editor } from './views/editor.js';
 import { History } from './views/history.js';
 import { Cluster } from './views/cluster.js';
 import { Credentials } from './views/credentials.js';
+import { Status } from './views/status.js';
+import { Audit } from './views/audit.js';
 import { button } from './ui.js';
 
 function view() {
@@ -25,6 +27,8 @@ function view() {
   if (path === '/password') return h(Password);
   if (path === '/cluster') return h(Cluster);
   if (path === '/credentials') return h(Credentials);
+  if (path === '/status') return h(Status);
+  if (path === '/audit') return h(Audit);
   return h('section', [h('h1', 'Not found'), h('p', `Nothing lives at ${path}.`), link('/domains', 'Go to the domains')]);
 }
 
@@ -87,7 +91,8 @@ const App = defineComponent({
       }
       if (route.value === '/login') navigate('/domains', { replace: true });
       if (session.mustChangePassword && route.value !== '/password') navigate('/password', { replace: true });
-      const nav = [['/domains', 'Domains'], ['/clusters', 'Clusters'], ['/credentials', 'Credentials'], ['/cluster', 'Cluster']];
+      const nav = [['/domains', 'Domains'], ['/clusters', 'Clusters'], ['/status', 'Status'], ['/audit', 'Audit'],
+        ['/credentials', 'Credentials'], ['/cluster', 'Cluster']];
       return [
         h('header', { class: 'top' }, [
           h('a', { class: 'brand', href: '/ui/' }, 'Hermes'),

@@ -211,6 +211,23 @@ try {
   await page.getByRole('cell', { name: 'Disabled', exact: true }).waitFor();
   await shot(page, 'credentials');
 
+  // Status: this node as the one gateway instance, running, and the raft leader as the
+  // controller.
+  await page.getByRole('link', { name: 'Status', exact: true }).click();
+  await page.getByTestId('instances').getByText('1, 1 running', { exact: true }).waitFor();
+  await page.getByRole('cell', { name: 'vm-00000001', exact: true }).waitFor();
+  await page.getByText(/the raft leader, node 1/).waitFor();
+  await shot(page, 'status');
+
+  // The audit log: every change, linking to where its subject is seen.
+  await page.getByRole('link', { name: 'Audit', exact: true }).click();
+  const audit = page.getByRole('table', { name: 'audit log' });
+  await audit.getByRole('cell', { name: 'rollback', exact: true }).waitFor();
+  await audit.getByRole('link', { name: accessKey }).first().waitFor();
+  await shot(page, 'audit');
+  await audit.getByRole('link', { name: 'shop', exact: true }).first().click();
+  await page.getByRole('heading', { name: 'History of domain shop' }).waitFor();
+
   // Deleting asks first.
   await page.getByRole('link', { name: 'Domains', exact: true }).click();
   page.once('dialog', (d) => d.dismiss());
