@@ -12,6 +12,7 @@ import { Cluster } from './views/cluster.js';
 import { Credentials } from './views/credentials.js';
 import { Status } from './views/status.js';
 import { Audit } from './views/audit.js';
+import { Traffic } from './views/traffic.js';
 import { button } from './ui.js';
 
 function view() {
@@ -29,6 +30,7 @@ function view() {
   if (path === '/credentials') return h(Credentials);
   if (path === '/status') return h(Status);
   if (path === '/audit') return h(Audit);
+  if (path === '/traffic') return h(Traffic);
   return h('section', [h('h1', 'Not found'), h('p', `Nothing lives at ${path}.`), link('/domains', 'Go to the domains')]);
 }
 
@@ -91,7 +93,7 @@ const App = defineComponent({
       }
       if (route.value === '/login') navigate('/domains', { replace: true });
       if (session.mustChangePassword && route.value !== '/password') navigate('/password', { replace: true });
-      const nav = [['/domains', 'Domains'], ['/clusters', 'Clusters'], ['/status', 'Status'], ['/audit', 'Audit'],
+      const nav = [['/domains', 'Domains'], ['/clusters', 'Clusters'], ['/traffic', 'Traffic'], ['/status', 'Status'], ['/audit', 'Audit'],
         ['/credentials', 'Credentials'], ['/cluster', 'Cluster']];
       return [
         h('header', { class: 'top' }, [

@@ -16,6 +16,10 @@ try {
   const page = await context.newPage();
   watch(page, 'cluster');
   await firstSignIn(page, admin, process.env.HERMES_PASSWORD, 'a-cluster-passphrase');
+  // The traffic page sums the three nodes' metrics.
+  await page.getByRole('link', { name: 'Traffic', exact: true }).click();
+  await page.getByText(/^Summed over 3 of 3 nodes/).waitFor();
+
   await page.getByRole('link', { name: 'Cluster', exact: true }).click();
   const members = page.getByRole('table', { name: 'members' });
   await members.getByRole('row').nth(3).waitFor();

@@ -7,11 +7,13 @@
 // Every step waits on what the page shows, never on time. Any console error, failed request or
 // request to another host fails the run.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { firstSignIn, launch, shot, watcher } from './lib.mjs';
 
 const admin = process.env.HERMES_ADMIN;
 const password = process.env.HERMES_PASSWORD;
 const upstreamPort = Number(process.env.UPSTREAM_PORT);
+const proxy = new URL(process.env.HERMES_PROXY);
 const origin = new URL(admin).origin;
 const NEW_PASSWORD = 'a-console-passphrase';
 
@@ -210,6 +212,41 @@ try {
   await page.getByRole('button', { name: `Disable ${accessKey}` }).click();
   await page.getByRole('cell', { name: 'Disabled', exact: true }).waitFor();
   await shot(page, 'credentials');
+
+  // Traffic: while a load runs through the proxy, the route's request count rises on the page
+  // (no reload) and its rate shows.
+  await page.getByRole('link', { name: 'Traffic', exact: true }).click();
+  const routes = page.getByRole('table', { name: 'routes' });
+  const total = () => routes.getByRole('row', { name: /shop \/ all/ }).getByTestId('route-total').innerText().then(Number);
+  let loading = true;
+  const load = (async () => {
+    while (loading) {
+      await new Promise((done) => {
+        http.get({ host: proxy.hostname, port: proxy.port, path: '/', headers: { Host: 'shop.test' } }, (res) => {
+          res.resume();
+          res.on('end', done);
+        }).on('error', done);
+      });
+    }
+  })();
+  // The route appears with its first requests, then its count keeps rising.
+  await routes.getByRole('rowheader', { name: 'shop / all' }).waitFor();
+  const before = await total();
+  await page.waitForFunction(async (b) => {
+    const cell = document.querySelector('table[aria-label="routes"] [data-testid="route-total"]');
+    return cell && Number(cell.textContent) >= b + 50;
+  }, before, { polling: 250 });
+  const during = await total();
+  await page.waitForFunction((d) => Number(document.querySelector('table[aria-label="routes"] [data-testid="route-total"]').textContent) > d, during, { polling: 250 });
+  loading = false;
+  await load;
+  assert.ok((await total()) > during);
+  await page.getByRole('table', { name: 'clusters' }).getByRole('rowheader', { name: 'web' }).waitFor();
+  // Latency percentiles and the error rate of the window (no 5xx in this load).
+  const shopRow = routes.getByRole('row', { name: /shop \/ all/ });
+  await shopRow.getByRole('cell', { name: /^\d+(\.\d+)? ms$/ }).first().waitFor();
+  await shopRow.getByRole('cell', { name: '0.0 %' }).waitFor();
+  await shot(page, 'traffic');
 
   // Status: this node as the one gateway instance, running, and the raft leader as the
   // controller.

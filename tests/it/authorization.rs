@@ -534,3 +534,36 @@ fn gateway_views_need_config_read_and_hide_secrets_from_readers() {
         "writers see values"
     );
 }
+
+#[test]
+fn traffic_needs_status_read_and_an_hmac_caller_sees_one_node() {
+    let c = Cluster::start_with(3, &["--initial-admin", "admin@hermes.local"]);
+    let node = c.node(1);
+    let anon = Api::anonymous(&node.admin());
+    refused("/api/v1/traffic", anon.get("/api/v1/traffic"));
+    let root = c
+        .nodes
+        .iter()
+        .find(|n| n.data_dir.join("initial-admin-password").exists())
+        .map(|n| Api::anonymous(&node.admin()).initial_admin(&n.data_dir))
+        .unwrap();
+    refused(
+        "/api/v1/traffic without status:read",
+        root.credential(&["config:read"]).get("/api/v1/traffic"),
+    );
+    let (s, b) = root.get("/api/v1/traffic?node=all");
+    assert_eq!(s, 400, "{b}");
+    assert!(b.to_string().contains("node"), "{b}");
+    // A session token is passed on: every node answers.
+    let (s, b) = root.get("/api/v1/traffic");
+    assert_eq!(s, 200, "{b}");
+    let nodes = b["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{b}");
+    assert!(nodes.iter().all(|n| n["ok"] == true), "{b}");
+    // An HMAC signature is for one request: the other nodes are listed with the reason.
+    let (s, b) = root.credential(&["status:read"]).get("/api/v1/traffic");
+    assert_eq!(s, 200, "{b}");
+    let nodes = b["nodes"].as_array().unwrap();
+    assert_eq!(nodes.iter().filter(|n| n["ok"] == true).count(), 1, "{b}");
+    assert!(b.to_string().contains("only a session token"), "{b}");
+}

@@ -64,6 +64,7 @@ fn the_console_manages_a_domain_that_the_proxy_then_serves() {
         ("HERMES_ADMIN", c.node(1).admin()),
         ("HERMES_PASSWORD", initial_password(&c)),
         ("UPSTREAM_PORT", up.port.to_string()),
+        ("HERMES_PROXY", c.node(1).proxy()),
     ];
     run_browser("console.mjs", &env, &c);
     // What the browser made is served: the domain as rolled back to the second context's

@@ -6,6 +6,7 @@ mod cluster;
 mod gateway;
 pub mod health;
 mod metrics;
+mod traffic;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub fn router(state: AdminState) -> Router {
                 .route("/api/v1/gateway/routes", get(gateway::routes))
                 .route("/api/v1/gateway/domains", get(gateway::domains))
                 .route("/api/v1/gateway/upstreams", get(gateway::upstreams))
+                .route("/api/v1/traffic", get(traffic::traffic))
                 // The original gateway's listings (§7.15), any method as there; unlike there,
                 // configuration is not shown to anonymous callers.
                 .route("/routes", any(gateway::original_routes))
