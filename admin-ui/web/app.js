@@ -13,6 +13,7 @@ import { Credentials } from './views/credentials.js';
 import { Status } from './views/status.js';
 import { Audit } from './views/audit.js';
 import { Traffic } from './views/traffic.js';
+import { People } from './views/people.js';
 import { button } from './ui.js';
 
 function view() {
@@ -31,6 +32,7 @@ function view() {
   if (path === '/status') return h(Status);
   if (path === '/audit') return h(Audit);
   if (path === '/traffic') return h(Traffic);
+  if (path === '/members') return h(People);
   return h('section', [h('h1', 'Not found'), h('p', `Nothing lives at ${path}.`), link('/domains', 'Go to the domains')]);
 }
 
@@ -94,7 +96,7 @@ const App = defineComponent({
       if (route.value === '/login') navigate('/domains', { replace: true });
       if (session.mustChangePassword && route.value !== '/password') navigate('/password', { replace: true });
       const nav = [['/domains', 'Domains'], ['/clusters', 'Clusters'], ['/traffic', 'Traffic'], ['/status', 'Status'], ['/audit', 'Audit'],
-        ['/credentials', 'Credentials'], ['/cluster', 'Cluster']];
+        ['/credentials', 'Credentials'], ['/members', 'Members'], ['/cluster', 'Cluster']];
       return [
         h('header', { class: 'top' }, [
           h('a', { class: 'brand', href: '/ui/' }, 'Hermes'),

@@ -265,6 +265,51 @@ try {
   await audit.getByRole('link', { name: 'shop', exact: true }).first().click();
   await page.getByRole('heading', { name: 'History of domain shop' }).waitFor();
 
+  // Members and users: an admin creates a user, makes them an editor here, then a viewer,
+  // binds a group and removes it.
+  await page.getByRole('link', { name: 'Members', exact: true }).click();
+  await page.getByTestId('my-role').getByText(/admin of every namespace/).waitFor();
+  await page.getByLabel('E-mail', { exact: true }).fill('dev@example.test');
+  await page.getByLabel('Name', { exact: true }).fill('Dev');
+  await page.getByLabel('Initial password').fill('dev-first-pass');
+  await page.getByRole('button', { name: 'Create user' }).click();
+  await page.getByText('Created dev@example.test.').waitFor();
+  await page.getByLabel('User to add').selectOption({ label: 'dev@example.test' });
+  await page.getByLabel('Role of the new member').selectOption('editor');
+  await page.getByRole('button', { name: 'Add member' }).click();
+  await page.getByText('Member added.').waitFor();
+  await page.getByLabel('Role of dev@example.test').selectOption('viewer');
+  await page.getByText('Made dev@example.test viewer.').waitFor();
+  await page.getByLabel('Group', { exact: true }).fill('ops');
+  await page.getByRole('button', { name: 'Bind group' }).click();
+  await page.getByText('Group ops bound.').waitFor();
+  await shot(page, 'members');
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Remove group ops' }).click();
+  await page.getByText('Removed group ops.').waitFor();
+
+  // The viewer, in a browser of their own, sees no user list and is refused a binding, in words.
+  const devContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const dev = await devContext.newPage();
+  watch(dev, 'viewer');
+  await dev.goto(`${admin}/ui/login`);
+  await dev.getByLabel('E-mail').fill('dev@example.test');
+  await dev.getByLabel('Password').fill('dev-first-pass');
+  await dev.getByRole('button', { name: 'Sign in' }).click();
+  await dev.getByRole('heading', { name: 'Change your password' }).waitFor();
+  await dev.getByLabel('Current password').fill('dev-first-pass');
+  await dev.getByLabel('New password', { exact: true }).fill('dev-own-passphrase');
+  await dev.getByLabel('New password again').fill('dev-own-passphrase');
+  await dev.getByRole('button', { name: 'Change password' }).click();
+  await dev.getByRole('link', { name: 'shop', exact: true }).waitFor();
+  await dev.getByRole('link', { name: 'Members', exact: true }).click();
+  await dev.getByTestId('my-role').getByText('Your role here: viewer.').waitFor();
+  assert.equal(await dev.getByRole('table', { name: 'users' }).count(), 0);
+  await dev.getByLabel('Group', { exact: true }).fill('sneaky');
+  await dev.getByRole('button', { name: 'Bind group' }).click();
+  await dev.getByRole('alert').getByText(/forbidden|not allowed|permission|scope|role/i).waitFor();
+  await devContext.close();
+
   // Deleting asks first.
   await page.getByRole('link', { name: 'Domains', exact: true }).click();
   page.once('dialog', (d) => d.dismiss());
@@ -281,6 +326,7 @@ try {
     'main 400 POST /api/v1/clusters', // port 0
     'main 409 PUT /api/v1/domains/shop', // the edit of the second context came first
     'main 401 PUT /api/v1/clusters/web', // the session ended by the key rotation
+    'viewer 403 POST /api/v1/group-bindings', // a viewer may not bind groups
   ], 'answers >= 400');
   console.log('console: every step passed');
 } finally {
