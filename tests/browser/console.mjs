@@ -66,21 +66,35 @@ try {
   });
   await page.getByText('No domains in namespace "default" yet.').waitFor();
 
-  // A cluster pointing at the test upstream, written as JSON; a bad one first.
+  // A cluster pointing at the test upstream, in the form; a bad port first, whose error shows
+  // under the port field.
   await page.getByRole('link', { name: 'Clusters', exact: true }).click();
   await page.getByRole('link', { name: 'New cluster' }).click();
-  const doc = page.getByLabel('The cluster as JSON');
-  await doc.fill(JSON.stringify({ name: 'web', nodes: [{ host: '127.0.0.1', port: 0 }] }));
+  await page.getByRole('tab', { name: 'Form', selected: true }).waitFor();
+  await page.locator('#f-name').fill('web');
+  await page.locator('#f-nodes-0-host').fill('127.0.0.1');
+  await page.locator('#f-nodes-0-port').fill('0');
   await page.getByRole('button', { name: 'Save' }).click();
-  await page.locator('#doc-errors').getByText(/port/).waitFor();
-  await doc.fill(JSON.stringify({ name: 'web', nodes: [{ host: '127.0.0.1', port: upstreamPort, weight: 100 }] }, null, 2));
+  await page.locator('#f-nodes-0-port-error').waitFor();
+  assert.equal(await page.locator('#f-nodes-0-port').getAttribute('aria-invalid'), 'true');
+  await shot(page, 'cluster-form');
+  await page.locator('#f-nodes-0-port').fill(String(upstreamPort));
+  // A section switched on: a circuit breaker with its defaults.
+  await page.getByLabel('Circuit breaker: on').check();
+  await page.locator('#f-circuit-breaker-failure-threshold').fill('7');
   await page.getByRole('button', { name: 'Save' }).click();
   await page.getByText(/Saved: version 1/).waitFor();
   assert.match(page.url(), /\/ui\/clusters\/web$/);
+  // What the form wrote is what the JSON view shows.
+  await page.getByRole('tab', { name: 'JSON' }).click();
+  const saved = JSON.parse(await page.getByLabel('The cluster as JSON').inputValue());
+  assert.equal(saved.nodes[0].port, upstreamPort);
+  assert.equal(saved.circuit_breaker.failure_threshold, 7);
 
   // A domain routing to it.
   await page.getByRole('link', { name: 'Domains', exact: true }).click();
   await page.getByRole('link', { name: 'New domain' }).click();
+  await page.getByRole('tab', { name: 'JSON' }).click();
   await page.getByLabel('The domain as JSON').fill(JSON.stringify({
     name: 'shop', hosts: ['shop.test'],
     routes: [{ name: 'all', uri: '/*', clusters: [{ name: 'web', weight: 100 }] }],
@@ -96,6 +110,7 @@ try {
   // An edit from a second browser context in between: the first one's save is refused with
   // an explanation, and reapplying its edits on the latest version saves them.
   await page.getByRole('link', { name: 'shop', exact: true }).click();
+  await page.getByRole('tab', { name: 'JSON' }).click();
   const editor = page.getByLabel('The domain as JSON');
   await editor.waitFor();
   const other = await browser.newContext({ viewport: { width: 800, height: 800 } });
@@ -106,6 +121,7 @@ try {
   await second.getByLabel('Password').fill(NEW_PASSWORD);
   await second.getByRole('button', { name: 'Sign in' }).click();
   await second.getByRole('link', { name: 'shop', exact: true }).click();
+  await second.getByRole('tab', { name: 'JSON' }).click();
   const theirs = second.getByLabel('The domain as JSON');
   await theirs.waitFor();
   const changed = JSON.parse(await theirs.inputValue());
@@ -160,14 +176,11 @@ try {
   await page.getByRole('button', { name: 'Delete shop' }).waitFor();
   await page.setViewportSize({ width: 1280, height: 800 });
 
-  // A session that ends mid-edit: the sign-in dialog comes over the editor and keeps the text.
+  // A session that ends mid-edit: the sign-in dialog comes over the editor and keeps the edit.
   await page.getByRole('link', { name: 'Clusters', exact: true }).click();
   await page.getByRole('link', { name: 'web', exact: true }).click();
-  const clusterDoc = page.getByLabel('The cluster as JSON');
-  await clusterDoc.waitFor();
-  const edited = JSON.parse(await clusterDoc.inputValue());
-  edited.type = 'random';
-  await clusterDoc.fill(JSON.stringify(edited, null, 2));
+  const balancing = page.locator('#f-type');
+  await balancing.selectOption('random');
   // Every token of the node's keys revoked at once, as an admin's key rotation does.
   const token = await page.evaluate(() => localStorage.getItem('hermes_token'));
   const rotated = await fetch(`${admin}/api/auth/rotate-key?grace=0`, {
@@ -180,7 +193,7 @@ try {
   await dialog.getByLabel('Password').fill(NEW_PASSWORD);
   await dialog.getByRole('button', { name: 'Sign in' }).click();
   await dialog.waitFor({ state: 'detached' });
-  assert.equal(JSON.parse(await clusterDoc.inputValue()).type, 'random');
+  assert.equal(await balancing.inputValue(), 'random');
   await page.getByRole('button', { name: 'Save' }).click();
   await page.getByText(/Saved: version 2/).waitFor();
 
