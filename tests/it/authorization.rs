@@ -541,12 +541,14 @@ fn traffic_needs_status_read_and_an_hmac_caller_sees_one_node() {
     let node = c.node(1);
     let anon = Api::anonymous(&node.admin());
     refused("/api/v1/traffic", anon.get("/api/v1/traffic"));
-    let root = c
-        .nodes
-        .iter()
-        .find(|n| n.data_dir.join("initial-admin-password").exists())
-        .map(|n| Api::anonymous(&node.admin()).initial_admin(&n.data_dir))
-        .unwrap();
+    // The leader makes the initial admin once elected; its data directory holds the password.
+    let admin_dir = wait_for("the initial admin", Duration::from_secs(20), || {
+        c.nodes
+            .iter()
+            .find(|n| n.data_dir.join("initial-admin-password").exists())
+            .map(|n| n.data_dir.clone())
+    });
+    let root = Api::anonymous(&node.admin()).initial_admin(&admin_dir);
     refused(
         "/api/v1/traffic without status:read",
         root.credential(&["config:read"]).get("/api/v1/traffic"),
