@@ -1,7 +1,8 @@
 //! hermes-admin-ui: the web UI every node serves on its admin listener, built into the binary.
 //!
 //! `/` and `/ui` redirect to `/ui/`; `/ui/` and every other `/ui/…` path that is not an asset
-//! answer `index.html` (the UI routes in the browser), never `/api/…`. Assets live under
+//! answer `index.html` (the UI routes in the browser), as does `/auth/callback`, where an
+//! OpenID Connect provider sends the browser back; never `/api/…`. Assets live under
 //! `/ui/assets/<version>/…`, where the version is a hash of every asset (`build.rs`), so they are
 //! cached for a year and `index.html`, which names them, is never cached. Text assets are
 //! gzipped once, when first asked for, for clients that accept it.
@@ -194,6 +195,8 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/ui/", get(index))
         .route("/ui/assets/{version}/{*path}", get(serve_asset))
         .route("/ui/{*route}", get(index))
+        // Where an OpenID Connect provider sends the browser back (the original's path).
+        .route("/auth/callback", get(index))
 }
 
 #[cfg(test)]

@@ -24,7 +24,12 @@ async fn the_root_redirects_and_ui_routes_get_the_index() {
     let r = get("/", false).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()[header::LOCATION], "/ui/");
-    for path in ["/ui/", "/ui/domains", "/ui/domains/a/history"] {
+    for path in [
+        "/ui/",
+        "/ui/domains",
+        "/ui/domains/a/history",
+        "/auth/callback",
+    ] {
         let r = get(path, false).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-cache");

@@ -24,13 +24,15 @@ export const session = reactive({
   expired: false,
 });
 
-export function signIn(token, mustChangePassword) {
+// `refreshToken`: the provider's, with OpenID Connect sign-in (renews the session on a 401).
+export function signIn(token, mustChangePassword, refreshToken) {
   session.token = token;
   session.user = decodeUser(token);
   session.mustChangePassword = !!mustChangePassword;
   session.expired = false;
   localStorage.setItem('hermes_token', token);
   localStorage.setItem('hermes_user', JSON.stringify(session.user));
+  if (refreshToken) localStorage.setItem('hermes_refresh_token', refreshToken);
   if (mustChangePassword) localStorage.setItem('hermes_must_change_password', '1');
   else localStorage.removeItem('hermes_must_change_password');
 }
@@ -74,7 +76,33 @@ function describe(status, body) {
 
 // `expires: false` for a call whose 401 means a wrong answer, not an ended session (the current
 // password on a password change).
-export async function call(method, path, body, { expires = true } = {}) {
+// With OpenID Connect, an access token that expired is renewed once with the refresh token;
+// the call is then made again. Several calls refused at once share one renewal.
+let renewing = null;
+async function renew() {
+  const refreshToken = localStorage.getItem('hermes_refresh_token');
+  if (!refreshToken) return false;
+  renewing ||= (async () => {
+    try {
+      const res = await fetch('/api/auth/refresh', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify({ refresh_token: refreshToken }),
+      });
+      if (!res.ok) return false;
+      const r = await res.json();
+      signIn(r.access_token, false, r.refresh_token || refreshToken);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      setTimeout(() => { renewing = null; }, 0);
+    }
+  })();
+  return renewing;
+}
+
+export async function call(method, path, body, { expires = true, retried = false } = {}) {
   const headers = { Accept: 'application/json', 'X-Hermes-Namespace': session.namespace };
   if (session.token) headers.Authorization = `Bearer ${session.token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -98,7 +126,10 @@ export async function call(method, path, body, { expires = true } = {}) {
       data = { error: text.trim() };
     }
   }
-  if (res.status === 401 && session.token && expires) session.expired = true;
+  if (res.status === 401 && session.token && expires) {
+    if (!retried && await renew()) return call(method, path, body, { expires, retried: true });
+    session.expired = true;
+  }
   if (!res.ok) throw new ApiError(res.status, data);
   return data;
 }

@@ -4,6 +4,7 @@ import { createApp, defineComponent, h, reactive, watch } from 'vue';
 import { api, session, setNamespace, signOut } from './api.js';
 import { link, match, navigate, route } from './router.js';
 import { Login } from './views/login.js';
+import { Callback } from './views/callback.js';
 import { Password } from './views/password.js';
 import { ResourceList } from './views/resources.js';
 import { Editor } from './views/editor.js';
@@ -90,6 +91,7 @@ const App = defineComponent({
   setup() {
     return () => {
       if (!session.token) {
+        if (route.value === '/auth/callback') return h('main', { class: 'center' }, h(Callback));
         if (route.value !== '/login') navigate('/login', { replace: true });
         return h('main', { class: 'center' }, h(Login));
       }

@@ -10,10 +10,11 @@ export function launch() {
   });
 }
 
-// `problems`: console errors, page errors and requests to a host other than `origin`.
+// `problems`: console errors, page errors and requests to a host other than `origin` (or one of
+// `elsewhere`, such as an identity provider the sign-in goes through).
 // `refused`: every answer of 400 or more, as `<label> <status> <method> <path>`, for the script
 // to compare with the ones it provoked on purpose.
-export function watcher(origin) {
+export function watcher(origin, elsewhere = []) {
   const problems = [];
   const refused = [];
   function watch(page, label) {
@@ -26,7 +27,8 @@ export function watcher(origin) {
     });
     page.on('pageerror', (e) => problems.push(`${label} page error: ${e.message}`));
     page.on('request', (r) => {
-      if (new URL(r.url()).origin !== origin) problems.push(`${label} request to another host: ${r.url()}`);
+      const to = new URL(r.url()).origin;
+      if (to !== origin && !elsewhere.includes(to)) problems.push(`${label} request to another host: ${r.url()}`);
     });
   }
   return { problems, refused, watch };

@@ -634,3 +634,13 @@ fn oidc_sign_in_tokens_and_roles() {
         "the client secret was logged"
     );
 }
+
+#[test]
+fn the_console_signs_in_through_the_provider_and_renews_its_token() {
+    let (_dir, node, idp) = start();
+    crate::ui::run_browser(
+        "sso.mjs",
+        &[("HERMES_ADMIN", node.admin()), ("IDP", idp.url.clone())],
+        &[&node],
+    );
+}

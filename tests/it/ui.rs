@@ -12,8 +12,8 @@ use std::time::Duration;
 use crate::harness::*;
 
 /// Runs `tests/browser/<script>` with `env` (and `SHOTS` when screenshots are asked for), and
-/// fails with its output unless it passed every step.
-fn run_browser(script: &str, env: &[(&str, String)], c: &Cluster) {
+/// fails with its output, and the logs of `nodes`, unless it passed every step.
+pub fn run_browser(script: &str, env: &[(&str, String)], nodes: &[&Node]) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
     assert!(
         dir.join("node_modules/playwright-core").exists(),
@@ -37,8 +37,8 @@ fn run_browser(script: &str, env: &[(&str, String)], c: &Cluster) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        for id in 1..=c.nodes.len() as u64 {
-            c.node(id).print_log();
+        for node in nodes {
+            node.print_log();
         }
     }
     assert!(out.status.success(), "{script}: {stdout}\n{stderr}");
@@ -66,7 +66,7 @@ fn the_console_manages_a_domain_that_the_proxy_then_serves() {
         ("UPSTREAM_PORT", up.port.to_string()),
         ("HERMES_PROXY", c.node(1).proxy()),
     ];
-    run_browser("console.mjs", &env, &c);
+    run_browser("console.mjs", &env, &[c.node(1)]);
     // What the browser made is served: the domain as rolled back to the second context's
     // version, whose hosts were shop.test and their.test.
     let answer = wait_for(
@@ -93,7 +93,7 @@ fn the_cluster_page_follows_a_leader_change_without_a_reload() {
         ("LEADER_ID", leader.to_string()),
         ("LEADER_PID", c.node(leader).pid().unwrap().to_string()),
     ];
-    run_browser("cluster.mjs", &env, &c);
+    run_browser("cluster.mjs", &env, &c.nodes.iter().collect::<Vec<_>>());
     // The script killed the leader: the harness must not wait for it.
     c.node_mut(leader).kill9();
 }

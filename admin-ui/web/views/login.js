@@ -34,9 +34,13 @@ export const Login = defineComponent({
     return () => {
       const title = props.dialog ? 'Your session has ended: sign in again' : 'Sign in to Hermes';
       if (state.mode === 'oidc') {
+        // The provider's page replaces this one; unsaved edits under a dialog are lost, which
+        // the dialog says (a refresh token renews most sessions before it comes to this).
         return h('div', { class: 'card narrow' }, [
-          h('h1', title),
-          h('p', 'This node signs people in through OpenID Connect, which the console does not offer yet; use the API with a token from your provider.'),
+          h('h1', { id: 'login-title' }, title),
+          props.dialog ? h('p', { class: 'error' }, 'Signing in again leaves this page: what you were editing is lost.') : null,
+          h('p', 'This node signs people in through your identity provider.'),
+          h('button', { type: 'button', class: 'primary', onClick: () => location.assign('/api/auth/login') }, 'Sign in with SSO'),
         ]);
       }
       return h('form', { class: 'card narrow', onSubmit: submit, 'aria-labelledby': 'login-title' }, [
