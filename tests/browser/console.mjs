@@ -52,9 +52,14 @@ try {
   await shot(page, 'login');
 
   // A wrong password is refused, in words.
-  await page.getByLabel('E-mail').fill('admin@hermes.local');
-  await page.getByLabel('Password').fill('not-the-password');
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  // With the keyboard alone: Tab to each field, Enter to send.
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'login-email');
+  await page.keyboard.type('admin@hermes.local');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'login-password');
+  await page.keyboard.type('not-the-password');
+  await page.keyboard.press('Enter');
   await page.getByRole('alert').filter({ hasText: /invalid|incorrect|credentials/i }).waitFor();
 
   // The initial admin signs in and must choose a password first.
@@ -65,6 +70,16 @@ try {
     },
   });
   await page.getByText('No domains in namespace "default" yet.').waitFor();
+
+  // The navigation and the page's actions are reached with Tab, and Enter follows a link.
+  let reached = false;
+  for (let i = 0; i < 30 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.textContent === 'New domain');
+  }
+  assert.ok(reached, 'Tab never reached "New domain"');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'New domain' }).waitFor();
 
   // A cluster pointing at the test upstream, in the form; a bad port first, whose error shows
   // under the port field.

@@ -36,6 +36,8 @@ pub fn run_browser(script: &str, env: &[(&str, String)], nodes: &[&Node]) {
     let out = cmd.output().expect("spawn node (Node.js)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // What the script measured (the first load's bytes, say), for `--nocapture`.
+    println!("{script}: {stdout}");
     if !out.status.success() {
         for node in nodes {
             node.print_log();
