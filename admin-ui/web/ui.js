@@ -1,6 +1,6 @@
 // Small pieces every view uses: labelled fields, buttons, and the loading, error and empty
 // states of a list.
-import { h } from 'vue';
+import { h, onBeforeUnmount } from 'vue';
 
 let ids = 0;
 export const uid = (prefix) => `${prefix}-${++ids}`;
@@ -63,3 +63,21 @@ export function paginate(items, state, size = 20) {
 let flash = '';
 export function setFlash(text) { flash = text; }
 export function takeFlash() { const text = flash; flash = ''; return text; }
+
+// Runs `load` now and then `ms` after each run ends, until the calling component unmounts;
+// the returned function runs it again at once (only the latest run schedules the next, so an
+// early run never leaves two loops going).
+export function poll(ms, load) {
+  let timer = null;
+  let stopped = false;
+  let latest = 0;
+  async function run() {
+    clearTimeout(timer);
+    const mine = ++latest;
+    await load();
+    if (!stopped && mine === latest) timer = setTimeout(run, ms);
+  }
+  onBeforeUnmount(() => { stopped = true; clearTimeout(timer); });
+  run();
+  return run;
+}

@@ -1,17 +1,15 @@
 // The raft cluster as the node the browser talks to sees it, refreshed every two seconds: who
 // leads, each member's role, term, log indexes and lag, and the node's own health checks.
-import { defineComponent, h, onBeforeUnmount, reactive } from 'vue';
+import { defineComponent, h, reactive } from 'vue';
 import { api } from '../api.js';
-import { failed, loading } from '../ui.js';
+import { failed, loading, poll } from '../ui.js';
 
 const EVERY_MS = 2000;
 
 export const Cluster = defineComponent({
   setup() {
     const state = reactive({ status: null, error: '', at: null });
-    let timer = null;
-    let stopped = false;
-    async function refresh() {
+    async function load() {
       try {
         state.status = await api.get('/api/v1/cluster/status');
         state.error = '';
@@ -19,10 +17,8 @@ export const Cluster = defineComponent({
       } catch (err) {
         state.error = err.message;
       }
-      if (!stopped) timer = setTimeout(refresh, EVERY_MS);
     }
-    refresh();
-    onBeforeUnmount(() => { stopped = true; clearTimeout(timer); });
+    const refresh = poll(EVERY_MS, load);
     return () => {
       const header = h('div', { class: 'toolbar' }, [
         h('h1', 'Cluster'),

@@ -1,9 +1,9 @@
 // Status of the namespace, refreshed every five seconds: its revision, the controller (in a
 // cluster of hermes nodes, the raft leader) and every gateway instance with the revision of
 // the configuration it serves.
-import { defineComponent, h, onBeforeUnmount, reactive, watch } from 'vue';
+import { defineComponent, h, reactive, watch } from 'vue';
 import { api, session } from '../api.js';
-import { button, empty, failed, loading } from '../ui.js';
+import { button, empty, failed, loading, poll } from '../ui.js';
 
 const EVERY_MS = 5000;
 const when = (t) => (t ? new Date(t).toLocaleString() : '—');
@@ -11,10 +11,7 @@ const when = (t) => (t ? new Date(t).toLocaleString() : '—');
 export const Status = defineComponent({
   setup() {
     const state = reactive({ status: null, revision: null, error: '', at: null });
-    let timer = null;
-    let stopped = false;
-    async function refresh() {
-      clearTimeout(timer);
+    async function load() {
       try {
         const [status, revision] = await Promise.all([api.get('/api/v1/status'), api.get('/api/v1/config/revision')]);
         state.status = status;
@@ -24,10 +21,9 @@ export const Status = defineComponent({
       } catch (err) {
         state.error = err.message;
       }
-      if (!stopped) timer = setTimeout(refresh, EVERY_MS);
     }
-    watch(() => session.namespace, () => { state.status = null; refresh(); }, { immediate: true });
-    onBeforeUnmount(() => { stopped = true; clearTimeout(timer); });
+    const refresh = poll(EVERY_MS, load);
+    watch(() => session.namespace, () => { state.status = null; refresh(); });
     return () => {
       const header = h('div', { class: 'toolbar' }, [
         h('h1', 'Status'),

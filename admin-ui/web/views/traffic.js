@@ -2,9 +2,9 @@
 // talks to (/api/v1/traffic, every two seconds): per route and per cluster the requests per
 // second, error rate and latency percentiles, drawn as small charts, and every upstream node's
 // health and breaker as each gateway sees it.
-import { defineComponent, h, onBeforeUnmount, reactive } from 'vue';
+import { defineComponent, h, reactive } from 'vue';
 import { api, session } from '../api.js';
-import { empty, failed, loading } from '../ui.js';
+import { empty, failed, loading, poll } from '../ui.js';
 
 const EVERY_MS = 2000;
 const KEEP = 60; // two minutes of samples
@@ -91,10 +91,8 @@ function table(label, kind, entries) {
 export const Traffic = defineComponent({
   setup() {
     const state = reactive({ samples: [], error: '' });
-    let timer = null;
-    let stopped = false;
     let namespace = session.namespace;
-    async function refresh() {
+    async function load() {
       try {
         const t = await api.get('/api/v1/traffic');
         if (namespace !== session.namespace) { state.samples = []; namespace = session.namespace; }
@@ -103,10 +101,8 @@ export const Traffic = defineComponent({
       } catch (err) {
         state.error = err.message;
       }
-      if (!stopped) timer = setTimeout(refresh, EVERY_MS);
     }
-    refresh();
-    onBeforeUnmount(() => { stopped = true; clearTimeout(timer); });
+    const refresh = poll(EVERY_MS, load);
     return () => {
       const header = h('div', { class: 'toolbar' }, [h('h1', 'Traffic')]);
       const samples = state.samples;
