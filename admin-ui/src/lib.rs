@@ -10,10 +10,15 @@
 //! Authorization: the assets are public. They hold no data (every datum comes from the API,
 //! which authenticates each call), and the sign-in page is one of them.
 //!
+//! The policy lets the console frame the origins of the configured Grafana dashboards, which
+//! the node names at each page load ([`FrameSources`]); nothing else may be framed.
+//!
 //! Vue 3 is the runtime-only production build (no template compiler: views are render
 //! functions), so the Content-Security-Policy needs neither `unsafe-eval` nor `unsafe-inline`;
 //! the one inline script, the import map, is allowed by its hash.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use axum::extract::Path;
@@ -29,6 +34,24 @@ mod assets {
 }
 
 pub use assets::VERSION;
+
+/// The origins (`https://grafana.example:3000`) the console may show in frames, asked for at
+/// each page load.
+pub type FrameSources =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<String>> + Send>> + Send + Sync>;
+
+/// A frame source fit for the policy: `scheme://host[:port]` of http or https, nothing else (a
+/// stored value cannot add a directive or a wildcard).
+fn frame_source(origin: &str) -> Option<&str> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))?;
+    let fit = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    fit.then_some(origin)
+}
 
 /// Where the assets are served from, version included.
 fn assets_base() -> String {
@@ -131,8 +154,8 @@ fn hardened(mut response: Response) -> Response {
     response
 }
 
-async fn index() -> Response {
-    hardened(
+async fn index(frames: FrameSources) -> Response {
+    let mut response = hardened(
         (
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -141,7 +164,27 @@ async fn index() -> Response {
             axum::body::Bytes::from_owner(INDEX.html.clone()),
         )
             .into_response(),
-    )
+    );
+    let mut sources: Vec<String> = frames()
+        .await
+        .iter()
+        .filter_map(|o| frame_source(o).map(str::to_string))
+        .collect();
+    sources.sort();
+    sources.dedup();
+    if !sources.is_empty() {
+        let csp = format!(
+            "{}; frame-src {}",
+            INDEX.csp.to_str().unwrap_or_default(),
+            sources.join(" ")
+        );
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    response
 }
 
 async fn serve_asset(
@@ -187,16 +230,18 @@ async fn serve_asset(
     hardened(response)
 }
 
-/// The UI's routes; merge into the admin listener's router before its fallback.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+/// The UI's routes; merge into the admin listener's router before its fallback. `frames`
+/// names the origins the console may frame.
+pub fn router<S: Clone + Send + Sync + 'static>(frames: FrameSources) -> Router<S> {
+    let page = move || index(frames.clone());
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/", get(index))
+        .route("/ui/", get(page.clone()))
         .route("/ui/assets/{version}/{*path}", get(serve_asset))
-        .route("/ui/{*route}", get(index))
+        .route("/ui/{*route}", get(page.clone()))
         // Where an OpenID Connect provider sends the browser back (the original's path).
-        .route("/auth/callback", get(index))
+        .route("/auth/callback", get(page))
 }
 
 #[cfg(test)]

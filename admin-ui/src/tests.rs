@@ -4,12 +4,16 @@ use axum::http::Request;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+fn no_frames() -> FrameSources {
+    Arc::new(|| Box::pin(async { Vec::new() }))
+}
+
 async fn get(path: &str, gzip: bool) -> Response {
     let mut req = Request::get(path);
     if gzip {
         req = req.header(header::ACCEPT_ENCODING, "br, gzip;q=0.8");
     }
-    router::<()>()
+    router::<()>(no_frames())
         .oneshot(req.body(Body::empty()).unwrap())
         .await
         .unwrap()
@@ -99,7 +103,7 @@ async fn assets_are_versioned_cached_and_gzipped_on_request() {
     // Refused explicitly: plain.
     let mut req = Request::get(&url);
     req = req.header(header::ACCEPT_ENCODING, "gzip;q=0");
-    let r = router::<()>()
+    let r = router::<()>(no_frames())
         .oneshot(req.body(Body::empty()).unwrap())
         .await
         .unwrap();
@@ -108,6 +112,39 @@ async fn assets_are_versioned_cached_and_gzipped_on_request() {
     let r = get("/ui/assets/0000000000000000/app.js", false).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()[header::CACHE_CONTROL], "no-cache");
+}
+
+#[tokio::test]
+async fn only_well_formed_dashboard_origins_may_be_framed() {
+    let frames: FrameSources = Arc::new(|| {
+        Box::pin(async {
+            vec![
+                "https://grafana.example:3000".to_string(),
+                "http://10.0.0.7".to_string(),
+                "https://grafana.example:3000".to_string(),
+                "https://x.example; script-src *".to_string(),
+                "javascript:alert(1)".to_string(),
+                "*".to_string(),
+            ]
+        })
+    });
+    let r = router::<()>(frames)
+        .oneshot(Request::get("/ui/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.ends_with("; frame-src http://10.0.0.7 https://grafana.example:3000"),
+        "{csp}"
+    );
+    // Without dashboards nothing may be framed (default-src 'none').
+    let r = get("/ui/", false).await;
+    let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(!csp.contains("frame-src"), "{csp}");
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ import { Status } from './views/status.js';
 import { Audit } from './views/audit.js';
 import { Traffic } from './views/traffic.js';
 import { People } from './views/people.js';
+import { Monitoring } from './views/monitoring.js';
 import { button } from './ui.js';
 
 function view() {
@@ -34,6 +35,7 @@ function view() {
   if (path === '/audit') return h(Audit);
   if (path === '/traffic') return h(Traffic);
   if (path === '/members') return h(People);
+  if (path === '/monitoring') return h(Monitoring);
   return h('section', [h('h1', 'Not found'), h('p', `Nothing lives at ${path}.`), link('/domains', 'Go to the domains')]);
 }
 
@@ -97,7 +99,7 @@ const App = defineComponent({
       }
       if (route.value === '/login') navigate('/domains', { replace: true });
       if (session.mustChangePassword && route.value !== '/password') navigate('/password', { replace: true });
-      const nav = [['/domains', 'Domains'], ['/clusters', 'Clusters'], ['/traffic', 'Traffic'], ['/status', 'Status'], ['/audit', 'Audit'],
+      const nav = [['/domains', 'Domains'], ['/clusters', 'Clusters'], ['/traffic', 'Traffic'], ['/monitoring', 'Monitoring'], ['/status', 'Status'], ['/audit', 'Audit'],
         ['/credentials', 'Credentials'], ['/members', 'Members'], ['/cluster', 'Cluster']];
       return [
         h('header', { class: 'top' }, [

@@ -314,6 +314,34 @@ pub async fn audit(
     )
 }
 
+/// `scheme://host[:port]` of a dashboard URL (no user information), what a browser compares
+/// frame sources with.
+fn origin(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?.as_str();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some(format!("{scheme}://{host_port}"))
+}
+
+/// The origins of every namespace's Grafana dashboards: what the console may show in frames
+/// (its page policy is built from them at each load). A store that cannot answer gives none.
+pub async fn dashboard_origins(store: &dyn hermes_control::store::ControlStore) -> Vec<String> {
+    let mut namespaces = store.namespaces().await.unwrap_or_default();
+    namespaces.push("default".to_string());
+    namespaces.sort();
+    namespaces.dedup();
+    let mut origins = Vec::new();
+    for ns in namespaces {
+        for d in store.dashboards(&ns).await.unwrap_or_default() {
+            origins.extend(origin(&d.url));
+        }
+    }
+    origins.sort();
+    origins.dedup();
+    origins
+}
+
 pub async fn dashboards(
     State(state): State<ApiState>,
     Ns(ns): Ns,
@@ -391,4 +419,20 @@ pub async fn delete_dashboard(
         .ok_or_else(|| ApiError::bad_request("invalid dashboard id"))?;
     state.store.delete_dashboard(&ns, id).await?;
     Ok(Json(json!({"status": "deleted"})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dashboard_origins_drop_paths_and_credentials() {
+        assert_eq!(
+            super::origin("https://admin:pw@grafana.example:3000/d/abc?kiosk").as_deref(),
+            Some("https://grafana.example:3000")
+        );
+        assert_eq!(
+            super::origin("http://10.0.0.7/d/x").as_deref(),
+            Some("http://10.0.0.7")
+        );
+        assert_eq!(super::origin("not a url"), None);
+    }
 }

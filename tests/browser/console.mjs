@@ -17,7 +17,9 @@ const proxy = new URL(process.env.HERMES_PROXY);
 const origin = new URL(admin).origin;
 const NEW_PASSWORD = 'a-console-passphrase';
 
-const { problems, refused, watch } = watcher(origin);
+// The test upstream stands in for Grafana in the monitoring view's frame.
+const upstreamOrigin = `http://127.0.0.1:${upstreamPort}`;
+const { problems, refused, watch } = watcher(origin, [upstreamOrigin]);
 const browser = await launch();
 
 // Bytes the first load moves: every response's encoded body and headers.
@@ -275,6 +277,19 @@ try {
   await shopRow.getByRole('cell', { name: /^\d+(\.\d+)? ms$/ }).first().waitFor();
   await shopRow.getByRole('cell', { name: '0.0 %' }).waitFor();
   await shot(page, 'traffic');
+
+  // Monitoring: a dashboard (the test upstream stands in for Grafana) is saved, the page
+  // reloads to allow its origin, and the frame shows it.
+  await page.getByRole('link', { name: 'Monitoring', exact: true }).click();
+  await page.getByText(/No dashboards in namespace "default"/).waitFor();
+  await page.getByRole('button', { name: 'Add dashboard' }).click();
+  await page.getByLabel('Name', { exact: true }).fill('upstream');
+  await page.getByLabel('URL', { exact: true }).fill(`${upstreamOrigin}/d/overview?kiosk`);
+  await page.getByRole('button', { name: 'Save dashboard' }).click();
+  await page.getByRole('tab', { name: 'upstream', selected: true }).waitFor();
+  const frame = page.frameLocator('iframe[title="Grafana dashboard upstream"]');
+  await frame.locator('body').getByText(/from-the-console/).waitFor();
+  await shot(page, 'monitoring');
 
   // Status: this node as the one gateway instance, running, and the raft leader as the
   // controller.

@@ -31,6 +31,7 @@ pub struct AdminState {
 }
 
 pub fn router(state: AdminState) -> Router {
+    let frames = frame_sources(&state.api);
     Router::new()
         // The original gateway's admin paths ignore the method (contracts §7.15): probes
         // written for it may POST or HEAD them.
@@ -69,7 +70,7 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state.clone())
         .merge(crate::router(state.api))
         // The web UI: public assets (they hold no data; every datum comes through the API).
-        .merge(hermes_admin_ui::router())
+        .merge(hermes_admin_ui::router(frames))
         // The original gateway's answer to an unknown admin path, instead of an empty body.
         .fallback(|| async {
             (
@@ -95,6 +96,15 @@ pub fn router(state: AdminState) -> Router {
             },
             hermes_raft::bounded_server::bound_bodies,
         ))
+}
+
+/// The console may frame the configured Grafana dashboards' origins, read at each page load.
+fn frame_sources(api: &crate::ApiState) -> hermes_admin_ui::FrameSources {
+    let store = api.store.clone();
+    std::sync::Arc::new(move || {
+        let store = store.clone();
+        Box::pin(async move { crate::status::dashboard_origins(store.as_ref()).await })
+    })
 }
 
 /// Request-body bytes the admin listener holds at once, before anyone is authenticated.
