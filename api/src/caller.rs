@@ -302,6 +302,27 @@ pub async fn authenticate(
     next.run(Request::from_parts(parts, Body::from(body))).await
 }
 
+/// Whether `headers` carry the session token of an admin: `Some(true)` for an admin,
+/// `Some(false)` for a signed-in person who is not one, `None` without a session token (an
+/// HMAC signature does not count: a credential never changes the cluster). A token that does
+/// not verify is refused.
+pub async fn session_admin(
+    state: &ApiState,
+    headers: &HeaderMap,
+) -> Result<Option<bool>, ApiError> {
+    let Some(token) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return Ok(None);
+    };
+    match bearer(state, token.trim()).await? {
+        Identity::User { user, .. } => Ok(Some(user.is_admin)),
+        _ => Ok(Some(false)),
+    }
+}
+
 /// Why authentication failed; reported by handlers that need a caller, so public endpoints
 /// still answer requests that carry a stale token.
 #[derive(Debug, Clone)]

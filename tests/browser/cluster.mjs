@@ -3,7 +3,8 @@
 //   HERMES_PASSWORD   the initial admin's password
 //   LEADER_ID, LEADER_PID   the leader's node id and process, which this script kills
 // The page must show three members and the leader, and after the kill the new leader, without
-// a reload.
+// a reload; then the quorum guard refuses removing the other live member, and removing the dead
+// one goes through.
 import assert from 'node:assert/strict';
 import { firstSignIn, launch, shot, watcher } from './lib.mjs';
 
@@ -40,8 +41,25 @@ try {
   assert.equal(loads, 0, 'the page reloaded');
   console.log(`new leader: ${await page.getByTestId('leader').innerText()}`);
 
+  // Membership from the console: removing the other live member would leave one healthy voter
+  // of two, and the quorum guard's refusal shows; removing the dead one goes through.
+  const talking = await page.getByText(/^node \d+ \(/).first().innerText();
+  const me = Number(/^node (\d+)/.exec(talking)[1]);
+  const other = [1, 2, 3].find((id) => id !== me && id !== Number(leader));
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: `Remove node ${other}` }).click();
+  await page.getByRole('alert').getByText(/quorum needs/).waitFor();
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: `Remove node ${leader}` }).click();
+  await page.getByText(`Node ${leader} was removed.`).waitFor();
+  await members.getByRole('row').nth(2).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('table[aria-label="members"] tbody tr').length === 2);
+  await page.getByText('healthy', { exact: true }).waitFor({ timeout: 30_000 });
+
   assert.deepEqual(problems, []);
-  assert.deepEqual(refused, []);
+  // The quorum guard's refusal, asked for on purpose.
+  assert.equal(refused.length, 1, refused.join('\n'));
+  assert.match(refused[0], / DELETE \/api\/v1\/cluster\/members\/\d+$/);
   console.log('cluster: every step passed');
 } finally {
   await browser.close();

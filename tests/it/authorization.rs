@@ -569,3 +569,45 @@ fn traffic_needs_status_read_and_an_hmac_caller_sees_one_node() {
     assert_eq!(nodes.iter().filter(|n| n["ok"] == true).count(), 1, "{b}");
     assert!(b.to_string().contains("only a session token"), "{b}");
 }
+
+#[test]
+fn membership_changes_take_an_admin_session_and_refuse_other_people() {
+    let c = Cluster::start_with(1, &["--initial-admin", "admin@hermes.local"]);
+    let node = c.node(1);
+    let anon = Api::anonymous(&node.admin());
+    let root = anon.initial_admin(&node.data_dir);
+    user(&root, "viewer@example.test", "default", Some("owner"));
+    let owner = anon.sign_in("viewer@example.test", "secret-123");
+    // An owner of a namespace is not an admin of the cluster, even from loopback.
+    for (what, (s, b)) in [
+        ("remove", owner.delete("/api/v1/cluster/members/1")),
+        (
+            "promote",
+            owner.post("/api/v1/cluster/members/1/promote", &json!({})),
+        ),
+        (
+            "add",
+            owner.post(
+                "/api/v1/cluster/members",
+                &json!({"id": 9, "peer_url": "http://127.0.0.1:1"}),
+            ),
+        ),
+    ] {
+        assert_eq!(s, 403, "{what}: {b}");
+    }
+    // A token that does not verify is refused before anything else.
+    let forged = anon.with(crate::api_client::Auth::Bearer("e30.e30.x".into()));
+    assert_eq!(forged.delete("/api/v1/cluster/members/1").0, 401);
+    // The admin's session gets the change itself decided: removing the last voter is refused,
+    // in words.
+    let (s, b) = root.delete("/api/v1/cluster/members/1");
+    assert!(s != 401 && s != 403 && s >= 400, "{s} {b}");
+    assert!(b.to_string().contains("last voter"), "{b}");
+    assert_eq!(
+        c.node(1).status().unwrap()["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -1,14 +1,27 @@
 // The raft cluster as the node the browser talks to sees it, refreshed every two seconds: who
-// leads, each member's role, term, log indexes and lag, and the node's own health checks.
+// leads, each member's role, term, log indexes and lag, and the node's own health checks; and,
+// for admins, adding a member (as a learner), promoting and removing one. The API refuses what
+// would cost the cluster its quorum, and the page shows why.
 import { defineComponent, h, reactive } from 'vue';
 import { api } from '../api.js';
-import { failed, loading, poll } from '../ui.js';
+import { button, failed, loading, poll } from '../ui.js';
 
 const EVERY_MS = 2000;
 
 export const Cluster = defineComponent({
   setup() {
-    const state = reactive({ status: null, error: '', at: null });
+    const state = reactive({ status: null, error: '', at: null, add: { id: '', peer_url: '' }, actionError: '', notice: '' });
+    async function change(what, fn) {
+      state.actionError = '';
+      state.notice = '';
+      try {
+        await fn();
+        state.notice = what;
+        await refresh();
+      } catch (err) {
+        state.actionError = err.message;
+      }
+    }
     async function load() {
       try {
         state.status = await api.get('/api/v1/cluster/status');
@@ -42,7 +55,7 @@ export const Cluster = defineComponent({
           ]),
         ]),
         h('div', { class: 'table-scroll' }, h('table', { class: 'list', 'aria-label': 'members' }, [
-          h('thead', h('tr', ['Member', 'Peer address', 'Kind', 'Role', 'Term', 'Last log', 'Commit', 'Applied', 'Lag', 'Revision', 'Version', 'Problem']
+          h('thead', h('tr', ['Member', 'Peer address', 'Kind', 'Role', 'Term', 'Last log', 'Commit', 'Applied', 'Lag', 'Revision', 'Version', 'Problem', '']
             .map((t) => h('th', t)))),
           h('tbody', s.members.map((m) => {
             const i = m.info;
@@ -59,10 +72,29 @@ export const Cluster = defineComponent({
               h('td', i ? String(i.revision) : ''),
               h('td', i ? i.version : ''),
               h('td', { class: 'error' }, m.error || ''),
+              h('td', { class: 'actions' }, [
+                m.voter ? null : button('Promote', () => change(`Node ${m.id} is now a voter.`, () => api.post(`/api/v1/cluster/members/${m.id}/promote`)), { class: 'small', 'aria-label': `Promote node ${m.id}` }),
+                button('Remove', () => {
+                  if (window.confirm(`Remove node ${m.id} from the cluster? Its data stays on its disk; it no longer takes part.`)) {
+                    change(`Node ${m.id} was removed.`, () => api.del(`/api/v1/cluster/members/${m.id}`));
+                  }
+                }, { class: 'small danger', 'aria-label': `Remove node ${m.id}` }),
+              ]),
             ]);
           })),
         ])),
-        h('p', { class: 'hint' }, 'Members are added, promoted and removed with the hermes member command (signed with the cluster secret); the console does not change membership yet.'),
+        state.actionError ? h('p', { class: 'error', role: 'alert' }, state.actionError) : null,
+        state.notice ? h('p', { class: 'notice', role: 'status' }, state.notice) : null,
+        h('form', { class: 'inline', 'aria-label': 'add a member', onSubmit: (e) => {
+          e.preventDefault();
+          change(`Node ${state.add.id} was added as a learner; promote it once it has caught up.`,
+            () => api.post('/api/v1/cluster/members', { id: Number(state.add.id), peer_url: state.add.peer_url.trim() }));
+        } }, [
+          h('input', { type: 'number', min: 1, required: true, 'aria-label': 'New member id', placeholder: 'id', value: state.add.id, onInput: (e) => { state.add.id = e.target.value; } }),
+          h('input', { type: 'url', required: true, 'aria-label': 'New member peer URL', placeholder: 'http://host:9081', value: state.add.peer_url, onInput: (e) => { state.add.peer_url = e.target.value; } }),
+          h('button', { type: 'submit', class: 'small' }, 'Add member'),
+        ]),
+        h('p', { class: 'hint' }, 'Admins only. The new node must be started with the same cluster secret; hermes member does the same from a shell.'),
       ]);
     };
   },

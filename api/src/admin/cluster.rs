@@ -1,7 +1,11 @@
-//! `/api/v1/cluster/...`: membership and status, for `hermes member`, `hermes status` and
-//! `--join`. Reads are open like `/metrics`; changes require a request signed with the cluster
-//! secret (the same scheme as peer traffic), or, on a cluster without a secret, a direct
-//! loopback client (not one that came through a proxy).
+//! `/api/v1/cluster/...`: membership and status, for `hermes member`, `hermes status`,
+//! `--join` and the console. Reads are open like `/metrics`; changes require a request signed
+//! with the cluster secret (the same scheme as peer traffic), or, on a cluster without a
+//! secret, a direct loopback client (not one that came through a proxy). Adding, promoting
+//! and removing a member is also open to the session of an admin (the console's cluster page):
+//! an admin already holds every namespace, user and credential; a signed-in person who is not
+//! one is refused (403), and a credential's HMAC signature never counts. Joining stays with
+//! the node that joins.
 
 use std::net::SocketAddr;
 
@@ -57,6 +61,29 @@ fn authorize(
     // Signed for any audience: see `hermes_raft::peer_auth`.
     auth.verify(method, signed, "", header, body)
         .map_err(|e| ApiError::unauthorized(e.to_string()))
+}
+
+/// `authorize`, or the session of an admin for the changes the console makes.
+async fn authorize_change(
+    state: &AdminState,
+    client: SocketAddr,
+    headers: &HeaderMap,
+    method: &str,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    match crate::caller::session_admin(&state.api, headers).await? {
+        Some(true) => {
+            tracing::info!(%method, path = uri.path(), "membership change by an admin session");
+            Ok(())
+        }
+        Some(false) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "membership changes need an admin",
+        )),
+        None => authorize(state, client, headers, method, uri, body),
+    }
 }
 
 fn parse_member(body: &[u8]) -> Result<MemberBody, ApiError> {
@@ -115,7 +142,7 @@ pub async fn add(
     uri: Uri,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&state, client, &headers, "POST", &uri, &body)?;
+    authorize_change(&state, client, &headers, "POST", &uri, &body).await?;
     let m = parse_member(&body)?;
     state
         .node
@@ -165,7 +192,7 @@ pub async fn promote(
     Path(id): Path<u64>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&state, client, &headers, "POST", &uri, &body)?;
+    authorize_change(&state, client, &headers, "POST", &uri, &body).await?;
     state
         .node
         .change_membership(MembershipChange::Promote { id }, false)
@@ -182,7 +209,7 @@ pub async fn remove(
     Query(query): Query<RemoveQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&state, client, &headers, "DELETE", &uri, &body)?;
+    authorize_change(&state, client, &headers, "DELETE", &uri, &body).await?;
     state
         .node
         .change_membership(MembershipChange::Remove { id }, query.force)
