@@ -353,6 +353,11 @@ try {
   await dev.getByRole('alert').getByText(/forbidden|not allowed|permission|scope|role/i).waitFor();
   await devContext.close();
 
+  // In the audit log the membership changes link to the members.
+  await page.getByRole('link', { name: 'Audit', exact: true }).click();
+  await page.getByRole('table', { name: 'audit log' }).getByRole('link', { name: 'builtin:dev@example.test' }).first().click();
+  await page.getByRole('heading', { name: 'Members and users' }).waitFor();
+
   // Deleting asks first.
   await page.getByRole('link', { name: 'Domains', exact: true }).click();
   page.once('dialog', (d) => d.dismiss());

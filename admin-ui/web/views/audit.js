@@ -1,8 +1,9 @@
 // The namespace's audit log, newest first, fifty to a page; each entry links to where its
-// subject can be seen (a domain's or cluster's history, the credentials).
+// subject can be seen: a domain's or cluster's history (deleted ones too: their history stays),
+// the credentials, the members and users, the namespace itself.
 import { defineComponent, h, reactive, watch } from 'vue';
-import { api, session } from '../api.js';
-import { link } from '../router.js';
+import { api, session, setNamespace } from '../api.js';
+import { link, navigate } from '../router.js';
 import { button, empty, failed, loading } from '../ui.js';
 
 const PAGE = 50;
@@ -12,6 +13,13 @@ function subject(e) {
     return link(`/${e.kind}s/${encodeURIComponent(e.name)}/history`, e.name);
   }
   if (e.kind === 'credential') return link('/credentials', e.name);
+  if (e.kind === 'member' || e.kind === 'user' || e.kind === 'group_binding') return link('/members', e.name);
+  if (e.kind === 'namespace') {
+    return h('a', {
+      href: '/ui/domains',
+      onClick: (ev) => { ev.preventDefault(); setNamespace(e.name); navigate('/domains'); },
+    }, e.name);
+  }
   return e.name;
 }
 

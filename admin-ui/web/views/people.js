@@ -3,7 +3,7 @@
 // shows its refusals as they come.
 import { defineComponent, h, reactive, watch } from 'vue';
 import { api, session } from '../api.js';
-import { button, empty, failed, loading } from '../ui.js';
+import { button, empty, failed, loading, paginate } from '../ui.js';
 
 const ROLES = ['viewer', 'editor', 'owner'];
 
@@ -16,6 +16,7 @@ export const People = defineComponent({
   setup() {
     const state = reactive({
       me: null, members: null, bindings: null, users: null, error: '', notice: '',
+      pages: { members: { page: 1 }, bindings: { page: 1 }, users: { page: 1 } },
       add: { user_sub: '', role: 'viewer' }, bind: { group: '', role: 'viewer' },
       create: { email: '', name: '', password: '', is_admin: false },
     });
@@ -49,12 +50,13 @@ export const People = defineComponent({
 
     function membersSection() {
       const candidates = (state.users || []).filter((u) => !state.members.some((m) => m.user_sub === u.sub));
+      const { shown, nav } = paginate(state.members, state.pages.members);
       return [
         h('h2', 'Members'),
         state.members.length
           ? h('table', { class: 'list', 'aria-label': 'members' }, [
             h('thead', h('tr', ['User', 'Role', ''].map((t) => h('th', t)))),
-            h('tbody', state.members.map((m) => h('tr', { key: m.user_sub }, [
+            h('tbody', shown.map((m) => h('tr', { key: m.user_sub }, [
               h('td', m.email || m.username || m.user_sub),
               h('td', m.user_sub === state.me?.sub
                 ? m.role
@@ -67,6 +69,7 @@ export const People = defineComponent({
             ]))),
           ])
           : empty('No members yet.'),
+        nav,
         state.users
           ? h('form', { class: 'inline', 'aria-label': 'add a member', onSubmit: (e) => {
             e.preventDefault();
@@ -84,13 +87,14 @@ export const People = defineComponent({
     }
 
     function bindingsSection() {
+      const { shown, nav } = paginate(state.bindings, state.pages.bindings);
       return [
         h('h2', 'Group bindings'),
         h('p', { class: 'hint' }, 'Members of an OpenID Connect group get its role here.'),
         state.bindings.length
           ? h('table', { class: 'list', 'aria-label': 'group bindings' }, [
             h('thead', h('tr', ['Group', 'Role', ''].map((t) => h('th', t)))),
-            h('tbody', state.bindings.map((b) => h('tr', { key: b.group }, [
+            h('tbody', shown.map((b) => h('tr', { key: b.group }, [
               h('td', b.group),
               h('td', roleSelect(b.role, (role) => act(`Group ${b.group} now gets ${role}.`, () => api.post('/api/v1/group-bindings', { group: b.group, role })), `Role of group ${b.group}`)),
               h('td', { class: 'actions' }, button('Remove', () => {
@@ -99,6 +103,7 @@ export const People = defineComponent({
             ]))),
           ])
           : empty('No group is bound to this namespace.'),
+        nav,
         h('form', { class: 'inline', 'aria-label': 'bind a group', onSubmit: (e) => {
           e.preventDefault();
           act(`Group ${state.bind.group} bound.`, () => api.post('/api/v1/group-bindings', { ...state.bind }));
@@ -113,11 +118,12 @@ export const People = defineComponent({
     function usersSection() {
       if (!state.users) return [];
       const self = (u) => u.sub === state.me?.sub;
+      const { shown, nav } = paginate(state.users, state.pages.users);
       return [
         h('h2', 'All users (admins only)'),
         h('table', { class: 'list', 'aria-label': 'users' }, [
           h('thead', h('tr', ['E-mail', 'Name', 'Admin', 'Must change password', 'Last seen', ''].map((t) => h('th', t)))),
-          h('tbody', state.users.map((u) => h('tr', { key: u.sub }, [
+          h('tbody', shown.map((u) => h('tr', { key: u.sub }, [
             h('td', u.email || u.username),
             h('td', u.name),
             h('td', h('input', {
@@ -140,6 +146,7 @@ export const People = defineComponent({
             ]),
           ]))),
         ]),
+        nav,
         h('form', { class: 'card', 'aria-label': 'create a user', onSubmit: (e) => {
           e.preventDefault();
           act(`Created ${state.create.email}.`, async () => {
