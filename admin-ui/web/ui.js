@@ -81,3 +81,19 @@ export function poll(ms, load) {
   run();
   return run;
 }
+
+// A page's changes through the API: `change(what, fn)` runs `fn`, then says `what` in
+// `state.notice` and runs `reload`; a refusal goes to `state[errorKey]`, in the API's words.
+export function changer(state, reload, errorKey = 'error') {
+  return async (what, fn) => {
+    state[errorKey] = '';
+    state.notice = '';
+    try {
+      await fn();
+      state.notice = what;
+      await reload();
+    } catch (err) {
+      state[errorKey] = err.message;
+    }
+  };
+}

@@ -136,6 +136,7 @@ fn write_out(shared: &Shared, mut out: impl Write, mut trim: Option<page_cache::
         }
         // Read before the pass: once set, every line appended before it is in this pass.
         let closed = shared.closed.load(Ordering::Acquire);
+        let mut wrote = false;
         for shard in shared.shards.iter() {
             std::mem::swap(&mut *lock(shard), &mut spare);
             if !spare.is_empty() {
@@ -144,11 +145,15 @@ fn write_out(shared: &Shared, mut out: impl Write, mut trim: Option<page_cache::
                 spare.clear();
                 // Do not keep a burst's worth of memory for ever.
                 spare.shrink_to(FLUSH_AT * 2);
+                wrote = true;
             }
         }
-        let _ = out.flush();
-        if let Some(trim) = trim.as_mut() {
-            trim.after_write();
+        // An idle pass costs no syscall.
+        if wrote {
+            let _ = out.flush();
+            if let Some(trim) = trim.as_mut() {
+                trim.after_write();
+            }
         }
         if closed {
             return;

@@ -101,6 +101,21 @@ fn sigterm_drains_and_exits_cleanly() {
     assert_eq!(c.node(1).range_prefix("/before-stop", false).len(), 1);
 }
 
+/// Routes `host` on `node`'s proxy to one upstream node at 127.0.0.1:`port`.
+fn route_to(node: &Node, host: &str, port: u16) {
+    node.put_key(
+        "/hermes/clusters/c",
+        &serde_json::json!({"name": "c", "nodes": [{"host": "127.0.0.1", "port": port}]})
+            .to_string(),
+    );
+    node.put_key(
+        "/hermes/domains/d",
+        &serde_json::json!({"name": "d", "hosts": [host],
+                "routes": [{"name": "r", "uri": "/*", "clusters": [{"name": "c"}]}]})
+        .to_string(),
+    );
+}
+
 #[test]
 fn one_thread_for_the_control_plane_and_one_for_the_proxy() {
     // `--worker-threads 1` is tokio's current-thread scheduler for store, admin API and etcd
@@ -108,17 +123,7 @@ fn one_thread_for_the_control_plane_and_one_for_the_proxy() {
     let up = crate::upstream::Upstream::start("one-thread");
     let mut c = Cluster::start_with(1, &["--worker-threads", "1", "--proxy-threads", "1"]);
     let node = c.node(1);
-    node.put_key(
-        "/hermes/clusters/c",
-        &serde_json::json!({"name": "c", "nodes": [{"host": "127.0.0.1", "port": up.port}]})
-            .to_string(),
-    );
-    node.put_key(
-        "/hermes/domains/d",
-        &serde_json::json!({"name": "d", "hosts": ["one.test"],
-                "routes": [{"name": "r", "uri": "/*", "clusters": [{"name": "c"}]}]})
-        .to_string(),
-    );
+    route_to(node, "one.test", up.port);
     let answer = wait_for("the route", Duration::from_secs(10), || {
         let a = node.proxy_get("one.test", "/hello");
         (a.status == 200).then_some(a)
@@ -155,17 +160,7 @@ fn proxy_threads_share_one_port_that_no_other_node_can_take() {
         proxy_threads(node.pid().unwrap()),
         ["hermes-proxy-0", "hermes-proxy-1", "hermes-proxy-2"]
     );
-    node.put_key(
-        "/hermes/clusters/c",
-        &serde_json::json!({"name": "c", "nodes": [{"host": "127.0.0.1", "port": up.port}]})
-            .to_string(),
-    );
-    node.put_key(
-        "/hermes/domains/d",
-        &serde_json::json!({"name": "d", "hosts": ["threads.test"],
-                "routes": [{"name": "r", "uri": "/*", "clusters": [{"name": "c"}]}]})
-        .to_string(),
-    );
+    route_to(node, "threads.test", up.port);
     wait_for("the route", Duration::from_secs(10), || {
         (node.proxy_get("threads.test", "/").status == 200).then_some(())
     });

@@ -4,24 +4,14 @@
 // would cost the cluster its quorum, and the page shows why.
 import { defineComponent, h, reactive } from 'vue';
 import { api } from '../api.js';
-import { button, failed, loading, poll } from '../ui.js';
+import { button, changer, failed, loading, poll } from '../ui.js';
 
 const EVERY_MS = 2000;
 
 export const Cluster = defineComponent({
   setup() {
     const state = reactive({ status: null, error: '', at: null, add: { id: '', peer_url: '' }, actionError: '', notice: '' });
-    async function change(what, fn) {
-      state.actionError = '';
-      state.notice = '';
-      try {
-        await fn();
-        state.notice = what;
-        await refresh();
-      } catch (err) {
-        state.actionError = err.message;
-      }
-    }
+    const change = changer(state, () => refresh(), 'actionError');
     async function load() {
       try {
         state.status = await api.get('/api/v1/cluster/status');

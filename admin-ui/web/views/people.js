@@ -3,7 +3,7 @@
 // shows its refusals as they come.
 import { defineComponent, h, reactive, watch } from 'vue';
 import { api, session } from '../api.js';
-import { button, empty, failed, loading, paginate } from '../ui.js';
+import { button, changer, empty, failed, loading, paginate } from '../ui.js';
 
 const ROLES = ['viewer', 'editor', 'owner'];
 
@@ -20,17 +20,7 @@ export const People = defineComponent({
       add: { user_sub: '', role: 'viewer' }, bind: { group: '', role: 'viewer' },
       create: { email: '', name: '', password: '', is_admin: false },
     });
-    const act = async (what, fn) => {
-      state.error = '';
-      state.notice = '';
-      try {
-        await fn();
-        state.notice = what;
-        await load();
-      } catch (err) {
-        state.error = err.message;
-      }
-    };
+    const act = changer(state, () => load());
     async function load() {
       try {
         const [me, members, bindings] = await Promise.all([

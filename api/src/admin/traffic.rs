@@ -9,6 +9,7 @@
 //! the answering node only, and each other node is listed with that reason.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -17,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,11 @@ use crate::{ApiError, Caller};
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 /// The most a node's answer may hold.
 const MAX_PEER_ANSWER: usize = 4 << 20;
+
+/// One client for every fan-out, so connections to the other nodes are kept between the
+/// console's polls instead of opened each time.
+static PEERS: LazyLock<Client<HttpConnector, Empty<Bytes>>> =
+    LazyLock::new(|| Client::builder(TokioExecutor::new()).build_http());
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -259,7 +266,6 @@ pub fn merge(into: &mut Traffic, other: Traffic) {
 
 /// Asks the node at `admin_url` for its own traffic, as the caller.
 async fn ask(admin_url: &str, authorization: &str, namespace: &str) -> Result<Traffic, String> {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let uri: http::Uri = format!(
         "{}/api/v1/traffic?node=local",
         admin_url.trim_end_matches('/')
@@ -271,7 +277,7 @@ async fn ask(admin_url: &str, authorization: &str, namespace: &str) -> Result<Tr
         .header("x-hermes-namespace", namespace)
         .body(Empty::new())
         .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(PEER_TIMEOUT, client.request(req))
+    let resp = tokio::time::timeout(PEER_TIMEOUT, PEERS.request(req))
         .await
         .map_err(|_| format!("no answer within {PEER_TIMEOUT:?}"))?
         .map_err(|e| e.to_string())?;

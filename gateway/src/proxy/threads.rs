@@ -104,9 +104,9 @@ pub struct ProxyThreads {
 }
 
 impl ProxyThreads {
-    /// Starts a thread per listener, each serving its listener with [`super::server::serve`]
-    /// until `shutdown`, then draining for `grace`. `max_connections` bounds the open
-    /// connections of all threads together.
+    /// Starts a thread per listener of [`bind`] (which sized the per-thread state), each
+    /// serving its listener with [`super::server::serve`] until `shutdown`, then draining for
+    /// `grace`. `max_connections` bounds the open connections of all threads together.
     pub async fn start(
         listeners: Vec<std::net::TcpListener>,
         gw: Arc<Gateway>,
@@ -114,7 +114,6 @@ impl ProxyThreads {
         shutdown: watch::Receiver<bool>,
         grace: Duration,
     ) -> io::Result<ProxyThreads> {
-        SHARDS.fetch_max(listeners.len() + 1, Ordering::Relaxed);
         let slots = Arc::new(Semaphore::new(max_connections));
         let mut started = ProxyThreads {
             handles: Vec::new(),
@@ -163,17 +162,20 @@ impl ProxyThreads {
         &self.handles
     }
 
-    /// Waits until every thread has stopped (after shutdown and its grace period); the first
-    /// error of any of them.
+    /// Waits until every thread has stopped (after shutdown and its grace period). A thread
+    /// ends before shutdown only when it fails: its error is returned at once, so that the
+    /// node stops (a node serving on fewer threads than it says would hide the failure); the
+    /// other threads then end with the node's shutdown signal.
     pub async fn wait(self) -> io::Result<()> {
-        let mut first = Ok(());
-        for done in self.done {
-            let result = done
-                .await
-                .unwrap_or_else(|_| Err(io::Error::other("a proxy thread panicked")));
-            if first.is_ok() {
-                first = result;
-            }
+        let mut done = tokio::task::JoinSet::new();
+        for rx in self.done {
+            done.spawn(async move {
+                rx.await
+                    .unwrap_or_else(|_| Err(io::Error::other("a proxy thread panicked")))
+            });
+        }
+        while let Some(joined) = done.join_next().await {
+            joined.unwrap_or_else(|e| Err(io::Error::other(e.to_string())))?;
         }
         let threads = self.threads;
         // Each thread has sent its result and has only its exit left.
@@ -183,7 +185,7 @@ impl ProxyThreads {
             }
         })
         .await;
-        first
+        Ok(())
     }
 }
 
