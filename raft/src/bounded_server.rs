@@ -43,7 +43,13 @@ pub struct Bounds {
     pub name: &'static str,
     pub max_connections: usize,
     pub header_timeout: Duration,
+    /// Concurrent HTTP/2 streams per connection: each is a request whose body counts against
+    /// the listener's budget.
+    pub max_streams: u32,
 }
+
+/// Streams per HTTP/2 connection by default: a few dozen is plenty for a browser or a peer.
+pub const MAX_STREAMS: u32 = 32;
 
 /// How long a request head may take to arrive, by default.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,9 +75,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20))
-        // Each stream is a request whose body counts against the listener's budget; a few
-        // dozen per connection is plenty for any client of these listeners.
-        .max_concurrent_streams(32)
+        .max_concurrent_streams(bounds.max_streams)
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(bounds.max_connections));
@@ -375,6 +379,7 @@ mod tests {
             name: "test",
             max_connections: 2,
             header_timeout: Duration::from_millis(200),
+            max_streams: MAX_STREAMS,
         };
         let (addr, _stop) = start(bounds).await;
         // Two stalled clients take both slots...
@@ -434,6 +439,7 @@ mod tests {
             name: "test",
             max_connections: 8,
             header_timeout: HEADER_TIMEOUT,
+            max_streams: MAX_STREAMS,
         };
         tokio::spawn(serve(listener, router, server, std::future::pending()));
         addr
@@ -536,6 +542,7 @@ mod tests {
             name: "test",
             max_connections: 4,
             header_timeout: HEADER_TIMEOUT,
+            max_streams: MAX_STREAMS,
         };
         let (addr, _stop) = start(bounds).await;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -131,6 +131,7 @@ pub async fn serve(
         name: "peer",
         max_connections,
         header_timeout: crate::bounded_server::HEADER_TIMEOUT,
+        max_streams: crate::bounded_server::MAX_STREAMS,
     };
     crate::bounded_server::serve(listener, router(node), bounds, shutdown).await
 }

@@ -125,6 +125,7 @@ pub async fn serve(
         name: "admin",
         max_connections,
         header_timeout: hermes_raft::bounded_server::HEADER_TIMEOUT,
+        max_streams: hermes_raft::bounded_server::MAX_STREAMS,
     };
     hermes_raft::bounded_server::serve(listener, router(state), bounds, shutdown).await
 }

@@ -15,7 +15,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -23,6 +22,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use hermes_raft::proxied::came_through_proxy;
+use hermes_raft::Header;
 
 use super::body::read_json;
 use super::decode::Obj;
@@ -110,29 +110,35 @@ fn unauthenticated(message: &str) -> EtcdError {
     EtcdError::new(Code::Unauthenticated, message)
 }
 
-/// Middleware on every etcd route: the authentication decision of the module doc.
-pub async fn require(State(api): State<Api>, req: Request, next: Next) -> Response {
+/// The authentication decision for one request of either front end: without a configured
+/// user, only direct clients; with one, a valid token, unless the call is `open` (signing in).
+pub fn decide(
+    api: &Api,
+    headers: &HeaderMap,
+    open: bool,
+    token: Option<&str>,
+) -> Result<(), EtcdError> {
     match &api.auth {
-        None => {
-            if came_through_proxy(req.headers()) {
-                return EtcdError::new(
-                    Code::PermissionDenied,
-                    "etcdserver: this endpoint serves only direct local clients; requests through a proxy are refused",
-                )
-                .into_response();
-            }
-            next.run(req).await
-        }
-        Some(auth) => {
-            if req.uri().path().ends_with("/auth/authenticate") {
-                return next.run(req).await;
-            }
-            match token(req.headers()) {
-                None => EtcdError::invalid("etcdserver: user name is empty").into_response(),
-                Some(t) if auth.verify(t) => next.run(req).await,
-                Some(_) => unauthenticated("etcdserver: invalid auth token").into_response(),
-            }
-        }
+        None if came_through_proxy(headers) => Err(EtcdError::new(
+            Code::PermissionDenied,
+            "etcdserver: this endpoint serves only direct local clients; requests through a proxy are refused",
+        )),
+        None => Ok(()),
+        Some(_) if open => Ok(()),
+        Some(auth) => match token.filter(|t| !t.is_empty()) {
+            None => Err(EtcdError::invalid("etcdserver: user name is empty")),
+            Some(t) if auth.verify(t) => Ok(()),
+            Some(_) => Err(unauthenticated("etcdserver: invalid auth token")),
+        },
+    }
+}
+
+/// Middleware on every JSON route: [`decide`], with the token in `Authorization`.
+pub async fn require(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let open = req.uri().path().ends_with("/auth/authenticate");
+    match decide(&api, req.headers(), open, token(req.headers())) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -143,18 +149,10 @@ fn token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// `POST /v3/auth/authenticate {"name","password"}` → `{"header", "token"}`.
-pub async fn authenticate(State(api): State<Api>, body: axum::body::Body) -> Response {
-    let result = async {
-        let v = read_json(body).await?;
-        let o = Obj::new(
-            &v,
-            "etcdserverpb.AuthenticateRequest",
-            &["name", "password"],
-        )?;
-        let name = o.string("name")?;
-        let password = o.string("password")?;
-        let Some(auth) = &api.auth else {
+impl Api {
+    /// Checks a user name and password; answers a token every node accepts.
+    pub fn authenticate(&self, name: &str, password: &str) -> Result<(Header, String), EtcdError> {
+        let Some(auth) = &self.auth else {
             return Err(EtcdError::new(
                 Code::FailedPrecondition,
                 "etcdserver: authentication is not enabled",
@@ -163,7 +161,7 @@ pub async fn authenticate(State(api): State<Api>, body: axum::body::Body) -> Res
         if name.is_empty() {
             return Err(EtcdError::invalid("etcdserver: user name is empty"));
         }
-        if !auth.accepts(&name, password.as_bytes()) {
+        if !auth.accepts(name, password.as_bytes()) {
             return Err(EtcdError::invalid(
                 "etcdserver: authentication failed, invalid user ID or password",
             ));
@@ -171,29 +169,46 @@ pub async fn authenticate(State(api): State<Api>, body: axum::body::Body) -> Res
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let revision = api.node.store().revision();
-        Ok(Out::new()
-            .value("header", encode::header(&api.node.header(revision)))
-            .string("token", &auth.token(now))
-            .build())
+        Ok((self.current_header(), auth.token(now)))
     }
-    .await;
-    match result {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
+
+    /// Whether the endpoint requires a password.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth.is_some()
     }
+
+    /// The endpoint's one user, if it has one.
+    pub fn auth_user(&self) -> Option<&str> {
+        self.auth.as_deref().map(|a| a.user.as_str())
+    }
+}
+
+/// `POST /v3/auth/authenticate {"name","password"}` → `{"header", "token"}`.
+pub async fn authenticate(State(api): State<Api>, body: axum::body::Body) -> Response {
+    super::reply(
+        async {
+            let v = read_json(body).await?;
+            let o = Obj::new(
+                &v,
+                "etcdserverpb.AuthenticateRequest",
+                &["name", "password"],
+            )?;
+            let (header, token) = api.authenticate(&o.string("name")?, &o.string("password")?)?;
+            Ok(Out::new()
+                .value("header", encode::header(&header))
+                .string("token", &token)
+                .build())
+        }
+        .await,
+    )
 }
 
 /// `POST /v3/auth/status` → whether authentication is on.
 pub async fn status(State(api): State<Api>) -> Response {
-    let revision = api.node.store().revision();
-    Json(
-        Out::new()
-            .value("header", encode::header(&api.node.header(revision)))
-            .flag("enabled", api.auth.is_some())
-            .build(),
-    )
-    .into_response()
+    super::reply(Ok(Out::new()
+        .value("header", encode::header(&api.current_header()))
+        .flag("enabled", api.auth_enabled())
+        .build()))
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use serde_json::Value;
 
 use super::body::{read_json, JsonStream};
@@ -13,27 +12,15 @@ use super::encode::{self, Out};
 use super::error::EtcdError;
 use super::Api;
 
-fn reply(result: Result<Value, EtcdError>) -> Response {
-    match result {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
 pub async fn grant(State(api): State<Api>, body: Body) -> Response {
-    reply(
+    super::reply(
         async {
             let v = read_json(body).await?;
             let o = Obj::new(&v, "etcdserverpb.LeaseGrantRequest", &["TTL", "ID"])?;
             let (ttl, id) = (o.i64("TTL")?, o.i64("ID")?);
-            if id < 0 {
-                return Err(EtcdError::invalid(
-                    "etcdserverpb.LeaseGrantRequest.ID: must not be negative",
-                ));
-            }
-            let r = api.node.lease_grant(id, ttl).await?;
+            let (header, r) = api.lease_grant(id, ttl).await?;
             Ok(Out::new()
-                .value("header", encode::header(&api.node.header(r.revision)))
+                .value("header", encode::header(&header))
                 .int("ID", r.id)
                 .int("TTL", r.ttl)
                 .build())
@@ -43,12 +30,11 @@ pub async fn grant(State(api): State<Api>, body: Body) -> Response {
 }
 
 pub async fn revoke(State(api): State<Api>, body: Body) -> Response {
-    reply(
+    super::reply(
         async {
             let v = read_json(body).await?;
             let o = Obj::new(&v, "etcdserverpb.LeaseRevokeRequest", &["ID"])?;
-            let revision = api.node.lease_revoke(o.i64("ID")?).await?;
-            Ok(encode::header_only(&api.node.header(revision)))
+            Ok(encode::header_only(&api.lease_revoke(o.i64("ID")?).await?))
         }
         .await,
     )
@@ -57,12 +43,9 @@ pub async fn revoke(State(api): State<Api>, body: Body) -> Response {
 async fn keepalive_one(api: &Api, v: Value) -> Result<Value, EtcdError> {
     let o = Obj::new(&v, "etcdserverpb.LeaseKeepAliveRequest", &["ID"])?;
     let id = o.i64("ID")?;
-    let ttl = api.node.lease_keepalive(id).await?;
+    let (header, ttl) = api.lease_keepalive(id).await?;
     Ok(Out::new()
-        .value(
-            "header",
-            encode::header(&api.node.header(api.node.store().revision())),
-        )
+        .value("header", encode::header(&header))
         .int("ID", id)
         .int("TTL", ttl)
         .build())
@@ -100,61 +83,40 @@ pub async fn keepalive(State(api): State<Api>, body: Body) -> Response {
 }
 
 pub async fn time_to_live(State(api): State<Api>, body: Body) -> Response {
-    reply(
+    super::reply(
         async {
             let v = read_json(body).await?;
             let o = Obj::new(&v, "etcdserverpb.LeaseTimeToLiveRequest", &["ID", "keys"])?;
             let (id, with_keys) = (o.i64("ID")?, o.bool("keys")?);
-            let ttl = api.node.lease_time_to_live(id).await?;
-            let header = encode::header(&api.node.header(api.node.store().revision()));
-            let out = Out::new().value("header", header).int("ID", id);
-            Ok(match ttl {
-                // etcd answers an unknown lease with TTL -1 rather than an error.
-                None => out.int("TTL", -1).build(),
-                Some(ttl) => {
-                    let keys = if with_keys {
-                        api.node
-                            .store()
-                            .lease(id)
-                            .map(|(_, k)| k)
-                            .unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    };
-                    out.int("TTL", ttl.remaining)
-                        .int("grantedTTL", ttl.granted)
-                        .list(
-                            "keys",
-                            keys.iter().map(|k| {
-                                Value::String(base64::Engine::encode(
-                                    &base64::engine::general_purpose::STANDARD,
-                                    k,
-                                ))
-                            }),
-                        )
-                        .build()
-                }
-            })
+            let (header, t) = api.lease_time_to_live(id, with_keys).await?;
+            let out = Out::new()
+                .value("header", encode::header(&header))
+                .int("ID", t.id)
+                .int("TTL", t.ttl)
+                .int("grantedTTL", t.granted_ttl);
+            let keys = t.keys.iter().map(|k| {
+                Value::String(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    k,
+                ))
+            });
+            Ok(out.list("keys", keys).build())
         }
         .await,
     )
 }
 
 pub async fn leases(State(api): State<Api>, body: Body) -> Response {
-    reply(
+    super::reply(
         async {
             let v = read_json(body).await?;
             Obj::new(&v, "etcdserverpb.LeaseLeasesRequest", &[])?;
-            api.node.read_barrier().await?;
-            let store = api.node.store();
-            let leases = store.leases();
+            let (header, ids) = api.leases().await?;
             Ok(Out::new()
-                .value("header", encode::header(&api.node.header(store.revision())))
+                .value("header", encode::header(&header))
                 .list(
                     "leases",
-                    leases
-                        .iter()
-                        .map(|(id, _)| Out::new().int("ID", *id).build()),
+                    ids.iter().map(|id| Out::new().int("ID", *id).build()),
                 )
                 .build())
         }

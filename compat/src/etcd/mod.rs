@@ -1,18 +1,25 @@
-//! The etcd v3 JSON gateway (`/v3/...`, also under `/v3beta/` as etcd 3.4 serves it) over the
-//! replicated store. Behaviour and shapes follow Debian's etcd 3.4; see
-//! `shared/contracts/etcd.md`. Every handler decodes strictly, checks what etcd checks before
-//! proposing, and answers errors as etcd does.
+//! The etcd v3 API over the replicated store, on one port: the gRPC services (`grpc`) and
+//! the JSON gateway (`/v3/...`, also under `/v3beta/` as etcd 3.4 serves it). Behaviour and
+//! shapes follow Debian's etcd 3.4; see `shared/contracts/etcd.md`.
+//!
+//! Both front ends are codecs around [`service`] (what a request does to the store) and
+//! [`watch_session`] (a watch stream), with one error type, [`error::EtcdError`]. The JSON
+//! handlers decode strictly, the gRPC ones take protobuf as it comes; both answer errors as
+//! etcd does.
 
 pub mod auth;
 mod body;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod grpc;
 pub mod hidden;
 mod kv;
 mod lease;
 mod maintenance;
+pub mod service;
 mod watch;
+pub mod watch_session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +60,7 @@ impl Api {
             node,
             auth: auth.map(Arc::new),
             shutdown,
-            progress_interval: watch::PROGRESS_INTERVAL,
+            progress_interval: watch_session::PROGRESS_INTERVAL,
         }
     }
 }
@@ -110,15 +117,26 @@ fn v3_routes() -> Router<Api> {
     unary.merge(streams)
 }
 
+/// Every route of the endpoint: the JSON gateway's paths and the gRPC services' (which are
+/// `/<package>.<Service>/<Method>`, so the two never collide).
 pub fn router(api: Api) -> Router {
-    Router::new()
+    let json = Router::new()
         .nest("/v3", v3_routes())
         .nest("/v3beta", v3_routes())
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             auth::require,
         ))
-        .with_state(api)
+        .with_state(api.clone());
+    json.merge(grpc::router(api))
+}
+
+/// A JSON answer, or the error's.
+fn reply(result: Result<serde_json::Value, EtcdError>) -> Response {
+    match result {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Serves the etcd endpoint, at most `max_connections` at once, until `shutdown` resolves.
@@ -132,6 +150,9 @@ pub async fn serve(
         name: "etcd",
         max_connections,
         header_timeout: hermes_raft::bounded_server::HEADER_TIMEOUT,
+        // gRPC clients multiplex everything on one connection: every watch, keep-alive and
+        // campaign of a process, and the requests of all its tasks.
+        max_streams: grpc::MAX_STREAMS_PER_CONNECTION,
     };
     hermes_raft::bounded_server::serve(listener, router(api), bounds, shutdown).await
 }

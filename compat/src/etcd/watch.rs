@@ -1,9 +1,6 @@
 //! The Watch service over HTTP: the request body is a stream of `create_request`,
 //! `cancel_request` and `progress_request` objects; the response is a stream of
-//! `{"result": WatchResponse}` lines. Several watchers share one stream by `watch_id`. Like
-//! etcd, the stream stays open after the request body ends, until the client disconnects.
-
-use std::time::Duration;
+//! `{"result": WatchResponse}` lines. The stream itself is [`super::watch_session`].
 
 use axum::body::Body;
 use axum::extract::State;
@@ -12,117 +9,63 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use hermes_storage::mvcc::key_value::KeyRange;
-use hermes_storage::watch::{WatchItem, WatchOptions, Watcher};
+use hermes_storage::watch::WatchOptions;
 
 use super::body::JsonStream;
 use super::decode::Obj;
 use super::encode::{self, Out};
 use super::error::EtcdError;
+use super::watch_session::{self, WatchCommand, WatchOut};
 use super::Api;
 
-/// etcd's default interval between progress notifications for watchers that asked for them.
-pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
-
-struct Active {
-    id: i64,
-    watcher: Watcher,
-    progress_notify: bool,
-    /// Whether anything was sent since the last progress tick.
-    sent_since_tick: bool,
-}
-
 pub async fn watch(State(api): State<Api>, body: Body) -> Response {
-    let (tx, rx) = mpsc::channel::<bytes::Bytes>(64);
-    tokio::spawn(session(api, JsonStream::new(body), tx));
-    super::stream_response(rx)
-}
-
-enum Step {
-    Request(Option<Result<Value, EtcdError>>),
-    Item(usize, Result<WatchItem, hermes_storage::StoreError>),
-    ProgressTick,
-    Stop,
-}
-
-/// One client's watch stream; ends when the client goes away or the node shuts down.
-async fn session(api: Api, mut requests: JsonStream, tx: mpsc::Sender<bytes::Bytes>) {
-    let mut watchers: Vec<Active> = Vec::new();
-    let mut next_id: i64 = 0;
-    let mut input_open = true;
-    let mut shutdown = api.shutdown.clone();
-    let mut ticker = tokio::time::interval(api.progress_interval);
-    ticker.tick().await;
-    loop {
-        let step = {
-            let pending = watchers
-                .iter_mut()
-                .enumerate()
-                .map(|(i, w)| Box::pin(async move { (i, w.watcher.next().await) }));
-            let any_item = async {
-                if pending.len() == 0 {
-                    std::future::pending::<(usize, Result<WatchItem, hermes_storage::StoreError>)>()
-                        .await
-                } else {
-                    futures_util::future::select_all(pending).await.0
-                }
+    let (lines_tx, lines_rx) = mpsc::channel::<bytes::Bytes>(64);
+    let (tx, mut rx) = mpsc::channel::<Result<WatchOut, EtcdError>>(64);
+    let requests = futures_util::stream::unfold(JsonStream::new(body), |mut body| async move {
+        let next = body.next().await?;
+        Some((next.and_then(|v| command(&v)), body))
+    });
+    let session = watch_session::run(
+        api.clone(),
+        Box::pin(requests),
+        tx,
+        api.progress_interval,
+        api.shutdown.clone(),
+    );
+    tokio::spawn(session);
+    tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            let line = match out {
+                Ok(out) => encode::stream_line(response(&api, &out)),
+                Err(e) => encode::stream_error_line(&e),
             };
-            tokio::select! {
-                req = requests.next(), if input_open => Step::Request(req),
-                (i, item) = any_item => Step::Item(i, item),
-                _ = ticker.tick() => Step::ProgressTick,
-                _ = tx.closed() => Step::Stop,
-                _ = shutdown.changed() => Step::Stop,
-            }
-        };
-        let lines = match step {
-            Step::Stop => return,
-            Step::Request(None) => {
-                // etcd ignores the half-close: watchers keep running until the client leaves.
-                input_open = false;
-                Vec::new()
-            }
-            Step::Request(Some(Err(e))) => {
-                let _ = tx.send(encode::stream_error_line(&e)).await;
-                return;
-            }
-            Step::Request(Some(Ok(v))) => {
-                match handle_request(&api, &v, &mut watchers, &mut next_id) {
-                    Ok(lines) => lines,
-                    Err(e) => {
-                        let _ = tx.send(encode::stream_error_line(&e)).await;
-                        return;
-                    }
-                }
-            }
-            Step::Item(i, item) => item_lines(&api, &mut watchers, i, item),
-            Step::ProgressTick => progress_lines(&api, &mut watchers),
-        };
-        for line in lines {
-            if tx.send(line).await.is_err() {
+            if lines_tx.send(line).await.is_err() {
                 return;
             }
         }
-    }
+    });
+    super::stream_response(lines_rx)
 }
 
-fn response(api: &Api, revision: i64, id: i64) -> Out {
+fn response(api: &Api, o: &WatchOut) -> Value {
     Out::new()
-        .value("header", encode::header(&api.node.header(revision)))
-        .int("watch_id", id)
+        .value("header", encode::header(&api.header(o.revision)))
+        .int("watch_id", o.watch_id)
+        .flag("created", o.created)
+        .flag("canceled", o.canceled)
+        .int("compact_revision", o.compact_revision)
+        .string("cancel_reason", &o.cancel_reason)
+        .flag("fragment", o.fragment)
+        .list("events", o.events.iter().map(encode::event))
+        .build()
 }
 
-fn handle_request(
-    api: &Api,
-    v: &Value,
-    watchers: &mut Vec<Active>,
-    next_id: &mut i64,
-) -> Result<Vec<bytes::Bytes>, EtcdError> {
+fn command(v: &Value) -> Result<WatchCommand, EtcdError> {
     let o = Obj::new(
         v,
         "etcdserverpb.WatchRequest",
         &["create_request", "cancel_request", "progress_request"],
     )?;
-    let store = api.node.store();
     if let Some(create) = o.object("create_request") {
         let c = Obj::new(
             create,
@@ -157,139 +100,23 @@ fn handle_request(
                 }
             }
         }
-        let progress_notify = c.bool("progress_notify")?;
-        c.bool("fragment")?;
-        let requested = c.i64("watch_id")?;
-        let id = if requested != 0 {
-            requested
-        } else {
-            while watchers.iter().any(|w| w.id == *next_id) {
-                *next_id += 1;
-            }
-            *next_id
-        };
-        if watchers.iter().any(|w| w.id == id) {
-            return Ok(vec![encode::stream_line(
-                response(api, store.revision(), id)
-                    .flag("created", true)
-                    .flag("canceled", true)
-                    .string("cancel_reason", "etcdserver: duplicate watch ID")
-                    .build(),
-            )]);
-        }
-        if requested == 0 {
-            *next_id += 1;
-        }
-        let created = encode::stream_line(
-            response(api, store.revision(), id)
-                .flag("created", true)
-                .build(),
-        );
-        if opts.start_revision < 0 {
-            // etcd treats a negative start as compacted history.
-            return Ok(vec![
-                created,
-                compacted_line(api, id, store.compact_revision()),
-            ]);
-        }
-        watchers.push(Active {
-            id,
-            watcher: Watcher::new(store.clone(), opts),
-            progress_notify,
-            sent_since_tick: false,
+        return Ok(WatchCommand::Create {
+            opts,
+            progress_notify: c.bool("progress_notify")?,
+            fragment: c.bool("fragment")?,
+            watch_id: c.i64("watch_id")?,
         });
-        return Ok(vec![created]);
     }
     if let Some(cancel) = o.object("cancel_request") {
         let c = Obj::new(cancel, "etcdserverpb.WatchCancelRequest", &["watch_id"])?;
-        let id = c.i64("watch_id")?;
-        let before = watchers.len();
-        watchers.retain(|w| w.id != id);
-        if watchers.len() == before {
-            return Ok(Vec::new());
-        }
-        return Ok(vec![encode::stream_line(
-            response(api, store.revision(), id)
-                .flag("canceled", true)
-                .build(),
-        )]);
+        return Ok(WatchCommand::Cancel {
+            watch_id: c.i64("watch_id")?,
+        });
     }
     if o.object("progress_request").is_some() || v.get("progress_request").is_some() {
-        // All earlier events of every watcher on this stream have been sent up to here.
-        let revision = watchers
-            .iter()
-            .map(|w| w.watcher.progress_revision())
-            .min()
-            .unwrap_or_else(|| store.revision());
-        return Ok(vec![encode::stream_line(
-            response(api, revision, -1).build(),
-        )]);
+        return Ok(WatchCommand::Progress);
     }
     Err(EtcdError::invalid(
         "etcdserverpb.WatchRequest: no request given",
     ))
-}
-
-fn compacted_line(api: &Api, id: i64, compact_revision: i64) -> bytes::Bytes {
-    encode::stream_line(
-        response(api, 0, id)
-            .flag("canceled", true)
-            .int("compact_revision", compact_revision)
-            .build(),
-    )
-}
-
-fn item_lines(
-    api: &Api,
-    watchers: &mut Vec<Active>,
-    i: usize,
-    item: Result<WatchItem, hermes_storage::StoreError>,
-) -> Vec<bytes::Bytes> {
-    let Some(active) = watchers.get_mut(i) else {
-        return Vec::new();
-    };
-    let id = active.id;
-    match item {
-        Ok(WatchItem::Events(events)) => {
-            let events = super::hidden::visible(events);
-            if events.is_empty() {
-                return Vec::new();
-            }
-            active.sent_since_tick = true;
-            // The revision up to which this watcher has now delivered everything.
-            let revision = active.watcher.progress_revision();
-            vec![encode::stream_line(
-                response(api, revision, id)
-                    .list("events", events.iter().map(encode::event))
-                    .build(),
-            )]
-        }
-        Ok(WatchItem::Compacted { compact_revision }) => {
-            watchers.remove(i);
-            vec![compacted_line(api, id, compact_revision)]
-        }
-        Err(e) => {
-            tracing::error!(error = %e, watch_id = id, "watch failed reading history");
-            watchers.remove(i);
-            vec![encode::stream_line(
-                response(api, api.node.store().revision(), id)
-                    .flag("canceled", true)
-                    .string("cancel_reason", "etcdserver: internal storage error")
-                    .build(),
-            )]
-        }
-    }
-}
-
-fn progress_lines(api: &Api, watchers: &mut [Active]) -> Vec<bytes::Bytes> {
-    let mut lines = Vec::new();
-    for w in watchers.iter_mut() {
-        if w.progress_notify && !w.sent_since_tick && w.watcher.is_synced() {
-            lines.push(encode::stream_line(
-                response(api, w.watcher.progress_revision(), w.id).build(),
-            ));
-        }
-        w.sent_since_tick = false;
-    }
-    lines
 }

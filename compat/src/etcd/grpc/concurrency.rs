@@ -1,0 +1,232 @@
+//! The key patterns behind etcd's v3election and v3lock services, run on the server: a
+//! contender's key is `<name>/<lease id in hex>`, put with the lease if it does not exist; the
+//! contender with the oldest key (lowest create revision) holds the lock or leads, and each
+//! other contender waits for the deletion of the one created just before it. Every read and
+//! write goes through [`crate::etcd::service`], so the control-plane prefix stays out of reach.
+
+use hermes_storage::mvcc::key_value::KeyRange;
+use hermes_storage::mvcc::request::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
+    SortOrder, SortTarget, TxnRequest,
+};
+use hermes_storage::mvcc::response::ResponseOp;
+use hermes_storage::watch::{WatchItem, WatchOptions, Watcher};
+use hermes_storage::{EventType, KeyValue};
+
+use hermes_raft::Header;
+
+use crate::etcd::error::{Code, EtcdError};
+use crate::etcd::Api;
+
+/// The key prefix of every contender for `name`.
+pub fn prefix(name: &[u8]) -> Vec<u8> {
+    let mut p = name.to_vec();
+    p.push(b'/');
+    p
+}
+
+/// A contender's key: the prefix and its lease id in lowercase hex, as etcd's clients make it.
+pub fn contender_key(name: &[u8], lease: i64) -> Vec<u8> {
+    let mut key = prefix(name);
+    key.extend_from_slice(format!("{lease:x}").as_bytes());
+    key
+}
+
+fn single(key: &[u8]) -> KeyRange {
+    KeyRange::new(key.to_vec(), Vec::new())
+}
+
+fn get(key: &[u8]) -> RequestOp {
+    RequestOp::Range(RangeRequest {
+        range: single(key),
+        ..RangeRequest::default()
+    })
+}
+
+fn missing_key() -> EtcdError {
+    EtcdError::new(Code::Internal, "etcdserver: contender key vanished")
+}
+
+/// Creates `key` with `value` and `lease` unless it exists; answers the key as stored and
+/// whether this call created it.
+pub async fn create_or_get(
+    api: &Api,
+    key: &[u8],
+    value: &[u8],
+    lease: i64,
+) -> Result<(KeyValue, bool), EtcdError> {
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal,
+            target: CompareTarget::Create(0),
+            range: single(key),
+        }],
+        success: vec![
+            RequestOp::Put(PutRequest {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                lease,
+                ..PutRequest::default()
+            }),
+            get(key),
+        ],
+        failure: vec![get(key)],
+    };
+    let (_, resp) = api.txn(txn).await?;
+    let kv = match resp.responses.last() {
+        Some(ResponseOp::Range(r)) => r.kvs.first().cloned(),
+        _ => None,
+    };
+    Ok((kv.ok_or_else(missing_key)?, resp.succeeded))
+}
+
+/// Puts `value` on `key` only while `key` still has create revision `rev`; false if not.
+pub async fn put_if_created_at(
+    api: &Api,
+    key: &[u8],
+    rev: i64,
+    value: &[u8],
+    lease: i64,
+) -> Result<(Header, bool), EtcdError> {
+    let txn = TxnRequest {
+        compare: vec![created_at(key, rev)],
+        success: vec![RequestOp::Put(PutRequest {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            lease,
+            ..PutRequest::default()
+        })],
+        failure: Vec::new(),
+    };
+    let (h, resp) = api.txn(txn).await?;
+    Ok((h, resp.succeeded))
+}
+
+/// Deletes `key` only while it has create revision `rev`.
+pub async fn delete_if_created_at(api: &Api, key: &[u8], rev: i64) -> Result<Header, EtcdError> {
+    let txn = TxnRequest {
+        compare: vec![created_at(key, rev)],
+        success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
+            range: single(key),
+            prev_kv: false,
+        })],
+        failure: Vec::new(),
+    };
+    Ok(api.txn(txn).await?.0)
+}
+
+fn created_at(key: &[u8], rev: i64) -> Compare {
+    Compare {
+        result: CompareResult::Equal,
+        target: CompareTarget::Create(rev),
+        range: single(key),
+    }
+}
+
+/// The oldest contender for `prefix` (the holder), or the newest one created at or before
+/// `max_create` when given.
+pub async fn contender(
+    api: &Api,
+    prefix: &[u8],
+    max_create: Option<i64>,
+) -> Result<(Header, Option<KeyValue>), EtcdError> {
+    let (h, resp) = api
+        .range(RangeRequest {
+            range: KeyRange::prefix(prefix.to_vec()),
+            limit: 1,
+            sort_target: SortTarget::Create,
+            sort_order: if max_create.is_some() {
+                SortOrder::Descend
+            } else {
+                SortOrder::Ascend
+            },
+            max_create_revision: max_create.unwrap_or(0),
+            ..RangeRequest::default()
+        })
+        .await?;
+    Ok((h, resp.kvs.into_iter().next()))
+}
+
+/// Waits until no contender for `prefix` created before `rev` is left.
+pub async fn wait_for_older(api: &Api, prefix: &[u8], rev: i64) -> Result<(), EtcdError> {
+    loop {
+        let (h, older) = contender(api, prefix, Some(rev - 1)).await?;
+        let Some(older) = older else {
+            return Ok(());
+        };
+        wait_delete(api, &older.key, h.revision + 1).await?;
+    }
+}
+
+/// Waits for a deletion of `key` at or after revision `from`. History compacted away ends the
+/// wait too: the caller reads again.
+async fn wait_delete(api: &Api, key: &[u8], from: i64) -> Result<(), EtcdError> {
+    let mut watcher = Watcher::new(
+        api.node.store().clone(),
+        WatchOptions {
+            range: single(key),
+            start_revision: from,
+            filter_put: true,
+            ..WatchOptions::default()
+        },
+    );
+    let mut shutdown = api.shutdown.clone();
+    loop {
+        let item = tokio::select! {
+            item = watcher.next() => item?,
+            _ = shutdown.changed() => {
+                return Err(EtcdError::new(Code::Unavailable, "etcdserver: server stopped"))
+            }
+        };
+        match item {
+            WatchItem::Events(events) => {
+                if events.iter().any(|e| e.kind == EventType::Delete) {
+                    return Ok(());
+                }
+            }
+            WatchItem::Compacted { .. } => return Ok(()),
+        }
+    }
+}
+
+/// Deletes a contender's key if the call that created it ends before it is done (the client
+/// gave up or went away), as etcd's clients clean up after a cancelled campaign or lock.
+pub struct Abandon {
+    api: Api,
+    key: Vec<u8>,
+    rev: i64,
+    armed: bool,
+}
+
+impl Abandon {
+    pub fn new(api: &Api, key: &[u8], rev: i64) -> Abandon {
+        Abandon {
+            api: api.clone(),
+            key: key.to_vec(),
+            rev,
+            armed: true,
+        }
+    }
+
+    /// The call finished: keep the key.
+    pub fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (api, key, rev) = (self.api.clone(), std::mem::take(&mut self.key), self.rev);
+        runtime.spawn(async move {
+            if let Err(e) = delete_if_created_at(&api, &key, rev).await {
+                tracing::warn!(error = %e.message, "could not remove an abandoned contender key");
+            }
+        });
+    }
+}

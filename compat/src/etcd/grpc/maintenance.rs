@@ -1,0 +1,113 @@
+//! The Maintenance service: status, alarms, and the calls that have no Hermes counterpart,
+//! answered with an error that says so.
+
+use etcd_client::proto::{
+    PbAlarmMember, PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse,
+    PbDowngradeRequest, PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest,
+    PbHashResponse, PbMaintenanceService, PbMoveLeaderRequest, PbMoveLeaderResponse,
+    PbSnapshotRequest, PbSnapshotResponse, PbStatusRequest, PbStatusResponse,
+};
+use futures_util::stream::BoxStream;
+
+use super::{answer, convert, Answer};
+use crate::etcd::error::{Code, EtcdError};
+use crate::etcd::Api;
+
+pub struct Maintenance(pub Api);
+
+/// etcd's `AlarmType` number of NOSPACE.
+const NOSPACE: i32 = 1;
+
+fn not_in_hermes(what: &str) -> tonic::Status {
+    EtcdError::new(
+        Code::FailedPrecondition,
+        format!("etcdserver: {what} is not available on a hermes node"),
+    )
+    .into()
+}
+
+#[tonic::async_trait]
+impl PbMaintenanceService for Maintenance {
+    /// The raised alarms (NOSPACE while the store is over its quota); activating or
+    /// deactivating one changes nothing, since the store's size raises and clears it.
+    async fn alarm(&self, request: tonic::Request<PbAlarmRequest>) -> Answer<PbAlarmResponse> {
+        let r = request.into_inner();
+        if !(0..=2).contains(&r.action) {
+            return answer(Err(EtcdError::invalid(format!(
+                "unknown value {} for enum etcdserverpb.AlarmRequest_AlarmAction",
+                r.action
+            ))));
+        }
+        let (h, raised) = self.0.alarms();
+        answer(Ok(PbAlarmResponse {
+            header: convert::header(&h),
+            alarms: raised
+                .into_iter()
+                .map(|member_id| PbAlarmMember {
+                    member_id,
+                    alarm: NOSPACE,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn status(&self, _request: tonic::Request<PbStatusRequest>) -> Answer<PbStatusResponse> {
+        let (h, s) = self.0.status();
+        answer(Ok(PbStatusResponse {
+            header: convert::header(&h),
+            version: s.version.to_string(),
+            db_size: s.db_size,
+            leader: s.leader,
+            raft_index: s.raft_index,
+            raft_term: s.raft_term,
+            raft_applied_index: s.raft_applied_index,
+            db_size_in_use: s.db_size,
+            is_learner: s.is_learner,
+            ..PbStatusResponse::default()
+        }))
+    }
+
+    /// The store reclaims the space of compacted history by itself; there is nothing to
+    /// defragment, and etcdctl's `defrag` succeeds.
+    async fn defragment(
+        &self,
+        _request: tonic::Request<PbDefragmentRequest>,
+    ) -> Answer<PbDefragmentResponse> {
+        answer(Ok(PbDefragmentResponse {
+            header: convert::header(&self.0.current_header()),
+        }))
+    }
+
+    async fn hash(&self, _request: tonic::Request<PbHashRequest>) -> Answer<PbHashResponse> {
+        Err(not_in_hermes("the bbolt database hash"))
+    }
+
+    async fn hash_kv(&self, _request: tonic::Request<PbHashKvRequest>) -> Answer<PbHashKvResponse> {
+        Err(not_in_hermes("HashKV"))
+    }
+
+    type SnapshotStream = BoxStream<'static, Result<PbSnapshotResponse, tonic::Status>>;
+
+    async fn snapshot(
+        &self,
+        _request: tonic::Request<PbSnapshotRequest>,
+    ) -> Answer<Self::SnapshotStream> {
+        Err(not_in_hermes(
+            "a bbolt snapshot (hermes keeps raft snapshots in its data directory)",
+        ))
+    }
+
+    async fn move_leader(
+        &self,
+        _request: tonic::Request<PbMoveLeaderRequest>,
+    ) -> Answer<PbMoveLeaderResponse> {
+        Err(not_in_hermes("moving the leader"))
+    }
+
+    async fn downgrade(
+        &self,
+        _request: tonic::Request<PbDowngradeRequest>,
+    ) -> Answer<PbDowngradeResponse> {
+        Err(not_in_hermes("downgrading the cluster version"))
+    }
+}

@@ -1,0 +1,261 @@
+//! What every etcd request does to the store, whichever front end decoded it: the checks etcd
+//! makes before proposing, the read barrier, the write, and the header of the answer. The JSON
+//! gateway and the gRPC services are codecs around these functions, so that they cannot drift.
+
+use hermes_raft::Header;
+use hermes_storage::mvcc::request::{
+    Command, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest,
+};
+use hermes_storage::mvcc::response::{
+    CommandResponse, DeleteRangeResponse, LeaseGrantResponse, PutResponse, RangeResponse,
+    TxnResponse,
+};
+use hermes_storage::mvcc::state::{validate_txn, MAX_TXN_OPS};
+use hermes_storage::KvError;
+
+use super::decode::{request_size, MAX_REQUEST_BYTES};
+use super::error::{Code, EtcdError};
+use super::{hidden, Api};
+
+/// A lease's time to live as etcd reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseTimeToLive {
+    pub id: i64,
+    /// Seconds left; -1 for a lease that does not exist (etcd's answer, not an error).
+    pub ttl: i64,
+    pub granted_ttl: i64,
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// `Maintenance.Status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub version: &'static str,
+    pub db_size: i64,
+    pub leader: u64,
+    pub raft_index: u64,
+    pub raft_term: u64,
+    pub raft_applied_index: u64,
+    pub is_learner: bool,
+}
+
+/// One member as etcd's `MemberList` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+fn unexpected(resp: CommandResponse) -> EtcdError {
+    tracing::error!(?resp, "state machine answered with the wrong response kind");
+    EtcdError::new(Code::Internal, "etcdserver: unexpected response")
+}
+
+/// Checks what etcd checks before proposing: size and shape of a write.
+fn check_write(cmd: &Command) -> Result<(), EtcdError> {
+    if request_size(cmd) > MAX_REQUEST_BYTES {
+        return Err(KvError::RequestTooLarge.into());
+    }
+    match cmd {
+        Command::Put(p) if p.key.is_empty() => Err(KvError::EmptyKey.into()),
+        Command::DeleteRange(d) if d.range.key.is_empty() => Err(KvError::EmptyKey.into()),
+        Command::Txn(t) => {
+            if t.compare.len() > MAX_TXN_OPS {
+                return Err(KvError::TooManyOps.into());
+            }
+            validate_txn(t).map_err(EtcdError::from)
+        }
+        _ => Ok(()),
+    }?;
+    hidden::check_write(cmd)
+}
+
+impl Api {
+    pub fn header(&self, revision: i64) -> Header {
+        self.node.header(revision)
+    }
+
+    /// The header of an answer about the current state.
+    pub fn current_header(&self) -> Header {
+        self.node.header(self.node.store().revision())
+    }
+
+    /// Reads that must see every acknowledged write wait for the leader's read index first.
+    async fn barrier(&self, serializable: bool) -> Result<(), EtcdError> {
+        if !serializable {
+            self.node.read_barrier().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn range(&self, req: RangeRequest) -> Result<(Header, RangeResponse), EtcdError> {
+        if req.range.key.is_empty() {
+            return Err(KvError::EmptyKey.into());
+        }
+        self.barrier(req.serializable).await?;
+        let resp = hidden::range(self.node.store(), req).await?;
+        Ok((self.header(resp.revision), resp))
+    }
+
+    pub async fn put(&self, req: PutRequest) -> Result<(Header, PutResponse), EtcdError> {
+        let cmd = Command::Put(req);
+        check_write(&cmd)?;
+        match self.node.write(cmd).await? {
+            CommandResponse::Put(r) => Ok((self.header(r.revision), r)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn delete_range(
+        &self,
+        req: DeleteRangeRequest,
+    ) -> Result<(Header, DeleteRangeResponse), EtcdError> {
+        let cmd = Command::DeleteRange(req);
+        check_write(&cmd)?;
+        match self.node.write(cmd).await? {
+            CommandResponse::DeleteRange(r) => Ok((self.header(r.revision), r)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every transaction goes through raft, even one that only reads: compares and reads are
+    /// then evaluated atomically at one linearizable point, and a read-only transaction
+    /// creates no revision.
+    pub async fn txn(&self, req: TxnRequest) -> Result<(Header, TxnResponse), EtcdError> {
+        let cmd = Command::Txn(req);
+        check_write(&cmd)?;
+        match self.node.write(cmd).await? {
+            CommandResponse::Txn(r) => Ok((self.header(r.revision), r)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn compact(&self, revision: i64) -> Result<Header, EtcdError> {
+        match self.node.write(Command::Compact { revision }).await? {
+            CommandResponse::Compact(r) => Ok(self.header(r.revision)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn lease_grant(
+        &self,
+        id: i64,
+        ttl: i64,
+    ) -> Result<(Header, LeaseGrantResponse), EtcdError> {
+        if id < 0 {
+            return Err(EtcdError::invalid(
+                "etcdserverpb.LeaseGrantRequest.ID: must not be negative",
+            ));
+        }
+        let r = self.node.lease_grant(id, ttl).await?;
+        Ok((self.header(r.revision), r))
+    }
+
+    pub async fn lease_revoke(&self, id: i64) -> Result<Header, EtcdError> {
+        let revision = self.node.lease_revoke(id).await?;
+        Ok(self.header(revision))
+    }
+
+    /// Renews a lease; answers its TTL, 0 for a lease that is gone (no error, as etcd).
+    pub async fn lease_keepalive(&self, id: i64) -> Result<(Header, i64), EtcdError> {
+        let ttl = self.node.lease_keepalive(id).await?;
+        Ok((self.current_header(), ttl))
+    }
+
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        with_keys: bool,
+    ) -> Result<(Header, LeaseTimeToLive), EtcdError> {
+        let ttl = self.node.lease_time_to_live(id).await?;
+        let header = self.current_header();
+        let Some(ttl) = ttl else {
+            return Ok((
+                header,
+                LeaseTimeToLive {
+                    id,
+                    ttl: -1,
+                    granted_ttl: 0,
+                    keys: Vec::new(),
+                },
+            ));
+        };
+        let keys = if with_keys {
+            let mut keys = self
+                .node
+                .store()
+                .lease(id)
+                .map(|(_, k)| k)
+                .unwrap_or_default();
+            keys.retain(|k| !hidden::is_hidden(k));
+            keys
+        } else {
+            Vec::new()
+        };
+        Ok((
+            header,
+            LeaseTimeToLive {
+                id,
+                ttl: ttl.remaining,
+                granted_ttl: ttl.granted,
+                keys,
+            },
+        ))
+    }
+
+    /// The ids of every live lease, as of a linearizable point.
+    pub async fn leases(&self) -> Result<(Header, Vec<i64>), EtcdError> {
+        self.node.read_barrier().await?;
+        let ids = self.node.store().leases().into_iter().map(|(id, _)| id);
+        Ok((self.current_header(), ids.collect()))
+    }
+
+    pub fn status(&self) -> (Header, Status) {
+        let info = self.node.info();
+        let size = i64::try_from(info.db_size).unwrap_or(i64::MAX);
+        (
+            self.header(info.revision),
+            Status {
+                version: super::ETCD_VERSION,
+                db_size: size,
+                leader: info.leader.unwrap_or(0),
+                raft_index: info.last_log_index,
+                raft_term: info.term,
+                raft_applied_index: info.applied_index,
+                is_learner: info.role == "learner",
+            },
+        )
+    }
+
+    /// The raised alarms: NOSPACE on this member while the store is over its quota. The
+    /// quota's alarm is raised and cleared by the store's size itself, so asking to deactivate
+    /// it changes nothing, as etcd answers after a disarm while still full.
+    pub fn alarms(&self) -> (Header, Vec<u64>) {
+        let raised = if self.node.over_quota() {
+            vec![self.node.id()]
+        } else {
+            Vec::new()
+        };
+        (self.current_header(), raised)
+    }
+
+    /// The raft members, named and addressed as etcd lists members. etcd leaves the revision
+    /// out of a member list's header.
+    pub async fn member_list(&self) -> (Header, Vec<Member>) {
+        let members = self.node.members().await;
+        let list = members
+            .into_iter()
+            .map(|m| Member {
+                id: m.id,
+                name: format!("hermes-{}", m.id),
+                client_urls: m.info.and_then(|i| i.etcd_url).into_iter().collect(),
+                peer_urls: vec![m.peer_url],
+                is_learner: !m.voter,
+            })
+            .collect();
+        (self.header(0), list)
+    }
+}

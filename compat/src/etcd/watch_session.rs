@@ -1,0 +1,412 @@
+//! One client's watch stream, whichever front end carries it: several watchers multiplexed by
+//! `watch_id`, created, cancelled and asked for progress by the client's requests, each
+//! delivering its events in order. The JSON gateway and the gRPC service decode requests into
+//! [`WatchCommand`]s and encode the [`WatchOut`]s this sends.
+
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use tokio::sync::{mpsc, watch as signal};
+
+use hermes_storage::mvcc::key_value::Event;
+use hermes_storage::watch::{WatchItem, WatchOptions, Watcher};
+use hermes_storage::StoreError;
+
+use super::decode::MAX_REQUEST_BYTES;
+use super::error::EtcdError;
+use super::{hidden, Api};
+
+/// etcd's default interval between progress notifications for watchers that asked for them.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+
+/// A response carrying more event bytes than this is split: between revisions always, and
+/// inside one revision when the watcher asked for fragments (etcd's limit: its request size).
+const MAX_RESPONSE_BYTES: usize = MAX_REQUEST_BYTES;
+
+/// A watch request, decoded.
+#[derive(Debug, Clone)]
+pub enum WatchCommand {
+    Create {
+        opts: WatchOptions,
+        progress_notify: bool,
+        fragment: bool,
+        /// 0: the server chooses.
+        watch_id: i64,
+    },
+    Cancel {
+        watch_id: i64,
+    },
+    Progress,
+}
+
+/// A watch response, to be encoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchOut {
+    pub revision: i64,
+    pub watch_id: i64,
+    pub created: bool,
+    pub canceled: bool,
+    pub compact_revision: i64,
+    pub cancel_reason: String,
+    pub fragment: bool,
+    pub events: Vec<Event>,
+}
+
+struct Active {
+    id: i64,
+    watcher: Watcher,
+    progress_notify: bool,
+    fragment: bool,
+    /// Whether anything was sent since the last progress tick.
+    sent_since_tick: bool,
+}
+
+enum Step {
+    Request(Option<Result<WatchCommand, EtcdError>>),
+    Item(usize, Result<WatchItem, StoreError>),
+    ProgressTick,
+    Stop,
+}
+
+/// Runs the stream until the client goes away or the node shuts down. A request that cannot be
+/// decoded ends it with that error. Like etcd, the end of the client's requests does not end
+/// the stream: watchers keep running until the client leaves.
+pub async fn run(
+    api: Api,
+    requests: impl Stream<Item = Result<WatchCommand, EtcdError>> + Unpin,
+    tx: mpsc::Sender<Result<WatchOut, EtcdError>>,
+    progress_interval: Duration,
+    mut shutdown: signal::Receiver<bool>,
+) {
+    let mut requests = requests.fuse();
+    let mut session = Session {
+        api,
+        watchers: Vec::new(),
+        next_id: 0,
+    };
+    let mut input_open = true;
+    let mut ticker = tokio::time::interval(progress_interval);
+    ticker.tick().await;
+    loop {
+        let step = {
+            let pending = session
+                .watchers
+                .iter_mut()
+                .enumerate()
+                .map(|(i, w)| Box::pin(async move { (i, w.watcher.next().await) }));
+            let any_item = async {
+                if pending.len() == 0 {
+                    std::future::pending::<(usize, Result<WatchItem, StoreError>)>().await
+                } else {
+                    futures_util::future::select_all(pending).await.0
+                }
+            };
+            tokio::select! {
+                req = requests.next(), if input_open => Step::Request(req),
+                (i, item) = any_item => Step::Item(i, item),
+                _ = ticker.tick() => Step::ProgressTick,
+                _ = tx.closed() => Step::Stop,
+                _ = shutdown.changed() => Step::Stop,
+            }
+        };
+        let out = match step {
+            Step::Stop => return,
+            Step::Request(None) => {
+                input_open = false;
+                Vec::new()
+            }
+            Step::Request(Some(Err(e))) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            Step::Request(Some(Ok(cmd))) => session.handle(cmd),
+            Step::Item(i, item) => session.item(i, item),
+            Step::ProgressTick => session.progress_tick(),
+        };
+        for o in out {
+            if tx.send(Ok(o)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+struct Session {
+    api: Api,
+    watchers: Vec<Active>,
+    next_id: i64,
+}
+
+impl Session {
+    fn current(&self) -> i64 {
+        self.api.node.store().revision()
+    }
+
+    fn handle(&mut self, cmd: WatchCommand) -> Vec<WatchOut> {
+        match cmd {
+            WatchCommand::Create {
+                opts,
+                progress_notify,
+                fragment,
+                watch_id,
+            } => self.create(opts, progress_notify, fragment, watch_id),
+            WatchCommand::Cancel { watch_id } => {
+                let before = self.watchers.len();
+                self.watchers.retain(|w| w.id != watch_id);
+                if self.watchers.len() == before {
+                    return Vec::new();
+                }
+                vec![WatchOut {
+                    revision: self.current(),
+                    watch_id,
+                    canceled: true,
+                    ..WatchOut::default()
+                }]
+            }
+            WatchCommand::Progress => {
+                // All earlier events of every watcher on this stream have been sent up to here.
+                let revision = self
+                    .watchers
+                    .iter()
+                    .map(|w| w.watcher.progress_revision())
+                    .min()
+                    .unwrap_or_else(|| self.current());
+                vec![WatchOut {
+                    revision,
+                    watch_id: -1,
+                    ..WatchOut::default()
+                }]
+            }
+        }
+    }
+
+    fn create(
+        &mut self,
+        opts: WatchOptions,
+        progress_notify: bool,
+        fragment: bool,
+        requested: i64,
+    ) -> Vec<WatchOut> {
+        let id = if requested != 0 {
+            requested
+        } else {
+            while self.watchers.iter().any(|w| w.id == self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id
+        };
+        let revision = self.current();
+        if self.watchers.iter().any(|w| w.id == id) {
+            return vec![WatchOut {
+                revision,
+                watch_id: id,
+                created: true,
+                canceled: true,
+                cancel_reason: "etcdserver: duplicate watch ID".into(),
+                ..WatchOut::default()
+            }];
+        }
+        if requested == 0 {
+            self.next_id += 1;
+        }
+        let created = WatchOut {
+            revision,
+            watch_id: id,
+            created: true,
+            ..WatchOut::default()
+        };
+        if opts.start_revision < 0 {
+            // etcd treats a negative start as compacted history.
+            let compact_revision = self.api.node.store().compact_revision();
+            return vec![created, compacted(id, compact_revision)];
+        }
+        self.watchers.push(Active {
+            id,
+            watcher: Watcher::new(self.api.node.store().clone(), opts),
+            progress_notify,
+            fragment,
+            sent_since_tick: false,
+        });
+        vec![created]
+    }
+
+    fn item(&mut self, i: usize, item: Result<WatchItem, StoreError>) -> Vec<WatchOut> {
+        let Some(active) = self.watchers.get_mut(i) else {
+            return Vec::new();
+        };
+        let id = active.id;
+        match item {
+            Ok(WatchItem::Events(events)) => {
+                let events = hidden::visible(events);
+                if events.is_empty() {
+                    return Vec::new();
+                }
+                active.sent_since_tick = true;
+                // The revision up to which this watcher has now delivered everything.
+                let revision = active.watcher.progress_revision();
+                split(id, revision, events, active.fragment)
+            }
+            Ok(WatchItem::Compacted { compact_revision }) => {
+                self.watchers.remove(i);
+                vec![compacted(id, compact_revision)]
+            }
+            Err(e) => {
+                tracing::error!(error = %e, watch_id = id, "watch failed reading history");
+                self.watchers.remove(i);
+                vec![WatchOut {
+                    revision: self.current(),
+                    watch_id: id,
+                    canceled: true,
+                    cancel_reason: "etcdserver: internal storage error".into(),
+                    ..WatchOut::default()
+                }]
+            }
+        }
+    }
+
+    fn progress_tick(&mut self) -> Vec<WatchOut> {
+        let mut out = Vec::new();
+        for w in self.watchers.iter_mut() {
+            if w.progress_notify && !w.sent_since_tick && w.watcher.is_synced() {
+                out.push(WatchOut {
+                    revision: w.watcher.progress_revision(),
+                    watch_id: w.id,
+                    ..WatchOut::default()
+                });
+            }
+            w.sent_since_tick = false;
+        }
+        out
+    }
+}
+
+/// etcd's answer to a watcher whose history is gone: no reason, no header revision.
+fn compacted(id: i64, compact_revision: i64) -> WatchOut {
+    WatchOut {
+        watch_id: id,
+        canceled: true,
+        compact_revision,
+        ..WatchOut::default()
+    }
+}
+
+fn event_bytes(e: &Event) -> usize {
+    let kv = |kv: &hermes_storage::KeyValue| kv.key.len() + kv.value.len() + 40;
+    kv(&e.kv) + e.prev_kv.as_ref().map_or(0, kv) + 8
+}
+
+/// Splits one delivery into responses of at most [`MAX_RESPONSE_BYTES`] of events: between
+/// revisions (each response then certifies everything up to its last revision), and, when the
+/// watcher asked for fragments, inside a revision too, every piece but the last marked
+/// `fragment`. Without fragments a revision larger than the limit goes out whole, as etcd
+/// sends it.
+fn split(id: i64, revision: i64, events: Vec<Event>, fragment: bool) -> Vec<WatchOut> {
+    let total: usize = events.iter().map(event_bytes).sum();
+    if total <= MAX_RESPONSE_BYTES {
+        return vec![WatchOut {
+            revision,
+            watch_id: id,
+            events,
+            ..WatchOut::default()
+        }];
+    }
+    let mut out = Vec::new();
+    let mut chunk: Vec<Event> = Vec::new();
+    let mut size = 0;
+    let mut iter = events.into_iter().peekable();
+    while let Some(e) = iter.next() {
+        size += event_bytes(&e);
+        let rev = e.kv.mod_revision;
+        chunk.push(e);
+        let next_rev = iter.peek().map(|n| n.kv.mod_revision);
+        let revision_ends = next_rev != Some(rev);
+        let full = size >= MAX_RESPONSE_BYTES;
+        if next_rev.is_none() {
+            break;
+        }
+        if full && revision_ends {
+            out.push(WatchOut {
+                revision: rev,
+                watch_id: id,
+                events: std::mem::take(&mut chunk),
+                ..WatchOut::default()
+            });
+            size = 0;
+        } else if full && fragment {
+            out.push(WatchOut {
+                revision,
+                watch_id: id,
+                fragment: true,
+                events: std::mem::take(&mut chunk),
+                ..WatchOut::default()
+            });
+            size = 0;
+        }
+    }
+    out.push(WatchOut {
+        revision,
+        watch_id: id,
+        events: chunk,
+        ..WatchOut::default()
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hermes_storage::{EventType, KeyValue};
+
+    fn event(rev: i64, bytes: usize) -> Event {
+        Event {
+            kind: EventType::Put,
+            kv: KeyValue {
+                key: format!("k{rev}").into_bytes(),
+                create_revision: rev,
+                mod_revision: rev,
+                version: 1,
+                value: vec![b'v'; bytes],
+                lease: 0,
+            },
+            prev_kv: None,
+        }
+    }
+
+    #[test]
+    fn small_deliveries_go_out_whole() {
+        let out = split(7, 3, vec![event(2, 10), event(3, 10)], false);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].revision, out[0].events.len()), (3, 2));
+    }
+
+    #[test]
+    fn large_deliveries_split_between_revisions_only_without_fragments() {
+        let big = MAX_RESPONSE_BYTES / 2 + 1;
+        let events = vec![event(2, big), event(3, big), event(4, big)];
+        let out = split(1, 4, events, false);
+        let revs: Vec<Vec<i64>> = out
+            .iter()
+            .map(|o| o.events.iter().map(|e| e.kv.mod_revision).collect())
+            .collect();
+        assert_eq!(revs, vec![vec![2, 3], vec![4]]);
+        assert_eq!(
+            out[0].revision, 3,
+            "a piece certifies up to its last revision"
+        );
+        assert!(out.iter().all(|o| !o.fragment));
+
+        // One revision over the limit: whole without fragments, in pieces with them.
+        let one_rev: Vec<Event> = (0..3)
+            .map(|i| {
+                let mut e = event(5, big);
+                e.kv.key = format!("k{i}").into_bytes();
+                e
+            })
+            .collect();
+        assert_eq!(split(1, 5, one_rev.clone(), false).len(), 1);
+        let pieces = split(1, 5, one_rev, true);
+        assert_eq!(pieces.len(), 2);
+        assert!(pieces[0].fragment && !pieces[1].fragment);
+        assert_eq!(pieces.iter().map(|p| p.events.len()).sum::<usize>(), 3);
+    }
+}
