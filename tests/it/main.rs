@@ -20,6 +20,7 @@ mod data_dir;
 mod discovery;
 mod durability;
 mod etcd_compat;
+mod etcdctl_diff;
 mod failover;
 mod gateway;
 mod gateway_fast_path;
