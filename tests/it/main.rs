@@ -20,6 +20,7 @@ mod data_dir;
 mod discovery;
 mod durability;
 mod etcd_compat;
+mod etcd_grpc_bad_input;
 mod etcdctl_diff;
 mod failover;
 mod gateway;

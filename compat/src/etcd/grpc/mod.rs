@@ -110,7 +110,30 @@ async fn require(State(api): State<Api>, req: Request, next: Next) -> Response {
             "etcdserver: no leader",
         ));
     }
-    next.run(req).await
+    let mut response = next.run(req).await;
+    oversize_as_grpc_go(&mut response);
+    response
+}
+
+/// tonic refuses a message over [`MAX_MESSAGE_BYTES`] with `OUT_OF_RANGE`; etcd's Go server
+/// (and clients that retry on the code) use `RESOURCE_EXHAUSTED` for it, with this message.
+fn oversize_as_grpc_go(response: &mut Response) {
+    let headers = response.headers_mut();
+    let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| {
+                m.contains("message%20length%20too%20large")
+                    || m.contains("message length too large")
+            });
+    if too_large {
+        headers.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
+        headers.insert(
+            "grpc-message",
+            axum::http::HeaderValue::from_static("grpc: received message larger than max"),
+        );
+    }
 }
 
 fn refuse(e: EtcdError) -> Response {
