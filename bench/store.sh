@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Put throughput and latency through the etcd v3 JSON gateway: Hermes (1 and 3 nodes) side by
-# side with Debian's etcd 3.4 (1 and 3 members), same client (wrk + bench/put.lua), same load
-# (16 connections, 64-byte values, unique keys), same machine, same disk, both fsyncing every
-# acknowledged write. Clusters of 3 are loaded through their leader and, separately, through a
-# follower (which forwards every write). Prints one table.
+# Put throughput and latency through the etcd v3 API, JSON gateway and gRPC: Hermes (1 and 3
+# nodes) side by side with Debian's etcd 3.4 (1 and 3 members), same clients (JSON: wrk +
+# bench/put.lua, 16 connections; gRPC: tests/benches/grpc_put.rs on the etcd-client crate,
+# 16 requests in flight over 2 connections), 64-byte values, unique keys, same machine, same
+# disk, both fsyncing every acknowledged write. Clusters of 3 are loaded through their leader
+# and, separately, through a follower (which forwards every write). Prints one table.
 #
 #   bench/store.sh [duration-seconds]     (default 15)
 set -euo pipefail
@@ -16,6 +17,7 @@ BENCH=bench/store.sh
 . bench/lib.sh
 bench_need etcd:etcd-server wrk:wrk
 bench_build
+cargo bench -p hermes-tests --bench grpc_put --no-run >/dev/null 2>&1 || cargo bench -p hermes-tests --bench grpc_put --no-run
 bench_workdir store
 
 wait_http() { # url body
@@ -104,14 +106,38 @@ load() {
   echo "$rps $p50 $p99 ${errors:-0}"
 }
 
+# Runs the gRPC client against a member's host:port; prints "requests/s p50 p99 errors".
+load_grpc() {
+  local out
+  out=$(cargo bench -q -p hermes-tests --bench grpc_put -- "$1" "$DURATION" "$CONNECTIONS" 2 2>>"$WORK/grpc.log")
+  echo "$out" >>"$WORK/grpc.log"
+  echo "$out"
+}
+hostport() { echo "$1" | sed -E 's#^http://##; s#/.*##'; }
+
+echo "JSON gateway:"
 printf '%-22s %12s %10s %10s  %s\n' "server" "puts/s" "p50" "p99" "errors"
 row() { printf '%-22s %12s %10s %10s  %s\n' "$1" $2 $3 $4 "${*:5}"; }
 
+# ONLY=grpc or ONLY=json runs one half.
+if [ "${ONLY:-json}" = json ] || [ -z "${ONLY:-}" ]; then
 start_etcd 1;   row "etcd 3.4, 1 member" $(load http://127.0.0.1:23701/v3/kv/put); stop_all
 start_hermes 1; row "hermes, 1 node" $(load http://127.0.0.1:24701/v3/kv/put); stop_all
 for via in leader follower; do
   start_etcd 3;   row "etcd 3.4, 3, $via" $(load "$(member_url 23700 "$via")"); stop_all
   start_hermes 3; row "hermes, 3, $via" $(load "$(member_url 24700 "$via")"); stop_all
 done
+fi
+if [ "${ONLY:-grpc}" = grpc ] || [ -z "${ONLY:-}" ]; then
 echo
+echo "gRPC:"
+start_etcd 1;   row "etcd 3.4, 1 member" $(load_grpc 127.0.0.1:23701); stop_all
+start_hermes 1; row "hermes, 1 node" $(load_grpc 127.0.0.1:24701); stop_all
+for via in leader follower; do
+  start_etcd 3;   row "etcd 3.4, 3, $via" $(load_grpc "$(hostport "$(member_url 23700 "$via")")"); stop_all
+  start_hermes 3; row "hermes, 3, $via" $(load_grpc "$(hostport "$(member_url 24700 "$via")")"); stop_all
+done
+fi
+echo
+echo "gRPC: tests/benches/grpc_put.rs, $CONNECTIONS in flight over 2 clients, ${DURATION}s"
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -s bench/put.lua; 64-byte values; $(nproc) cores; $(etcd --version | head -1); hermes $("$HERMES" version | awk '{print $2}')"

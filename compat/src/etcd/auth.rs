@@ -4,7 +4,7 @@
 //! `--etcd-password-file`), clients authenticate as with etcd's auth: `POST
 //! /v3/auth/authenticate {"name","password"}` answers a token, and every other request carries
 //! it in `Authorization` (the raw token, no scheme), as the original gateway and etcd clients
-//! send it.
+//! send it; gRPC calls carry it in the `token` metadata, as etcd's gRPC clients do.
 //!
 //! Tokens are stateless (like etcd's `--auth-token jwt`): the user, the issue time and an
 //! HMAC-SHA256 under a key derived from the password, so every node accepts every node's
