@@ -115,12 +115,13 @@ load_grpc() {
 }
 hostport() { echo "$1" | sed -E 's#^http://##; s#/.*##'; }
 
-echo "JSON gateway:"
-printf '%-22s %12s %10s %10s  %s\n' "server" "puts/s" "p50" "p99" "errors"
+header() { printf '%-22s %12s %10s %10s  %s\n' "server" "puts/s" "p50" "p99" "errors"; }
 row() { printf '%-22s %12s %10s %10s  %s\n' "$1" $2 $3 $4 "${*:5}"; }
 
 # ONLY=grpc or ONLY=json runs one half.
 if [ "${ONLY:-json}" = json ] || [ -z "${ONLY:-}" ]; then
+echo "JSON gateway:"
+header
 start_etcd 1;   row "etcd 3.4, 1 member" $(load http://127.0.0.1:23701/v3/kv/put); stop_all
 start_hermes 1; row "hermes, 1 node" $(load http://127.0.0.1:24701/v3/kv/put); stop_all
 for via in leader follower; do
@@ -131,6 +132,7 @@ fi
 if [ "${ONLY:-grpc}" = grpc ] || [ -z "${ONLY:-}" ]; then
 echo
 echo "gRPC:"
+header
 start_etcd 1;   row "etcd 3.4, 1 member" $(load_grpc 127.0.0.1:23701); stop_all
 start_hermes 1; row "hermes, 1 node" $(load_grpc 127.0.0.1:24701); stop_all
 for via in leader follower; do
