@@ -21,6 +21,7 @@ mod discovery;
 mod durability;
 mod etcd_compat;
 mod etcd_grpc_bad_input;
+mod etcd_grpc_cluster;
 mod etcdctl_diff;
 mod failover;
 mod gateway;
