@@ -87,7 +87,10 @@ fn kv_through_the_etcd_client_crate() {
     rt.block_on(async {
         let mut client = connect(&all).await;
 
-        phase(1, "puts, then ranges: prefix, limit, sort, keys-only, count-only");
+        phase(
+            1,
+            "puts, then ranges: prefix, limit, sort, keys-only, count-only",
+        );
         let mut revs = BTreeMap::new();
         for (k, v) in [("/kv/a", "1"), ("/kv/b", "22"), ("/kv/c", "333")] {
             let r = bounded("put", client.put(k, v, None)).await.unwrap();
@@ -147,16 +150,25 @@ fn kv_through_the_etcd_client_crate() {
         let now = bounded("get", client.get("/kv/a", None)).await.unwrap();
         let kv = &now.kvs()[0];
         assert_eq!(kv.value(), b"1b");
-        assert_eq!((kv.version(), kv.create_revision(), kv.mod_revision()), (2, revs["/kv/a"], a2));
+        assert_eq!(
+            (kv.version(), kv.create_revision(), kv.mod_revision()),
+            (2, revs["/kv/a"], a2)
+        );
         let old = GetOptions::new().with_revision(revs["/kv/a"]);
-        let then = bounded("get", client.get("/kv/a", Some(old))).await.unwrap();
+        let then = bounded("get", client.get("/kv/a", Some(old)))
+            .await
+            .unwrap();
         assert_eq!(values(then.kvs()), ["1"]);
         assert_eq!(then.kvs()[0].version(), 1);
         // The range is still served as of the current revision's header.
         assert_eq!(then.header().unwrap().revision(), a2);
         let old = prefix().with_revision(revs["/kv/b"]);
         let then = bounded("get", client.get("/kv/", Some(old))).await.unwrap();
-        assert_eq!(keys(then.kvs()), ["/kv/a", "/kv/b"], "/kv/c did not exist yet");
+        assert_eq!(
+            keys(then.kvs()),
+            ["/kv/a", "/kv/b"],
+            "/kv/c did not exist yet"
+        );
 
         phase(3, "a delete with prev_kv");
         let del = bounded(
@@ -170,11 +182,20 @@ fn kv_through_the_etcd_client_crate() {
         assert_eq!(values(del.prev_kvs()), ["22"]);
         let deleted_at = del.header().unwrap().revision();
         assert_eq!(deleted_at, a2 + 1);
-        let none = bounded("delete", client.delete("/kv/b", None)).await.unwrap();
+        let none = bounded("delete", client.delete("/kv/b", None))
+            .await
+            .unwrap();
         assert_eq!(none.deleted(), 0);
-        assert_eq!(none.header().unwrap().revision(), deleted_at, "a no-op delete");
+        assert_eq!(
+            none.header().unwrap().revision(),
+            deleted_at,
+            "a no-op delete"
+        );
 
-        phase(4, "transactions: compares of version, create, mod and value; nested ops");
+        phase(
+            4,
+            "transactions: compares of version, create, mod and value; nested ops",
+        );
         let txn = Txn::new()
             .when([
                 Compare::version("/kv/a", CompareOp::Equal, 2),
@@ -227,8 +248,13 @@ fn kv_through_the_etcd_client_crate() {
         let TxnOpResponse::Delete(gone) = &nested_ops[1] else {
             panic!("{:?}", nested_ops[1])
         };
-        assert_eq!((gone.deleted(), values(gone.prev_kvs())), (1, vec!["333".to_string()]));
-        let after = bounded("get", client.get("/kv/", Some(prefix()))).await.unwrap();
+        assert_eq!(
+            (gone.deleted(), values(gone.prev_kvs())),
+            (1, vec!["333".to_string()])
+        );
+        let after = bounded("get", client.get("/kv/", Some(prefix())))
+            .await
+            .unwrap();
         assert_eq!(keys(after.kvs()), ["/kv/a", "/kv/d", "/kv/e"]);
         for kv in after.kvs().iter().filter(|kv| kv.key() != b"/kv/a") {
             assert_eq!(kv.mod_revision(), txn_rev);
@@ -239,19 +265,29 @@ fn kv_through_the_etcd_client_crate() {
             .or_else([TxnOp::get("/kv/a", None)]);
         let done = bounded("txn", client.txn(failing)).await.unwrap();
         assert!(!done.succeeded());
-        assert_eq!(done.header().unwrap().revision(), txn_rev, "a read-only txn");
+        assert_eq!(
+            done.header().unwrap().revision(),
+            txn_rev,
+            "a read-only txn"
+        );
         let TxnOpResponse::Get(a) = &done.op_responses()[0] else {
             panic!("{:?}", done.op_responses())
         };
         assert_eq!(values(a.kvs()), ["1b"]);
 
-        phase(5, "compaction: the compacted revision is gone, the one compacted at stays");
+        phase(
+            5,
+            "compaction: the compacted revision is gone, the one compacted at stays",
+        );
         bounded("compact", client.compact(deleted_at, None))
             .await
             .unwrap();
         let err = bounded(
             "get",
-            client.get("/kv/a", Some(GetOptions::new().with_revision(revs["/kv/a"]))),
+            client.get(
+                "/kv/a",
+                Some(GetOptions::new().with_revision(revs["/kv/a"])),
+            ),
         )
         .await
         .unwrap_err();
@@ -265,10 +301,15 @@ fn kv_through_the_etcd_client_crate() {
             .unwrap_err();
         assert!(again.to_string().contains("compacted"), "{again}");
 
-        phase(6, "the control plane's keys stay hidden and cannot be written");
+        phase(
+            6,
+            "the control plane's keys stay hidden and cannot be written",
+        );
         let hidden_ns = "/hermes/_cp/namespaces/etcdc";
         let all_keys = GetOptions::new().with_all_keys().with_keys_only();
-        let everything = bounded("get", client.get("", Some(all_keys))).await.unwrap();
+        let everything = bounded("get", client.get("", Some(all_keys)))
+            .await
+            .unwrap();
         let listed = keys(everything.kvs());
         assert!(
             listed.iter().all(|k| !k.starts_with("/hermes/_cp/")),
@@ -276,7 +317,9 @@ fn kv_through_the_etcd_client_crate() {
         );
         assert_eq!(everything.count(), listed.len() as i64, "{listed:?}");
         let under = GetOptions::new().with_prefix().with_keys_only();
-        let hermes = bounded("get", client.get("/hermes/", Some(under))).await.unwrap();
+        let hermes = bounded("get", client.get("/hermes/", Some(under)))
+            .await
+            .unwrap();
         let listed = keys(hermes.kvs());
         assert!(
             listed.iter().all(|k| !k.starts_with("/hermes/_cp/")),
@@ -287,16 +330,28 @@ fn kv_through_the_etcd_client_crate() {
         let denied = bounded("put", client.put("/hermes/_cp/x", "1", None))
             .await
             .unwrap_err();
-        assert_eq!(grpc_code(&denied).as_deref(), Some("PermissionDenied"), "{denied}");
+        assert_eq!(
+            grpc_code(&denied).as_deref(),
+            Some("PermissionDenied"),
+            "{denied}"
+        );
         assert!(denied.to_string().contains("permission denied"), "{denied}");
         let sneaky = Txn::new().and_then([TxnOp::put("/hermes/_cp/y", "1", None)]);
         let denied = bounded("txn", client.txn(sneaky)).await.unwrap_err();
-        assert_eq!(grpc_code(&denied).as_deref(), Some("PermissionDenied"), "{denied}");
+        assert_eq!(
+            grpc_code(&denied).as_deref(),
+            Some("PermissionDenied"),
+            "{denied}"
+        );
         let wipe = Some(DeleteOptions::new().with_prefix());
         let denied = bounded("delete", client.delete("/hermes/", wipe))
             .await
             .unwrap_err();
-        assert_eq!(grpc_code(&denied).as_deref(), Some("PermissionDenied"), "{denied}");
+        assert_eq!(
+            grpc_code(&denied).as_deref(),
+            Some("PermissionDenied"),
+            "{denied}"
+        );
         // The namespace is still there for the control plane.
         let (status, body) = admin.get("/api/v1/namespaces");
         assert_eq!(status, 200, "{body}");
@@ -477,7 +532,9 @@ fn lease_keepalive_survives_a_leader_kill() {
     let client = rt.block_on(connect(&all));
     let (id, created) = rt.block_on(async {
         let mut client = client.clone();
-        let lease = bounded("grant", client.lease_grant(TTL, None)).await.unwrap();
+        let lease = bounded("grant", client.lease_grant(TTL, None))
+            .await
+            .unwrap();
         assert_eq!(lease.ttl(), TTL);
         let opts = PutOptions::new().with_lease(lease.id());
         let put = bounded("put", client.put("/leased/key", "v", Some(opts)))
@@ -524,7 +581,10 @@ fn lease_keepalive_survives_a_leader_kill() {
         Duration::from_secs(40),
         || {
             let answers = answers.lock().unwrap();
-            let late = answers.iter().filter(|(at, _)| *at > killed + 2 * ttl).count();
+            let late = answers
+                .iter()
+                .filter(|(at, _)| *at > killed + 2 * ttl)
+                .count();
             (late >= 1).then_some(())
         },
     );
@@ -553,7 +613,9 @@ fn lease_keepalive_survives_a_leader_kill() {
     let on_survivors = endpoints(&c, &survivors);
     rt.block_on(async {
         let mut client = connect(&on_survivors).await;
-        let got = bounded("get", client.get("/leased/key", None)).await.unwrap();
+        let got = bounded("get", client.get("/leased/key", None))
+            .await
+            .unwrap();
         assert_eq!(got.kvs().len(), 1, "the leased key expired");
         let kv = &got.kvs()[0];
         assert_eq!((kv.create_revision(), kv.lease()), (created, id));
@@ -575,8 +637,14 @@ fn election_between_two_clients() {
     rt.block_on(async {
         let mut a = connect(&a_at).await;
         let mut b = connect(&b_at).await;
-        let lease_a = bounded("grant", a.lease_grant(60, None)).await.unwrap().id();
-        let lease_b = bounded("grant", b.lease_grant(60, None)).await.unwrap().id();
+        let lease_a = bounded("grant", a.lease_grant(60, None))
+            .await
+            .unwrap()
+            .id();
+        let lease_b = bounded("grant", b.lease_grant(60, None))
+            .await
+            .unwrap()
+            .id();
 
         phase(1, "A campaigns and wins");
         let won = bounded("A's campaign", a.campaign("e1", "a", lease_a))
@@ -657,8 +725,14 @@ fn lock_between_two_clients() {
     rt.block_on(async {
         let mut a = connect(&a_at).await;
         let mut b = connect(&b_at).await;
-        let lease_a = bounded("grant", a.lease_grant(60, None)).await.unwrap().id();
-        let lease_b = bounded("grant", b.lease_grant(60, None)).await.unwrap().id();
+        let lease_a = bounded("grant", a.lease_grant(60, None))
+            .await
+            .unwrap()
+            .id();
+        let lease_b = bounded("grant", b.lease_grant(60, None))
+            .await
+            .unwrap()
+            .id();
         let with = |lease| Some(LockOptions::new().with_lease(lease));
 
         phase(1, "A locks l1");
@@ -666,7 +740,11 @@ fn lock_between_two_clients() {
             .await
             .unwrap();
         let a_key = held.key().to_vec();
-        assert!(a_key.starts_with(b"l1/"), "{:?}", String::from_utf8_lossy(&a_key));
+        assert!(
+            a_key.starts_with(b"l1/"),
+            "{:?}",
+            String::from_utf8_lossy(&a_key)
+        );
 
         phase(2, "B's lock waits while A holds l1");
         let mut b2 = b.clone();
@@ -698,7 +776,10 @@ fn lock_between_two_clients() {
         let holders = bounded("get", a.get("l1/", Some(waiters.clone())))
             .await
             .unwrap();
-        assert_eq!(keys(holders.kvs()), [String::from_utf8(b_key.clone()).unwrap()]);
+        assert_eq!(
+            keys(holders.kvs()),
+            [String::from_utf8(b_key.clone()).unwrap()]
+        );
         assert_eq!(holders.kvs()[0].lease(), lease_b);
 
         phase(4, "B unlocks: l1 is free");
