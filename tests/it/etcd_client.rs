@@ -411,8 +411,9 @@ fn watch_resumes_across_a_leader_kill_without_gaps_or_duplicates() {
     // The watcher starts on the leader alone, so that its death cuts the stream; it resumes
     // through the client of every endpoint from the revision after the last one it saw.
     let last_acked = Arc::new(AtomicI64::new(0));
+    let watched = Arc::new(AtomicUsize::new(0));
     let watcher = {
-        let (all_client, last) = (client.clone(), last_acked.clone());
+        let (all_client, last, watched) = (client.clone(), last_acked.clone(), watched.clone());
         rt.spawn(async move {
             let mut client = connect(&on_leader).await;
             let mut seen: Vec<(i64, String)> = Vec::new();
@@ -461,6 +462,7 @@ fn watch_resumes_across_a_leader_kill_without_gaps_or_duplicates() {
                                 seen.push((kv.mod_revision(), kv.key_str().unwrap().to_string()));
                                 next = kv.mod_revision() + 1;
                                 progress = Instant::now();
+                                watched.fetch_add(1, Ordering::SeqCst);
                             }
                         }
                         // The stream broke or ended: resume on another node.
@@ -476,9 +478,14 @@ fn watch_resumes_across_a_leader_kill_without_gaps_or_duplicates() {
         })
     };
 
-    wait_for("50 acknowledged puts", Duration::from_secs(30), || {
-        (acked_count.load(Ordering::SeqCst) >= 50).then_some(())
-    });
+    wait_for(
+        "50 acknowledged puts, 20 of them watched",
+        Duration::from_secs(30),
+        || {
+            let acked = acked_count.load(Ordering::SeqCst);
+            (acked >= 50 && watched.load(Ordering::SeqCst) >= 20).then_some(())
+        },
+    );
     phase(1, format!("kill -9 the leader, node {leader}"));
     c.node_mut(leader).kill9();
     let at_kill = acked_count.load(Ordering::SeqCst);

@@ -20,19 +20,11 @@ use super::Api;
 
 pub async fn watch(State(api): State<Api>, body: Body) -> Response {
     let (lines_tx, lines_rx) = mpsc::channel::<bytes::Bytes>(64);
-    let (tx, mut rx) = mpsc::channel::<Result<WatchOut, EtcdError>>(64);
     let requests = futures_util::stream::unfold(JsonStream::new(body), |mut body| async move {
         let next = body.next().await?;
         Some((next.and_then(|v| command(&v)), body))
     });
-    let session = watch_session::run(
-        api.clone(),
-        Box::pin(requests),
-        tx,
-        api.progress_interval,
-        api.shutdown.clone(),
-    );
-    tokio::spawn(session);
+    let mut rx = watch_session::start(&api, Box::pin(requests));
     tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
             let line = match out {

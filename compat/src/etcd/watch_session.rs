@@ -68,10 +68,30 @@ enum Step {
     Stop,
 }
 
+/// How many responses may wait for a slow client before the watchers stop reading.
+const BACKLOG: usize = 64;
+
+/// Starts a session on its own task, which ends with the client (when the returned receiver
+/// is dropped) or with the node; answers its responses.
+pub fn start(
+    api: &Api,
+    requests: impl Stream<Item = Result<WatchCommand, EtcdError>> + Send + Unpin + 'static,
+) -> mpsc::Receiver<Result<WatchOut, EtcdError>> {
+    let (tx, rx) = mpsc::channel(BACKLOG);
+    tokio::spawn(run(
+        api.clone(),
+        requests,
+        tx,
+        api.progress_interval,
+        api.shutdown.clone(),
+    ));
+    rx
+}
+
 /// Runs the stream until the client goes away or the node shuts down. A request that cannot be
 /// decoded ends it with that error. Like etcd, the end of the client's requests does not end
 /// the stream: watchers keep running until the client leaves.
-pub async fn run(
+async fn run(
     api: Api,
     requests: impl Stream<Item = Result<WatchCommand, EtcdError>> + Unpin,
     tx: mpsc::Sender<Result<WatchOut, EtcdError>>,

@@ -147,6 +147,17 @@ pub async fn contender(
     Ok((h, resp.kvs.into_iter().next()))
 }
 
+/// `key` itself, if it exists.
+pub async fn get_key(api: &Api, key: &[u8]) -> Result<(Header, Option<KeyValue>), EtcdError> {
+    let (h, resp) = api
+        .range(RangeRequest {
+            range: single(key),
+            ..RangeRequest::default()
+        })
+        .await?;
+    Ok((h, resp.kvs.into_iter().next()))
+}
+
 /// Waits until no contender for `prefix` created before `rev` is left.
 pub async fn wait_for_older(api: &Api, prefix: &[u8], rev: i64) -> Result<(), EtcdError> {
     loop {

@@ -24,7 +24,7 @@ impl lock_server::Lock for Lock {
                 let prefix = concurrency::prefix(&r.name);
                 concurrency::wait_for_older(api, &prefix, mine.create_revision).await?;
                 // The lease may have expired while waiting: then the lock is not held.
-                let (h, still) = concurrency::contender(api, &key, None).await?;
+                let (h, still) = concurrency::get_key(api, &key).await?;
                 if still.is_none_or(|kv| kv.create_revision != mine.create_revision) {
                     return Err(EtcdError::new(
                         Code::Unknown,

@@ -4,7 +4,6 @@
 use etcd_client::proto::{PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use hermes_storage::mvcc::key_value::KeyRange;
@@ -16,9 +15,6 @@ use crate::etcd::watch_session::{self, WatchCommand, WatchOut};
 use crate::etcd::Api;
 
 pub struct Watch(pub Api);
-
-/// How many responses may wait for a slow client before the watchers stop reading.
-const BACKLOG: usize = 64;
 
 #[tonic::async_trait]
 impl PbWatchService for Watch {
@@ -36,15 +32,7 @@ impl PbWatchService for Watch {
                 status.message()
             ))),
         });
-        let (tx, rx) = mpsc::channel::<Result<WatchOut, EtcdError>>(BACKLOG);
-        let session = watch_session::run(
-            api.clone(),
-            Box::pin(requests),
-            tx,
-            api.progress_interval,
-            api.shutdown.clone(),
-        );
-        tokio::spawn(session);
+        let rx = watch_session::start(&api, Box::pin(requests));
         let responses = ReceiverStream::new(rx).map(move |out| match out {
             Ok(out) => Ok(response(&api, out)),
             Err(e) => Err(tonic::Status::from(e)),
