@@ -97,6 +97,20 @@ impl From<hermes_control::store::ControlError> for ApiError {
     }
 }
 
+impl From<hermes_raft::TransferError> for ApiError {
+    fn from(e: hermes_raft::TransferError) -> Self {
+        use hermes_raft::TransferError as T;
+        let (status, code) = match &e {
+            T::UnknownNode(_) => (StatusCode::NOT_FOUND, "unknown_member"),
+            T::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_leader_transfer"),
+            T::NoLeader(_) | T::Failed(_) | T::TimedOut { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "leader_transfer_failed")
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
 impl From<hermes_raft::MembershipError> for ApiError {
     fn from(e: hermes_raft::MembershipError) -> Self {
         use hermes_raft::MembershipError as M;

@@ -408,9 +408,18 @@ pub async fn run(
         })),
     };
 
-    // 7. Drain: readiness off, stop accepting, finish in-flight requests within the grace
-    //    period, stop raft, make the store durable.
+    // 7. Drain: hand leadership over (when leading a cluster), readiness off, stop
+    //    accepting, finish in-flight requests within the grace period, stop raft, make the
+    //    store durable. Handing over first lets the writes in flight here finish on the new
+    //    leader instead of waiting out an election.
     let started = Instant::now();
+    if failure.is_none() {
+        match tokio::time::timeout(config.shutdown_grace, node.hand_off_leadership()).await {
+            Ok(Some(to)) => tracing::info!(to, "handed leadership over before stopping"),
+            Ok(None) => {}
+            Err(_) => tracing::warn!("handing leadership over took the whole grace period"),
+        }
+    }
     draining.store(true, Ordering::Release);
     tracing::info!(
         grace_ms = config.shutdown_grace.as_millis() as u64,

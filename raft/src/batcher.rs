@@ -12,6 +12,7 @@
 //! writes back and waits until it has applied that far, so a read on the same node right after
 //! the answer sees the write.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -73,30 +74,62 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Pending>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Some(mut leadership) = node.upgrade().map(|n| n.raft.metrics()) else {
+        return;
+    };
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut in_flight = JoinSet::new();
     let mut last_batch = 0usize;
+    // Writes taken off the queue while the previous batch is still out.
+    let mut backlog: VecDeque<Pending> = VecDeque::new();
+    let mut open = true;
     loop {
         while in_flight.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
+        // While the batch in flight is out, a write that another node forwarded here when this
+        // node led must not wait behind it: if this node no longer leads, it is answered at
+        // once. Otherwise two nodes that each forward to the other (views of the leader cross
+        // during a change) would each wait for the other's batcher until both time out.
+        let permit = loop {
+            tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(p) => break Some(p),
+                    Err(_) => break None,
+                },
+                item = rx.recv(), if open && backlog.len() < QUEUE => match item {
+                    Some(item) => backlog.push_back(item),
+                    None if backlog.is_empty() => break None,
+                    None => open = false,
+                },
+                changed = leadership.changed() => if changed.is_err() { break None },
+                _ = shutdown.changed() => break None,
+            }
+            refuse_forwarded_if_not_leader(&node, &mut backlog);
         };
-        let first = tokio::select! {
-            item = rx.recv() => match item {
-                Some(item) => item,
-                None => break,
+        let Some(permit) = permit else { break };
+        let first = match backlog.pop_front() {
+            Some(item) => item,
+            None if !open => break,
+            None => tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => item,
+                    None => break,
+                },
+                _ = shutdown.changed() => break,
             },
-            _ = shutdown.changed() => break,
         };
         let mut bytes = approx_size(&first.cmd);
         // Lingering helps only this node's own clients: a follower's forwarded batch arrives
         // whole, and nothing more of it is coming while it waits.
         let mut any_local = !first.local_only;
         let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            let Some(item) = backlog.pop_front() else {
+                break;
+            };
+            bytes += approx_size(&item.cmd);
+            any_local |= !item.local_only;
+            batch.push(item);
+        }
         let linger_until = tokio::time::Instant::now() + LINGER;
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
@@ -136,8 +169,29 @@ pub(crate) async fn run(
     in_flight.abort_all();
 }
 
+/// Answers the forwarded writes of `backlog` with "not the leader" when this node no longer
+/// leads: the forwarding node retries them with the new leader.
+fn refuse_forwarded_if_not_leader(node: &Weak<RaftNode>, backlog: &mut VecDeque<Pending>) {
+    if !backlog.iter().any(|p| p.local_only) {
+        return;
+    }
+    if node.upgrade().is_none_or(|n| n.is_leader()) {
+        return;
+    }
+    let (refused, kept): (VecDeque<Pending>, VecDeque<Pending>) =
+        backlog.drain(..).partition(|p| p.local_only);
+    *backlog = kept;
+    for p in refused {
+        let _ = p.reply.send(Err(Retry::Again(
+            "this node is no longer the leader".into(),
+        )));
+    }
+}
+
 /// Sends a batch where it can be applied. Returns whether it was proposed locally.
 async fn dispatch(node: &RaftNode, batch: Vec<Pending>) -> bool {
+    // A leader handing over holds the batch, which then goes to whoever leads after.
+    node.wait_transfer().await;
     match node.current_leader() {
         Some(leader) if leader == node.id() => {
             propose(node, batch).await;

@@ -62,3 +62,21 @@ pub enum MembershipError {
     #[error(transparent)]
     Write(#[from] WriteError),
 }
+
+/// A leadership transfer was refused or did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    #[error("node {0} is not a member of this cluster")]
+    UnknownNode(NodeId),
+    #[error("invalid leadership transfer: {0}")]
+    Invalid(String),
+    #[error("no raft leader elected within {0:?}; the cluster may have lost its quorum")]
+    NoLeader(Duration),
+    #[error("leadership transfer failed: {0}")]
+    Failed(String),
+    #[error("node {target} did not become the leader in time (leader now: {leader:?})")]
+    TimedOut {
+        target: NodeId,
+        leader: Option<NodeId>,
+    },
+}

@@ -1,7 +1,7 @@
 //! hermes-raft: replication of the Hermes store with openraft.
 //!
 //! Owns the peer protocol (raft RPCs and forwarding over HTTP, authenticated with the cluster
-//! secret), bootstrap and membership changes, writes accepted on any member, linearizable reads
+//! secret), bootstrap, membership changes and leadership transfer, writes accepted on any member, linearizable reads
 //! by read-index, lease expiry on the leader, automatic compaction, and the raft metrics.
 //! It knows nothing of the gateway or the admin API.
 
@@ -23,8 +23,9 @@ pub mod peer_proto;
 pub mod peer_server;
 pub mod proxied;
 pub mod replay;
+pub mod transfer;
 pub mod transport;
 
 pub use config::RaftConfig;
-pub use error::{MembershipError, ReadError, WriteError};
+pub use error::{MembershipError, ReadError, TransferError, WriteError};
 pub use node::{Header, RaftNode};

@@ -55,6 +55,9 @@ pub struct RaftNode {
     pub(crate) batcher: mpsc::Sender<Pending>,
     /// The state machine's size on disk, refreshed every second (for the quota).
     db_size: std::sync::atomic::AtomicU64,
+    /// True while this leader hands its leadership over ([`crate::transfer`]).
+    pub(crate) transferring: watch::Sender<bool>,
+    pub(crate) transfer_lock: tokio::sync::Mutex<()>,
     shutdown_tx: watch::Sender<bool>,
     tasks: std::sync::Mutex<JoinSet<()>>,
 }
@@ -150,6 +153,8 @@ impl RaftNode {
             exporter,
             batcher: batch_tx,
             db_size: std::sync::atomic::AtomicU64::new(0),
+            transferring: watch::channel(false).0,
+            transfer_lock: tokio::sync::Mutex::new(()),
             shutdown_tx,
             tasks: std::sync::Mutex::new(JoinSet::new()),
         });
@@ -397,6 +402,8 @@ impl RaftNode {
                         "this leader has lost contact with a quorum".into(),
                     ));
                 }
+                // Bounded by the read's own deadline; after it, the read finds out who leads.
+                let _ = tokio::time::timeout_at(deadline, self.wait_transfer()).await;
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(remaining, self.raft.ensure_linearizable()).await {
                     Ok(Ok(_)) => return Ok(()),
@@ -442,6 +449,7 @@ impl RaftNode {
 
     /// Leader side of a forwarded read: confirm leadership, return the index to wait for.
     pub(crate) async fn read_index_as_leader(&self) -> Result<u64, ForwardError> {
+        self.wait_transfer().await;
         match self.raft.get_read_log_id().await {
             Ok((read_log_id, _)) => Ok(read_log_id.map_or(0, |l| l.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {

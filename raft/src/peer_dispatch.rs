@@ -13,8 +13,8 @@ use hermes_storage::mvcc::request::Command;
 use hermes_storage::types::{NodeId, TypeConfig};
 
 use crate::batcher::{to_forwarded, ForwardedAnswer};
-use crate::error::MembershipError;
 use crate::error::WriteError;
+use crate::error::{MembershipError, TransferError};
 use crate::network::{PATH_APPEND, PATH_SNAPSHOT, PATH_VOTE};
 use crate::node::RaftNode;
 use crate::node::Retry;
@@ -31,6 +31,8 @@ pub const PATHS: &[&str] = &[
     PATH_LEASE_TTL,
     PATH_MEMBERSHIP,
     PATH_INFO,
+    PATH_TRANSFER_LEADER,
+    PATH_CAMPAIGN,
 ];
 
 /// Why a peer request was not served.
@@ -83,6 +85,14 @@ pub async fn dispatch(node: &Arc<RaftNode>, path: &str, body: &[u8]) -> Result<V
             let () = decode(body)?;
             encode(&node.info())
         }
+        PATH_TRANSFER_LEADER => {
+            let target: NodeId = decode(body)?;
+            encode(&transfer(node, target).await)
+        }
+        PATH_CAMPAIGN => {
+            let () = decode(body)?;
+            encode(&node.campaign().await)
+        }
         other => Err(Refused::UnknownPath(other.to_string())),
     }
 }
@@ -127,6 +137,16 @@ async fn membership(
             | MembershipError::UnknownNode(_)
             | MembershipError::WouldBreakQuorum { .. }),
         ) => Err(ForwardError::Invalid(e.to_string())),
+        Err(e) => Err(ForwardError::Failed(e.to_string())),
+    }
+}
+
+async fn transfer(node: &Arc<RaftNode>, target: NodeId) -> Result<(), ForwardError> {
+    match node.transfer_leader_as_leader(target).await {
+        Ok(()) => Ok(()),
+        Err(e @ (TransferError::Invalid(_) | TransferError::UnknownNode(_))) => {
+            Err(ForwardError::Invalid(e.to_string()))
+        }
         Err(e) => Err(ForwardError::Failed(e.to_string())),
     }
 }

@@ -1,5 +1,5 @@
 //! Messages between nodes beyond raft's own: forwarded writes and reads, lease renewals,
-//! membership changes, and the status a node reports about itself.
+//! membership changes, leadership transfer, and the status a node reports about itself.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +11,10 @@ pub const PATH_LEASE_KEEPALIVE: &str = "/peer/lease/keepalive";
 pub const PATH_LEASE_TTL: &str = "/peer/lease/ttl";
 pub const PATH_MEMBERSHIP: &str = "/peer/membership";
 pub const PATH_INFO: &str = "/peer/info";
+/// To the leader: hand leadership to the given node.
+pub const PATH_TRANSFER_LEADER: &str = "/peer/transfer-leader";
+/// To a transfer's target: campaign now.
+pub const PATH_CAMPAIGN: &str = "/peer/campaign";
 
 /// Why a node could not do what another node forwarded to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

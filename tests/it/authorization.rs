@@ -586,6 +586,10 @@ fn membership_changes_take_an_admin_session_and_refuse_other_people() {
             owner.post("/api/v1/cluster/members/1/promote", &json!({})),
         ),
         (
+            "lead",
+            owner.post("/api/v1/cluster/members/1/lead", &json!({})),
+        ),
+        (
             "add",
             owner.post(
                 "/api/v1/cluster/members",
@@ -598,6 +602,15 @@ fn membership_changes_take_an_admin_session_and_refuse_other_people() {
     // A token that does not verify is refused before anything else.
     let forged = anon.with(crate::api_client::Auth::Bearer("e30.e30.x".into()));
     assert_eq!(forged.delete("/api/v1/cluster/members/1").0, 401);
+    assert_eq!(
+        forged.post("/api/v1/cluster/members/1/lead", &json!({})).0,
+        401
+    );
+    // The admin may move the leader: to itself it is already done, to a stranger refused.
+    let (s, b) = root.post("/api/v1/cluster/members/1/lead", &json!({}));
+    assert_eq!((s, b["leader"].as_u64()), (200, Some(1)), "{b}");
+    let (s, b) = root.post("/api/v1/cluster/members/9/lead", &json!({}));
+    assert_eq!(s, 404, "{b}");
     // The admin's session gets the change itself decided: removing the last voter is refused,
     // in words.
     let (s, b) = root.delete("/api/v1/cluster/members/1");

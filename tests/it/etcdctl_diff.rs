@@ -169,6 +169,10 @@ fn normalise(text: &str) -> String {
         (r"\b[0-9a-f]{1,16}\b, (started|unstarted)", "<id>, $1"),
         (r"(<url>|<endpoint>), [0-9a-f]{1,16},", "$1, <id>,"),
         (r"lease [0-9a-f]+", "lease <id>"),
+        (
+            r"transferred from [0-9a-f]+ to [0-9a-f]+",
+            "transferred from <id> to <id>",
+        ),
         (r"/[0-9a-f]{8,16}\b", "/<lease>"),
         (r"\b(m\d|hermes-\d+)\b", "<name>"),
         (r"took = [0-9.]+[µnm]?s", "took = <t>"),
@@ -199,6 +203,20 @@ fn mod_revision(endpoint: &str, key: &str) -> i64 {
     let out = etcdctl(endpoint, &["get", key, "-w", "json"], None);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     v["kvs"][0]["mod_revision"].as_i64().unwrap()
+}
+
+/// The leader's member id and a follower's, from `endpoint status` of every member.
+fn leader_and_follower(endpoints: &str) -> (u64, u64) {
+    let out = etcdctl(endpoints, &["endpoint", "status", "-w", "json"], None);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let statuses = v.as_array().unwrap();
+    let leader = statuses[0]["Status"]["leader"].as_u64().unwrap();
+    let follower = statuses
+        .iter()
+        .map(|s| s["Status"]["header"]["member_id"].as_u64().unwrap())
+        .find(|id| *id != leader)
+        .unwrap();
+    (leader, follower)
 }
 
 /// The whole script against one server's endpoint; every step's normalised output.
@@ -351,6 +369,20 @@ fn script(endpoints: &[String]) -> Vec<(String, String)> {
         &["endpoint", "health", "--cluster"],
         None,
     );
+    // Leadership to a follower, which every member then sees.
+    let (leader_id, follower_id) = leader_and_follower(&all);
+    let target = format!("{follower_id:x}");
+    // etcdctl sends it to whichever of the endpoints leads.
+    let moved = etcdctl(&all, &["move-leader", &target], None);
+    results.borrow_mut().push((
+        "move-leader".into(),
+        format!("exit {}\n{}", moved.code, normalise(&moved.stdout)),
+    ));
+    let (now_leader, _) = leader_and_follower(&all);
+    results.borrow_mut().push((
+        "leader moved".into(),
+        format!("{}", now_leader == follower_id && now_leader != leader_id),
+    ));
 
     // Elections and locks, client-side (leases, transactions and watches).
     let (leader, got) = until_lines(endpoint, &["elect", "diff-election", "first"], 2);
@@ -386,6 +418,8 @@ fn etcdctl_answers_like_etcd_3_4_on_three_nodes() {
         ("get compacted", "compacted"),
         ("endpoint status", "true"),
         ("elect listen", "first"),
+        ("move-leader", "transferred"),
+        ("leader moved", "true"),
         ("lock", "locked"),
     ] {
         assert!(step(name).contains(needle), "{name}: {}", step(name));

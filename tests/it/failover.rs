@@ -1,4 +1,5 @@
-//! Three nodes survive the loss of their leader without losing an acknowledged write.
+//! Three nodes survive the loss of their leader without losing an acknowledged write, and a
+//! leader stopped on purpose hands over first, failing none.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -150,4 +151,79 @@ fn leader_kill_under_load_loses_no_acknowledged_write() {
             );
         }
     }
+}
+
+#[test]
+fn a_stopped_leader_hands_over_and_fails_no_write() {
+    let mut c = Cluster::start(3);
+    let leader = c.leader();
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+
+    phase(
+        1,
+        format!("two clients write through the followers; the leader ({leader}) gets SIGTERM"),
+    );
+    let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let failed: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = followers
+        .iter()
+        .map(|id| {
+            let url = c.node(*id).etcd();
+            let (acked, failed, stop) = (acked.clone(), failed.clone(), stop.clone());
+            let id = *id;
+            std::thread::spawn(move || {
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("/handover/{id}/{i:05}");
+                    let result = post(
+                        &format!("{url}/v3/kv/put"),
+                        &serde_json::json!({"key": b64(&key), "value": b64("v")}),
+                    );
+                    match result {
+                        Ok((200, _)) => {
+                            acked.lock().unwrap().insert(key, "v".into());
+                        }
+                        other => failed.lock().unwrap().push(format!("{key}: {other:?}")),
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    wait_for("100 acknowledged writes", Duration::from_secs(60), || {
+        (acked.lock().unwrap().len() >= 100).then_some(())
+    });
+    let status = c.node_mut(leader).terminate();
+    assert!(status.success(), "exit status {status:?}");
+    let log = c.node(leader).log();
+    assert!(
+        log.contains("handed leadership over before stopping"),
+        "the leader stopped without handing over:\n{log}"
+    );
+    let before = acked.lock().unwrap().len();
+    wait_for(
+        "100 more writes after the stop",
+        Duration::from_secs(60),
+        || (acked.lock().unwrap().len() >= before + 100).then_some(()),
+    );
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+
+    phase(2, "no write failed, and the new leader holds every one");
+    let failed = failed.lock().unwrap().clone();
+    assert!(
+        failed.is_empty(),
+        "{} writes failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let new_leader = c.leader();
+    assert!(followers.contains(&new_leader));
+    let held = c.node(new_leader).range_prefix("/handover/", false);
+    let acked = acked.lock().unwrap().clone();
+    let missing = acked.keys().filter(|k| !held.contains_key(*k)).count();
+    assert_eq!(missing, 0, "{missing} acknowledged writes are missing");
 }

@@ -1,5 +1,5 @@
 //! A fourth node joins with `--join`, becomes a voter, and is removed with `hermes member
-//! remove`; a removal that would break quorum needs `--force`.
+//! remove`; `hermes member move-leader` moves the leader; a removal that would break quorum needs `--force`.
 
 use std::process::Command;
 use std::time::Duration;
@@ -57,7 +57,22 @@ fn join_as_voter_then_remove() {
         "{text}"
     );
 
-    phase(2, "remove node 4 with the CLI; the cluster keeps working");
+    phase(2, "move the leader to another of nodes 1-3 with the CLI");
+    let leader = c.leader();
+    let target = (1..=3).find(|id| *id != leader).unwrap();
+    let out = member_cmd(&c.node(3).admin(), &["move-leader", &target.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is now the leader"));
+    assert_eq!(c.node(1).leader(), Some(target));
+    let out = member_cmd(&c.node(3).admin(), &["move-leader", "77"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("77"));
+
+    phase(3, "remove node 4 with the CLI; the cluster keeps working");
     let out = member_cmd(&c.node(1).admin(), &["remove", "4"]);
     assert!(
         out.status.success(),
@@ -86,7 +101,7 @@ fn join_as_voter_then_remove() {
     assert_eq!(c.node(1).range_prefix("/after-remove", false).len(), 1);
 
     phase(
-        3,
+        4,
         "a learner added by hand is not promoted before it has caught up",
     );
     let idle_port = free_port();
@@ -122,7 +137,7 @@ fn join_as_voter_then_remove() {
     assert_eq!(voters(c.node(1)), vec![1, 2, 3]);
 
     phase(
-        4,
+        5,
         "with node 3 down, removing node 2 would leave 1 healthy voter of 2",
     );
     c.node_mut(3).kill9();

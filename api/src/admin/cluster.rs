@@ -1,8 +1,8 @@
-//! `/api/v1/cluster/...`: membership and status, for `hermes member`, `hermes status`,
+//! `/api/v1/cluster/...`: membership, leadership and status, for `hermes member`, `hermes status`,
 //! `--join` and the console. Reads are open like `/metrics`; changes require a request signed
 //! with the cluster secret (the same scheme as peer traffic), or, on a cluster without a
-//! secret, a direct loopback client (not one that came through a proxy). Adding, promoting
-//! and removing a member is also open to the session of an admin (the console's cluster page):
+//! secret, a direct loopback client (not one that came through a proxy). Adding, promoting,
+//! removing a member and moving the leader is also open to the session of an admin (the console's cluster page):
 //! an admin already holds every namespace, user and credential; a signed-in person who is not
 //! one is refused (403), and a credential's HMAC signature never counts. Joining stays with
 //! the node that joins.
@@ -215,4 +215,19 @@ pub async fn remove(
         .change_membership(MembershipChange::Remove { id }, query.force)
         .await?;
     Ok(Json(json!({"removed": id})).into_response())
+}
+
+/// Makes member `id` the raft leader (before restarting the current leader, say): writes and
+/// reads that reach the old leader meanwhile wait for the new one rather than fail.
+pub async fn lead(
+    State(state): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize_change(&state, client, &headers, "POST", &uri, &body).await?;
+    state.node.transfer_leader(id).await?;
+    Ok(Json(json!({"leader": id})).into_response())
 }

@@ -51,6 +51,7 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/cluster/members/{id}/promote",
             post(cluster::promote),
         )
+        .route("/api/v1/cluster/members/{id}/lead", post(cluster::lead))
         .route("/api/v1/cluster/join", post(cluster::join))
         .merge(
             Router::new()

@@ -110,6 +110,26 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// A proto `uint64` field (0 when absent), a number or a decimal string as in proto3 JSON.
+    pub fn u64(&self, field: &str) -> Result<u64, EtcdError> {
+        match self.get(field) {
+            None => Ok(0),
+            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
+                EtcdError::invalid(format!(
+                    "{}.{field}: {n} is not an unsigned 64-bit integer",
+                    self.message
+                ))
+            }),
+            Some(Value::String(s)) => s.parse::<u64>().map_err(|_| {
+                EtcdError::invalid(format!(
+                    "{}.{field}: \"{s}\" is not an unsigned 64-bit integer",
+                    self.message
+                ))
+            }),
+            Some(other) => Err(self.wrong(field, "an integer", other)),
+        }
+    }
+
     /// A proto `string` field (empty when absent).
     pub fn string(&self, field: &str) -> Result<String, EtcdError> {
         match self.get(field) {

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use hermes_raft::{ReadError, WriteError};
+use hermes_raft::{ReadError, TransferError, WriteError};
 use hermes_storage::mvcc::error::ErrorClass;
 use hermes_storage::{KvError, StoreError};
 
@@ -116,6 +116,30 @@ impl From<ReadError> for EtcdError {
                 EtcdError::new(Code::Unavailable, "etcdserver: request timed out")
             }
             ReadError::Shutdown => EtcdError::new(Code::Unavailable, "etcdserver: server stopped"),
+        }
+    }
+}
+
+impl From<TransferError> for EtcdError {
+    fn from(e: TransferError) -> Self {
+        match e {
+            TransferError::UnknownNode(_) | TransferError::Invalid(_) => {
+                tracing::debug!(error = %e, "leader transfer refused");
+                EtcdError::new(
+                    Code::FailedPrecondition,
+                    "etcdserver: bad leader transferee",
+                )
+            }
+            TransferError::NoLeader(_) => {
+                EtcdError::new(Code::Unavailable, "etcdserver: no leader")
+            }
+            TransferError::TimedOut { .. } | TransferError::Failed(_) => {
+                tracing::warn!(error = %e, "leader transfer did not complete");
+                EtcdError::new(
+                    Code::Unavailable,
+                    "etcdserver: request timed out, leader transfer took too long",
+                )
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Maintenance and Cluster services: status, alarms (NOSPACE while the store is over its
-//! quota) and the member list.
+//! quota), leader moves and the member list.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -31,6 +31,19 @@ pub async fn status(State(api): State<Api>, body: Body) -> Response {
                 .int("dbSizeInUse", st.db_size)
                 .flag("isLearner", st.is_learner)
                 .build())
+        }
+        .await,
+    )
+}
+
+/// `MoveLeader` (etcdctl `move-leader`): hands raft leadership to `targetID`.
+pub async fn move_leader(State(api): State<Api>, body: Body) -> Response {
+    super::reply(
+        async {
+            let v = read_json(body).await?;
+            let o = Obj::new(&v, "etcdserverpb.MoveLeaderRequest", &["targetID"])?;
+            let header = api.move_leader(o.u64("targetID")?).await?;
+            Ok(Out::new().value("header", encode::header(&header)).build())
         }
         .await,
     )

@@ -103,6 +103,10 @@ fn v3_routes() -> Router<Api> {
         .route("/kv/lease/leases", post(lease::leases))
         .route("/maintenance/status", post(maintenance::status))
         .route("/maintenance/alarm", post(maintenance::alarm))
+        .route(
+            "/maintenance/transfer-leadership",
+            post(maintenance::move_leader),
+        )
         .route("/cluster/member/list", post(maintenance::member_list))
         .route("/auth/authenticate", post(auth::authenticate))
         .route("/auth/status", post(auth::status))

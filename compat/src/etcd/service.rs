@@ -258,4 +258,12 @@ impl Api {
             .collect();
         (self.header(0), list)
     }
+
+    /// Hands raft leadership to the member `target` (a voter), from any member. etcd takes
+    /// `MoveLeader` only on the leader; here a follower forwards it, which is what a client
+    /// that found the leader first gets too.
+    pub async fn move_leader(&self, target: u64) -> Result<Header, EtcdError> {
+        self.node.transfer_leader(target).await?;
+        Ok(self.current_header())
+    }
 }

@@ -151,6 +151,16 @@ pub async fn run_cluster_command(
                 .await?;
             println!("node {id} is now a voter");
         }
+        Some(MemberAction::MoveLeader { id }) => {
+            client
+                .post(
+                    &format!("/api/v1/cluster/members/{id}/lead"),
+                    &json!({}),
+                    TIMEOUT,
+                )
+                .await?;
+            println!("node {id} is now the leader");
+        }
         Some(MemberAction::Remove { id, force }) => {
             let path = if *force {
                 format!("/api/v1/cluster/members/{id}?force=true")

@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a node (embedded replicated store, proxy, admin API, etcd endpoint).
     Node(Box<NodeArgs>),
-    /// List, add, promote or remove cluster members.
+    /// List, add, promote or remove cluster members, or move the leader.
     Member {
         #[command(subcommand)]
         action: MemberAction,
@@ -299,6 +299,8 @@ pub enum MemberAction {
     },
     /// Make a caught-up learner a voter.
     Promote { id: u64 },
+    /// Make a voter the leader (e.g. before restarting the current leader).
+    MoveLeader { id: u64 },
     /// Remove a member.
     Remove {
         id: u64,

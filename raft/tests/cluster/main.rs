@@ -16,3 +16,4 @@ mod t30_leases_across_failover;
 mod t40_member_removal_under_load;
 mod t50_partitioned_leader;
 mod t60_follower_reads_its_writes;
+mod t70_leadership_transfer;

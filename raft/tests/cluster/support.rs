@@ -149,6 +149,11 @@ fn config(id: NodeId) -> RaftConfig {
 impl TestCluster {
     /// Starts `n` nodes and initializes them as one cluster; returns once a leader is known.
     pub async fn start(n: u64) -> TestCluster {
+        // RUST_LOG=openraft=info,hermes_raft=debug shows what the nodes did.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let router = Arc::new(Router::default());
         let mut nodes = BTreeMap::new();
         let mut dirs = Vec::new();

@@ -1,4 +1,4 @@
-//! The Maintenance service: status, alarms, and the calls that have no Hermes counterpart,
+//! The Maintenance service: status, alarms, leader moves, and the calls that have no Hermes counterpart,
 //! answered with an error that says so.
 
 use etcd_client::proto::{
@@ -99,9 +99,17 @@ impl PbMaintenanceService for Maintenance {
 
     async fn move_leader(
         &self,
-        _request: tonic::Request<PbMoveLeaderRequest>,
+        request: tonic::Request<PbMoveLeaderRequest>,
     ) -> Answer<PbMoveLeaderResponse> {
-        Err(not_in_hermes("moving the leader"))
+        let target = request.into_inner().target_id;
+        answer(
+            self.0
+                .move_leader(target)
+                .await
+                .map(|h| PbMoveLeaderResponse {
+                    header: convert::header(&h),
+                }),
+        )
     }
 
     async fn downgrade(
