@@ -97,6 +97,16 @@ impl From<hermes_control::store::ControlError> for ApiError {
     }
 }
 
+impl From<hermes_raft::ReadError> for ApiError {
+    fn from(e: hermes_raft::ReadError) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+    }
+}
+
 impl From<hermes_raft::TransferError> for ApiError {
     fn from(e: hermes_raft::TransferError) -> Self {
         use hermes_raft::TransferError as T;

@@ -60,6 +60,24 @@ impl AdminClient {
         self.send("DELETE", path, None, timeout).await
     }
 
+    /// A GET whose answer is not JSON (a backup): its bytes.
+    pub async fn download(&self, path: &str, timeout: Duration) -> Result<Bytes, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let (status, body) = self.exchange("GET", path, None, timeout).await?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        Err(ClientError::Status {
+            url,
+            status: status.as_u16(),
+            message,
+        })
+    }
+
     async fn send(
         &self,
         method: &str,
@@ -67,6 +85,34 @@ impl AdminClient {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Result<Value, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let (status, body) = self.exchange(method, path, body, timeout).await?;
+        let value: Value = serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
+            url: url.clone(),
+            message: format!("{e}: {}", String::from_utf8_lossy(&body)),
+        })?;
+        if !status.is_success() {
+            let message = value
+                .get("error")
+                .and_then(Value::as_str)
+                .map_or_else(|| value.to_string(), str::to_string);
+            return Err(ClientError::Status {
+                url,
+                status: status.as_u16(),
+                message,
+            });
+        }
+        Ok(value)
+    }
+
+    /// Sends one request (signed when a secret is set) and reads the whole answer.
+    async fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<(http::StatusCode, Bytes), ClientError> {
         let url = format!("{}{}", self.base, path);
         let bytes = body
             .map(|b| serde_json::to_vec(b).unwrap_or_default())
@@ -103,22 +149,7 @@ impl AdminClient {
                     message: e.to_string(),
                 })?
                 .to_bytes();
-            let value: Value = serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
-                url: url.clone(),
-                message: format!("{e}: {}", String::from_utf8_lossy(&body)),
-            })?;
-            if !status.is_success() {
-                let message = value
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| value.to_string(), str::to_string);
-                return Err(ClientError::Status {
-                    url: url.clone(),
-                    status: status.as_u16(),
-                    message,
-                });
-            }
-            Ok(value)
+            Ok((status, body))
         };
         tokio::time::timeout(timeout, exchange)
             .await

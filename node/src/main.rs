@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use hermes_node::cli::{run_cluster_command, Cli, Command, ConfigAction};
+use hermes_node::cli::{run_cluster_command, Cli, Command, ConfigAction, SnapshotAction};
 use hermes_node::config::NodeConfig;
 
 /// hyper allocates a fresh 8 KiB read buffer for most requests (the previous one is still
@@ -151,6 +151,24 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Snapshot {
+            action: SnapshotAction::Save { file, conn },
+        } => operator_command(hermes_node::cli::save_snapshot(&conn, &file)),
+        Command::Snapshot {
+            action:
+                SnapshotAction::Restore {
+                    file,
+                    data_dir,
+                    id,
+                    advertise_peer,
+                },
+        } => match hermes_node::cli::restore_snapshot(&file, &data_dir, id, &advertise_peer) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Member { action, conn } => cli_command(conn, Some(action), false),
         Command::Status { conn, json } => cli_command(conn, None, json),
     }
@@ -161,6 +179,11 @@ fn cli_command(
     action: Option<hermes_node::cli::MemberAction>,
     json: bool,
 ) -> ExitCode {
+    operator_command(run_cluster_command(&conn, action.as_ref(), json))
+}
+
+/// Runs an operator command on a current-thread runtime; errors go to stderr.
+fn operator_command(command: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -171,7 +194,7 @@ fn cli_command(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_cluster_command(&conn, action.as_ref(), json)) {
+    match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -13,6 +13,7 @@
 //!
 //! This crate knows nothing of networking or HTTP.
 
+pub mod backup;
 pub mod codec;
 pub mod durable;
 pub mod engine;

@@ -4,6 +4,9 @@
 //! snapshot at the entry it last applied, with this node as the only voter, and a new log
 //! starts after it. Whatever the old log held beyond that entry is lost: that is the price,
 //! and the report says how far the state reaches.
+//!
+//! [`restore`] founds a new single-node cluster the same way from a backup
+//! ([`crate::backup`]).
 
 use std::path::{Path, PathBuf};
 
@@ -61,7 +64,7 @@ pub fn recover(dir: &Path, id: u64) -> Result<Recovery, RecoveryError> {
         fatal::Fatal::default(),
         std::sync::Arc::new(crate::durable::Durable::always()),
     )?;
-    let mut contents = store.export()?;
+    let contents = store.export()?;
     let Some(applied) = contents.applied else {
         return Err(RecoveryError::Empty {
             dir: dir.to_path_buf(),
@@ -73,22 +76,8 @@ pub fn recover(dir: &Path, id: u64) -> Result<Recovery, RecoveryError> {
         .get_node(&id)
         .cloned()
         .ok_or(RecoveryError::NotAMember { id })?;
-    let only_me = openraft::Membership::new(
-        vec![std::collections::BTreeSet::from([id])],
-        std::collections::BTreeMap::<u64, Member>::from([(id, member)]),
-    );
-    contents.membership = StoredMembership::new(Some(applied), only_me);
     let revision = contents.revision;
-    let meta = SnapshotMeta {
-        last_log_id: Some(applied),
-        last_membership: contents.membership.clone(),
-        snapshot_id: format!("recovered-{}-{}", applied.leader_id.term, applied.index),
-    };
-    let data = codec::encode(&contents).map_err(StoreError::from)?;
-    store.import(contents)?;
-    SnapshotFile::new(&layout.snapshots())?.save(&StoredSnapshot { meta, data })?;
-
-    // The old log goes aside, the new one starts after the snapshot.
+    // The old log goes aside (never deleted); the new one starts after the snapshot.
     let raft = layout.raft();
     let old_log = if raft.exists() {
         let aside = dir.join(format!(
@@ -108,16 +97,113 @@ pub fn recover(dir: &Path, id: u64) -> Result<Recovery, RecoveryError> {
     } else {
         None
     };
-    let (mut log, _) = wal::recover(&raft, false).map_err(StoreError::from)?;
+    found(&layout, &store, contents, applied, id, member, "recovered")?;
+    Ok(Recovery {
+        applied: Some(applied),
+        revision,
+        old_log,
+    })
+}
+
+/// Makes `contents` the state of a single-node cluster of node `id` (at `member`) in the data
+/// directory of `layout`: a snapshot at `applied` with this node as the only voter, and a new
+/// raft log, empty after it, whose vote is this node's. Blocking.
+fn found(
+    layout: &layout::Layout,
+    store: &KvStore,
+    mut contents: crate::snapshot::SnapshotContents,
+    applied: LogId,
+    id: u64,
+    member: Member,
+    what: &str,
+) -> Result<(), RecoveryError> {
+    let only_me = openraft::Membership::new(
+        vec![std::collections::BTreeSet::from([id])],
+        std::collections::BTreeMap::<u64, Member>::from([(id, member)]),
+    );
+    contents.membership = StoredMembership::new(Some(applied), only_me);
+    contents.applied = Some(applied);
+    let meta = SnapshotMeta {
+        last_log_id: Some(applied),
+        last_membership: contents.membership.clone(),
+        snapshot_id: format!("{what}-{}-{}", applied.leader_id.term, applied.index),
+    };
+    let data = codec::encode(&contents).map_err(StoreError::from)?;
+    store.import(contents)?;
+    SnapshotFile::new(&layout.snapshots())?.save(&StoredSnapshot { meta, data })?;
+    let (mut log, _) = wal::recover(&layout.raft(), false).map_err(StoreError::from)?;
     log.purge(applied).map_err(StoreError::from)?;
     let mut vote = Vote::new(applied.leader_id.term, id);
     vote.commit();
     log.save_vote(&vote).map_err(StoreError::from)?;
     log.write_meta_if_due(true).map_err(StoreError::from)?;
     store.persist()?;
+    Ok(())
+}
+
+/// Why a restore cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("{dir} already holds a hermes data directory; restore into a new, empty directory")]
+    NotEmpty { dir: PathBuf },
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
+}
+
+/// Starts a new single-node cluster of node `id`, reachable by its peers at `peer_url`, in the
+/// new data directory `dir`, holding what `backup` holds (its revisions, history and leases).
+/// It gets a new cluster id. Other nodes join it with `--join` and receive its snapshot.
+/// Blocking.
+pub fn restore(
+    dir: &Path,
+    id: u64,
+    peer_url: &str,
+    backup: &[u8],
+) -> Result<Recovery, RestoreError> {
+    let backup = crate::backup::decode(backup)?;
+    let layout = layout::Layout::new(dir);
+    if layout.marker().exists() || layout.state().exists() || layout.raft().exists() {
+        return Err(RestoreError::NotEmpty {
+            dir: dir.to_path_buf(),
+        });
+    }
+    layout
+        .claim(id)
+        .map_err(StoreError::from)
+        .map_err(RecoveryError::from)?;
+    let state: std::sync::Arc<dyn engine::Engine> = std::sync::Arc::new(
+        engine::SledEngine::open(&layout.state(), None)
+            .map_err(StoreError::from)
+            .map_err(RecoveryError::from)?,
+    );
+    let store = KvStore::open(
+        state,
+        fatal::Fatal::default(),
+        std::sync::Arc::new(crate::durable::Durable::always()),
+    )
+    .map_err(RecoveryError::from)?;
+    // The first entry of a new term-1 log: the snapshot stands in for it.
+    let applied = LogId::new(openraft::CommittedLeaderId::new(1, id), 1);
+    let revision = backup.revision;
+    let contents = crate::snapshot::SnapshotContents {
+        applied: Some(applied),
+        membership: StoredMembership::default(),
+        // A new cluster: etcd's restore gives one a new id too.
+        cluster_id: rand::random::<u64>().max(1),
+        revision: backup.revision,
+        compact_revision: backup.compact_revision,
+        rows: backup.rows,
+        leases: backup.leases,
+    };
+    let member = Member {
+        peer_url: peer_url.to_string(),
+    };
+    found(&layout, &store, contents, applied, id, member, "restored")?;
     Ok(Recovery {
         applied: Some(applied),
         revision,
-        old_log,
+        old_log: None,
     })
 }

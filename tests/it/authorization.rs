@@ -589,6 +589,7 @@ fn membership_changes_take_an_admin_session_and_refuse_other_people() {
             "lead",
             owner.post("/api/v1/cluster/members/1/lead", &json!({})),
         ),
+        ("backup", owner.get("/api/v1/cluster/snapshot")),
         (
             "add",
             owner.post(
@@ -606,6 +607,7 @@ fn membership_changes_take_an_admin_session_and_refuse_other_people() {
         forged.post("/api/v1/cluster/members/1/lead", &json!({})).0,
         401
     );
+    assert_eq!(forged.get("/api/v1/cluster/snapshot").0, 401);
     // The admin may move the leader: to itself it is already done, to a stranger refused.
     let (s, b) = root.post("/api/v1/cluster/members/1/lead", &json!({}));
     assert_eq!((s, b["leader"].as_u64()), (200, Some(1)), "{b}");

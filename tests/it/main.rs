@@ -11,6 +11,7 @@ mod support;
 use support::{api_client, harness, netns, upstream};
 
 mod authorization;
+mod backup;
 mod bad_input;
 mod breakers;
 mod control_api;

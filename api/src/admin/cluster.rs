@@ -1,8 +1,8 @@
-//! `/api/v1/cluster/...`: membership, leadership and status, for `hermes member`, `hermes status`,
+//! `/api/v1/cluster/...`: membership, leadership, backups and status, for `hermes member`, `hermes status`,
 //! `--join` and the console. Reads are open like `/metrics`; changes require a request signed
 //! with the cluster secret (the same scheme as peer traffic), or, on a cluster without a
 //! secret, a direct loopback client (not one that came through a proxy). Adding, promoting,
-//! removing a member and moving the leader is also open to the session of an admin (the console's cluster page):
+//! removing a member, moving the leader and taking a backup is also open to the session of an admin (the console's cluster page):
 //! an admin already holds every namespace, user and credential; a signed-in person who is not
 //! one is refused (403), and a credential's HMAC signature never counts. Joining stays with
 //! the node that joins.
@@ -230,4 +230,35 @@ pub async fn lead(
     authorize_change(&state, client, &headers, "POST", &uri, &body).await?;
     state.node.transfer_leader(id).await?;
     Ok(Json(json!({"leader": id})).into_response())
+}
+
+/// A backup of the whole store (`hermes snapshot save`), control plane included: sealed
+/// secrets and password hashes, so it is for those who may change the membership. It holds
+/// every write acknowledged before the request.
+pub async fn snapshot(
+    State(state): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize_change(&state, client, &headers, "GET", &uri, &body).await?;
+    state.node.read_barrier().await?;
+    let store = state.node.store().clone();
+    let bytes = tokio::task::spawn_blocking(move || store.backup(None))
+        .await
+        .map_err(|e| ApiError::internal(format!("taking the backup: {e}")))?
+        .map_err(|e| ApiError::internal(format!("taking the backup: {e}")))?;
+    tracing::info!(bytes = bytes.len(), "backup taken");
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/octet-stream"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"hermes.backup\"",
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }

@@ -52,6 +52,7 @@ pub fn router(state: AdminState) -> Router {
             post(cluster::promote),
         )
         .route("/api/v1/cluster/members/{id}/lead", post(cluster::lead))
+        .route("/api/v1/cluster/snapshot", get(cluster::snapshot))
         .route("/api/v1/cluster/join", post(cluster::join))
         .merge(
             Router::new()

@@ -266,4 +266,18 @@ impl Api {
         self.node.transfer_leader(target).await?;
         Ok(self.current_header())
     }
+
+    /// A backup of every key this endpoint shows (`/hermes/_cp/` left out, as everywhere
+    /// here), at a revision that includes every write acknowledged before the call
+    /// (`hermes snapshot restore` reads it).
+    pub async fn snapshot(&self) -> Result<(Header, Vec<u8>), EtcdError> {
+        self.barrier(false).await?;
+        let store = self.node.store().clone();
+        let bytes = tokio::task::spawn_blocking(move || {
+            store.backup(Some(hermes_storage::keys::CONTROL_PREFIX.as_bytes()))
+        })
+        .await
+        .map_err(|e| EtcdError::new(Code::Internal, format!("etcdserver: {e}")))??;
+        Ok((self.current_header(), bytes))
+    }
 }

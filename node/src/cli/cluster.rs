@@ -11,7 +11,7 @@ use crate::admin_client::AdminClient;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn client(conn: &Connection) -> anyhow::Result<AdminClient> {
+pub(super) fn client(conn: &Connection) -> anyhow::Result<AdminClient> {
     let secret = match (&conn.cluster_secret, &conn.cluster_secret_file) {
         (Some(s), None) => Some(s.as_bytes().to_vec()),
         (None, Some(path)) => {

@@ -2,12 +2,14 @@
 //! through any member's admin API.
 
 mod cluster;
+mod snapshot;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 pub use cluster::run_cluster_command;
+pub use snapshot::{restore as restore_snapshot, save as save_snapshot};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,6 +40,11 @@ pub enum Command {
         /// Print the raw JSON answer.
         #[arg(long)]
         json: bool,
+    },
+    /// Back up a running cluster, or found a new one from a backup.
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotAction,
     },
     /// Work with node configuration files.
     Config {
@@ -307,6 +314,32 @@ pub enum MemberAction {
         /// Remove even if the remaining healthy voters cannot form a quorum.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Save a backup of the whole store (control plane included) from any member.
+    Save {
+        /// Where to write it.
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Found a new single-node cluster from a backup (`hermes snapshot save`, or `etcdctl
+    /// snapshot save` against a hermes node) in a new data directory.
+    Restore {
+        /// The backup.
+        file: PathBuf,
+        /// The new node's data directory; must not hold a data directory yet.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The new node's id.
+        #[arg(long, default_value_t = 1)]
+        id: u64,
+        /// The URL other nodes will use to reach the new node (its `--advertise-peer`).
+        #[arg(long, default_value = "http://127.0.0.1:9081")]
+        advertise_peer: String,
     },
 }
 
