@@ -157,7 +157,10 @@ fn a_backup_founds_a_new_cluster_with_the_same_history() {
     // It takes writes, and revisions go on from the backup's.
     etcdctl(&at, &["put", "/b/after", "y"]);
     let after = json(&at, &["get", "/b/after", "-w", "json"]);
-    assert!(after["kvs"][0]["mod_revision"].as_i64().unwrap() > revision, "{after}");
+    assert!(
+        after["kvs"][0]["mod_revision"].as_i64().unwrap() > revision,
+        "{after}"
+    );
 
     phase(
         4,
