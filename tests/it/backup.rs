@@ -86,7 +86,18 @@ fn a_backup_founds_a_new_cluster_with_the_same_history() {
             .map(|n| n.data_dir.clone())
     });
     let password = std::fs::read_to_string(admin_dir.join("initial-admin-password")).unwrap();
-    Api::anonymous(&c.node(1).admin()).sign_in("admin@hermes.local", password.trim());
+    // The file may be there before the admin's record reaches node 1.
+    wait_for(
+        "the initial admin to sign in",
+        Duration::from_secs(20),
+        || {
+            let (s, _) = Api::anonymous(&c.node(1).admin()).post(
+                "/api/auth/login",
+                &serde_json::json!({"email": "admin@hermes.local", "password": password.trim()}),
+            );
+            (s == 200).then_some(())
+        },
+    );
     etcdctl(&source, &["put", "/b/a", "v1"]);
     let first = json(&source, &["get", "/b/a", "-w", "json"])["kvs"][0]["mod_revision"]
         .as_i64()
