@@ -445,3 +445,182 @@ fn etcdctl_answers_like_etcd_3_4_on_three_nodes() {
         differences.join("\n")
     );
 }
+
+/// etcd's role-based access control as etcdctl drives it: users, roles, permissions on a
+/// prefix, AuthEnable, what a limited user may and may not do, revocations, AuthDisable.
+fn auth_script(endpoint: &str) -> Vec<(String, String)> {
+    let results = std::cell::RefCell::new(Vec::new());
+    let with_input = |name: &str, args: &[&str], stdin: Option<&str>| {
+        let out = etcdctl(endpoint, args, stdin);
+        results.borrow_mut().push((
+            name.to_string(),
+            format!(
+                "exit {}\n{}\n{}",
+                out.code,
+                normalise(&out.stdout),
+                normalise(&out.errors)
+            ),
+        ));
+    };
+    let run = |name: &str, args: &[&str]| with_input(name, args, None);
+    let root = "--user=root:root-pw";
+    let alice = "--user=alice:alice-pw";
+    run("seed", &["put", "/rbac/r", "readable"]);
+    run("seed other", &["put", "/other", "hidden"]);
+    run("user add root", &["user", "add", "root:root-pw"]);
+    run("user add alice", &["user", "add", "alice:alice-pw"]);
+    run("user add again", &["user", "add", "alice:x"]);
+    run("role add", &["role", "add", "reader"]);
+    run("role add again", &["role", "add", "reader"]);
+    run(
+        "grant read prefix",
+        &[
+            "role",
+            "grant-permission",
+            "reader",
+            "read",
+            "/rbac/",
+            "--prefix",
+        ],
+    );
+    run(
+        "grant readwrite prefix",
+        &[
+            "role",
+            "grant-permission",
+            "reader",
+            "readwrite",
+            "/rbac/w/",
+            "--prefix",
+        ],
+    );
+    run(
+        "grant write key",
+        &["role", "grant-permission", "reader", "write", "/single"],
+    );
+    run(
+        "grant to missing role",
+        &["role", "grant-permission", "nobody", "read", "/x"],
+    );
+    run("role get", &["role", "get", "reader"]);
+    run("grant role", &["user", "grant-role", "alice", "reader"]);
+    run(
+        "grant missing role",
+        &["user", "grant-role", "alice", "nobody"],
+    );
+    run(
+        "grant to missing user",
+        &["user", "grant-role", "bob", "reader"],
+    );
+    run("user get", &["user", "get", "alice"]);
+    run("user get detail", &["user", "get", "alice", "--detail"]);
+    run("user list", &["user", "list"]);
+    run("role list", &["role", "list"]);
+    run("auth enable", &["auth", "enable"]);
+    run("no token", &["get", "/rbac/r"]);
+    run("wrong password", &["get", "/rbac/r", "--user=alice:nope"]);
+    run("alice reads", &["get", "/rbac/r", alice]);
+    run("alice reads prefix", &["get", "/rbac/", "--prefix", alice]);
+    run("alice reads outside", &["get", "/other", alice]);
+    run("alice reads everything", &["get", "", "--from-key", alice]);
+    run("alice writes read-only", &["put", "/rbac/r", "x", alice]);
+    run("alice writes", &["put", "/rbac/w/1", "mine", alice]);
+    run("alice writes single", &["put", "/single", "s", alice]);
+    run("alice deletes read-only", &["del", "/rbac/r", alice]);
+    run("alice deletes", &["del", "/rbac/w/1", alice]);
+    with_input(
+        "alice txn",
+        &["txn", alice],
+        Some("value(\"/rbac/r\") = \"readable\"\n\nput /rbac/w/t t\n\nget /other\n\n"),
+    );
+    with_input(
+        "alice txn outside",
+        &["txn", alice],
+        Some("value(\"/rbac/r\") = \"readable\"\n\nput /other x\n\n\n"),
+    );
+    run("alice lists users", &["user", "list", alice]);
+    run("alice gets herself", &["user", "get", "alice", alice]);
+    run("alice gets her role", &["role", "get", "reader", alice]);
+    run("alice adds a user", &["user", "add", "eve:eve-pw", alice]);
+    run("root reads outside", &["get", "/other", root]);
+    run("root deletes root", &["user", "delete", "root", root]);
+    run("root deletes role root", &["role", "delete", "root", root]);
+    run(
+        "revoke permission",
+        &[
+            "role",
+            "revoke-permission",
+            "reader",
+            "/rbac/w/",
+            "--prefix",
+            root,
+        ],
+    );
+    run(
+        "revoke missing permission",
+        &["role", "revoke-permission", "reader", "/nothing", root],
+    );
+    run("alice writes revoked", &["put", "/rbac/w/2", "x", alice]);
+    with_input(
+        "change password",
+        &["user", "passwd", "alice", "--interactive=false", root],
+        Some("alice-new-pw\n"),
+    );
+    run("old password", &["get", "/rbac/r", alice]);
+    run(
+        "new password",
+        &["get", "/rbac/r", "--user=alice:alice-new-pw"],
+    );
+    run(
+        "revoke role",
+        &["user", "revoke-role", "alice", "reader", root],
+    );
+    run(
+        "revoke role again",
+        &["user", "revoke-role", "alice", "reader", root],
+    );
+    run(
+        "alice reads revoked",
+        &["get", "/rbac/r", "--user=alice:alice-new-pw"],
+    );
+    run("role delete", &["role", "delete", "reader", root]);
+    run("user delete", &["user", "delete", "alice", root]);
+    run("auth disable", &["auth", "disable", root]);
+    run("open again", &["get", "/rbac/r"]);
+    results.into_inner()
+}
+
+#[test]
+fn etcdctl_auth_answers_like_etcd_3_4() {
+    let etcd = EtcdCluster::start();
+    let expected = auth_script(&etcd.urls[0]);
+    drop(etcd);
+    let step = |name: &str| &expected.iter().find(|(s, _)| s == name).unwrap().1;
+    for (name, needle) in [
+        ("role get", "KV Read:"),
+        ("alice reads", "readable"),
+        ("alice writes read-only", "permission denied"),
+        ("alice lists users", "permission denied"),
+        ("no token", "user name is empty"),
+        ("auth enable", "Authentication Enabled"),
+    ] {
+        assert!(step(name).contains(needle), "{name}: {}", step(name));
+    }
+    let hermes = Cluster::start(3);
+    let got = auth_script(&hermes.node(2).etcd());
+    let mut differences = Vec::new();
+    for ((step, want), (_, have)) in expected.iter().zip(&got) {
+        if want != have {
+            differences.push(format!(
+                "step {step:?}:\n  etcd:   {want:?}\n  hermes: {have:?}"
+            ));
+        }
+    }
+    assert_eq!(expected.len(), got.len());
+    assert!(
+        differences.is_empty(),
+        "{} step(s) differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}

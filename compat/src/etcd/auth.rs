@@ -1,15 +1,19 @@
 //! Who may use the etcd endpoint. Without a configured user the endpoint serves only direct
 //! loopback clients (the node refuses to bind it elsewhere, and refuses requests that came
 //! through a proxy, the node's own gateway included). With one (`--etcd-user` and
-//! `--etcd-password-file`), clients authenticate as with etcd's auth: `POST
+//! `--etcd-password-file`), or once etcd's AuthEnable has turned authentication on for the
+//! users kept in the store ([`super::rbac`]), clients authenticate as with etcd's auth: `POST
 //! /v3/auth/authenticate {"name","password"}` answers a token, and every other request carries
 //! it in `Authorization` (the raw token, no scheme), as the original gateway and etcd clients
-//! send it; gRPC calls carry it in the `token` metadata, as etcd's gRPC clients do.
+//! send it; gRPC calls carry it in the `token` metadata, as etcd's gRPC clients do. Each
+//! request then acts as a [`Caller`] whose rights the services check.
 //!
 //! Tokens are stateless (like etcd's `--auth-token jwt`): the user, the issue time and an
-//! HMAC-SHA256 under a key derived from the password, so every node accepts every node's
-//! tokens and a restart keeps them. They do not expire, because the original gateway never
-//! renews its token; changing the password revokes every token at once.
+//! HMAC-SHA256, so every node accepts every node's tokens and a restart keeps them. The
+//! configured user's are keyed by its password; a stored user's by the cluster's token key
+//! and the user's password hash, so that changing the password, deleting the user or turning
+//! authentication off revokes them. They do not expire, because the original gateway never
+//! renews its token.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
@@ -28,6 +32,7 @@ use super::body::read_json;
 use super::decode::Obj;
 use super::encode::{self, Out};
 use super::error::{Code, EtcdError};
+use super::rbac::{self, records, Caller};
 use super::Api;
 
 /// The one user of the endpoint and the key its tokens are signed with.
@@ -110,34 +115,112 @@ fn unauthenticated(message: &str) -> EtcdError {
     EtcdError::new(Code::Unauthenticated, message)
 }
 
-/// The authentication decision for one request of either front end: without a configured
-/// user, only direct clients; with one, a valid token, unless the call is `open` (signing in).
+/// The authentication decision for one request of either front end: who it acts for, or
+/// `None` for an `open` call (signing in) on an endpoint that requires a token.
 pub fn decide(
     api: &Api,
     headers: &HeaderMap,
     open: bool,
     token: Option<&str>,
-) -> Result<(), EtcdError> {
-    match &api.auth {
-        None if came_through_proxy(headers) => Err(EtcdError::new(
+) -> Result<Option<Caller>, EtcdError> {
+    if api.auth.is_none() && came_through_proxy(headers) {
+        return Err(EtcdError::new(
             Code::PermissionDenied,
             "etcdserver: this endpoint serves only direct local clients; requests through a proxy are refused",
-        )),
-        None => Ok(()),
-        Some(_) if open => Ok(()),
-        Some(auth) => match token.filter(|t| !t.is_empty()) {
-            None => Err(EtcdError::invalid("etcdserver: user name is empty")),
-            Some(t) if auth.verify(t) => Ok(()),
-            Some(_) => Err(unauthenticated("etcdserver: invalid auth token")),
-        },
+        ));
     }
+    let state = records::state(api.node.store())?;
+    let stored_enabled = state.as_ref().is_some_and(|s| s.enabled);
+    if api.auth.is_none() && !stored_enabled {
+        return Ok(Some(Caller::Root { user: None }));
+    }
+    if open {
+        return Ok(None);
+    }
+    let Some(t) = token.filter(|t| !t.is_empty()) else {
+        return Err(EtcdError::invalid("etcdserver: user name is empty"));
+    };
+    if let Some(auth) = api.auth.as_deref() {
+        if auth.verify(t) {
+            return Ok(Some(Caller::Root {
+                user: Some(auth.user.clone()),
+            }));
+        }
+    }
+    if let Some(state) = state.filter(|s| s.enabled) {
+        if let Some(user) = verify_stored(api, &state, t)? {
+            return rbac::caller_for(api.node.store(), &user).map(Some);
+        }
+    }
+    Err(unauthenticated("etcdserver: invalid auth token"))
+}
+
+/// A stored user's token: `s.<user>.<issued>.<mac>`, the user base64url-encoded.
+fn stored_token(state: &records::AuthState, user: &records::User, issued: u64) -> String {
+    let name = URL_SAFE_NO_PAD.encode(&user.name);
+    let issued = issued.to_string();
+    let sig = stored_mac(state, user, &name, &issued);
+    format!("s.{name}.{issued}.{}", hex::encode(sig))
+}
+
+fn stored_mac(
+    state: &records::AuthState,
+    user: &records::User,
+    name: &str,
+    issued: &str,
+) -> Vec<u8> {
+    let hash = user.password_hash.as_deref().unwrap_or("");
+    mac(
+        &state.key,
+        &[
+            b"stored user",
+            name.as_bytes(),
+            issued.as_bytes(),
+            hash.as_bytes(),
+        ],
+    )
+}
+
+/// The stored user a token was issued to, if it is still valid for them.
+fn verify_stored(
+    api: &Api,
+    state: &records::AuthState,
+    token: &str,
+) -> Result<Option<records::User>, EtcdError> {
+    let mut parts = token.trim().split('.');
+    let (Some("s"), Some(name), Some(issued), Some(sig), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Ok(None);
+    };
+    let (Ok(sig), Ok(user_name)) = (hex::decode(sig), URL_SAFE_NO_PAD.decode(name)) else {
+        return Ok(None);
+    };
+    let Ok(user_name) = String::from_utf8(user_name) else {
+        return Ok(None);
+    };
+    let Some(user) = records::user(api.node.store(), &user_name)? else {
+        return Ok(None);
+    };
+    let expected = stored_mac(state, &user, name, issued);
+    Ok(bool::from(expected.ct_eq(&sig)).then_some(user))
 }
 
 /// Middleware on every JSON route: [`decide`], with the token in `Authorization`.
 pub async fn require(State(api): State<Api>, req: Request, next: Next) -> Response {
     let open = req.uri().path().ends_with("/auth/authenticate");
     match decide(&api, req.headers(), open, token(req.headers())) {
-        Ok(()) => next.run(req).await,
+        Ok(caller) => {
+            let mut req = req;
+            if let Some(caller) = caller {
+                req.extensions_mut().insert(caller);
+            }
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -151,33 +234,52 @@ fn token(headers: &HeaderMap) -> Option<&str> {
 
 impl Api {
     /// Checks a user name and password; answers a token every node accepts.
-    pub fn authenticate(&self, name: &str, password: &str) -> Result<(Header, String), EtcdError> {
-        let Some(auth) = &self.auth else {
+    pub async fn authenticate(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<(Header, String), EtcdError> {
+        if !self.auth_enabled() {
             return Err(EtcdError::new(
                 Code::FailedPrecondition,
                 "etcdserver: authentication is not enabled",
             ));
-        };
+        }
         if name.is_empty() {
             return Err(EtcdError::invalid("etcdserver: user name is empty"));
         }
-        if !auth.accepts(name, password.as_bytes()) {
-            return Err(EtcdError::invalid(
-                "etcdserver: authentication failed, invalid user ID or password",
-            ));
-        }
+        let failed =
+            || EtcdError::invalid("etcdserver: authentication failed, invalid user ID or password");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        Ok((self.current_header(), auth.token(now)))
+        if let Some(auth) = self.auth.as_deref().filter(|a| a.user == name) {
+            if !auth.accepts(name, password.as_bytes()) {
+                return Err(failed());
+            }
+            return Ok((self.current_header(), auth.token(now)));
+        }
+        let store = self.node.store();
+        let state = records::state(store)?
+            .filter(|s| s.enabled)
+            .ok_or_else(failed)?;
+        let user = records::user(store, name)?.ok_or_else(failed)?;
+        let Some(hash) = user.password_hash.clone() else {
+            return Err(failed());
+        };
+        let password = password.to_string();
+        let matches = tokio::task::spawn_blocking(move || {
+            hermes_control::auth::password::verify(&password, &hash)
+        })
+        .await
+        .unwrap_or(false);
+        if !matches {
+            return Err(failed());
+        }
+        Ok((self.current_header(), stored_token(&state, &user, now)))
     }
 
-    /// Whether the endpoint requires a password.
-    pub fn auth_enabled(&self) -> bool {
-        self.auth.is_some()
-    }
-
-    /// The endpoint's one user, if it has one.
+    /// The endpoint's configured user, if it has one.
     pub fn auth_user(&self) -> Option<&str> {
         self.auth.as_deref().map(|a| a.user.as_str())
     }
@@ -193,7 +295,9 @@ pub async fn authenticate(State(api): State<Api>, body: axum::body::Body) -> Res
                 "etcdserverpb.AuthenticateRequest",
                 &["name", "password"],
             )?;
-            let (header, token) = api.authenticate(&o.string("name")?, &o.string("password")?)?;
+            let (header, token) = api
+                .authenticate(&o.string("name")?, &o.string("password")?)
+                .await?;
             Ok(Out::new()
                 .value("header", encode::header(&header))
                 .string("token", &token)
@@ -205,10 +309,17 @@ pub async fn authenticate(State(api): State<Api>, body: axum::body::Body) -> Res
 
 /// `POST /v3/auth/status` → whether authentication is on.
 pub async fn status(State(api): State<Api>) -> Response {
-    super::reply(Ok(Out::new()
-        .value("header", encode::header(&api.current_header()))
-        .flag("enabled", api.auth_enabled())
-        .build()))
+    super::reply(
+        async {
+            let (header, enabled, revision) = api.auth_status().await?;
+            Ok(Out::new()
+                .value("header", encode::header(&header))
+                .flag("enabled", enabled)
+                .uint("authRevision", revision)
+                .build())
+        }
+        .await,
+    )
 }
 
 #[cfg(test)]

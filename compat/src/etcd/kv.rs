@@ -3,50 +3,68 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
+use axum::Extension;
 
 use super::body::read_json;
 use super::decode::{self, Obj};
 use super::encode;
+use super::rbac::Caller;
 use super::Api;
 
-pub async fn range(State(api): State<Api>, body: Body) -> Response {
+pub async fn range(
+    State(api): State<Api>,
+    Extension(who): Extension<Caller>,
+    body: Body,
+) -> Response {
     super::reply(
         async {
             let req = decode::range_request(&read_json(body).await?)?;
-            let (header, resp) = api.range(req).await?;
+            let (header, resp) = api.range(&who, req).await?;
             Ok(encode::range(&header, &resp))
         }
         .await,
     )
 }
 
-pub async fn put(State(api): State<Api>, body: Body) -> Response {
+pub async fn put(
+    State(api): State<Api>,
+    Extension(who): Extension<Caller>,
+    body: Body,
+) -> Response {
     super::reply(
         async {
             let req = decode::put_request(&read_json(body).await?)?;
-            let (header, resp) = api.put(req).await?;
+            let (header, resp) = api.put(&who, req).await?;
             Ok(encode::put(&header, &resp))
         }
         .await,
     )
 }
 
-pub async fn delete_range(State(api): State<Api>, body: Body) -> Response {
+pub async fn delete_range(
+    State(api): State<Api>,
+    Extension(who): Extension<Caller>,
+    body: Body,
+) -> Response {
     super::reply(
         async {
             let req = decode::delete_range_request(&read_json(body).await?)?;
-            let (header, resp) = api.delete_range(req).await?;
+            let (header, resp) = api.delete_range(&who, req).await?;
             Ok(encode::delete_range(&header, &resp))
         }
         .await,
     )
 }
 
-pub async fn txn(State(api): State<Api>, body: Body) -> Response {
+pub async fn txn(
+    State(api): State<Api>,
+    Extension(who): Extension<Caller>,
+    body: Body,
+) -> Response {
     super::reply(
         async {
             let req = decode::txn_request(&read_json(body).await?)?;
-            let (header, resp) = api.txn(req).await?;
+            let (header, resp) = api.txn(&who, req).await?;
             Ok(encode::txn(&header, &resp))
         }
         .await,

@@ -4,12 +4,14 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
+use axum::Extension;
 use serde_json::Value;
 
 use super::body::{read_json, JsonStream};
 use super::decode::Obj;
 use super::encode::{self, Out};
 use super::error::EtcdError;
+use super::rbac::Caller;
 use super::Api;
 
 pub async fn grant(State(api): State<Api>, body: Body) -> Response {
@@ -29,12 +31,18 @@ pub async fn grant(State(api): State<Api>, body: Body) -> Response {
     )
 }
 
-pub async fn revoke(State(api): State<Api>, body: Body) -> Response {
+pub async fn revoke(
+    State(api): State<Api>,
+    Extension(who): Extension<Caller>,
+    body: Body,
+) -> Response {
     super::reply(
         async {
             let v = read_json(body).await?;
             let o = Obj::new(&v, "etcdserverpb.LeaseRevokeRequest", &["ID"])?;
-            Ok(encode::header_only(&api.lease_revoke(o.i64("ID")?).await?))
+            Ok(encode::header_only(
+                &api.lease_revoke(&who, o.i64("ID")?).await?,
+            ))
         }
         .await,
     )

@@ -4,11 +4,13 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
+use axum::Extension;
 use serde_json::Value;
 
 use super::body::read_json;
 use super::decode::Obj;
 use super::encode::{self, Out};
+use super::rbac::Caller;
 use super::Api;
 
 /// The etcd API version this endpoint implements (clients gate features on it).
@@ -37,12 +39,16 @@ pub async fn status(State(api): State<Api>, body: Body) -> Response {
 }
 
 /// `MoveLeader` (etcdctl `move-leader`): hands raft leadership to `targetID`.
-pub async fn move_leader(State(api): State<Api>, body: Body) -> Response {
+pub async fn move_leader(
+    State(api): State<Api>,
+    Extension(who): Extension<Caller>,
+    body: Body,
+) -> Response {
     super::reply(
         async {
             let v = read_json(body).await?;
             let o = Obj::new(&v, "etcdserverpb.MoveLeaderRequest", &["targetID"])?;
-            let header = api.move_leader(o.u64("targetID")?).await?;
+            let header = api.move_leader(&who, o.u64("targetID")?).await?;
             Ok(Out::new().value("header", encode::header(&header)).build())
         }
         .await,

@@ -17,6 +17,7 @@ pub mod hidden;
 mod kv;
 mod lease;
 mod maintenance;
+pub mod rbac;
 pub mod service;
 mod watch;
 pub mod watch_session;

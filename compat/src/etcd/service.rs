@@ -4,7 +4,7 @@
 
 use hermes_raft::Header;
 use hermes_storage::mvcc::request::{
-    Command, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest,
+    Command, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use hermes_storage::mvcc::response::{
     CommandResponse, DeleteRangeResponse, LeaseGrantResponse, PutResponse, RangeResponse,
@@ -15,6 +15,7 @@ use hermes_storage::KvError;
 
 use super::decode::{request_size, MAX_REQUEST_BYTES};
 use super::error::{Code, EtcdError};
+use super::rbac::Caller;
 use super::{hidden, Api};
 
 /// A lease's time to live as etcd reports it.
@@ -49,6 +50,34 @@ pub struct Member {
     pub is_learner: bool,
 }
 
+/// etcd's checks of a delete: write on the range, and read too when the deleted values are
+/// asked for.
+fn check_delete(who: &Caller, d: &DeleteRangeRequest) -> Result<(), EtcdError> {
+    who.write(&d.range.key, &d.range.range_end)?;
+    if d.prev_kv {
+        who.read(&d.range.key, &d.range.range_end)?;
+    }
+    Ok(())
+}
+
+/// etcd's checks of a transaction: read on every compared range, and each operation of both
+/// branches as on its own (a put inside a transaction needs write only, as in etcd). Nested
+/// transactions are checked too, which etcd 3.4 forgets.
+fn check_txn(who: &Caller, t: &TxnRequest) -> Result<(), EtcdError> {
+    for c in &t.compare {
+        who.read(&c.range.key, &c.range.range_end)?;
+    }
+    for op in t.success.iter().chain(&t.failure) {
+        match op {
+            RequestOp::Range(r) => who.read(&r.range.key, &r.range.range_end)?,
+            RequestOp::Put(p) => who.write(&p.key, &[])?,
+            RequestOp::DeleteRange(d) => check_delete(who, d)?,
+            RequestOp::Txn(inner) => check_txn(who, inner)?,
+        }
+    }
+    Ok(())
+}
+
 fn unexpected(resp: CommandResponse) -> EtcdError {
     tracing::error!(?resp, "state machine answered with the wrong response kind");
     EtcdError::new(Code::Internal, "etcdserver: unexpected response")
@@ -74,6 +103,33 @@ fn check_write(cmd: &Command) -> Result<(), EtcdError> {
 }
 
 impl Api {
+    /// etcd's checks of a put: write on the key, read too for the previous value, and write
+    /// on every key already attached to a lease it attaches.
+    fn check_put(&self, who: &Caller, p: &PutRequest) -> Result<(), EtcdError> {
+        who.write(&p.key, &[])?;
+        if p.lease != 0 {
+            self.check_lease_keys(who, p.lease)?;
+        }
+        if p.prev_kv {
+            who.read(&p.key, &[])?;
+        }
+        Ok(())
+    }
+
+    /// Write on every key attached to lease `id` (etcd's `checkLeasePuts`).
+    fn check_lease_keys(&self, who: &Caller, id: i64) -> Result<(), EtcdError> {
+        if matches!(who, Caller::Root { .. }) {
+            return Ok(());
+        }
+        let keys = self
+            .node
+            .store()
+            .lease(id)
+            .map(|(_, k)| k)
+            .unwrap_or_default();
+        keys.iter().try_for_each(|k| who.write(k, &[]))
+    }
+
     pub fn header(&self, revision: i64) -> Header {
         self.node.header(revision)
     }
@@ -91,16 +147,26 @@ impl Api {
         Ok(())
     }
 
-    pub async fn range(&self, req: RangeRequest) -> Result<(Header, RangeResponse), EtcdError> {
+    pub async fn range(
+        &self,
+        who: &Caller,
+        req: RangeRequest,
+    ) -> Result<(Header, RangeResponse), EtcdError> {
         if req.range.key.is_empty() {
             return Err(KvError::EmptyKey.into());
         }
+        who.read(&req.range.key, &req.range.range_end)?;
         self.barrier(req.serializable).await?;
         let resp = hidden::range(self.node.store(), req).await?;
         Ok((self.header(resp.revision), resp))
     }
 
-    pub async fn put(&self, req: PutRequest) -> Result<(Header, PutResponse), EtcdError> {
+    pub async fn put(
+        &self,
+        who: &Caller,
+        req: PutRequest,
+    ) -> Result<(Header, PutResponse), EtcdError> {
+        self.check_put(who, &req)?;
         let cmd = Command::Put(req);
         check_write(&cmd)?;
         match self.node.write(cmd).await? {
@@ -111,8 +177,10 @@ impl Api {
 
     pub async fn delete_range(
         &self,
+        who: &Caller,
         req: DeleteRangeRequest,
     ) -> Result<(Header, DeleteRangeResponse), EtcdError> {
+        check_delete(who, &req)?;
         let cmd = Command::DeleteRange(req);
         check_write(&cmd)?;
         match self.node.write(cmd).await? {
@@ -124,7 +192,12 @@ impl Api {
     /// Every transaction goes through raft, even one that only reads: compares and reads are
     /// then evaluated atomically at one linearizable point, and a read-only transaction
     /// creates no revision.
-    pub async fn txn(&self, req: TxnRequest) -> Result<(Header, TxnResponse), EtcdError> {
+    pub async fn txn(
+        &self,
+        who: &Caller,
+        req: TxnRequest,
+    ) -> Result<(Header, TxnResponse), EtcdError> {
+        check_txn(who, &req)?;
         let cmd = Command::Txn(req);
         check_write(&cmd)?;
         match self.node.write(cmd).await? {
@@ -154,7 +227,9 @@ impl Api {
         Ok((self.header(r.revision), r))
     }
 
-    pub async fn lease_revoke(&self, id: i64) -> Result<Header, EtcdError> {
+    /// Revokes a lease; the caller must be allowed to delete every key attached to it.
+    pub async fn lease_revoke(&self, who: &Caller, id: i64) -> Result<Header, EtcdError> {
+        self.check_lease_keys(who, id)?;
         let revision = self.node.lease_revoke(id).await?;
         Ok(self.header(revision))
     }
@@ -262,7 +337,10 @@ impl Api {
     /// Hands raft leadership to the member `target` (a voter), from any member. etcd takes
     /// `MoveLeader` only on the leader; here a follower forwards it, which is what a client
     /// that found the leader first gets too.
-    pub async fn move_leader(&self, target: u64) -> Result<Header, EtcdError> {
+    pub async fn move_leader(&self, who: &Caller, target: u64) -> Result<Header, EtcdError> {
+        // etcd 3.4 lets any user move the leader; here it is the root role's, as the
+        // membership changes are.
+        who.admin()?;
         self.node.transfer_leader(target).await?;
         Ok(self.current_header())
     }
@@ -270,7 +348,8 @@ impl Api {
     /// A backup of every key this endpoint shows (`/hermes/_cp/` left out, as everywhere
     /// here), at a revision that includes every write acknowledged before the call
     /// (`hermes snapshot restore` reads it).
-    pub async fn snapshot(&self) -> Result<(Header, Vec<u8>), EtcdError> {
+    pub async fn snapshot(&self, who: &Caller) -> Result<(Header, Vec<u8>), EtcdError> {
+        who.admin()?;
         self.barrier(false).await?;
         let store = self.node.store().clone();
         let bytes = tokio::task::spawn_blocking(move || {

@@ -5,6 +5,7 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
+use axum::Extension;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -15,16 +16,21 @@ use super::body::JsonStream;
 use super::decode::Obj;
 use super::encode::{self, Out};
 use super::error::EtcdError;
+use super::rbac::Caller;
 use super::watch_session::{self, WatchCommand, WatchOut};
 use super::Api;
 
-pub async fn watch(State(api): State<Api>, body: Body) -> Response {
+pub async fn watch(
+    State(api): State<Api>,
+    Extension(who): Extension<Caller>,
+    body: Body,
+) -> Response {
     let (lines_tx, lines_rx) = mpsc::channel::<bytes::Bytes>(64);
     let requests = futures_util::stream::unfold(JsonStream::new(body), |mut body| async move {
         let next = body.next().await?;
         Some((next.and_then(|v| command(&v)), body))
     });
-    let mut rx = watch_session::start(&api, Box::pin(requests));
+    let mut rx = watch_session::start(&api, who, Box::pin(requests));
     tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
             let line = match out {

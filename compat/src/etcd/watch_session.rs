@@ -14,6 +14,7 @@ use hermes_storage::StoreError;
 
 use super::decode::MAX_REQUEST_BYTES;
 use super::error::EtcdError;
+use super::rbac::Caller;
 use super::{hidden, Api};
 
 /// etcd's default interval between progress notifications for watchers that asked for them.
@@ -75,11 +76,13 @@ const BACKLOG: usize = 64;
 /// is dropped) or with the node; answers its responses.
 pub fn start(
     api: &Api,
+    who: Caller,
     requests: impl Stream<Item = Result<WatchCommand, EtcdError>> + Send + Unpin + 'static,
 ) -> mpsc::Receiver<Result<WatchOut, EtcdError>> {
     let (tx, rx) = mpsc::channel(BACKLOG);
     tokio::spawn(run(
         api.clone(),
+        who,
         requests,
         tx,
         api.progress_interval,
@@ -93,6 +96,7 @@ pub fn start(
 /// the stream: watchers keep running until the client leaves.
 async fn run(
     api: Api,
+    who: Caller,
     requests: impl Stream<Item = Result<WatchCommand, EtcdError>> + Unpin,
     tx: mpsc::Sender<Result<WatchOut, EtcdError>>,
     progress_interval: Duration,
@@ -101,6 +105,7 @@ async fn run(
     let mut requests = requests.fuse();
     let mut session = Session {
         api,
+        who,
         watchers: Vec::new(),
         next_id: 0,
     };
@@ -153,6 +158,8 @@ async fn run(
 
 struct Session {
     api: Api,
+    /// Whom the stream acts for: each watcher needs read on its range.
+    who: Caller,
     watchers: Vec<Active>,
     next_id: i64,
 }
@@ -223,6 +230,18 @@ impl Session {
                 created: true,
                 canceled: true,
                 cancel_reason: "etcdserver: duplicate watch ID".into(),
+                ..WatchOut::default()
+            }];
+        }
+        if !self.who.can_read(&opts.range.key, &opts.range.range_end) {
+            // etcd's answer: created and cancelled at once, with the reason.
+            return vec![WatchOut {
+                revision,
+                watch_id: id,
+                created: true,
+                canceled: true,
+                cancel_reason:
+                    "rpc error: code = PermissionDenied desc = etcdserver: permission denied".into(),
                 ..WatchOut::default()
             }];
         }

@@ -1,42 +1,23 @@
-//! The Auth service. The endpoint has at most one user, set by the node's configuration
-//! (`--etcd-user`, `--etcd-password-file`; see [`crate::etcd::auth`]) and equal on every node:
-//! it can sign in and be listed, with etcd's `root` role. Adding, removing or changing users
-//! and roles, or switching authentication on and off, is configuration, not an API call here:
-//! those calls are refused with a message that says where to make the change.
+//! The Auth service: signing in, switching authentication on and off, and managing users
+//! and roles, over [`crate::etcd::rbac`].
 
 use super::pb::etcdserverpb::auth_server;
 use super::pb::etcdserverpb::*;
-use super::{answer, convert, Answer};
-use crate::etcd::error::{Code, EtcdError};
+use super::{answer, caller, convert, Answer};
+use crate::etcd::rbac::records::Perm;
 use crate::etcd::Api;
 
 pub struct Auth(pub Api);
 
-/// The role etcd gives its all-powerful user, which the configured user is.
-const ROOT: &str = "root";
-
-fn configured_elsewhere() -> tonic::Status {
-    EtcdError::new(
-        Code::FailedPrecondition,
-        "etcdserver: the endpoint's user is set by the node's configuration \
-         (--etcd-user and --etcd-password-file), not through the Auth API",
-    )
-    .into()
+fn header(h: &hermes_raft::Header) -> Option<etcd_client::proto::PbResponseHeader> {
+    convert::header(h)
 }
 
-impl Auth {
-    fn header(&self) -> Option<etcd_client::proto::PbResponseHeader> {
-        convert::header(&self.0.current_header())
-    }
-
-    fn user(&self) -> Result<&str, tonic::Status> {
-        self.0.auth_user().ok_or_else(|| {
-            EtcdError::new(
-                Code::FailedPrecondition,
-                "etcdserver: authentication is not enabled",
-            )
-            .into()
-        })
+fn permission(p: Perm) -> Permission {
+    Permission {
+        perm_type: p.kind.to_proto(),
+        key: p.key,
+        range_end: p.range_end,
     }
 }
 
@@ -44,27 +25,44 @@ impl Auth {
 impl auth_server::Auth for Auth {
     async fn auth_enable(
         &self,
-        _r: tonic::Request<AuthEnableRequest>,
+        r: tonic::Request<AuthEnableRequest>,
     ) -> Answer<AuthEnableResponse> {
-        Err(configured_elsewhere())
+        let who = caller(&r)?;
+        answer(
+            self.0
+                .auth_enable(&who)
+                .await
+                .map(|h| AuthEnableResponse { header: header(&h) }),
+        )
     }
 
     async fn auth_disable(
         &self,
-        _r: tonic::Request<AuthDisableRequest>,
+        r: tonic::Request<AuthDisableRequest>,
     ) -> Answer<AuthDisableResponse> {
-        Err(configured_elsewhere())
+        let who = caller(&r)?;
+        answer(
+            self.0
+                .auth_disable(&who)
+                .await
+                .map(|h| AuthDisableResponse { header: header(&h) }),
+        )
     }
 
     async fn auth_status(
         &self,
         _r: tonic::Request<AuthStatusRequest>,
     ) -> Answer<AuthStatusResponse> {
-        answer(Ok(AuthStatusResponse {
-            header: self.header(),
-            enabled: self.0.auth_enabled(),
-            auth_revision: 0,
-        }))
+        answer(
+            self.0
+                .auth_status()
+                .await
+                .map(|(h, enabled, auth_revision)| AuthStatusResponse {
+                    header: header(&h),
+                    enabled,
+                    auth_revision,
+                }),
+        )
     }
 
     async fn authenticate(
@@ -75,135 +73,197 @@ impl auth_server::Auth for Auth {
         answer(
             self.0
                 .authenticate(&r.name, &r.password)
+                .await
                 .map(|(h, token)| AuthenticateResponse {
-                    header: convert::header(&h),
+                    header: header(&h),
                     token,
                 }),
         )
     }
 
-    async fn user_add(
-        &self,
-        _r: tonic::Request<AuthUserAddRequest>,
-    ) -> Answer<AuthUserAddResponse> {
-        Err(configured_elsewhere())
+    async fn user_add(&self, r: tonic::Request<AuthUserAddRequest>) -> Answer<AuthUserAddResponse> {
+        let who = caller(&r)?;
+        let r = r.into_inner();
+        let no_password = r.options.is_some_and(|o| o.no_password);
+        answer(
+            self.0
+                .user_add(&who, &r.name, &r.password, no_password, &r.hashed_password)
+                .await
+                .map(|h| AuthUserAddResponse { header: header(&h) }),
+        )
     }
 
-    async fn user_get(
-        &self,
-        request: tonic::Request<AuthUserGetRequest>,
-    ) -> Answer<AuthUserGetResponse> {
-        let user = self.user()?;
-        if request.into_inner().name != user {
-            return answer(Err(EtcdError::new(
-                Code::FailedPrecondition,
-                "etcdserver: user name not found",
-            )));
-        }
-        answer(Ok(AuthUserGetResponse {
-            header: self.header(),
-            roles: vec![ROOT.to_string()],
-        }))
+    async fn user_get(&self, r: tonic::Request<AuthUserGetRequest>) -> Answer<AuthUserGetResponse> {
+        let who = caller(&r)?;
+        let name = r.into_inner().name;
+        answer(
+            self.0
+                .user_get(&who, &name)
+                .await
+                .map(|(h, roles)| AuthUserGetResponse {
+                    header: header(&h),
+                    roles,
+                }),
+        )
     }
 
     async fn user_list(
         &self,
-        _r: tonic::Request<AuthUserListRequest>,
+        r: tonic::Request<AuthUserListRequest>,
     ) -> Answer<AuthUserListResponse> {
-        let users = self.0.auth_user().map(str::to_string).into_iter().collect();
-        answer(Ok(AuthUserListResponse {
-            header: self.header(),
-            users,
-        }))
+        let who = caller(&r)?;
+        answer(
+            self.0
+                .user_list(&who)
+                .await
+                .map(|(h, users)| AuthUserListResponse {
+                    header: header(&h),
+                    users,
+                }),
+        )
     }
 
     async fn user_delete(
         &self,
-        _r: tonic::Request<AuthUserDeleteRequest>,
+        r: tonic::Request<AuthUserDeleteRequest>,
     ) -> Answer<AuthUserDeleteResponse> {
-        Err(configured_elsewhere())
+        let who = caller(&r)?;
+        let name = r.into_inner().name;
+        answer(
+            self.0
+                .user_delete(&who, &name)
+                .await
+                .map(|h| AuthUserDeleteResponse { header: header(&h) }),
+        )
     }
 
     async fn user_change_password(
         &self,
-        _r: tonic::Request<AuthUserChangePasswordRequest>,
+        r: tonic::Request<AuthUserChangePasswordRequest>,
     ) -> Answer<AuthUserChangePasswordResponse> {
-        Err(configured_elsewhere())
+        let who = caller(&r)?;
+        let r = r.into_inner();
+        answer(
+            self.0
+                .user_change_password(&who, &r.name, &r.password, &r.hashed_password)
+                .await
+                .map(|h| AuthUserChangePasswordResponse { header: header(&h) }),
+        )
     }
 
     async fn user_grant_role(
         &self,
-        _r: tonic::Request<AuthUserGrantRoleRequest>,
+        r: tonic::Request<AuthUserGrantRoleRequest>,
     ) -> Answer<AuthUserGrantRoleResponse> {
-        Err(configured_elsewhere())
+        let who = caller(&r)?;
+        let r = r.into_inner();
+        answer(
+            self.0
+                .user_grant_role(&who, &r.user, &r.role)
+                .await
+                .map(|h| AuthUserGrantRoleResponse { header: header(&h) }),
+        )
     }
 
     async fn user_revoke_role(
         &self,
-        _r: tonic::Request<AuthUserRevokeRoleRequest>,
+        r: tonic::Request<AuthUserRevokeRoleRequest>,
     ) -> Answer<AuthUserRevokeRoleResponse> {
-        Err(configured_elsewhere())
+        let who = caller(&r)?;
+        let r = r.into_inner();
+        answer(
+            self.0
+                .user_revoke_role(&who, &r.name, &r.role)
+                .await
+                .map(|h| AuthUserRevokeRoleResponse { header: header(&h) }),
+        )
     }
 
-    async fn role_add(
-        &self,
-        _r: tonic::Request<AuthRoleAddRequest>,
-    ) -> Answer<AuthRoleAddResponse> {
-        Err(configured_elsewhere())
+    async fn role_add(&self, r: tonic::Request<AuthRoleAddRequest>) -> Answer<AuthRoleAddResponse> {
+        let who = caller(&r)?;
+        let name = r.into_inner().name;
+        answer(
+            self.0
+                .role_add(&who, &name)
+                .await
+                .map(|h| AuthRoleAddResponse { header: header(&h) }),
+        )
     }
 
-    async fn role_get(
-        &self,
-        request: tonic::Request<AuthRoleGetRequest>,
-    ) -> Answer<AuthRoleGetResponse> {
-        self.user()?;
-        if request.into_inner().role != ROOT {
-            return answer(Err(EtcdError::new(
-                Code::FailedPrecondition,
-                "etcdserver: role name not found",
-            )));
-        }
-        // etcd's root role has no permission entries: it may do everything by being root.
-        answer(Ok(AuthRoleGetResponse {
-            header: self.header(),
-            perm: Vec::new(),
-        }))
+    async fn role_get(&self, r: tonic::Request<AuthRoleGetRequest>) -> Answer<AuthRoleGetResponse> {
+        let who = caller(&r)?;
+        let role = r.into_inner().role;
+        answer(
+            self.0
+                .role_get(&who, &role)
+                .await
+                .map(|(h, perms)| AuthRoleGetResponse {
+                    header: header(&h),
+                    perm: perms.into_iter().map(permission).collect(),
+                }),
+        )
     }
 
     async fn role_list(
         &self,
-        _r: tonic::Request<AuthRoleListRequest>,
+        r: tonic::Request<AuthRoleListRequest>,
     ) -> Answer<AuthRoleListResponse> {
-        let roles = self
-            .0
-            .auth_user()
-            .map(|_| ROOT.to_string())
-            .into_iter()
-            .collect();
-        answer(Ok(AuthRoleListResponse {
-            header: self.header(),
-            roles,
-        }))
+        let who = caller(&r)?;
+        answer(
+            self.0
+                .role_list(&who)
+                .await
+                .map(|(h, roles)| AuthRoleListResponse {
+                    header: header(&h),
+                    roles,
+                }),
+        )
     }
 
     async fn role_delete(
         &self,
-        _r: tonic::Request<AuthRoleDeleteRequest>,
+        r: tonic::Request<AuthRoleDeleteRequest>,
     ) -> Answer<AuthRoleDeleteResponse> {
-        Err(configured_elsewhere())
+        let who = caller(&r)?;
+        let role = r.into_inner().role;
+        answer(
+            self.0
+                .role_delete(&who, &role)
+                .await
+                .map(|h| AuthRoleDeleteResponse { header: header(&h) }),
+        )
     }
 
     async fn role_grant_permission(
         &self,
-        _r: tonic::Request<AuthRoleGrantPermissionRequest>,
+        r: tonic::Request<AuthRoleGrantPermissionRequest>,
     ) -> Answer<AuthRoleGrantPermissionResponse> {
-        Err(configured_elsewhere())
+        let who = caller(&r)?;
+        let r = r.into_inner();
+        let Some(perm) = r.perm else {
+            return answer(Err(crate::etcd::error::EtcdError::invalid(
+                "etcdserver: a permission to grant is missing",
+            )));
+        };
+        answer(
+            self.0
+                .role_grant_permission(&who, &r.name, perm.perm_type, &perm.key, &perm.range_end)
+                .await
+                .map(|h| AuthRoleGrantPermissionResponse { header: header(&h) }),
+        )
     }
 
     async fn role_revoke_permission(
         &self,
-        _r: tonic::Request<AuthRoleRevokePermissionRequest>,
+        r: tonic::Request<AuthRoleRevokePermissionRequest>,
     ) -> Answer<AuthRoleRevokePermissionResponse> {
-        Err(configured_elsewhere())
+        let who = caller(&r)?;
+        let r = r.into_inner();
+        answer(
+            self.0
+                .role_revoke_permission(&who, &r.role, &r.key, &r.range_end)
+                .await
+                .map(|h| AuthRoleRevokePermissionResponse { header: header(&h) }),
+        )
     }
 }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use hermes_raft::peer_proto::MembershipChange;
 use hermes_raft::MembershipError;
 
-use super::{answer, convert, Answer};
+use super::{answer, caller, convert, Answer};
 use crate::etcd::error::{Code, EtcdError};
 use crate::etcd::service::Member;
 use crate::etcd::Api;
@@ -84,6 +84,8 @@ impl PbClusterService for Cluster {
         &self,
         request: tonic::Request<PbMemberAddRequest>,
     ) -> Answer<PbMemberAddResponse> {
+        // Membership is the root role's (etcd's checkMembershipOperationPermission).
+        caller(&request)?.admin()?;
         let r = request.into_inner();
         answer(
             async {
@@ -125,6 +127,8 @@ impl PbClusterService for Cluster {
         &self,
         request: tonic::Request<PbMemberRemoveRequest>,
     ) -> Answer<PbMemberRemoveResponse> {
+        // Membership is the root role's (etcd's checkMembershipOperationPermission).
+        caller(&request)?.admin()?;
         let id = request.into_inner().id;
         answer(
             async {
@@ -166,6 +170,8 @@ impl PbClusterService for Cluster {
         &self,
         request: tonic::Request<PbMemberPromoteRequest>,
     ) -> Answer<PbMemberPromoteResponse> {
+        // Membership is the root role's (etcd's checkMembershipOperationPermission).
+        caller(&request)?.admin()?;
         let id = request.into_inner().id;
         answer(
             async {

@@ -2,7 +2,8 @@
 //! contender's key is `<name>/<lease id in hex>`, put with the lease if it does not exist; the
 //! contender with the oldest key (lowest create revision) holds the lock or leads, and each
 //! other contender waits for the deletion of the one created just before it. Every read and
-//! write goes through [`crate::etcd::service`], so the control-plane prefix stays out of reach.
+//! write goes through [`crate::etcd::service`], so the control-plane prefix stays out of reach,
+//! after the services have checked the caller's rights on the name ([`check`]).
 
 use hermes_storage::mvcc::key_value::KeyRange;
 use hermes_storage::mvcc::request::{
@@ -16,7 +17,25 @@ use hermes_storage::{EventType, KeyValue};
 use hermes_raft::Header;
 
 use crate::etcd::error::{Code, EtcdError};
+use crate::etcd::rbac::Caller;
 use crate::etcd::Api;
+
+/// The rights the store calls here run with: the election and lock services check the
+/// caller's own rights on the whole name prefix before they call in ([`check`]).
+fn checked() -> Caller {
+    Caller::Root { user: None }
+}
+
+/// What etcd's client-side pattern needs on a name: read and write on every contender key.
+pub fn check(who: &Caller, name: &[u8], write: bool) -> Result<(), EtcdError> {
+    let p = prefix(name);
+    let end = hermes_storage::mvcc::key_value::prefix_end(&p);
+    who.read(&p, &end)?;
+    if write {
+        who.write(&p, &end)?;
+    }
+    Ok(())
+}
 
 /// The key prefix of every contender for `name`.
 pub fn prefix(name: &[u8]) -> Vec<u8> {
@@ -72,7 +91,7 @@ pub async fn create_or_get(
         ],
         failure: vec![get(key)],
     };
-    let (_, resp) = api.txn(txn).await?;
+    let (_, resp) = api.txn(&checked(), txn).await?;
     let kv = match resp.responses.last() {
         Some(ResponseOp::Range(r)) => r.kvs.first().cloned(),
         _ => None,
@@ -98,7 +117,7 @@ pub async fn put_if_created_at(
         })],
         failure: Vec::new(),
     };
-    let (h, resp) = api.txn(txn).await?;
+    let (h, resp) = api.txn(&checked(), txn).await?;
     Ok((h, resp.succeeded))
 }
 
@@ -112,7 +131,7 @@ pub async fn delete_if_created_at(api: &Api, key: &[u8], rev: i64) -> Result<Hea
         })],
         failure: Vec::new(),
     };
-    Ok(api.txn(txn).await?.0)
+    Ok(api.txn(&checked(), txn).await?.0)
 }
 
 fn created_at(key: &[u8], rev: i64) -> Compare {
@@ -131,18 +150,21 @@ pub async fn contender(
     max_create: Option<i64>,
 ) -> Result<(Header, Option<KeyValue>), EtcdError> {
     let (h, resp) = api
-        .range(RangeRequest {
-            range: KeyRange::prefix(prefix.to_vec()),
-            limit: 1,
-            sort_target: SortTarget::Create,
-            sort_order: if max_create.is_some() {
-                SortOrder::Descend
-            } else {
-                SortOrder::Ascend
+        .range(
+            &checked(),
+            RangeRequest {
+                range: KeyRange::prefix(prefix.to_vec()),
+                limit: 1,
+                sort_target: SortTarget::Create,
+                sort_order: if max_create.is_some() {
+                    SortOrder::Descend
+                } else {
+                    SortOrder::Ascend
+                },
+                max_create_revision: max_create.unwrap_or(0),
+                ..RangeRequest::default()
             },
-            max_create_revision: max_create.unwrap_or(0),
-            ..RangeRequest::default()
-        })
+        )
         .await?;
     Ok((h, resp.kvs.into_iter().next()))
 }
@@ -150,10 +172,13 @@ pub async fn contender(
 /// `key` itself, if it exists.
 pub async fn get_key(api: &Api, key: &[u8]) -> Result<(Header, Option<KeyValue>), EtcdError> {
     let (h, resp) = api
-        .range(RangeRequest {
-            range: single(key),
-            ..RangeRequest::default()
-        })
+        .range(
+            &checked(),
+            RangeRequest {
+                range: single(key),
+                ..RangeRequest::default()
+            },
+        )
         .await?;
     Ok((h, resp.kvs.into_iter().next()))
 }

@@ -10,7 +10,7 @@ use hermes_storage::{EventType, KeyRange, KeyValue};
 use super::concurrency::{self, Abandon};
 use super::pb::v3electionpb::election_server;
 use super::pb::v3electionpb::*;
-use super::{answer, convert, Answer};
+use super::{answer, caller, convert, Answer};
 use crate::etcd::error::{Code, EtcdError};
 use crate::etcd::Api;
 
@@ -30,7 +30,9 @@ impl election_server::Election for Election {
     /// keeps its place and announces the new value. Abandoned before leading, the campaign's
     /// key is removed again.
     async fn campaign(&self, request: tonic::Request<CampaignRequest>) -> Answer<CampaignResponse> {
+        let who = caller(&request)?;
         let r = request.into_inner();
+        concurrency::check(&who, &r.name, true)?;
         let api = &self.0;
         answer(
             async {
@@ -63,10 +65,12 @@ impl election_server::Election for Election {
     }
 
     async fn proclaim(&self, request: tonic::Request<ProclaimRequest>) -> Answer<ProclaimResponse> {
+        let who = caller(&request)?;
         let r = request.into_inner();
         answer(
             async {
                 let leader = r.leader.ok_or_else(not_leader)?;
+                concurrency::check(&who, &leader.name, true)?;
                 let (h, ok) = concurrency::put_if_created_at(
                     &self.0,
                     &leader.key,
@@ -87,7 +91,9 @@ impl election_server::Election for Election {
     }
 
     async fn leader(&self, request: tonic::Request<LeaderRequest>) -> Answer<LeaderResponse> {
+        let who = caller(&request)?;
         let name = request.into_inner().name;
+        concurrency::check(&who, &name, false)?;
         answer(
             async {
                 let (h, kv) =
@@ -107,7 +113,9 @@ impl election_server::Election for Election {
     /// Every leader of `name` in turn, and every value each announces, until the client leaves
     /// or the node shuts down.
     async fn observe(&self, request: tonic::Request<LeaderRequest>) -> Answer<Self::ObserveStream> {
+        let who = caller(&request)?;
         let name = request.into_inner().name;
+        concurrency::check(&who, &name, false)?;
         let api = self.0.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
@@ -127,10 +135,12 @@ impl election_server::Election for Election {
 
     /// Deletes the leader's key if it still is the leader's; no error if it is not.
     async fn resign(&self, request: tonic::Request<ResignRequest>) -> Answer<ResignResponse> {
+        let who = caller(&request)?;
         let r = request.into_inner();
         answer(
             async {
                 let leader = r.leader.ok_or_else(not_leader)?;
+                concurrency::check(&who, &leader.name, true)?;
                 let h = concurrency::delete_if_created_at(&self.0, &leader.key, leader.rev).await?;
                 Ok(ResignResponse {
                     header: convert::header(&h),

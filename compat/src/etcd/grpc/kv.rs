@@ -7,7 +7,7 @@ use etcd_client::proto::{
 };
 use futures_util::stream::{self, BoxStream};
 
-use super::{answer, convert, Answer};
+use super::{answer, caller, convert, Answer};
 use crate::etcd::Api;
 
 pub struct Kv(pub Api);
@@ -15,10 +15,11 @@ pub struct Kv(pub Api);
 #[tonic::async_trait]
 impl PbKvService for Kv {
     async fn range(&self, request: tonic::Request<PbRangeRequest>) -> Answer<PbRangeResponse> {
+        let who = caller(&request)?;
         answer(
             async {
                 let req = convert::range_request(request.into_inner())?;
-                let (header, resp) = self.0.range(req).await?;
+                let (header, resp) = self.0.range(&who, req).await?;
                 Ok(convert::range_response(&header, resp))
             }
             .await,
@@ -40,10 +41,11 @@ impl PbKvService for Kv {
     }
 
     async fn put(&self, request: tonic::Request<PbPutRequest>) -> Answer<PbPutResponse> {
+        let who = caller(&request)?;
         answer(
             async {
                 let req = convert::put_request(request.into_inner());
-                let (header, resp) = self.0.put(req).await?;
+                let (header, resp) = self.0.put(&who, req).await?;
                 Ok(convert::put_response(&header, resp))
             }
             .await,
@@ -54,10 +56,11 @@ impl PbKvService for Kv {
         &self,
         request: tonic::Request<PbDeleteRequest>,
     ) -> Answer<PbDeleteResponse> {
+        let who = caller(&request)?;
         answer(
             async {
                 let req = convert::delete_request(request.into_inner());
-                let (header, resp) = self.0.delete_range(req).await?;
+                let (header, resp) = self.0.delete_range(&who, req).await?;
                 Ok(convert::delete_response(&header, resp))
             }
             .await,
@@ -65,10 +68,11 @@ impl PbKvService for Kv {
     }
 
     async fn txn(&self, request: tonic::Request<PbTxnRequest>) -> Answer<PbTxnResponse> {
+        let who = caller(&request)?;
         answer(
             async {
                 let req = convert::txn_request(request.into_inner())?;
-                let (header, resp) = self.0.txn(req).await?;
+                let (header, resp) = self.0.txn(&who, req).await?;
                 Ok(convert::txn_response(&header, resp))
             }
             .await,

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{answer, convert, Answer};
+use super::{answer, caller, convert, Answer};
 use crate::etcd::Api;
 
 pub struct Lease(pub Api);
@@ -40,10 +40,11 @@ impl PbLeaseService for Lease {
         &self,
         request: tonic::Request<PbLeaseRevokeRequest>,
     ) -> Answer<PbLeaseRevokeResponse> {
+        let who = caller(&request)?;
         let id = request.into_inner().id;
         answer(
             self.0
-                .lease_revoke(id)
+                .lease_revoke(&who, id)
                 .await
                 .map(|h| PbLeaseRevokeResponse {
                     header: convert::header(&h),

@@ -3,7 +3,7 @@
 use super::concurrency::{self, Abandon};
 use super::pb::v3lockpb::lock_server;
 use super::pb::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
-use super::{answer, convert, Answer};
+use super::{answer, caller, convert, Answer};
 use crate::etcd::error::{Code, EtcdError};
 use crate::etcd::Api;
 
@@ -14,7 +14,9 @@ impl lock_server::Lock for Lock {
     /// Waits until the lease holds the lock; answers the key that holds it. Abandoned (the
     /// client cancels or leaves) before then, the key is removed again.
     async fn lock(&self, request: tonic::Request<LockRequest>) -> Answer<LockResponse> {
+        let who = caller(&request)?;
         let r = request.into_inner();
+        concurrency::check(&who, &r.name, true)?;
         let api = &self.0;
         answer(
             async {
@@ -42,15 +44,19 @@ impl lock_server::Lock for Lock {
     }
 
     async fn unlock(&self, request: tonic::Request<UnlockRequest>) -> Answer<UnlockResponse> {
+        let who = caller(&request)?;
         let key = request.into_inner().key;
         answer(
             async {
                 let (h, _) = self
                     .0
-                    .delete_range(hermes_storage::mvcc::request::DeleteRangeRequest {
-                        range: hermes_storage::KeyRange::new(key, Vec::new()),
-                        prev_kv: false,
-                    })
+                    .delete_range(
+                        &who,
+                        hermes_storage::mvcc::request::DeleteRangeRequest {
+                            range: hermes_storage::KeyRange::new(key, Vec::new()),
+                            prev_kv: false,
+                        },
+                    )
                     .await?;
                 Ok(UnlockResponse {
                     header: convert::header(&h),

@@ -9,7 +9,7 @@ use etcd_client::proto::{
 };
 use futures_util::stream::BoxStream;
 
-use super::{answer, convert, Answer};
+use super::{answer, caller, convert, Answer};
 use crate::etcd::error::{Code, EtcdError};
 use crate::etcd::Api;
 
@@ -74,8 +74,9 @@ impl PbMaintenanceService for Maintenance {
     /// defragment, and etcdctl's `defrag` succeeds.
     async fn defragment(
         &self,
-        _request: tonic::Request<PbDefragmentRequest>,
+        request: tonic::Request<PbDefragmentRequest>,
     ) -> Answer<PbDefragmentResponse> {
+        caller(&request)?.admin()?;
         answer(Ok(PbDefragmentResponse {
             header: convert::header(&self.0.current_header()),
         }))
@@ -96,9 +97,10 @@ impl PbMaintenanceService for Maintenance {
     /// etcd's stream it ends with the SHA-256 of what came before.
     async fn snapshot(
         &self,
-        _request: tonic::Request<PbSnapshotRequest>,
+        request: tonic::Request<PbSnapshotRequest>,
     ) -> Answer<Self::SnapshotStream> {
-        let (h, bytes) = self.0.snapshot().await?;
+        let who = caller(&request)?;
+        let (h, bytes) = self.0.snapshot(&who).await?;
         let header = convert::header(&h);
         let total = bytes.len();
         let chunks: Vec<Result<PbSnapshotResponse, tonic::Status>> = bytes
@@ -123,10 +125,11 @@ impl PbMaintenanceService for Maintenance {
         &self,
         request: tonic::Request<PbMoveLeaderRequest>,
     ) -> Answer<PbMoveLeaderResponse> {
+        let who = caller(&request)?;
         let target = request.into_inner().target_id;
         answer(
             self.0
-                .move_leader(target)
+                .move_leader(&who, target)
                 .await
                 .map(|h| PbMoveLeaderResponse {
                     header: convert::header(&h),

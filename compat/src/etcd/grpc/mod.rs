@@ -98,9 +98,10 @@ async fn require(State(api): State<Api>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let token = headers.get(TOKEN).and_then(|v| v.to_str().ok());
     let open = open_without_token(req.uri().path());
-    if let Err(e) = super::auth::decide(&api, headers, open, token) {
-        return refuse(e);
-    }
+    let caller = match super::auth::decide(&api, headers, open, token) {
+        Ok(caller) => caller,
+        Err(e) => return refuse(e),
+    };
     let require_leader = headers
         .get(REQUIRE_LEADER)
         .is_some_and(|v| v.as_bytes() == b"true");
@@ -109,6 +110,10 @@ async fn require(State(api): State<Api>, req: Request, next: Next) -> Response {
             super::error::Code::Unavailable,
             "etcdserver: no leader",
         ));
+    }
+    let mut req = req;
+    if let Some(caller) = caller {
+        req.extensions_mut().insert(caller);
     }
     let mut response = next.run(req).await;
     oversize_as_grpc_go(&mut response);
@@ -140,6 +145,16 @@ fn refuse(e: EtcdError) -> Response {
     tonic::Status::from(e)
         .into_http::<axum::body::Body>()
         .map(axum::body::Body::new)
+}
+
+/// Whom a call acts for, as the authentication middleware decided. A call that reached a
+/// service without a decision is refused (it cannot happen: every route has the middleware).
+fn caller<T>(request: &tonic::Request<T>) -> Result<super::rbac::Caller, tonic::Status> {
+    request
+        .extensions()
+        .get::<super::rbac::Caller>()
+        .cloned()
+        .ok_or_else(|| tonic::Status::from(super::rbac::perms::denied()))
 }
 
 /// A unary answer.

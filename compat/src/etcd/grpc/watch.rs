@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use hermes_storage::mvcc::key_value::KeyRange;
 use hermes_storage::watch::WatchOptions;
 
-use super::{convert, Answer};
+use super::{caller, convert, Answer};
 use crate::etcd::error::EtcdError;
 use crate::etcd::watch_session::{self, WatchCommand, WatchOut};
 use crate::etcd::Api;
@@ -25,6 +25,7 @@ impl PbWatchService for Watch {
         request: tonic::Request<tonic::Streaming<PbWatchRequest>>,
     ) -> Answer<Self::WatchStream> {
         let api = self.0.clone();
+        let who = caller(&request)?;
         let requests = request.into_inner().map(|r| match r {
             Ok(r) => command(r),
             Err(status) => Err(EtcdError::invalid(format!(
@@ -32,7 +33,7 @@ impl PbWatchService for Watch {
                 status.message()
             ))),
         });
-        let rx = watch_session::start(&api, Box::pin(requests));
+        let rx = watch_session::start(&api, who, Box::pin(requests));
         let responses = ReceiverStream::new(rx).map(move |out| match out {
             Ok(out) => Ok(response(&api, out)),
             Err(e) => Err(tonic::Status::from(e)),
