@@ -111,6 +111,9 @@ impl EtcdAuth {
     }
 }
 
+/// Password checks of stored users running at once, on the whole node.
+static PASSWORD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 fn unauthenticated(message: &str) -> EtcdError {
     EtcdError::new(Code::Unauthenticated, message)
 }
@@ -268,6 +271,9 @@ impl Api {
             return Err(failed());
         };
         let password = password.to_string();
+        // Each check costs tens of milliseconds of CPU: a flood of sign-ins waits here rather
+        // than taking every core.
+        let _turn = PASSWORD_CHECKS.acquire().await.map_err(|_| failed())?;
         let matches = tokio::task::spawn_blocking(move || {
             hermes_control::auth::password::verify(&password, &hash)
         })

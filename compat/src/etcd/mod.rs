@@ -8,6 +8,7 @@
 //! etcd does.
 
 pub mod auth;
+mod auth_admin;
 mod body;
 pub mod decode;
 pub mod encode;
@@ -111,6 +112,7 @@ fn v3_routes() -> Router<Api> {
         .route("/cluster/member/list", post(maintenance::member_list))
         .route("/auth/authenticate", post(auth::authenticate))
         .route("/auth/status", post(auth::status))
+        .merge(auth_admin::routes())
         .layer(axum::middleware::from_fn_with_state(
             bounds,
             hermes_raft::bounded_server::bound_bodies,
