@@ -19,6 +19,7 @@ pub mod durable;
 pub mod engine;
 pub mod error;
 pub mod fatal;
+pub mod hash;
 pub mod keys;
 pub mod layout;
 pub mod log_store;

@@ -356,6 +356,55 @@ fn kv_through_the_etcd_client_crate() {
         let (status, body) = admin.get("/api/v1/namespaces");
         assert_eq!(status, 200, "{body}");
         assert!(body.to_string().contains("etcdc"), "{body}");
+
+        phase(
+            6,
+            "HashKV: every member the same at one revision; history keeps its hash",
+        );
+        let rev = bounded("put", client.put("/kv/hash", "h", None))
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        let mut hashes = Vec::new();
+        for id in [1, 2, 3] {
+            let mut one = connect(&endpoints(&c, &[id])).await;
+            // A follower may not have applied the put yet: ask again until it has.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let hash = loop {
+                if let Ok(h) = one.hash_kv(rev).await {
+                    break h.hash();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} gave no HashKV at {rev}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            hashes.push(hash);
+        }
+        assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+        bounded("put", client.put("/kv/hash", "h2", None))
+            .await
+            .unwrap();
+        let again = bounded("hashkv", client.hash_kv(rev)).await.unwrap();
+        assert_eq!(
+            again.hash(),
+            hashes[0],
+            "the history up to {rev} changed its hash"
+        );
+        let now = bounded("hashkv", client.hash_kv(0)).await.unwrap();
+        assert_ne!(now.hash(), hashes[0]);
+        let future = bounded("hashkv", client.hash_kv(rev + 1000))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            grpc_code(&future).as_deref(),
+            Some("OutOfRange"),
+            "{future}"
+        );
+        bounded("hash", client.hash()).await.unwrap();
     });
 }
 

@@ -359,4 +359,35 @@ impl Api {
         .map_err(|e| EtcdError::new(Code::Internal, format!("etcdserver: {e}")))??;
         Ok((self.current_header(), bytes))
     }
+
+    /// etcd's HashKV: a hash of the history the endpoint shows up to `revision` (0: now),
+    /// equal on members that applied the same log; with the compaction floor and the
+    /// revision it covers.
+    pub async fn hash_kv(
+        &self,
+        who: &Caller,
+        revision: i64,
+    ) -> Result<(Header, u32, i64, i64), EtcdError> {
+        who.admin()?;
+        let store = self.node.store().clone();
+        let (hash, compacted, upto) = tokio::task::spawn_blocking(move || {
+            store.hash_kv(
+                revision,
+                Some(hermes_storage::keys::CONTROL_PREFIX.as_bytes()),
+            )
+        })
+        .await
+        .map_err(|e| EtcdError::new(Code::Internal, format!("etcdserver: {e}")))??;
+        Ok((self.header(upto), hash, compacted, upto))
+    }
+
+    /// etcd's Hash: a hash of this member's whole store (the control plane included).
+    pub async fn hash(&self, who: &Caller) -> Result<(Header, u32), EtcdError> {
+        who.admin()?;
+        let store = self.node.store().clone();
+        let (hash, _, upto) = tokio::task::spawn_blocking(move || store.hash_kv(0, None))
+            .await
+            .map_err(|e| EtcdError::new(Code::Internal, format!("etcdserver: {e}")))??;
+        Ok((self.header(upto), hash))
+    }
 }

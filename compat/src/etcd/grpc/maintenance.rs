@@ -82,12 +82,25 @@ impl PbMaintenanceService for Maintenance {
         }))
     }
 
-    async fn hash(&self, _request: tonic::Request<PbHashRequest>) -> Answer<PbHashResponse> {
-        Err(not_in_hermes("the bbolt database hash"))
+    async fn hash(&self, request: tonic::Request<PbHashRequest>) -> Answer<PbHashResponse> {
+        let who = caller(&request)?;
+        answer(self.0.hash(&who).await.map(|(h, hash)| PbHashResponse {
+            header: convert::header(&h),
+            hash,
+        }))
     }
 
-    async fn hash_kv(&self, _request: tonic::Request<PbHashKvRequest>) -> Answer<PbHashKvResponse> {
-        Err(not_in_hermes("HashKV"))
+    async fn hash_kv(&self, request: tonic::Request<PbHashKvRequest>) -> Answer<PbHashKvResponse> {
+        let who = caller(&request)?;
+        let revision = request.into_inner().revision;
+        answer(self.0.hash_kv(&who, revision).await.map(
+            |(h, hash, compact_revision, hash_revision)| PbHashKvResponse {
+                header: convert::header(&h),
+                hash,
+                compact_revision,
+                hash_revision,
+            },
+        ))
     }
 
     type SnapshotStream = BoxStream<'static, Result<PbSnapshotResponse, tonic::Status>>;
