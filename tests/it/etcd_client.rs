@@ -358,7 +358,7 @@ fn kv_through_the_etcd_client_crate() {
         assert!(body.to_string().contains("etcdc"), "{body}");
 
         phase(
-            6,
+            7,
             "HashKV: every member the same at one revision; history keeps its hash",
         );
         let rev = bounded("put", client.put("/kv/hash", "h", None))
