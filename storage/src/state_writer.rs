@@ -21,6 +21,9 @@ use crate::engine::{EngineError, Tree, WriteBatch};
 use crate::error::StoreError;
 use crate::mvcc::rows::{HistoryRow, RowId};
 
+/// How long the writer gathers writes before putting them in the tree.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
+
 enum Job {
     Write {
         batch: WriteBatch,
@@ -138,10 +141,16 @@ impl Sinks {
 
 fn run(rx: mpsc::Receiver<Job>, sinks: Sinks) {
     while let Ok(job) = rx.recv() {
-        // Merge every queued write into one engine batch; stop at a barrier.
+        // Merge the writes of the next few milliseconds into one engine batch; stop at a
+        // barrier, which someone waits for. Nothing reads the tree for rows still pending,
+        // so the wait costs no latency, and each engine batch has a fixed cost (sled writes
+        // out its log buffer before and after one, on its I/O threads): under load this
+        // turns one batch per raft entry into one per interval.
         let mut jobs = vec![job];
+        let until = std::time::Instant::now() + COALESCE;
         while !matches!(jobs.last(), Some(Job::Barrier(_))) {
-            match rx.try_recv() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
                 Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
