@@ -147,9 +147,9 @@ fn run(rx: mpsc::Receiver<Job>, sinks: Sinks) {
         // out its log buffer before and after one, on its I/O threads): under load this
         // turns one batch per raft entry into one per interval.
         let mut jobs = vec![job];
-        let until = std::time::Instant::now() + COALESCE;
+        let until = tokio::time::Instant::now() + COALESCE;
         while !matches!(jobs.last(), Some(Job::Barrier(_))) {
-            let left = until.saturating_duration_since(std::time::Instant::now());
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
             match rx.recv_timeout(left) {
                 Ok(job) => jobs.push(job),
                 Err(_) => break,

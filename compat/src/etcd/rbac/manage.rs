@@ -47,6 +47,57 @@ impl Api {
         self.auth_user() == Some(name)
     }
 
+    /// Changes to stored users are root's, and never touch the configured user.
+    fn may_change_user(&self, who: &Caller, name: &str) -> Result<(), EtcdError> {
+        who.admin()?;
+        if self.is_configured(name) {
+            return Err(configured_user());
+        }
+        Ok(())
+    }
+
+    /// Changes stored user `name` with `f`, which answers whether it changed anything.
+    async fn change_user(
+        &self,
+        name: &str,
+        mut f: impl FnMut(&mut User) -> Result<bool, EtcdError>,
+    ) -> Result<Header, EtcdError> {
+        records::update::<User, ()>(&self.node, &records::user_key(name), |cur| match cur {
+            None => Err(user_not_found()),
+            Some(mut u) => Ok((
+                if f(&mut u)? {
+                    Change::Put(u)
+                } else {
+                    Change::Keep
+                },
+                (),
+            )),
+        })
+        .await?;
+        Ok(self.current_header())
+    }
+
+    /// Changes stored role `name` with `f`, which answers whether it changed anything.
+    async fn change_role(
+        &self,
+        name: &str,
+        mut f: impl FnMut(&mut Role) -> Result<bool, EtcdError>,
+    ) -> Result<Header, EtcdError> {
+        records::update::<Role, ()>(&self.node, &records::role_key(name), |cur| match cur {
+            None => Err(role_not_found()),
+            Some(mut r) => Ok((
+                if f(&mut r)? {
+                    Change::Put(r)
+                } else {
+                    Change::Keep
+                },
+                (),
+            )),
+        })
+        .await?;
+        Ok(self.current_header())
+    }
+
     /// Whether authentication is on: set by the configuration, or by AuthEnable.
     pub fn auth_enabled(&self) -> bool {
         self.auth.is_some()
@@ -193,10 +244,7 @@ impl Api {
     }
 
     pub async fn user_delete(&self, who: &Caller, name: &str) -> Result<Header, EtcdError> {
-        who.admin()?;
-        if self.is_configured(name) {
-            return Err(configured_user());
-        }
+        self.may_change_user(who, name)?;
         if self.auth_enabled() && name == ROOT {
             return Err(invalid_management());
         }
@@ -216,25 +264,18 @@ impl Api {
         password: &str,
         hashed_password: &str,
     ) -> Result<Header, EtcdError> {
-        who.admin()?;
-        if self.is_configured(name) {
-            return Err(configured_user());
-        }
+        self.may_change_user(who, name)?;
         if !hashed_password.is_empty() {
             return Err(EtcdError::invalid(
                 "etcdserver: hashed passwords are not taken; send the password itself",
             ));
         }
         let hashed = hash(password.to_string()).await?;
-        records::update::<User, ()>(&self.node, &records::user_key(name), |cur| match cur {
-            None => Err(user_not_found()),
-            Some(mut u) => {
-                u.password_hash = Some(hashed.clone());
-                Ok((Change::Put(u), ()))
-            }
+        self.change_user(name, |u| {
+            u.password_hash = Some(hashed.clone());
+            Ok(true)
         })
-        .await?;
-        Ok(self.current_header())
+        .await
     }
 
     pub async fn user_grant_role(
@@ -243,10 +284,7 @@ impl Api {
         name: &str,
         role: &str,
     ) -> Result<Header, EtcdError> {
-        who.admin()?;
-        if self.is_configured(name) {
-            return Err(configured_user());
-        }
+        self.may_change_user(who, name)?;
         self.node.read_barrier().await?;
         if records::user(self.node.store(), name)?.is_none() {
             return Err(user_not_found());
@@ -254,17 +292,15 @@ impl Api {
         if role != ROOT && records::role(self.node.store(), role)?.is_none() {
             return Err(role_not_found());
         }
-        records::update::<User, ()>(&self.node, &records::user_key(name), |cur| match cur {
-            None => Err(user_not_found()),
-            Some(u) if u.roles.iter().any(|r| r == role) => Ok((Change::Keep, ())),
-            Some(mut u) => {
-                u.roles.push(role.to_string());
-                u.roles.sort();
-                Ok((Change::Put(u), ()))
+        self.change_user(name, |u| {
+            if u.roles.iter().any(|r| r == role) {
+                return Ok(false);
             }
+            u.roles.push(role.to_string());
+            u.roles.sort();
+            Ok(true)
         })
-        .await?;
-        Ok(self.current_header())
+        .await
     }
 
     pub async fn user_revoke_role(
@@ -273,26 +309,19 @@ impl Api {
         name: &str,
         role: &str,
     ) -> Result<Header, EtcdError> {
-        who.admin()?;
-        if self.is_configured(name) {
-            return Err(configured_user());
-        }
+        self.may_change_user(who, name)?;
         if self.auth_enabled() && name == ROOT && role == ROOT {
             return Err(invalid_management());
         }
-        records::update::<User, ()>(&self.node, &records::user_key(name), |cur| match cur {
-            None => Err(user_not_found()),
-            Some(mut u) => {
-                let before = u.roles.len();
-                u.roles.retain(|r| r != role);
-                if u.roles.len() == before {
-                    return Err(failed("role is not granted to the user"));
-                }
-                Ok((Change::Put(u), ()))
+        self.change_user(name, |u| {
+            let before = u.roles.len();
+            u.roles.retain(|r| r != role);
+            if u.roles.len() == before {
+                return Err(failed("role is not granted to the user"));
             }
+            Ok(true)
         })
-        .await?;
-        Ok(self.current_header())
+        .await
     }
 
     pub async fn role_add(&self, who: &Caller, name: &str) -> Result<Header, EtcdError> {
@@ -402,24 +431,20 @@ impl Api {
             key: key.to_vec(),
             range_end: range_end.to_vec(),
         };
-        records::update::<Role, ()>(&self.node, &records::role_key(name), |cur| match cur {
-            None => Err(role_not_found()),
-            Some(mut role) => {
-                match role
-                    .perms
-                    .iter_mut()
-                    .find(|p| p.key == perm.key && p.range_end == perm.range_end)
-                {
-                    Some(existing) => existing.kind = perm.kind,
-                    None => role.perms.push(perm.clone()),
-                }
-                role.perms
-                    .sort_by(|a, b| (&a.key, &a.range_end).cmp(&(&b.key, &b.range_end)));
-                Ok((Change::Put(role), ()))
+        self.change_role(name, |role| {
+            match role
+                .perms
+                .iter_mut()
+                .find(|p| p.key == perm.key && p.range_end == perm.range_end)
+            {
+                Some(existing) => existing.kind = perm.kind,
+                None => role.perms.push(perm.clone()),
             }
+            role.perms
+                .sort_by(|a, b| (&a.key, &a.range_end).cmp(&(&b.key, &b.range_end)));
+            Ok(true)
         })
-        .await?;
-        Ok(self.current_header())
+        .await
     }
 
     /// Revokes the permission on exactly this key range.
@@ -431,19 +456,15 @@ impl Api {
         range_end: &[u8],
     ) -> Result<Header, EtcdError> {
         who.admin()?;
-        records::update::<Role, ()>(&self.node, &records::role_key(name), |cur| match cur {
-            None => Err(role_not_found()),
-            Some(mut role) => {
-                let before = role.perms.len();
-                role.perms
-                    .retain(|p| !(p.key == key && p.range_end == range_end));
-                if role.perms.len() == before {
-                    return Err(failed("permission is not granted to the role"));
-                }
-                Ok((Change::Put(role), ()))
+        self.change_role(name, |role| {
+            let before = role.perms.len();
+            role.perms
+                .retain(|p| !(p.key == key && p.range_end == range_end));
+            if role.perms.len() == before {
+                return Err(failed("permission is not granted to the role"));
             }
+            Ok(true)
         })
-        .await?;
-        Ok(self.current_header())
+        .await
     }
 }
