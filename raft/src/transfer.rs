@@ -23,8 +23,12 @@ use crate::peer_proto::{ForwardError, PATH_CAMPAIGN, PATH_TRANSFER_LEADER};
 /// How long the target may take to catch up with the leader's log before the transfer is
 /// given up (nothing has been paused yet then).
 const CATCH_UP: Duration = Duration::from_secs(5);
-/// How long, after the lease ran out, the target may take to win.
-const ELECTION: Duration = Duration::from_secs(3);
+/// How long, after the lease ran out, the target may take to win. Short: while it runs this
+/// leader sends no heartbeats, and past 3 s without a quorum's answer it would start refusing
+/// requests as a partitioned leader does (lease 0.8 s + campaign call + this stays under).
+const ELECTION: Duration = Duration::from_millis(1500);
+/// How long the target may take to answer the request to campaign.
+const CAMPAIGN_CALL: Duration = Duration::from_millis(500);
 
 impl RaftNode {
     /// Makes `target` the leader, from any member (a follower forwards to the leader).
@@ -98,7 +102,7 @@ impl RaftNode {
 
         let answer: Result<Result<(), ForwardError>, PeerError> = self
             .peers
-            .call(&peer_url, PATH_CAMPAIGN, &(), ELECTION)
+            .call(&peer_url, PATH_CAMPAIGN, &(), CAMPAIGN_CALL)
             .await;
         match answer {
             Ok(Ok(())) => {}

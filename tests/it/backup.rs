@@ -136,6 +136,10 @@ fn a_backup_founds_a_new_cluster_with_the_same_history() {
     for file in [&full, &visible] {
         assert!(std::fs::read(file).unwrap().starts_with(b"HERMBKUP"));
     }
+    // It holds password hashes and the etcd token key: its owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&full).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the backup is mode {mode:o}");
     // Who is refused a backup: tests/it/authorization.rs, with the membership changes.
 
     phase(

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
-    LeaseTimeToLiveOptions, LockOptions, PutOptions, ResignOptions, SortOrder, SortTarget, Txn,
-    TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, LeaderKey,
+    LeaseTimeToLiveOptions, LockOptions, Permission, ProclaimOptions, PutOptions, ResignOptions,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use serde_json::json;
 
@@ -848,5 +848,185 @@ fn lock_between_two_clients() {
         bounded("unlock", a.unlock(again.key().to_vec()))
             .await
             .unwrap();
+    });
+}
+
+/// A user whose role grants read and write on `/a/` only is held to it in the calls that
+/// reach other keys indirectly: a lease's key list, a put's previous value inside a
+/// transaction, a foreign key handed to Proclaim and Resign, and a watch stream created
+/// before its role was taken away.
+#[test]
+fn a_limited_user_is_held_to_its_grant() {
+    let c = Cluster::start(1);
+    let all = endpoints(&c, &[1]);
+    let rt = runtime();
+    rt.block_on(async {
+        phase(1, "root, role a-rw on /a/, user alice; auth on");
+        let mut open = connect(&all).await;
+        open.user_add("root", "root-pw", None).await.unwrap();
+        open.role_add("root").await.unwrap();
+        open.user_grant_role("root", "root").await.unwrap();
+        open.role_add("a-rw").await.unwrap();
+        open.role_grant_permission("a-rw", Permission::read_write("/a/").with_prefix())
+            .await
+            .unwrap();
+        open.user_add("alice", "alice-pw", None).await.unwrap();
+        open.user_grant_role("alice", "a-rw").await.unwrap();
+        let lease = open.lease_grant(600, None).await.unwrap().id();
+        open.put("/secret/k", "s", Some(PutOptions::new().with_lease(lease)))
+            .await
+            .unwrap();
+        open.put("/a/elect/x", "victim", None).await.unwrap();
+        open.auth_enable().await.unwrap();
+        let as_user = |name: &str, password: &str| {
+            ConnectOptions::new()
+                .with_user(name, password)
+                .with_timeout(Duration::from_secs(10))
+        };
+        let mut root = Client::connect(&all, Some(as_user("root", "root-pw")))
+            .await
+            .unwrap();
+        let mut alice = Client::connect(&all, Some(as_user("alice", "alice-pw")))
+            .await
+            .unwrap();
+        let denied = |e: etcd_client::Error| {
+            assert_eq!(grpc_code(&e).as_deref(), Some("PermissionDenied"), "{e}");
+        };
+
+        phase(2, "what alice may do, and a lease's keys outside /a/");
+        alice.put("/a/1", "mine", None).await.unwrap();
+        denied(alice.get("/secret/k", None).await.unwrap_err());
+        let keys = Some(LeaseTimeToLiveOptions::new().with_keys());
+        denied(
+            alice
+                .lease_time_to_live(lease, keys.clone())
+                .await
+                .unwrap_err(),
+        );
+        let ttl = root.lease_time_to_live(lease, keys).await.unwrap();
+        assert_eq!(ttl.keys().len(), 1);
+
+        phase(
+            3,
+            "a put in a transaction attaching a lease that holds a key outside /a/",
+        );
+        let txn = Txn::new().and_then([TxnOp::put(
+            "/a/1",
+            "again",
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+        denied(alice.txn(txn).await.unwrap_err());
+
+        phase(4, "Proclaim and Resign with a key outside the name");
+        let foreign = LeaderKey::new()
+            .with_name("/a/elect")
+            .with_key("/secret/k")
+            .with_rev(1);
+        denied(
+            alice
+                .resign(Some(ResignOptions::new().with_leader(foreign.clone())))
+                .await
+                .unwrap_err(),
+        );
+        denied(
+            alice
+                .proclaim("x", Some(ProclaimOptions::new().with_leader(foreign)))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(
+            values(root.get("/secret/k", None).await.unwrap().kvs()),
+            ["s"]
+        );
+
+        phase(
+            5,
+            "a watch stream opened before the role is revoked creates no watcher after",
+        );
+        let mut stream = alice
+            .watch("/a/", Some(WatchOptions::new().with_prefix()))
+            .await
+            .unwrap();
+        let first = bounded("the first watcher", stream.message())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(first.created() && !first.canceled(), "{first:?}");
+        root.user_revoke_role("alice", "a-rw").await.unwrap();
+        stream
+            .watch("/a/", Some(WatchOptions::new().with_prefix()))
+            .await
+            .unwrap();
+        let refused = bounded("the second watcher", stream.message())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(refused.canceled(), "{refused:?}");
+        assert!(refused.cancel_reason().contains("permission denied"));
+    });
+}
+
+/// With `--etcd-user`, the endpoint needs a token from the start; the configured user is root,
+/// cannot be removed or turned off through the API, and the users it adds sign in beside it.
+#[test]
+fn the_configured_user_is_root_and_stored_users_sign_in_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("etcd-password");
+    std::fs::write(&password, "configured-secret-pw\n").unwrap();
+    let c = Cluster::start_with(
+        1,
+        &[
+            "--etcd-user",
+            "ops",
+            "--etcd-password-file",
+            password.to_str().unwrap(),
+        ],
+    );
+    let all = endpoints(&c, &[1]);
+    let rt = runtime();
+    rt.block_on(async {
+        let as_user = |name: &str, password: &str| {
+            ConnectOptions::new()
+                .with_user(name, password)
+                .with_timeout(Duration::from_secs(10))
+        };
+        phase(1, "no token, a wrong password, then the configured user");
+        let mut anonymous = connect(&all).await;
+        let e = anonymous.get("/x", None).await.unwrap_err();
+        assert_eq!(grpc_code(&e).as_deref(), Some("InvalidArgument"), "{e}");
+        assert!(Client::connect(&all, Some(as_user("ops", "wrong")))
+            .await
+            .is_err());
+        let mut ops = Client::connect(&all, Some(as_user("ops", "configured-secret-pw")))
+            .await
+            .unwrap();
+        ops.put("/x", "1", None).await.unwrap();
+
+        phase(
+            2,
+            "the configured user cannot be removed, nor authentication turned off",
+        );
+        let e = ops.user_delete("ops").await.unwrap_err();
+        assert_eq!(grpc_code(&e).as_deref(), Some("FailedPrecondition"), "{e}");
+        let e = ops.auth_disable().await.unwrap_err();
+        assert_eq!(grpc_code(&e).as_deref(), Some("FailedPrecondition"), "{e}");
+        assert_eq!(ops.user_get("ops").await.unwrap().roles(), ["root"]);
+
+        phase(
+            3,
+            "a stored user with read on /x signs in and is held to it",
+        );
+        ops.role_add("reader").await.unwrap();
+        ops.role_grant_permission("reader", Permission::read("/x"))
+            .await
+            .unwrap();
+        ops.user_add("bob", "bob-password", None).await.unwrap();
+        ops.user_grant_role("bob", "reader").await.unwrap();
+        let mut bob = Client::connect(&all, Some(as_user("bob", "bob-password")))
+            .await
+            .unwrap();
+        assert_eq!(values(bob.get("/x", None).await.unwrap().kvs()), ["1"]);
+        let e = bob.put("/x", "2", None).await.unwrap_err();
+        assert_eq!(grpc_code(&e).as_deref(), Some("PermissionDenied"), "{e}");
     });
 }

@@ -150,7 +150,9 @@ pub fn decide(
             }));
         }
     }
-    if let Some(state) = state.filter(|s| s.enabled) {
+    // Stored users sign in once AuthEnable turned authentication on, or on a node whose
+    // configured user keeps it on.
+    if let Some(state) = state.filter(|s| s.enabled || api.auth.is_some()) {
         if let Some(user) = verify_stored(api, &state, t)? {
             return rbac::caller_for(api.node.store(), &user).map(Some);
         }
@@ -264,7 +266,7 @@ impl Api {
         }
         let store = self.node.store();
         let state = records::state(store)?
-            .filter(|s| s.enabled)
+            .filter(|s| s.enabled || self.auth.is_some())
             .ok_or_else(failed)?;
         let user = records::user(store, name)?.ok_or_else(failed)?;
         let Some(hash) = user.password_hash.clone() else {

@@ -90,13 +90,17 @@ pub async fn keepalive(State(api): State<Api>, body: Body) -> Response {
     super::stream_response(rx)
 }
 
-pub async fn time_to_live(State(api): State<Api>, body: Body) -> Response {
+pub async fn time_to_live(
+    State(api): State<Api>,
+    Extension(who): Extension<Caller>,
+    body: Body,
+) -> Response {
     super::reply(
         async {
             let v = read_json(body).await?;
             let o = Obj::new(&v, "etcdserverpb.LeaseTimeToLiveRequest", &["ID", "keys"])?;
             let (id, with_keys) = (o.i64("ID")?, o.bool("keys")?);
-            let (header, t) = api.lease_time_to_live(id, with_keys).await?;
+            let (header, t) = api.lease_time_to_live(&who, id, with_keys).await?;
             let out = Out::new()
                 .value("header", encode::header(&header))
                 .int("ID", t.id)

@@ -233,7 +233,10 @@ impl Session {
                 ..WatchOut::default()
             }];
         }
-        if !self.who.can_read(&opts.range.key, &opts.range.range_end) {
+        // The stream lives long: each watcher is allowed by the caller's rights as they are
+        // now, not as they were when the stream opened.
+        let who = self.api.current_rights(&self.who);
+        if !who.can_read(&opts.range.key, &opts.range.range_end) {
             // etcd's answer: created and cancelled at once, with the reason.
             return vec![WatchOut {
                 revision,

@@ -2,6 +2,7 @@
 //! through any member's admin API, and a new single-node cluster founded from one.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,8 +21,15 @@ pub async fn save(conn: &Connection, file: &Path) -> anyhow::Result<()> {
     let backup = hermes_storage::backup::decode(&bytes)
         .map_err(|e| anyhow::anyhow!("the backup received from {}: {e}", conn.endpoint))?;
     let part = part_path(file);
+    // The backup holds password hashes, sealed secrets and the etcd token key: only its owner
+    // may read it, as the data directory.
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&part)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&part)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         std::fs::rename(&part, file)

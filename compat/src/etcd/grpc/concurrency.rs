@@ -26,6 +26,17 @@ fn checked() -> Caller {
     Caller::Root { user: None }
 }
 
+/// A leader key a client hands back (Proclaim, Resign) must be a contender key of the name it
+/// claims: the calls below run with full rights, so a key elsewhere would let a caller who
+/// holds the name write or delete any key.
+pub fn check_leader_key(who: &Caller, name: &[u8], key: &[u8]) -> Result<(), EtcdError> {
+    check(who, name, true)?;
+    if !key.starts_with(&prefix(name)) {
+        return Err(crate::etcd::rbac::perms::denied());
+    }
+    Ok(())
+}
+
 /// What etcd's client-side pattern needs on a name: read and write on every contender key.
 pub fn check(who: &Caller, name: &[u8], write: bool) -> Result<(), EtcdError> {
     let p = prefix(name);

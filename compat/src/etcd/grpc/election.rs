@@ -33,6 +33,7 @@ impl election_server::Election for Election {
         let who = caller(&request)?;
         let r = request.into_inner();
         concurrency::check(&who, &r.name, true)?;
+        self.0.check_lease_keys(&who, r.lease)?;
         let api = &self.0;
         answer(
             async {
@@ -70,7 +71,7 @@ impl election_server::Election for Election {
         answer(
             async {
                 let leader = r.leader.ok_or_else(not_leader)?;
-                concurrency::check(&who, &leader.name, true)?;
+                concurrency::check_leader_key(&who, &leader.name, &leader.key)?;
                 let (h, ok) = concurrency::put_if_created_at(
                     &self.0,
                     &leader.key,
@@ -140,7 +141,7 @@ impl election_server::Election for Election {
         answer(
             async {
                 let leader = r.leader.ok_or_else(not_leader)?;
-                concurrency::check(&who, &leader.name, true)?;
+                concurrency::check_leader_key(&who, &leader.name, &leader.key)?;
                 let h = concurrency::delete_if_created_at(&self.0, &leader.key, leader.rev).await?;
                 Ok(ResignResponse {
                     header: convert::header(&h),

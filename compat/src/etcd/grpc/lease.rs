@@ -100,16 +100,20 @@ impl PbLeaseService for Lease {
         &self,
         request: tonic::Request<PbLeaseTimeToLiveRequest>,
     ) -> Answer<PbLeaseTimeToLiveResponse> {
+        let who = caller(&request)?;
         let r = request.into_inner();
-        answer(self.0.lease_time_to_live(r.id, r.keys).await.map(|(h, t)| {
-            PbLeaseTimeToLiveResponse {
-                header: convert::header(&h),
-                id: t.id,
-                ttl: t.ttl,
-                granted_ttl: t.granted_ttl,
-                keys: t.keys,
-            }
-        }))
+        answer(
+            self.0
+                .lease_time_to_live(&who, r.id, r.keys)
+                .await
+                .map(|(h, t)| PbLeaseTimeToLiveResponse {
+                    header: convert::header(&h),
+                    id: t.id,
+                    ttl: t.ttl,
+                    granted_ttl: t.granted_ttl,
+                    keys: t.keys,
+                }),
+        )
     }
 
     async fn lease_leases(

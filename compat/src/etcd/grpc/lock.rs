@@ -17,6 +17,7 @@ impl lock_server::Lock for Lock {
         let who = caller(&request)?;
         let r = request.into_inner();
         concurrency::check(&who, &r.name, true)?;
+        self.0.check_lease_keys(&who, r.lease)?;
         let api = &self.0;
         answer(
             async {

@@ -112,31 +112,31 @@ impl Api {
     pub async fn auth_enable(&self, who: &Caller) -> Result<Header, EtcdError> {
         who.admin()?;
         if self.auth.is_none() {
-            self.node.read_barrier().await?;
-            let root = records::user(self.node.store(), ROOT)?
-                .ok_or_else(|| failed("root user does not exist"))?;
-            if !root.roles.iter().any(|r| r == ROOT) {
-                return Err(failed("root user does not have root role"));
-            }
-            records::update::<AuthState, ()>(&self.node, &records::state_key(), |cur| {
-                Ok(match cur {
-                    Some(s) if s.enabled => (Change::Keep, ()),
-                    Some(s) => (
-                        Change::Put(AuthState {
+            // The check of the root user and the switch are one transaction: a root user
+            // deleted meanwhile cannot leave authentication on with nobody able to sign in.
+            records::update_pinned::<AuthState, ()>(
+                &self.node,
+                &records::state_key(),
+                |cur, store| {
+                    let (root, pin) = records::user_pinned(store, ROOT)?;
+                    let root = root.ok_or_else(|| failed("root user does not exist"))?;
+                    if !root.roles.iter().any(|r| r == ROOT) {
+                        return Err(failed("root user does not have root role"));
+                    }
+                    let change = match cur {
+                        Some(s) if s.enabled => Change::Keep,
+                        Some(s) => Change::Put(AuthState {
                             enabled: true,
                             key: s.key,
                         }),
-                        (),
-                    ),
-                    None => (
-                        Change::Put(AuthState {
+                        None => Change::Put(AuthState {
                             enabled: true,
                             key: new_key(),
                         }),
-                        (),
-                    ),
-                })
-            })
+                    };
+                    Ok((change, (), vec![pin]))
+                },
+            )
             .await?;
         }
         Ok(self.current_header())
@@ -207,6 +207,22 @@ impl Api {
         records::update::<User, ()>(&self.node, &records::user_key(name), |cur| match cur {
             Some(_) => Err(failed("user name already exists")),
             None => Ok((Change::Put(user.clone()), ())),
+        })
+        .await?;
+        // Stored users' tokens are signed with the cluster's token key: make sure there is
+        // one, also on a node whose configured user keeps authentication on without
+        // AuthEnable ever being called.
+        records::update::<AuthState, ()>(&self.node, &records::state_key(), |cur| {
+            Ok(match cur {
+                Some(_) => (Change::Keep, ()),
+                None => (
+                    Change::Put(AuthState {
+                        enabled: false,
+                        key: new_key(),
+                    }),
+                    (),
+                ),
+            })
         })
         .await?;
         Ok(self.current_header())
@@ -285,22 +301,29 @@ impl Api {
         role: &str,
     ) -> Result<Header, EtcdError> {
         self.may_change_user(who, name)?;
-        self.node.read_barrier().await?;
-        if records::user(self.node.store(), name)?.is_none() {
-            return Err(user_not_found());
-        }
-        if role != ROOT && records::role(self.node.store(), role)?.is_none() {
-            return Err(role_not_found());
-        }
-        self.change_user(name, |u| {
+        // The role must exist when the grant is written: pinned, so that a role deleted
+        // meanwhile (whose deletion has already taken it from every user) is not granted.
+        records::update_pinned::<User, ()>(&self.node, &records::user_key(name), |cur, store| {
+            let Some(mut u) = cur else {
+                return Err(user_not_found());
+            };
+            let mut pins = Vec::new();
+            if role != ROOT {
+                let (found, pin) = records::role_pinned(store, role)?;
+                if found.is_none() {
+                    return Err(role_not_found());
+                }
+                pins.push(pin);
+            }
             if u.roles.iter().any(|r| r == role) {
-                return Ok(false);
+                return Ok((Change::Keep, (), pins));
             }
             u.roles.push(role.to_string());
             u.roles.sort();
-            Ok(true)
+            Ok((Change::Put(u), (), pins))
         })
-        .await
+        .await?;
+        Ok(self.current_header())
     }
 
     pub async fn user_revoke_role(
@@ -333,6 +356,13 @@ impl Api {
             name: name.to_string(),
             perms: Vec::new(),
         };
+        self.node.read_barrier().await?;
+        if records::role(self.node.store(), name)?.is_some() {
+            return Err(failed("role name already exists"));
+        }
+        // A deletion of an older role of this name that stopped half-way may have left it on
+        // some users: take it from them first, so that the new role grants nobody anything.
+        self.take_role_from_users(name).await?;
         records::update::<Role, ()>(&self.node, &records::role_key(name), |cur| match cur {
             Some(_) => Err(failed("role name already exists")),
             None => Ok((Change::Put(role.clone()), ())),
@@ -393,6 +423,12 @@ impl Api {
             Some(_) => Ok((Change::Delete, ())),
         })
         .await?;
+        self.take_role_from_users(name).await?;
+        Ok(self.current_header())
+    }
+
+    /// Removes role `name` from every user holding it.
+    async fn take_role_from_users(&self, name: &str) -> Result<(), EtcdError> {
         for user in records::users(self.node.store()).await? {
             if !user.roles.iter().any(|r| r == name) {
                 continue;
@@ -408,7 +444,31 @@ impl Api {
             })
             .await?;
         }
-        Ok(self.current_header())
+        Ok(())
+    }
+
+    /// The rights `who` has now, for a long-lived stream that acts on them again later (a
+    /// watch stream creating watchers): a stored user's current roles, none once the user is
+    /// gone or, for a stream opened without a token, once authentication is on.
+    pub fn current_rights(&self, who: &Caller) -> Caller {
+        let nothing = |name: &str| Caller::User {
+            name: name.to_string(),
+            read: Default::default(),
+            write: Default::default(),
+        };
+        let enabled = self.auth_enabled();
+        match who.name() {
+            None if !enabled => who.clone(),
+            None => nothing(""),
+            Some(name) if self.is_configured(name) => who.clone(),
+            Some(_) if !enabled => Caller::Root { user: None },
+            Some(name) => match records::user(self.node.store(), name) {
+                Ok(Some(user)) => {
+                    super::caller_for(self.node.store(), &user).unwrap_or_else(|_| nothing(name))
+                }
+                _ => nothing(name),
+            },
+        }
     }
 
     /// Grants a permission; one on the same key range as an existing one replaces it.

@@ -118,6 +118,26 @@ fn read<T: DeserializeOwned>(store: &KvStore, key: &[u8]) -> Result<(Option<T>, 
     }
 }
 
+/// A record another change depends on, at the revision it was read (0: absent).
+pub struct Pin {
+    pub key: Vec<u8>,
+    pub revision: i64,
+}
+
+/// A user record with the revision to pin it at.
+pub fn user_pinned(store: &KvStore, name: &str) -> Result<(Option<User>, Pin), EtcdError> {
+    let key = user_key(name);
+    let (user, revision) = read(store, &key)?;
+    Ok((user, Pin { key, revision }))
+}
+
+/// A role record with the revision to pin it at.
+pub fn role_pinned(store: &KvStore, name: &str) -> Result<(Option<Role>, Pin), EtcdError> {
+    let key = role_key(name);
+    let (role, revision) = read(store, &key)?;
+    Ok((role, Pin { key, revision }))
+}
+
 pub fn state(store: &KvStore) -> Result<Option<AuthState>, EtcdError> {
     Ok(read(store, &state_key())?.0)
 }
@@ -189,10 +209,27 @@ pub async fn update<T, R>(
 where
     T: Serialize + DeserializeOwned,
 {
+    update_pinned(node, key, |cur, _| {
+        let (change, answer) = f(cur)?;
+        Ok((change, answer, Vec::new()))
+    })
+    .await
+}
+
+/// [`update`], where `f` also reads other records (from the store it is given) and names
+/// them with the revision it saw: the write happens only if none of those changed either.
+pub async fn update_pinned<T, R>(
+    node: &RaftNode,
+    key: &[u8],
+    mut f: impl FnMut(Option<T>, &KvStore) -> Result<(Change<T>, R, Vec<Pin>), EtcdError>,
+) -> Result<R, EtcdError>
+where
+    T: Serialize + DeserializeOwned,
+{
     node.read_barrier().await?;
     for _ in 0..5 {
         let (current, seen) = read::<T>(node.store(), key)?;
-        let (change, answer) = f(current)?;
+        let (change, answer, pins) = f(current, node.store())?;
         let op = match change {
             Change::Keep => return Ok(answer),
             Change::Put(value) => RequestOp::Put(PutRequest {
@@ -205,12 +242,15 @@ where
                 prev_kv: false,
             }),
         };
+        let unchanged = |key: Vec<u8>, revision: i64| Compare {
+            result: CompareResult::Equal,
+            target: CompareTarget::Mod(revision),
+            range: KeyRange::new(key, Vec::new()),
+        };
+        let mut compare = vec![unchanged(key.to_vec(), seen)];
+        compare.extend(pins.into_iter().map(|p| unchanged(p.key, p.revision)));
         let txn = TxnRequest {
-            compare: vec![Compare {
-                result: CompareResult::Equal,
-                target: CompareTarget::Mod(seen),
-                range: KeyRange::new(key.to_vec(), Vec::new()),
-            }],
+            compare,
             success: vec![op],
             failure: Vec::new(),
         };
