@@ -79,7 +79,9 @@ async fn t70_leadership_moves_to_the_chosen_voter_without_refusing_writes() {
         written.extend(done.unwrap());
     }
     assert!(written.len() >= 50, "only {} writes", written.len());
-    let index = cluster.node(first).commit_index();
+    // The leader's commit index covers every acknowledged write; wait until all have applied it.
+    let leader = cluster.leader(&cluster.ids()).await;
+    let index = cluster.node(leader).commit_index();
     cluster.applied_everywhere(index).await;
     for id in cluster.ids() {
         let missing = written
