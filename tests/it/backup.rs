@@ -136,6 +136,25 @@ fn a_backup_founds_a_new_cluster_with_the_same_history() {
     for file in [&full, &visible] {
         assert!(std::fs::read(file).unwrap().starts_with(b"HERMBKUP"));
     }
+    // The JSON gateway streams the same backup, in etcd's chunks.
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-d", "{}"])
+        .arg(format!("{source}/v3/maintenance/snapshot"))
+        .output()
+        .unwrap();
+    let mut streamed = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        use base64::Engine as _;
+        let blob = v["result"]["blob"].as_str().unwrap();
+        streamed.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(blob)
+                .unwrap(),
+        );
+    }
+    assert!(streamed.starts_with(b"HERMBKUP"));
+    assert_eq!(streamed.len() % 512, 32, "512-byte pages and their SHA-256");
     // It holds password hashes and the etcd token key: its owner's alone.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&full).unwrap().permissions().mode() & 0o777;

@@ -55,6 +55,47 @@ pub async fn move_leader(
     )
 }
 
+/// `POST /v3/maintenance/snapshot`: the backup of [`Api::snapshot`] as etcd's gateway streams
+/// a snapshot, one `{"result": {"header", "remaining_bytes", "blob"}}` line per 32 KiB chunk.
+pub async fn snapshot(
+    State(api): State<Api>,
+    Extension(who): Extension<Caller>,
+    body: Body,
+) -> Response {
+    let result = async {
+        let v = read_json(body).await?;
+        Obj::new(&v, "etcdserverpb.SnapshotRequest", &[])?;
+        api.snapshot(&who).await
+    }
+    .await;
+    let (header, bytes) = match result {
+        Ok(answer) => answer,
+        Err(e) => return super::reply(Err(e)),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let total = bytes.len();
+        let mut sent = 0;
+        for blob in bytes.chunks(SNAPSHOT_CHUNK) {
+            sent += blob.len();
+            let line = encode::stream_line(
+                Out::new()
+                    .value("header", encode::header(&header))
+                    .uint("remaining_bytes", (total - sent) as u64)
+                    .bytes("blob", blob)
+                    .build(),
+            );
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+    });
+    super::stream_response(rx)
+}
+
+/// Bytes per snapshot message, as etcd sends them.
+pub const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
 /// The alarm list: NOSPACE while the store is over its quota (`etcdctl endpoint health` and
 /// `etcdctl alarm list` read it).
 pub async fn alarm(State(api): State<Api>, body: Body) -> Response {

@@ -17,7 +17,7 @@ pub mod grpc;
 pub mod hidden;
 mod kv;
 mod lease;
-mod maintenance;
+pub mod maintenance;
 pub mod rbac;
 pub mod service;
 mod watch;
@@ -105,6 +105,8 @@ fn v3_routes() -> Router<Api> {
         .route("/kv/lease/leases", post(lease::leases))
         .route("/maintenance/status", post(maintenance::status))
         .route("/maintenance/alarm", post(maintenance::alarm))
+        // A unary request whose answer streams for as long as the backup takes.
+        .route("/maintenance/snapshot", post(maintenance::snapshot))
         .route(
             "/maintenance/transfer-leadership",
             post(maintenance::move_leader),

@@ -11,12 +11,10 @@ use futures_util::stream::BoxStream;
 
 use super::{answer, caller, convert, Answer};
 use crate::etcd::error::{Code, EtcdError};
+use crate::etcd::maintenance::SNAPSHOT_CHUNK;
 use crate::etcd::Api;
 
 pub struct Maintenance(pub Api);
-
-/// Bytes per snapshot message: etcd sends 32 KiB.
-const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
 /// etcd's `AlarmType` number of NOSPACE.
 const NOSPACE: i32 = 1;
