@@ -243,6 +243,18 @@ fn a_backup_founds_a_new_cluster_with_the_same_history() {
         &serde_json::json!({"email": "admin@hermes.local", "password": password.trim()}),
     );
     assert_ne!(s, 200, "the etcd endpoint's backup carried the users: {b}");
+    // And in the files themselves: the whole-store backup holds control-plane rows, the etcd
+    // endpoint's none.
+    let control_rows = |file: &std::path::Path| {
+        let backup = hermes_storage::backup::decode(&std::fs::read(file).unwrap()).unwrap();
+        backup
+            .rows
+            .iter()
+            .filter(|(_, row)| row.kv.key.starts_with(b"/hermes/_cp/"))
+            .count()
+    };
+    assert!(control_rows(&full) > 0);
+    assert_eq!(control_rows(&visible), 0);
     let got = from_etcd.range_prefix("/b/", false);
     assert_eq!(got.len(), 2);
     from_etcd.kill9();

@@ -895,6 +895,13 @@ fn a_limited_user_is_held_to_its_grant() {
 
         phase(2, "what alice may do, and a lease's keys outside /a/");
         alice.put("/a/1", "mine", None).await.unwrap();
+        // The root role's calls.
+        denied(alice.snapshot().await.unwrap_err());
+        denied(alice.hash_kv(0).await.unwrap_err());
+        denied(alice.move_leader(1).await.unwrap_err());
+        denied(alice.defragment().await.unwrap_err());
+        denied(alice.member_remove(1).await.unwrap_err());
+        denied(alice.user_list().await.unwrap_err());
         denied(alice.get("/secret/k", None).await.unwrap_err());
         let keys = Some(LeaseTimeToLiveOptions::new().with_keys());
         denied(

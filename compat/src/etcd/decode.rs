@@ -91,40 +91,33 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// A proto `int64` field (0 when absent), a number or a decimal string as in proto3 JSON.
     pub fn i64(&self, field: &str) -> Result<i64, EtcdError> {
-        match self.get(field) {
-            None => Ok(0),
-            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
-                EtcdError::invalid(format!(
-                    "{}.{field}: {n} is not a 64-bit integer",
-                    self.message
-                ))
-            }),
-            Some(Value::String(s)) => s.parse::<i64>().map_err(|_| {
-                EtcdError::invalid(format!(
-                    "{}.{field}: \"{s}\" is not a 64-bit integer",
-                    self.message
-                ))
-            }),
-            Some(other) => Err(self.wrong(field, "an integer", other)),
-        }
+        self.integer(field, serde_json::Number::as_i64, "a 64-bit integer")
     }
 
     /// A proto `uint64` field (0 when absent), a number or a decimal string as in proto3 JSON.
     pub fn u64(&self, field: &str) -> Result<u64, EtcdError> {
+        self.integer(
+            field,
+            serde_json::Number::as_u64,
+            "an unsigned 64-bit integer",
+        )
+    }
+
+    fn integer<T: std::str::FromStr + Default>(
+        &self,
+        field: &str,
+        from_number: fn(&serde_json::Number) -> Option<T>,
+        what: &str,
+    ) -> Result<T, EtcdError> {
         match self.get(field) {
-            None => Ok(0),
-            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
-                EtcdError::invalid(format!(
-                    "{}.{field}: {n} is not an unsigned 64-bit integer",
-                    self.message
-                ))
+            None => Ok(T::default()),
+            Some(Value::Number(n)) => from_number(n).ok_or_else(|| {
+                EtcdError::invalid(format!("{}.{field}: {n} is not {what}", self.message))
             }),
-            Some(Value::String(s)) => s.parse::<u64>().map_err(|_| {
-                EtcdError::invalid(format!(
-                    "{}.{field}: \"{s}\" is not an unsigned 64-bit integer",
-                    self.message
-                ))
+            Some(Value::String(s)) => s.parse::<T>().map_err(|_| {
+                EtcdError::invalid(format!("{}.{field}: \"{s}\" is not {what}", self.message))
             }),
             Some(other) => Err(self.wrong(field, "an integer", other)),
         }

@@ -2,8 +2,9 @@
 //! contender's key is `<name>/<lease id in hex>`, put with the lease if it does not exist; the
 //! contender with the oldest key (lowest create revision) holds the lock or leads, and each
 //! other contender waits for the deletion of the one created just before it. Every read and
-//! write goes through [`crate::etcd::service`], so the control-plane prefix stays out of reach,
-//! after the services have checked the caller's rights on the name ([`check`]).
+//! write goes through [`crate::etcd::service`] with the caller's own rights, as etcd's server
+//! runs these calls with the client's credentials; the services check the rights on the whole
+//! name first ([`check`]), so that a caller without them is refused before any key is made.
 
 use hermes_storage::mvcc::key_value::KeyRange;
 use hermes_storage::mvcc::request::{
@@ -19,12 +20,6 @@ use hermes_raft::Header;
 use crate::etcd::error::{Code, EtcdError};
 use crate::etcd::rbac::Caller;
 use crate::etcd::Api;
-
-/// The rights the store calls here run with: the election and lock services check the
-/// caller's own rights on the whole name prefix before they call in ([`check`]).
-fn checked() -> Caller {
-    Caller::Root { user: None }
-}
 
 /// A leader key a client hands back (Proclaim, Resign) must be a contender key of the name it
 /// claims: the calls below run with full rights, so a key elsewhere would let a caller who
@@ -81,6 +76,7 @@ fn missing_key() -> EtcdError {
 /// whether this call created it.
 pub async fn create_or_get(
     api: &Api,
+    who: &Caller,
     key: &[u8],
     value: &[u8],
     lease: i64,
@@ -102,7 +98,7 @@ pub async fn create_or_get(
         ],
         failure: vec![get(key)],
     };
-    let (_, resp) = api.txn(&checked(), txn).await?;
+    let (_, resp) = api.txn(who, txn).await?;
     let kv = match resp.responses.last() {
         Some(ResponseOp::Range(r)) => r.kvs.first().cloned(),
         _ => None,
@@ -113,6 +109,7 @@ pub async fn create_or_get(
 /// Puts `value` on `key` only while `key` still has create revision `rev`; false if not.
 pub async fn put_if_created_at(
     api: &Api,
+    who: &Caller,
     key: &[u8],
     rev: i64,
     value: &[u8],
@@ -128,12 +125,17 @@ pub async fn put_if_created_at(
         })],
         failure: Vec::new(),
     };
-    let (h, resp) = api.txn(&checked(), txn).await?;
+    let (h, resp) = api.txn(who, txn).await?;
     Ok((h, resp.succeeded))
 }
 
 /// Deletes `key` only while it has create revision `rev`.
-pub async fn delete_if_created_at(api: &Api, key: &[u8], rev: i64) -> Result<Header, EtcdError> {
+pub async fn delete_if_created_at(
+    api: &Api,
+    who: &Caller,
+    key: &[u8],
+    rev: i64,
+) -> Result<Header, EtcdError> {
     let txn = TxnRequest {
         compare: vec![created_at(key, rev)],
         success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
@@ -142,7 +144,7 @@ pub async fn delete_if_created_at(api: &Api, key: &[u8], rev: i64) -> Result<Hea
         })],
         failure: Vec::new(),
     };
-    Ok(api.txn(&checked(), txn).await?.0)
+    Ok(api.txn(who, txn).await?.0)
 }
 
 fn created_at(key: &[u8], rev: i64) -> Compare {
@@ -157,12 +159,13 @@ fn created_at(key: &[u8], rev: i64) -> Compare {
 /// `max_create` when given.
 pub async fn contender(
     api: &Api,
+    who: &Caller,
     prefix: &[u8],
     max_create: Option<i64>,
 ) -> Result<(Header, Option<KeyValue>), EtcdError> {
     let (h, resp) = api
         .range(
-            &checked(),
+            who,
             RangeRequest {
                 range: KeyRange::prefix(prefix.to_vec()),
                 limit: 1,
@@ -181,10 +184,14 @@ pub async fn contender(
 }
 
 /// `key` itself, if it exists.
-pub async fn get_key(api: &Api, key: &[u8]) -> Result<(Header, Option<KeyValue>), EtcdError> {
+pub async fn get_key(
+    api: &Api,
+    who: &Caller,
+    key: &[u8],
+) -> Result<(Header, Option<KeyValue>), EtcdError> {
     let (h, resp) = api
         .range(
-            &checked(),
+            who,
             RangeRequest {
                 range: single(key),
                 ..RangeRequest::default()
@@ -195,9 +202,14 @@ pub async fn get_key(api: &Api, key: &[u8]) -> Result<(Header, Option<KeyValue>)
 }
 
 /// Waits until no contender for `prefix` created before `rev` is left.
-pub async fn wait_for_older(api: &Api, prefix: &[u8], rev: i64) -> Result<(), EtcdError> {
+pub async fn wait_for_older(
+    api: &Api,
+    who: &Caller,
+    prefix: &[u8],
+    rev: i64,
+) -> Result<(), EtcdError> {
     loop {
-        let (h, older) = contender(api, prefix, Some(rev - 1)).await?;
+        let (h, older) = contender(api, who, prefix, Some(rev - 1)).await?;
         let Some(older) = older else {
             return Ok(());
         };
@@ -240,15 +252,17 @@ async fn wait_delete(api: &Api, key: &[u8], from: i64) -> Result<(), EtcdError> 
 /// gave up or went away), as etcd's clients clean up after a cancelled campaign or lock.
 pub struct Abandon {
     api: Api,
+    who: Caller,
     key: Vec<u8>,
     rev: i64,
     armed: bool,
 }
 
 impl Abandon {
-    pub fn new(api: &Api, key: &[u8], rev: i64) -> Abandon {
+    pub fn new(api: &Api, who: &Caller, key: &[u8], rev: i64) -> Abandon {
         Abandon {
             api: api.clone(),
+            who: who.clone(),
             key: key.to_vec(),
             rev,
             armed: true,
@@ -269,9 +283,10 @@ impl Drop for Abandon {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (api, key, rev) = (self.api.clone(), std::mem::take(&mut self.key), self.rev);
+        let (api, who) = (self.api.clone(), self.who.clone());
+        let (key, rev) = (std::mem::take(&mut self.key), self.rev);
         runtime.spawn(async move {
-            if let Err(e) = delete_if_created_at(&api, &key, rev).await {
+            if let Err(e) = delete_if_created_at(&api, &who, &key, rev).await {
                 tracing::warn!(error = %e.message, "could not remove an abandoned contender key");
             }
         });

@@ -12,6 +12,7 @@ use super::pb::v3electionpb::election_server;
 use super::pb::v3electionpb::*;
 use super::{answer, caller, convert, Answer};
 use crate::etcd::error::{Code, EtcdError};
+use crate::etcd::rbac::Caller;
 use crate::etcd::Api;
 
 pub struct Election(pub Api);
@@ -39,17 +40,18 @@ impl election_server::Election for Election {
             async {
                 let key = concurrency::contender_key(&r.name, r.lease);
                 let (mine, created) =
-                    concurrency::create_or_get(api, &key, &r.value, r.lease).await?;
+                    concurrency::create_or_get(api, &who, &key, &r.value, r.lease).await?;
                 let rev = mine.create_revision;
-                let abandon = Abandon::new(api, &key, rev);
+                let abandon = Abandon::new(api, &who, &key, rev);
                 if !created && mine.value != r.value {
                     let (_, ok) =
-                        concurrency::put_if_created_at(api, &key, rev, &r.value, r.lease).await?;
+                        concurrency::put_if_created_at(api, &who, &key, rev, &r.value, r.lease)
+                            .await?;
                     if !ok {
                         return Err(not_leader());
                     }
                 }
-                concurrency::wait_for_older(api, &concurrency::prefix(&r.name), rev).await?;
+                concurrency::wait_for_older(api, &who, &concurrency::prefix(&r.name), rev).await?;
                 abandon.keep();
                 Ok(CampaignResponse {
                     header: convert::header(&api.current_header()),
@@ -74,6 +76,7 @@ impl election_server::Election for Election {
                 concurrency::check_leader_key(&who, &leader.name, &leader.key)?;
                 let (h, ok) = concurrency::put_if_created_at(
                     &self.0,
+                    &who,
                     &leader.key,
                     leader.rev,
                     &r.value,
@@ -98,7 +101,8 @@ impl election_server::Election for Election {
         answer(
             async {
                 let (h, kv) =
-                    concurrency::contender(&self.0, &concurrency::prefix(&name), None).await?;
+                    concurrency::contender(&self.0, &who, &concurrency::prefix(&name), None)
+                        .await?;
                 let kv = kv.ok_or_else(no_leader)?;
                 Ok(LeaderResponse {
                     header: convert::header(&h),
@@ -122,7 +126,7 @@ impl election_server::Election for Election {
         tokio::spawn(async move {
             let mut shutdown = api.shutdown.clone();
             tokio::select! {
-                result = observe(&api, &name, &tx) => {
+                result = observe(&api, &who, &name, &tx) => {
                     if let Err(e) = result {
                         let _ = tx.send(Err(tonic::Status::from(e))).await;
                     }
@@ -142,7 +146,8 @@ impl election_server::Election for Election {
             async {
                 let leader = r.leader.ok_or_else(not_leader)?;
                 concurrency::check_leader_key(&who, &leader.name, &leader.key)?;
-                let h = concurrency::delete_if_created_at(&self.0, &leader.key, leader.rev).await?;
+                let h = concurrency::delete_if_created_at(&self.0, &who, &leader.key, leader.rev)
+                    .await?;
                 Ok(ResignResponse {
                     header: convert::header(&h),
                 })
@@ -166,10 +171,10 @@ async fn send(api: &Api, tx: &Sender, revision: i64, kv: KeyValue) -> Result<(),
 
 /// The observe loop: the current leader (or the first to appear), then its changes until its
 /// key is deleted, then again.
-async fn observe(api: &Api, name: &[u8], tx: &Sender) -> Result<(), EtcdError> {
+async fn observe(api: &Api, who: &Caller, name: &[u8], tx: &Sender) -> Result<(), EtcdError> {
     let prefix = concurrency::prefix(name);
     loop {
-        let (h, leader) = concurrency::contender(api, &prefix, None).await?;
+        let (h, leader) = concurrency::contender(api, who, &prefix, None).await?;
         let (leader, revision) = match leader {
             Some(kv) => (kv, h.revision),
             None => match first_put(api, &prefix, h.revision + 1).await? {

@@ -22,12 +22,12 @@ impl lock_server::Lock for Lock {
         answer(
             async {
                 let key = concurrency::contender_key(&r.name, r.lease);
-                let (mine, _) = concurrency::create_or_get(api, &key, b"", r.lease).await?;
-                let abandon = Abandon::new(api, &key, mine.create_revision);
+                let (mine, _) = concurrency::create_or_get(api, &who, &key, b"", r.lease).await?;
+                let abandon = Abandon::new(api, &who, &key, mine.create_revision);
                 let prefix = concurrency::prefix(&r.name);
-                concurrency::wait_for_older(api, &prefix, mine.create_revision).await?;
+                concurrency::wait_for_older(api, &who, &prefix, mine.create_revision).await?;
                 // The lease may have expired while waiting: then the lock is not held.
-                let (h, still) = concurrency::get_key(api, &key).await?;
+                let (h, still) = concurrency::get_key(api, &who, &key).await?;
                 if still.is_none_or(|kv| kv.create_revision != mine.create_revision) {
                     return Err(EtcdError::new(
                         Code::Unknown,

@@ -60,39 +60,36 @@ impl Api {
     async fn change_user(
         &self,
         name: &str,
-        mut f: impl FnMut(&mut User) -> Result<bool, EtcdError>,
+        f: impl FnMut(&mut User) -> Result<bool, EtcdError>,
     ) -> Result<Header, EtcdError> {
-        records::update::<User, ()>(&self.node, &records::user_key(name), |cur| match cur {
-            None => Err(user_not_found()),
-            Some(mut u) => Ok((
-                if f(&mut u)? {
-                    Change::Put(u)
-                } else {
-                    Change::Keep
-                },
-                (),
-            )),
-        })
-        .await?;
-        Ok(self.current_header())
+        self.change_record(&records::user_key(name), user_not_found, f)
+            .await
     }
 
     /// Changes stored role `name` with `f`, which answers whether it changed anything.
     async fn change_role(
         &self,
         name: &str,
-        mut f: impl FnMut(&mut Role) -> Result<bool, EtcdError>,
+        f: impl FnMut(&mut Role) -> Result<bool, EtcdError>,
     ) -> Result<Header, EtcdError> {
-        records::update::<Role, ()>(&self.node, &records::role_key(name), |cur| match cur {
-            None => Err(role_not_found()),
-            Some(mut r) => Ok((
-                if f(&mut r)? {
-                    Change::Put(r)
-                } else {
-                    Change::Keep
-                },
-                (),
-            )),
+        self.change_record(&records::role_key(name), role_not_found, f)
+            .await
+    }
+
+    async fn change_record<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        missing: fn() -> EtcdError,
+        mut f: impl FnMut(&mut T) -> Result<bool, EtcdError>,
+    ) -> Result<Header, EtcdError> {
+        records::update::<T, ()>(&self.node, key, |cur| {
+            let mut record = cur.ok_or_else(missing)?;
+            let change = if f(&mut record)? {
+                Change::Put(record)
+            } else {
+                Change::Keep
+            };
+            Ok((change, ()))
         })
         .await?;
         Ok(self.current_header())
