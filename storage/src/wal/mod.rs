@@ -8,7 +8,16 @@
 //!
 //! Appends are buffered per group and made durable together with one `fdatasync` of the
 //! newest segment ([`Wal::sync`]); nothing else is synced on that path. Creating a segment
-//! syncs the directory. The metadata's durable watermark trails the appends by at most
+//! syncs the directory.
+//!
+//! The newest segment is kept zero-filled [`PREALLOCATE`] bytes past its last record, and
+//! groups are written into that space: an `fdatasync` that must also commit a file's new size
+//! costs about half as much again as one that overwrites space the file already has (measured
+//! by `bench/fsync.sh`: 126 against 79 µs on the reference disk; `fallocate`d space, whose
+//! extents must still be converted on the first write, measured 96). The zeros are written
+//! with the group that runs past them, once per [`PREALLOCATE`] bytes of log. On open, zeros
+//! from a record boundary to the end of the newest segment are its clean end; a segment that
+//! is finished is cut to its last record before the next one is started. The metadata's durable watermark trails the appends by at most
 //! [`META_EVERY`] and is exact after a clean stop.
 //!
 //! On open ([`recover`]) every record's checksum is checked and every index must follow the
@@ -33,7 +42,6 @@ pub mod small_file;
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -49,6 +57,10 @@ use crate::types::{LogId, Vote};
 
 /// Bytes after which the next append starts a new segment.
 pub const SEGMENT_MAX: u64 = 64 << 20;
+/// Zero-filled bytes kept ahead of the newest segment's last record. One extension's
+/// `fdatasync` (about 3 ms for 1 MiB on the reference disk) comes once per this much log, so
+/// fewer than one proposal in 500 pays it under load.
+pub const PREALLOCATE: u64 = 1 << 20;
 /// How often, at most, the durable watermark is written while appends go on.
 pub const META_EVERY: Duration = Duration::from_millis(50);
 
@@ -107,8 +119,10 @@ impl Positions {
 struct Active {
     first: u64,
     file: File,
-    /// Bytes in the file.
+    /// Bytes up to the end of the last record.
     len: u64,
+    /// Bytes in the file: past `len`, zeros.
+    allocated: u64,
 }
 
 /// The writing side, owned by one thread.
@@ -129,6 +143,8 @@ pub struct Wal {
     meta_writer: meta_writer::MetaWriter,
     /// [`SEGMENT_MAX`], smaller in tests.
     segment_max: u64,
+    /// [`PREALLOCATE`], smaller in tests.
+    preallocate: u64,
 }
 
 fn write_lock(p: &RwLock<Positions>) -> std::sync::RwLockWriteGuard<'_, Positions> {
@@ -196,19 +212,36 @@ impl Wal {
         Ok(())
     }
 
-    /// Starts a segment whose first entry is `index`, after making the current one durable.
+    /// Starts a segment whose first entry is `index`, after making the current one durable
+    /// and cutting off its zeros (only the newest segment may end in zeros).
     fn rotate(&mut self, index: u64) -> Result<(), WalError> {
         if self.active.is_some() {
             self.sync()?;
         }
+        if let Some(active) = &mut self.active {
+            if active.allocated > active.len {
+                let path = self.dir.join(segment_name(active.first));
+                active
+                    .file
+                    .set_len(active.len)
+                    .and_then(|()| active.file.sync_data())
+                    .map_err(WalError::io(
+                        "cutting the zeros off a finished segment",
+                        &path,
+                    ))?;
+                active.allocated = active.len;
+            }
+        }
         let path = self.dir.join(segment_name(index));
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create_new(true)
-            .append(true)
+            .write(true)
             .read(true)
             .open(&path)
             .map_err(WalError::io("creating a segment", &path))?;
-        file.write_all(&frame::segment_header(index))
+        let mut start = frame::segment_header(index).to_vec();
+        start.resize(start.len() + self.preallocate as usize, 0);
+        file.write_all_at(&start, 0)
             .and_then(|()| file.sync_data())
             .map_err(WalError::io("writing a segment header", &path))?;
         small_file::sync_dir(&self.dir)?;
@@ -216,6 +249,7 @@ impl Wal {
             first: index,
             file,
             len: frame::SEGMENT_HEADER_LEN as u64,
+            allocated: start.len() as u64,
         });
         Ok(())
     }
@@ -229,12 +263,23 @@ impl Wal {
             return Err(WalError::Invalid("buffered entries but no segment".into()));
         };
         let path = self.dir.join(segment_name(active.first));
+        // Positioned writes: the file's end is zeros, not the log's end.
         active
             .file
-            .write_all(&self.buf)
+            .write_all_at(&self.buf, active.len)
             .map_err(WalError::io("appending to", &path))?;
         active.len += self.buf.len() as u64;
         self.buf.clear();
+        if active.len > active.allocated {
+            // This group ran past the zero-filled space: fill the next stretch in the same
+            // sync, so that the syncs after it commit no new size.
+            let zeros = vec![0u8; self.preallocate as usize];
+            active
+                .file
+                .write_all_at(&zeros, active.len)
+                .map_err(WalError::io("zero-filling the space ahead of", &path))?;
+            active.allocated = active.len + self.preallocate;
+        }
         let mut positions = write_lock(&self.positions);
         for (index, pos) in self.buffered.drain(..) {
             positions.push(index, pos);
@@ -305,7 +350,7 @@ impl Wal {
                 }
                 let path = self.dir.join(segment_name(pos.segment));
                 let file = std::fs::OpenOptions::new()
-                    .append(true)
+                    .write(true)
                     .read(true)
                     .open(&path)
                     .map_err(WalError::io("opening a segment", &path))?;
@@ -316,6 +361,7 @@ impl Wal {
                     first: pos.segment,
                     file,
                     len: pos.offset,
+                    allocated: pos.offset,
                 });
             }
             // From the first entry on (or before it): nothing is left.

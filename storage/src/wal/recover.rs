@@ -111,6 +111,7 @@ pub fn recover(dir: &Path, must_exist: bool) -> Result<(Wal, Recovered), WalErro
         meta_written: Instant::now(),
         meta_writer: super::meta_writer::MetaWriter::start(dir.to_path_buf())?,
         segment_max: super::SEGMENT_MAX,
+        preallocate: super::PREALLOCATE,
     };
     Ok((
         wal,
@@ -183,6 +184,7 @@ fn scan(dir: &Path, meta: &Meta) -> Result<Scan, WalError> {
         let mut index = first;
         let mut offset = frame::SEGMENT_HEADER_LEN;
         let mut torn_at = None;
+        let mut zeros_at = None;
         while offset < bytes.len() {
             match frame::read_record(&bytes[offset..]) {
                 Read::Record { payload, len } => {
@@ -212,6 +214,13 @@ fn scan(dir: &Path, meta: &Meta) -> Result<Scan, WalError> {
                     index += 1;
                     offset += len;
                 }
+                // The newest segment's preallocated space: its clean end.
+                Read::Short | Read::Damaged
+                    if newest && bytes[offset..].iter().all(|b| *b == 0) =>
+                {
+                    zeros_at = Some(offset);
+                    break;
+                }
                 Read::Short | Read::Damaged if newest => {
                     torn_at = Some(offset);
                     break;
@@ -221,7 +230,7 @@ fn scan(dir: &Path, meta: &Meta) -> Result<Scan, WalError> {
             }
         }
         out.next = Some(index);
-        let end = torn_at.unwrap_or(bytes.len());
+        let end = torn_at.or(zeros_at).unwrap_or(bytes.len());
         if let Some(at) = torn_at {
             // What a crash mid-write leaves, when it lies past everything synced; cut off
             // below. Below the watermark it is damage to acknowledged entries.
@@ -243,19 +252,22 @@ fn scan(dir: &Path, meta: &Meta) -> Result<Scan, WalError> {
         }
         if newest {
             let file = std::fs::OpenOptions::new()
-                .append(true)
+                .write(true)
                 .read(true)
                 .open(&path)
                 .map_err(WalError::io("opening", &path))?;
+            let mut allocated = bytes.len() as u64;
             if torn_at.is_some() {
                 file.set_len(end as u64)
                     .and_then(|()| file.sync_all())
                     .map_err(WalError::io("cutting off a torn tail", &path))?;
+                allocated = end as u64;
             }
             out.active = Some(Active {
                 first,
                 file,
                 len: end as u64,
+                allocated,
             });
         }
     }

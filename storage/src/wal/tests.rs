@@ -48,6 +48,15 @@ fn segment(dir: &Path) -> PathBuf {
     dir.join(segment_name(1))
 }
 
+/// Where the newest segment's records end (its zero-filled space follows).
+fn end_of(wal: &Wal) -> u64 {
+    wal.active.as_ref().unwrap().len
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
+}
+
 #[test]
 fn appends_survive_a_reopen_and_read_back_checked() {
     let tmp = tempfile::tempdir().unwrap();
@@ -102,6 +111,7 @@ fn segments_rotate_and_the_gaps_between_them_are_found() {
     let dir = tmp.path().join("raft");
     let (mut wal, _) = recover(&dir, false).unwrap();
     wal.segment_max = 64 << 10;
+    wal.preallocate = 16 << 10;
     wal.save_vote(&vote(1)).unwrap();
     // Big entries, so that a few segments fill up.
     let big = |i: u64| {
@@ -125,6 +135,15 @@ fn segments_rotate_and_the_gaps_between_them_are_found() {
     assert!(segments.len() >= 3, "{segments:?}");
     let (_, rec) = recover(&dir, true).unwrap();
     assert_eq!(rec.last.map(|l| l.index), Some(40));
+    // Finished segments were cut to their last record: zeros after it are damage there.
+    let first = dir.join(segment_name(segments[0]));
+    let intact = std::fs::read(&first).unwrap();
+    let mut padded = intact.clone();
+    padded.extend_from_slice(&[0; 64]);
+    std::fs::write(&first, &padded).unwrap();
+    let e = recover(&dir, true).unwrap_err().to_string();
+    assert!(e.contains(&first.display().to_string()), "{e}");
+    std::fs::write(&first, &intact).unwrap();
     // A middle segment removed: a gap.
     std::fs::remove_file(dir.join(segment_name(segments[1]))).unwrap();
     let e = recover(&dir, true).unwrap_err();
@@ -135,12 +154,13 @@ fn segments_rotate_and_the_gaps_between_them_are_found() {
 fn a_truncated_log_refuses_to_open() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("raft");
-    drop(written(&dir, 200));
+    let wal = written(&dir, 200);
+    let len = end_of(&wal);
+    drop(wal);
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(segment(&dir))
         .unwrap();
-    let len = f.metadata().unwrap().len();
     f.set_len(len / 2).unwrap();
     let e = recover(&dir, true).unwrap_err().to_string();
     assert!(e.contains(&segment(&dir).display().to_string()), "{e}");
@@ -149,10 +169,10 @@ fn a_truncated_log_refuses_to_open() {
         "{e}"
     );
     // Cut exactly at a record boundary too: the log ends before the watermark.
-    drop(written(&tmp.path().join("b"), 10));
     let dir = tmp.path().join("b");
-    let bytes = std::fs::read(segment(&dir)).unwrap();
-    let one = (bytes.len() - frame::SEGMENT_HEADER_LEN) / 10;
+    let wal = written(&dir, 10);
+    let one = (end_of(&wal) as usize - frame::SEGMENT_HEADER_LEN) / 10;
+    drop(wal);
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(segment(&dir))
@@ -177,9 +197,10 @@ fn a_truncated_log_refuses_to_open() {
 fn a_flipped_bit_refuses_to_open() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("raft");
-    drop(written(&dir, 200));
+    let wal = written(&dir, 200);
+    let at = end_of(&wal) as usize / 3;
+    drop(wal);
     let mut bytes = std::fs::read(segment(&dir)).unwrap();
-    let at = bytes.len() / 3;
     bytes[at] ^= 0x10;
     std::fs::write(segment(&dir), &bytes).unwrap();
     let e = recover(&dir, true).unwrap_err().to_string();
@@ -254,12 +275,12 @@ fn a_torn_write_past_the_watermark_is_cut_off() {
             .unwrap();
     }
     wal.write_out().unwrap();
+    let len = end_of(&wal);
     drop(wal);
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(segment(&dir))
         .unwrap();
-    let len = f.metadata().unwrap().len();
     f.set_len(len - 5).unwrap();
     let (mut wal, rec) = recover(&dir, true).unwrap();
     assert_eq!(rec.last.map(|l| l.index), Some(24));
@@ -285,4 +306,104 @@ fn a_fresh_directory_opens_empty_unless_a_member_was_here() {
     ));
     let (_, rec) = recover(&dir, false).unwrap();
     assert!(rec.last.is_none() && rec.vote.is_none());
+}
+
+#[test]
+fn syncs_overwrite_zero_filled_space_whose_zeros_are_the_clean_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("raft");
+    let mut wal = written(&dir, 20);
+    let size = file_len(&segment(&dir));
+    assert!(size >= end_of(&wal) + PREALLOCATE / 2, "{size}");
+    // More groups land inside the space: the file's size, which each sync would otherwise
+    // commit, does not move.
+    for i in 21..=40 {
+        wal.append(i, &codec::encode(&entry(1, i)).unwrap())
+            .unwrap();
+        wal.sync().unwrap();
+    }
+    assert_eq!(file_len(&segment(&dir)), size);
+    wal.write_meta_if_due(true).unwrap();
+    drop(wal);
+    // Reopened: every entry, the zeros kept as they are, and the log goes on in them.
+    let (mut wal, rec) = recover(&dir, true).unwrap();
+    assert_eq!(rec.last.map(|l| l.index), Some(40));
+    assert_eq!(file_len(&segment(&dir)), size);
+    wal.append(41, &codec::encode(&entry(1, 41)).unwrap())
+        .unwrap();
+    wal.sync().unwrap();
+    wal.write_meta_if_due(true).unwrap();
+    drop(wal);
+    let (wal, rec) = recover(&dir, true).unwrap();
+    assert_eq!(rec.last.map(|l| l.index), Some(41));
+    assert_eq!(read_all(&wal, 1, 100), (1..=41).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_space_grows_ahead_of_the_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("raft");
+    let (mut wal, _) = recover(&dir, false).unwrap();
+    wal.preallocate = 512;
+    wal.save_vote(&vote(1)).unwrap();
+    let mut sizes = Vec::new();
+    for i in 1..=200 {
+        wal.append(i, &codec::encode(&entry(1, i)).unwrap())
+            .unwrap();
+        wal.sync().unwrap();
+        let size = file_len(&segment(&dir));
+        assert!(
+            size > end_of(&wal),
+            "entry {i}: the records reach the file's end"
+        );
+        sizes.push(size);
+    }
+    sizes.dedup();
+    assert!(sizes.len() > 3, "grew {} times", sizes.len());
+    wal.write_meta_if_due(true).unwrap();
+    drop(wal);
+    assert_eq!(
+        recover(&dir, true).unwrap().1.last.map(|l| l.index),
+        Some(200)
+    );
+}
+
+#[test]
+fn a_torn_write_into_zero_filled_space_is_cut_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("raft");
+    let mut wal = written(&dir, 20);
+    for i in 21..=25 {
+        wal.append(i, &codec::encode(&entry(1, i)).unwrap())
+            .unwrap();
+    }
+    wal.write_out().unwrap();
+    let end = end_of(&wal);
+    drop(wal);
+    // The last record's final bytes never reached the disk: zeros where they belong.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment(&dir))
+        .unwrap();
+    f.write_all_at(&[0; 3], end - 3).unwrap();
+    drop(f);
+    let (_, rec) = recover(&dir, true).unwrap();
+    assert_eq!(rec.last.map(|l| l.index), Some(24));
+    // Zeros over synced entries are lost entries, not a clean end.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("raft");
+    let wal = written(&dir, 20);
+    let end = end_of(&wal);
+    drop(wal);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment(&dir))
+        .unwrap();
+    f.write_all_at(&[0; 40], end - 40).unwrap();
+    drop(f);
+    let e = recover(&dir, true).unwrap_err();
+    assert!(
+        matches!(e, WalError::Damaged { .. } | WalError::Lost { .. }),
+        "{e}"
+    );
 }
