@@ -618,7 +618,10 @@ impl NodeConfig {
                 v.parse::<usize>()
                     .ok()
                     .filter(|n| *n <= 1024)
-                    .ok_or_else(|| "expected a number of threads (0 = one per CPU)".to_string())
+                    .ok_or_else(|| {
+                        "expected a number of threads (0 = a quarter of the CPUs, at least one)"
+                            .to_string()
+                    })
             })?,
             proxy_threads: src.get(PROXY_THREADS, "0", |v| {
                 v.parse::<usize>()
