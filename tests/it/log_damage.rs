@@ -32,22 +32,29 @@ enum Damage {
     DeleteVote,
 }
 
+/// Bytes of a segment up to its last non-zero one: about where its records end (the newest
+/// segment is zero-filled beyond them, and damage there touches no entry).
+fn records_len(segment: &Path) -> usize {
+    let bytes = std::fs::read(segment).unwrap();
+    bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
+}
+
 /// Damages the log and says which path the refusal must name.
 fn damage(data_dir: &Path, how: Damage) -> PathBuf {
     let segment = first_segment(data_dir);
     match how {
         Damage::Truncate => {
+            let used = records_len(&segment);
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&segment)
                 .unwrap();
-            let len = f.metadata().unwrap().len();
-            f.set_len(len / 2).unwrap();
+            f.set_len(used as u64 / 2).unwrap();
             segment
         }
         Damage::FlipBit => {
+            let at = records_len(&segment) / 2;
             let mut bytes = std::fs::read(&segment).unwrap();
-            let at = bytes.len() / 2;
             bytes[at] ^= 0x04;
             std::fs::write(&segment, bytes).unwrap();
             segment
