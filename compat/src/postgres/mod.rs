@@ -1,0 +1,131 @@
+//! The control plane on the original server's PostgreSQL database (contract §5): the tables
+//! the Go server created and writes, read and written with the same revision, version and
+//! optimistic-concurrency rules, so that a Hermes node and original servers can serve one
+//! database side by side, and a node can replace a server without a migration.
+//!
+//! Built so far: connecting (a pool that reconnects by itself, the schema created as the
+//! original creates it), namespaces, domains and clusters with their history, and the change
+//! log with its audit view. Users, credentials, members, signing keys, status and dashboards
+//! follow; until they do this is not yet a [`hermes_control::store::ControlStore`].
+
+mod error;
+mod resources;
+mod schema;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::Notify;
+use tokio_postgres::NoTls;
+
+pub use error::PgError;
+
+/// Connections the pool opens at most (the original: 20).
+const POOL_SIZE: usize = 20;
+/// How long a request waits for a connection, and a new connection for the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// History versions kept per resource (the original's `maxHistory`).
+pub const HISTORY_RETENTION: i64 = 50;
+/// How often a revision wait looks at the change log for writes other servers made (this
+/// node's own writes wake it at once).
+const FOREIGN_WRITE_POLL: Duration = Duration::from_millis(500);
+/// A key for `pg_advisory_xact_lock`, held while the schema is created, so that servers
+/// starting together do not race on `CREATE TABLE IF NOT EXISTS` (which is not atomic).
+const SCHEMA_LOCK: i64 = 0x4845_524d_4553; // "HERMES"
+
+/// The control store on PostgreSQL. Cheap to share behind an `Arc`.
+pub struct PgControl {
+    pool: Pool,
+    /// `host:port` (never the password), for messages.
+    server: String,
+    /// Woken by every change-log write made through this store.
+    changed: Notify,
+}
+
+impl std::fmt::Debug for PgControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgControl")
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+/// `host:port` of a parsed DSN, for messages: never the user or the password.
+fn server_of(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+impl PgControl {
+    /// Connects to the database `dsn` names (`postgres://user:password@host:port/db`), creates
+    /// the original schema where it is missing and seeds the `default` namespace.
+    pub async fn connect(dsn: &str) -> Result<PgControl, PgError> {
+        let mut config: tokio_postgres::Config =
+            dsn.parse().map_err(|e| PgError::Dsn(format!("{e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let server = server_of(&config);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // A connection the server closed (a restart) is found and replaced before use.
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| PgError::Dsn(e.to_string()))?;
+        let store = PgControl {
+            pool,
+            server,
+            changed: Notify::new(),
+        };
+        store.create_schema().await?;
+        Ok(store)
+    }
+
+    /// `host:port` of the server.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    async fn create_schema(&self) -> Result<(), PgError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.error(e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .await
+            .map_err(|e| self.error(e))?;
+        tx.batch_execute(schema::DDL)
+            .await
+            .map_err(|e| self.error(e))?;
+        tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, PgError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| PgError::from_pool(&self.server, e))
+    }
+
+    fn error(&self, e: tokio_postgres::Error) -> PgError {
+        PgError::from_db(&self.server, e)
+    }
+}
+
+#[cfg(test)]
+mod test_server;
+#[cfg(test)]
+mod tests;

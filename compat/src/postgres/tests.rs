@@ -1,0 +1,432 @@
+//! The PostgreSQL control store against a real PostgreSQL 15: the schema it creates is the
+//! original's, rows the original server wrote are served, rows it writes read back by plain
+//! SQL in the original layout, and a database restart is ridden out.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::test_server::TestPg;
+use super::PgControl;
+use hermes_control::model::{Action, Kind, Operator};
+use hermes_control::store::{ControlError, ResourceChange};
+
+fn op(name: &str) -> Operator {
+    Operator(name.to_string())
+}
+
+/// Every table and column of contract §5.1, in column order: `table: column type, …`.
+const ORIGINAL_COLUMNS: &[&str] = &[
+    "api_credentials: id bigint, namespace text, access_key text, secret_key text, description text, scopes ARRAY, enabled boolean, created_at timestamp with time zone, updated_at timestamp with time zone",
+    "change_log: revision bigint, namespace text, kind text, name text, action text, operator text, config jsonb, created_at timestamp with time zone",
+    "clusters: namespace text, name text, config jsonb, resource_version bigint, updated_at timestamp with time zone",
+    "config_history: id bigint, namespace text, kind text, name text, version bigint, action text, operator text, config jsonb, created_at timestamp with time zone",
+    "controller_status: namespace text, id text, status text, is_leader boolean, started_at text, last_heartbeat_at text, config_revision bigint, updated_at timestamp with time zone",
+    "domains: namespace text, name text, config jsonb, resource_version bigint, updated_at timestamp with time zone",
+    "gateway_instances: namespace text, id text, status text, started_at text, registered_at text, last_keepalive_at text, config_revision bigint, last_seen_at text, updated_at timestamp with time zone",
+    "grafana_dashboards: id bigint, namespace text, name text, url text",
+    "group_bindings: id bigint, namespace text, group_name text, role text, created_at timestamp with time zone",
+    "jwt_signing_keys: kid text, secret bytea, status text, created_at timestamp with time zone, expires_at timestamp with time zone",
+    "namespace_members: namespace text, user_sub text, role text, created_at timestamp with time zone",
+    "namespaces: name text, created_at timestamp with time zone",
+    "users: sub text, username text, email text, name text, is_admin boolean, last_seen timestamp with time zone, password_hash text, must_change_password boolean",
+];
+
+fn columns(pg: &TestPg) -> Vec<String> {
+    pg.psql(
+        "SELECT table_name || ': ' || string_agg(column_name || ' ' || data_type, ', ' \
+         ORDER BY ordinal_position) FROM information_schema.columns \
+         WHERE table_schema = 'public' GROUP BY table_name ORDER BY table_name",
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+#[tokio::test]
+async fn creates_the_original_schema_once_and_serves_what_the_original_wrote() {
+    let pg = TestPg::start();
+    // Two nodes starting at once against an empty database: one schema, no error.
+    let dsn = pg.dsn();
+    let (a, b) = tokio::join!(PgControl::connect(&dsn), PgControl::connect(&dsn));
+    let store = a.unwrap();
+    drop(b.unwrap());
+    assert_eq!(columns(&pg), ORIGINAL_COLUMNS);
+    // Rows as the original server writes them (§5.2): a create, then an update, of a domain.
+    pg.psql(
+        r#"
+        INSERT INTO domains (namespace, name, config) VALUES
+          ('default', 'api', '{"name":"api","hosts":["api.example.com"],"routes":[]}');
+        INSERT INTO config_history (namespace, kind, name, version, action, operator, config, created_at)
+          VALUES ('default', 'domain', 'api', 1, 'create', 'alice', '{"name":"api","hosts":["a.example.com"],"routes":[]}', '2024-05-01 10:00:00+00'),
+                 ('default', 'domain', 'api', 2, 'update', 'bob', '{"name":"api","hosts":["api.example.com"],"routes":[]}', '2024-05-01 11:00:00+02');
+        INSERT INTO change_log (namespace, kind, name, action, operator, config, created_at)
+          VALUES ('default', 'domain', 'api', 'create', 'alice', '{"name":"api"}', '2024-05-01 10:00:00+00'),
+                 ('default', 'domain', 'api', 'update', 'bob', '{"name":"api"}', '2024-05-01 11:00:00+02'),
+                 ('team-a', 'credential', 'AK1', 'create', 'carol', NULL, NOW());
+        UPDATE domains SET resource_version = 2 WHERE name = 'api';
+        INSERT INTO namespaces (name) VALUES ('team-a');
+        "#,
+    );
+    let domains = store.resources("default", Kind::Domain).await.unwrap();
+    assert_eq!(domains.len(), 1);
+    assert_eq!(domains[0].name, "api");
+    assert_eq!(domains[0].resource_version, 2);
+    assert_eq!(domains[0].doc["hosts"], json!(["api.example.com"]));
+    let history = store.history("default", Kind::Domain, "api").await.unwrap();
+    let summary: Vec<(i64, Action, &str, &str)> = history
+        .iter()
+        .map(|h| {
+            (
+                h.version,
+                h.action,
+                h.operator.as_str(),
+                h.timestamp.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (2, Action::Update, "bob", "2024-05-01T09:00:00Z"),
+            (1, Action::Create, "alice", "2024-05-01T10:00:00Z"),
+        ]
+    );
+    // Revisions are the global sequence, read per namespace.
+    assert_eq!(store.revision("default").await.unwrap(), 2);
+    assert_eq!(store.revision("team-a").await.unwrap(), 3);
+    let changes = store.changes("default", 1, 100).await.unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        (changes[0].revision, changes[0].action.as_str()),
+        (2, "update")
+    );
+    assert_eq!(
+        store.namespaces().await.unwrap(),
+        ["default".to_string(), "team-a".to_string()]
+    );
+    // Connecting again changes nothing.
+    drop(store);
+    let again = PgControl::connect(&pg.dsn()).await.unwrap();
+    assert_eq!(columns(&pg), ORIGINAL_COLUMNS);
+    assert_eq!(again.revision("team-a").await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn writes_read_back_by_plain_sql_in_the_original_layout() {
+    let pg = TestPg::start();
+    let store = PgControl::connect(&pg.dsn()).await.unwrap();
+    let doc = |v: u32| json!({"name": "web", "lb_type": "round_robin", "nodes": [{"host": "10.0.0.1", "port": v}]});
+    let w = store
+        .write_resource(
+            "default",
+            Kind::Cluster,
+            "web",
+            ResourceChange::Create { doc: doc(80) },
+            &op("alice"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((w.version, w.resource_version), (1, 1));
+    let again = store
+        .write_resource(
+            "default",
+            Kind::Cluster,
+            "web",
+            ResourceChange::Create { doc: doc(80) },
+            &op("alice"),
+        )
+        .await;
+    assert!(
+        matches!(again, Err(ControlError::AlreadyExists(_))),
+        "{again:?}"
+    );
+    let stale = store
+        .write_resource(
+            "default",
+            Kind::Cluster,
+            "web",
+            ResourceChange::Update {
+                doc: doc(81),
+                expected_version: 7,
+            },
+            &op("bob"),
+        )
+        .await;
+    assert!(matches!(stale, Err(ControlError::Conflict(_))), "{stale:?}");
+    let w = store
+        .write_resource(
+            "default",
+            Kind::Cluster,
+            "web",
+            ResourceChange::Update {
+                doc: doc(81),
+                expected_version: 1,
+            },
+            &op("bob"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((w.version, w.resource_version), (2, 2));
+    let w = store
+        .write_resource(
+            "default",
+            Kind::Cluster,
+            "web",
+            ResourceChange::Rollback { version: 1 },
+            &op("carol"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((w.version, w.resource_version), (3, 3));
+    assert_eq!(w.doc, Some(doc(80)));
+    let w = store
+        .write_resource(
+            "default",
+            Kind::Cluster,
+            "web",
+            ResourceChange::Delete,
+            &op("dave"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((w.version, w.resource_version, w.doc), (4, 0, None));
+    let gone = store
+        .write_resource(
+            "default",
+            Kind::Cluster,
+            "web",
+            ResourceChange::Delete,
+            &op("dave"),
+        )
+        .await;
+    assert!(matches!(gone, Err(ControlError::NotFound(_))), "{gone:?}");
+    // Recreated: the resource version starts again, the history version goes on.
+    let w = store
+        .write_resource(
+            "default",
+            Kind::Cluster,
+            "web",
+            ResourceChange::Create { doc: doc(82) },
+            &op("erin"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((w.version, w.resource_version), (5, 1));
+
+    assert_eq!(
+        pg.psql("SELECT resource_version, config->'nodes'->0->>'port' FROM clusters WHERE namespace = 'default' AND name = 'web'"),
+        "1|82"
+    );
+    assert_eq!(
+        pg.psql("SELECT string_agg(version || ' ' || action || ' ' || operator || ' ' || (config->'nodes'->0->>'port'), ', ' ORDER BY id) FROM config_history WHERE kind = 'cluster' AND name = 'web'"),
+        "1 create alice 80, 2 update bob 81, 3 rollback carol 80, 4 delete dave 80, 5 create erin 82"
+    );
+    assert_eq!(
+        pg.psql("SELECT string_agg(action || ' ' || COALESCE(config->'nodes'->0->>'port', 'null'), ', ' ORDER BY revision) FROM change_log WHERE namespace = 'default'"),
+        "create 80, update 81, rollback 80, delete null, create 82"
+    );
+
+    // An import replaces the namespace: resources not in it are deleted with a change each.
+    store
+        .write_resource(
+            "default",
+            Kind::Domain,
+            "old",
+            ResourceChange::Create {
+                doc: json!({"name": "old"}),
+            },
+            &op("f"),
+        )
+        .await
+        .unwrap();
+    let imported = store
+        .replace_config(
+            "default",
+            vec![json!({"name": "new", "hosts": ["n.example.com"]})],
+            vec![doc(90)],
+            &op("importer"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((imported.domains, imported.clusters), (1, 1));
+    assert_eq!(
+        pg.psql("SELECT string_agg(name, ',' ORDER BY name) FROM domains"),
+        "new"
+    );
+    assert_eq!(
+        pg.psql("SELECT resource_version FROM clusters WHERE name = 'web'"),
+        "1"
+    );
+    let tail: Vec<String> = store
+        .changes("default", 6, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {} {}", c.action, c.kind, c.name))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "import cluster web",
+            "delete domain old",
+            "import domain new"
+        ]
+    );
+    // Audit rows consume revisions and show in the audit view, newest first.
+    store
+        .record("default", "credential", "AK9", "create", &op("g"))
+        .await
+        .unwrap();
+    let (audit, total) = store.audit("default", 2, 0).await.unwrap();
+    assert_eq!(total, 10);
+    assert_eq!(
+        (audit[0].kind.as_str(), audit[0].doc.as_deref()),
+        ("credential", None)
+    );
+}
+
+#[tokio::test]
+async fn history_keeps_the_newest_fifty_versions() {
+    let pg = TestPg::start();
+    let store = PgControl::connect(&pg.dsn()).await.unwrap();
+    let mut expected = 0;
+    for i in 0..55 {
+        let change = if i == 0 {
+            ResourceChange::Create {
+                doc: json!({"name": "d", "i": i}),
+            }
+        } else {
+            ResourceChange::Update {
+                doc: json!({"name": "d", "i": i}),
+                expected_version: expected,
+            }
+        };
+        expected = store
+            .write_resource("default", Kind::Domain, "d", change, &op("a"))
+            .await
+            .unwrap()
+            .resource_version;
+    }
+    let history = store.history("default", Kind::Domain, "d").await.unwrap();
+    assert_eq!(history.len(), 50);
+    assert_eq!((history[0].version, history[49].version), (55, 6));
+    assert_eq!(pg.psql("SELECT MIN(version) FROM config_history"), "6");
+    assert!(store
+        .history_entry("default", Kind::Domain, "d", 5)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .history_entry("default", Kind::Domain, "d", 6)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn a_database_restart_loses_nothing_and_the_store_recovers_by_itself() {
+    let pg = TestPg::start();
+    let store = PgControl::connect(&pg.dsn()).await.unwrap();
+    store
+        .write_resource(
+            "default",
+            Kind::Domain,
+            "a",
+            ResourceChange::Create {
+                doc: json!({"name": "a"}),
+            },
+            &op("x"),
+        )
+        .await
+        .unwrap();
+    pg.stop();
+    let down = store.resources("default", Kind::Domain).await.unwrap_err();
+    let message = down.to_string();
+    assert!(matches!(down, ControlError::Unavailable(_)), "{down:?}");
+    assert!(
+        message.contains(&format!("127.0.0.1:{}", pg.port)),
+        "{message}"
+    );
+    assert!(!message.contains("pw-never-shown"), "{message}");
+    pg.start_again();
+    // The pool replaces its broken connections: the first request after the restart works.
+    let domains = store.resources("default", Kind::Domain).await.unwrap();
+    assert_eq!(domains.len(), 1);
+    store
+        .write_resource(
+            "default",
+            Kind::Domain,
+            "b",
+            ResourceChange::Create {
+                doc: json!({"name": "b"}),
+            },
+            &op("x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pg.psql("SELECT count(*) FROM domains"), "2");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_named_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = PgControl::connect(&format!("postgres://u:s3cret-pw@127.0.0.1:{port}/db"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("127.0.0.1:{port}")) && e.contains("unreachable"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret-pw"), "{e}");
+    let e = PgControl::connect("postgres://u:pw@host:notaport/db")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("connection string") && !e.contains("pw@"), "{e}");
+}
+
+#[tokio::test]
+async fn revision_waits_wake_for_this_nodes_writes_and_see_other_servers_writes() {
+    let pg = TestPg::start();
+    let store = std::sync::Arc::new(PgControl::connect(&pg.dsn()).await.unwrap());
+    let waiting = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .wait_revision("default", 0, Duration::from_secs(30))
+                .await
+        })
+    };
+    store
+        .record("default", "credential", "AK", "create", &op("a"))
+        .await
+        .unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), 1);
+    // A row another server inserted is seen too, by looking again.
+    let waiting = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .wait_revision("default", 1, Duration::from_secs(30))
+                .await
+        })
+    };
+    pg.psql("INSERT INTO change_log (namespace, kind, name, action) VALUES ('default', 'domain', 'x', 'create')");
+    assert_eq!(waiting.await.unwrap().unwrap(), 2);
+    // Nothing new: the wait ends at its limit with the same revision.
+    assert_eq!(
+        store
+            .wait_revision("default", 2, Duration::from_millis(50))
+            .await
+            .unwrap(),
+        2
+    );
+}
