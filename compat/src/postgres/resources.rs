@@ -477,7 +477,7 @@ impl PgControl {
     }
 
     /// This node's writes wake the wait at once; other servers' writes to the same database
-    /// are seen within [`FOREIGN_WRITE_POLL`].
+    /// are seen within half a second (they wake nothing here).
     pub async fn wait_revision(&self, ns: &str, after: i64, wait: Duration) -> Result<i64> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
