@@ -1,7 +1,8 @@
 //! hermes-compat: what lets existing Hermes deployments keep working against Hermes nodes.
 //!
-//! Today: the etcd v3 JSON gateway ([`etcd`]) over the replicated store, shaped exactly as
-//! etcd's own gateway (int64 as strings, base64 bytes, zero fields omitted, etcd's error bodies).
+//! Today: etcd's v3 API ([`etcd`], gRPC and the JSON gateway) over the replicated store, shaped
+//! exactly as etcd's own (int64 as strings, base64 bytes, zero fields omitted, etcd's errors),
+//! and the first part of the control store on the original server's PostgreSQL ([`postgres`]).
 
 pub mod etcd;
 pub mod hmac;
