@@ -50,7 +50,17 @@ impl PgError {
                 server,
                 reason: db.message().to_string(),
             },
-            None => PgError::Unreachable {
+            // A closed connection, a socket error or a connect timeout (which has no source);
+            // anything else (a value that does not convert) is ours, not the network's.
+            None if e.is_closed()
+                || std::error::Error::source(&e).is_none_or(|s| s.is::<std::io::Error>()) =>
+            {
+                PgError::Unreachable {
+                    server,
+                    reason: e.to_string(),
+                }
+            }
+            None => PgError::Refused {
                 server,
                 reason: e.to_string(),
             },

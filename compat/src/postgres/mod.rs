@@ -24,8 +24,9 @@ pub use error::PgError;
 const POOL_SIZE: usize = 20;
 /// How long a request waits for a connection, and a new connection for the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// History versions kept per resource (the original's `maxHistory`).
-pub const HISTORY_RETENTION: i64 = 50;
+/// Longest a statement may run, and a lock wait (an import holds its namespace) may last,
+/// unless the connection string sets its own `options`.
+const SESSION_OPTIONS: &str = "-c statement_timeout=30000 -c lock_timeout=10000";
 /// How often a revision wait looks at the change log for writes other servers made (this
 /// node's own writes wake it at once).
 const FOREIGN_WRITE_POLL: Duration = Duration::from_millis(500);
@@ -40,6 +41,8 @@ pub struct PgControl {
     server: String,
     /// Woken by every change-log write made through this store.
     changed: Notify,
+    /// History versions kept per resource (`--resource-history`; the original kept 50).
+    history_retention: i64,
 }
 
 impl std::fmt::Debug for PgControl {
@@ -64,11 +67,15 @@ fn server_of(config: &tokio_postgres::Config) -> String {
 impl PgControl {
     /// Connects to the database `dsn` names (`postgres://user:password@host:port/db`), creates
     /// the original schema where it is missing and seeds the `default` namespace.
-    pub async fn connect(dsn: &str) -> Result<PgControl, PgError> {
+    /// `history_retention`: versions kept per resource.
+    pub async fn connect(dsn: &str, history_retention: usize) -> Result<PgControl, PgError> {
         let mut config: tokio_postgres::Config =
             dsn.parse().map_err(|e| PgError::Dsn(format!("{e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_options().is_none() {
+            config.options(SESSION_OPTIONS);
         }
         let server = server_of(&config);
         let manager = Manager::from_config(
@@ -91,6 +98,7 @@ impl PgControl {
             pool,
             server,
             changed: Notify::new(),
+            history_retention: i64::try_from(history_retention.max(1)).unwrap_or(i64::MAX),
         };
         store.create_schema().await?;
         Ok(store)

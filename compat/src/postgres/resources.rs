@@ -3,10 +3,11 @@
 //! history versions `MAX(version) + 1`, resource versions counted on the row, one global
 //! change-log revision per row, read per namespace.
 //!
-//! Two places differ from the original, both fixes of its listed bugs: writes to one resource
-//! (and imports, to the whole namespace) are serialized with advisory locks among Hermes
-//! nodes, so concurrent writes cannot compute one history version twice; and an import
-//! records a `delete` change for each resource it removes (the original removed them
+//! Three places differ from the original, all fixes of its listed bugs: writes to one
+//! resource (and imports, to the whole namespace) are serialized with advisory locks among
+//! Hermes nodes, so concurrent writes cannot compute one history version twice; a namespace's
+//! change-log rows commit in revision order (`LOCK_FEED`), so a reader of the feed never skips
+//! one; and an import records a `delete` change for each resource it removes (the original removed them
 //! silently, §10.3 C1, so a controller following the feed never deleted their keys).
 
 use std::time::Duration;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_postgres::Row;
 
-use super::{PgControl, PgError, FOREIGN_WRITE_POLL, HISTORY_RETENTION};
+use super::{PgControl, PgError, FOREIGN_WRITE_POLL};
 use hermes_control::model::{Action, ChangeEntry, HistoryEntry, Kind, Operator, Resource};
 use hermes_control::store::{ControlError, Imported, ResourceChange, Result, Written};
 
@@ -48,6 +49,10 @@ fn not_found(kind: Kind, name: &str) -> ControlError {
 const LOCK_RESOURCE: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 const LOCK_NAMESPACE_SHARED: &str = "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 1))";
 const LOCK_NAMESPACE: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 1))";
+/// Held from a namespace's change-log insert to the commit: revisions come from one global
+/// sequence, and two writers in one namespace that committed out of sequence order would let
+/// a reader that saw the later revision skip the earlier one for good.
+const LOCK_FEED: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 2))";
 
 fn resource_lock_key(ns: &str, kind: Kind, name: &str) -> String {
     format!("{ns}\n{}\n{name}", kind.as_str())
@@ -126,7 +131,7 @@ impl PgControl {
                 "namespace already exists".into(),
             ));
         }
-        insert_audit(&*tx, "_global", "namespace", name, "create", operator)
+        insert_audit(&tx, "_global", "namespace", name, "create", operator)
             .await
             .map_err(|e| self.db(e))?;
         if let Some(sub) = owner {
@@ -139,7 +144,7 @@ impl PgControl {
             .await
             .map_err(|e| self.db(e))?;
             let action = format!("set_role:{role}");
-            insert_audit(&*tx, name, "member", sub, &action, operator)
+            insert_audit(&tx, name, "member", sub, &action, operator)
                 .await
                 .map_err(|e| self.db(e))?;
         }
@@ -287,39 +292,33 @@ impl PgControl {
                 (Action::Rollback, doc, version)
             }
         };
-        let version = record_version(&tx, ns, kind, name, action, &doc, operator)
+        let (version, revision) = record_version(&tx, ns, kind, name, action, &doc, operator)
             .await
             .map_err(|e| self.db(e))?;
+        // History past the retention goes in the same transaction (the original pruned after
+        // the commit, on another connection; deletes and imports prune nothing, as there).
+        if action != Action::Delete && version > self.history_retention {
+            tx.execute(
+                "DELETE FROM config_history WHERE namespace = $1 AND kind = $2 \
+                 AND name = $3 AND version <= $4",
+                &[
+                    &ns,
+                    &kind.as_str(),
+                    &name,
+                    &(version - self.history_retention),
+                ],
+            )
+            .await
+            .map_err(|e| self.db(e))?;
+        }
         tx.commit().await.map_err(|e| self.db(e))?;
         self.changed.notify_waiters();
-        if action != Action::Delete && version > HISTORY_RETENTION {
-            self.prune_history(ns, kind, name, version).await;
-        }
         Ok(Written {
             version,
             resource_version,
             doc: (action != Action::Delete).then_some(doc),
-            revision: 0,
+            revision,
         })
-    }
-
-    /// Drops history past the retention, after the write (as the original, which does it
-    /// asynchronously): a failure here loses nothing and is only logged.
-    async fn prune_history(&self, ns: &str, kind: Kind, name: &str, version: i64) {
-        let pruned = async {
-            let client = self.client().await?;
-            client
-                .execute(
-                    "DELETE FROM config_history WHERE namespace = $1 AND kind = $2 \
-                     AND name = $3 AND version <= $4",
-                    &[&ns, &kind.as_str(), &name, &(version - HISTORY_RETENTION)],
-                )
-                .await
-                .map_err(|e| self.error(e))
-        };
-        if let Err(e) = pruned.await {
-            tracing::warn!(namespace = ns, kind = kind.as_str(), name, error = %e, "pruning history failed");
-        }
     }
 
     pub async fn replace_config(
@@ -335,6 +334,7 @@ impl PgControl {
         tx.execute(LOCK_NAMESPACE, &[&ns])
             .await
             .map_err(|e| self.db(e))?;
+        let mut revision = None;
         for (kind, docs) in [(Kind::Cluster, &clusters), (Kind::Domain, &domains)] {
             let t = table(kind);
             let wanted: Vec<String> = docs.iter().filter_map(name_of).collect();
@@ -351,9 +351,10 @@ impl PgControl {
             for row in &removed {
                 let name: String = self.column(row, "name")?;
                 let doc: Value = self.column(row, "config")?;
-                record_version(&tx, ns, kind, &name, Action::Delete, &doc, operator)
+                let (_, at) = record_version(&tx, ns, kind, &name, Action::Delete, &doc, operator)
                     .await
                     .map_err(|e| self.db(e))?;
+                revision = Some(at);
             }
             // As the original: every imported resource starts again at resource version 1.
             tx.execute(&format!("DELETE FROM {t} WHERE namespace = $1"), &[&ns])
@@ -371,17 +372,23 @@ impl PgControl {
                 )
                 .await
                 .map_err(|e| self.db(e))?;
-                record_version(&tx, ns, kind, &name, Action::Import, doc, operator)
+                let (_, at) = record_version(&tx, ns, kind, &name, Action::Import, doc, operator)
                     .await
                     .map_err(|e| self.db(e))?;
+                revision = Some(at);
             }
         }
         tx.commit().await.map_err(|e| self.db(e))?;
         self.changed.notify_waiters();
+        let revision = match revision {
+            Some(r) => r,
+            // An empty import of an empty namespace wrote nothing.
+            None => self.revision(ns).await?,
+        };
         Ok(Imported {
             domains: domains.len(),
             clusters: clusters.len(),
-            revision: 0,
+            revision,
         })
     }
 
@@ -407,7 +414,7 @@ impl PgControl {
              ORDER BY version DESC, id DESC LIMIT $4"
         );
         let rows = client
-            .query(&sql, &[&ns, &kind.as_str(), &name, &HISTORY_RETENTION])
+            .query(&sql, &[&ns, &kind.as_str(), &name, &self.history_retention])
             .await
             .map_err(|e| self.db(e))?;
         rows.iter()
@@ -536,10 +543,12 @@ impl PgControl {
         action: &str,
         operator: &Operator,
     ) -> Result<()> {
-        let client = self.client().await?;
-        insert_audit(&**client, ns, kind, name, action, operator)
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.db(e))?;
+        insert_audit(&tx, ns, kind, name, action, operator)
             .await
             .map_err(|e| self.db(e))?;
+        tx.commit().await.map_err(|e| self.db(e))?;
         self.changed.notify_waiters();
         Ok(())
     }
@@ -547,24 +556,25 @@ impl PgControl {
 
 /// An audit-only change-log row (no document).
 async fn insert_audit(
-    client: &impl tokio_postgres::GenericClient,
+    tx: &tokio_postgres::Transaction<'_>,
     ns: &str,
     kind: &str,
     name: &str,
     action: &str,
     operator: &Operator,
 ) -> std::result::Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            "INSERT INTO change_log (namespace, kind, name, action, operator) \
+    tx.execute(LOCK_FEED, &[&ns]).await?;
+    tx.execute(
+        "INSERT INTO change_log (namespace, kind, name, action, operator) \
              VALUES ($1, $2, $3, $4, $5)",
-            &[&ns, &kind, &name, &action, &operator.0],
-        )
-        .await
-        .map(|_| ())
+        &[&ns, &kind, &name, &action, &operator.0],
+    )
+    .await
+    .map(|_| ())
 }
 
-/// The history row and change-log row of one resource write; returns the history version.
+/// The history row and change-log row of one resource write; returns the history version and
+/// the change-log revision.
 async fn record_version(
     tx: &tokio_postgres::Transaction<'_>,
     ns: &str,
@@ -573,7 +583,7 @@ async fn record_version(
     action: Action,
     doc: &Value,
     operator: &Operator,
-) -> std::result::Result<i64, tokio_postgres::Error> {
+) -> std::result::Result<(i64, i64), tokio_postgres::Error> {
     let row = tx
         .query_one(
             "SELECT COALESCE(MAX(version), 0) + 1 AS version FROM config_history \
@@ -597,18 +607,20 @@ async fn record_version(
     )
     .await?;
     let logged: Option<&Value> = (action != Action::Delete).then_some(doc);
-    tx.execute(
-        "INSERT INTO change_log (namespace, kind, name, action, operator, config) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[
-            &ns,
-            &kind.as_str(),
-            &name,
-            &action.as_str(),
-            &operator.0,
-            &logged,
-        ],
-    )
-    .await?;
-    Ok(version)
+    tx.execute(LOCK_FEED, &[&ns]).await?;
+    let row = tx
+        .query_one(
+            "INSERT INTO change_log (namespace, kind, name, action, operator, config) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING revision",
+            &[
+                &ns,
+                &kind.as_str(),
+                &name,
+                &action.as_str(),
+                &operator.0,
+                &logged,
+            ],
+        )
+        .await?;
+    Ok((version, row.try_get("revision")?))
 }

@@ -13,6 +13,8 @@ use super::PgControl;
 use hermes_control::model::{Action, Kind, Operator};
 use hermes_control::store::{ControlError, ResourceChange};
 
+const RETENTION: usize = hermes_control::replicated::DEFAULT_HISTORY_RETENTION;
+
 fn op(name: &str) -> Operator {
     Operator(name.to_string())
 }
@@ -50,7 +52,10 @@ async fn creates_the_original_schema_once_and_serves_what_the_original_wrote() {
     let pg = TestPg::start();
     // Two nodes starting at once against an empty database: one schema, no error.
     let dsn = pg.dsn();
-    let (a, b) = tokio::join!(PgControl::connect(&dsn), PgControl::connect(&dsn));
+    let (a, b) = tokio::join!(
+        PgControl::connect(&dsn, RETENTION),
+        PgControl::connect(&dsn, RETENTION)
+    );
     let store = a.unwrap();
     drop(b.unwrap());
     assert_eq!(columns(&pg), ORIGINAL_COLUMNS);
@@ -109,7 +114,7 @@ async fn creates_the_original_schema_once_and_serves_what_the_original_wrote() {
     );
     // Connecting again changes nothing.
     drop(store);
-    let again = PgControl::connect(&pg.dsn()).await.unwrap();
+    let again = PgControl::connect(&pg.dsn(), RETENTION).await.unwrap();
     assert_eq!(columns(&pg), ORIGINAL_COLUMNS);
     assert_eq!(again.revision("team-a").await.unwrap(), 3);
 }
@@ -117,7 +122,7 @@ async fn creates_the_original_schema_once_and_serves_what_the_original_wrote() {
 #[tokio::test]
 async fn writes_read_back_by_plain_sql_in_the_original_layout() {
     let pg = TestPg::start();
-    let store = PgControl::connect(&pg.dsn()).await.unwrap();
+    let store = PgControl::connect(&pg.dsn(), RETENTION).await.unwrap();
     let doc = |v: u32| json!({"name": "web", "lb_type": "round_robin", "nodes": [{"host": "10.0.0.1", "port": v}]});
     let w = store
         .write_resource(
@@ -291,7 +296,7 @@ async fn writes_read_back_by_plain_sql_in_the_original_layout() {
 #[tokio::test]
 async fn history_keeps_the_newest_fifty_versions() {
     let pg = TestPg::start();
-    let store = PgControl::connect(&pg.dsn()).await.unwrap();
+    let store = PgControl::connect(&pg.dsn(), RETENTION).await.unwrap();
     let mut expected = 0;
     for i in 0..55 {
         let change = if i == 0 {
@@ -329,7 +334,7 @@ async fn history_keeps_the_newest_fifty_versions() {
 #[tokio::test]
 async fn a_database_restart_loses_nothing_and_the_store_recovers_by_itself() {
     let pg = TestPg::start();
-    let store = PgControl::connect(&pg.dsn()).await.unwrap();
+    let store = PgControl::connect(&pg.dsn(), RETENTION).await.unwrap();
     store
         .write_resource(
             "default",
@@ -377,16 +382,19 @@ async fn an_unreachable_server_is_named_without_the_password() {
         .local_addr()
         .unwrap()
         .port();
-    let e = PgControl::connect(&format!("postgres://u:s3cret-pw@127.0.0.1:{port}/db"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = PgControl::connect(
+        &format!("postgres://u:s3cret-pw@127.0.0.1:{port}/db"),
+        RETENTION,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains(&format!("127.0.0.1:{port}")) && e.contains("unreachable"),
         "{e}"
     );
     assert!(!e.contains("s3cret-pw"), "{e}");
-    let e = PgControl::connect("postgres://u:pw@host:notaport/db")
+    let e = PgControl::connect("postgres://u:pw@host:notaport/db", RETENTION)
         .await
         .unwrap_err()
         .to_string();
@@ -396,7 +404,7 @@ async fn an_unreachable_server_is_named_without_the_password() {
 #[tokio::test]
 async fn revision_waits_wake_for_this_nodes_writes_and_see_other_servers_writes() {
     let pg = TestPg::start();
-    let store = std::sync::Arc::new(PgControl::connect(&pg.dsn()).await.unwrap());
+    let store = std::sync::Arc::new(PgControl::connect(&pg.dsn(), RETENTION).await.unwrap());
     let waiting = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -429,4 +437,252 @@ async fn revision_waits_wake_for_this_nodes_writes_and_see_other_servers_writes(
             .unwrap(),
         2
     );
+}
+
+#[tokio::test]
+async fn concurrent_writers_never_share_a_history_version_and_the_feed_holds_every_row() {
+    let pg = TestPg::start();
+    let store = std::sync::Arc::new(PgControl::connect(&pg.dsn(), RETENTION).await.unwrap());
+    store
+        .write_resource(
+            "default",
+            Kind::Domain,
+            "hot",
+            ResourceChange::Create {
+                doc: json!({"name": "hot"}),
+            },
+            &op("a"),
+        )
+        .await
+        .unwrap();
+    // A follower of the feed, as a controller is: every row it is told of, in order.
+    let follower = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut after = 0;
+            while seen.len() < 81 {
+                store
+                    .wait_revision("default", after, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+                for change in store.changes("default", after, 100).await.unwrap() {
+                    after = change.revision;
+                    seen.push(change.revision);
+                }
+            }
+            seen
+        })
+    };
+    // Eight writers: unconditional rollbacks of one resource, and creates of others.
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..5 {
+                    store
+                        .write_resource(
+                            "default",
+                            Kind::Domain,
+                            "hot",
+                            ResourceChange::Rollback { version: 1 },
+                            &op("w"),
+                        )
+                        .await
+                        .unwrap();
+                    let name = format!("d{w}-{i}");
+                    store
+                        .write_resource(
+                            "default",
+                            Kind::Domain,
+                            &name,
+                            ResourceChange::Create {
+                                doc: json!({"name": name}),
+                            },
+                            &op("w"),
+                        )
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(30), follower)
+        .await
+        .unwrap()
+        .unwrap();
+    let all: Vec<i64> = pg
+        .psql("SELECT revision FROM change_log WHERE namespace = 'default' ORDER BY revision")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(seen, all, "the feed skipped or repeated a row");
+    assert_eq!(
+        pg.psql("SELECT count(*), count(DISTINCT version), max(version) FROM config_history WHERE name = 'hot'"),
+        "41|41|41"
+    );
+}
+
+#[tokio::test]
+async fn writes_report_their_revision_and_history_keeps_the_configured_number() {
+    let pg = TestPg::start();
+    let store = PgControl::connect(&pg.dsn(), 3).await.unwrap();
+    let w = store
+        .write_resource(
+            "default",
+            Kind::Cluster,
+            "c",
+            ResourceChange::Create {
+                doc: json!({"name": "c"}),
+            },
+            &op("a"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.revision, store.revision("default").await.unwrap());
+    assert!(w.revision > 0);
+    let mut expected = w.resource_version;
+    for i in 0..4 {
+        expected = store
+            .write_resource(
+                "default",
+                Kind::Cluster,
+                "c",
+                ResourceChange::Update {
+                    doc: json!({"name": "c", "i": i}),
+                    expected_version: expected,
+                },
+                &op("a"),
+            )
+            .await
+            .unwrap()
+            .resource_version;
+    }
+    let versions: Vec<i64> = store
+        .history("default", Kind::Cluster, "c")
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.version)
+        .collect();
+    assert_eq!(versions, [5, 4, 3]);
+    let imported = store
+        .replace_config("default", vec![], vec![json!({"name": "c"})], &op("i"))
+        .await
+        .unwrap();
+    assert_eq!(imported.revision, store.revision("default").await.unwrap());
+}
+
+/// Backends of the database waiting on a lock.
+fn lock_waiters(pg: &TestPg) -> usize {
+    pg.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        .parse()
+        .unwrap()
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_commits_late_is_not_skipped_by_the_feed() {
+    let pg = TestPg::start();
+    let store = std::sync::Arc::new(PgControl::connect(&pg.dsn(), 1).await.unwrap());
+    let hot = |i: i64| ResourceChange::Update {
+        doc: json!({"name": "hot", "i": i}),
+        expected_version: i,
+    };
+    store
+        .write_resource(
+            "default",
+            Kind::Domain,
+            "hot",
+            ResourceChange::Create {
+                doc: json!({"name": "hot"}),
+            },
+            &op("a"),
+        )
+        .await
+        .unwrap();
+    store
+        .write_resource("default", Kind::Domain, "hot", hot(1), &op("a"))
+        .await
+        .unwrap();
+    let before = store.revision("default").await.unwrap();
+    // Another client holds the resource's history row, so the next write to it stops after
+    // taking its revision, in its pruning, until that client lets go.
+    let (holder, connection) = tokio_postgres::connect(&pg.dsn(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM config_history WHERE name = 'hot' FOR UPDATE")
+        .await
+        .unwrap();
+    let late = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write_resource("default", Kind::Domain, "hot", hot(2), &op("late"))
+                .await
+        })
+    };
+    wait_until("the late write to block", || lock_waiters(&pg) == 1).await;
+    // A write to another resource meanwhile: it must not become visible ahead of the late one.
+    let other = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write_resource(
+                    "default",
+                    Kind::Domain,
+                    "other",
+                    ResourceChange::Create {
+                        doc: json!({"name": "other"}),
+                    },
+                    &op("b"),
+                )
+                .await
+        })
+    };
+    wait_until("the other write to finish or wait", || {
+        other.is_finished() || lock_waiters(&pg) == 2
+    })
+    .await;
+    let mut seen: Vec<i64> = store
+        .changes("default", before, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.revision)
+        .collect();
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    late.await.unwrap().unwrap();
+    other.await.unwrap().unwrap();
+    let after = seen.last().copied().unwrap_or(before);
+    seen.extend(
+        store
+            .changes("default", after, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.revision),
+    );
+    let all: Vec<i64> = pg
+        .psql(&format!("SELECT revision FROM change_log WHERE namespace = 'default' AND revision > {before} ORDER BY revision"))
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(all.len(), 2);
+    assert_eq!(seen, all, "a reader following the feed skipped a row");
 }
