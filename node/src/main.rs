@@ -26,7 +26,7 @@ fn env(name: &str) -> Option<String> {
 /// thread are plain task switches rather than wake-ups of parked threads. Measured on 2 CPUs
 /// (`bench/store.sh`, gRPC puts on one node): 28-29k puts/s on one thread, 25-26k on two.
 fn default_worker_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 4).max(1))
+    (hermes_gateway::proxy::threads::count(0) / 4).max(1)
 }
 
 fn install_panic_hook() {

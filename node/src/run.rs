@@ -413,8 +413,11 @@ pub async fn run(
     //    store durable. Handing over first lets the writes in flight here finish on the new
     //    leader instead of waiting out an election.
     let started = Instant::now();
+    // One grace period for the hand-off and the drain together: a supervisor whose stop
+    // timeout matches `--shutdown-grace-ms` must not kill the node mid-drain.
+    let grace_ends = tokio::time::Instant::now() + config.shutdown_grace;
     if failure.is_none() {
-        match tokio::time::timeout(config.shutdown_grace, node.hand_off_leadership()).await {
+        match tokio::time::timeout_at(grace_ends, node.hand_off_leadership()).await {
             Ok(Some(to)) => tracing::info!(to, "handed leadership over before stopping"),
             Ok(None) => {}
             Err(_) => tracing::warn!("handing leadership over took the whole grace period"),
@@ -426,7 +429,7 @@ pub async fn run(
         "shutting down: draining"
     );
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(config.shutdown_grace, async {
+    let drained = tokio::time::timeout_at(grace_ends, async {
         while servers.join_next().await.is_some() {}
         while helpers.join_next().await.is_some() {}
     })

@@ -27,6 +27,10 @@ const CATCH_UP: Duration = Duration::from_secs(5);
 /// leader sends no heartbeats, and past 3 s without a quorum's answer it would start refusing
 /// requests as a partitioned leader does (lease 0.8 s + campaign call + this stays under).
 const ELECTION: Duration = Duration::from_millis(1500);
+/// How long, with heartbeats paused, the entries already handed to raft may take to reach the
+/// target: short, for the same reason as [`ELECTION`] (replication answers still reach this
+/// leader meanwhile; the quiet time only starts once they settle).
+const SETTLE: Duration = Duration::from_millis(500);
 /// How long the target may take to answer the request to campaign.
 const CAMPAIGN_CALL: Duration = Duration::from_millis(500);
 
@@ -87,7 +91,7 @@ impl RaftNode {
                 "a leadership transfer is already in progress".into(),
             ));
         };
-        self.wait_caught_up(target).await?;
+        self.wait_caught_up(target, CATCH_UP).await?;
 
         tracing::info!(
             from = self.config.id,
@@ -97,7 +101,7 @@ impl RaftNode {
         let _paused = Paused::new(self);
         // Entries already handed to raft may still be replicating; the lease runs from the
         // last message each voter got, so wait for replication to settle first.
-        self.wait_caught_up(target).await?;
+        self.wait_caught_up(target, SETTLE).await?;
         tokio::time::sleep(self.config.election_timeout.1 + self.config.heartbeat_interval).await;
 
         let answer: Result<Result<(), ForwardError>, PeerError> = self
@@ -178,9 +182,9 @@ impl RaftNode {
     }
 
     /// Waits until the leader's replication to `target` has reached the leader's last entry.
-    async fn wait_caught_up(&self, target: NodeId) -> Result<(), TransferError> {
+    async fn wait_caught_up(&self, target: NodeId, within: Duration) -> Result<(), TransferError> {
         self.raft
-            .wait(Some(CATCH_UP))
+            .wait(Some(within))
             .metrics(
                 |m| {
                     let last = m.last_log_index;
@@ -197,7 +201,7 @@ impl RaftNode {
             .map(|_| ())
             .map_err(|_| {
                 TransferError::Failed(format!(
-                    "node {target} did not catch up with the leader's log within {CATCH_UP:?}"
+                    "node {target} did not catch up with the leader's log within {within:?}"
                 ))
             })
     }

@@ -55,19 +55,44 @@ impl KvStore {
     /// shows). Consistent: one revision, taken under the store's history lock. Blocking.
     pub fn backup(&self, hidden: Option<&[u8]>) -> Result<Vec<u8>, StoreError> {
         let contents = self.export()?;
+        let is_hidden = |key: &[u8]| hidden.is_some_and(|h| key.starts_with(h));
+        let leases = shown_leases(&contents.rows, contents.leases, is_hidden);
         let rows = contents
             .rows
             .into_iter()
-            .filter(|(_, row)| hidden.is_none_or(|h| !row.kv.key.starts_with(h)))
+            .filter(|(_, row)| !is_hidden(&row.kv.key))
             .collect();
         let backup = Backup {
             revision: contents.revision,
             compact_revision: contents.compact_revision,
             rows,
-            leases: contents.leases,
+            leases,
         };
         Ok(encode(&backup)?)
     }
+}
+
+/// The leases a backup without the hidden keys keeps: a lease only hidden keys use is left out
+/// with them (a restore would otherwise hold it with nothing attached); a lease no key uses is
+/// a client's, and stays.
+fn shown_leases(
+    rows: &[(RowId, HistoryRow)],
+    leases: Vec<LeaseRow>,
+    is_hidden: impl Fn(&[u8]) -> bool,
+) -> Vec<LeaseRow> {
+    let mut used_hidden = std::collections::HashSet::new();
+    let mut used_shown = std::collections::HashSet::new();
+    for (_, row) in rows.iter().filter(|(_, r)| r.kv.lease != 0) {
+        if is_hidden(&row.kv.key) {
+            used_hidden.insert(row.kv.lease);
+        } else {
+            used_shown.insert(row.kv.lease);
+        }
+    }
+    leases
+        .into_iter()
+        .filter(|l| used_shown.contains(&l.id) || !used_hidden.contains(&l.id))
+        .collect()
 }
 
 /// The file form of `backup`.
@@ -130,6 +155,29 @@ mod tests {
         let b = decode(&bytes).unwrap();
         assert_eq!((b.revision, b.compact_revision), (7, 2));
         assert_eq!(b.leases, vec![LeaseRow { id: 5, ttl: 60 }]);
+    }
+
+    #[test]
+    fn leases_only_hidden_keys_use_stay_out_of_a_backup_without_them() {
+        let row = |rev: i64, key: &str, lease: i64| {
+            (
+                RowId { rev, sub: 0 },
+                HistoryRow {
+                    kind: crate::mvcc::key_value::EventType::Put,
+                    kv: crate::mvcc::key_value::KeyValue {
+                        key: key.as_bytes().to_vec(),
+                        lease,
+                        ..Default::default()
+                    },
+                },
+            )
+        };
+        let rows = [row(1, "/cp/a", 1), row(2, "/app/b", 2), row(3, "/cp/c", 2)];
+        let leases = (1..=3).map(|id| LeaseRow { id, ttl: 60 }).collect();
+        let kept = shown_leases(&rows, leases, |k| k.starts_with(b"/cp/"));
+        // 1: only a hidden key's; 2: a shown key's too; 3: nobody's, a client's own.
+        let ids: Vec<i64> = kept.iter().map(|l| l.id).collect();
+        assert_eq!(ids, [2, 3]);
     }
 
     #[test]

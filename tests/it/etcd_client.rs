@@ -404,7 +404,32 @@ fn kv_through_the_etcd_client_crate() {
             Some("OutOfRange"),
             "{future}"
         );
-        bounded("hash", client.hash()).await.unwrap();
+        // Hash, of the whole store: the same on every member once all have applied the same
+        // writes, and another after one more write.
+        let mut members = Vec::new();
+        for id in [1, 2, 3] {
+            members.push(connect(&endpoints(&c, &[id])).await);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let settled = loop {
+            let mut hashes = Vec::new();
+            for one in &mut members {
+                hashes.push(bounded("hash", one.hash()).await.unwrap().hash());
+            }
+            if hashes.windows(2).all(|w| w[0] == w[1]) {
+                break hashes[0];
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members' hashes differ: {hashes:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        bounded("put", client.put("/kv/hash", "h3", None))
+            .await
+            .unwrap();
+        let moved = bounded("hash", client.hash()).await.unwrap().hash();
+        assert_ne!(moved, settled, "a write left the store's hash unchanged");
     });
 }
 

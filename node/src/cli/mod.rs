@@ -126,11 +126,12 @@ pub struct NodeArgs {
     /// How long a client request may wait for the cluster, in ms [default: 5000].
     #[arg(long)]
     pub request_timeout_ms: Option<String>,
-    /// How long in-flight requests may take to finish on shutdown, in ms [default: 10000].
+    /// How long a leader's hand-off and the in-flight requests may take together on shutdown,
+    /// in ms [default: 10000].
     #[arg(long)]
     pub shutdown_grace_ms: Option<String>,
-    /// Threads of everything but the proxy (store, raft, API, etcd); 0 = one per CPU,
-    /// 1 = one thread [default: 0].
+    /// Threads of everything but the proxy (store, raft, API, etcd); 0 = a quarter of the
+    /// CPUs, at least one; 1 = one thread [default: 0].
     #[arg(long)]
     pub worker_threads: Option<String>,
     /// Proxy threads, each with its own runtime and listening socket; 0 = one per CPU

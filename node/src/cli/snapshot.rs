@@ -21,26 +21,45 @@ pub async fn save(conn: &Connection, file: &Path) -> anyhow::Result<()> {
     let backup = hermes_storage::backup::decode(&bytes)
         .map_err(|e| anyhow::anyhow!("the backup received from {}: {e}", conn.endpoint))?;
     let part = part_path(file);
+    let target = file.to_path_buf();
+    let len = bytes.len();
+    let rows = backup.rows.len();
+    let revision = backup.revision;
     // The backup holds password hashes, sealed secrets and the etcd token key: only its owner
-    // may read it, as the data directory.
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&part)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&part, file)
-    };
-    write().map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
+    // may read it, as the data directory. Written off the runtime: it can be large and is
+    // fsynced; a failed write leaves no partial file behind.
+    let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&part)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&part, &target)?;
+            let dir = match target.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            hermes_storage::wal::small_file::sync_dir(dir).map_err(std::io::Error::other)
+        };
+        let result = write();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&part);
+        }
+        result
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
+    written.map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
     println!(
         "Snapshot saved at {} ({} bytes, revision {}, {} history rows)",
         file.display(),
-        bytes.len(),
-        backup.revision,
-        backup.rows.len()
+        len,
+        revision,
+        rows
     );
     Ok(())
 }

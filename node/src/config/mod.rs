@@ -136,10 +136,11 @@ pub struct NodeConfig {
     pub quota_backend_bytes: u64,
     /// How long a client request may wait for the cluster.
     pub request_timeout: Duration,
-    /// How long in-flight requests may take to finish on shutdown.
+    /// How long a leader's hand-off and the in-flight requests may take together on shutdown.
     pub shutdown_grace: Duration,
     /// Worker threads of the runtime everything but the proxy runs on (store, raft, admin API,
-    /// etcd endpoint); 0 means one per CPU, 1 tokio's current-thread scheduler.
+    /// etcd endpoint); 0 means a quarter of the CPUs (at least one), 1 tokio's current-thread
+    /// scheduler.
     pub worker_threads: usize,
     /// Proxy threads, each with a runtime and a listening socket of its own; 0 means one per
     /// CPU.

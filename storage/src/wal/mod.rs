@@ -270,7 +270,8 @@ impl Wal {
             .map_err(WalError::io("appending to", &path))?;
         active.len += self.buf.len() as u64;
         self.buf.clear();
-        if active.len > active.allocated {
+        // A full segment is cut to its records at the next append; zeros would go to waste.
+        if active.len > active.allocated && active.len < self.segment_max {
             // This group ran past the zero-filled space: fill the next stretch in the same
             // sync, so that the syncs after it commit no new size.
             let zeros = vec![0u8; self.preallocate as usize];

@@ -95,13 +95,30 @@ impl Api {
         Ok(self.current_header())
     }
 
-    /// Whether authentication is on: set by the configuration, or by AuthEnable.
+    /// Whether authentication is on: set by the configuration, or by AuthEnable. A state
+    /// record that cannot be read counts as on: refuse rather than open up.
     pub fn auth_enabled(&self) -> bool {
         self.auth.is_some()
-            || records::state(self.node.store())
-                .ok()
-                .flatten()
-                .is_some_and(|s| s.enabled)
+            || records::state(self.node.store()).map_or(true, |s| s.is_some_and(|s| s.enabled))
+    }
+
+    /// For a change that would take root away (`takes_root`): refused while authentication is
+    /// on, and otherwise made only if AuthEnable does not commit first (the state record is
+    /// returned pinned). Without this, an AuthEnable between the check and the change could
+    /// leave authentication on with nobody able to manage it.
+    fn keep_root(
+        &self,
+        store: &hermes_storage::store::KvStore,
+        takes_root: bool,
+    ) -> Result<Vec<records::Pin>, EtcdError> {
+        if !takes_root {
+            return Ok(Vec::new());
+        }
+        let (state, pin) = records::state_pinned(store)?;
+        if self.auth.is_some() || state.is_some_and(|s| s.enabled) {
+            return Err(invalid_management());
+        }
+        Ok(vec![pin])
     }
 
     /// etcd's AuthEnable: needs a user `root` holding the `root` role (or a configured user,
@@ -258,12 +275,12 @@ impl Api {
 
     pub async fn user_delete(&self, who: &Caller, name: &str) -> Result<Header, EtcdError> {
         self.may_change_user(who, name)?;
-        if self.auth_enabled() && name == ROOT {
-            return Err(invalid_management());
-        }
-        records::update::<User, ()>(&self.node, &records::user_key(name), |cur| match cur {
-            None => Err(user_not_found()),
-            Some(_) => Ok((Change::Delete, ())),
+        records::update_pinned::<User, ()>(&self.node, &records::user_key(name), |cur, store| {
+            let pins = self.keep_root(store, name == ROOT)?;
+            match cur {
+                None => Err(user_not_found()),
+                Some(_) => Ok((Change::Delete, (), pins)),
+            }
         })
         .await?;
         Ok(self.current_header())
@@ -330,18 +347,18 @@ impl Api {
         role: &str,
     ) -> Result<Header, EtcdError> {
         self.may_change_user(who, name)?;
-        if self.auth_enabled() && name == ROOT && role == ROOT {
-            return Err(invalid_management());
-        }
-        self.change_user(name, |u| {
-            let before = u.roles.len();
-            u.roles.retain(|r| r != role);
-            if u.roles.len() == before {
+        records::update_pinned::<User, ()>(&self.node, &records::user_key(name), |cur, store| {
+            let pins = self.keep_root(store, name == ROOT && role == ROOT)?;
+            let mut user = cur.ok_or_else(user_not_found)?;
+            let before = user.roles.len();
+            user.roles.retain(|r| r != role);
+            if user.roles.len() == before {
                 return Err(failed("role is not granted to the user"));
             }
-            Ok(true)
+            Ok((Change::Put(user), (), pins))
         })
-        .await
+        .await?;
+        Ok(self.current_header())
     }
 
     pub async fn role_add(&self, who: &Caller, name: &str) -> Result<Header, EtcdError> {
@@ -412,12 +429,12 @@ impl Api {
     /// Deletes a role and takes it from every user who held it.
     pub async fn role_delete(&self, who: &Caller, name: &str) -> Result<Header, EtcdError> {
         who.admin()?;
-        if self.auth_enabled() && name == ROOT {
-            return Err(invalid_management());
-        }
-        records::update::<Role, ()>(&self.node, &records::role_key(name), |cur| match cur {
-            None => Err(role_not_found()),
-            Some(_) => Ok((Change::Delete, ())),
+        records::update_pinned::<Role, ()>(&self.node, &records::role_key(name), |cur, store| {
+            let pins = self.keep_root(store, name == ROOT)?;
+            match cur {
+                None => Err(role_not_found()),
+                Some(_) => Ok((Change::Delete, (), pins)),
+            }
         })
         .await?;
         self.take_role_from_users(name).await?;

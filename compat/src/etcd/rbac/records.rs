@@ -138,6 +138,13 @@ pub fn role_pinned(store: &KvStore, name: &str) -> Result<(Option<Role>, Pin), E
     Ok((role, Pin { key, revision }))
 }
 
+/// The auth state record with the revision to pin it at.
+pub fn state_pinned(store: &KvStore) -> Result<(Option<AuthState>, Pin), EtcdError> {
+    let key = state_key();
+    let (state, revision) = read(store, &key)?;
+    Ok((state, Pin { key, revision }))
+}
+
 pub fn state(store: &KvStore) -> Result<Option<AuthState>, EtcdError> {
     Ok(read(store, &state_key())?.0)
 }
