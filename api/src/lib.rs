@@ -19,7 +19,8 @@ mod config;
 mod credentials;
 pub mod error;
 mod fields;
-pub mod login_guard;
+// Lives in hermes-control, shared with the etcd endpoint's sign-ins.
+pub use hermes_control::auth::login_guard;
 mod members;
 mod namespaces;
 pub mod oidc;

@@ -300,6 +300,14 @@ pub async fn run(
                 .map_err(|e| RunError::Config(format!("--oidc-issuer: {e}")))?,
         )),
     };
+    // One guard for every sign-in on this node: the admin API's and the etcd endpoint's
+    // users share the hashing budget and the lockouts.
+    let guard = Arc::new(
+        tokio::task::spawn_blocking(hermes_api::login_guard::LoginGuard::new)
+            .await
+            .map_err(|e| RunError::Task(e.to_string()))?
+            .map_err(|e| RunError::Config(e.to_string()))?,
+    );
     let admin_state = AdminState {
         namespace: config.namespace.clone(),
         node: node.clone(),
@@ -310,12 +318,7 @@ pub async fn run(
             store: control.clone(),
             oidc: oidc.clone(),
             cors_origins: config.api.cors_origins.clone(),
-            guard: Arc::new(
-                tokio::task::spawn_blocking(hermes_api::login_guard::LoginGuard::new)
-                    .await
-                    .map_err(|e| RunError::Task(e.to_string()))?
-                    .map_err(|e| RunError::Config(e.to_string()))?,
-            ),
+            guard: guard.clone(),
             anonymous_setup: config.initial_admin.is_none()
                 || !matches!(config.api.auth, crate::config::AuthMode::Builtin),
             hmac_max_skew: config.api.hmac_max_skew_secs,
@@ -338,7 +341,7 @@ pub async fn run(
         let auth = config.etcd_auth.as_ref().map(|(user, password)| {
             hermes_compat::etcd::auth::EtcdAuth::new(user.clone(), password.0.clone())
         });
-        let api = hermes_compat::etcd::Api::new(node.clone(), auth, stop_rx.clone());
+        let api = hermes_compat::etcd::Api::new(node.clone(), auth, guard.clone(), stop_rx.clone());
         servers.spawn(hermes_compat::etcd::serve(
             listener,
             api,

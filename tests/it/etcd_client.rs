@@ -1060,5 +1060,34 @@ fn the_configured_user_is_root_and_stored_users_sign_in_beside_it() {
         assert_eq!(values(bob.get("/x", None).await.unwrap().kvs()), ["1"]);
         let e = bob.put("/x", "2", None).await.unwrap_err();
         assert_eq!(grpc_code(&e).as_deref(), Some("PermissionDenied"), "{e}");
+
+        phase(
+            4,
+            "a password guesser is locked out, before any hashing, by the admin API's guard",
+        );
+        let refused = |r: Result<Client, etcd_client::Error>| match r {
+            Ok(_) => panic!("a sign-in went through"),
+            Err(e) => e,
+        };
+        // Five free failures, then each further one locks this user for this client.
+        for _ in 0..6 {
+            let e = refused(Client::connect(&all, Some(as_user("bob", "guess"))).await);
+            assert!(e.to_string().contains("authentication failed"), "{e}");
+        }
+        let e = refused(Client::connect(&all, Some(as_user("bob", "bob-password"))).await);
+        assert!(
+            e.to_string().contains("too many failed sign-ins"),
+            "the right password went through a lockout: {e}"
+        );
+        // Unknown users are counted too, and the configured user is not locked by them.
+        for _ in 0..6 {
+            let e = refused(Client::connect(&all, Some(as_user("nobody", "guess"))).await);
+            assert!(e.to_string().contains("authentication failed"), "{e}");
+        }
+        let e = refused(Client::connect(&all, Some(as_user("nobody", "guess"))).await);
+        assert!(e.to_string().contains("too many failed sign-ins"), "{e}");
+        Client::connect(&all, Some(as_user("ops", "configured-secret-pw")))
+            .await
+            .unwrap();
     });
 }

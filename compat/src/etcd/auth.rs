@@ -25,6 +25,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use hermes_control::auth::login_guard::HashingError;
 use hermes_raft::proxied::came_through_proxy;
 use hermes_raft::Header;
 
@@ -111,8 +112,16 @@ impl EtcdAuth {
     }
 }
 
-/// Password checks of stored users running at once, on the whole node.
-static PASSWORD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// A password operation the node's guard could not run.
+pub(crate) fn hashing_error(e: HashingError) -> EtcdError {
+    match e {
+        HashingError::Busy => EtcdError::new(
+            Code::Unavailable,
+            "etcdserver: the node is busy checking other passwords; try again shortly",
+        ),
+        HashingError::Failed(e) => EtcdError::new(Code::Internal, format!("etcdserver: {e}")),
+    }
+}
 
 fn unauthenticated(message: &str) -> EtcdError {
     EtcdError::new(Code::Unauthenticated, message)
@@ -238,11 +247,12 @@ fn token(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl Api {
-    /// Checks a user name and password; answers a token every node accepts.
+    /// Checks a user name and password from `client`; answers a token every node accepts.
     pub async fn authenticate(
         &self,
         name: &str,
         password: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<(Header, String), EtcdError> {
         if !self.auth_enabled() {
             return Err(EtcdError::new(
@@ -255,36 +265,56 @@ impl Api {
         }
         let failed =
             || EtcdError::invalid("etcdserver: authentication failed, invalid user ID or password");
+        // The admin API's lockouts: past a few failures a user is locked out for doubling
+        // times, before any hashing. Counted per user and client address together, so that a
+        // guesser cannot lock the gateways' own user out from elsewhere (tokens do not expire,
+        // but a restarted gateway must sign in again).
+        let from = client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        let attempt = self
+            .guard
+            .accounts
+            .begin(&format!("etcd user {name} from {from}"))
+            .map_err(|wait| {
+                EtcdError::new(
+                    Code::ResourceExhausted,
+                    format!(
+                        "etcdserver: too many failed sign-ins as {name:?}; try again in {} s",
+                        wait.as_secs().max(1)
+                    ),
+                )
+            })?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         if let Some(auth) = self.auth.as_deref().filter(|a| a.user == name) {
             if !auth.accepts(name, password.as_bytes()) {
+                attempt.failed();
                 return Err(failed());
             }
+            attempt.succeeded();
             return Ok((self.current_header(), auth.token(now)));
         }
         let store = self.node.store();
-        let state = records::state(store)?
-            .filter(|s| s.enabled || self.auth.is_some())
-            .ok_or_else(failed)?;
-        let user = records::user(store, name)?.ok_or_else(failed)?;
-        let Some(hash) = user.password_hash.clone() else {
-            return Err(failed());
-        };
-        let password = password.to_string();
-        // Each check costs tens of milliseconds of CPU: a flood of sign-ins waits here rather
-        // than taking every core.
-        let _turn = PASSWORD_CHECKS.acquire().await.map_err(|_| failed())?;
-        let matches = tokio::task::spawn_blocking(move || {
-            hermes_control::auth::password::verify(&password, &hash)
-        })
-        .await
-        .unwrap_or(false);
-        if !matches {
-            return Err(failed());
+        let state = records::state(store)?.filter(|s| s.enabled || self.auth.is_some());
+        let user = records::user(store, name)?;
+        // An unknown user, or one without a password, costs the same hashing as a known one
+        // (the guard verifies against a decoy), so timing does not tell which users exist.
+        let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+        let matches = self
+            .guard
+            .verify(password.to_string(), stored)
+            .await
+            .map_err(hashing_error)?;
+        match (matches, state, user) {
+            (true, Some(state), Some(user)) => {
+                attempt.succeeded();
+                Ok((self.current_header(), stored_token(&state, &user, now)))
+            }
+            _ => {
+                attempt.failed();
+                Err(failed())
+            }
         }
-        Ok((self.current_header(), stored_token(&state, &user, now)))
     }
 
     /// The endpoint's configured user, if it has one.
@@ -294,7 +324,11 @@ impl Api {
 }
 
 /// `POST /v3/auth/authenticate {"name","password"}` → `{"header", "token"}`.
-pub async fn authenticate(State(api): State<Api>, body: axum::body::Body) -> Response {
+pub async fn authenticate(
+    State(api): State<Api>,
+    axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    body: axum::body::Body,
+) -> Response {
     super::reply(
         async {
             let v = read_json(body).await?;
@@ -304,7 +338,11 @@ pub async fn authenticate(State(api): State<Api>, body: axum::body::Body) -> Res
                 &["name", "password"],
             )?;
             let (header, token) = api
-                .authenticate(&o.string("name")?, &o.string("password")?)
+                .authenticate(
+                    &o.string("name")?,
+                    &o.string("password")?,
+                    Some(client.ip()),
+                )
                 .await?;
             Ok(Out::new()
                 .value("header", encode::header(&header))

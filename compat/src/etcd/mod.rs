@@ -37,6 +37,7 @@ use tokio_stream::StreamExt;
 
 use error::EtcdError;
 
+use hermes_control::auth::login_guard::LoginGuard;
 use hermes_raft::RaftNode;
 
 pub use maintenance::ETCD_VERSION;
@@ -50,17 +51,21 @@ pub struct Api {
     /// Flips to `true` when the node shuts down; streams end then.
     shutdown: signal::Receiver<bool>,
     progress_interval: Duration,
+    /// Password hashing and failed-sign-in lockouts, shared with the admin API's sign-ins.
+    guard: Arc<LoginGuard>,
 }
 
 impl Api {
     pub fn new(
         node: Arc<RaftNode>,
         auth: Option<auth::EtcdAuth>,
+        guard: Arc<LoginGuard>,
         shutdown: signal::Receiver<bool>,
     ) -> Self {
         Api {
             node,
             auth: auth.map(Arc::new),
+            guard,
             shutdown,
             progress_interval: watch_session::PROGRESS_INTERVAL,
         }

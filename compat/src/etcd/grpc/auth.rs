@@ -69,10 +69,14 @@ impl auth_server::Auth for Auth {
         &self,
         request: tonic::Request<AuthenticateRequest>,
     ) -> Answer<AuthenticateResponse> {
+        let client = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
         let r = request.into_inner();
         answer(
             self.0
-                .authenticate(&r.name, &r.password)
+                .authenticate(&r.name, &r.password, client)
                 .await
                 .map(|(h, token)| AuthenticateResponse {
                     header: header(&h),

@@ -35,13 +35,6 @@ fn new_key() -> Vec<u8> {
     rand::random::<[u8; 32]>().to_vec()
 }
 
-async fn hash(password: String) -> Result<String, EtcdError> {
-    tokio::task::spawn_blocking(move || hermes_control::auth::password::hash(&password))
-        .await
-        .map_err(|e| EtcdError::new(Code::Internal, format!("etcdserver: {e}")))?
-        .map_err(|e| EtcdError::new(Code::Internal, format!("etcdserver: {e}")))
-}
-
 impl Api {
     fn is_configured(&self, name: &str) -> bool {
         self.auth_user() == Some(name)
@@ -211,7 +204,12 @@ impl Api {
         let password_hash = if no_password {
             None
         } else {
-            Some(hash(password.to_string()).await?)
+            Some(
+                self.guard
+                    .hash(password.to_string())
+                    .await
+                    .map_err(crate::etcd::auth::hashing_error)?,
+            )
         };
         let user = User {
             name: name.to_string(),
@@ -300,7 +298,11 @@ impl Api {
                 "etcdserver: hashed passwords are not taken; send the password itself",
             ));
         }
-        let hashed = hash(password.to_string()).await?;
+        let hashed = self
+            .guard
+            .hash(password.to_string())
+            .await
+            .map_err(crate::etcd::auth::hashing_error)?;
         self.change_user(name, |u| {
             u.password_hash = Some(hashed.clone());
             Ok(true)

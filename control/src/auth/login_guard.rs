@@ -1,4 +1,5 @@
-//! What stands between a password guesser and the built-in accounts:
+//! What stands between a password guesser and the built-in accounts (the admin API's, and the
+//! etcd endpoint's users):
 //! - password hashing and verifying run a few at a time ([`HASHING_AT_ONCE`]): each argon2id
 //!   run holds about 19 MiB, so 64 parallel sign-ins would otherwise take over a gigabyte;
 //! - failed sign-ins are counted per account and per client address, and after
@@ -20,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use hermes_control::auth::password;
+use super::password;
 
 /// Password hashes computed at once on this node.
 pub const HASHING_AT_ONCE: usize = 2;
@@ -188,7 +189,7 @@ fn forget_quietest(keys: &mut HashMap<String, Failures>, now: Instant) {
     }
 }
 
-/// The shared guard of one node's admin API.
+/// The shared guard of one node's sign-ins: the admin API's and the etcd endpoint's.
 #[derive(Debug)]
 pub struct LoginGuard {
     hashing: Arc<Semaphore>,
