@@ -57,6 +57,8 @@ pub struct KvStore {
     /// exclusively so a snapshot never misses a row it selected.
     history_guard: Arc<RwLock<()>>,
     writer: StateWriter,
+    /// One whole-store read (a backup, a hash) at a time: see [`KvStore::read_whole`].
+    whole_reads: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for KvStore {
@@ -116,7 +118,27 @@ impl KvStore {
             hub,
             history_guard,
             writer,
+            whole_reads: tokio::sync::Semaphore::new(1),
         }))
+    }
+
+    /// Runs `f`, which reads every row (a backup, a hash), off the runtime and one at a time
+    /// on this node: each holds a copy of the whole store, and they are root's diagnostics and
+    /// backups, not worth several copies in memory, nor several stalls of compaction's
+    /// deletes (which wait for the read), at once.
+    pub async fn read_whole<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&KvStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _one = self
+            .whole_reads
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     pub fn engine(&self) -> &Arc<dyn Engine> {

@@ -244,10 +244,11 @@ pub async fn snapshot(
 ) -> Result<Response, ApiError> {
     authorize_change(&state, client, &headers, "GET", &uri, &body).await?;
     state.node.read_barrier().await?;
-    let store = state.node.store().clone();
-    let bytes = tokio::task::spawn_blocking(move || store.backup(None))
+    let bytes = state
+        .node
+        .store()
+        .read_whole(|s| s.backup(None))
         .await
-        .map_err(|e| ApiError::internal(format!("taking the backup: {e}")))?
         .map_err(|e| ApiError::internal(format!("taking the backup: {e}")))?;
     tracing::info!(bytes = bytes.len(), "backup taken");
     Ok((

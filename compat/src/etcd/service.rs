@@ -362,12 +362,11 @@ impl Api {
     pub async fn snapshot(&self, who: &Caller) -> Result<(Header, Vec<u8>), EtcdError> {
         who.admin()?;
         self.barrier(false).await?;
-        let store = self.node.store().clone();
-        let bytes = tokio::task::spawn_blocking(move || {
-            store.backup(Some(hermes_storage::keys::CONTROL_PREFIX.as_bytes()))
-        })
-        .await
-        .map_err(|e| EtcdError::new(Code::Internal, format!("etcdserver: {e}")))??;
+        let bytes = self
+            .node
+            .store()
+            .read_whole(|s| s.backup(Some(hermes_storage::keys::CONTROL_PREFIX.as_bytes())))
+            .await?;
         Ok((self.current_header(), bytes))
     }
 
@@ -380,25 +379,23 @@ impl Api {
         revision: i64,
     ) -> Result<(Header, u32, i64, i64), EtcdError> {
         who.admin()?;
-        let store = self.node.store().clone();
-        let (hash, compacted, upto) = tokio::task::spawn_blocking(move || {
-            store.hash_kv(
-                revision,
-                Some(hermes_storage::keys::CONTROL_PREFIX.as_bytes()),
-            )
-        })
-        .await
-        .map_err(|e| EtcdError::new(Code::Internal, format!("etcdserver: {e}")))??;
+        let (hash, compacted, upto) = self
+            .node
+            .store()
+            .read_whole(move |s| {
+                s.hash_kv(
+                    revision,
+                    Some(hermes_storage::keys::CONTROL_PREFIX.as_bytes()),
+                )
+            })
+            .await?;
         Ok((self.header(upto), hash, compacted, upto))
     }
 
     /// etcd's Hash: a hash of this member's whole store (the control plane included).
     pub async fn hash(&self, who: &Caller) -> Result<(Header, u32), EtcdError> {
         who.admin()?;
-        let store = self.node.store().clone();
-        let (hash, _, upto) = tokio::task::spawn_blocking(move || store.hash_kv(0, None))
-            .await
-            .map_err(|e| EtcdError::new(Code::Internal, format!("etcdserver: {e}")))??;
+        let (hash, _, upto) = self.node.store().read_whole(|s| s.hash_kv(0, None)).await?;
         Ok((self.header(upto), hash))
     }
 }

@@ -114,19 +114,18 @@ impl PbMaintenanceService for Maintenance {
         let (h, bytes) = self.0.snapshot(&who).await?;
         let header = convert::header(&h);
         let total = bytes.len();
-        let chunks: Vec<Result<PbSnapshotResponse, tonic::Status>> = bytes
-            .chunks(SNAPSHOT_CHUNK)
-            .enumerate()
-            .map(|(i, blob)| {
-                let sent = (i * SNAPSHOT_CHUNK + blob.len()) as u64;
-                Ok(PbSnapshotResponse {
-                    header,
-                    remaining_bytes: total as u64 - sent,
-                    blob: blob.to_vec(),
-                    ..PbSnapshotResponse::default()
-                })
+        // Chunks are copied out as the stream is read, not all at once beside the backup.
+        let chunks = (0..total.div_ceil(SNAPSHOT_CHUNK)).map(move |i| {
+            let start = i * SNAPSHOT_CHUNK;
+            let blob = bytes[start..total.min(start + SNAPSHOT_CHUNK)].to_vec();
+            let sent = (start + blob.len()) as u64;
+            Ok(PbSnapshotResponse {
+                header,
+                remaining_bytes: total as u64 - sent,
+                blob,
+                ..PbSnapshotResponse::default()
             })
-            .collect();
+        });
         Ok(tonic::Response::new(Box::pin(futures_util::stream::iter(
             chunks,
         ))))
