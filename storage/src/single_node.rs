@@ -169,6 +169,26 @@ pub fn restore(
             dir: dir.to_path_buf(),
         });
     }
+    let had_snapshots = layout.snapshots().exists();
+    let restored = restore_into(&layout, id, peer_url, backup);
+    if restored.is_err() {
+        // Nothing of a half-made member stays behind to refuse the next attempt.
+        let _ = std::fs::remove_file(layout.marker());
+        let _ = std::fs::remove_dir_all(layout.state());
+        let _ = std::fs::remove_dir_all(layout.raft());
+        if !had_snapshots {
+            let _ = std::fs::remove_dir_all(layout.snapshots());
+        }
+    }
+    restored
+}
+
+fn restore_into(
+    layout: &layout::Layout,
+    id: u64,
+    peer_url: &str,
+    backup: crate::backup::Backup,
+) -> Result<Recovery, RestoreError> {
     layout
         .claim(id)
         .map_err(StoreError::from)
@@ -200,7 +220,7 @@ pub fn restore(
     let member = Member {
         peer_url: peer_url.to_string(),
     };
-    found(&layout, &store, contents, applied, id, member, "restored")?;
+    found(layout, &store, contents, applied, id, member, "restored")?;
     Ok(Recovery {
         applied: Some(applied),
         revision,
