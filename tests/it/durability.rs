@@ -110,14 +110,27 @@ fn put_is_fdatasynced_before_the_response_is_sent() {
         .position(|l| l.contains("HTTP/1.1 200"))
         .map(|i| i + request)
         .expect("the response write is in the trace");
-    let synced = lines[request..response].iter().any(|l| {
-        let completed = l.contains(") = 0");
-        // The raft log's segment (`raft/<first index>.wal`).
-        let on_db = l.contains(".wal>");
-        (l.contains("fdatasync(") || l.contains("<... fdatasync resumed>"))
-            && completed
-            && (on_db || l.contains("resumed"))
-    });
+    // A completed `fdatasync` of the raft log's segment (`raft/<first index>.wal`) that started
+    // after the request was read: either one line, or strace's `<unfinished ...>` line followed
+    // by `<... fdatasync resumed>) = 0` from the same thread (strace pads before the `=`).
+    let returned_zero = |l: &str| l.trim_end().ends_with("= 0");
+    let thread = |l: &str| l.split_whitespace().next().unwrap_or("").to_string();
+    let mut started = std::collections::HashSet::new();
+    let mut synced = false;
+    for l in &lines[request..response] {
+        if l.contains("fdatasync(") && l.contains(".wal>") {
+            if l.contains("<unfinished") {
+                started.insert(thread(l));
+            } else if returned_zero(l) {
+                synced = true;
+            }
+        } else if l.contains("<... fdatasync resumed>")
+            && started.contains(&thread(l))
+            && returned_zero(l)
+        {
+            synced = true;
+        }
+    }
     assert!(
         synced,
         "no completed fdatasync of the store between request and response:\n{}",
