@@ -56,7 +56,8 @@ async fn once(
     let secret = password::generate();
     let hashed = {
         let s = secret.clone();
-        tokio::task::spawn_blocking(move || password::hash(&s))
+        let scheme = store.password_scheme();
+        tokio::task::spawn_blocking(move || password::hash_as(scheme, &s))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?

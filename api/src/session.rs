@@ -49,6 +49,7 @@ impl From<HashingError> for ApiError {
         match e {
             HashingError::Busy => ApiError::unavailable(e.to_string()),
             HashingError::Failed(_) => ApiError::internal(e.to_string()),
+            HashingError::Refused(_) => ApiError::bad_request(e.to_string()),
         }
     }
 }
@@ -83,14 +84,21 @@ pub async fn login(
     let Some(mut user) = user else {
         return Err(ApiError::unauthorized("invalid email or password"));
     };
-    if password::needs_upgrade(&user.password_hash) {
+    if guard.needs_upgrade(&user.password_hash) {
         user.password_hash = guard.hash(pw).await?;
     }
     user.last_seen = now_rfc3339();
     state
         .store
-        .update_user(user.clone(), None, &Operator::default())
+        .update_user(user, None, &Operator::default())
         .await?;
+    // Read back: the token carries the stored epoch, which a store may derive from what was
+    // just written (the PostgreSQL store derives it from the password hash).
+    let user = state
+        .store
+        .user(&sub)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid email or password"))?;
     state.store.ensure_signing_key(unix_now()).await?;
     let keys = state.store.signing_keys().await?;
     let now = unix_now();

@@ -89,6 +89,11 @@ pub const SYNC_ACTION: &str = "user.sync";
 
 #[async_trait]
 pub trait ControlStore: Send + Sync + 'static {
+    /// How new password hashes for this store's users are made.
+    fn password_scheme(&self) -> crate::auth::password::Scheme {
+        crate::auth::password::Scheme::Argon2id
+    }
+
     // --- namespaces ---
     /// Every namespace, sorted; `default` always among them.
     async fn namespaces(&self) -> Result<Vec<String>>;

@@ -303,10 +303,13 @@ pub async fn run(
     // One guard for every sign-in on this node: the admin API's and the etcd endpoint's
     // users share the hashing budget and the lockouts.
     let guard = Arc::new(
-        tokio::task::spawn_blocking(hermes_api::login_guard::LoginGuard::new)
-            .await
-            .map_err(|e| RunError::Task(e.to_string()))?
-            .map_err(|e| RunError::Config(e.to_string()))?,
+        tokio::task::spawn_blocking({
+            let scheme = control.password_scheme();
+            move || hermes_api::login_guard::LoginGuard::new(scheme)
+        })
+        .await
+        .map_err(|e| RunError::Task(e.to_string()))?
+        .map_err(|e| RunError::Config(e.to_string()))?,
     );
     let admin_state = AdminState {
         namespace: config.namespace.clone(),

@@ -120,6 +120,9 @@ pub(crate) fn hashing_error(e: HashingError) -> EtcdError {
             "etcdserver: the node is busy checking other passwords; try again shortly",
         ),
         HashingError::Failed(e) => EtcdError::new(Code::Internal, format!("etcdserver: {e}")),
+        HashingError::Refused(e) => {
+            EtcdError::new(Code::InvalidArgument, format!("etcdserver: {e}"))
+        }
     }
 }
 

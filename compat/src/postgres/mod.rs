@@ -3,14 +3,16 @@
 //! optimistic-concurrency rules, so that a Hermes node and original servers can serve one
 //! database side by side, and a node can replace a server without a migration.
 //!
-//! Built so far: connecting (a pool that reconnects by itself, the schema created as the
-//! original creates it), namespaces, domains and clusters with their history, and the change
-//! log with its audit view. Users, credentials, members, signing keys, status and dashboards
-//! follow; until they do this is not yet a [`hermes_control::store::ControlStore`].
+//! `connect` opens a pool that reconnects by itself and creates the schema as the original
+//! creates it; [`resources`] holds namespaces, domains, clusters, history and the change log,
+//! [`records`] the rest, and [`store`] puts them behind
+//! [`hermes_control::store::ControlStore`].
 
 mod error;
+mod records;
 mod resources;
 mod schema;
+mod store;
 
 use std::time::Duration;
 
@@ -43,6 +45,8 @@ pub struct PgControl {
     changed: Notify,
     /// History versions kept per resource (`--resource-history`; the original kept 50).
     history_retention: i64,
+    /// First-time setup was seen closed (it never reopens).
+    setup_closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PgControl {
@@ -99,6 +103,7 @@ impl PgControl {
             server,
             changed: Notify::new(),
             history_retention: i64::try_from(history_retention.max(1)).unwrap_or(i64::MAX),
+            setup_closed: std::sync::atomic::AtomicBool::new(false),
         };
         store.create_schema().await?;
         Ok(store)
@@ -133,6 +138,8 @@ impl PgControl {
     }
 }
 
+#[cfg(test)]
+mod records_tests;
 #[cfg(test)]
 mod test_server;
 #[cfg(test)]

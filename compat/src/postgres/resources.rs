@@ -59,7 +59,7 @@ fn resource_lock_key(ns: &str, kind: Kind, name: &str) -> String {
 }
 
 impl PgControl {
-    fn corrupt(&self, what: String) -> ControlError {
+    pub(super) fn corrupt(&self, what: String) -> ControlError {
         PgError::Corrupt {
             server: self.server.clone(),
             what,
@@ -67,11 +67,11 @@ impl PgControl {
         .into()
     }
 
-    fn db(&self, e: tokio_postgres::Error) -> ControlError {
+    pub(super) fn db(&self, e: tokio_postgres::Error) -> ControlError {
         self.error(e).into()
     }
 
-    fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    pub(super) fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
         &self,
         row: &'a Row,
         column: &str,
@@ -136,13 +136,7 @@ impl PgControl {
             .map_err(|e| self.db(e))?;
         if let Some(sub) = owner {
             let role = hermes_control::scopes::Role::Owner.as_str();
-            tx.execute(
-                "INSERT INTO namespace_members (namespace, user_sub, role) VALUES ($1, $2, $3) \
-                 ON CONFLICT (namespace, user_sub) DO UPDATE SET role = EXCLUDED.role",
-                &[&name, &sub, &role],
-            )
-            .await
-            .map_err(|e| self.db(e))?;
+            self.upsert_member(&tx, name, sub, role).await?;
             let action = format!("set_role:{role}");
             insert_audit(&tx, name, "member", sub, &action, operator)
                 .await
@@ -555,7 +549,7 @@ impl PgControl {
 }
 
 /// An audit-only change-log row (no document).
-async fn insert_audit(
+pub(super) async fn insert_audit(
     tx: &tokio_postgres::Transaction<'_>,
     ns: &str,
     kind: &str,

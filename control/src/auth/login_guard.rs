@@ -197,6 +197,9 @@ pub struct LoginGuard {
     pub clients: Throttle,
     /// A hash of a random password, verified against for accounts that do not exist.
     decoy: String,
+    /// How new hashes are made (the user store's scheme; the decoy is one of them too, so an
+    /// unknown account costs what a known one does).
+    scheme: password::Scheme,
 }
 
 /// Why a password operation could not run.
@@ -206,18 +209,23 @@ pub enum HashingError {
     Busy,
     #[error("password hashing failed: {0}")]
     Failed(String),
+    /// The password cannot be hashed by this scheme (bcrypt's 72 bytes): the caller's to fix.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl LoginGuard {
-    /// Builds the guard; computes the decoy hash (blocking, tens of milliseconds).
-    pub fn new() -> Result<LoginGuard, HashingError> {
-        let decoy = password::hash(&password::generate())
+    /// Builds the guard hashing new passwords with `scheme`; computes the decoy hash
+    /// (blocking, tens of milliseconds).
+    pub fn new(scheme: password::Scheme) -> Result<LoginGuard, HashingError> {
+        let decoy = password::hash_as(scheme, &password::generate())
             .map_err(|e| HashingError::Failed(e.to_string()))?;
         Ok(LoginGuard {
             hashing: Arc::new(Semaphore::new(HASHING_AT_ONCE)),
             accounts: Throttle::default(),
             clients: Throttle::default(),
             decoy,
+            scheme,
         })
     }
 
@@ -261,11 +269,20 @@ impl LoginGuard {
         Ok(matched && real)
     }
 
-    /// A new argon2id hash of `pw`.
+    /// A new hash of `pw` in this guard's scheme.
     pub async fn hash(&self, pw: String) -> Result<String, HashingError> {
-        self.run(move || password::hash(&pw))
+        let scheme = self.scheme;
+        self.run(move || password::hash_as(scheme, &pw))
             .await?
-            .map_err(|e| HashingError::Failed(e.to_string()))
+            .map_err(|e| match e {
+                password::PasswordError::TooLong => HashingError::Refused(e.to_string()),
+                other => HashingError::Failed(other.to_string()),
+            })
+    }
+
+    /// Whether a stored hash that just verified should be replaced by a new [`Self::hash`].
+    pub fn needs_upgrade(&self, stored: &str) -> bool {
+        password::needs_upgrade_to(self.scheme, stored)
     }
 }
 
@@ -344,7 +361,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_account_never_verifies_but_costs_the_same() {
-        let g = LoginGuard::new().unwrap();
+        let g = LoginGuard::new(password::Scheme::Argon2id).unwrap();
         let stored = password::hash("right horse").unwrap();
         assert!(g
             .verify("right horse".into(), Some(stored.clone()))

@@ -1,6 +1,7 @@
 //! Password hashes of the built-in users: new hashes are argon2id PHC strings, and the bcrypt
 //! hashes the original server stored (`$2a$`/`$2b$`/`$2y$`) still verify and are flagged for
-//! upgrade. Also the initial admin's generated password and the minimum-length rule.
+//! upgrade; except on a database original servers share ([`Scheme::Bcrypt`]), where new hashes
+//! are the original's bcrypt so that those servers can still verify them. Also the initial admin's generated password and the minimum-length rule.
 //!
 //! Hashing and verifying are CPU-heavy (tens of milliseconds): callers run them on
 //! `tokio::task::spawn_blocking`, never on a runtime thread. Nothing here logs or stores a
@@ -26,12 +27,62 @@ const SALT_LEN: usize = 16;
 /// Prefixes of the bcrypt hashes the original server may have stored.
 const BCRYPT_PREFIXES: [&str; 3] = ["$2a$", "$2b$", "$2y$"];
 
+/// bcrypt's cost factor for new bcrypt hashes: the original's (`bcrypt.DefaultCost`).
+const BCRYPT_COST: u32 = 10;
+
+/// Longest password bcrypt takes, in bytes: it ignores the rest, and Go's bcrypt refuses it.
+const BCRYPT_MAX_BYTES: usize = 72;
+
+/// How new password hashes are made: a property of where users are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scheme {
+    /// argon2id PHC strings (the embedded store).
+    #[default]
+    Argon2id,
+    /// bcrypt `$2a$10$…`, the original server's: for a PostgreSQL database that original
+    /// servers may share, since they verify nothing else.
+    Bcrypt,
+}
+
 /// Why a password could not be hashed.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
     /// The argon2 hasher failed (it only does on invalid parameters or a broken RNG).
     #[error("hashing the password with argon2id failed: {0}")]
     Hash(String),
+    /// bcrypt takes at most 72 bytes.
+    #[error("password must be at most 72 bytes")]
+    TooLong,
+    /// The bcrypt hasher failed (the OS random source).
+    #[error("hashing the password with bcrypt failed: {0}")]
+    Bcrypt(String),
+}
+
+/// Hashes `password` the way `scheme` says: [`hash`], or bcrypt at the original's cost with
+/// Go's `$2a$` prefix.
+///
+/// CPU-heavy: callers run it on `tokio::task::spawn_blocking`.
+pub fn hash_as(scheme: Scheme, password: &str) -> Result<String, PasswordError> {
+    match scheme {
+        Scheme::Argon2id => hash(password),
+        Scheme::Bcrypt => {
+            if password.len() > BCRYPT_MAX_BYTES {
+                return Err(PasswordError::TooLong);
+            }
+            bcrypt::hash_with_result(password, BCRYPT_COST)
+                .map(|parts| parts.format_for_version(bcrypt::Version::TwoA))
+                .map_err(|e| PasswordError::Bcrypt(e.to_string()))
+        }
+    }
+}
+
+/// As [`needs_upgrade`] for `scheme`: under [`Scheme::Bcrypt`] any bcrypt hash is kept and
+/// anything else (an argon2 hash an original server could not verify) is replaced.
+pub fn needs_upgrade_to(scheme: Scheme, stored: &str) -> bool {
+    match scheme {
+        Scheme::Argon2id => needs_upgrade(stored),
+        Scheme::Bcrypt => !is_bcrypt(stored),
+    }
 }
 
 /// Hashes `password` as an argon2id PHC string (`$argon2id$v=19$...`) with the default
@@ -156,6 +207,27 @@ mod tests {
         let go_style = stored.replacen("$2b$", "$2a$", 1);
         assert!(verify("hunter22", &go_style));
         assert!(needs_upgrade(&go_style));
+    }
+
+    #[test]
+    fn the_bcrypt_scheme_writes_what_go_verifies_and_keeps_it() {
+        let stored = hash_as(Scheme::Bcrypt, "hunter22").unwrap();
+        assert!(stored.starts_with("$2a$10$"), "{stored}");
+        assert_eq!(stored.len(), 60);
+        assert!(verify("hunter22", &stored));
+        assert!(!verify("hunter23", &stored));
+        assert!(!needs_upgrade_to(Scheme::Bcrypt, &stored));
+        assert!(needs_upgrade_to(Scheme::Argon2id, &stored));
+        // An argon2 hash on a shared database goes back to bcrypt at the next sign-in.
+        let argon = hash("hunter22").unwrap();
+        assert!(needs_upgrade_to(Scheme::Bcrypt, &argon));
+        assert!(!needs_upgrade_to(Scheme::Argon2id, &argon));
+        // bcrypt would drop what is past 72 bytes; the password is refused instead.
+        assert!(matches!(
+            hash_as(Scheme::Bcrypt, &"x".repeat(73)),
+            Err(PasswordError::TooLong)
+        ));
+        assert!(hash_as(Scheme::Bcrypt, &"x".repeat(72)).is_ok());
     }
 
     #[test]
