@@ -1,9 +1,14 @@
 //! hermes-compat: what lets existing Hermes deployments keep working against Hermes nodes.
 //!
 //! Today: etcd's v3 API ([`etcd`], gRPC and the JSON gateway) over the replicated store, shaped
-//! exactly as etcd's own (int64 as strings, base64 bytes, zero fields omitted, etcd's errors),
-//! and the first part of the control store on the original server's PostgreSQL ([`postgres`]).
+//! exactly as etcd's own (int64 as strings, base64 bytes, zero fields omitted, etcd's errors);
+//! the control store on the original server's PostgreSQL ([`postgres`]); and the controller
+//! role that copies a control store's configuration into an external etcd ([`controller`]).
 
+pub mod controller;
 pub mod etcd;
 pub mod hmac;
 pub mod postgres;
+
+#[cfg(test)]
+mod test_etcd;

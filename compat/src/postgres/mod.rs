@@ -141,6 +141,6 @@ impl PgControl {
 #[cfg(test)]
 mod records_tests;
 #[cfg(test)]
-mod test_server;
+pub(crate) mod test_server;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,256 @@
+//! The leader's copy of the control store's configuration into etcd (contract §6.2, §6.3):
+//! a full reconcile that removes drift, then the change feed applied in order, the meta
+//! revision key published after each batch, and a reconcile again every interval.
+//!
+//! Two departures from the original, both fixes: the revision the feed resumes from is read
+//! *before* the reconcile lists the resources (the original read it after, so a change landing
+//! in between waited for the next reconcile); and a change etcd refused is retried rather than
+//! skipped, so the feed never passes a change it did not apply.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::GetOptions;
+use serde_json::Value;
+
+use super::{Controller, ControllerError};
+use hermes_control::model::{ChangeEntry, Kind};
+use hermes_storage::keys;
+
+/// Changes read from the feed at once.
+const BATCH: usize = 500;
+/// Longest a revision wait lasts before it is asked again (a wait is cheap).
+const WAIT: Duration = Duration::from_secs(30);
+/// Pause after a failure before trying again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What a reconcile changed in etcd.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Repaired {
+    /// Keys written because they were missing or differed.
+    pub written: usize,
+    /// Keys removed because the control store has no such resource.
+    pub deleted: usize,
+}
+
+/// Whether two documents are the same configuration: equal after decoding, numbers compared
+/// by value (`1` and `1.0` are one number, as Go's float64 canonical form has it).
+pub(super) fn same_doc(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_doc(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_doc(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn kind_of(kind: &str) -> Option<Kind> {
+    match kind {
+        "domain" => Some(Kind::Domain),
+        "cluster" => Some(Kind::Cluster),
+        _ => None,
+    }
+}
+
+impl Controller {
+    /// Makes etcd's configuration keys what the control store holds.
+    pub async fn reconcile(&self) -> Result<Repaired, ControllerError> {
+        let ns = &self.config.namespace;
+        let mut etcd = self.etcd.clone();
+        let mut repaired = Repaired::default();
+        for kind in [Kind::Domain, Kind::Cluster] {
+            let desired: BTreeMap<String, Value> = self
+                .control
+                .resources(ns, kind)
+                .await?
+                .into_iter()
+                .map(|r| (keys::resource(ns, kind, &r.name), r.doc))
+                .collect();
+            let prefix = keys::resources(ns, kind);
+            let actual = etcd
+                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+                .await?;
+            let mut present = BTreeMap::new();
+            for kv in actual.kvs() {
+                present.insert(kv.key().to_vec(), kv.value().to_vec());
+            }
+            for (key, doc) in &desired {
+                let current = present.remove(key.as_bytes());
+                let same = current
+                    .as_deref()
+                    .and_then(|v| serde_json::from_slice::<Value>(v).ok())
+                    .is_some_and(|v| same_doc(&v, doc));
+                if !same {
+                    let value = serde_json::to_vec(doc)
+                        .map_err(|e| ControllerError::Document(format!("{key}: {e}")))?;
+                    etcd.put(key.as_str(), value, None).await?;
+                    repaired.written += 1;
+                }
+            }
+            // What is left has no resource behind it (foreign and nested keys included).
+            for key in present.keys() {
+                etcd.delete(key.clone(), None).await?;
+                repaired.deleted += 1;
+            }
+        }
+        if repaired != Repaired::default() {
+            tracing::info!(
+                written = repaired.written,
+                deleted = repaired.deleted,
+                namespace = %ns,
+                "reconcile repaired etcd"
+            );
+        }
+        Ok(repaired)
+    }
+
+    /// Writes one change to etcd. Audit-only rows have nothing to write.
+    async fn apply(&self, change: &ChangeEntry) -> Result<(), ControllerError> {
+        let Some(kind) = kind_of(&change.kind) else {
+            return Ok(());
+        };
+        let key = keys::resource(&self.config.namespace, kind, &change.name);
+        let mut etcd = self.etcd.clone();
+        if change.action == "delete" {
+            etcd.delete(key, None).await?;
+            return Ok(());
+        }
+        match &change.doc {
+            Some(doc) => {
+                etcd.put(key, doc.as_bytes(), None).await?;
+            }
+            None => tracing::warn!(
+                revision = change.revision,
+                %key,
+                action = %change.action,
+                "a change without its document; the next reconcile writes the key"
+            ),
+        }
+        Ok(())
+    }
+
+    /// `/hermes/meta/config_revision` = `revision`, as ASCII decimal.
+    async fn publish(&self, revision: i64) -> Result<(), ControllerError> {
+        let mut etcd = self.etcd.clone();
+        etcd.put(
+            keys::meta_revision(&self.config.namespace),
+            revision.to_string(),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Applies every change after `revision`, advancing it past each one applied, then
+    /// publishes the revision reached (unless `published` is there already).
+    async fn catch_up(
+        &self,
+        revision: &AtomicI64,
+        published: &mut i64,
+    ) -> Result<(), ControllerError> {
+        let ns = &self.config.namespace;
+        loop {
+            let from = revision.load(Ordering::Acquire);
+            let batch = self.control.changes(ns, from, BATCH).await?;
+            for change in &batch {
+                self.apply(change).await?;
+                revision.store(change.revision, Ordering::Release);
+            }
+            if batch.len() < BATCH {
+                break;
+            }
+        }
+        let reached = revision.load(Ordering::Acquire);
+        if reached > *published {
+            self.publish(reached).await?;
+            *published = reached;
+        }
+        Ok(())
+    }
+
+    /// The leader's sync loop; returns only when the future is dropped (step-down or stop).
+    pub(super) async fn sync(&self, revision: Arc<AtomicI64>) {
+        let ns = self.config.namespace.clone();
+        // Start: where the feed resumes, then the full picture, then the meta key.
+        loop {
+            let started = async {
+                let from = self.control.revision(&ns).await?;
+                self.reconcile().await?;
+                self.publish(from).await?;
+                Ok::<i64, ControllerError>(from)
+            }
+            .await;
+            match started {
+                Ok(from) => {
+                    revision.store(from, Ordering::Release);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "controller start-up sync failed; retrying");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+        let mut published = revision.load(Ordering::Acquire);
+        let mut reconcile = tokio::time::interval(self.config.reconcile_every);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        reconcile.tick().await;
+        loop {
+            let after = revision.load(Ordering::Acquire);
+            // A batch applied but not yet published (etcd refused the meta key): again now.
+            let behind = published < after;
+            tokio::select! {
+                _ = reconcile.tick() => {
+                    if let Err(e) = self.reconcile().await {
+                        tracing::warn!(error = %e, "reconcile failed; the next one tries again");
+                    }
+                    continue;
+                }
+                waited = self.control.wait_revision(&ns, after, WAIT), if !behind => match waited {
+                    Ok(now) if now > after => {}
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the change feed failed; retrying");
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                },
+                _ = std::future::ready(()), if behind => {}
+            }
+            if let Err(e) = self.catch_up(&revision, &mut published).await {
+                tracing::warn!(
+                    error = %e,
+                    revision = revision.load(Ordering::Acquire),
+                    "applying the change feed to etcd failed; retrying"
+                );
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_doc;
+    use serde_json::json;
+
+    #[test]
+    fn documents_compare_as_go_canonical_forms_do() {
+        assert!(same_doc(
+            &json!({"a": 1, "b": [1, {"c": "x"}]}),
+            &serde_json::from_str(r#"{"b":[1.0,{"c":"x"}],"a":1.0}"#).unwrap()
+        ));
+        assert!(!same_doc(&json!({"a": 1}), &json!({"a": 2})));
+        assert!(!same_doc(&json!({"a": 1}), &json!({"a": 1, "b": null})));
+        assert!(!same_doc(&json!([1, 2]), &json!([2, 1])));
+        assert!(!same_doc(&json!({"a": "1"}), &json!({"a": 1})));
+    }
+}
