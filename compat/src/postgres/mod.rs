@@ -9,11 +9,13 @@
 //! [`hermes_control::store::ControlStore`].
 
 mod error;
+mod listen;
 mod records;
 mod resources;
 mod schema;
 mod store;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -29,8 +31,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a statement may run, and a lock wait (an import holds its namespace) may last,
 /// unless the connection string sets its own `options`.
 const SESSION_OPTIONS: &str = "-c statement_timeout=30000 -c lock_timeout=10000";
-/// How often a revision wait looks at the change log for writes other servers made (this
-/// node's own writes wake it at once).
+/// How often a revision wait looks at the change log for writes that sent no notification
+/// (original servers'; this node's and other nodes' writes wake it at once).
 const FOREIGN_WRITE_POLL: Duration = Duration::from_millis(500);
 /// A key for `pg_advisory_xact_lock`, held while the schema is created, so that servers
 /// starting together do not race on `CREATE TABLE IF NOT EXISTS` (which is not atomic).
@@ -41,12 +43,24 @@ pub struct PgControl {
     pool: Pool,
     /// `host:port` (never the password), for messages.
     server: String,
-    /// Woken by every change-log write made through this store.
-    changed: Notify,
+    /// Woken by every change-log write made through this store, and by other servers' (see
+    /// [`listen`]).
+    changed: Arc<Notify>,
+    /// How often a revision wait looks for writes that sent no notification (original
+    /// servers'); `FOREIGN_WRITE_POLL`.
+    foreign_poll: Duration,
+    /// The `LISTEN` task; owned here, aborted on drop.
+    listener: tokio::task::JoinHandle<()>,
     /// History versions kept per resource (`--resource-history`; the original kept 50).
     history_retention: i64,
     /// First-time setup was seen closed (it never reopens).
     setup_closed: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for PgControl {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
 }
 
 impl std::fmt::Debug for PgControl {
@@ -82,8 +96,9 @@ impl PgControl {
             config.options(SESSION_OPTIONS);
         }
         let server = server_of(&config);
+        let changed = Arc::new(Notify::new());
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 // A connection the server closed (a restart) is found and replaced before use.
@@ -98,10 +113,13 @@ impl PgControl {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| PgError::Dsn(e.to_string()))?;
+        let listener = tokio::spawn(listen::listen(config, server.clone(), changed.clone()));
         let store = PgControl {
             pool,
             server,
-            changed: Notify::new(),
+            changed,
+            foreign_poll: FOREIGN_WRITE_POLL,
+            listener,
             history_retention: i64::try_from(history_retention.max(1)).unwrap_or(i64::MAX),
             setup_closed: std::sync::atomic::AtomicBool::new(false),
         };

@@ -15,7 +15,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_postgres::Row;
 
-use super::{PgControl, PgError, FOREIGN_WRITE_POLL};
+use super::listen::NOTIFY;
+use super::{PgControl, PgError};
 use hermes_control::model::{Action, ChangeEntry, HistoryEntry, Kind, Operator, Resource};
 use hermes_control::store::{ControlError, Imported, ResourceChange, Result, Written};
 
@@ -477,8 +478,9 @@ impl PgControl {
         rows.iter().map(|r| self.change_of(r)).collect()
     }
 
-    /// This node's writes wake the wait at once; other servers' writes to the same database
-    /// are seen within half a second (they wake nothing here).
+    /// Writes through any Hermes node wake the wait at once (this node's directly, others'
+    /// by notification); original servers' writes are seen at the next look, every
+    /// `foreign_poll`.
     pub async fn wait_revision(&self, ns: &str, after: i64, wait: Duration) -> Result<i64> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -491,7 +493,7 @@ impl PgControl {
             if now > after || left.is_zero() {
                 return Ok(now);
             }
-            let _ = tokio::time::timeout(left.min(FOREIGN_WRITE_POLL), notified).await;
+            let _ = tokio::time::timeout(left.min(self.foreign_poll), notified).await;
         }
     }
 
@@ -558,6 +560,7 @@ pub(super) async fn insert_audit(
     operator: &Operator,
 ) -> std::result::Result<(), tokio_postgres::Error> {
     tx.execute(LOCK_FEED, &[&ns]).await?;
+    tx.execute(NOTIFY, &[&ns]).await?;
     tx.execute(
         "INSERT INTO change_log (namespace, kind, name, action, operator) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -602,6 +605,7 @@ async fn record_version(
     .await?;
     let logged: Option<&Value> = (action != Action::Delete).then_some(doc);
     tx.execute(LOCK_FEED, &[&ns]).await?;
+    tx.execute(NOTIFY, &[&ns]).await?;
     let row = tx
         .query_one(
             "INSERT INTO change_log (namespace, kind, name, action, operator, config) \

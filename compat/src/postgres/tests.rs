@@ -439,6 +439,56 @@ async fn revision_waits_wake_for_this_nodes_writes_and_see_other_servers_writes(
     );
 }
 
+/// Another Hermes node's write wakes a wait here by notification, not by the poll (set to
+/// an hour here, so only the notification can end the wait in time), also after the database
+/// restarted under the listener.
+#[tokio::test]
+async fn another_nodes_write_wakes_a_wait_by_notification() {
+    let pg = TestPg::start();
+    let writer = PgControl::connect(&pg.dsn(), RETENTION).await.unwrap();
+    let mut reader = PgControl::connect(&pg.dsn(), RETENTION).await.unwrap();
+    reader.foreign_poll = Duration::from_secs(3600);
+    let reader = std::sync::Arc::new(reader);
+    for round in 1..=2 {
+        let before = writer.revision("default").await.unwrap();
+        let waiting = {
+            let reader = reader.clone();
+            tokio::spawn(async move {
+                reader
+                    .wait_revision("default", before, Duration::from_secs(3600))
+                    .await
+            })
+        };
+        // The wait is registered before the write (it looks at the revision first).
+        tokio::task::yield_now().await;
+        // Written until the listener hears one: after a restart it may still be reconnecting.
+        let woken = async {
+            loop {
+                writer
+                    .record("default", "credential", "AK", "create", &op("a"))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if waiting.is_finished() {
+                    return waiting.await.unwrap().unwrap();
+                }
+            }
+        };
+        let now = tokio::time::timeout(Duration::from_secs(30), woken)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: no notification woke the wait"));
+        assert!(now > before);
+        if round == 1 {
+            pg.stop();
+            pg.start_again();
+            // The writer's pool notices the restart on its next checkout.
+            while writer.revision("default").await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn concurrent_writers_never_share_a_history_version_and_the_feed_holds_every_row() {
     let pg = TestPg::start();
