@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod model;
+pub mod no_store;
 pub mod redact;
 pub mod replicated;
 pub mod scopes;

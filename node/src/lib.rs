@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod control_listeners;
 pub mod data_dir;
+pub mod external;
 pub mod fd_budget;
 pub mod join;
 pub mod logging;

@@ -18,9 +18,14 @@ use hermes_raft::peer_server;
 use hermes_raft::{RaftConfig, RaftNode};
 use hermes_storage::types::Member;
 
-use crate::config::{NodeConfig, Setting, ADMIN_LISTEN, ETCD_LISTEN, PEER_LISTEN, PROXY_LISTEN};
+use crate::config::{
+    ConfigStoreKind, ControlStoreKind, NodeConfig, Setting, ADMIN_LISTEN, CONTROL_STORE,
+    ETCD_LISTEN, PEER_LISTEN, PROXY_LISTEN,
+};
 use crate::join::join_cluster;
 use hermes_api::admin::{self, AdminState};
+use hermes_compat::controller::ControllerConfig;
+use hermes_compat::external::EtcdSettings;
 use hermes_gateway::config::source::{Prefixes, StoreSource};
 use hermes_gateway::metrics::GatewayMetrics;
 use hermes_gateway::Gateway;
@@ -124,25 +129,30 @@ pub async fn run(
              cluster secret (--cluster-secret-file) keys them to the cluster instead"
         );
     }
-    let dir = config.data_dir.clone();
-    let id = config.id;
-    let hermes_storage::Opened {
-        log,
-        state_machine: sm,
-        store,
-        fatal,
-    } = tokio::task::spawn_blocking(move || hermes_storage::open(&dir, id))
-        .await
-        .map_err(|e| RunError::Task(e.to_string()))?
-        .map_err(|source| RunError::Store {
-            dir: config.data_dir.display().to_string(),
-            source,
-        })?;
-    tracing::info!(
-        revision = store.revision(),
-        keys = store.key_count(),
-        "store opened"
-    );
+    let topology = config.topology.clone();
+    let opened = if topology.runs_raft() {
+        let dir = config.data_dir.clone();
+        let id = config.id;
+        let opened = tokio::task::spawn_blocking(move || hermes_storage::open(&dir, id))
+            .await
+            .map_err(|e| RunError::Task(e.to_string()))?
+            .map_err(|source| RunError::Store {
+                dir: config.data_dir.display().to_string(),
+                source,
+            })?;
+        tracing::info!(
+            revision = opened.store.revision(),
+            keys = opened.store.key_count(),
+            "store opened"
+        );
+        Some(opened)
+    } else {
+        tracing::info!(
+            roles = ?topology.roles,
+            "no embedded store: this node's stores are external"
+        );
+        None
+    };
 
     // 2. Every listener, before anything is served, each with its share of the descriptors.
     let budget = crate::fd_budget::plan(
@@ -172,16 +182,24 @@ pub async fn run(
         );
     }
     let proxy_threads = hermes_gateway::proxy::threads::count(config.proxy_threads);
-    let proxy_listeners = hermes_gateway::proxy::threads::bind(config.proxy_listen, proxy_threads)
-        .map_err(|source| RunError::Bind {
-            flag: PROXY_LISTEN.flag,
-            addr: config.proxy_listen,
-            source,
-        })?;
-    if let Some(bound) = proxy_listeners.first().and_then(|l| l.local_addr().ok()) {
-        tracing::info!(listener = PROXY_LISTEN.section, addr = %bound, threads = proxy_threads, "listening");
-    }
-    let peer_listener = bind(PEER_LISTEN, config.peer_listen).await?;
+    let proxy_listeners = if topology.roles.gateway {
+        let listeners = hermes_gateway::proxy::threads::bind(config.proxy_listen, proxy_threads)
+            .map_err(|source| RunError::Bind {
+                flag: PROXY_LISTEN.flag,
+                addr: config.proxy_listen,
+                source,
+            })?;
+        if let Some(bound) = listeners.first().and_then(|l| l.local_addr().ok()) {
+            tracing::info!(listener = PROXY_LISTEN.section, addr = %bound, threads = proxy_threads, "listening");
+        }
+        listeners
+    } else {
+        Vec::new()
+    };
+    let peer_listener = match &opened {
+        Some(_) => Some(bind(PEER_LISTEN, config.peer_listen).await?),
+        None => None,
+    };
     let admin_listener = bind(ADMIN_LISTEN, config.admin_listen).await?;
     let etcd_listener = match config.etcd_listen {
         Some(addr) => Some(bind(ETCD_LISTEN, addr).await?),
@@ -189,7 +207,7 @@ pub async fn run(
     };
     // What the proxy must never connect to (see `gateway::upstream::guard`).
     let own_listeners: Vec<std::net::SocketAddr> = [
-        Some(&peer_listener),
+        peer_listener.as_ref(),
         Some(&admin_listener),
         etcd_listener.as_ref(),
     ]
@@ -205,14 +223,33 @@ pub async fn run(
     // 3. Raft.
     let registry = prometheus::Registry::new();
     let runtimes = build_info(&registry)?;
-    let mut raft_config = RaftConfig::new(config.id, config.advertise_peer.clone(), admin_url);
-    raft_config.etcd_url = config.etcd_url();
-    raft_config.cluster_secret = config.cluster_secret.as_ref().map(|s| s.0.clone());
-    raft_config.history_retention = config.history_retention;
-    raft_config.snapshot_every = config.snapshot_every;
-    raft_config.quota_backend_bytes = config.quota_backend_bytes;
-    raft_config.request_timeout = config.request_timeout;
-    let node = RaftNode::start(raft_config, log, sm, fatal.clone(), Some(&registry)).await?;
+    let (node, store, fatal) = match opened {
+        Some(hermes_storage::Opened {
+            log,
+            state_machine,
+            store,
+            fatal,
+        }) => {
+            let mut raft_config =
+                RaftConfig::new(config.id, config.advertise_peer.clone(), admin_url);
+            raft_config.etcd_url = config.etcd_url();
+            raft_config.cluster_secret = config.cluster_secret.as_ref().map(|s| s.0.clone());
+            raft_config.history_retention = config.history_retention;
+            raft_config.snapshot_every = config.snapshot_every;
+            raft_config.quota_backend_bytes = config.quota_backend_bytes;
+            raft_config.request_timeout = config.request_timeout;
+            let node = RaftNode::start(
+                raft_config,
+                log,
+                state_machine,
+                fatal.clone(),
+                Some(&registry),
+            )
+            .await?;
+            (Some(node), Some(store), Some(fatal))
+        }
+        None => (None, None, None),
+    };
 
     // 4. Serve.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -223,102 +260,209 @@ pub async fn run(
     let mut servers = JoinSet::new();
     let mut helpers = JoinSet::new();
 
-    // The data plane follows this node's namespace in the local store.
+    // The data plane: this node's namespace, from the configuration store.
     let gateway = Gateway::new(
         GatewayMetrics::register(&registry)?,
         config.trusted_proxies.clone(),
         stop_rx.clone(),
     );
-    if let Some(consul) = &config.consul {
-        gateway.use_consul(consul.clone());
-        if let Some(me) = &config.consul_registration {
-            helpers.spawn(hermes_gateway::consul_registration::keep(
-                consul.clone(),
-                me.clone(),
-                stop_rx.clone(),
-            ));
-        }
-    }
-    helpers.spawn(crate::control_listeners::keep(
-        node.clone(),
-        gateway.clone(),
-        own_listeners,
-        stop_rx.clone(),
-    ));
     let prefixes = Prefixes::for_namespace(&config.namespace);
-    helpers.spawn(
-        gateway
-            .clone()
-            .follow(StoreSource::new(store.clone(), prefixes.clone()), prefixes),
-    );
-    // The instance registry: this node as a gateway, and the count that splits rate limits.
     let instances = hermes_storage::keys::registered_instances(&config.namespace);
-    if config.instance_registry {
-        helpers.spawn(hermes_gateway::registry::keep_registered(
-            crate::registrar::RaftRegistrar {
-                node: node.clone(),
-                meta_key: hermes_storage::keys::meta_revision(&config.namespace),
+    let meta_key = hermes_storage::keys::meta_revision(&config.namespace);
+    // The external etcd, when it is the configuration store.
+    let external_etcd = match &topology.config_store {
+        ConfigStoreKind::Etcd { endpoints, auth } => Some(EtcdSettings {
+            endpoints: endpoints.clone(),
+            user: auth
+                .as_ref()
+                .map(|(u, p)| (u.clone(), String::from_utf8_lossy(&p.0).into_owned())),
+        }),
+        ConfigStoreKind::Raft => None,
+    };
+    if topology.roles.gateway {
+        if let Some(consul) = &config.consul {
+            gateway.use_consul(consul.clone());
+            if let Some(me) = &config.consul_registration {
+                helpers.spawn(hermes_gateway::consul_registration::keep(
+                    consul.clone(),
+                    me.clone(),
+                    stop_rx.clone(),
+                ));
+            }
+        }
+        match (&node, &store) {
+            (Some(node), Some(_)) => {
+                helpers.spawn(crate::control_listeners::keep(
+                    node.clone(),
+                    gateway.clone(),
+                    own_listeners,
+                    stop_rx.clone(),
+                ));
+            }
+            _ => gateway.forbidden.set(own_listeners),
+        }
+        match (&external_etcd, &node, &store) {
+            (Some(settings), _, _) => {
+                helpers.spawn(crate::external::gateway_on_etcd(
+                    settings.clone(),
+                    gateway.clone(),
+                    prefixes.clone(),
+                    crate::external::Registration {
+                        enabled: config.instance_registry,
+                        prefix: instances.clone(),
+                        id: hermes_gateway::registry::instance_id(config.id),
+                        meta_key: meta_key.clone(),
+                    },
+                    stop_rx.clone(),
+                ));
+            }
+            (None, Some(node), Some(store)) => {
+                helpers.spawn(
+                    gateway
+                        .clone()
+                        .follow(StoreSource::new(store.clone(), prefixes.clone()), prefixes),
+                );
+                // The instance registry: this node as a gateway, and the count that splits
+                // rate limits.
+                if config.instance_registry {
+                    helpers.spawn(hermes_gateway::registry::keep_registered(
+                        crate::registrar::RaftRegistrar {
+                            node: node.clone(),
+                            meta_key: meta_key.clone(),
+                        },
+                        instances.clone(),
+                        hermes_gateway::registry::instance_id(config.id),
+                        stop_rx.clone(),
+                    ));
+                }
+                helpers.spawn(hermes_gateway::registry::count_instances(
+                    store.clone(),
+                    instances.clone(),
+                    gateway.clone(),
+                    stop_rx.clone(),
+                ));
+            }
+            // `Topology::runs_raft` holds the store whenever the gateway reads raft.
+            (None, _, _) => {
+                return Err(RunError::Config(
+                    "the gateway role has no configuration store".into(),
+                ))
+            }
+        }
+        let proxy = hermes_gateway::proxy::threads::ProxyThreads::start(
+            proxy_listeners,
+            gateway.clone(),
+            budget.proxy,
+            stop_rx.clone(),
+            config.shutdown_grace,
+        )
+        .await
+        .map_err(|e| RunError::Task(format!("starting the proxy threads: {e}")))?;
+        runtimes.add(proxy.handles());
+        servers.spawn(proxy.wait());
+    }
+    if let (Some(listener), Some(node)) = (peer_listener, &node) {
+        servers.spawn(peer_server::serve(
+            listener,
+            node.clone(),
+            budget.peer,
+            stopped(stop_rx.clone()),
+        ));
+    }
+    // The control store: the replicated store, or the original server's PostgreSQL.
+    let control: Option<Arc<dyn hermes_control::store::ControlStore>> =
+        match (&topology.control_store, &node) {
+            _ if !topology.uses_control_store() => None,
+            (ControlStoreKind::Raft, Some(node)) => {
+                Some(Arc::new(hermes_control::replicated::Replicated::new(
+                    node.clone(),
+                    config.api.resource_history,
+                    sealer.clone(),
+                )))
+            }
+            (ControlStoreKind::Postgres(dsn), _) => {
+                let dsn = String::from_utf8_lossy(&dsn.0).into_owned();
+                let pg =
+                    hermes_compat::postgres::PgControl::connect(&dsn, config.api.resource_history)
+                        .await
+                        .map_err(|e| RunError::Config(format!("{}: {e}", CONTROL_STORE.flag)))?;
+                tracing::info!(server = pg.server(), "control store: PostgreSQL");
+                Some(Arc::new(pg))
+            }
+            (ControlStoreKind::Raft, None) => {
+                return Err(RunError::Config(
+                    "the control store is raft but raft is not running".into(),
+                ))
+            }
+        };
+    // The controller: the control store's configuration into the configuration store (an
+    // external etcd, or this node's own store through its etcd endpoint).
+    if let (true, Some(control)) = (topology.runs_controller(), &control) {
+        let settings = match &external_etcd {
+            Some(settings) => settings.clone(),
+            None => EtcdSettings {
+                endpoints: config.etcd_url().into_iter().collect(),
+                user: config
+                    .etcd_auth
+                    .as_ref()
+                    .map(|(u, p)| (u.clone(), String::from_utf8_lossy(&p.0).into_owned())),
             },
-            instances.clone(),
-            hermes_gateway::registry::instance_id(config.id),
+        };
+        let mut controller = ControllerConfig::new(
+            &config.namespace,
+            &hermes_gateway::registry::instance_id(config.id),
+        );
+        controller.reconcile_every = topology.controller.reconcile_every;
+        controller.lease_ttl = topology.controller.lease_ttl;
+        helpers.spawn(crate::external::controller(
+            settings,
+            control.clone(),
+            controller,
             stop_rx.clone(),
         ));
     }
-    helpers.spawn(hermes_gateway::registry::count_instances(
-        store.clone(),
-        instances,
-        gateway.clone(),
-        stop_rx.clone(),
-    ));
-    let proxy = hermes_gateway::proxy::threads::ProxyThreads::start(
-        proxy_listeners,
-        gateway.clone(),
-        budget.proxy,
-        stop_rx.clone(),
-        config.shutdown_grace,
-    )
-    .await
-    .map_err(|e| RunError::Task(format!("starting the proxy threads: {e}")))?;
-    runtimes.add(proxy.handles());
-    servers.spawn(proxy.wait());
-    servers.spawn(peer_server::serve(
-        peer_listener,
-        node.clone(),
-        budget.peer,
-        stopped(stop_rx.clone()),
-    ));
-    let control: Arc<dyn hermes_control::store::ControlStore> =
-        Arc::new(hermes_control::replicated::Replicated::new(
-            node.clone(),
-            config.api.resource_history,
-            sealer.clone(),
-        ));
     let oidc = match &config.api.auth {
         crate::config::AuthMode::Builtin => None,
-        crate::config::AuthMode::Oidc(settings) => Some(Arc::new(
+        crate::config::AuthMode::Oidc(settings) if topology.roles.server => Some(Arc::new(
             hermes_api::oidc::Provider::new(settings.clone())
                 .map_err(|e| RunError::Config(format!("--oidc-issuer: {e}")))?,
         )),
+        crate::config::AuthMode::Oidc(_) => None,
     };
     // One guard for every sign-in on this node: the admin API's and the etcd endpoint's
     // users share the hashing budget and the lockouts.
+    let scheme = control
+        .as_ref()
+        .map(|c| c.password_scheme())
+        .unwrap_or_default();
     let guard = Arc::new(
-        tokio::task::spawn_blocking({
-            let scheme = control.password_scheme();
-            move || hermes_api::login_guard::LoginGuard::new(scheme)
-        })
-        .await
-        .map_err(|e| RunError::Task(e.to_string()))?
-        .map_err(|e| RunError::Config(e.to_string()))?,
+        tokio::task::spawn_blocking(move || hermes_api::login_guard::LoginGuard::new(scheme))
+            .await
+            .map_err(|e| RunError::Task(e.to_string()))?
+            .map_err(|e| RunError::Config(e.to_string()))?,
     );
+    // A node without a control store (a gateway, say) still answers the admin listener's
+    // operator endpoints, whose callers authenticate against... nothing: they are refused
+    // unless anonymous setup allows them, which an empty store does not decide here.
+    let api_store: Arc<dyn hermes_control::store::ControlStore> = match &control {
+        Some(c) => c.clone(),
+        None => Arc::new(hermes_control::no_store::NoControlStore),
+    };
+    // A write is answered once this node's gateway serves it only where the two share the
+    // raft store's revisions.
+    let same_store = topology.control_store == ControlStoreKind::Raft
+        && topology.config_store == ConfigStoreKind::Raft;
     let admin_state = AdminState {
+        id: config.id,
         namespace: config.namespace.clone(),
         node: node.clone(),
         gateway: gateway.clone(),
+        proxies: topology.roles.gateway,
+        serves_api: topology.roles.server,
         registry: registry.clone(),
         draining: draining.clone(),
         api: hermes_api::ApiState {
-            store: control.clone(),
+            store: api_store,
             oidc: oidc.clone(),
             cors_origins: config.api.cors_origins.clone(),
             guard: guard.clone(),
@@ -330,8 +474,9 @@ pub async fn run(
                 config.api.hmac_max_skew_secs,
                 1 << 20,
             )),
-            gateway: Some((gateway.clone(), config.namespace.clone())),
-            raft: Some(node.clone()),
+            gateway: (same_store && topology.roles.gateway)
+                .then(|| (gateway.clone(), config.namespace.clone())),
+            raft: node.clone(),
         },
     };
     servers.spawn(admin::serve(
@@ -340,7 +485,7 @@ pub async fn run(
         budget.admin,
         stopped(stop_rx.clone()),
     ));
-    if let Some(listener) = etcd_listener {
+    if let (Some(listener), Some(node)) = (etcd_listener, &node) {
         let auth = config.etcd_auth.as_ref().map(|(user, password)| {
             hermes_compat::etcd::auth::EtcdAuth::new(user.clone(), password.0.clone())
         });
@@ -353,35 +498,37 @@ pub async fn run(
         ));
     }
 
-    // 5. Bootstrap a new cluster, or join an existing one.
-    if let Some(url) = &config.join {
-        if node.is_initialized().await {
-            tracing::info!("already a cluster member; ignoring --join");
+    // 5. Bootstrap a new cluster, or join an existing one (when this node runs raft).
+    if let Some(node) = &node {
+        if let Some(url) = &config.join {
+            if node.is_initialized().await {
+                tracing::info!("already a cluster member; ignoring --join");
+            } else {
+                helpers.spawn(join_cluster(node.clone(), url.clone(), stop_rx.clone()));
+            }
         } else {
-            helpers.spawn(join_cluster(node.clone(), url.clone(), stop_rx.clone()));
-        }
-    } else {
-        let voters: BTreeMap<u64, Member> = match &config.initial_cluster {
-            Some(members) => members
-                .iter()
-                .map(|(id, url)| {
-                    (
-                        *id,
-                        Member {
-                            peer_url: url.clone(),
-                        },
-                    )
-                })
-                .collect(),
-            None => BTreeMap::from([(
-                config.id,
-                Member {
-                    peer_url: config.advertise_peer.clone(),
-                },
-            )]),
-        };
-        if node.bootstrap(voters.clone()).await? {
-            tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "initialized a new cluster");
+            let voters: BTreeMap<u64, Member> = match &config.initial_cluster {
+                Some(members) => members
+                    .iter()
+                    .map(|(id, url)| {
+                        (
+                            *id,
+                            Member {
+                                peer_url: url.clone(),
+                            },
+                        )
+                    })
+                    .collect(),
+                None => BTreeMap::from([(
+                    config.id,
+                    Member {
+                        peer_url: config.advertise_peer.clone(),
+                    },
+                )]),
+            };
+            if node.bootstrap(voters.clone()).await? {
+                tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "initialized a new cluster");
+            }
         }
     }
     helpers.spawn(announce_ready(admin_state, stop_rx.clone()));
@@ -392,7 +539,11 @@ pub async fn run(
     // With OIDC, admins come from --oidc-initial-admin-users; a built-in admin could not
     // sign in.
     let builtin = matches!(config.api.auth, crate::config::AuthMode::Builtin);
-    if let Some(email) = config.initial_admin.clone().filter(|_| builtin) {
+    if let (Some(email), Some(control), true) = (
+        config.initial_admin.clone().filter(|_| builtin),
+        control,
+        topology.roles.server,
+    ) {
         helpers.spawn(hermes_api::bootstrap::run(
             control,
             config.data_dir.clone(),
@@ -406,7 +557,12 @@ pub async fn run(
     tokio::pin!(shutdown);
     let failure = tokio::select! {
         _ = &mut shutdown => None,
-        cause = fatal.raised() => Some(RunError::Storage(cause)),
+        cause = async {
+            match &fatal {
+                Some(fatal) => fatal.raised().await,
+                None => std::future::pending().await,
+            }
+        } => Some(RunError::Storage(cause)),
         Some(result) = servers.join_next() => Some(RunError::Task(match result {
             Ok(Ok(())) => "a listener stopped unexpectedly".to_string(),
             Ok(Err(e)) => format!("a listener failed: {e}"),
@@ -422,7 +578,7 @@ pub async fn run(
     // One grace period for the hand-off and the drain together: a supervisor whose stop
     // timeout matches `--shutdown-grace-ms` must not kill the node mid-drain.
     let grace_ends = tokio::time::Instant::now() + config.shutdown_grace;
-    if failure.is_none() {
+    if let (None, Some(node)) = (&failure, &node) {
         match tokio::time::timeout_at(grace_ends, node.hand_off_leadership()).await {
             Ok(Some(to)) => tracing::info!(to, "handed leadership over before stopping"),
             Ok(None) => {}
@@ -443,13 +599,15 @@ pub async fn run(
     .is_ok();
     servers.abort_all();
     helpers.abort_all();
-    node.shutdown().await;
-    let persisting = store.clone();
-    let synced = tokio::task::spawn_blocking(move || persisting.persist()).await;
-    if !matches!(synced, Ok(Ok(()))) {
-        tracing::error!(
-            "final store sync failed; the raft log still holds every acknowledged write"
-        );
+    if let (Some(node), Some(store)) = (&node, &store) {
+        node.shutdown().await;
+        let persisting = store.clone();
+        let synced = tokio::task::spawn_blocking(move || persisting.persist()).await;
+        if !matches!(synced, Ok(Ok(()))) {
+            tracing::error!(
+                "final store sync failed; the raft log still holds every acknowledged write"
+            );
+        }
     }
     tracing::info!(
         drained_in_time = drained,
@@ -462,12 +620,17 @@ pub async fn run(
     }
 }
 
-/// Logs once when the node first becomes ready, with its role.
+/// Logs once when the node first becomes ready, with its raft role (if it runs raft).
 async fn announce_ready(state: AdminState, mut stop: watch::Receiver<bool>) {
     loop {
         if admin::health::checks(&state).iter().all(|(_, r)| r.is_ok()) {
-            let info = state.node.info();
-            tracing::info!(role = %info.role, leader = ?info.leader, term = info.term, "ready");
+            match &state.node {
+                Some(node) => {
+                    let info = node.info();
+                    tracing::info!(role = %info.role, leader = ?info.leader, term = info.term, "ready");
+                }
+                None => tracing::info!("ready"),
+            }
             return;
         }
         tokio::select! {

@@ -45,7 +45,7 @@ fn authorize(
     uri: &Uri,
     body: &[u8],
 ) -> Result<(), ApiError> {
-    let auth = state.node.peers().auth();
+    let auth = state.raft()?.peers().auth();
     if !auth.enabled() {
         // A loopback peer that came through a proxy (this node's own, say) is not local.
         if crate::is_direct_local(&client, headers) {
@@ -98,13 +98,13 @@ fn parse_member(body: &[u8]) -> Result<MemberBody, ApiError> {
     Ok(member)
 }
 
-pub async fn list(State(state): State<AdminState>) -> Response {
-    Json(json!({"members": state.node.members().await})).into_response()
+pub async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
+    Ok(Json(json!({"members": state.raft()?.members().await})).into_response())
 }
 
-pub async fn status(State(state): State<AdminState>) -> Response {
-    let info = state.node.info();
-    let members = state.node.members().await;
+pub async fn status(State(state): State<AdminState>) -> Result<Response, ApiError> {
+    let info = state.raft()?.info();
+    let members = state.raft()?.members().await;
     let checks: serde_json::Map<String, serde_json::Value> = super::health::checks(&state)
         .into_iter()
         .map(|(name, r)| {
@@ -126,13 +126,13 @@ pub async fn status(State(state): State<AdminState>) -> Response {
     } else {
         "healthy"
     };
-    Json(json!({
+    Ok(Json(json!({
         "health": health,
         "node": info,
         "checks": checks,
         "members": members,
     }))
-    .into_response()
+    .into_response())
 }
 
 pub async fn add(
@@ -145,7 +145,7 @@ pub async fn add(
     authorize_change(&state, client, &headers, "POST", &uri, &body).await?;
     let m = parse_member(&body)?;
     state
-        .node
+        .raft()?
         .change_membership(
             MembershipChange::AddLearner {
                 id: m.id,
@@ -172,7 +172,7 @@ pub async fn join(
     let m = parse_member(&body)?;
     tracing::info!(node = m.id, peer_url = %m.peer_url, "node asks to join");
     state
-        .node
+        .raft()?
         .change_membership(
             MembershipChange::Join {
                 id: m.id,
@@ -194,7 +194,7 @@ pub async fn promote(
 ) -> Result<Response, ApiError> {
     authorize_change(&state, client, &headers, "POST", &uri, &body).await?;
     state
-        .node
+        .raft()?
         .change_membership(MembershipChange::Promote { id }, false)
         .await?;
     Ok(Json(json!({"promoted": id})).into_response())
@@ -211,7 +211,7 @@ pub async fn remove(
 ) -> Result<Response, ApiError> {
     authorize_change(&state, client, &headers, "DELETE", &uri, &body).await?;
     state
-        .node
+        .raft()?
         .change_membership(MembershipChange::Remove { id }, query.force)
         .await?;
     Ok(Json(json!({"removed": id})).into_response())
@@ -228,7 +228,7 @@ pub async fn lead(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize_change(&state, client, &headers, "POST", &uri, &body).await?;
-    state.node.transfer_leader(id).await?;
+    state.raft()?.transfer_leader(id).await?;
     Ok(Json(json!({"leader": id})).into_response())
 }
 
@@ -243,9 +243,9 @@ pub async fn snapshot(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize_change(&state, client, &headers, "GET", &uri, &body).await?;
-    state.node.read_barrier().await?;
+    state.raft()?.read_barrier().await?;
     let bytes = state
-        .node
+        .raft()?
         .store()
         .read_whole(|s| s.backup(None))
         .await

@@ -54,70 +54,79 @@ pub fn checks_of(state: &AdminState, scope: Scope) -> Vec<(&'static str, Result<
 
 /// Each check, in order, with whether it passed and why not.
 pub fn checks(state: &AdminState) -> Vec<(&'static str, Result<(), String>)> {
-    let info = state.node.info();
     let draining = state.draining.load(std::sync::atomic::Ordering::Acquire);
-    let lag = info.commit_index.saturating_sub(info.applied_index);
-    let member = state.node.is_member();
-    vec![
-        ("store", Ok(())),
-        (
-            "member",
-            if member {
-                Ok(())
-            } else {
-                Err(
-                    "this node is not in the cluster's membership (removed, or not yet joined)"
-                        .into(),
-                )
-            },
-        ),
-        (
-            "leader",
-            match info.leader {
-                Some(_) => Ok(()),
-                None => Err("no raft leader is known (election in progress or quorum lost)".into()),
-            },
-        ),
-        (
-            "caught_up",
-            if lag <= MAX_APPLY_LAG {
-                Ok(())
-            } else {
-                Err(format!(
-                    "applied index {} is {lag} entries behind commit index {}",
-                    info.applied_index, info.commit_index
-                ))
-            },
-        ),
-        (
-            "quorum",
-            match (info.role.as_str(), info.quorum_ack_age_ms) {
-                ("leader", Some(age)) if age >= QUORUM_LOST_AFTER_MS => Err(format!(
-                    "this leader has not been acknowledged by a quorum for {age} ms"
-                )),
-                ("leader", None) => {
-                    Err("this leader has not yet been acknowledged by a quorum".into())
-                }
-                _ => Ok(()),
-            },
-        ),
-        (
+    let mut checks = vec![("store", Ok(()))];
+    // The raft store's checks, on a node that runs it.
+    if let Some(node) = &state.node {
+        let info = node.info();
+        let lag = info.commit_index.saturating_sub(info.applied_index);
+        let member = node.is_member();
+        checks.extend([
+            (
+                "member",
+                if member {
+                    Ok(())
+                } else {
+                    Err(
+                        "this node is not in the cluster's membership (removed, or not yet joined)"
+                            .into(),
+                    )
+                },
+            ),
+            (
+                "leader",
+                match info.leader {
+                    Some(_) => Ok(()),
+                    None => {
+                        Err("no raft leader is known (election in progress or quorum lost)".into())
+                    }
+                },
+            ),
+            (
+                "caught_up",
+                if lag <= MAX_APPLY_LAG {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "applied index {} is {lag} entries behind commit index {}",
+                        info.applied_index, info.commit_index
+                    ))
+                },
+            ),
+            (
+                "quorum",
+                match (info.role.as_str(), info.quorum_ack_age_ms) {
+                    ("leader", Some(age)) if age >= QUORUM_LOST_AFTER_MS => Err(format!(
+                        "this leader has not been acknowledged by a quorum for {age} ms"
+                    )),
+                    ("leader", None) => {
+                        Err("this leader has not yet been acknowledged by a quorum".into())
+                    }
+                    _ => Ok(()),
+                },
+            ),
+        ]);
+    }
+    // The route table, on a node that proxies.
+    if state.proxies {
+        checks.push((
             "routes",
             if state.gateway.is_loaded() {
                 Ok(())
             } else {
                 Err("the proxy has not loaded its configuration yet".into())
             },
-        ),
-        (
-            "draining",
-            if draining {
-                Err("the node is shutting down".into())
-            } else {
-                Ok(())
-            },
-        ),
-    ]
+        ));
+    }
+    checks.push((
+        "draining",
+        if draining {
+            Err("the node is shutting down".into())
+        } else {
+            Ok(())
+        },
+    ));
+    checks
 }
 
 /// `/readyz`: the store's readiness, or the proxy's with `?scope=proxy`.

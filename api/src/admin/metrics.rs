@@ -8,7 +8,9 @@ use prometheus::{Encoder, TextEncoder};
 use super::AdminState;
 
 pub async fn metrics(State(state): State<AdminState>) -> Response {
-    state.node.refresh_metrics();
+    if let Some(node) = &state.node {
+        node.refresh_metrics();
+    }
     let families = state.registry.gather();
     let mut out = Vec::new();
     match TextEncoder::new().encode(&families, &mut out) {

@@ -19,8 +19,16 @@ use hermes_raft::RaftNode;
 
 #[derive(Clone)]
 pub struct AdminState {
-    pub node: Arc<RaftNode>,
+    /// This node's id.
+    pub id: u64,
+    /// The embedded raft store; `None` on a node whose stores are both external.
+    pub node: Option<Arc<RaftNode>>,
     pub gateway: Arc<hermes_gateway::Gateway>,
+    /// Whether this node runs the proxy (the gateway role): its route table counts for
+    /// readiness.
+    pub proxies: bool,
+    /// Whether this node serves the control-plane API and the web UI (the server role).
+    pub serves_api: bool,
     pub registry: prometheus::Registry,
     /// Set when shutdown begins, so `/readyz` turns away new traffic first.
     pub draining: Arc<AtomicBool>,
@@ -30,9 +38,22 @@ pub struct AdminState {
     pub namespace: String,
 }
 
+impl AdminState {
+    /// The raft store, or the answer for a node that runs none.
+    pub fn raft(&self) -> Result<&Arc<RaftNode>, crate::error::ApiError> {
+        self.node.as_ref().ok_or_else(|| {
+            crate::error::ApiError::not_found(
+                "this node runs no raft store: its control and configuration stores are \
+                 external (--control-store, --config-store)",
+            )
+        })
+    }
+}
+
 pub fn router(state: AdminState) -> Router {
     let frames = frame_sources(&state.api);
-    Router::new()
+    let serves_api = state.serves_api;
+    let operator = Router::new()
         // The original gateway's admin paths ignore the method (contracts §7.15): probes
         // written for it may POST or HEAD them.
         .route("/livez", any(health::livez))
@@ -69,10 +90,16 @@ pub fn router(state: AdminState) -> Router {
                     crate::authenticate,
                 )),
         )
-        .with_state(state.clone())
-        .merge(crate::router(state.api))
-        // The web UI: public assets (they hold no data; every datum comes through the API).
-        .merge(hermes_admin_ui::router(frames))
+        .with_state(state.clone());
+    let with_api = if serves_api {
+        operator
+            .merge(crate::router(state.api))
+            // The web UI: public assets (they hold no data; every datum comes through the API).
+            .merge(hermes_admin_ui::router(frames))
+    } else {
+        operator
+    };
+    with_api
         // The original gateway's answer to an unknown admin path, instead of an empty body.
         .fallback(|| async {
             (

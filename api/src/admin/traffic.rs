@@ -308,8 +308,7 @@ pub async fn traffic(
     caller
         .authorize(&state.api, &state.namespace, Scope::StatusRead)
         .await?;
-    let me = state.node.info();
-    let mut all = local(&state.registry, me.id);
+    let mut all = local(&state.registry, state.id);
     match query.node.as_deref() {
         Some("local") => return Ok(Json(all).into_response()),
         Some(other) => {
@@ -324,13 +323,16 @@ pub async fn traffic(
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.starts_with("Bearer "))
         .map(str::to_string);
-    let others: Vec<_> = state
-        .node
-        .members()
-        .await
-        .into_iter()
-        .filter(|m| m.id != me.id)
-        .collect();
+    // Without a raft store a node knows no other members.
+    let others: Vec<_> = match &state.node {
+        Some(node) => node
+            .members()
+            .await
+            .into_iter()
+            .filter(|m| m.id != state.id)
+            .collect(),
+        None => Vec::new(),
+    };
     // Every other member at once; each answer or its reason within PEER_TIMEOUT.
     let mut asked = tokio::task::JoinSet::new();
     for m in others {

@@ -82,6 +82,14 @@ fn server_of(config: &tokio_postgres::Config) -> String {
     format!("{host}:{port}")
 }
 
+/// Checks that `dsn` is a PostgreSQL connection string, without connecting; the error never
+/// repeats the string (it may hold a password).
+pub fn check_dsn(dsn: &str) -> Result<(), String> {
+    dsn.parse::<tokio_postgres::Config>()
+        .map(|_| ())
+        .map_err(|e| format!("not a PostgreSQL connection string: {e}"))
+}
+
 impl PgControl {
     /// Connects to the database `dsn` names (`postgres://user:password@host:port/db`), creates
     /// the original schema where it is missing and seeds the `default` namespace.

@@ -34,7 +34,7 @@ impl Prefixes {
     }
 
     /// The shortest prefix covering both.
-    fn common(&self) -> String {
+    pub fn common(&self) -> String {
         self.domains
             .chars()
             .zip(self.clusters.chars())
@@ -72,6 +72,9 @@ pub enum SourceError {
     Store(#[from] StoreError),
     #[error("the configuration source has stopped")]
     Closed,
+    /// An external store (etcd) failed; the source resumes where it was on the next call.
+    #[error("reading configuration from {0}")]
+    External(String),
 }
 
 pub trait ConfigSource: Send + 'static {

@@ -208,13 +208,39 @@ pub struct NodeArgs {
     /// Fixed OIDC callback URL [default: derived from the request's Host].
     #[arg(long)]
     pub oidc_redirect_url: Option<String>,
+    /// What this node runs, comma-separated: server (API and UI), controller, gateway
+    /// [default: server,controller,gateway].
+    #[arg(long)]
+    pub roles: Option<String>,
+    /// Where users, credentials, history, audit and resources live: raft (embedded) or
+    /// postgres://user:password@host:port/db, an original Hermes database [default: raft].
+    /// Prefer the environment or the file for a URL with a password.
+    #[arg(long)]
+    pub control_store: Option<String>,
+    /// Where gateways read domains and clusters: raft (embedded) or etcd://host:port[,…], an
+    /// external etcd [default: raft].
+    #[arg(long)]
+    pub config_store: Option<String>,
+    /// User for an external etcd with authentication on.
+    #[arg(long)]
+    pub config_store_user: Option<String>,
+    /// File holding that user's password.
+    #[arg(long)]
+    pub config_store_password_file: Option<String>,
+    /// The controller's full reconcile every this many seconds [default: 60].
+    #[arg(long)]
+    pub controller_reconcile_secs: Option<String>,
+    /// The controller's election lease, in seconds: how long a dead leader keeps the other
+    /// controllers waiting [default: 15].
+    #[arg(long)]
+    pub controller_lease_ttl_secs: Option<String>,
 }
 
 impl NodeArgs {
     /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
     pub fn flags(&self) -> crate::config::Flags {
         use crate::config::*;
-        let pairs: [(Setting, &Option<String>); 43] = [
+        let pairs: [(Setting, &Option<String>); 50] = [
             (ID, &self.id),
             (DATA_DIR, &self.data_dir),
             (PROXY_LISTEN, &self.proxy_listen),
@@ -258,6 +284,13 @@ impl NodeArgs {
             (OIDC_CLIENT_SECRET_FILE, &self.oidc_client_secret_file),
             (OIDC_INITIAL_ADMINS, &self.oidc_initial_admin_users),
             (OIDC_REDIRECT_URL, &self.oidc_redirect_url),
+            (ROLES, &self.roles),
+            (CONTROL_STORE, &self.control_store),
+            (CONFIG_STORE, &self.config_store),
+            (CONFIG_STORE_USER, &self.config_store_user),
+            (CONFIG_STORE_PASSWORD_FILE, &self.config_store_password_file),
+            (CONTROLLER_RECONCILE_SECS, &self.controller_reconcile_secs),
+            (CONTROLLER_LEASE_TTL_SECS, &self.controller_lease_ttl_secs),
         ];
         pairs
             .into_iter()

@@ -77,10 +77,19 @@ settings! {
     OIDC_CLIENT_SECRET_FILE = "oidc"."client_secret_file", "--oidc-client-secret-file";
     OIDC_INITIAL_ADMINS = "oidc"."initial_admin_users", "--oidc-initial-admin-users";
     OIDC_REDIRECT_URL = "oidc"."redirect_url", "--oidc-redirect-url";
+    ROLES = "node"."roles", "--roles";
+    CONTROL_STORE = "store"."control", "--control-store";
+    CONFIG_STORE = "store"."config", "--config-store";
+    CONFIG_STORE_USER = "store"."config_user", "--config-store-user";
+    CONFIG_STORE_PASSWORD_FILE = "store"."config_password_file", "--config-store-password-file";
+    CONTROLLER_RECONCILE_SECS = "controller"."reconcile_secs", "--controller-reconcile-secs";
+    CONTROLLER_LEASE_TTL_SECS = "controller"."lease_ttl_secs", "--controller-lease-ttl-secs";
 }
 
 mod api;
+mod roles;
 pub use api::{ApiSettings, AuthMode, OidcSettings};
+pub use roles::{ConfigStoreKind, ControlStoreKind, ControllerSettings, Roles, Topology};
 
 /// A setting had a bad value, or the file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +174,8 @@ pub struct NodeConfig {
     pub initial_admin: Option<String>,
     /// Sign-in, CORS and history settings of the control-plane API.
     pub api: ApiSettings,
+    /// Roles, and where the control plane and the gateways' configuration live.
+    pub topology: Topology,
 }
 
 /// Raw values as given on the command line (flag name → value).
@@ -211,7 +222,10 @@ impl Sources<'_> {
 }
 
 fn invalid(s: Setting, value: &str, reason: String) -> ConfigError {
-    let shown = if s.key.contains("secret") && !s.key.ends_with("secret_file") {
+    // Secrets, and the control store's connection string (it may hold a password).
+    let shown = if (s.key.contains("secret") && !s.key.ends_with("secret_file"))
+        || s.key == CONTROL_STORE.key
+    {
         "<redacted>".to_string()
     } else {
         value.to_string()
@@ -570,7 +584,37 @@ impl NodeConfig {
                 })
             }
         };
+        let topology = src.topology()?;
+        if !topology.runs_raft() {
+            // Settings of the embedded store, given to a node that does not run it.
+            for s in [
+                ETCD_LISTEN,
+                INITIAL_CLUSTER,
+                JOIN,
+                PEER_LISTEN,
+                ADVERTISE_PEER,
+            ] {
+                if src.raw(s).is_some() {
+                    return Err(ConfigError::Conflict(format!(
+                        "{} is a setting of the embedded raft store, which this node does not                          run: neither its control store ({}) nor its configuration store ({})                          is raft for its roles ({})",
+                        s.flag, CONTROL_STORE.flag, CONFIG_STORE.flag, ROLES.flag
+                    )));
+                }
+            }
+        }
+        // Without raft there is no store to serve on an etcd endpoint.
+        let etcd_listen = etcd_listen.filter(|_| topology.runs_raft());
+        if topology.runs_controller()
+            && topology.config_store == ConfigStoreKind::Raft
+            && etcd_listen.is_none()
+        {
+            return Err(ConfigError::Conflict(format!(
+                "the controller copies into the raft store through this node's etcd endpoint:                  {} must not be off with {} raft",
+                ETCD_LISTEN.flag, CONFIG_STORE.flag
+            )));
+        }
         Ok(NodeConfig {
+            topology,
             consul,
             consul_registration,
             id,
