@@ -12,5 +12,5 @@ pub mod external;
 pub mod hmac;
 pub mod postgres;
 
-#[cfg(test)]
-mod test_etcd;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

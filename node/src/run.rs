@@ -123,7 +123,8 @@ pub async fn run(
         )
         .map_err(|e| RunError::Config(format!("secrets at rest: {e}")))?,
     );
-    if sealer.source() == hermes_control::seal::KeySource::MachineId {
+    if config.topology.runs_raft() && sealer.source() == hermes_control::seal::KeySource::MachineId
+    {
         tracing::info!(
             "secrets at rest are sealed with a key derived from this host's machine id; a \
              cluster secret (--cluster-secret-file) keys them to the cluster instead"

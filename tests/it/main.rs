@@ -14,6 +14,7 @@ mod authorization;
 mod backup;
 mod bad_input;
 mod breakers;
+mod compat_mode;
 mod control_api;
 mod control_bad_input;
 mod control_security;

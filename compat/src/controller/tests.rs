@@ -17,9 +17,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{election_prefix, Controller, ControllerConfig};
-use crate::postgres::test_server::TestPg;
 use crate::postgres::PgControl;
-use crate::test_etcd::TestEtcd;
+use crate::testing::etcd::TestEtcd;
+use crate::testing::postgres::TestPg;
 use hermes_control::model::{Kind, Operator};
 use hermes_control::store::{ControlStore, ResourceChange};
 

@@ -10,7 +10,7 @@ use etcd_client::{CompactionOptions, GetOptions};
 
 use super::registry::EtcdRegistrar;
 use super::source::EtcdSource;
-use crate::test_etcd::TestEtcd;
+use crate::testing::etcd::TestEtcd;
 use hermes_gateway::config::source::{Change, ConfigSource, Prefixes, Update};
 use hermes_gateway::registry::Registrar;
 

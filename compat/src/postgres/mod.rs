@@ -23,6 +23,9 @@ use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 
 pub use error::PgError;
+/// The original server's schema, as it creates it (idempotent): for tools and tests that
+/// prepare a database the way the original does.
+pub use schema::DDL as ORIGINAL_SCHEMA;
 
 /// Connections the pool opens at most (the original: 20).
 const POOL_SIZE: usize = 20;
@@ -166,7 +169,5 @@ impl PgControl {
 
 #[cfg(test)]
 mod records_tests;
-#[cfg(test)]
-pub(crate) mod test_server;
 #[cfg(test)]
 mod tests;

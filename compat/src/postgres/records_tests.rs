@@ -13,8 +13,8 @@ use hermes_control::model::{
 };
 use hermes_control::store::{ControlError, ControlStore, CredentialUpdate, SYNC_ACTION};
 
-use super::test_server::TestPg;
 use super::PgControl;
+use crate::testing::postgres::TestPg;
 
 const RETENTION: usize = hermes_control::replicated::DEFAULT_HISTORY_RETENTION;
 

@@ -4,7 +4,7 @@
 //! store needs beyond them it derives from these tables.
 
 /// Run at every connect, in one transaction.
-pub(super) const DDL: &str = r#"
+pub const DDL: &str = r#"
 CREATE TABLE IF NOT EXISTS namespaces (
     name       TEXT PRIMARY KEY,
     created_at TIMESTAMPTZ NOT NULL DEFAULT NOW()

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::test_server::TestPg;
 use super::PgControl;
+use crate::testing::postgres::TestPg;
 use hermes_control::model::{Action, Kind, Operator};
 use hermes_control::store::{ControlError, ResourceChange};
 

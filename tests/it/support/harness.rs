@@ -147,6 +147,9 @@ pub struct Node {
     pub extra_args: Vec<String>,
     /// Address the admin API listens on (loopback unless a test needs another).
     pub admin_host: String,
+    /// Whether the node runs the embedded raft store (and so is given peer and etcd ports);
+    /// false for a node whose stores are external (compat mode).
+    pub embedded_store: bool,
     child: Option<Child>,
 }
 
@@ -162,6 +165,7 @@ impl Node {
             log_path: root.join(format!("node{id}.log")),
             extra_args: Vec::new(),
             admin_host: "127.0.0.1".into(),
+            embedded_store: true,
             child: None,
         }
     }
@@ -185,17 +189,22 @@ impl Node {
             .append(true)
             .open(&self.log_path)
             .unwrap();
-        let child = Command::new(hermes_bin())
+        let mut command = Command::new(hermes_bin());
+        command
             .arg("node")
             .args(["--id", &self.id.to_string()])
             .args(["--data-dir", self.data_dir.to_str().unwrap()])
-            .args(["--peer-listen", &format!("127.0.0.1:{}", self.peer_port)])
             .args([
                 "--admin-listen",
                 &format!("{}:{}", self.admin_host, self.admin_port),
             ])
-            .args(["--etcd-listen", &format!("127.0.0.1:{}", self.etcd_port)])
-            .args(["--proxy-listen", &format!("127.0.0.1:{}", self.proxy_port)])
+            .args(["--proxy-listen", &format!("127.0.0.1:{}", self.proxy_port)]);
+        if self.embedded_store {
+            command
+                .args(["--peer-listen", &format!("127.0.0.1:{}", self.peer_port)])
+                .args(["--etcd-listen", &format!("127.0.0.1:{}", self.etcd_port)]);
+        }
+        let child = command
             .args(&self.extra_args)
             // No built-in admin unless a test asks: its first-start writes would move revisions.
             .env("HERMES_API_INITIAL_ADMIN", "off")
