@@ -221,7 +221,7 @@ fn the_original_flow_end_to_end_through_postgres_and_etcd() {
         1,
         &["--roles", "server", "--control-store", &dsn],
     );
-    let mut controllers = vec![
+    let mut controllers = [
         compat_node(dir.path(), 2, &controller_args),
         compat_node(dir.path(), 3, &controller_args),
     ];
