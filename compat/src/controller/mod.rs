@@ -4,8 +4,8 @@
 //! Controllers elect one leader with etcd's election, under the original's key layout
 //! (`/hermes/election/<lease hex>` = the controller's id, the layout of Go's
 //! `concurrency.Election`), so original controllers and Hermes nodes can campaign together and
-//! one of them leads. The leader runs [`sync`] (reconcile, then the change feed, then a
-//! reconcile every interval) and [`report`] (heartbeat, instances); a controller that loses
+//! one of them leads. The leader runs `sync` (reconcile, then the change feed, then a
+//! reconcile every interval) and `report` (heartbeat, instances); a controller that loses
 //! its lease stops all of that before another can win, and campaigns again.
 //!
 //! The control store's feed is followed with its revision wait, so a change reaches etcd as

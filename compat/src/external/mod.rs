@@ -7,7 +7,7 @@
 //! others. With a user it signs in at connect (so connecting fails while etcd is down, and
 //! the caller tries again) and again whenever etcd says the token is no longer valid (etcd's
 //! simple tokens expire after five idle minutes by default): the crate does that for every
-//! call but a watch, which [`refresh_after`] covers.
+//! call but a watch, which `refresh_after` covers.
 
 pub mod registry;
 pub mod source;

@@ -4,8 +4,8 @@
 //! database side by side, and a node can replace a server without a migration.
 //!
 //! `connect` opens a pool that reconnects by itself and creates the schema as the original
-//! creates it; [`resources`] holds namespaces, domains, clusters, history and the change log,
-//! [`records`] the rest, and [`store`] puts them behind
+//! creates it; `resources` holds namespaces, domains, clusters, history and the change log,
+//! `records` the rest, and `store` puts them behind
 //! [`hermes_control::store::ControlStore`].
 
 mod error;
