@@ -104,6 +104,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
+            if args.dry_run {
+                println!("{}", config.summary());
+                return ExitCode::SUCCESS;
+            }
             let _logs = hermes_node::logging::init(
                 config.log_format,
                 config.access_log,

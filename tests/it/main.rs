@@ -15,6 +15,7 @@ mod backup;
 mod bad_input;
 mod breakers;
 mod compat_mode;
+mod compose;
 mod control_api;
 mod control_bad_input;
 mod control_security;

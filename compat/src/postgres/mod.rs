@@ -85,11 +85,12 @@ fn server_of(config: &tokio_postgres::Config) -> String {
     format!("{host}:{port}")
 }
 
-/// Checks that `dsn` is a PostgreSQL connection string, without connecting; the error never
-/// repeats the string (it may hold a password).
-pub fn check_dsn(dsn: &str) -> Result<(), String> {
+/// Checks that `dsn` is a PostgreSQL connection string, without connecting, and names its
+/// server (`host:port`); neither the answer nor the error repeats the string (it may hold a
+/// password).
+pub fn check_dsn(dsn: &str) -> Result<String, String> {
     dsn.parse::<tokio_postgres::Config>()
-        .map(|_| ())
+        .map(|c| server_of(&c))
         .map_err(|e| format!("not a PostgreSQL connection string: {e}"))
 }
 

@@ -71,6 +71,10 @@ pub struct NodeArgs {
     /// TOML configuration file.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Check the configuration (flags, environment, file) and print, as JSON, what the node
+    /// would run (roles, stores, listeners), without opening or binding anything.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Node id, stable for the node's life [default: 1].
     #[arg(long)]
     pub id: Option<String>,
@@ -405,6 +409,7 @@ mod tests {
         // And every flag reaches the configuration.
         let args = NodeArgs::default();
         assert_eq!(args.flags().len(), 0);
-        assert_eq!(crate::config::ALL.len(), flags.len() - 1, "{flags:?}");
+        // All but -c and --dry-run.
+        assert_eq!(crate::config::ALL.len(), flags.len() - 2, "{flags:?}");
     }
 }

@@ -596,7 +596,9 @@ impl NodeConfig {
             ] {
                 if src.raw(s).is_some() {
                     return Err(ConfigError::Conflict(format!(
-                        "{} is a setting of the embedded raft store, which this node does not                          run: neither its control store ({}) nor its configuration store ({})                          is raft for its roles ({})",
+                        "{} is a setting of the embedded raft store, which this node does not \
+                         run: neither its control store ({}) nor its configuration store ({}) \
+                         is raft for its roles ({})",
                         s.flag, CONTROL_STORE.flag, CONFIG_STORE.flag, ROLES.flag
                     )));
                 }
@@ -609,7 +611,8 @@ impl NodeConfig {
             && etcd_listen.is_none()
         {
             return Err(ConfigError::Conflict(format!(
-                "the controller copies into the raft store through this node's etcd endpoint:                  {} must not be off with {} raft",
+                "the controller copies into the raft store through this node's etcd endpoint: \
+                 {} must not be off with {} raft",
                 ETCD_LISTEN.flag, CONFIG_STORE.flag
             )));
         }
@@ -698,6 +701,23 @@ impl NodeConfig {
             })?,
             api: src.api()?,
         })
+    }
+
+    /// What `hermes node --dry-run` prints: the roles, the stores and the listeners this
+    /// configuration runs (no secret).
+    pub fn summary(&self) -> serde_json::Value {
+        let mut out = self.topology.summary();
+        out["id"] = serde_json::json!(self.id);
+        out["namespace"] = serde_json::json!(self.namespace);
+        out["data_dir"] = serde_json::json!(self.data_dir.display().to_string());
+        let raft = self.topology.runs_raft();
+        out["listen"] = serde_json::json!({
+            "admin": self.admin_listen.to_string(),
+            "proxy": self.topology.roles.gateway.then(|| self.proxy_listen.to_string()),
+            "peer": raft.then(|| self.peer_listen.to_string()),
+            "etcd": self.etcd_listen.map(|a| a.to_string()),
+        });
+        out
     }
 
     /// The URL of this node's admin API as other nodes and tools should use it.

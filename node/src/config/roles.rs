@@ -77,6 +77,40 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// What the node runs and where its stores are, for `hermes node --dry-run`: never a
+    /// password.
+    pub fn summary(&self) -> serde_json::Value {
+        let roles: Vec<&str> = [
+            (self.roles.server, "server"),
+            (self.roles.controller, "controller"),
+            (self.roles.gateway, "gateway"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        let control = match &self.control_store {
+            ControlStoreKind::Raft => serde_json::json!("raft"),
+            ControlStoreKind::Postgres(dsn) => serde_json::json!({
+                "postgres": hermes_compat::postgres::check_dsn(&String::from_utf8_lossy(&dsn.0))
+                    .unwrap_or_default(),
+            }),
+        };
+        let config = match &self.config_store {
+            ConfigStoreKind::Raft => serde_json::json!("raft"),
+            ConfigStoreKind::Etcd { endpoints, auth } => serde_json::json!({
+                "etcd": endpoints,
+                "user": auth.as_ref().map(|(u, _)| u),
+            }),
+        };
+        serde_json::json!({
+            "roles": roles,
+            "control_store": control,
+            "config_store": config,
+            "raft": self.runs_raft(),
+            "controller": self.runs_controller(),
+        })
+    }
+
     /// Whether the control store is in use (the API or the controller reads it).
     pub fn uses_control_store(&self) -> bool {
         self.roles.server || self.roles.controller
