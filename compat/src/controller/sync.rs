@@ -1,18 +1,19 @@
 //! The leader's copy of the control store's configuration into etcd (contract §6.2, §6.3):
 //! a full reconcile that removes drift, then the change feed applied in order, the meta
-//! revision key published after each batch, and a reconcile again every interval.
+//! revision key published after each batch, and a reconcile again every interval. A batch of
+//! changes goes to etcd in transactions, each key once with its last value.
 //!
 //! Two departures from the original, both fixes: the revision the feed resumes from is read
 //! *before* the reconcile lists the resources (the original read it after, so a change landing
 //! in between waited for the next reconcile); and a change etcd refused is retried rather than
 //! skipped, so the feed never passes a change it did not apply.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::GetOptions;
+use etcd_client::{GetOptions, Txn, TxnOp};
 use serde_json::Value;
 
 use super::{Controller, ControllerError};
@@ -21,6 +22,8 @@ use hermes_storage::keys;
 
 /// Changes read from the feed at once.
 const BATCH: usize = 500;
+/// Keys written in one etcd transaction at most (etcd's default `--max-txn-ops`).
+const TXN_OPS: usize = 128;
 /// Longest a revision wait lasts before it is asked again (a wait is cheap).
 const WAIT: Duration = Duration::from_secs(30);
 /// Pause after a failure before trying again.
@@ -112,27 +115,51 @@ impl Controller {
         Ok(repaired)
     }
 
-    /// Writes one change to etcd. Audit-only rows have nothing to write.
-    async fn apply(&self, change: &ChangeEntry) -> Result<(), ControllerError> {
-        let Some(kind) = kind_of(&change.kind) else {
-            return Ok(());
-        };
-        let key = keys::resource(&self.config.namespace, kind, &change.name);
-        let mut etcd = self.etcd.clone();
-        if change.action == "delete" {
-            etcd.delete(key, None).await?;
-            return Ok(());
-        }
-        match &change.doc {
-            Some(doc) => {
-                etcd.put(key, doc.as_bytes(), None).await?;
+    /// Writes a batch of changes to etcd, in transactions of at most [`TXN_OPS`] keys: the
+    /// last change of each key (etcd refuses a transaction that names a key twice, and the
+    /// last is what the key must hold). Audit-only rows have nothing to write.
+    async fn apply(&self, changes: &[ChangeEntry]) -> Result<(), ControllerError> {
+        let mut writes: Vec<(String, Option<&str>)> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
+        for change in changes {
+            let Some(kind) = kind_of(&change.kind) else {
+                continue;
+            };
+            let key = keys::resource(&self.config.namespace, kind, &change.name);
+            let value = if change.action == "delete" {
+                None
+            } else {
+                match &change.doc {
+                    Some(doc) => Some(doc.as_str()),
+                    None => {
+                        tracing::warn!(
+                            revision = change.revision,
+                            %key,
+                            action = %change.action,
+                            "a change without its document; the next reconcile writes the key"
+                        );
+                        continue;
+                    }
+                }
+            };
+            match at.get(&key) {
+                Some(&i) => writes[i].1 = value,
+                None => {
+                    at.insert(key.clone(), writes.len());
+                    writes.push((key, value));
+                }
             }
-            None => tracing::warn!(
-                revision = change.revision,
-                %key,
-                action = %change.action,
-                "a change without its document; the next reconcile writes the key"
-            ),
+        }
+        let mut etcd = self.etcd.clone();
+        for chunk in writes.chunks(TXN_OPS) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(key, value)| match value {
+                    Some(doc) => TxnOp::put(key.as_str(), *doc, None),
+                    None => TxnOp::delete(key.as_str(), None),
+                })
+                .collect();
+            etcd.txn(Txn::new().and_then(ops)).await?;
         }
         Ok(())
     }
@@ -160,9 +187,9 @@ impl Controller {
         loop {
             let from = revision.load(Ordering::Acquire);
             let batch = self.control.changes(ns, from, BATCH).await?;
-            for change in &batch {
-                self.apply(change).await?;
-                revision.store(change.revision, Ordering::Release);
+            self.apply(&batch).await?;
+            if let Some(last) = batch.last() {
+                revision.store(last.revision, Ordering::Release);
             }
             if batch.len() < BATCH {
                 break;
