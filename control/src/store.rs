@@ -50,6 +50,10 @@ pub enum ResourceChange {
     Delete,
     /// Restores the document of history `version`, whatever the current state.
     Rollback { version: i64 },
+    /// Creates the resource or replaces its document whatever its version (a write through
+    /// the etcd endpoint, which has no versions to compare); recorded as a create or an
+    /// update.
+    Put { doc: Value },
 }
 
 /// The outcome of a resource write.

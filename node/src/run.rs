@@ -490,7 +490,14 @@ pub async fn run(
         let auth = config.etcd_auth.as_ref().map(|(user, password)| {
             hermes_compat::etcd::auth::EtcdAuth::new(user.clone(), password.0.clone())
         });
-        let api = hermes_compat::etcd::Api::new(node.clone(), auth, guard.clone(), stop_rx.clone());
+        let mut api =
+            hermes_compat::etcd::Api::new(node.clone(), auth, guard.clone(), stop_rx.clone());
+        // Where the control plane lives in this store, a write to a configuration key through
+        // the endpoint is one of its changes (recorded, checked); otherwise the store only
+        // holds configuration a controller writes.
+        if let (ControlStoreKind::Raft, Some(control)) = (&topology.control_store, &control) {
+            api = api.with_config_writes(control.clone(), config.api.max_document_bytes);
+        }
         servers.spawn(hermes_compat::etcd::serve(
             listener,
             api,

@@ -277,7 +277,10 @@ fn hot_reload_add_delete_re_add_and_metrics() {
 #[test]
 fn a_malformed_cluster_leaves_the_previous_one_serving() {
     let first = Upstream::start("first");
-    let c = Cluster::start(1);
+    // A gateway-only node: its store holds configuration as written (an original controller
+    // writes there), which is where a malformed document can arrive. On a node whose control
+    // store is this store the etcd endpoint refuses one (etcd_config_writes.rs).
+    let c = Cluster::start_with(1, &["--roles", "gateway"]);
     let node = c.node(1);
     node.put_key("/hermes/clusters/api", &cluster("api", &first));
     node.put_key(
@@ -304,8 +307,6 @@ fn a_malformed_cluster_leaves_the_previous_one_serving() {
             metrics.contains(&counted).then_some(())
         });
         assert_eq!(node.proxy_get("api.test", "/").upstream(), "first");
-        let (_, domains) = get(&format!("{}/api/v1/gateway/domains", node.admin())).unwrap();
-        assert!(domains.contains("/hermes/clusters/api"), "{domains}");
     }
     let (_, metrics) = get(&format!("{}/metrics", node.admin())).unwrap();
     assert!(

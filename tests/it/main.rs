@@ -24,6 +24,7 @@ mod discovery;
 mod durability;
 mod etcd_client;
 mod etcd_compat;
+mod etcd_config_writes;
 mod etcd_grpc_bad_input;
 mod etcdctl_diff;
 mod failover;

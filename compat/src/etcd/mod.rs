@@ -10,6 +10,7 @@
 pub mod auth;
 mod auth_admin;
 mod body;
+pub mod config_writes;
 pub mod decode;
 pub mod encode;
 pub mod error;
@@ -53,6 +54,10 @@ pub struct Api {
     progress_interval: Duration,
     /// Password hashing and failed-sign-in lockouts, shared with the admin API's sign-ins.
     guard: Arc<LoginGuard>,
+    /// Where writes to configuration keys go, on a node whose control store is this store
+    /// (see [`config_writes`]); `None`: they are plain keys (the store only holds configuration
+    /// that a controller writes).
+    config_writes: Option<Arc<config_writes::ConfigWrites>>,
 }
 
 impl Api {
@@ -68,7 +73,22 @@ impl Api {
             guard,
             shutdown,
             progress_interval: watch_session::PROGRESS_INTERVAL,
+            config_writes: None,
         }
+    }
+
+    /// Writes to configuration keys become recorded changes of `store` (this node's control
+    /// store, on this raft store).
+    pub fn with_config_writes(
+        mut self,
+        store: Arc<dyn hermes_control::store::ControlStore>,
+        max_document_bytes: usize,
+    ) -> Self {
+        self.config_writes = Some(Arc::new(config_writes::ConfigWrites::new(
+            store,
+            max_document_bytes,
+        )));
+        self
     }
 }
 

@@ -16,7 +16,8 @@ use hermes_storage::KvError;
 use super::decode::{request_size, MAX_REQUEST_BYTES};
 use super::error::{Code, EtcdError};
 use super::rbac::Caller;
-use super::{hidden, Api};
+use super::{config_writes, hidden, Api};
+use hermes_storage::mvcc::key_value::{KeyRange, KeyValue};
 
 /// A lease's time to live as etcd reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,12 +169,38 @@ impl Api {
         Ok((self.header(resp.revision), resp))
     }
 
+    /// The visible keys of `range` now (linearizable), for a write that must know them first.
+    async fn current(&self, range: KeyRange) -> Result<Vec<KeyValue>, EtcdError> {
+        self.barrier(false).await?;
+        let resp = hidden::range(
+            self.node.store(),
+            config_writes::ConfigWrites::read_before(&range),
+        )
+        .await?;
+        Ok(resp.kvs)
+    }
+
     pub async fn put(
         &self,
         who: &Caller,
         req: PutRequest,
     ) -> Result<(Header, PutResponse), EtcdError> {
         self.check_put(who, &req)?;
+        if let Some(writes) = &self.config_writes {
+            if let Some(target) = config_writes::classify(&req.key) {
+                check_write(&Command::Put(req.clone()))?;
+                let prev = if req.prev_kv {
+                    self.current(KeyRange::new(req.key.clone(), Vec::new()))
+                        .await?
+                        .into_iter()
+                        .next()
+                } else {
+                    None
+                };
+                let r = writes.put(target, &req, prev).await?;
+                return Ok((self.header(r.revision), r));
+            }
+        }
         let cmd = Command::Put(req);
         check_write(&cmd)?;
         match self.node.write(cmd).await? {
@@ -188,6 +215,36 @@ impl Api {
         req: DeleteRangeRequest,
     ) -> Result<(Header, DeleteRangeResponse), EtcdError> {
         check_delete(who, &req)?;
+        if let Some(writes) = &self.config_writes {
+            if config_writes::may_hold_config(&req.range) {
+                check_write(&Command::DeleteRange(req.clone()))?;
+                let found = self.current(req.range.clone()).await?;
+                if found
+                    .iter()
+                    .any(|kv| config_writes::classify(&kv.key).is_some())
+                {
+                    let node = self.node.clone();
+                    let plain = move |key: Vec<u8>| {
+                        let node = node.clone();
+                        async move {
+                            let cmd = Command::DeleteRange(DeleteRangeRequest {
+                                range: KeyRange::new(key, Vec::new()),
+                                prev_kv: false,
+                            });
+                            match node.write(cmd).await? {
+                                CommandResponse::DeleteRange(r) => Ok(r.revision),
+                                other => Err(unexpected(other)),
+                            }
+                        }
+                    };
+                    let mut r = writes.delete(&req, found, plain).await?;
+                    if r.revision == 0 {
+                        r.revision = self.node.store().revision();
+                    }
+                    return Ok((self.header(r.revision), r));
+                }
+            }
+        }
         let cmd = Command::DeleteRange(req);
         check_write(&cmd)?;
         match self.node.write(cmd).await? {
@@ -205,6 +262,9 @@ impl Api {
         req: TxnRequest,
     ) -> Result<(Header, TxnResponse), EtcdError> {
         self.check_txn(who, &req)?;
+        if self.config_writes.is_some() {
+            config_writes::check_txn(&req)?;
+        }
         let cmd = Command::Txn(req);
         check_write(&cmd)?;
         match self.node.write(cmd).await? {

@@ -239,6 +239,25 @@ impl PgControl {
                 let version = self.column(&row, "resource_version")?;
                 (Action::Update, doc, version)
             }
+            ResourceChange::Put { doc } => {
+                let sql = format!(
+                    "INSERT INTO {t} (namespace, name, config, resource_version, updated_at) \
+                     VALUES ($1, $2, $3, 1, NOW()) ON CONFLICT (namespace, name) DO UPDATE \
+                     SET config = EXCLUDED.config, resource_version = {t}.resource_version + 1, \
+                     updated_at = NOW() RETURNING resource_version, (xmax = 0) AS inserted"
+                );
+                let row = tx
+                    .query_one(&sql, &[&ns, &name, &doc])
+                    .await
+                    .map_err(|e| self.db(e))?;
+                let inserted: bool = self.column(&row, "inserted")?;
+                let action = if inserted {
+                    Action::Create
+                } else {
+                    Action::Update
+                };
+                (action, doc, self.column(&row, "resource_version")?)
+            }
             ResourceChange::Delete => {
                 let sql =
                     format!("DELETE FROM {t} WHERE namespace = $1 AND name = $2 RETURNING config");

@@ -247,6 +247,10 @@ impl Replicated {
                         }
                         (Action::Update, doc.clone())
                     }
+                    ResourceChange::Put { doc } => match &current {
+                        Some(_) => (Action::Update, doc.clone()),
+                        None => (Action::Create, doc.clone()),
+                    },
                     ResourceChange::Delete => match &current {
                         // History keeps the document as it was before the delete.
                         Some((r, _)) => (Action::Delete, r.doc.clone()),
