@@ -2,8 +2,8 @@
 //! test on free loopback ports, and `hermes` nodes in single roles. A node serves a database
 //! the original server filled, writes back in its layout and rides out a database restart;
 //! and the original flow runs end to end: API on node A (PostgreSQL) → controller on node B
-//! (two of them, one leading, the other taking over when it is killed) → etcd → gateway on
-//! node C.
+//! (two of them, one leading, the other taking over when it is killed) → etcd (restarted
+//! midway) → gateway on node C.
 
 use std::process::Command;
 use std::time::Duration;
@@ -202,7 +202,7 @@ fn a_server_node_serves_an_original_database_and_rides_out_its_restart() {
 fn the_original_flow_end_to_end_through_postgres_and_etcd() {
     let up = Upstream::start("chain");
     let pg = TestPg::start();
-    let etcd = TestEtcd::start();
+    let mut etcd = TestEtcd::start();
     let dir = tempfile::tempdir().unwrap();
     let dsn = pg.dsn();
     let config_store = format!("etcd://{}", etcd.endpoint());
@@ -295,10 +295,22 @@ fn the_original_flow_end_to_end_through_postgres_and_etcd() {
     let (_, b) = api.get("/api/v1/status/controller");
     assert_ne!(b["controller"]["id"], json!(leader), "{b}");
 
-    phase(3, "Deleted on A, gone from C.");
+    phase(3, "etcd restarts: C serves what it had, then what changed meanwhile.");
+    etcd.kill();
+    assert_eq!(c.proxy_get("chain2.test", "/x").status, 200);
+    let (s, b) = api.put("/api/v1/domains/web", &domain("chain3.test", Some(2)));
+    assert_eq!(s, 200, "{b}");
+    etcd.start_again();
+    wait_for(
+        "the update made while etcd was down",
+        Duration::from_secs(30),
+        || (c.proxy_get("chain3.test", "/x").status == 200).then_some(()),
+    );
+
+    phase(4, "Deleted on A, gone from C.");
     assert_eq!(api.delete("/api/v1/domains/web").0, 200);
     wait_for("the delete", Duration::from_secs(20), || {
-        (c.proxy_get("chain2.test", "/x").status == 404).then_some(())
+        (c.proxy_get("chain3.test", "/x").status == 404).then_some(())
     });
     assert_eq!(etcd_value(&etcd.endpoint(), "/hermes/domains/web"), None);
     // C registered itself in etcd, and the controller reported it to A.

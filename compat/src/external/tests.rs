@@ -163,3 +163,111 @@ async fn a_registration_lives_on_its_lease() {
     assert_eq!(left.count(), 0, "the key went with its lease");
     assert_eq!(r.keep_alive(lease).await.unwrap(), 0, "a revoked lease");
 }
+
+/// A change of `key` from `source`, skipping other updates.
+async fn change_of(source: &mut EtcdSource, key: &str) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match source.next().await {
+                Ok(Update::Changes { changes, .. }) if changes.iter().any(|c| c.key == key) => {
+                    return
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{key}: no change within 20 s"));
+}
+
+/// Puts through member `member` only, until a leader takes it (an election may be running).
+async fn put_via(etcd: &TestEtcd, member: usize, key: &str) {
+    let mut c = etcd_client::Client::connect([etcd.endpoint_of(member)], None)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while c.put(key, "{}", None).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{key}: no member took the put"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_fails_over_between_members() {
+    let mut etcd = TestEtcd::start_with(3, &[]);
+    let settings = super::EtcdSettings {
+        endpoints: etcd
+            .endpoints()
+            .iter()
+            .map(|e| format!("http://{e}"))
+            .collect(),
+        user: None,
+    };
+    let client = super::connect(&settings).await.unwrap();
+    let mut source = EtcdSource::new(client, Prefixes::for_namespace("default"));
+    let Update::Full { .. } = next(&mut source).await else {
+        panic!("a listing first")
+    };
+    // Each member in turn goes down; the source follows through the others.
+    for down in 0..3 {
+        etcd.kill_member(down);
+        let key = format!("/hermes/domains/while-{down}-down");
+        put_via(&etcd, (down + 1) % 3, &key).await;
+        change_of(&mut source, &key).await;
+        etcd.start_member(down);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_sign_in_is_renewed() {
+    // Simple tokens that expire after 2 idle seconds.
+    let etcd = TestEtcd::start_with(1, &["--auth-token-ttl=2"]);
+    let mut admin = etcd.client().await;
+    admin.user_add("root", "root-secret", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.auth_enable().await.unwrap();
+    let settings = super::EtcdSettings {
+        endpoints: vec![format!("http://{}", etcd.endpoint())],
+        user: Some(("root".into(), "root-secret".into())),
+    };
+    let client = super::connect(&settings).await.unwrap();
+    let prefixes = Prefixes::for_namespace("default");
+    let mut source = EtcdSource::new(client.clone(), prefixes.clone());
+    let Update::Full { .. } = next(&mut source).await else {
+        panic!("a listing first")
+    };
+    // Idle past the token's life: the next calls sign in again by themselves.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let registrar = EtcdRegistrar {
+        client: client.clone(),
+        meta_key: "/hermes/meta/config_revision".into(),
+    };
+    let lease = registrar.grant(5).await.unwrap();
+    registrar
+        .put("/hermes/instances/gw", b"{}".to_vec(), lease)
+        .await
+        .unwrap();
+    let mut writer = super::connect(&settings).await.unwrap();
+    writer
+        .put("/hermes/domains/after-expiry", "{}", None)
+        .await
+        .unwrap();
+    change_of(&mut source, "/hermes/domains/after-expiry").await;
+    // A new listing and watch on the client whose first token expired.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut again = EtcdSource::new(client, prefixes);
+    let Update::Full { items, .. } = next(&mut again).await else {
+        panic!("a listing")
+    };
+    assert!(items
+        .iter()
+        .any(|(k, _)| k == "/hermes/domains/after-expiry"));
+    writer
+        .put("/hermes/domains/later", "{}", None)
+        .await
+        .unwrap();
+    change_of(&mut again, "/hermes/domains/later").await;
+}
