@@ -295,7 +295,10 @@ fn the_original_flow_end_to_end_through_postgres_and_etcd() {
     let (_, b) = api.get("/api/v1/status/controller");
     assert_ne!(b["controller"]["id"], json!(leader), "{b}");
 
-    phase(3, "etcd restarts: C serves what it had, then what changed meanwhile.");
+    phase(
+        3,
+        "etcd restarts: C serves what it had, then what changed meanwhile.",
+    );
     etcd.kill();
     assert_eq!(c.proxy_get("chain2.test", "/x").status, 200);
     let (s, b) = api.put("/api/v1/domains/web", &domain("chain3.test", Some(2)));
