@@ -85,7 +85,13 @@ pub async fn login(
         return Err(ApiError::unauthorized("invalid email or password"));
     };
     if guard.needs_upgrade(&user.password_hash) {
-        user.password_hash = guard.hash(pw).await?;
+        match guard.hash(pw).await {
+            Ok(hash) => user.password_hash = hash,
+            // The store's scheme cannot hold this password (bcrypt's 72 bytes): the hash that
+            // just verified stays.
+            Err(HashingError::Refused(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     user.last_seen = now_rfc3339();
     state

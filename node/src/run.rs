@@ -107,6 +107,7 @@ pub async fn run(
 
     // 1. The data directory, private, and the store in it. Opening replays sled's log:
     //    blocking work.
+    tokio::pin!(shutdown);
     crate::data_dir::private_umask();
     let dir = config.data_dir.clone();
     let machine_key = tokio::task::spawn_blocking(move || {
@@ -383,10 +384,33 @@ pub async fn run(
             }
             (ControlStoreKind::Postgres(dsn), _) => {
                 let dsn = String::from_utf8_lossy(&dsn.0).into_owned();
-                let pg =
-                    hermes_compat::postgres::PgControl::connect(&dsn, config.api.resource_history)
-                        .await
-                        .map_err(|e| RunError::Config(format!("{}: {e}", CONTROL_STORE.flag)))?;
+                // A database that cannot be reached yet (starting with the node, restarting)
+                // is waited for; one that refuses (no such database, bad credentials) is a
+                // configuration error.
+                let mut waiting = false;
+                let pg = loop {
+                    let connected = hermes_compat::postgres::PgControl::connect(
+                        &dsn,
+                        config.api.resource_history,
+                    )
+                    .await;
+                    match connected {
+                        Ok(pg) => break pg,
+                        Err(e @ hermes_compat::postgres::PgError::Unreachable { .. }) => {
+                            if !waiting {
+                                tracing::warn!(error = %e, "waiting for the control store");
+                                waiting = true;
+                            }
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                _ = &mut shutdown => return Ok(()),
+                            }
+                        }
+                        Err(e) => {
+                            return Err(RunError::Config(format!("{}: {e}", CONTROL_STORE.flag)))
+                        }
+                    }
+                };
                 tracing::info!(server = pg.server(), "control store: PostgreSQL");
                 Some(Arc::new(pg))
             }
@@ -493,10 +517,20 @@ pub async fn run(
         let mut api =
             hermes_compat::etcd::Api::new(node.clone(), auth, guard.clone(), stop_rx.clone());
         // Where the control plane lives in this store, a write to a configuration key through
-        // the endpoint is one of its changes (recorded, checked); otherwise the store only
-        // holds configuration a controller writes.
-        if let (ControlStoreKind::Raft, Some(control)) = (&topology.control_store, &control) {
-            api = api.with_config_writes(control.clone(), config.api.max_document_bytes);
+        // the endpoint is one of its changes (recorded, checked); where the control store is
+        // elsewhere this store only holds configuration a controller writes.
+        if topology.control_store == ControlStoreKind::Raft {
+            // Whatever this node's roles: other members may serve the control plane on this
+            // store, whose configuration keys are then theirs.
+            let store: Arc<dyn hermes_control::store::ControlStore> = match &control {
+                Some(control) => control.clone(),
+                None => Arc::new(hermes_control::replicated::Replicated::new(
+                    node.clone(),
+                    config.api.resource_history,
+                    sealer.clone(),
+                )),
+            };
+            api = api.with_config_writes(store, config.api.max_document_bytes);
         }
         servers.spawn(hermes_compat::etcd::serve(
             listener,
@@ -562,7 +596,6 @@ pub async fn run(
 
     // 6. Run until told to stop, until a server fails, or until the store cannot write: a
     //    member that can no longer write must not go on looking healthy (etcd's choice).
-    tokio::pin!(shutdown);
     let failure = tokio::select! {
         _ = &mut shutdown => None,
         cause = async {

@@ -233,8 +233,9 @@ fn the_original_flow_end_to_end_through_postgres_and_etcd() {
     for node in [&a, &controllers[0], &controllers[1], &c] {
         node.wait_ready(Duration::from_secs(30));
     }
-    // A fresh database: first-time setup from loopback makes the first credential.
-    let api = Api::anonymous(&a.admin()).admin_credential();
+    // A fresh database: first-time setup from loopback makes the first credential, in
+    // `default` (original servers sharing the database count it there).
+    let api = Api::anonymous(&a.admin()).credential(&crate::api_client::ALL_SCOPES);
 
     phase(1, "Created on A, served by C.");
     let (s, b) = api.post(

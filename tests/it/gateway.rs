@@ -277,10 +277,19 @@ fn hot_reload_add_delete_re_add_and_metrics() {
 #[test]
 fn a_malformed_cluster_leaves_the_previous_one_serving() {
     let first = Upstream::start("first");
-    // A gateway-only node: its store holds configuration as written (an original controller
-    // writes there), which is where a malformed document can arrive. On a node whose control
-    // store is this store the etcd endpoint refuses one (etcd_config_writes.rs).
-    let c = Cluster::start_with(1, &["--roles", "gateway"]);
+    // A gateway whose control plane is elsewhere (never connected to: a gateway does not use
+    // it): its store holds configuration as a controller wrote it, which is where a malformed
+    // document can arrive. Where the control store is this store, the etcd endpoint refuses
+    // one (etcd_config_writes.rs).
+    let c = Cluster::start_with(
+        1,
+        &[
+            "--roles",
+            "gateway",
+            "--control-store",
+            "postgres://hermes@127.0.0.1:9/elsewhere",
+        ],
+    );
     let node = c.node(1);
     node.put_key("/hermes/clusters/api", &cluster("api", &first));
     node.put_key(

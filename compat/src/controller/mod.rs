@@ -6,7 +6,9 @@
 //! `concurrency.Election`), so original controllers and Hermes nodes can campaign together and
 //! one of them leads. The leader runs `sync` (reconcile, then the change feed, then a
 //! reconcile every interval) and `report` (heartbeat, instances); a controller that loses
-//! its lease stops all of that before another can win, and campaigns again.
+//! its lease stops all of that before another can win, and campaigns again. Every write it
+//! makes to etcd holds only while its election key does (a fence), so one that lost its
+//! leadership without noticing cannot overwrite its successor's writes.
 //!
 //! The control store's feed is followed with its revision wait, so a change reaches etcd as
 //! soon as the store sees it, not at the next poll.
@@ -25,6 +27,7 @@ use tokio::sync::watch;
 use hermes_control::model::now_rfc3339;
 use hermes_control::store::{ControlError, ControlStore};
 use session::Session;
+pub(crate) use sync::same_doc;
 pub use sync::Repaired;
 
 /// Pause between campaigns after a lost or failed term (the original's 3 s).
@@ -73,6 +76,9 @@ pub enum ControllerError {
     Control(#[from] ControlError),
     #[error("a document that cannot be written: {0}")]
     Document(String),
+    /// The election key this controller won is gone: another controller may lead.
+    #[error("this controller no longer leads")]
+    NotLeader,
 }
 
 pub struct Controller {
@@ -169,15 +175,16 @@ impl Controller {
                 key = %String::from_utf8_lossy(leader.key()),
                 "controller elected leader"
             );
-            let _ = self.leading.send(true);
+            self.leading.send_replace(true);
+            let fence = sync::Fence::new(leader.key(), leader.rev());
             let stopping = tokio::select! {
-                _ = self.sync(self.synced.clone()) => false,
+                _ = self.sync(self.synced.clone(), fence) => false,
                 _ = self.heartbeat(self.synced.clone()) => false,
                 _ = self.report_instances() => false,
                 _ = session.lost() => false,
                 _ = stopped(&mut stop) => true,
             };
-            let _ = self.leading.send(false);
+            self.leading.send_replace(false);
             if stopping {
                 self.farewell(self.synced_revision()).await;
                 let mut etcd = self.etcd.clone();
@@ -189,7 +196,7 @@ impl Controller {
                 tracing::info!(id = %self.config.id, "controller stopped leading");
                 return;
             }
-            tracing::warn!(id = %self.config.id, "controller lost its lease; campaigning again");
+            tracing::warn!(id = %self.config.id, "controller lost its leadership; campaigning again");
             session.close(&self.etcd).await;
             if pause(&mut stop).await {
                 return;

@@ -84,6 +84,16 @@ impl Controller {
                     self.report(&prefix).await;
                     loop {
                         match stream.message().await {
+                            // etcd cancels a watch it will not serve (an expired sign-in).
+                            Ok(Some(resp)) if resp.canceled() => {
+                                tracing::debug!(
+                                    reason = resp.cancel_reason(),
+                                    "instance watch cancelled"
+                                );
+                                crate::external::refresh_if_auth(&self.etcd, resp.cancel_reason())
+                                    .await;
+                                break;
+                            }
                             Ok(Some(resp)) if !resp.events().is_empty() => {
                                 self.report(&prefix).await
                             }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{GetOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use serde_json::Value;
 
 use super::{Controller, ControllerError};
@@ -29,6 +29,29 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Pause after a failure before trying again.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// The leader's election key and its creation revision. Every write to etcd is a transaction
+/// that holds only while that key is there, so a controller that lost its leadership (paused
+/// past its lease, or with a write in flight as it stepped down) cannot overwrite what its
+/// successor wrote.
+#[derive(Debug, Clone)]
+pub(crate) struct Fence {
+    key: Vec<u8>,
+    rev: i64,
+}
+
+impl Fence {
+    pub(crate) fn new(key: &[u8], rev: i64) -> Fence {
+        Fence {
+            key: key.to_vec(),
+            rev,
+        }
+    }
+
+    fn holds(&self) -> Compare {
+        Compare::create_revision(self.key.clone(), CompareOp::Equal, self.rev)
+    }
+}
+
 /// What a reconcile changed in etcd.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Repaired {
@@ -40,7 +63,7 @@ pub struct Repaired {
 
 /// Whether two documents are the same configuration: equal after decoding, numbers compared
 /// by value (`1` and `1.0` are one number, as Go's float64 canonical form has it).
-pub(super) fn same_doc(a: &Value, b: &Value) -> bool {
+pub(crate) fn same_doc(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
         (Value::Array(x), Value::Array(y)) => {
@@ -64,11 +87,28 @@ fn kind_of(kind: &str) -> Option<Kind> {
 }
 
 impl Controller {
+    /// `ops` in transactions of at most [`TXN_OPS`], each applied only while `fence` holds.
+    async fn write(&self, fence: &Fence, ops: Vec<TxnOp>) -> Result<(), ControllerError> {
+        let mut etcd = self.etcd.clone();
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let chunk: Vec<TxnOp> = ops.by_ref().take(TXN_OPS).collect();
+            let done = etcd
+                .txn(Txn::new().when([fence.holds()]).and_then(chunk))
+                .await?;
+            if !done.succeeded() {
+                return Err(ControllerError::NotLeader);
+            }
+        }
+        Ok(())
+    }
+
     /// Makes etcd's configuration keys what the control store holds.
-    pub async fn reconcile(&self) -> Result<Repaired, ControllerError> {
+    pub(crate) async fn reconcile(&self, fence: &Fence) -> Result<Repaired, ControllerError> {
         let ns = &self.config.namespace;
         let mut etcd = self.etcd.clone();
         let mut repaired = Repaired::default();
+        let mut ops = Vec::new();
         for kind in [Kind::Domain, Kind::Cluster] {
             let desired: BTreeMap<String, Value> = self
                 .control
@@ -94,16 +134,17 @@ impl Controller {
                 if !same {
                     let value = serde_json::to_vec(doc)
                         .map_err(|e| ControllerError::Document(format!("{key}: {e}")))?;
-                    etcd.put(key.as_str(), value, None).await?;
+                    ops.push(TxnOp::put(key.as_str(), value, None));
                     repaired.written += 1;
                 }
             }
             // What is left has no resource behind it (foreign and nested keys included).
             for key in present.keys() {
-                etcd.delete(key.clone(), None).await?;
+                ops.push(TxnOp::delete(key.clone(), None));
                 repaired.deleted += 1;
             }
         }
+        self.write(fence, ops).await?;
         if repaired != Repaired::default() {
             tracing::info!(
                 written = repaired.written,
@@ -118,7 +159,7 @@ impl Controller {
     /// Writes a batch of changes to etcd, in transactions of at most [`TXN_OPS`] keys: the
     /// last change of each key (etcd refuses a transaction that names a key twice, and the
     /// last is what the key must hold). Audit-only rows have nothing to write.
-    async fn apply(&self, changes: &[ChangeEntry]) -> Result<(), ControllerError> {
+    async fn apply(&self, fence: &Fence, changes: &[ChangeEntry]) -> Result<(), ControllerError> {
         let mut writes: Vec<(String, Option<&str>)> = Vec::new();
         let mut at: HashMap<String, usize> = HashMap::new();
         for change in changes {
@@ -150,36 +191,28 @@ impl Controller {
                 }
             }
         }
-        let mut etcd = self.etcd.clone();
-        for chunk in writes.chunks(TXN_OPS) {
-            let ops: Vec<TxnOp> = chunk
-                .iter()
-                .map(|(key, value)| match value {
-                    Some(doc) => TxnOp::put(key.as_str(), *doc, None),
-                    None => TxnOp::delete(key.as_str(), None),
-                })
-                .collect();
-            etcd.txn(Txn::new().and_then(ops)).await?;
-        }
-        Ok(())
+        let ops = writes
+            .iter()
+            .map(|(key, value)| match value {
+                Some(doc) => TxnOp::put(key.as_str(), *doc, None),
+                None => TxnOp::delete(key.as_str(), None),
+            })
+            .collect();
+        self.write(fence, ops).await
     }
 
     /// `/hermes/meta/config_revision` = `revision`, as ASCII decimal.
-    async fn publish(&self, revision: i64) -> Result<(), ControllerError> {
-        let mut etcd = self.etcd.clone();
-        etcd.put(
-            keys::meta_revision(&self.config.namespace),
-            revision.to_string(),
-            None,
-        )
-        .await?;
-        Ok(())
+    async fn publish(&self, fence: &Fence, revision: i64) -> Result<(), ControllerError> {
+        let meta = keys::meta_revision(&self.config.namespace);
+        let op = TxnOp::put(meta, revision.to_string(), None);
+        self.write(fence, vec![op]).await
     }
 
     /// Applies every change after `revision`, advancing it past each one applied, then
     /// publishes the revision reached (unless `published` is there already).
     async fn catch_up(
         &self,
+        fence: &Fence,
         revision: &AtomicI64,
         published: &mut i64,
     ) -> Result<(), ControllerError> {
@@ -187,7 +220,7 @@ impl Controller {
         loop {
             let from = revision.load(Ordering::Acquire);
             let batch = self.control.changes(ns, from, BATCH).await?;
-            self.apply(&batch).await?;
+            self.apply(fence, &batch).await?;
             if let Some(last) = batch.last() {
                 revision.store(last.revision, Ordering::Release);
             }
@@ -197,21 +230,22 @@ impl Controller {
         }
         let reached = revision.load(Ordering::Acquire);
         if reached > *published {
-            self.publish(reached).await?;
+            self.publish(fence, reached).await?;
             *published = reached;
         }
         Ok(())
     }
 
-    /// The leader's sync loop; returns only when the future is dropped (step-down or stop).
-    pub(super) async fn sync(&self, revision: Arc<AtomicI64>) {
+    /// The leader's sync loop; returns when etcd says this controller no longer leads (its
+    /// fence failed), and otherwise runs until dropped (step-down or stop).
+    pub(super) async fn sync(&self, revision: Arc<AtomicI64>, fence: Fence) {
         let ns = self.config.namespace.clone();
         // Start: where the feed resumes, then the full picture, then the meta key.
         loop {
             let started = async {
                 let from = self.control.revision(&ns).await?;
-                self.reconcile().await?;
-                self.publish(from).await?;
+                self.reconcile(&fence).await?;
+                self.publish(&fence, from).await?;
                 Ok::<i64, ControllerError>(from)
             }
             .await;
@@ -220,6 +254,7 @@ impl Controller {
                     revision.store(from, Ordering::Release);
                     break;
                 }
+                Err(ControllerError::NotLeader) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "controller start-up sync failed; retrying");
                     tokio::time::sleep(RETRY).await;
@@ -236,8 +271,12 @@ impl Controller {
             let behind = published < after;
             tokio::select! {
                 _ = reconcile.tick() => {
-                    if let Err(e) = self.reconcile().await {
-                        tracing::warn!(error = %e, "reconcile failed; the next one tries again");
+                    match self.reconcile(&fence).await {
+                        Ok(_) => {}
+                        Err(ControllerError::NotLeader) => return,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reconcile failed; the next one tries again");
+                        }
                     }
                     continue;
                 }
@@ -252,13 +291,17 @@ impl Controller {
                 },
                 _ = std::future::ready(()), if behind => {}
             }
-            if let Err(e) = self.catch_up(&revision, &mut published).await {
-                tracing::warn!(
+            match self.catch_up(&fence, &revision, &mut published).await {
+                Ok(()) => {}
+                Err(ControllerError::NotLeader) => return,
+                Err(e) => {
+                    tracing::warn!(
                     error = %e,
                     revision = revision.load(Ordering::Acquire),
                     "applying the change feed to etcd failed; retrying"
-                );
-                tokio::time::sleep(RETRY).await;
+                    );
+                    tokio::time::sleep(RETRY).await;
+                }
             }
         }
     }

@@ -405,3 +405,45 @@ async fn an_original_style_campaigner_shares_the_election() {
     ours.stop.send(true).unwrap();
     ours.task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_whose_election_key_is_gone_writes_nothing_and_campaigns_again() {
+    let pg = TestPg::start();
+    let etcd_server = TestEtcd::start();
+    let etcd = etcd_server.client().await;
+    let control: Arc<dyn ControlStore> = Arc::new(PgControl::connect(&pg.dsn(), 50).await.unwrap());
+    let running = start(control.clone(), &etcd, quick("ctrl-a"));
+    wait_leading(&running, true, Duration::from_secs(10)).await;
+    // Its key goes (as if its lease had expired and another controller had won): its next
+    // write fails the fence, and it steps down instead of writing.
+    etcd.clone()
+        .delete(
+            "/hermes/election/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    control
+        .write_resource(
+            "default",
+            Kind::Domain,
+            "fenced",
+            ResourceChange::Create {
+                doc: domain("fenced", "f.example.com"),
+            },
+            &op(),
+        )
+        .await
+        .unwrap();
+    wait_leading(&running, false, Duration::from_secs(10)).await;
+    // Alone, it wins again, and then writes the change.
+    wait_leading(&running, true, Duration::from_secs(15)).await;
+    until(
+        "the change after the new term",
+        Duration::from_secs(10),
+        || async { value_of(&etcd, "/hermes/domains/fenced").await.map(|_| ()) },
+    )
+    .await;
+    running.stop.send(true).unwrap();
+    running.task.await.unwrap();
+}

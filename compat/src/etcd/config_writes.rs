@@ -32,6 +32,14 @@ use hermes_storage::mvcc::response::{DeleteRangeResponse, PutResponse};
 
 use super::error::{Code, EtcdError};
 
+/// Where configuration keys live: `default`'s, and every namespace's root.
+const CONFIG_PREFIXES: [&str; 4] = [
+    "/hermes/domains/",
+    "/hermes/clusters/",
+    "/hermes/meta/",
+    "/hermes/ns/",
+];
+
 /// Who the control plane records as the author of these writes.
 const OPERATOR: &str = "etcd";
 
@@ -52,7 +60,14 @@ pub enum ConfigKey {
 
 /// Classifies `key`; `None` for a key that is not the control plane's configuration.
 pub fn classify(key: &[u8]) -> Option<ConfigKey> {
-    let key = std::str::from_utf8(key).ok()?;
+    let Ok(key) = std::str::from_utf8(key) else {
+        // Not UTF-8: no resource has such a name, but under a configuration prefix the gateway
+        // (reading keys lossily) would still take it for one.
+        let under = CONFIG_PREFIXES
+            .iter()
+            .any(|p| key.starts_with(p.as_bytes()));
+        return under.then_some(ConfigKey::Nested);
+    };
     let (ns, rest) = match key.strip_prefix("/hermes/ns/") {
         Some(rest) => {
             let (ns, rest) = rest.split_once('/')?;
@@ -82,14 +97,9 @@ pub fn classify(key: &[u8]) -> Option<ConfigKey> {
 
 /// Whether `range` may hold configuration keys: those of `default`, or any namespace's.
 pub fn may_hold_config(range: &KeyRange) -> bool {
-    [
-        "/hermes/domains/",
-        "/hermes/clusters/",
-        "/hermes/meta/",
-        "/hermes/ns/",
-    ]
-    .iter()
-    .any(|p| range.overlaps(&KeyRange::prefix(p.as_bytes().to_vec())))
+    CONFIG_PREFIXES
+        .iter()
+        .any(|p| range.overlaps(&KeyRange::prefix(p.as_bytes().to_vec())))
 }
 
 fn refused(message: impl Into<String>) -> EtcdError {
@@ -211,7 +221,8 @@ impl ConfigWrites {
     }
 
     /// A put of a configuration key: `prev` is the key's current value when the request asks
-    /// for it (read just before the write).
+    /// for it (read just before the write). Revision 0: nothing was written (the document is
+    /// the one stored); the caller answers with the store's current revision.
     pub async fn put(
         &self,
         target: ConfigKey,
@@ -253,6 +264,19 @@ impl ConfigWrites {
                 Code::NotFound,
                 format!("etcdserver: namespace {ns:?} does not exist"),
             ));
+        }
+        // The same document again (a controller copying back what it read, a tool re-putting
+        // a value) is no change: nothing is recorded, so nothing loops.
+        let current = self
+            .store
+            .resource(&ns, kind, &name)
+            .await
+            .map_err(control_error)?;
+        if current.is_some_and(|r| crate::controller::same_doc(&r.doc, &doc)) {
+            return Ok(PutResponse {
+                revision: 0,
+                prev_kv: prev.filter(|_| req.prev_kv),
+            });
         }
         let written = self
             .store
@@ -370,6 +394,8 @@ mod tests {
         assert_eq!(classify(b"/hermes/domains/"), Some(ConfigKey::Nested));
         assert_eq!(classify(b"/hermes/instances/gw-1"), None);
         assert_eq!(classify(b"/app/x"), None);
+        assert_eq!(classify(b"/hermes/domains/\xff"), Some(ConfigKey::Nested));
+        assert_eq!(classify(b"/app/\xff"), None);
         assert!(may_hold_config(&KeyRange::prefix(b"/hermes/".to_vec())));
         assert!(!may_hold_config(&KeyRange::prefix(
             b"/hermes/instances/".to_vec()

@@ -197,7 +197,10 @@ impl Api {
                 } else {
                     None
                 };
-                let r = writes.put(target, &req, prev).await?;
+                let mut r = writes.put(target, &req, prev).await?;
+                if r.revision == 0 {
+                    r.revision = self.node.store().revision();
+                }
                 return Ok((self.header(r.revision), r));
             }
         }

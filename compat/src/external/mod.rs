@@ -60,6 +60,17 @@ pub(crate) fn token_expired(e: &etcd_client::Error) -> bool {
     }
 }
 
+/// Signs in again after etcd cancelled a watch for `reason`, when that is about
+/// authentication (etcd 3.4 answers a watch opened with an expired token that way).
+pub(crate) async fn refresh_if_auth(client: &Client, reason: &str) {
+    let reason = reason.to_ascii_lowercase();
+    if reason.contains("auth") || reason.contains("permission") || reason.contains("token") {
+        if let Err(e) = client.refresh_token().await {
+            tracing::warn!(error = %e, "signing in to etcd again failed");
+        }
+    }
+}
+
 /// Signs in again after `e` when it was an expired token.
 pub(crate) async fn refresh_after(client: &Client, e: &etcd_client::Error) {
     if token_expired(e) {

@@ -111,6 +111,12 @@ pub async fn count_instances(
                     _ = stop.wait_for(|s| *s) => return,
                 };
                 match next {
+                    // etcd cancels a watch it will not serve (an expired sign-in, say).
+                    Ok(Some(resp)) if resp.canceled() => {
+                        tracing::debug!(reason = resp.cancel_reason(), "instance watch cancelled");
+                        super::refresh_if_auth(&client, resp.cancel_reason()).await;
+                        break;
+                    }
                     Ok(Some(_)) => {}
                     Ok(None) => break,
                     Err(e) => {

@@ -113,6 +113,7 @@ impl ConfigSource for EtcdSource {
             }
             if resp.canceled() {
                 self.stream = None;
+                super::refresh_if_auth(&self.client, resp.cancel_reason()).await;
                 return Err(SourceError::External(format!(
                     "etcd cancelled the watch: {}",
                     resp.cancel_reason()

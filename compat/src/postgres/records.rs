@@ -168,6 +168,27 @@ impl PgControl {
         };
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.db(e))?;
+        if credential.all_namespaces {
+            // An original server opens a namespace without credentials of its own to anyone
+            // (its first-time setup, §10.1 S1). `default` holds its user administration: it
+            // keeps a credential of its own before one for all namespaces (which original
+            // servers count in no namespace) may exist.
+            let guarded = tx
+                .query_opt(
+                    "SELECT 1 FROM api_credentials WHERE namespace = 'default' LIMIT 1",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+            if guarded.is_none() {
+                return Err(ControlError::Conflict(
+                    "on a database original servers may share, create a credential in namespace \
+                     default first: an original server serves a namespace with no credential \
+                     of its own to anyone, and counts one for all namespaces in none"
+                        .into(),
+                ));
+            }
+        }
         let sql = format!(
             "INSERT INTO api_credentials \
                  (namespace, access_key, secret_key, description, scopes, enabled) \
@@ -466,8 +487,9 @@ impl PgControl {
         self.commit(tx).await
     }
 
-    /// Creates the initial admin unless one was created before (its audit row) or the user
-    /// exists already (an original server's seeded admin, say).
+    /// Creates the initial admin on a database that has no user and no credential yet, once in
+    /// its life (its audit row remembers): a node started on an original server's database
+    /// adds no admin account to it.
     pub async fn create_initial_admin(&self, user: User) -> Result<bool> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.db(e))?;
@@ -480,7 +502,18 @@ impl PgControl {
             )
             .await
             .map_err(|e| self.db(e))?;
-        if made.is_some() || !self.insert_user(&tx, &user).await? {
+        // A database with users or credentials already has its administration (an original
+        // server's): a node that starts on it adds no admin of its own.
+        let populated = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM api_credentials) \
+                 AS populated",
+                &[],
+            )
+            .await
+            .map_err(|e| self.db(e))?;
+        let populated: bool = self.column(&populated, "populated")?;
+        if made.is_some() || populated || !self.insert_user(&tx, &user).await? {
             return Ok(false);
         }
         self.audit_in(

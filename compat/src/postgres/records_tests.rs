@@ -61,6 +61,14 @@ async fn credentials_and_setup_in_the_original_table() {
     let pgc = connect(&pg).await;
     let store: &dyn ControlStore = &pgc;
     assert!(store.setup_open().await.unwrap(), "an empty database");
+    // A credential for all namespaces needs one of `default`'s first: original servers
+    // sharing the database would serve `default` to anyone otherwise.
+    assert!(matches!(
+        store
+            .create_credential(credential("default", "AKFIRST", true), &op("x"))
+            .await,
+        Err(ControlError::Conflict(_))
+    ));
 
     // A credential the original server wrote: plaintext secret, its namespace.
     pg.psql(
@@ -321,27 +329,43 @@ async fn users_keep_the_originals_rules_and_ours() {
         .unwrap();
     assert!(!store.user("oidc|42").await.unwrap().unwrap().is_admin);
 
-    // The initial admin is made once in the database's life.
+    // A database with users already (an original server's) gets no admin of a node's.
     let initial = user("admin@hermes.local", true, &go_hash);
-    assert!(store.create_initial_admin(initial.clone()).await.unwrap());
     assert!(!store.create_initial_admin(initial.clone()).await.unwrap());
-    store.delete_user(&initial.sub, &op("root")).await.unwrap();
-    assert!(
-        !connect(&pg)
-            .await
-            .create_initial_admin(initial.clone())
-            .await
-            .unwrap(),
-        "deleted, it does not come back"
-    );
     assert_eq!(
         pg.psql(
             "SELECT name, action FROM change_log WHERE namespace = '_global' ORDER BY revision"
         ),
         "builtin:bob@example.com|create_user\nbuiltin:bob@example.com|delete_user\n\
-         oidc|42|user.sync\noidc|42|delete_user\noidc|42|user.sync\n\
-         builtin:admin@hermes.local|create_builtin_user\nbuiltin:admin@hermes.local|delete_user"
+         oidc|42|user.sync\noidc|42|delete_user\noidc|42|user.sync"
     );
+}
+
+#[tokio::test]
+async fn the_initial_admin_is_made_once_on_an_empty_database() {
+    let pg = TestPg::start();
+    let pgc = connect(&pg).await;
+    let store: &dyn ControlStore = &pgc;
+    let hash = password::hash_as(Scheme::Bcrypt, "first-pass").unwrap();
+    let initial = user("admin@hermes.local", true, &hash);
+    assert!(store.create_initial_admin(initial.clone()).await.unwrap());
+    assert!(!store.create_initial_admin(initial.clone()).await.unwrap());
+    // Deleted (another admin made first), it does not come back, for a new connection too.
+    store
+        .create_user(
+            user("root@example.com", true, ""),
+            "create_user",
+            &op("admin"),
+        )
+        .await
+        .unwrap();
+    store.delete_user(&initial.sub, &op("root")).await.unwrap();
+    pg.psql("DELETE FROM users");
+    assert!(!connect(&pg)
+        .await
+        .create_initial_admin(initial.clone())
+        .await
+        .unwrap());
 }
 
 #[tokio::test]
