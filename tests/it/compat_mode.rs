@@ -20,6 +20,9 @@ use hermes_compat::testing::postgres::TestPg;
 fn compat_node(root: &std::path::Path, id: u64, args: &[&str]) -> Node {
     let mut node = Node::new(root, id);
     node.embedded_store = false;
+    node.proxies = args
+        .windows(2)
+        .any(|w| w[0] == "--roles" && w[1].contains("gateway"));
     node.extra_args = args.iter().map(|a| a.to_string()).collect();
     node.start();
     node
@@ -233,6 +236,11 @@ fn the_original_flow_end_to_end_through_postgres_and_etcd() {
     for node in [&a, &controllers[0], &controllers[1], &c] {
         node.wait_ready(Duration::from_secs(30));
     }
+    // C has no control store: its operator views refuse every caller, even a loopback one
+    // (no first-time setup there); health and metrics stay open.
+    let (s, b) = get(&format!("{}/api/v1/gateway/domains", c.admin())).unwrap();
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(get(&format!("{}/metrics", c.admin())).unwrap().0, 200);
     // A fresh database: first-time setup from loopback makes the first credential, in
     // `default` (original servers sharing the database count it there).
     let api = Api::anonymous(&a.admin()).credential(&crate::api_client::ALL_SCOPES);

@@ -9,76 +9,17 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 
 use crate::harness::*;
+use hermes_compat::testing::etcd::TestEtcd;
 
-/// A three-member etcd 3.4 cluster; every member's client URL.
-struct EtcdCluster {
-    urls: Vec<String>,
-    children: Vec<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl EtcdCluster {
-    fn start() -> EtcdCluster {
-        let dir = tempfile::tempdir().unwrap();
-        let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let initial: Vec<String> = peers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("m{i}=http://127.0.0.1:{p}"))
-            .collect();
-        let mut children = Vec::new();
-        let mut urls = Vec::new();
-        for i in 0..3 {
-            let url = format!("http://127.0.0.1:{}", clients[i]);
-            let peer = format!("http://127.0.0.1:{}", peers[i]);
-            let log = std::fs::File::create(dir.path().join(format!("m{i}.log"))).unwrap();
-            let child = Command::new("etcd")
-                .args(["--name", &format!("m{i}")])
-                .args([
-                    "--data-dir",
-                    dir.path().join(format!("m{i}")).to_str().unwrap(),
-                ])
-                .args([
-                    "--listen-client-urls",
-                    &url,
-                    "--advertise-client-urls",
-                    &url,
-                ])
-                .args(["--listen-peer-urls", &peer])
-                .args(["--initial-advertise-peer-urls", &peer])
-                .args(["--initial-cluster", &initial.join(",")])
-                .stdout(Stdio::from(log.try_clone().unwrap()))
-                .stderr(Stdio::from(log))
-                .spawn()
-                .expect("etcd is not installed: scripts/test installs etcd-server");
-            children.push(child);
-            urls.push(url);
-        }
-        let cluster = EtcdCluster {
-            urls,
-            children,
-            _dir: dir,
-        };
-        wait_for(
-            "etcd's three members to serve",
-            Duration::from_secs(30),
-            || {
-                let out = etcdctl(&cluster.urls[0], &["endpoint", "health", "--cluster"], None);
-                (out.code == 0).then_some(())
-            },
-        );
-        cluster
-    }
-}
-
-impl Drop for EtcdCluster {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// A three-member etcd 3.4 cluster (`hermes_compat::testing`), and every member's client URL.
+fn etcd_cluster() -> (TestEtcd, Vec<String>) {
+    let etcd = TestEtcd::start_with(3, &[]);
+    let urls = etcd
+        .endpoints()
+        .iter()
+        .map(|e| format!("http://{e}"))
+        .collect();
+    (etcd, urls)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -404,8 +345,8 @@ fn script(endpoints: &[String]) -> Vec<(String, String)> {
 
 #[test]
 fn etcdctl_answers_like_etcd_3_4_on_three_nodes() {
-    let etcd = EtcdCluster::start();
-    let expected = script(&etcd.urls);
+    let (etcd, urls) = etcd_cluster();
+    let expected = script(&urls);
     drop(etcd);
     // The reference answered what the script means to compare (so an empty answer on both
     // sides cannot pass).
@@ -595,8 +536,8 @@ fn auth_script(endpoint: &str) -> Vec<(String, String)> {
 
 #[test]
 fn etcdctl_auth_answers_like_etcd_3_4() {
-    let etcd = EtcdCluster::start();
-    let expected = auth_script(&etcd.urls[0]);
+    let (etcd, urls) = etcd_cluster();
+    let expected = auth_script(&urls[0]);
     drop(etcd);
     let step = |name: &str| &expected.iter().find(|(s, _)| s == name).unwrap().1;
     for (name, needle) in [

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::free_port;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -20,14 +21,6 @@ pub struct TestEtcd {
     members: Vec<Member>,
     /// Flags given to every member (`--auth-token-ttl=2`, say).
     extra: Vec<String>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl TestEtcd {

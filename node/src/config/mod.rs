@@ -604,6 +604,29 @@ impl NodeConfig {
                 }
             }
         }
+        if !topology.roles.gateway {
+            // Settings of the proxy, given to a node that does not run it.
+            for s in [
+                PROXY_LISTEN,
+                PROXY_THREADS,
+                TRUSTED_PROXIES,
+                MAX_CONNECTIONS,
+                ACCESS_LOG,
+                INSTANCE_REGISTRY,
+                CONSUL_ADDRESS,
+                CONSUL_DATACENTER,
+                CONSUL_TOKEN_FILE,
+                CONSUL_SERVICE,
+                CONSUL_SERVICE_ADDRESS,
+            ] {
+                if src.raw(s).is_some() {
+                    return Err(ConfigError::Conflict(format!(
+                        "{} is a setting of the gateway, which this node does not run ({})",
+                        s.flag, ROLES.flag
+                    )));
+                }
+            }
+        }
         // Without raft there is no store to serve on an etcd endpoint.
         let etcd_listen = etcd_listen.filter(|_| topology.runs_raft());
         if topology.runs_controller()

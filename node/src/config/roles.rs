@@ -307,6 +307,33 @@ mod tests {
     }
 
     #[test]
+    fn settings_of_what_the_node_does_not_run_are_refused() {
+        let load = |flags: &[(&'static str, &str)]| {
+            let flags: super::super::Flags =
+                flags.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            super::super::NodeConfig::load(&flags, None, &|_| None)
+        };
+        let pg = "postgres://h@db/x";
+        let e = load(&[
+            ("--roles", "server"),
+            ("--control-store", pg),
+            ("--access-log", "off"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--access-log") && e.contains("gateway"), "{e}");
+        let e = load(&[
+            ("--roles", "server"),
+            ("--control-store", pg),
+            ("--join", "http://a:1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--join") && e.contains("raft"), "{e}");
+        assert!(load(&[("--roles", "gateway"), ("--access-log", "off")]).is_ok());
+    }
+
+    #[test]
     fn raft_runs_only_where_a_store_in_use_is_on_it() {
         let t = |roles: &str, control: &str, config: &str| Topology {
             roles: parse_roles(roles).unwrap(),

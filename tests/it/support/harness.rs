@@ -150,6 +150,9 @@ pub struct Node {
     /// Whether the node runs the embedded raft store (and so is given peer and etcd ports);
     /// false for a node whose stores are external (compat mode).
     pub embedded_store: bool,
+    /// Whether the node runs the proxy (and so is given a proxy port); false for a node
+    /// without the gateway role.
+    pub proxies: bool,
     child: Option<Child>,
 }
 
@@ -166,6 +169,7 @@ impl Node {
             extra_args: Vec::new(),
             admin_host: "127.0.0.1".into(),
             embedded_store: true,
+            proxies: true,
             child: None,
         }
     }
@@ -197,8 +201,10 @@ impl Node {
             .args([
                 "--admin-listen",
                 &format!("{}:{}", self.admin_host, self.admin_port),
-            ])
-            .args(["--proxy-listen", &format!("127.0.0.1:{}", self.proxy_port)]);
+            ]);
+        if self.proxies {
+            command.args(["--proxy-listen", &format!("127.0.0.1:{}", self.proxy_port)]);
+        }
         if self.embedded_store {
             command
                 .args(["--peer-listen", &format!("127.0.0.1:{}", self.peer_port)])
