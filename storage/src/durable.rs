@@ -17,6 +17,9 @@ struct State {
     /// Entries up to this index are on disk.
     upto: u64,
     failed: bool,
+    /// Threads in [`Durable::wait`]: the mark moves once per log sync, and a notify with
+    /// nobody waiting would still cost the log's writer a system call.
+    waiters: usize,
 }
 
 impl Durable {
@@ -25,6 +28,7 @@ impl Durable {
             state: Mutex::new(State {
                 upto,
                 failed: false,
+                waiters: 0,
             }),
             changed: Condvar::new(),
         }
@@ -46,8 +50,11 @@ impl Durable {
 
     /// Moves the mark (down after a truncation, up after a sync or a purge).
     pub fn set(&self, upto: u64) {
-        self.lock().upto = upto;
-        self.changed.notify_all();
+        let mut state = self.lock();
+        state.upto = upto;
+        if state.waiters > 0 {
+            self.changed.notify_all();
+        }
     }
 
     /// The log failed: nothing more will become durable.
@@ -66,7 +73,9 @@ impl Durable {
             if state.failed {
                 return false;
             }
+            state.waiters += 1;
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.waiters -= 1;
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The raft log storage on the [`crate::wal`], with group commit.
 //!
-//! All writes (appends, truncation, purge, vote, committed index) go in order to one dedicated
-//! thread, which applies whatever has queued up to the log, makes it durable with a single
+//! All writes (appends, truncation, purge, vote) go in order to one dedicated thread, which applies whatever has queued up to the log, makes it durable with a single
 //! `fdatasync`, and only then reports the appends as flushed. Under load many appends share
 //! one sync, which is where the write throughput comes from. A write that fails is fatal: the
 //! thread stops taking writes and says so on [`crate::fatal::Fatal`].
@@ -51,7 +50,6 @@ enum LogOp {
         vote: Vote,
         done: oneshot::Sender<Result<(), String>>,
     },
-    Committed(Option<LogId>),
     /// Write the metadata now (a clean stop).
     Close(oneshot::Sender<()>),
 }
@@ -193,6 +191,7 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // Appends have paused: bring the watermark on disk up to date.
                 if failed.is_none() {
+                    record_committed(&shared, &mut wal);
                     if let Err(e) = wal.write_meta_if_due(false) {
                         failed = Some(fail(&shared, &e));
                     }
@@ -243,7 +242,6 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
                 | LogOp::Vote { done, .. } => {
                     let _ = done.send(result.clone());
                 }
-                LogOp::Committed(_) => {}
                 LogOp::Close(done) => close.push(done),
             }
         }
@@ -253,6 +251,7 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
         }
         // The watermark, after the acknowledgements (on the metadata thread).
         if failed.is_none() {
+            record_committed(&shared, &mut wal);
             if let Err(e) = wal.write_meta_if_due(false) {
                 failed = Some(fail(&shared, &e));
             }
@@ -269,7 +268,19 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
         }
     }
     if failed.is_none() {
+        record_committed(&shared, &mut wal);
         let _ = wal.write_meta_if_due(true);
+    }
+}
+
+/// Hands the committed id raft last reported to the metadata, once the entry it names is on
+/// this node's disk (a follower may hear of a commit before it has the entry; a restart then
+/// replays only what the log holds). Raft reports a commit per proposal; the writer picks it
+/// up here rather than being woken for each one.
+fn record_committed(shared: &Shared, wal: &mut Wal) {
+    let committed = *lock(&shared.committed);
+    if committed.is_none_or(|c| c.index <= shared.durable.upto()) {
+        wal.set_committed(committed);
     }
 }
 
@@ -301,10 +312,6 @@ fn apply_op(wal: &mut Wal, op: &LogOp, appended: &mut bool) -> Result<(), WalErr
                 *appended = false;
             }
             wal.save_vote(vote)
-        }
-        LogOp::Committed(c) => {
-            wal.set_committed(*c);
-            Ok(())
         }
         LogOp::Close(_) => Ok(()),
     }
@@ -425,11 +432,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not waited for, nor sent to the writer: it reads this with the next metadata write,
+        // and a lost committed index is only re-learned from the leader.
         *lock(&self.shared.committed) = committed;
-        // Not waited for: a lost committed index is only re-learned from the leader.
-        self.tx
-            .send(LogOp::Committed(committed))
-            .map_err(|_| io_err(WriterGone("its thread ended".into())))
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -39,6 +39,8 @@ pub(crate) type Pending = Mutex<BTreeMap<RowId, HistoryRow>>;
 
 pub(crate) struct StateWriter {
     tx: Mutex<mpsc::Sender<Job>>,
+    /// The writer thread, unparked by a barrier (writes never wake it while it gathers).
+    thread: std::thread::Thread,
     failed: Arc<AtomicBool>,
 }
 
@@ -59,7 +61,7 @@ impl StateWriter {
         let (tx, rx) = mpsc::channel::<Job>();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = failed.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("state-writer".into())
             .spawn(move || {
                 run(
@@ -82,6 +84,7 @@ impl StateWriter {
             })?;
         Ok(StateWriter {
             tx: Mutex::new(tx),
+            thread: handle.thread().clone(),
             failed,
         })
     }
@@ -109,6 +112,7 @@ impl StateWriter {
         lock(&self.tx)
             .send(Job::Barrier(done))
             .map_err(|_| Self::gone())?;
+        self.thread.unpark();
         wait.recv().map_err(|_| Self::gone())?;
         if self.failed.load(Ordering::Acquire) {
             return Err(StoreError::Task(
@@ -146,14 +150,26 @@ fn run(rx: mpsc::Receiver<Job>, sinks: Sinks) {
         // so the wait costs no latency, and each engine batch has a fixed cost (sled writes
         // out its log buffer before and after one, on its I/O threads): under load this
         // turns one batch per raft entry into one per interval.
+        //
+        // The thread sleeps through the interval rather than waiting on the channel: a
+        // channel wait would be woken by every write (one per applied entry, a futex wake on
+        // the apply path and a context switch here each time). Only a barrier unparks it.
+        let mut barrier = matches!(job, Job::Barrier(_));
         let mut jobs = vec![job];
         let until = tokio::time::Instant::now() + COALESCE;
-        while !matches!(jobs.last(), Some(Job::Barrier(_))) {
-            let left = until.saturating_duration_since(tokio::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+        while !barrier {
+            while let Ok(job) = rx.try_recv() {
+                barrier |= matches!(job, Job::Barrier(_));
+                jobs.push(job);
             }
+            if barrier {
+                break;
+            }
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::park_timeout(left);
         }
         let mut merged = WriteBatch::default();
         let mut rows = Vec::new();

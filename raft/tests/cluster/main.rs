@@ -17,3 +17,4 @@ mod t40_member_removal_under_load;
 mod t50_partitioned_leader;
 mod t60_follower_reads_its_writes;
 mod t70_leadership_transfer;
+mod t80_committed_index_on_disk;

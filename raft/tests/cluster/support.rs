@@ -206,6 +206,11 @@ impl TestCluster {
         cluster
     }
 
+    /// The data directory of node `id` (kept after it stops, until the test ends).
+    pub fn dir(&self, id: NodeId) -> std::path::PathBuf {
+        self._dirs[(id - 1) as usize].path().to_path_buf()
+    }
+
     pub fn ids(&self) -> Vec<NodeId> {
         self.nodes.keys().copied().collect()
     }
