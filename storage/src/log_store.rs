@@ -185,8 +185,14 @@ impl LogStore {
 
 fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
     let mut failed: Option<String> = None;
+    // An op taken off the queue while checking that none waits, before a zero-fill.
+    let mut carried: Option<LogOp> = None;
     loop {
-        let first = match rx.recv_timeout(wal::META_EVERY) {
+        let received = match carried.take() {
+            Some(op) => Ok(op),
+            None => rx.recv_timeout(wal::META_EVERY),
+        };
+        let first = match received {
             Ok(op) => op,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // Appends have paused: bring the watermark on disk up to date.
@@ -254,6 +260,23 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
             record_committed(&shared, &mut wal);
             if let Err(e) = wal.write_meta_if_due(false) {
                 failed = Some(fail(&shared, &e));
+            }
+        }
+        // Idle: keep zero-filled space ahead of the records, a chunk at a time, for as long
+        // as nothing is waiting to be written.
+        while failed.is_none() && close.is_empty() {
+            match rx.try_recv() {
+                Ok(op) => {
+                    carried = Some(op);
+                    break;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+            match wal.fill_ahead() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => failed = Some(fail(&shared, &e)),
             }
         }
         if !close.is_empty() {
