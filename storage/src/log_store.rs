@@ -1,6 +1,7 @@
 //! The raft log storage on the [`crate::wal`], with group commit.
 //!
-//! All writes (appends, truncation, purge, vote) go in order to one dedicated thread, which applies whatever has queued up to the log, makes it durable with a single
+//! All writes (appends, truncation, purge, vote) go in order to one dedicated thread, which
+//! applies whatever has queued up to the log, makes it durable with a single
 //! `fdatasync`, and only then reports the appends as flushed. Under load many appends share
 //! one sync, which is where the write throughput comes from. A write that fails is fatal: the
 //! thread stops taking writes and says so on [`crate::fatal::Fatal`].
@@ -243,9 +244,17 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
                     let outcome = result.clone().map_err(std::io::Error::other);
                     callback.log_io_completed(outcome);
                 }
-                LogOp::Truncate { done, .. }
-                | LogOp::Purge { done, .. }
-                | LogOp::Vote { done, .. } => {
+                LogOp::Truncate { from, done } => {
+                    // Appends of this group that the cut removed are not durable, and the
+                    // mark drops before raft hears the cut is done.
+                    flushed_upto = flushed_upto.filter(|l| l.index < from);
+                    if result.is_ok() {
+                        let durable = &shared.durable;
+                        durable.set(durable.upto().min(from.saturating_sub(1)));
+                    }
+                    let _ = done.send(result.clone());
+                }
+                LogOp::Purge { done, .. } | LogOp::Vote { done, .. } => {
                     let _ = done.send(result.clone());
                 }
                 LogOp::Close(done) => close.push(done),
@@ -255,8 +264,10 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
             shared.durable.set(upto.index);
             trim_cache(&shared, upto.index);
         }
-        // The watermark, after the acknowledgements (on the metadata thread).
-        if failed.is_none() {
+        // The watermark, after the acknowledgements (on the metadata thread). A stop writes
+        // it below and waits for it: a write queued here would clear the dirty flag and leave
+        // the stop nothing to wait for.
+        if failed.is_none() && close.is_empty() {
             record_committed(&shared, &mut wal);
             if let Err(e) = wal.write_meta_if_due(false) {
                 failed = Some(fail(&shared, &e));
@@ -281,6 +292,7 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
         }
         if !close.is_empty() {
             if failed.is_none() {
+                record_committed(&shared, &mut wal);
                 if let Err(e) = wal.write_meta_if_due(true) {
                     tracing::error!(error = %e, "writing the raft log's metadata at stop failed");
                 }
@@ -302,9 +314,16 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
 /// up here rather than being woken for each one.
 fn record_committed(shared: &Shared, wal: &mut Wal) {
     let committed = *lock(&shared.committed);
-    if committed.is_none_or(|c| c.index <= shared.durable.upto()) {
+    if on_disk(committed, wal.durable_next()) {
         wal.set_committed(committed);
     }
+}
+
+/// Whether a committed id may go to the metadata: its entry is below `durable_next`, the
+/// writer's own mark (which only this thread moves, so no other thread's view of it can run
+/// ahead of a truncation still being acknowledged).
+fn on_disk(committed: Option<LogId>, durable_next: u64) -> bool {
+    committed.is_none_or(|c| c.index < durable_next)
 }
 
 fn fail(shared: &Shared, e: &WalError) -> String {
@@ -517,11 +536,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             b.last = prev.or(b.last_purged);
         }
         let from = log_id.index;
-        self.submit(|done| LogOp::Truncate { from, done }).await?;
-        // What was durable beyond the cut is gone.
-        let durable = &self.shared.durable;
-        durable.set(durable.upto().min(from.saturating_sub(1)));
-        Ok(())
+        // The writer lowers the durable mark before it acknowledges the cut.
+        self.submit(|done| LogOp::Truncate { from, done }).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -575,5 +591,28 @@ impl LogStore {
             Some(b) => Ok(Some(codec::decode::<Entry>(b).map_err(read_err)?.log_id)),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(index: u64) -> Option<LogId> {
+        Some(openraft::LogId::new(
+            openraft::CommittedLeaderId::new(1, 1),
+            index,
+        ))
+    }
+
+    #[test]
+    fn a_committed_id_reaches_the_metadata_only_once_its_entry_is_on_disk() {
+        // Entries below `durable_next` are on disk.
+        assert!(on_disk(None, 0));
+        assert!(on_disk(id(9), 10));
+        assert!(!on_disk(id(10), 10), "the entry after the last durable one");
+        // After a cut at 50 the mark is 50 again, whatever was synced beyond it.
+        assert!(!on_disk(id(55), 50));
+        assert!(on_disk(id(49), 50));
     }
 }

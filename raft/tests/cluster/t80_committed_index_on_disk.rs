@@ -1,8 +1,9 @@
 //! The committed index each node keeps in its log's metadata: raft reports it per proposal
 //! without waking the log's writer, which records it with its next metadata write. After a
-//! clean stop every node's disk holds a committed index at least as far as what it applied,
-//! and never past the entries its log holds (a follower can hear of a commit before it has
-//! the entry; a restart must not claim more than it can replay).
+//! clean stop every node's disk holds a committed index at least as far as what it applied
+//! (this fails if the stop does not wait for that write), and within its log. That it is
+//! never ahead of the log while entries are still on their way (a follower can hear of a
+//! commit before it has the entry) is the clamp's unit test in `hermes_storage::log_store`.
 
 use crate::support::*;
 

@@ -58,8 +58,8 @@ use crate::types::{LogId, Vote};
 
 /// Bytes after which the next append starts a new segment.
 pub const SEGMENT_MAX: u64 = 64 << 20;
-/// Zero-filled bytes kept ahead of the newest segment's last record; refilled once less than
-/// half is left.
+/// Zero-filled bytes kept ahead of the newest segment's last record; topped up between
+/// groups once less than half is left.
 pub const PREALLOCATE: u64 = 1 << 20;
 /// Zeros written (and synced) per [`Wal::fill_ahead`]. The writer fills only while no append
 /// waits, but an append that arrives during a fill waits for it: one chunk bounds that wait
@@ -150,6 +150,8 @@ pub struct Wal {
     segment_max: u64,
     /// [`PREALLOCATE`], smaller in tests.
     preallocate: u64,
+    /// Topping the zero-filled space back up to [`PREALLOCATE`], a chunk per call.
+    refilling: bool,
 }
 
 fn write_lock(p: &RwLock<Positions>) -> std::sync::RwLockWriteGuard<'_, Positions> {
@@ -286,10 +288,13 @@ impl Wal {
         Ok(())
     }
 
-    /// Zero-fills one [`FILL_CHUNK`] past the newest segment's zero-filled space and syncs it,
-    /// when less than half of [`PREALLOCATE`] is left ahead of the records (never past
-    /// [`SEGMENT_MAX`]: a full segment is cut to its records, and zeros there would go to
-    /// waste). Returns whether it wrote. For the writer to call when no append is waiting.
+    /// Zero-fills one [`FILL_CHUNK`] past the newest segment's zero-filled space and syncs it.
+    /// Once less than half of [`PREALLOCATE`] is left ahead of the records, calls fill until
+    /// the whole of it is there again (never past [`SEGMENT_MAX`]: a full segment is cut to
+    /// its records, and zeros there would go to waste). Returns whether it wrote. For the
+    /// writer to call while no append is waiting; under a load that never leaves it idle,
+    /// groups run past the zeros and each sync commits the file's new size, as with no
+    /// preallocation at all.
     pub fn fill_ahead(&mut self) -> Result<bool, WalError> {
         let (preallocate, segment_max) = (self.preallocate, self.segment_max);
         let Some(active) = &mut self.active else {
@@ -297,7 +302,12 @@ impl Wal {
         };
         let ahead = active.allocated - active.len;
         let room = segment_max.saturating_sub(active.allocated);
-        if ahead >= preallocate / 2 || room == 0 || !self.buf.is_empty() {
+        if ahead >= preallocate || room == 0 {
+            self.refilling = false;
+        } else if ahead < preallocate / 2 {
+            self.refilling = true;
+        }
+        if !self.refilling || !self.buf.is_empty() {
             return Ok(false);
         }
         let chunk = FILL_CHUNK.min(preallocate).min(room);
@@ -340,6 +350,11 @@ impl Wal {
             self.meta_written = Instant::now();
         }
         Ok(())
+    }
+
+    /// The index after the last entry made durable by this writer (lowered by a truncation).
+    pub fn durable_next(&self) -> u64 {
+        self.meta.durable_next
     }
 
     /// Records the committed id (advisory: raft learns it again from the leader); written

@@ -112,6 +112,7 @@ pub fn recover(dir: &Path, must_exist: bool) -> Result<(Wal, Recovered), WalErro
         meta_writer: super::meta_writer::MetaWriter::start(dir.to_path_buf())?,
         segment_max: super::SEGMENT_MAX,
         preallocate: super::PREALLOCATE,
+        refilling: false,
     };
     Ok((
         wal,
