@@ -53,6 +53,16 @@ async fn until<T, F: Future<Output = Option<T>>>(
 }
 
 /// Every key under `prefix`, with its value decoded as JSON (or as a string).
+/// A PostgreSQL control store and an etcd with a client, all real and fresh; the servers
+/// stop when their handles drop.
+async fn servers() -> (TestPg, TestEtcd, Client, Arc<dyn ControlStore>) {
+    let pg = TestPg::start();
+    let etcd_server = TestEtcd::start();
+    let etcd = etcd_server.client().await;
+    let control: Arc<dyn ControlStore> = Arc::new(PgControl::connect(&pg.dsn(), 50).await.unwrap());
+    (pg, etcd_server, etcd, control)
+}
+
 async fn keys_under(etcd: &Client, prefix: &str) -> Vec<(String, Value)> {
     let mut c = etcd.clone();
     let got = c
@@ -317,10 +327,7 @@ async fn the_feed_reaches_etcd_and_drift_is_repaired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_controller_leads_and_another_takes_over_when_it_dies() {
-    let pg = TestPg::start();
-    let etcd_server = TestEtcd::start();
-    let etcd = etcd_server.client().await;
-    let control: Arc<dyn ControlStore> = Arc::new(PgControl::connect(&pg.dsn(), 50).await.unwrap());
+    let (_pg, _etcd_server, etcd, control) = servers().await;
     let a = start(control.clone(), &etcd, quick("ctrl-a"));
     wait_leading(&a, true, Duration::from_secs(10)).await;
     let b = start(control.clone(), &etcd, quick("ctrl-b"));
@@ -360,10 +367,7 @@ async fn one_controller_leads_and_another_takes_over_when_it_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_original_style_campaigner_shares_the_election() {
-    let pg = TestPg::start();
-    let etcd_server = TestEtcd::start();
-    let etcd = etcd_server.client().await;
-    let control: Arc<dyn ControlStore> = Arc::new(PgControl::connect(&pg.dsn(), 50).await.unwrap());
+    let (_pg, etcd_server, etcd, control) = servers().await;
     // etcdctl's `elect` campaigns with Go's concurrency.Election, as the original controller.
     let endpoint = format!("http://{}", etcd_server.endpoint());
     let mut go = Command::new("etcdctl")
@@ -408,10 +412,7 @@ async fn an_original_style_campaigner_shares_the_election() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_whose_election_key_is_gone_writes_nothing_and_campaigns_again() {
-    let pg = TestPg::start();
-    let etcd_server = TestEtcd::start();
-    let etcd = etcd_server.client().await;
-    let control: Arc<dyn ControlStore> = Arc::new(PgControl::connect(&pg.dsn(), 50).await.unwrap());
+    let (_pg, _etcd_server, etcd, control) = servers().await;
     let running = start(control.clone(), &etcd, quick("ctrl-a"));
     wait_leading(&running, true, Duration::from_secs(10)).await;
     // Its key goes (as if its lease had expired and another controller had won): its next

@@ -188,6 +188,18 @@ struct Sources<'a> {
 }
 
 impl Sources<'_> {
+    /// Refuses the first of `settings` that was given at all: each belongs to `what`, which
+    /// this node does not run, and would otherwise be accepted and ignored.
+    fn refuse_given(&self, settings: &[Setting], what: &str) -> Result<(), ConfigError> {
+        match settings.iter().find(|s| self.raw(**s).is_some()) {
+            Some(s) => Err(ConfigError::Conflict(format!(
+                "{} is a setting of {what}",
+                s.flag
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn raw(&self, s: Setting) -> Option<String> {
         self.flags
             .get(s.flag)
@@ -587,45 +599,39 @@ impl NodeConfig {
         let topology = src.topology()?;
         if !topology.runs_raft() {
             // Settings of the embedded store, given to a node that does not run it.
-            for s in [
-                ETCD_LISTEN,
-                INITIAL_CLUSTER,
-                JOIN,
-                PEER_LISTEN,
-                ADVERTISE_PEER,
-            ] {
-                if src.raw(s).is_some() {
-                    return Err(ConfigError::Conflict(format!(
-                        "{} is a setting of the embedded raft store, which this node does not \
-                         run: neither its control store ({}) nor its configuration store ({}) \
-                         is raft for its roles ({})",
-                        s.flag, CONTROL_STORE.flag, CONFIG_STORE.flag, ROLES.flag
-                    )));
-                }
-            }
+            src.refuse_given(
+                &[
+                    ETCD_LISTEN,
+                    INITIAL_CLUSTER,
+                    JOIN,
+                    PEER_LISTEN,
+                    ADVERTISE_PEER,
+                ],
+                &format!(
+                    "the embedded raft store, which this node does not run: neither its control \
+                     store ({}) nor its configuration store ({}) is raft for its roles ({})",
+                    CONTROL_STORE.flag, CONFIG_STORE.flag, ROLES.flag
+                ),
+            )?;
         }
         if !topology.roles.gateway {
             // Settings of the proxy, given to a node that does not run it.
-            for s in [
-                PROXY_LISTEN,
-                PROXY_THREADS,
-                TRUSTED_PROXIES,
-                MAX_CONNECTIONS,
-                ACCESS_LOG,
-                INSTANCE_REGISTRY,
-                CONSUL_ADDRESS,
-                CONSUL_DATACENTER,
-                CONSUL_TOKEN_FILE,
-                CONSUL_SERVICE,
-                CONSUL_SERVICE_ADDRESS,
-            ] {
-                if src.raw(s).is_some() {
-                    return Err(ConfigError::Conflict(format!(
-                        "{} is a setting of the gateway, which this node does not run ({})",
-                        s.flag, ROLES.flag
-                    )));
-                }
-            }
+            src.refuse_given(
+                &[
+                    PROXY_LISTEN,
+                    PROXY_THREADS,
+                    TRUSTED_PROXIES,
+                    MAX_CONNECTIONS,
+                    ACCESS_LOG,
+                    INSTANCE_REGISTRY,
+                    CONSUL_ADDRESS,
+                    CONSUL_DATACENTER,
+                    CONSUL_TOKEN_FILE,
+                    CONSUL_SERVICE,
+                    CONSUL_SERVICE_ADDRESS,
+                ],
+                &format!("the gateway, which this node does not run ({})", ROLES.flag),
+            )?;
         }
         // Without raft there is no store to serve on an etcd endpoint.
         let etcd_listen = etcd_listen.filter(|_| topology.runs_raft());
