@@ -439,6 +439,7 @@ pub async fn run(
         );
         controller.reconcile_every = topology.controller.reconcile_every;
         controller.lease_ttl = topology.controller.lease_ttl;
+        controller.metrics = hermes_compat::controller::ControllerMetrics::register(&registry)?;
         helpers.spawn(crate::external::controller(
             settings,
             control.clone(),

@@ -292,6 +292,26 @@ fn the_original_flow_end_to_end_through_postgres_and_etcd() {
         leader.ends_with(&format!("-{:08x}", leading + 2)),
         "{leader}"
     );
+    // Each controller says on its /metrics whether it leads, and the leader how far its copy
+    // has got: all of the control store's changes, once the feed is through.
+    assert_eq!(
+        controllers[leading].metric("hermes_controller_leader"),
+        Some(1.0)
+    );
+    assert_eq!(
+        controllers[1 - leading].metric("hermes_controller_leader"),
+        Some(0.0)
+    );
+    wait_for(
+        "the leader's synced revision",
+        Duration::from_secs(10),
+        || {
+            let synced = controllers[leading].metric("hermes_controller_synced_revision")?;
+            (synced == revision as f64
+                && controllers[leading].metric("hermes_controller_control_revision")? == synced)
+                .then_some(())
+        },
+    );
     controllers[leading].kill9();
     let (s, b) = api.put("/api/v1/domains/web", &domain("chain2.test", Some(1)));
     assert_eq!(s, 200, "{b}");
@@ -303,6 +323,9 @@ fn the_original_flow_end_to_end_through_postgres_and_etcd() {
     assert_eq!(c.proxy_get("chain.test", "/x").status, 404);
     let (_, b) = api.get("/api/v1/status/controller");
     assert_ne!(b["controller"]["id"], json!(leader), "{b}");
+    let successor = &controllers[1 - leading];
+    assert_eq!(successor.metric("hermes_controller_leader"), Some(1.0));
+    assert_eq!(successor.metric("hermes_controller_terms_total"), Some(1.0));
 
     phase(
         3,
@@ -312,6 +335,22 @@ fn the_original_flow_end_to_end_through_postgres_and_etcd() {
     assert_eq!(c.proxy_get("chain2.test", "/x").status, 200);
     let (s, b) = api.put("/api/v1/domains/web", &domain("chain3.test", Some(2)));
     assert_eq!(s, 200, "{b}");
+    // The controller cannot write the change: its failures show, by stage.
+    wait_for(
+        "the controller's failures counted",
+        Duration::from_secs(20),
+        || {
+            let failed: f64 = ["campaign", "start", "feed", "apply", "reconcile"]
+                .iter()
+                .filter_map(|stage| {
+                    successor.metric(&format!(
+                        "hermes_controller_errors_total{{stage=\"{stage}\"}}"
+                    ))
+                })
+                .sum();
+            (failed > 0.0).then_some(())
+        },
+    );
     etcd.start_again();
     wait_for(
         "the update made while etcd was down",

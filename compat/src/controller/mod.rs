@@ -13,6 +13,7 @@
 //! The control store's feed is followed with its revision wait, so a change reaches etcd as
 //! soon as the store sees it, not at the next poll.
 
+mod metrics;
 mod report;
 mod session;
 mod sync;
@@ -26,6 +27,8 @@ use tokio::sync::watch;
 
 use hermes_control::model::now_rfc3339;
 use hermes_control::store::{ControlError, ControlStore};
+pub use metrics::ControllerMetrics;
+use metrics::Stage;
 use session::Session;
 pub(crate) use sync::same_doc;
 pub use sync::Repaired;
@@ -46,6 +49,8 @@ pub struct ControllerConfig {
     pub lease_ttl: Duration,
     /// Heartbeats every this often (10 s).
     pub heartbeat_every: Duration,
+    /// Where its `hermes_controller_*` figures go (by default, nowhere).
+    pub metrics: ControllerMetrics,
 }
 
 impl ControllerConfig {
@@ -56,6 +61,7 @@ impl ControllerConfig {
             reconcile_every: Duration::from_secs(60),
             lease_ttl: Duration::from_secs(15),
             heartbeat_every: Duration::from_secs(10),
+            metrics: ControllerMetrics::unregistered(),
         }
     }
 }
@@ -132,6 +138,7 @@ impl Controller {
             let session = match session {
                 Ok(s) => s,
                 Err(e) => {
+                    self.config.metrics.failed(Stage::Campaign);
                     tracing::warn!(error = %e, "controller cannot reach etcd; retrying");
                     if pause(&mut stop).await {
                         return;
@@ -161,6 +168,7 @@ impl Controller {
                     continue;
                 }
                 Err(e) => {
+                    self.config.metrics.failed(Stage::Campaign);
                     tracing::warn!(error = %e, "campaign failed; retrying");
                     session.close(&self.etcd).await;
                     if pause(&mut stop).await {
@@ -175,6 +183,7 @@ impl Controller {
                 key = %String::from_utf8_lossy(leader.key()),
                 "controller elected leader"
             );
+            self.config.metrics.leading(true);
             self.leading.send_replace(true);
             let fence = sync::Fence::new(leader.key(), leader.rev());
             let stopping = tokio::select! {
@@ -184,6 +193,7 @@ impl Controller {
                 _ = session.lost() => false,
                 _ = stopped(&mut stop) => true,
             };
+            self.config.metrics.leading(false);
             self.leading.send_replace(false);
             if stopping {
                 self.farewell(self.synced_revision()).await;

@@ -53,6 +53,7 @@ impl Controller {
                 .put_controller(&self.config.namespace, status)
                 .await
             {
+                self.config.metrics.failed(super::Stage::Report);
                 tracing::warn!(error = %e, "controller heartbeat not recorded");
             }
         }
@@ -155,6 +156,7 @@ impl Controller {
             .put_instances(&self.config.namespace, instances)
             .await
         {
+            self.config.metrics.failed(super::Stage::Report);
             tracing::warn!(error = %e, "gateway instances not reported");
         }
     }

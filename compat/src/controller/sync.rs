@@ -16,7 +16,7 @@ use std::time::Duration;
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use serde_json::Value;
 
-use super::{Controller, ControllerError};
+use super::{Controller, ControllerError, Stage};
 use hermes_control::model::{ChangeEntry, Kind};
 use hermes_storage::keys;
 
@@ -145,6 +145,9 @@ impl Controller {
             }
         }
         self.write(fence, ops).await?;
+        self.config
+            .metrics
+            .reconciled(repaired.written, repaired.deleted);
         if repaired != Repaired::default() {
             tracing::info!(
                 written = repaired.written,
@@ -221,8 +224,10 @@ impl Controller {
             let from = revision.load(Ordering::Acquire);
             let batch = self.control.changes(ns, from, BATCH).await?;
             self.apply(fence, &batch).await?;
+            self.config.metrics.applied(batch.len());
             if let Some(last) = batch.last() {
                 revision.store(last.revision, Ordering::Release);
+                self.config.metrics.synced(last.revision);
             }
             if batch.len() < BATCH {
                 break;
@@ -252,10 +257,12 @@ impl Controller {
             match started {
                 Ok(from) => {
                     revision.store(from, Ordering::Release);
+                    self.config.metrics.synced(from);
                     break;
                 }
                 Err(ControllerError::NotLeader) => return,
                 Err(e) => {
+                    self.config.metrics.failed(Stage::Start);
                     tracing::warn!(error = %e, "controller start-up sync failed; retrying");
                     tokio::time::sleep(RETRY).await;
                 }
@@ -275,15 +282,17 @@ impl Controller {
                         Ok(_) => {}
                         Err(ControllerError::NotLeader) => return,
                         Err(e) => {
+                            self.config.metrics.failed(Stage::Reconcile);
                             tracing::warn!(error = %e, "reconcile failed; the next one tries again");
                         }
                     }
                     continue;
                 }
                 waited = self.control.wait_revision(&ns, after, WAIT), if !behind => match waited {
-                    Ok(now) if now > after => {}
+                    Ok(now) if now > after => self.config.metrics.seen(now),
                     Ok(_) => continue,
                     Err(e) => {
+                        self.config.metrics.failed(Stage::Feed);
                         tracing::warn!(error = %e, "reading the change feed failed; retrying");
                         tokio::time::sleep(RETRY).await;
                         continue;
@@ -295,6 +304,10 @@ impl Controller {
                 Ok(()) => {}
                 Err(ControllerError::NotLeader) => return,
                 Err(e) => {
+                    self.config.metrics.failed(match e {
+                        ControllerError::Control(_) => Stage::Feed,
+                        _ => Stage::Apply,
+                    });
                     tracing::warn!(
                     error = %e,
                     revision = revision.load(Ordering::Acquire),

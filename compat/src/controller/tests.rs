@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{election_prefix, Controller, ControllerConfig};
+use super::{election_prefix, Controller, ControllerConfig, ControllerMetrics};
 use crate::postgres::PgControl;
 use crate::testing::etcd::TestEtcd;
 use crate::testing::postgres::TestPg;
@@ -145,8 +145,18 @@ async fn the_feed_reaches_etcd_and_drift_is_repaired() {
         .await
         .unwrap();
 
-    let running = start(control.clone(), &etcd, quick("ctrl-a"));
+    let registry = prometheus::Registry::new();
+    let metrics = ControllerMetrics::register(&registry).unwrap();
+    let running = start(
+        control.clone(),
+        &etcd,
+        ControllerConfig {
+            metrics: metrics.clone(),
+            ..quick("ctrl-a")
+        },
+    );
     wait_leading(&running, true, Duration::from_secs(10)).await;
+    assert!(metrics.is_leader());
     let limit = Duration::from_secs(10);
     until("the start-up reconcile", limit, || async {
         let keys = keys_under(&etcd, "/hermes/").await;
@@ -192,12 +202,17 @@ async fn the_feed_reaches_etcd_and_drift_is_repaired() {
             .then_some(())
     })
     .await;
-    // The meta key follows the change log's revision.
+    // The meta key follows the change log's revision, and so do the controller's metrics.
     until("the meta revision", limit, || async {
         let meta = value_of(&etcd, "/hermes/meta/config_revision").await?;
         (meta == json!(updated.revision)).then_some(())
     })
     .await;
+    assert_eq!(
+        metrics.revisions(),
+        (updated.revision, updated.revision),
+        "control and synced revisions"
+    );
 
     // Rollback to version 1.
     write("api", ResourceChange::Rollback { version: 1 }).await;
@@ -282,6 +297,12 @@ async fn the_feed_reaches_etcd_and_drift_is_repaired() {
         ok.then_some(())
     })
     .await;
+    // The stray key at the start, then the foreign and the nested ones (the repair is counted
+    // once the reconcile's write is through, just after etcd shows it).
+    until("repairs counted", limit, || async {
+        (metrics.repaired_deletes() >= 3 && metrics.reconciles() >= 2).then_some(())
+    })
+    .await;
 
     // The heartbeat and the registered instances reach the control store.
     c.put(
@@ -317,6 +338,7 @@ async fn the_feed_reaches_etcd_and_drift_is_repaired() {
     // Stopping: a last heartbeat, and the election key goes at once (resigned).
     running.stop.send(true).unwrap();
     running.task.await.unwrap();
+    assert!(!metrics.is_leader());
     let status = control.controllers("default").await.unwrap();
     assert_eq!(
         (status[0].status.as_str(), status[0].is_leader),
