@@ -633,6 +633,27 @@ impl NodeConfig {
                 &format!("the gateway, which this node does not run ({})", ROLES.flag),
             )?;
         }
+        if !topology.roles.server {
+            // Settings of the control-plane API and its sign-ins, which only a server serves.
+            // (The history, document and HMAC settings stay: a controller's control store and
+            // the operator endpoints every node serves use them too.)
+            src.refuse_given(
+                &[
+                    AUTH_MODE,
+                    OIDC_ISSUER,
+                    OIDC_CLIENT_ID,
+                    OIDC_CLIENT_SECRET,
+                    OIDC_CLIENT_SECRET_FILE,
+                    OIDC_INITIAL_ADMINS,
+                    OIDC_REDIRECT_URL,
+                    CORS_ORIGINS,
+                ],
+                &format!(
+                    "the control-plane API, which this node does not serve ({})",
+                    ROLES.flag
+                ),
+            )?;
+        }
         // Without raft there is no store to serve on an etcd endpoint.
         let etcd_listen = etcd_listen.filter(|_| topology.runs_raft());
         if topology.runs_controller()

@@ -331,6 +331,30 @@ mod tests {
         .to_string();
         assert!(e.contains("--join") && e.contains("raft"), "{e}");
         assert!(load(&[("--roles", "gateway"), ("--access-log", "off")]).is_ok());
+        // The API's sign-in and browser settings, on nodes that serve no API.
+        for (flag, value) in [
+            ("--auth-mode", "oidc"),
+            ("--oidc-issuer", "https://idp.example"),
+            ("--cors-origins", "https://console.example"),
+        ] {
+            for roles in ["gateway", "controller"] {
+                let e = load(&[
+                    ("--roles", roles),
+                    ("--control-store", pg),
+                    ("--config-store", "etcd://e:2379"),
+                    (flag, value),
+                ])
+                .unwrap_err()
+                .to_string();
+                assert!(e.contains(flag) && e.contains("API"), "{roles} {flag}: {e}");
+            }
+        }
+        assert!(load(&[
+            ("--roles", "server"),
+            ("--control-store", pg),
+            ("--cors-origins", "https://console.example"),
+        ])
+        .is_ok());
     }
 
     #[test]
