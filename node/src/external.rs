@@ -22,10 +22,15 @@ const RECONNECT: Duration = Duration::from_secs(1);
 async fn connected(
     settings: &EtcdSettings,
     stop: &mut watch::Receiver<bool>,
+    failed: &(dyn Fn() + Send + Sync),
 ) -> Option<etcd_client::Client> {
     let mut logged = false;
     loop {
-        match connect(settings).await {
+        let attempt = connect(settings).await;
+        if attempt.is_err() {
+            failed();
+        }
+        match attempt {
             Ok(client) => return Some(client),
             Err(e) if !logged => {
                 tracing::warn!(endpoints = ?settings.endpoints, error = %e, "cannot reach etcd yet; retrying");
@@ -58,7 +63,7 @@ pub async fn gateway_on_etcd(
     registration: Registration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(client) = connected(&settings, &mut stop).await else {
+    let Some(client) = connected(&settings, &mut stop, &|| {}).await else {
         return;
     };
     let mut tasks = tokio::task::JoinSet::new();
@@ -95,7 +100,8 @@ pub async fn controller(
     config: ControllerConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(client) = connected(&settings, &mut stop).await else {
+    let metrics = config.metrics.clone();
+    let Some(client) = connected(&settings, &mut stop, &|| metrics.connect_failed()).await else {
         return;
     };
     Controller::new(control, client, config).run(stop).await;

@@ -439,7 +439,8 @@ pub async fn run(
         );
         controller.reconcile_every = topology.controller.reconcile_every;
         controller.lease_ttl = topology.controller.lease_ttl;
-        controller.metrics = hermes_compat::controller::ControllerMetrics::register(&registry)?;
+        controller.metrics =
+            hermes_compat::controller::ControllerMetrics::register(&registry, &config.namespace)?;
         helpers.spawn(crate::external::controller(
             settings,
             control.clone(),

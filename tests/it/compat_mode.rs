@@ -17,6 +17,9 @@ use hermes_compat::testing::etcd::TestEtcd;
 use hermes_compat::testing::postgres::TestPg;
 
 /// A node with external stores, started with `args`.
+/// Whether a controller leads, as its `/metrics` says.
+const LEADER: &str = "hermes_controller_leader{namespace=\"default\"}";
+
 fn compat_node(root: &std::path::Path, id: u64, args: &[&str]) -> Node {
     let mut node = Node::new(root, id);
     node.embedded_store = false;
@@ -294,24 +297,24 @@ fn the_original_flow_end_to_end_through_postgres_and_etcd() {
     );
     // Each controller says on its /metrics whether it leads, and the leader how far its copy
     // has got: all of the control store's changes, once the feed is through.
-    assert_eq!(
-        controllers[leading].metric("hermes_controller_leader"),
-        Some(1.0)
-    );
-    assert_eq!(
-        controllers[1 - leading].metric("hermes_controller_leader"),
-        Some(0.0)
-    );
+    assert_eq!(controllers[leading].metric(LEADER), Some(1.0));
+    assert_eq!(controllers[1 - leading].metric(LEADER), Some(0.0));
     wait_for(
         "the leader's synced revision",
         Duration::from_secs(10),
         || {
-            let synced = controllers[leading].metric("hermes_controller_synced_revision")?;
+            let synced = controllers[leading]
+                .metric("hermes_controller_synced_revision{namespace=\"default\"}")?;
             (synced == revision as f64
-                && controllers[leading].metric("hermes_controller_control_revision")? == synced)
+                && controllers[leading]
+                    .metric("hermes_controller_control_revision{namespace=\"default\"}")?
+                    == synced)
                 .then_some(())
         },
     );
+    let successor = 1 - leading;
+    let terms = |c: &Node| c.metric("hermes_controller_terms_total{namespace=\"default\"}");
+    let terms_before = terms(&controllers[successor]).unwrap();
     controllers[leading].kill9();
     let (s, b) = api.put("/api/v1/domains/web", &domain("chain2.test", Some(1)));
     assert_eq!(s, 200, "{b}");
@@ -323,14 +326,25 @@ fn the_original_flow_end_to_end_through_postgres_and_etcd() {
     assert_eq!(c.proxy_get("chain.test", "/x").status, 404);
     let (_, b) = api.get("/api/v1/status/controller");
     assert_ne!(b["controller"]["id"], json!(leader), "{b}");
-    let successor = &controllers[1 - leading];
-    assert_eq!(successor.metric("hermes_controller_leader"), Some(1.0));
-    assert_eq!(successor.metric("hermes_controller_terms_total"), Some(1.0));
+    let successor = &controllers[successor];
+    assert_eq!(successor.metric(LEADER), Some(1.0));
+    assert!(terms(successor).unwrap() > terms_before);
 
     phase(
         3,
         "etcd restarts: C serves what it had, then what changed meanwhile.",
     );
+    let failures = |c: &Node| -> f64 {
+        ["campaign", "start", "feed", "apply", "reconcile", "report"]
+            .iter()
+            .filter_map(|stage| {
+                c.metric(&format!(
+                    "hermes_controller_errors_total{{namespace=\"default\",stage=\"{stage}\"}}"
+                ))
+            })
+            .sum()
+    };
+    let failed_before = failures(successor);
     etcd.kill();
     assert_eq!(c.proxy_get("chain2.test", "/x").status, 200);
     let (s, b) = api.put("/api/v1/domains/web", &domain("chain3.test", Some(2)));
@@ -339,17 +353,7 @@ fn the_original_flow_end_to_end_through_postgres_and_etcd() {
     wait_for(
         "the controller's failures counted",
         Duration::from_secs(20),
-        || {
-            let failed: f64 = ["campaign", "start", "feed", "apply", "reconcile"]
-                .iter()
-                .filter_map(|stage| {
-                    successor.metric(&format!(
-                        "hermes_controller_errors_total{{stage=\"{stage}\"}}"
-                    ))
-                })
-                .sum();
-            (failed > 0.0).then_some(())
-        },
+        || (failures(successor) > failed_before).then_some(()),
     );
     etcd.start_again();
     wait_for(

@@ -23,6 +23,15 @@ pub(crate) enum Stage {
 }
 
 impl Stage {
+    const ALL: [Stage; 6] = [
+        Stage::Campaign,
+        Stage::Start,
+        Stage::Reconcile,
+        Stage::Feed,
+        Stage::Apply,
+        Stage::Report,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Stage::Campaign => "campaign",
@@ -35,8 +44,9 @@ impl Stage {
     }
 }
 
-/// The controller's metrics. Made with [`ControllerMetrics::register`] they are exported with
-/// the node's; [`ControllerMetrics::unregistered`] counts the same for nobody (tests, tools).
+/// The controller's metrics, labelled with the namespace it copies (`namespace`), so that an
+/// alert can tell the namespaces apart. Made with [`ControllerMetrics::register`] they are
+/// exported with the node's; [`ControllerMetrics::unregistered`] counts the same for nobody.
 #[derive(Clone)]
 pub struct ControllerMetrics {
     leader: IntGauge,
@@ -60,8 +70,8 @@ impl std::fmt::Debug for ControllerMetrics {
 
 impl ControllerMetrics {
     /// The metrics, registered in `registry`.
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let m = Self::build()?;
+    pub fn register(registry: &Registry, namespace: &str) -> Result<Self, prometheus::Error> {
+        let m = Self::build(namespace)?;
         registry.register(Box::new(m.leader.clone()))?;
         registry.register(Box::new(m.terms.clone()))?;
         registry.register(Box::new(m.control_revision.clone()))?;
@@ -79,14 +89,16 @@ impl ControllerMetrics {
         // `prometheus` accepts (the unit test `metrics_register` builds them), so building
         // them cannot fail.
         #[allow(clippy::expect_used)]
-        Self::build().expect("the controller's metric definitions are valid")
+        Self::build("").expect("the controller's metric definitions are valid")
     }
 
-    fn build() -> Result<Self, prometheus::Error> {
+    fn build(namespace: &str) -> Result<Self, prometheus::Error> {
+        let opts =
+            |name: &str, help: &str| Opts::new(name, help).const_label("namespace", namespace);
         // Prometheus counts its label values from zero only once they are named: name them
         // all, so that a rate over them works from the first scrape.
         let repairs = IntCounterVec::new(
-            Opts::new(
+            opts(
                 "hermes_controller_reconcile_repairs_total",
                 "Keys a reconcile found wrong in etcd and rewrote (written) or removed (deleted)",
             ),
@@ -96,59 +108,66 @@ impl ControllerMetrics {
             repairs.with_label_values(&[action]);
         }
         let errors = IntCounterVec::new(
-            Opts::new(
+            opts(
                 "hermes_controller_errors_total",
                 "Failures of the controller by stage (each is retried)",
             ),
             &["stage"],
         )?;
-        for stage in [
-            Stage::Campaign,
-            Stage::Start,
-            Stage::Reconcile,
-            Stage::Feed,
-            Stage::Apply,
-            Stage::Report,
-        ] {
+        for stage in Stage::ALL {
             errors.with_label_values(&[stage.label()]);
         }
         Ok(ControllerMetrics {
-            leader: IntGauge::new(
+            leader: IntGauge::with_opts(opts(
                 "hermes_controller_leader",
                 "1 while this controller leads its namespace's controllers, else 0",
-            )?,
-            terms: IntCounter::new(
+            ))?,
+            terms: IntCounter::with_opts(opts(
                 "hermes_controller_terms_total",
                 "Elections this controller has won",
-            )?,
-            control_revision: IntGauge::new(
+            ))?,
+            control_revision: IntGauge::with_opts(opts(
                 "hermes_controller_control_revision",
-                "The newest change-feed revision the leading controller has seen in the \
-                 control store",
-            )?,
-            synced_revision: IntGauge::new(
+                "While leading: the newest change-feed revision seen in the control store \
+                 (0 when not leading)",
+            ))?,
+            synced_revision: IntGauge::with_opts(opts(
                 "hermes_controller_synced_revision",
-                "The change-feed revision the leading controller has copied into etcd \
-                 (control_revision minus this is its lag)",
-            )?,
-            changes: IntCounter::new(
+                "While leading: the change-feed revision copied into etcd; control_revision \
+                 minus this is the lag (0 when not leading)",
+            ))?,
+            changes: IntCounter::with_opts(opts(
                 "hermes_controller_changes_applied_total",
-                "Change-feed entries the leading controller has written to etcd",
-            )?,
-            reconciles: IntCounter::new(
+                "Change-feed entries the leading controller has applied to etcd (audit-only \
+                 entries, which write nothing, included)",
+            ))?,
+            reconciles: IntCounter::with_opts(opts(
                 "hermes_controller_reconciles_total",
                 "Full reconciles of etcd against the control store completed",
-            )?,
+            ))?,
             repairs,
             errors,
         })
     }
 
-    pub(crate) fn leading(&self, yes: bool) {
-        self.leader.set(i64::from(yes));
-        if yes {
-            self.terms.inc();
-        }
+    /// A term begins: the gauge says so until the guard drops (the term ends, or the task
+    /// running it panics or is aborted), when the revisions go back to 0 too, so a controller
+    /// that no longer leads never shows a lag it is not working off.
+    pub(crate) fn term(&self) -> Term {
+        self.leader.set(1);
+        self.terms.inc();
+        Term(self.clone())
+    }
+
+    /// A term's first sync: the control store and etcd are at `revision`.
+    pub(crate) fn started(&self, revision: i64) {
+        self.control_revision.set(revision);
+        self.synced_revision.set(revision);
+    }
+
+    /// The etcd client could not be made (the node retries): counted as a campaign failure.
+    pub fn connect_failed(&self) {
+        self.failed(Stage::Campaign);
     }
 
     /// The control store holds changes up to `revision`.
@@ -183,23 +202,38 @@ impl ControllerMetrics {
     }
 
     /// Whether this controller leads, as exported.
-    pub fn is_leader(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_leader(&self) -> bool {
         self.leader.get() == 1
     }
 
     /// Reconciles completed, as exported.
-    pub fn reconciles(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn reconciles(&self) -> u64 {
         self.reconciles.get()
     }
 
     /// Keys reconciles removed from etcd, as exported.
-    pub fn repaired_deletes(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn repaired_deletes(&self) -> u64 {
         self.repairs.with_label_values(&["deleted"]).get()
     }
 
     /// The revisions seen in the control store and copied into etcd, as exported.
-    pub fn revisions(&self) -> (i64, i64) {
+    #[cfg(test)]
+    pub(crate) fn revisions(&self) -> (i64, i64) {
         (self.control_revision.get(), self.synced_revision.get())
+    }
+}
+
+/// A term of leadership, as the metrics show it; see [`ControllerMetrics::term`].
+pub(crate) struct Term(ControllerMetrics);
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        self.0.leader.set(0);
+        self.0.control_revision.set(0);
+        self.0.synced_revision.set(0);
     }
 }
 
@@ -210,8 +244,9 @@ mod tests {
     #[test]
     fn metrics_register() {
         let registry = Registry::new();
-        let m = ControllerMetrics::register(&registry).unwrap();
-        m.leading(true);
+        let m = ControllerMetrics::register(&registry, "default").unwrap();
+        let term = m.term();
+        m.started(5);
         m.seen(9);
         m.synced(7);
         m.reconciled(2, 1);
@@ -239,9 +274,11 @@ mod tests {
             .find(|f| f.name() == "hermes_controller_errors_total")
             .unwrap();
         assert_eq!(errors.get_metric().len(), 6);
-        m.leading(false);
+        assert_eq!(errors.get_metric()[0].get_label()[0].value(), "default");
+        drop(term);
         assert!(!m.is_leader());
+        assert_eq!(m.revisions(), (0, 0));
         // A second registration of the same names is refused, not silently doubled.
-        assert!(ControllerMetrics::register(&registry).is_err());
+        assert!(ControllerMetrics::register(&registry, "default").is_err());
     }
 }

@@ -163,8 +163,12 @@ impl Controller {
             let leader = match won.map(|mut r| r.take_leader()) {
                 Ok(Some(leader)) => leader,
                 Ok(None) => {
+                    self.config.metrics.failed(Stage::Campaign);
                     tracing::warn!("etcd answered a campaign without a leader key; retrying");
                     session.close(&self.etcd).await;
+                    if pause(&mut stop).await {
+                        return;
+                    }
                     continue;
                 }
                 Err(e) => {
@@ -183,7 +187,8 @@ impl Controller {
                 key = %String::from_utf8_lossy(leader.key()),
                 "controller elected leader"
             );
-            self.config.metrics.leading(true);
+            // The metrics first: whoever waits on `leading` then sees them too.
+            let term = self.config.metrics.term();
             self.leading.send_replace(true);
             let fence = sync::Fence::new(leader.key(), leader.rev());
             let stopping = tokio::select! {
@@ -193,7 +198,7 @@ impl Controller {
                 _ = session.lost() => false,
                 _ = stopped(&mut stop) => true,
             };
-            self.config.metrics.leading(false);
+            drop(term);
             self.leading.send_replace(false);
             if stopping {
                 self.farewell(self.synced_revision()).await;

@@ -107,7 +107,10 @@ impl Controller {
                         }
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "instance watch not opened"),
+                Err(e) => {
+                    self.config.metrics.failed(super::Stage::Report);
+                    tracing::debug!(error = %e, "instance watch not opened")
+                }
             }
             tokio::time::sleep(REWATCH).await;
         }
@@ -121,6 +124,7 @@ impl Controller {
         {
             Ok(listed) => listed,
             Err(e) => {
+                self.config.metrics.failed(super::Stage::Report);
                 tracing::debug!(error = %e, "instances not listed");
                 return;
             }

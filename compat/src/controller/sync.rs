@@ -257,7 +257,7 @@ impl Controller {
             match started {
                 Ok(from) => {
                     revision.store(from, Ordering::Release);
-                    self.config.metrics.synced(from);
+                    self.config.metrics.started(from);
                     break;
                 }
                 Err(ControllerError::NotLeader) => return,
