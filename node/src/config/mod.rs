@@ -635,8 +635,7 @@ impl NodeConfig {
         }
         if !topology.roles.server {
             // Settings of the control-plane API and its sign-ins, which only a server serves.
-            // (The history, document and HMAC settings stay: a controller's control store and
-            // the operator endpoints every node serves use them too.)
+            // The control store's own settings are decided below, by where they are used.
             src.refuse_given(
                 &[
                     AUTH_MODE,
@@ -665,6 +664,41 @@ impl NodeConfig {
                  {} must not be off with {} raft",
                 ETCD_LISTEN.flag, CONFIG_STORE.flag
             )));
+        }
+        // The control store's settings: used where a control store is (a server's API, a
+        // controller's feed, the operator endpoints' sign-ins), and by the etcd endpoint, which
+        // records a write to a configuration key as a change when the control store is raft.
+        let records_config_writes =
+            topology.control_store == ControlStoreKind::Raft && etcd_listen.is_some();
+        // (`--initial-admin` is let through everywhere: `off`, what a shared environment
+        // gives every node, means nothing to do, and its default is harmless where unused.)
+        if !topology.uses_control_store() {
+            src.refuse_given(
+                &[HMAC_MAX_SKEW_SECS],
+                &format!(
+                    "the control store, which this node does not use for its roles ({})",
+                    ROLES.flag
+                ),
+            )?;
+        }
+        if !topology.uses_control_store() && !records_config_writes {
+            src.refuse_given(
+                &[RESOURCE_HISTORY],
+                &format!(
+                    "the control store, which this node does not use for its roles ({})",
+                    ROLES.flag
+                ),
+            )?;
+        }
+        if !topology.roles.server && !records_config_writes {
+            src.refuse_given(
+                &[MAX_DOCUMENT_BYTES],
+                &format!(
+                    "the control-plane API and the etcd endpoint's configuration writes, \
+                     neither of which this node serves ({})",
+                    ROLES.flag
+                ),
+            )?;
         }
         Ok(NodeConfig {
             topology,

@@ -355,6 +355,39 @@ mod tests {
             ("--cors-origins", "https://console.example"),
         ])
         .is_ok());
+        // The control store's settings, on a gateway that has none.
+        for (flag, value) in [
+            ("--hmac-max-skew-secs", "30"),
+            ("--resource-history", "10"),
+            ("--max-document-bytes", "4096"),
+        ] {
+            let e = load(&[
+                ("--roles", "gateway"),
+                ("--config-store", "etcd://e:2379"),
+                (flag, value),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(flag), "{flag}: {e}");
+        }
+        // A controller keeps its store's history setting, not the API's document limit.
+        let controller = [
+            ("--roles", "controller"),
+            ("--control-store", pg),
+            ("--config-store", "etcd://e:2379"),
+        ];
+        assert!(load(&[controller.as_slice(), &[("--resource-history", "10")]].concat()).is_ok());
+        let e = load(&[controller.as_slice(), &[("--max-document-bytes", "4096")]].concat())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--max-document-bytes"), "{e}");
+        // A gateway on a raft store whose etcd endpoint records configuration writes uses both.
+        assert!(load(&[
+            ("--roles", "gateway"),
+            ("--resource-history", "10"),
+            ("--max-document-bytes", "4096"),
+        ])
+        .is_ok());
     }
 
     #[test]
