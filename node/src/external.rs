@@ -26,17 +26,17 @@ async fn connected(
 ) -> Option<etcd_client::Client> {
     let mut logged = false;
     loop {
-        let attempt = connect(settings).await;
-        if attempt.is_err() {
-            failed();
-        }
-        match attempt {
+        match connect(settings).await {
             Ok(client) => return Some(client),
-            Err(e) if !logged => {
-                tracing::warn!(endpoints = ?settings.endpoints, error = %e, "cannot reach etcd yet; retrying");
-                logged = true;
+            Err(e) => {
+                failed();
+                if logged {
+                    tracing::debug!(error = %e, "cannot reach etcd yet");
+                } else {
+                    tracing::warn!(endpoints = ?settings.endpoints, error = %e, "cannot reach etcd yet; retrying");
+                    logged = true;
+                }
             }
-            Err(e) => tracing::debug!(error = %e, "cannot reach etcd yet"),
         }
         tokio::select! {
             _ = tokio::time::sleep(RECONNECT) => {}

@@ -448,13 +448,13 @@ pub async fn run(
             stop_rx.clone(),
         ));
     }
+    // OIDC is configured only where the API is served (the configuration refuses it elsewhere).
     let oidc = match &config.api.auth {
         crate::config::AuthMode::Builtin => None,
-        crate::config::AuthMode::Oidc(settings) if topology.roles.server => Some(Arc::new(
+        crate::config::AuthMode::Oidc(settings) => Some(Arc::new(
             hermes_api::oidc::Provider::new(settings.clone())
                 .map_err(|e| RunError::Config(format!("--oidc-issuer: {e}")))?,
         )),
-        crate::config::AuthMode::Oidc(_) => None,
     };
     // One guard for every sign-in on this node: the admin API's and the etcd endpoint's
     // users share the hashing budget and the lockouts.

@@ -52,7 +52,6 @@ async fn until<T, F: Future<Output = Option<T>>>(
     }
 }
 
-/// Every key under `prefix`, with its value decoded as JSON (or as a string).
 /// A PostgreSQL control store and an etcd with a client, all real and fresh; the servers
 /// stop when their handles drop.
 async fn servers() -> (TestPg, TestEtcd, Client, Arc<dyn ControlStore>) {
@@ -63,6 +62,7 @@ async fn servers() -> (TestPg, TestEtcd, Client, Arc<dyn ControlStore>) {
     (pg, etcd_server, etcd, control)
 }
 
+/// Every key under `prefix`, with its value decoded as JSON (or as a string).
 async fn keys_under(etcd: &Client, prefix: &str) -> Vec<(String, Value)> {
     let mut c = etcd.clone();
     let got = c

@@ -673,17 +673,13 @@ impl NodeConfig {
         // (`--initial-admin` is let through everywhere: `off`, what a shared environment
         // gives every node, means nothing to do, and its default is harmless where unused.)
         if !topology.uses_control_store() {
+            let unused: &[Setting] = if records_config_writes {
+                &[HMAC_MAX_SKEW_SECS]
+            } else {
+                &[HMAC_MAX_SKEW_SECS, RESOURCE_HISTORY]
+            };
             src.refuse_given(
-                &[HMAC_MAX_SKEW_SECS],
-                &format!(
-                    "the control store, which this node does not use for its roles ({})",
-                    ROLES.flag
-                ),
-            )?;
-        }
-        if !topology.uses_control_store() && !records_config_writes {
-            src.refuse_given(
-                &[RESOURCE_HISTORY],
+                unused,
                 &format!(
                     "the control store, which this node does not use for its roles ({})",
                     ROLES.flag
