@@ -373,11 +373,16 @@ async fn bearer(state: &ApiState, token: &str) -> Result<Identity, ApiError> {
     let keys = state.store.signing_keys().await?;
     let claims = token::verify(token, &keys, unix_now())
         .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
-    let user = state
-        .store
-        .user(&claims.sub)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid token: the user no longer exists"))?;
+    let mut user = state.store.user(&claims.sub).await?;
+    // A token signed a moment ago through another node may name a user, or an epoch, this
+    // node has not applied yet; only a validly signed token gets this far, so the catch-up
+    // cannot be driven by an anonymous caller.
+    if user.as_ref().is_none_or(|u| claims.epoch > u.token_epoch) {
+        state.store.catch_up().await?;
+        user = state.store.user(&claims.sub).await?;
+    }
+    let user =
+        user.ok_or_else(|| ApiError::unauthorized("invalid token: the user no longer exists"))?;
     if claims.epoch != user.token_epoch {
         // On a database shared with original servers, a token of theirs carries no epoch and
         // lands here too.

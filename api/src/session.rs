@@ -13,8 +13,9 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use hermes_control::auth::{password, token};
-use hermes_control::model::{now_rfc3339, unix_now, Operator};
+use hermes_control::model::{now_rfc3339, unix_now, Operator, User};
 use hermes_control::scopes::Scope;
+use hermes_control::store::ControlError;
 
 use super::login_guard::HashingError;
 use super::{fields, ApiError, ApiState, Caller, Identity, Ns};
@@ -71,6 +72,9 @@ pub async fn login(
     let by_client = guard.clients.begin(&client).map_err(throttled)?;
     let by_account = guard.accounts.begin(&email).map_err(throttled)?;
     let sub = format!("builtin:{email}");
+    // A user or password made through another node a moment ago must work here at once: a
+    // stale refusal would also count as a failed attempt against the account.
+    state.store.catch_up().await?;
     let user = state.store.user(&sub).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     // Unknown accounts cost the same work as known ones (see `login_guard`).
@@ -81,30 +85,45 @@ pub async fn login(
     }
     by_client.succeeded();
     by_account.succeeded();
-    let Some(mut user) = user else {
+    let Some(user) = user else {
         return Err(ApiError::unauthorized("invalid email or password"));
     };
-    if guard.needs_upgrade(&user.password_hash) {
+    let verified = user.password_hash;
+    let upgraded = if guard.needs_upgrade(&verified) {
         match guard.hash(pw).await {
-            Ok(hash) => user.password_hash = hash,
+            Ok(hash) => Some(hash),
             // The store's scheme cannot hold this password (bcrypt's 72 bytes): the hash that
             // just verified stays.
-            Err(HashingError::Refused(_)) => {}
+            Err(HashingError::Refused(_)) => None,
             Err(e) => return Err(e.into()),
         }
-    }
-    user.last_seen = now_rfc3339();
-    state
-        .store
-        .update_user(user, None, &Operator::default())
-        .await?;
-    // Read back: the token carries the stored epoch, which a store may derive from what was
-    // just written (the PostgreSQL store derives it from the password hash).
+    } else {
+        None
+    };
+    let seen = now_rfc3339();
+    // The record as stored, written only if the password that verified is still its
+    // password: one changed or reset meanwhile (through any node) refuses the sign-in and
+    // is never written back. The token carries the stored epoch, which a store may derive
+    // from the hash (the PostgreSQL store does).
     let user = state
         .store
-        .user(&sub)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid email or password"))?;
+        .update_user(&sub, None, &Operator::default(), &|u: &mut User| {
+            if u.password_hash != verified {
+                return Err(ControlError::Conflict("the password changed".into()));
+            }
+            if let Some(hash) = &upgraded {
+                u.password_hash = hash.clone();
+            }
+            u.last_seen = seen.clone();
+            Ok(())
+        })
+        .await
+        .map_err(|e| match e {
+            ControlError::Conflict(_) | ControlError::NotFound(_) => {
+                ApiError::unauthorized("invalid email or password")
+            }
+            e => e.into(),
+        })?;
     state.store.ensure_signing_key(unix_now()).await?;
     let keys = state.store.signing_keys().await?;
     let now = unix_now();
@@ -147,7 +166,7 @@ pub async fn change_password(
         return Err(ApiError::bad_request("new_password is required"));
     }
     password::check_new(&new).map_err(ApiError::bad_request)?;
-    let mut user = state
+    let user = state
         .store
         .user(&user.sub)
         .await?
@@ -169,13 +188,25 @@ pub async fn change_password(
         return Err(ApiError::unauthorized("incorrect current password"));
     }
     attempt.succeeded();
-    user.password_hash = state.guard.hash(new).await?;
-    user.must_change_password = false;
-    // Every session of this user, this one too, ends: sign in again with the new password.
-    user.token_epoch += 1;
+    let verified = user.password_hash;
+    let hash = state.guard.hash(new).await?;
     state
         .store
-        .update_user(user, None, &caller.operator())
+        .update_user(&user.sub, None, &caller.operator(), &|u: &mut User| {
+            // Reset or changed through another node since it was read: the current password
+            // this caller proved is no longer the password.
+            if u.password_hash != verified {
+                return Err(ControlError::Conflict(
+                    "the password was changed meanwhile; sign in again".into(),
+                ));
+            }
+            u.password_hash = hash.clone();
+            u.must_change_password = false;
+            // Every session of this user, this one too, ends: sign in again with the new
+            // password.
+            u.token_epoch += 1;
+            Ok(())
+        })
         .await?;
     Ok(Json(json!({"ok": true})).into_response())
 }

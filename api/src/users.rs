@@ -28,14 +28,6 @@ async fn admin(state: &ApiState, caller: &Caller) -> Result<(), ApiError> {
         .map(|_| ())
 }
 
-async fn existing(state: &ApiState, sub: &str) -> Result<User, ApiError> {
-    state
-        .store
-        .user(sub)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user not found"))
-}
-
 pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Response, ApiError> {
     admin(&state, &caller).await?;
     let users: Vec<Value> = state.store.users().await?.iter().map(user_json).collect();
@@ -92,23 +84,37 @@ pub async fn update(
     admin(&state, &caller).await?;
     let body = fields::object(&caller.body)?;
     fields::only(&body, &["email", "name", "is_admin"])?;
-    let mut user = existing(&state, &sub).await?;
-    if let Some(email) = fields::string(&body, "email")? {
-        let email = email.trim().to_lowercase();
-        if !email.contains('@') || email.chars().any(char::is_whitespace) {
-            return Err(ApiError::bad_request("email is not a valid address"));
+    let email = match fields::string(&body, "email")? {
+        Some(email) => {
+            let email = email.trim().to_lowercase();
+            if !email.contains('@') || email.chars().any(char::is_whitespace) {
+                return Err(ApiError::bad_request("email is not a valid address"));
+            }
+            Some(email)
         }
-        user.email = email;
-    }
-    if let Some(name) = fields::string(&body, "name")? {
-        user.name = name;
-    }
-    if let Some(admin) = fields::boolean(&body, "is_admin")? {
-        user.is_admin = admin;
-    }
+        None => None,
+    };
+    let name = fields::string(&body, "name")?;
+    let is_admin = fields::boolean(&body, "is_admin")?;
     state
         .store
-        .update_user(user, Some("update_user"), &caller.operator())
+        .update_user(
+            &sub,
+            Some("update_user"),
+            &caller.operator(),
+            &|u: &mut User| {
+                if let Some(email) = &email {
+                    u.email = email.clone();
+                }
+                if let Some(name) = &name {
+                    u.name = name.clone();
+                }
+                if let Some(admin) = is_admin {
+                    u.is_admin = admin;
+                }
+                Ok(())
+            },
+        )
         .await?;
     Ok(Json(json!({"ok": true})).into_response())
 }
@@ -128,12 +134,13 @@ async fn set_flag(
     fields::only(&body, &[field])?;
     let flag = fields::boolean(&body, field)?
         .ok_or_else(|| ApiError::bad_request(format!("{field} is required")))?;
-    let mut user = existing(state, sub).await?;
-    apply(&mut user, flag);
     let action = if flag { actions.0 } else { actions.1 };
     state
         .store
-        .update_user(user, Some(action), &caller.operator())
+        .update_user(sub, Some(action), &caller.operator(), &|u: &mut User| {
+            apply(u, flag);
+            Ok(())
+        })
         .await?;
     Ok(Json(json!({"ok": true})).into_response())
 }
@@ -188,13 +195,21 @@ pub async fn reset_password(
         return Err(ApiError::bad_request("new_password is required"));
     }
     password::check_new(&pw).map_err(ApiError::bad_request)?;
-    let mut user = existing(&state, &sub).await?;
-    user.password_hash = state.guard.hash(pw).await?;
-    user.must_change_password = true;
-    user.token_epoch += 1;
+    let hash = state.guard.hash(pw).await?;
     state
         .store
-        .update_user(user, Some("admin_reset_password"), &caller.operator())
+        .update_user(
+            &sub,
+            Some("admin_reset_password"),
+            &caller.operator(),
+            &|u: &mut User| {
+                u.password_hash = hash.clone();
+                u.must_change_password = true;
+                // Past every epoch a token was issued in, including one written meanwhile.
+                u.token_epoch += 1;
+                Ok(())
+            },
+        )
         .await?;
     Ok(Json(json!({"ok": true})).into_response())
 }

@@ -13,7 +13,8 @@ use crate::model::{
     InstanceStatus, Kind, Member, Operator, Resource, User,
 };
 use crate::store::{
-    ControlError, ControlStore, CredentialUpdate, Imported, ResourceChange, Result, Written,
+    ControlError, ControlStore, CredentialUpdate, Imported, ResourceChange, Result, UserChange,
+    Written,
 };
 
 pub struct NoControlStore;
@@ -116,6 +117,10 @@ impl ControlStore for NoControlStore {
     async fn users(&self) -> Result<Vec<User>> {
         none()
     }
+    /// Nothing to catch up with.
+    async fn catch_up(&self) -> Result<()> {
+        Ok(())
+    }
     /// Nobody: a session token names no known user.
     async fn user(&self, _: &str) -> Result<Option<User>> {
         Ok(None)
@@ -123,7 +128,13 @@ impl ControlStore for NoControlStore {
     async fn create_user(&self, _: User, _: &str, _: &Operator) -> Result<()> {
         none()
     }
-    async fn update_user(&self, _: User, _: Option<&str>, _: &Operator) -> Result<()> {
+    async fn update_user(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: &Operator,
+        _: &UserChange<'_>,
+    ) -> Result<User> {
         none()
     }
     async fn delete_user(&self, _: &str, _: &Operator) -> Result<()> {

@@ -39,6 +39,10 @@ pub enum ControlError {
 
 pub type Result<T> = std::result::Result<T, ControlError>;
 
+/// A change to a user's record, applied to the record as stored when the write is made (see
+/// [`ControlStore::update_user`]). An error refuses the write and is returned as is.
+pub type UserChange<'a> = dyn Fn(&mut User) -> Result<()> + Send + Sync + 'a;
+
 /// A change to one resource.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResourceChange {
@@ -192,6 +196,14 @@ pub trait ControlStore: Send + Sync + 'static {
     ) -> Result<Credential>;
     async fn delete_credential(&self, ns: &str, id: i64, operator: &Operator) -> Result<()>;
 
+    /// Makes this node's later reads reflect every write acknowledged before the call,
+    /// wherever it was made. [`user`](Self::user) and
+    /// [`credential_by_access_key`](Self::credential_by_access_key) run on every request and
+    /// may be served from local state that trails a write made through another node by one
+    /// replication round; a caller for whom that would be wrong (a sign-in, a token newer than
+    /// the local record) calls this and reads again.
+    async fn catch_up(&self) -> Result<()>;
+
     // --- users ---
     /// Ordered by username.
     async fn users(&self) -> Result<Vec<User>>;
@@ -202,15 +214,20 @@ pub trait ControlStore: Send + Sync + 'static {
     /// flag holds only if no record with this `sub` was ever made before: an initial admin
     /// deleted or demoted does not become admin again by signing in.
     async fn create_user(&self, user: User, action: &str, operator: &Operator) -> Result<()>;
-    /// Replaces a user's record; `NotFound` if absent. `action` names the audit row (`None`
-    /// for bookkeeping such as `last_seen`). `Conflict` when it would demote the last admin,
-    /// `AlreadyExists` when another user has the e-mail.
+    /// Changes a user's record with `change` and returns it as stored; `NotFound` if absent.
+    /// `change` is applied to the stored record at the moment of writing (again, if that
+    /// record changes before the write lands), never to a copy read earlier: a sign-in
+    /// recording `last_seen` on a node that has not yet applied a password reset or an admin
+    /// revocation made elsewhere must not write the old password or flag back. `action` names
+    /// the audit row (`None` for bookkeeping such as `last_seen`). `Conflict` when it would
+    /// demote the last admin, `AlreadyExists` when another user has the e-mail.
     async fn update_user(
         &self,
-        user: User,
+        sub: &str,
         action: Option<&str>,
         operator: &Operator,
-    ) -> Result<()>;
+        change: &UserChange<'_>,
+    ) -> Result<User>;
     /// Deletes a user and its memberships; `Conflict` for the last admin.
     async fn delete_user(&self, sub: &str, operator: &Operator) -> Result<()>;
     /// Creates the first built-in admin, exactly once in the cluster's life: false when an

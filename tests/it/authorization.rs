@@ -570,6 +570,74 @@ fn traffic_needs_status_read_and_an_hmac_caller_sees_one_node() {
     assert!(b.to_string().contains("only a session token"), "{b}");
 }
 
+/// A sign-in records `last_seen` by writing the user's record. Racing a password reset made
+/// through another node, it must never write the old password (and with it the old token
+/// epoch) back: once both are answered, only the new password signs in, on every node, and
+/// whatever token the racing sign-in got is refused.
+#[test]
+fn a_sign_in_racing_a_password_reset_never_undoes_it() {
+    let mut c = Cluster::start(3);
+    let leader = c.leader();
+    let ids: Vec<u64> = c.nodes.iter().map(|n| n.id).collect();
+    let admin = Api::anonymous(&c.node(leader).admin()).admin_credential();
+    let followers: Vec<u64> = ids.iter().copied().filter(|id| *id != leader).collect();
+    let signing = Api::anonymous(&c.node(followers[0]).admin());
+    let checking = Api::anonymous(&c.node(followers[1]).admin());
+    for round in 0..8 {
+        let email = format!("racer{round}@example.test");
+        let sub = user(&admin, &email, "default", None);
+        // Made through the leader a moment ago, it signs in at once on a follower.
+        checking.sign_in(&email, "secret-123");
+        let racing = {
+            let signing = signing.clone();
+            let email = email.clone();
+            std::thread::spawn(move || {
+                let (s, b) = signing.post(
+                    "/api/auth/login",
+                    &json!({"email": email, "password": "secret-123"}),
+                );
+                (s == 200)
+                    .then(|| signing.with(Auth::Bearer(b["access_token"].as_str().unwrap().into())))
+            })
+        };
+        let (s, b) = admin.put(
+            &format!("/api/v1/users/{sub}/reset-password"),
+            &json!({"new_password": "secret-456"}),
+        );
+        assert_eq!(s, 200, "round {round}: {b}");
+        let session = racing.join().unwrap();
+        for api in [&signing, &checking] {
+            let (s, b) = api.post(
+                "/api/auth/login",
+                &json!({"email": email, "password": "secret-123"}),
+            );
+            assert_eq!(
+                s, 401,
+                "round {round}: the old password still signs in: {b}"
+            );
+        }
+        let fresh = checking.sign_in(&email, "secret-456");
+        for id in &ids {
+            let there = Api {
+                base: c.node(*id).admin(),
+                ..fresh.clone()
+            };
+            assert_eq!(
+                there.get("/api/v1/whoami").0,
+                200,
+                "round {round}, node {id}"
+            );
+        }
+        if let Some(session) = session {
+            let (s, b) = session.get("/api/v1/whoami");
+            assert_eq!(
+                s, 401,
+                "round {round}: a session from before the reset: {b}"
+            );
+        }
+    }
+}
+
 #[test]
 fn membership_changes_take_an_admin_session_and_refuse_other_people() {
     let c = Cluster::start_with(1, &["--initial-admin", "admin@hermes.local"]);

@@ -68,13 +68,22 @@ pub async fn sync_user(
     for _ in 0..3 {
         match store.user(&claims.sub).await? {
             Some(user) if !signing_in => return Ok(user),
-            Some(mut user) => {
-                user.username = username.clone();
-                user.email = claims.email.clone();
-                user.name = claims.name.clone();
-                user.last_seen = now_rfc3339();
-                match store.update_user(user.clone(), None, &operator).await {
-                    Ok(()) => return Ok(user),
+            Some(_) => {
+                // The profile goes onto the record as stored: an admin flag revoked through
+                // another node a moment ago is not written back.
+                let seen = now_rfc3339();
+                let profile = |u: &mut User| {
+                    u.username = username.clone();
+                    u.email = claims.email.clone();
+                    u.name = claims.name.clone();
+                    u.last_seen = seen.clone();
+                    Ok(())
+                };
+                match store
+                    .update_user(&claims.sub, None, &operator, &profile)
+                    .await
+                {
+                    Ok(user) => return Ok(user),
                     // Deleted meanwhile: create it again below.
                     Err(ControlError::NotFound(_)) => continue,
                     Err(e) => return Err(e),

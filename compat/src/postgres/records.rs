@@ -28,7 +28,7 @@ use hermes_control::auth::token::{KeyStatus, SigningKey};
 use hermes_control::model::{
     ControllerStatus, Credential, Dashboard, GroupBinding, InstanceStatus, Member, Operator, User,
 };
-use hermes_control::store::{ControlError, CredentialUpdate, Result, SYNC_ACTION};
+use hermes_control::store::{ControlError, CredentialUpdate, Result, UserChange, SYNC_ACTION};
 
 /// Where user changes are audited (as the original).
 const GLOBAL: &str = "_global";
@@ -415,29 +415,32 @@ impl PgControl {
         self.commit(tx).await
     }
 
+    /// Applies `change` to the stored record under the users lock, so it never writes back
+    /// a copy read before another change.
     pub async fn update_user(
         &self,
-        user: User,
+        sub: &str,
         action: Option<&str>,
         operator: &Operator,
-    ) -> Result<()> {
+        change: &UserChange<'_>,
+    ) -> Result<User> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.db(e))?;
         tx.execute(LOCK_USERS, &[]).await.map_err(|e| self.db(e))?;
-        let before = tx
-            .query_opt(
-                "SELECT is_admin, email FROM users WHERE sub = $1",
-                &[&user.sub],
-            )
+        let select = format!("SELECT {} FROM users WHERE sub = $1", Self::user_columns());
+        let row = tx
+            .query_opt(&select, &[&sub])
             .await
             .map_err(|e| self.db(e))?
             .ok_or_else(|| ControlError::NotFound("user not found".into()))?;
-        let was_admin: bool = self.column(&before, "is_admin")?;
-        if was_admin && !user.is_admin && !self.other_admin(&tx, &user.sub).await? {
+        let before = self.user_of(&row)?;
+        let mut user = before.clone();
+        change(&mut user)?;
+        user.sub = before.sub.clone();
+        if before.is_admin && !user.is_admin && !self.other_admin(&tx, &user.sub).await? {
             return Err(last_admin(&user.sub));
         }
-        let old_email: String = self.column(&before, "email")?;
-        if old_email.trim().to_lowercase() != user.email.trim().to_lowercase() {
+        if before.email.trim().to_lowercase() != user.email.trim().to_lowercase() {
             self.check_email(&tx, &user).await?;
         }
         tx.execute(
@@ -462,7 +465,14 @@ impl PgControl {
             self.audit_in(&tx, GLOBAL, "user", &user.sub, action, operator)
                 .await?;
         }
-        self.commit(tx).await
+        // Read back: the epoch derives from the stored hash, `last_seen` from the column.
+        let row = tx
+            .query_one(&select, &[&sub])
+            .await
+            .map_err(|e| self.db(e))?;
+        let stored = self.user_of(&row)?;
+        self.commit(tx).await?;
+        Ok(stored)
     }
 
     /// Deletes the user; its memberships go with it (`ON DELETE CASCADE`).

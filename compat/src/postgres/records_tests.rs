@@ -204,32 +204,55 @@ async fn users_keep_the_originals_rules_and_ours() {
     // The token epoch follows the password hash, across connections.
     let epoch = root.token_epoch;
     assert_ne!(epoch, 0);
-    let changed = User {
-        password_hash: password::hash_as(Scheme::Bcrypt, "second-pass").unwrap(),
-        ..root.clone()
-    };
-    store
-        .update_user(changed.clone(), None, &op("root"))
+    let new_hash = password::hash_as(Scheme::Bcrypt, "second-pass").unwrap();
+    let stored = store
+        .update_user(&root.sub, None, &op("root"), &|u: &mut User| {
+            u.password_hash = new_hash.clone();
+            Ok(())
+        })
         .await
         .unwrap();
     let reread = connect(&pg).await.user(&root.sub).await.unwrap().unwrap();
+    assert_eq!(stored, reread, "the update returns the record as stored");
     assert_ne!(
         reread.token_epoch, epoch,
         "a new password ends old sessions"
     );
     assert_eq!(
         pg.psql("SELECT password_hash FROM users WHERE sub = 'builtin:root@example.com'"),
-        changed.password_hash
+        new_hash
+    );
+
+    // A change applies to the stored record, not to a copy read before: a bookkeeping write
+    // made from the stale `root` keeps the new password.
+    let stale = root.clone();
+    let stored = store
+        .update_user(&root.sub, None, &op("root"), &|u: &mut User| {
+            u.last_seen = "2026-01-02T03:04:05Z".into();
+            assert_ne!(u.password_hash, stale.password_hash);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.password_hash, new_hash);
+    // A refusal from the change is returned and nothing is written.
+    let refused = store
+        .update_user(&root.sub, Some("x"), &op("x"), &|_: &mut User| {
+            Err(ControlError::Conflict("changed meanwhile".into()))
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(ControlError::Conflict(_))),
+        "{refused:?}"
     );
 
     // The last admin can be neither demoted nor deleted.
-    let demoted = User {
-        is_admin: false,
-        ..reread.clone()
-    };
     assert!(matches!(
         store
-            .update_user(demoted, Some("set_admin"), &op("x"))
+            .update_user(&root.sub, Some("set_admin"), &op("x"), &|u: &mut User| {
+                u.is_admin = false;
+                Ok(())
+            })
             .await,
         Err(ControlError::Conflict(_))
     ));

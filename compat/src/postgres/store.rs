@@ -14,7 +14,7 @@ use hermes_control::model::{
     InstanceStatus, Kind, Member, Operator, Resource, User,
 };
 use hermes_control::store::{
-    ControlStore, CredentialUpdate, Imported, ResourceChange, Result, Written,
+    ControlStore, CredentialUpdate, Imported, ResourceChange, Result, UserChange, Written,
 };
 
 #[async_trait]
@@ -133,6 +133,10 @@ impl ControlStore for PgControl {
     async fn users(&self) -> Result<Vec<User>> {
         PgControl::users(self).await
     }
+    /// Every read goes to the database, which holds every acknowledged write.
+    async fn catch_up(&self) -> Result<()> {
+        Ok(())
+    }
     async fn user(&self, sub: &str) -> Result<Option<User>> {
         PgControl::user(self, sub).await
     }
@@ -141,11 +145,12 @@ impl ControlStore for PgControl {
     }
     async fn update_user(
         &self,
-        user: User,
+        sub: &str,
         action: Option<&str>,
         operator: &Operator,
-    ) -> Result<()> {
-        PgControl::update_user(self, user, action, operator).await
+        change: &UserChange<'_>,
+    ) -> Result<User> {
+        PgControl::update_user(self, sub, action, operator, change).await
     }
     async fn delete_user(&self, sub: &str, operator: &Operator) -> Result<()> {
         PgControl::delete_user(self, sub, operator).await

@@ -29,7 +29,8 @@ use crate::model::{
 };
 use crate::seal::Sealer;
 use crate::store::{
-    ControlError, ControlStore, CredentialUpdate, Imported, ResourceChange, Result, Written,
+    ControlError, ControlStore, CredentialUpdate, Imported, ResourceChange, Result, UserChange,
+    Written,
 };
 
 pub use tx::Tx;
@@ -325,6 +326,9 @@ impl ControlStore for Replicated {
         users.sort_by(|a, b| a.username.cmp(&b.username).then(a.sub.cmp(&b.sub)));
         Ok(users)
     }
+    async fn catch_up(&self) -> Result<()> {
+        self.barrier().await
+    }
     async fn user(&self, sub: &str) -> Result<Option<User>> {
         Ok(self.get_record(&keys::user(sub))?.map(|(u, _)| u))
     }
@@ -333,11 +337,12 @@ impl ControlStore for Replicated {
     }
     async fn update_user(
         &self,
-        user: User,
+        sub: &str,
         action: Option<&str>,
         operator: &Operator,
-    ) -> Result<()> {
-        self.change_user(user, action, operator).await
+        change: &UserChange<'_>,
+    ) -> Result<User> {
+        self.change_user(sub, action, operator, change).await
     }
     async fn delete_user(&self, sub: &str, operator: &Operator) -> Result<()> {
         self.remove_user(sub, operator).await

@@ -5,7 +5,7 @@
 use super::{encode, Replicated, Tx};
 use crate::auth::token::{KeyStatus, SigningKey};
 use crate::model::{now_rfc3339, Credential, Dashboard, GroupBinding, Member, Operator, User};
-use crate::store::{ControlError, CredentialUpdate, Result};
+use crate::store::{ControlError, CredentialUpdate, Result, UserChange};
 use hermes_storage::keys;
 
 /// Where user changes are audited.
@@ -205,15 +205,19 @@ impl Replicated {
 
     pub(super) async fn change_user(
         &self,
-        user: User,
+        sub: &str,
         action: Option<&str>,
         operator: &Operator,
-    ) -> Result<()> {
+        change: &UserChange<'_>,
+    ) -> Result<User> {
         self.attempt(|s| {
-            let key = keys::user(&user.sub);
+            let key = keys::user(sub);
             let (before, kv) = s
                 .get_record::<User>(&key)?
                 .ok_or_else(|| ControlError::NotFound("user not found".into()))?;
+            let mut user = before.clone();
+            change(&mut user)?;
+            user.sub = before.sub.clone();
             let mut tx = Tx::default();
             tx.pin(&key, Some(&kv));
             tx.put(&key, encode(&user)?);
@@ -222,7 +226,7 @@ impl Replicated {
                 let audit = Self::audit_entry("user", &user.sub, action, operator);
                 s.log_changes(&mut tx, GLOBAL, vec![audit])?;
             }
-            Ok((tx, ()))
+            Ok((tx, user))
         })
         .await
     }
