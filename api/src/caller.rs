@@ -336,6 +336,13 @@ async fn identify(
     body: &Bytes,
     peer: SocketAddr,
 ) -> Result<Option<Identity>, ApiError> {
+    // A change is authorized on state that holds every write acknowledged before it arrived:
+    // a credential disabled, a role or an admin flag revoked through another node a moment
+    // ago must not still let a write through here. Reads (safe methods) are served from local
+    // state, which trails by about one replication round, as documented.
+    if !method.is_safe() {
+        state.store.catch_up().await?;
+    }
     let auth = headers
         .get(axum::http::header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"))

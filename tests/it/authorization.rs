@@ -638,6 +638,44 @@ fn a_sign_in_racing_a_password_reset_never_undoes_it() {
     }
 }
 
+/// A user deleted through one node while another makes them a member keeps no membership:
+/// one left behind would be inherited by whoever next holds the `sub` (a new account with
+/// the same e-mail).
+#[test]
+fn a_user_deleted_while_made_a_member_keeps_no_membership() {
+    let c = Cluster::start(3);
+    let deleting = Api::anonymous(&c.node(1).admin()).admin_credential();
+    let joining = Api {
+        base: c.node(2).admin(),
+        ..deleting.clone()
+    }
+    .in_ns("default");
+    for round in 0..20 {
+        let email = format!("gone{round}@example.test");
+        let sub = user(&deleting, &email, "default", None);
+        let join = {
+            let joining = joining.clone();
+            let sub = sub.clone();
+            std::thread::spawn(move || {
+                joining.post(
+                    "/api/v1/members",
+                    &json!({"user_sub": sub, "role": "viewer"}),
+                )
+            })
+        };
+        let (s, b) = deleting.delete(&format!("/api/v1/users/{sub}"));
+        assert_eq!(s, 200, "round {round}: {b}");
+        let (s, b) = join.join().unwrap();
+        assert!(s == 200 || s == 404, "round {round}: {s} {b}");
+        let (s, b) = deleting.in_ns("default").get("/api/v1/members");
+        assert_eq!(s, 200, "{b}");
+        assert!(
+            !b.to_string().contains(&sub),
+            "round {round}: a membership outlived its user: {b}"
+        );
+    }
+}
+
 #[test]
 fn membership_changes_take_an_admin_session_and_refuse_other_people() {
     let c = Cluster::start_with(1, &["--initial-admin", "admin@hermes.local"]);

@@ -350,10 +350,12 @@ fn oidc_sign_in_tokens_and_roles() {
     // Initial admin matched by e-mail.
     let (frank, _) = browser.tokens(&base, &idp, "frank");
     assert_eq!(bearer(&frank).get("/api/v1/users").0, 200);
-    // On the identity's first record only: deleted by an admin, frank signs in again as a
-    // plain user.
+    // On the identity's first record only: deleted by an admin, frank is a plain user again,
+    // from the first request of a token issued before the deletion (which makes his record
+    // anew) as after signing in again.
     let (s, v) = a.delete("/api/v1/users/frank");
     assert_eq!(s, 200, "{v}");
+    assert_eq!(bearer(&frank).get("/api/v1/users").0, 403);
     let (frank, _) = browser.tokens(&base, &idp, "frank");
     assert_eq!(bearer(&frank).get("/api/v1/users").0, 403);
     // Neither an unverified e-mail nor a username makes an initial admin: only `sub`, or an

@@ -1,7 +1,8 @@
 //! Read your writes on the node that answered, against a real three-process cluster: a write
 //! through a follower is visible to a serializable read on that follower the moment the answer
 //! arrives, every time; a credential created or deleted through a follower takes effect on
-//! that follower's next request; and a domain created, changed or deleted through a follower's
+//! that follower's next request, and one deleted through the leader changes nothing through a
+//! follower from the moment the deletion is answered; and a domain created, changed or deleted through a follower's
 //! API is served that way by the follower's proxy as soon as the answer arrives.
 
 use serde_json::json;
@@ -86,6 +87,42 @@ fn credentials_take_effect_on_the_follower_that_changed_them() {
             "round {round}: a deleted credential accepted on its own node: {b}"
         );
     }
+}
+
+#[test]
+fn a_credential_deleted_through_the_leader_changes_nothing_through_a_follower() {
+    let mut c = Cluster::start(3);
+    let leader = c.leader();
+    let admin = Api::anonymous(&c.node(leader).admin()).admin_credential();
+    let followers: Vec<String> = c
+        .nodes
+        .iter()
+        .filter(|n| n.id != leader)
+        .map(|n| n.admin())
+        .collect();
+    for round in 0..30 {
+        let (s, made) = admin.post(
+            "/api/v1/credentials",
+            &json!({"description": format!("r{round}"), "scopes": ["config:write"]}),
+        );
+        assert_eq!(s, 201, "{made}");
+        let id = made["id"].as_i64().unwrap();
+        assert_eq!(admin.delete(&format!("/api/v1/credentials/{id}")).0, 200);
+        let revoked = Api {
+            base: followers[round % 2].clone(),
+            ..admin.with(Auth::Hmac {
+                access_key: made["access_key"].as_str().unwrap().to_string(),
+                secret_key: made["secret_key"].as_str().unwrap().to_string(),
+            })
+        };
+        let (s, b) = revoked.post(
+            "/api/v1/clusters",
+            &json!({"name": format!("c{round}"), "nodes": [{"host": "127.0.0.1", "port": 9}]}),
+        );
+        assert_eq!(s, 401, "round {round}: a deleted credential wrote: {b}");
+    }
+    let (s, b) = admin.get("/api/v1/clusters");
+    assert_eq!((s, &b["total"]), (200, &json!(0)), "{b}");
 }
 
 #[test]

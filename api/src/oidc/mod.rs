@@ -105,7 +105,14 @@ pub async fn sync_user(
                     .create_user(user.clone(), hermes_control::store::SYNC_ACTION, &operator)
                     .await
                 {
-                    Ok(()) => return Ok(user),
+                    // What the store made: it keeps the admin flag off for an identity that
+                    // had a record before, and this copy must not grant it for even one
+                    // request.
+                    Ok(()) => {
+                        if let Some(stored) = store.user(&claims.sub).await? {
+                            return Ok(stored);
+                        }
+                    }
                     // Another request (or node) created it first: use theirs. Otherwise the
                     // e-mail belongs to someone else, and the sign-in is refused.
                     Err(ControlError::AlreadyExists(m)) => {

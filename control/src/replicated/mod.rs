@@ -42,6 +42,12 @@ pub const DEFAULT_HISTORY_RETENTION: usize = 50;
 pub const CHANGE_LOG_RETENTION: i64 = 100_000;
 /// How often a write that lost a race is tried again from a fresh read.
 const ATTEMPTS: usize = 32;
+
+/// What a write that lost [`ATTEMPTS`] races in a row answers.
+fn busy() -> ControlError {
+    ControlError::Unavailable("too many concurrent writes to the same records; try again".into())
+}
+
 /// 2: credentials carry `all_namespaces` and users `token_epoch`. Version-1 records come only
 /// from development builds whose data directories this version refuses to open.
 const FORMAT_VERSION: u8 = 2;
@@ -173,9 +179,7 @@ impl Replicated {
                 return Ok((result, revision));
             }
         }
-        Err(ControlError::Unavailable(
-            "too many concurrent writes to the same records; try again".into(),
-        ))
+        Err(busy())
     }
 
     fn audit_entry(kind: &str, name: &str, action: &str, operator: &Operator) -> ChangeEntry {

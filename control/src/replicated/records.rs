@@ -231,32 +231,52 @@ impl Replicated {
         .await
     }
 
+    /// Deletes the user and every membership of theirs. A membership made meanwhile rewrites
+    /// the user's record (see [`Self::put_member`]), which fails this transaction's pin: the
+    /// memberships are scanned again, so none outlives the user to be inherited by whoever
+    /// next holds the `sub` (a new account with the same e-mail, or an OpenID Connect
+    /// identity whose record a later request makes anew).
     pub(super) async fn remove_user(&self, sub: &str, operator: &Operator) -> Result<()> {
-        self.barrier().await?;
-        let memberships: Vec<String> = self
-            .scan_records::<Member>(&keys::all_members())
-            .await?
-            .into_iter()
-            .filter(|m| m.user_sub == sub)
-            .map(|m| keys::member(&m.namespace, sub))
-            .collect();
-        self.attempt(|s| {
+        for _ in 0..super::ATTEMPTS {
+            self.barrier().await?;
+            let memberships: Vec<String> = self
+                .scan_records::<Member>(&keys::all_members())
+                .await?
+                .into_iter()
+                .filter(|m| m.user_sub == sub)
+                .map(|m| keys::member(&m.namespace, sub))
+                .collect();
             let key = keys::user(sub);
-            let (before, kv) = s
+            let (before, kv) = self
                 .get_record::<User>(&key)?
                 .ok_or_else(|| ControlError::NotFound("user not found".into()))?;
             let mut tx = Tx::default();
             tx.pin(&key, Some(&kv));
             tx.delete(&key);
-            s.index_user_change(&mut tx, Some(&before), None)?;
+            self.index_user_change(&mut tx, Some(&before), None)?;
             for m in &memberships {
                 tx.delete(m);
             }
             let audit = Self::audit_entry("user", sub, "delete_user", operator);
-            s.log_changes(&mut tx, GLOBAL, vec![audit])?;
-            Ok((tx, ()))
-        })
-        .await
+            self.log_changes(&mut tx, GLOBAL, vec![audit])?;
+            if tx.commit(&self.node).await?.is_some() {
+                return Ok(());
+            }
+        }
+        Err(super::busy())
+    }
+
+    /// Pins the user a membership is for and rewrites their record unchanged, so that a
+    /// concurrent [`Self::remove_user`] either lands first (and this plan finds no user) or
+    /// sees its pin fail and scans the memberships again.
+    pub(super) fn pin_member_user(&self, tx: &mut Tx, sub: &str) -> Result<()> {
+        let key = keys::user(sub);
+        let kv = self.get(&key).ok_or_else(|| {
+            ControlError::NotFound("user not found (user must login at least once)".into())
+        })?;
+        tx.pin(&key, Some(&kv));
+        tx.put(&key, kv.value.clone());
+        Ok(())
     }
 
     pub(super) async fn add_initial_admin(&self, user: User) -> Result<bool> {
@@ -361,6 +381,7 @@ impl Replicated {
         self.attempt(|s| {
             let key = keys::member(&member.namespace, &member.user_sub);
             let mut tx = Tx::default();
+            s.pin_member_user(&mut tx, &member.user_sub)?;
             tx.pin(&key, s.get(&key).as_deref());
             tx.put(&key, encode(&member)?);
             let action = format!("set_role:{}", member.role);

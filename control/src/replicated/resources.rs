@@ -89,6 +89,7 @@ impl Replicated {
             tx.put(&key, record.clone());
             s.log_changes(&mut tx, "_global", vec![audit.clone()])?;
             if let Some(sub) = owner {
+                s.pin_member_user(&mut tx, sub)?;
                 let member = crate::model::Member {
                     namespace: name.to_string(),
                     user_sub: sub.to_string(),
