@@ -75,7 +75,8 @@ pub async fn set(
     let role = role(&body)?;
     within_ceiling(&state, &caller, &ns, role, "granting").await?;
     let current = state.store.member(&ns, &sub).await?;
-    if let Some(old) = current_role(current.as_ref().map(|m| m.role.as_str())) {
+    let seen = current.as_ref().map(|m| m.role.as_str());
+    if let Some(old) = current_role(seen) {
         within_ceiling(&state, &caller, &ns, old, "changing a member with").await?;
     }
     if state.store.user(&sub).await?.is_none() {
@@ -83,14 +84,16 @@ pub async fn set(
             "user not found (user must login at least once)",
         ));
     }
+    // The write holds only if the role is still the one just checked.
     state
         .store
         .set_member(
             Member {
-                namespace: ns,
-                user_sub: sub,
+                namespace: ns.clone(),
+                user_sub: sub.clone(),
                 role: role.as_str().into(),
             },
+            seen,
             &caller.operator(),
         )
         .await?;
@@ -105,12 +108,13 @@ pub async fn remove(
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::MemberWrite).await?;
     let current = state.store.member(&ns, &sub).await?;
-    if let Some(old) = current_role(current.as_ref().map(|m| m.role.as_str())) {
+    let seen = current.as_ref().map(|m| m.role.as_str());
+    if let Some(old) = current_role(seen) {
         within_ceiling(&state, &caller, &ns, old, "removing a member with").await?;
     }
     state
         .store
-        .remove_member(&ns, &sub, &caller.operator())
+        .remove_member(&ns, &sub, seen, &caller.operator())
         .await?;
     Ok(Json(json!({"ok": true})).into_response())
 }
@@ -145,12 +149,13 @@ pub async fn set_binding(
     let role = role(&body)?;
     within_ceiling(&state, &caller, &ns, role, "granting").await?;
     let current = state.store.group_binding(&ns, &group).await?;
-    if let Some(old) = current_role(current.as_ref().map(|b| b.role.as_str())) {
+    let seen = current.as_ref().map(|b| b.role.as_str());
+    if let Some(old) = current_role(seen) {
         within_ceiling(&state, &caller, &ns, old, "changing a binding with").await?;
     }
     state
         .store
-        .set_group_binding(&ns, &group, role.as_str(), &caller.operator())
+        .set_group_binding(&ns, &group, role.as_str(), seen, &caller.operator())
         .await?;
     Ok(Json(json!({"ok": true})).into_response())
 }
@@ -163,12 +168,13 @@ pub async fn remove_binding(
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, &ns, Scope::MemberWrite).await?;
     let current = state.store.group_binding(&ns, &group).await?;
-    if let Some(old) = current_role(current.as_ref().map(|b| b.role.as_str())) {
+    let seen = current.as_ref().map(|b| b.role.as_str());
+    if let Some(old) = current_role(seen) {
         within_ceiling(&state, &caller, &ns, old, "removing a binding with").await?;
     }
     state
         .store
-        .remove_group_binding(&ns, &group, &caller.operator())
+        .remove_group_binding(&ns, &group, seen, &caller.operator())
         .await?;
     Ok(Json(json!({"ok": true})).into_response())
 }

@@ -149,10 +149,10 @@ impl ControlStore for NoControlStore {
     async fn member(&self, _: &str, _: &str) -> Result<Option<Member>> {
         Ok(None)
     }
-    async fn set_member(&self, _: Member, _: &Operator) -> Result<()> {
+    async fn set_member(&self, _: Member, _: Option<&str>, _: &Operator) -> Result<()> {
         none()
     }
-    async fn remove_member(&self, _: &str, _: &str, _: &Operator) -> Result<()> {
+    async fn remove_member(&self, _: &str, _: &str, _: Option<&str>, _: &Operator) -> Result<()> {
         none()
     }
     async fn group_bindings(&self, _: &str) -> Result<Vec<GroupBinding>> {
@@ -161,10 +161,23 @@ impl ControlStore for NoControlStore {
     async fn group_binding(&self, _: &str, _: &str) -> Result<Option<GroupBinding>> {
         Ok(None)
     }
-    async fn set_group_binding(&self, _: &str, _: &str, _: &str, _: &Operator) -> Result<()> {
+    async fn set_group_binding(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+        _: &Operator,
+    ) -> Result<()> {
         none()
     }
-    async fn remove_group_binding(&self, _: &str, _: &str, _: &Operator) -> Result<()> {
+    async fn remove_group_binding(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+        _: &Operator,
+    ) -> Result<()> {
         none()
     }
     /// None: no token verifies.

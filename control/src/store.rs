@@ -39,6 +39,17 @@ pub enum ControlError {
 
 pub type Result<T> = std::result::Result<T, ControlError>;
 
+/// The refusal of a member or binding change whose role is no longer the one its caller saw.
+pub fn role_changed(seen: Option<&str>, stored: Option<&str>) -> Result<()> {
+    if seen == stored {
+        return Ok(());
+    }
+    Err(ControlError::Conflict(format!(
+        "the role changed meanwhile (now {}); read it again and retry",
+        stored.unwrap_or("none")
+    )))
+}
+
 /// A change to a user's record, applied to the record as stored when the write is made (see
 /// [`ControlStore::update_user`]). An error refuses the write and is returned as is.
 pub type UserChange<'a> = dyn Fn(&mut User) -> Result<()> + Send + Sync + 'a;
@@ -237,19 +248,44 @@ pub trait ControlStore: Send + Sync + 'static {
     // --- members and group bindings ---
     async fn members(&self, ns: &str) -> Result<Vec<Member>>;
     async fn member(&self, ns: &str, sub: &str) -> Result<Option<Member>>;
-    async fn set_member(&self, member: Member, operator: &Operator) -> Result<()>;
-    async fn remove_member(&self, ns: &str, sub: &str, operator: &Operator) -> Result<()>;
+    /// Sets a member's role; `NotFound` when the user does not exist. `seen` is the role the
+    /// caller's authorization was decided on (`None`: not a member): `Conflict` when the stored
+    /// role is another, so that a change through another node meanwhile (an owner made) is
+    /// never overwritten by someone allowed to change only what they saw (an editor).
+    async fn set_member(
+        &self,
+        member: Member,
+        seen: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()>;
+    /// Removes a member; `NotFound` if absent, `Conflict` when its role is not `seen`.
+    async fn remove_member(
+        &self,
+        ns: &str,
+        sub: &str,
+        seen: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()>;
     async fn group_bindings(&self, ns: &str) -> Result<Vec<GroupBinding>>;
     /// One binding, read for authorization on the request path (local, like [`Self::member`]).
     async fn group_binding(&self, ns: &str, group: &str) -> Result<Option<GroupBinding>>;
+    /// Binds a group to a role; `seen` as for [`Self::set_member`].
     async fn set_group_binding(
         &self,
         ns: &str,
         group: &str,
         role: &str,
+        seen: Option<&str>,
         operator: &Operator,
     ) -> Result<()>;
-    async fn remove_group_binding(&self, ns: &str, group: &str, operator: &Operator) -> Result<()>;
+    /// Removes a binding; `NotFound` if absent, `Conflict` when its role is not `seen`.
+    async fn remove_group_binding(
+        &self,
+        ns: &str,
+        group: &str,
+        seen: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()>;
 
     // --- session signing keys ---
     async fn signing_keys(&self) -> Result<Vec<SigningKey>>;

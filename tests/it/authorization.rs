@@ -676,6 +676,64 @@ fn a_user_deleted_while_made_a_member_keeps_no_membership() {
     }
 }
 
+/// An owner promoting a member and an editor demoting the same member at once, through two
+/// nodes: both decided on the member being an editor, so exactly one change lands, and an
+/// editor never overwrites an owner's promotion (which their ceiling forbids them to undo).
+#[test]
+fn an_editor_never_undoes_a_promotion_made_at_the_same_time() {
+    let c = Cluster::start(3);
+    let root = Api::anonymous(&c.node(1).admin()).admin_credential();
+    user(&root, "olga@example.test", "default", Some("owner"));
+    user(&root, "eve@example.test", "default", Some("editor"));
+    let olga = Api::anonymous(&c.node(1).admin())
+        .sign_in("olga@example.test", "secret-123")
+        .in_ns("default");
+    let eve = Api::anonymous(&c.node(2).admin())
+        .sign_in("eve@example.test", "secret-123")
+        .in_ns("default");
+    for round in 0..20 {
+        let sub = user(
+            &root,
+            &format!("target{round}@example.test"),
+            "default",
+            Some("editor"),
+        );
+        let set = |api: &Api, role: &str| {
+            let (api, sub, role) = (api.clone(), sub.clone(), role.to_string());
+            std::thread::spawn(move || {
+                api.post("/api/v1/members", &json!({"user_sub": sub, "role": role}))
+            })
+        };
+        let promote = set(&olga, "owner");
+        let demote = set(&eve, "viewer");
+        let (promoted, demoted) = (promote.join().unwrap(), demote.join().unwrap());
+        let landed: Vec<&str> = [("owner", &promoted), ("viewer", &demoted)]
+            .iter()
+            .filter(|(_, (s, _))| *s == 200)
+            .map(|(role, _)| *role)
+            .collect();
+        assert_eq!(
+            landed.len(),
+            1,
+            "round {round}: promotion {promoted:?}, demotion {demoted:?}"
+        );
+        let loser = if landed[0] == "owner" {
+            &demoted
+        } else {
+            &promoted
+        };
+        assert_eq!(loser.0, 409, "round {round}: {loser:?}");
+        let (_, members) = root.in_ns("default").get("/api/v1/members");
+        let role = members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["user_sub"] == json!(sub))
+            .map(|m| m["role"].clone());
+        assert_eq!(role, Some(json!(landed[0])), "round {round}");
+    }
+}
+
 #[test]
 fn membership_changes_take_an_admin_session_and_refuse_other_people() {
     let c = Cluster::start_with(1, &["--initial-admin", "admin@hermes.local"]);

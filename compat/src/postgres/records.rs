@@ -28,7 +28,9 @@ use hermes_control::auth::token::{KeyStatus, SigningKey};
 use hermes_control::model::{
     ControllerStatus, Credential, Dashboard, GroupBinding, InstanceStatus, Member, Operator, User,
 };
-use hermes_control::store::{ControlError, CredentialUpdate, Result, UserChange, SYNC_ACTION};
+use hermes_control::store::{
+    role_changed, ControlError, CredentialUpdate, Result, UserChange, SYNC_ACTION,
+};
 
 /// Where user changes are audited (as the original).
 const GLOBAL: &str = "_global";
@@ -599,9 +601,61 @@ impl PgControl {
         Ok(())
     }
 
-    pub async fn set_member(&self, member: Member, operator: &Operator) -> Result<()> {
+    /// Serializes changes to one member or binding (`what` names it) for the rest of `tx`,
+    /// and answers its stored role: a row that does not exist yet cannot be locked with
+    /// `FOR UPDATE`, and a concurrent insert must not slip between the check and the write.
+    async fn locked_role(
+        &self,
+        tx: &Transaction<'_>,
+        what: &str,
+        select: &str,
+        params: [&str; 2],
+    ) -> Result<Option<String>> {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 3))",
+            &[&format!("{what}:{}/{}", params[0], params[1])],
+        )
+        .await
+        .map_err(|e| self.db(e))?;
+        let row = tx
+            .query_opt(select, &[&params[0], &params[1]])
+            .await
+            .map_err(|e| self.db(e))?;
+        row.map(|r| self.column(&r, "role")).transpose()
+    }
+
+    async fn member_role(
+        &self,
+        tx: &Transaction<'_>,
+        ns: &str,
+        sub: &str,
+    ) -> Result<Option<String>> {
+        let select = "SELECT role FROM namespace_members WHERE namespace = $1 AND user_sub = $2";
+        self.locked_role(tx, "member", select, [ns, sub]).await
+    }
+
+    async fn binding_role(
+        &self,
+        tx: &Transaction<'_>,
+        ns: &str,
+        group: &str,
+    ) -> Result<Option<String>> {
+        let select = "SELECT role FROM group_bindings WHERE namespace = $1 AND group_name = $2";
+        self.locked_role(tx, "binding", select, [ns, group]).await
+    }
+
+    pub async fn set_member(
+        &self,
+        member: Member,
+        seen: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.db(e))?;
+        let stored = self
+            .member_role(&tx, &member.namespace, &member.user_sub)
+            .await?;
+        role_changed(seen, stored.as_deref())?;
         self.upsert_member(&tx, &member.namespace, &member.user_sub, &member.role)
             .await?;
         let action = format!("set_role:{}", member.role);
@@ -617,9 +671,19 @@ impl PgControl {
         self.commit(tx).await
     }
 
-    pub async fn remove_member(&self, ns: &str, sub: &str, operator: &Operator) -> Result<()> {
+    pub async fn remove_member(
+        &self,
+        ns: &str,
+        sub: &str,
+        seen: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.db(e))?;
+        match self.member_role(&tx, ns, sub).await? {
+            None => return Err(ControlError::NotFound("member not found".into())),
+            stored => role_changed(seen, stored.as_deref())?,
+        }
         let removed = tx
             .execute(
                 "DELETE FROM namespace_members WHERE namespace = $1 AND user_sub = $2",
@@ -675,10 +739,13 @@ impl PgControl {
         ns: &str,
         group: &str,
         role: &str,
+        seen: Option<&str>,
         operator: &Operator,
     ) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.db(e))?;
+        let stored = self.binding_role(&tx, ns, group).await?;
+        role_changed(seen, stored.as_deref())?;
         tx.execute(
             "INSERT INTO group_bindings (namespace, group_name, role) VALUES ($1, $2, $3) \
              ON CONFLICT (namespace, group_name) DO UPDATE SET role = EXCLUDED.role",
@@ -696,10 +763,15 @@ impl PgControl {
         &self,
         ns: &str,
         group: &str,
+        seen: Option<&str>,
         operator: &Operator,
     ) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.db(e))?;
+        match self.binding_role(&tx, ns, group).await? {
+            None => return Err(ControlError::NotFound("group binding not found".into())),
+            stored => role_changed(seen, stored.as_deref())?,
+        }
         let removed = tx
             .execute(
                 "DELETE FROM group_bindings WHERE namespace = $1 AND group_name = $2",

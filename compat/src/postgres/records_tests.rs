@@ -292,10 +292,29 @@ async fn users_keep_the_originals_rules_and_ours() {
                 user_sub: bob.sub.clone(),
                 role: "editor".into(),
             },
+            None,
             &op("root"),
         )
         .await
         .unwrap();
+    // A change decided on a role that is no longer stored is refused.
+    let viewer = Member {
+        namespace: "default".into(),
+        user_sub: bob.sub.clone(),
+        role: "viewer".into(),
+    };
+    for seen in [None, Some("owner")] {
+        assert!(matches!(
+            store.set_member(viewer.clone(), seen, &op("x")).await,
+            Err(ControlError::Conflict(_))
+        ));
+        assert!(matches!(
+            store
+                .remove_member("default", &bob.sub, seen, &op("x"))
+                .await,
+            Err(ControlError::Conflict(_))
+        ));
+    }
     assert_eq!(
         store
             .member("default", &bob.sub)
@@ -313,6 +332,7 @@ async fn users_keep_the_originals_rules_and_ours() {
                     user_sub: "builtin:nobody@example.com".into(),
                     role: "viewer".into(),
                 },
+                None,
                 &op("root"),
             )
             .await,
@@ -438,15 +458,29 @@ async fn signing_keys_status_bindings_and_dashboards() {
 
     // Group bindings: upserted, listed by group, removed once.
     store
-        .set_group_binding("default", "ops", "viewer", &op("root"))
+        .set_group_binding("default", "ops", "viewer", None, &op("root"))
+        .await
+        .unwrap();
+    for seen in [None, Some("owner")] {
+        assert!(matches!(
+            store
+                .set_group_binding("default", "ops", "editor", seen, &op("x"))
+                .await,
+            Err(ControlError::Conflict(_))
+        ));
+        assert!(matches!(
+            store
+                .remove_group_binding("default", "ops", seen, &op("x"))
+                .await,
+            Err(ControlError::Conflict(_))
+        ));
+    }
+    store
+        .set_group_binding("default", "ops", "editor", Some("viewer"), &op("root"))
         .await
         .unwrap();
     store
-        .set_group_binding("default", "ops", "editor", &op("root"))
-        .await
-        .unwrap();
-    store
-        .set_group_binding("default", "dev", "viewer", &op("root"))
+        .set_group_binding("default", "dev", "viewer", None, &op("root"))
         .await
         .unwrap();
     let bindings = store.group_bindings("default").await.unwrap();
@@ -458,12 +492,12 @@ async fn signing_keys_status_bindings_and_dashboards() {
         [("dev", "viewer"), ("ops", "editor")]
     );
     store
-        .remove_group_binding("default", "ops", &op("root"))
+        .remove_group_binding("default", "ops", Some("editor"), &op("root"))
         .await
         .unwrap();
     assert!(matches!(
         store
-            .remove_group_binding("default", "ops", &op("root"))
+            .remove_group_binding("default", "ops", None, &op("root"))
             .await,
         Err(ControlError::NotFound(_))
     ));

@@ -164,11 +164,22 @@ impl ControlStore for PgControl {
     async fn member(&self, ns: &str, sub: &str) -> Result<Option<Member>> {
         PgControl::member(self, ns, sub).await
     }
-    async fn set_member(&self, member: Member, operator: &Operator) -> Result<()> {
-        PgControl::set_member(self, member, operator).await
+    async fn set_member(
+        &self,
+        member: Member,
+        seen: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()> {
+        PgControl::set_member(self, member, seen, operator).await
     }
-    async fn remove_member(&self, ns: &str, sub: &str, operator: &Operator) -> Result<()> {
-        PgControl::remove_member(self, ns, sub, operator).await
+    async fn remove_member(
+        &self,
+        ns: &str,
+        sub: &str,
+        seen: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()> {
+        PgControl::remove_member(self, ns, sub, seen, operator).await
     }
     async fn group_bindings(&self, ns: &str) -> Result<Vec<GroupBinding>> {
         PgControl::group_bindings(self, ns).await
@@ -181,12 +192,19 @@ impl ControlStore for PgControl {
         ns: &str,
         group: &str,
         role: &str,
+        seen: Option<&str>,
         operator: &Operator,
     ) -> Result<()> {
-        PgControl::set_group_binding(self, ns, group, role, operator).await
+        PgControl::set_group_binding(self, ns, group, role, seen, operator).await
     }
-    async fn remove_group_binding(&self, ns: &str, group: &str, operator: &Operator) -> Result<()> {
-        PgControl::remove_group_binding(self, ns, group, operator).await
+    async fn remove_group_binding(
+        &self,
+        ns: &str,
+        group: &str,
+        seen: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()> {
+        PgControl::remove_group_binding(self, ns, group, seen, operator).await
     }
     async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
         PgControl::signing_keys(self).await

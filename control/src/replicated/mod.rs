@@ -361,11 +361,22 @@ impl ControlStore for Replicated {
     async fn member(&self, ns: &str, sub: &str) -> Result<Option<Member>> {
         Ok(self.get_record(&keys::member(ns, sub))?.map(|(m, _)| m))
     }
-    async fn set_member(&self, member: Member, operator: &Operator) -> Result<()> {
-        self.put_member(member, operator).await
+    async fn set_member(
+        &self,
+        member: Member,
+        seen: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()> {
+        self.put_member(member, seen, operator).await
     }
-    async fn remove_member(&self, ns: &str, sub: &str, operator: &Operator) -> Result<()> {
-        self.delete_member(ns, sub, operator).await
+    async fn remove_member(
+        &self,
+        ns: &str,
+        sub: &str,
+        seen: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()> {
+        self.delete_member(ns, sub, seen, operator).await
     }
     async fn group_bindings(&self, ns: &str) -> Result<Vec<GroupBinding>> {
         self.barrier().await?;
@@ -381,12 +392,20 @@ impl ControlStore for Replicated {
         ns: &str,
         group: &str,
         role: &str,
+        seen: Option<&str>,
         operator: &Operator,
     ) -> Result<()> {
-        self.put_group_binding(ns, group, role, operator).await
+        self.put_group_binding(ns, group, role, seen, operator)
+            .await
     }
-    async fn remove_group_binding(&self, ns: &str, group: &str, operator: &Operator) -> Result<()> {
-        self.delete_group_binding(ns, group, operator).await
+    async fn remove_group_binding(
+        &self,
+        ns: &str,
+        group: &str,
+        seen: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()> {
+        self.delete_group_binding(ns, group, seen, operator).await
     }
     async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
         self.scan_records::<SigningKey>(&keys::signing_keys())

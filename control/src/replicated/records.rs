@@ -5,7 +5,7 @@
 use super::{encode, Replicated, Tx};
 use crate::auth::token::{KeyStatus, SigningKey};
 use crate::model::{now_rfc3339, Credential, Dashboard, GroupBinding, Member, Operator, User};
-use crate::store::{ControlError, CredentialUpdate, Result, UserChange};
+use crate::store::{role_changed, ControlError, CredentialUpdate, Result, UserChange};
 use hermes_storage::keys;
 
 /// Where user changes are audited.
@@ -377,12 +377,19 @@ impl Replicated {
         Ok(())
     }
 
-    pub(super) async fn put_member(&self, member: Member, operator: &Operator) -> Result<()> {
+    pub(super) async fn put_member(
+        &self,
+        member: Member,
+        seen: Option<&str>,
+        operator: &Operator,
+    ) -> Result<()> {
         self.attempt(|s| {
             let key = keys::member(&member.namespace, &member.user_sub);
             let mut tx = Tx::default();
             s.pin_member_user(&mut tx, &member.user_sub)?;
-            tx.pin(&key, s.get(&key).as_deref());
+            let current = s.get_record::<Member>(&key)?;
+            role_changed(seen, current.as_ref().map(|(m, _)| m.role.as_str()))?;
+            tx.pin(&key, current.as_ref().map(|(_, kv)| kv.as_ref()));
             tx.put(&key, encode(&member)?);
             let action = format!("set_role:{}", member.role);
             let audit = Self::audit_entry("member", &member.user_sub, &action, operator);
@@ -396,13 +403,15 @@ impl Replicated {
         &self,
         ns: &str,
         sub: &str,
+        seen: Option<&str>,
         operator: &Operator,
     ) -> Result<()> {
         self.attempt(|s| {
             let key = keys::member(ns, sub);
-            let kv = s
-                .get(&key)
+            let (current, kv) = s
+                .get_record::<Member>(&key)?
                 .ok_or_else(|| ControlError::NotFound("member not found".into()))?;
+            role_changed(seen, Some(&current.role))?;
             let mut tx = Tx::default();
             tx.pin(&key, Some(&kv));
             tx.delete(&key);
@@ -418,12 +427,14 @@ impl Replicated {
         ns: &str,
         group: &str,
         role: &str,
+        seen: Option<&str>,
         operator: &Operator,
     ) -> Result<()> {
         self.attempt(|s| {
             let key = keys::group_binding(ns, group);
             let mut tx = Tx::default();
             let existing = s.get_record::<GroupBinding>(&key)?;
+            role_changed(seen, existing.as_ref().map(|(b, _)| b.role.as_str()))?;
             tx.pin(&key, existing.as_ref().map(|(_, kv)| kv.as_ref()));
             let id = match &existing {
                 Some((b, _)) => b.id,
@@ -448,13 +459,15 @@ impl Replicated {
         &self,
         ns: &str,
         group: &str,
+        seen: Option<&str>,
         operator: &Operator,
     ) -> Result<()> {
         self.attempt(|s| {
             let key = keys::group_binding(ns, group);
-            let kv = s
-                .get(&key)
+            let (current, kv) = s
+                .get_record::<GroupBinding>(&key)?
                 .ok_or_else(|| ControlError::NotFound("group binding not found".into()))?;
+            role_changed(seen, Some(&current.role))?;
             let mut tx = Tx::default();
             tx.pin(&key, Some(&kv));
             tx.delete(&key);
