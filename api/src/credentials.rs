@@ -168,7 +168,7 @@ pub async fn update(
     let id = parse_id(&id)?;
     let body = fields::object(&caller.body)?;
     fields::only(&body, &["description", "scopes", "enabled"])?;
-    changeable(&state, &caller, &ns, id).await?;
+    let target = changeable(&state, &caller, &ns, id).await?;
     let scopes = match body.get("scopes").filter(|v| !v.is_null()) {
         None => None,
         Some(v) => Some(grantable(&state, &caller, &ns, v).await?),
@@ -177,6 +177,8 @@ pub async fn update(
         description: fields::string(&body, "description")?,
         enabled: fields::boolean(&body, "enabled")?,
         scopes,
+        // The write holds only if the scopes are still those the caller was checked against.
+        checked_scopes: Some(target.scopes),
     };
     state
         .store
@@ -195,10 +197,10 @@ pub async fn remove(
         .authorize(&state, &ns, Scope::CredentialWrite)
         .await?;
     let id = parse_id(&id)?;
-    changeable(&state, &caller, &ns, id).await?;
+    let target = changeable(&state, &caller, &ns, id).await?;
     state
         .store
-        .delete_credential(&ns, id, &caller.operator())
+        .delete_credential(&ns, id, Some(&target.scopes), &caller.operator())
         .await?;
     Ok(Json(json!({"status": "deleted"})).into_response())
 }

@@ -111,7 +111,13 @@ impl ControlStore for NoControlStore {
     ) -> Result<Credential> {
         none()
     }
-    async fn delete_credential(&self, _: &str, _: i64, _: &Operator) -> Result<()> {
+    async fn delete_credential(
+        &self,
+        _: &str,
+        _: i64,
+        _: Option<&[String]>,
+        _: &Operator,
+    ) -> Result<()> {
         none()
     }
     async fn users(&self) -> Result<Vec<User>> {

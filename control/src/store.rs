@@ -101,6 +101,20 @@ pub struct CredentialUpdate {
     pub description: Option<String>,
     pub enabled: Option<bool>,
     pub scopes: Option<Vec<String>>,
+    /// The scopes the caller's right to change this credential was checked against (`None`:
+    /// no check): `Conflict` when the stored scopes are others, so that an editor never
+    /// changes a credential an owner widened meanwhile.
+    pub checked_scopes: Option<Vec<String>>,
+}
+
+/// The refusal of a credential change whose scopes are no longer those it was checked on.
+pub fn scopes_changed(checked: Option<&[String]>, stored: &[String]) -> Result<()> {
+    match checked {
+        Some(checked) if checked != stored => Err(ControlError::Conflict(
+            "the credential's scopes changed meanwhile; read it again and retry".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The audit action of a user record made by an OpenID Connect sign-in.
@@ -205,7 +219,14 @@ pub trait ControlStore: Send + Sync + 'static {
         update: CredentialUpdate,
         operator: &Operator,
     ) -> Result<Credential>;
-    async fn delete_credential(&self, ns: &str, id: i64, operator: &Operator) -> Result<()>;
+    /// Deletes a credential; `checked_scopes` as in [`CredentialUpdate`].
+    async fn delete_credential(
+        &self,
+        ns: &str,
+        id: i64,
+        checked_scopes: Option<&[String]>,
+        operator: &Operator,
+    ) -> Result<()>;
 
     /// Makes this node's later reads reflect every write acknowledged before the call,
     /// wherever it was made. [`user`](Self::user) and

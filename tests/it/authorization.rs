@@ -677,8 +677,8 @@ fn a_user_deleted_while_made_a_member_keeps_no_membership() {
 }
 
 /// An owner promoting a member and an editor demoting the same member at once, through two
-/// nodes: both decided on the member being an editor, so exactly one change lands, and an
-/// editor never overwrites an owner's promotion (which their ceiling forbids them to undo).
+/// nodes: an editor never overwrites an owner's promotion (which her ceiling forbids her to
+/// undo), however the two interleave.
 #[test]
 fn an_editor_never_undoes_a_promotion_made_at_the_same_time() {
     let c = Cluster::start(3);
@@ -698,31 +698,28 @@ fn an_editor_never_undoes_a_promotion_made_at_the_same_time() {
             "default",
             Some("editor"),
         );
-        let set = |api: &Api, role: &str| {
+        // The editor starts a little later in some rounds, so that the rounds cover the
+        // window between her check and her write landing.
+        let set = |api: &Api, role: &str, after: Duration| {
             let (api, sub, role) = (api.clone(), sub.clone(), role.to_string());
             std::thread::spawn(move || {
+                std::thread::sleep(after);
                 api.post("/api/v1/members", &json!({"user_sub": sub, "role": role}))
             })
         };
-        let promote = set(&olga, "owner");
-        let demote = set(&eve, "viewer");
+        let promote = set(&olga, "owner", Duration::ZERO);
+        let demote = set(&eve, "viewer", Duration::from_micros(100 * (round % 10)));
         let (promoted, demoted) = (promote.join().unwrap(), demote.join().unwrap());
-        let landed: Vec<&str> = [("owner", &promoted), ("viewer", &demoted)]
-            .iter()
-            .filter(|(_, (s, _))| *s == 200)
-            .map(|(role, _)| *role)
-            .collect();
-        assert_eq!(
-            landed.len(),
-            1,
-            "round {round}: promotion {promoted:?}, demotion {demoted:?}"
+        // Each lands, or is refused because the role changed after its check (409), or, for
+        // the editor, by her check when the promotion came first (403).
+        assert!(
+            [200, 409].contains(&promoted.0),
+            "round {round}: {promoted:?}"
         );
-        let loser = if landed[0] == "owner" {
-            &demoted
-        } else {
-            &promoted
-        };
-        assert_eq!(loser.0, 409, "round {round}: {loser:?}");
+        assert!(
+            [200, 403, 409].contains(&demoted.0),
+            "round {round}: {demoted:?}"
+        );
         let (_, members) = root.in_ns("default").get("/api/v1/members");
         let role = members["members"]
             .as_array()
@@ -730,7 +727,87 @@ fn an_editor_never_undoes_a_promotion_made_at_the_same_time() {
             .iter()
             .find(|m| m["user_sub"] == json!(sub))
             .map(|m| m["role"].clone());
-        assert_eq!(role, Some(json!(landed[0])), "round {round}");
+        // Both may land only demotion first (the owner then saw a viewer): the promotion is
+        // never undone.
+        let expected = match (promoted.0, demoted.0) {
+            (200, _) => "owner",
+            (_, 200) => "viewer",
+            _ => panic!("round {round}: neither landed: {promoted:?} {demoted:?}"),
+        };
+        assert_eq!(
+            role,
+            Some(json!(expected)),
+            "round {round}: promotion {promoted:?}, demotion {demoted:?}"
+        );
+    }
+}
+
+/// Likewise for a credential: an owner widening it beyond an editor's ceiling and an editor
+/// disabling it at once, through two nodes. The editor's change may land only before the
+/// widening (which it does not undo), never after it: then it is refused, by her check
+/// (403) or by the store (409).
+#[test]
+fn an_editor_never_changes_a_credential_widened_at_the_same_time() {
+    let c = Cluster::start(3);
+    let root = Api::anonymous(&c.node(1).admin()).admin_credential();
+    user(&root, "olga@example.test", "default", Some("owner"));
+    user(&root, "eve@example.test", "default", Some("editor"));
+    let olga = Api::anonymous(&c.node(1).admin())
+        .sign_in("olga@example.test", "secret-123")
+        .in_ns("default");
+    let eve = Api::anonymous(&c.node(2).admin())
+        .sign_in("eve@example.test", "secret-123")
+        .in_ns("default");
+    for round in 0..20 {
+        let (s, made) = eve.post(
+            "/api/v1/credentials",
+            &json!({"description": format!("r{round}"), "scopes": ["config:read"]}),
+        );
+        assert_eq!(s, 201, "{made}");
+        let path = format!("/api/v1/credentials/{}", made["id"]);
+        // The editor starts a little later each round, so that the rounds cover the window
+        // between her check and her write landing.
+        let change = |api: &Api, body: Value, after: Duration| {
+            let (api, path) = (api.clone(), path.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                api.put(&path, &body)
+            })
+        };
+        let widen = change(
+            &olga,
+            json!({"scopes": ["config:read", "namespace:write"]}),
+            Duration::ZERO,
+        );
+        let disable = change(
+            &eve,
+            json!({"enabled": false}),
+            Duration::from_micros(150 * round),
+        );
+        let (widened, disabled) = (widen.join().unwrap(), disable.join().unwrap());
+        assert_eq!(widened.0, 200, "round {round}: {widened:?}");
+        // 403: she started after the widening landed, and her check refused her.
+        assert!(
+            [200, 403, 409].contains(&disabled.0),
+            "round {round}: {disabled:?}"
+        );
+        // Who changed the credential, in the order the changes landed.
+        let (_, audit) = olga.get("/api/v1/audit?limit=200");
+        let mut updates: Vec<(i64, String)> = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == made["access_key"] && e["action"] == "update")
+            .map(|e| (e["revision"].as_i64().unwrap(), e["operator"].to_string()))
+            .collect();
+        updates.sort();
+        let by: Vec<bool> = updates.iter().map(|(_, o)| o.contains("eve")).collect();
+        let expected: &[bool] = if disabled.0 == 200 {
+            &[true, false]
+        } else {
+            &[false]
+        };
+        assert_eq!(by, expected, "round {round}: {updates:?}");
     }
 }
 

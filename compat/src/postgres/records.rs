@@ -29,7 +29,7 @@ use hermes_control::model::{
     ControllerStatus, Credential, Dashboard, GroupBinding, InstanceStatus, Member, Operator, User,
 };
 use hermes_control::store::{
-    role_changed, ControlError, CredentialUpdate, Result, UserChange, SYNC_ACTION,
+    role_changed, scopes_changed, ControlError, CredentialUpdate, Result, UserChange, SYNC_ACTION,
 };
 
 /// Where user changes are audited (as the original).
@@ -237,6 +237,8 @@ impl PgControl {
     ) -> Result<Credential> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.db(e))?;
+        self.check_credential_scopes(&tx, ns, id, update.checked_scopes.as_deref())
+            .await?;
         let sql = format!(
             "UPDATE api_credentials SET \
                  description = COALESCE($3, description), \
@@ -268,9 +270,39 @@ impl PgControl {
         Ok(saved)
     }
 
-    pub async fn delete_credential(&self, ns: &str, id: i64, operator: &Operator) -> Result<()> {
+    /// Locks the credential's row for the rest of `tx` and refuses when its scopes are not
+    /// those the caller was checked against (see [`CredentialUpdate::checked_scopes`]).
+    async fn check_credential_scopes(
+        &self,
+        tx: &Transaction<'_>,
+        ns: &str,
+        id: i64,
+        checked: Option<&[String]>,
+    ) -> Result<()> {
+        let row = tx
+            .query_opt(
+                "SELECT scopes FROM api_credentials \
+                 WHERE id = $1 AND (namespace = $2 OR namespace = $3) FOR UPDATE",
+                &[&id, &ns, &ALL_NAMESPACES],
+            )
+            .await
+            .map_err(|e| self.db(e))?
+            .ok_or_else(|| credential_not_found(id))?;
+        let stored: Vec<String> = self.column(&row, "scopes")?;
+        scopes_changed(checked, &stored)
+    }
+
+    pub async fn delete_credential(
+        &self,
+        ns: &str,
+        id: i64,
+        checked_scopes: Option<&[String]>,
+        operator: &Operator,
+    ) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.db(e))?;
+        self.check_credential_scopes(&tx, ns, id, checked_scopes)
+            .await?;
         let row = tx
             .query_opt(
                 "DELETE FROM api_credentials WHERE id = $1 AND (namespace = $2 OR namespace = $3) \

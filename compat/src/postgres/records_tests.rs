@@ -158,11 +158,32 @@ async fn credentials_and_setup_in_the_original_table() {
         Err(ControlError::NotFound(_))
     ));
     assert!(matches!(
-        store.delete_credential("default", mine.id, &op("x")).await,
+        store
+            .delete_credential("default", mine.id, None, &op("x"))
+            .await,
         Err(ControlError::NotFound(_))
     ));
+    // A change checked against scopes that are no longer stored is refused.
+    let other = vec!["admin:users".to_string()];
+    let stale = CredentialUpdate {
+        enabled: Some(true),
+        checked_scopes: Some(other.clone()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store
+            .update_credential("team-a", mine.id, stale, &op("x"))
+            .await,
+        Err(ControlError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .delete_credential("team-a", mine.id, Some(&other), &op("x"))
+            .await,
+        Err(ControlError::Conflict(_))
+    ));
     store
-        .delete_credential("team-a", mine.id, &op("alice"))
+        .delete_credential("team-a", mine.id, Some(&updated.scopes), &op("alice"))
         .await
         .unwrap();
     assert_eq!(

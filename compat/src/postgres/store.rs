@@ -127,8 +127,14 @@ impl ControlStore for PgControl {
     ) -> Result<Credential> {
         PgControl::update_credential(self, ns, id, update, operator).await
     }
-    async fn delete_credential(&self, ns: &str, id: i64, operator: &Operator) -> Result<()> {
-        PgControl::delete_credential(self, ns, id, operator).await
+    async fn delete_credential(
+        &self,
+        ns: &str,
+        id: i64,
+        checked_scopes: Option<&[String]>,
+        operator: &Operator,
+    ) -> Result<()> {
+        PgControl::delete_credential(self, ns, id, checked_scopes, operator).await
     }
     async fn users(&self) -> Result<Vec<User>> {
         PgControl::users(self).await

@@ -321,8 +321,15 @@ impl ControlStore for Replicated {
     ) -> Result<Credential> {
         self.change_credential(ns, id, update, operator).await
     }
-    async fn delete_credential(&self, ns: &str, id: i64, operator: &Operator) -> Result<()> {
-        self.remove_credential(ns, id, operator).await
+    async fn delete_credential(
+        &self,
+        ns: &str,
+        id: i64,
+        checked_scopes: Option<&[String]>,
+        operator: &Operator,
+    ) -> Result<()> {
+        self.remove_credential(ns, id, checked_scopes, operator)
+            .await
     }
     async fn users(&self) -> Result<Vec<User>> {
         self.barrier().await?;

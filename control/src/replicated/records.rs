@@ -5,7 +5,9 @@
 use super::{encode, Replicated, Tx};
 use crate::auth::token::{KeyStatus, SigningKey};
 use crate::model::{now_rfc3339, Credential, Dashboard, GroupBinding, Member, Operator, User};
-use crate::store::{role_changed, ControlError, CredentialUpdate, Result, UserChange};
+use crate::store::{
+    role_changed, scopes_changed, ControlError, CredentialUpdate, Result, UserChange,
+};
 use hermes_storage::keys;
 
 /// Where user changes are audited.
@@ -127,6 +129,7 @@ impl Replicated {
                 .get_record::<Credential>(&key)?
                 .ok_or_else(|| credential_not_found(id))?;
             let current = s.opened_credential(current)?;
+            scopes_changed(update.checked_scopes.as_deref(), &current.scopes)?;
             let saved = Credential {
                 description: update
                     .description
@@ -154,12 +157,16 @@ impl Replicated {
         &self,
         ns: &str,
         id: i64,
+        checked_scopes: Option<&[String]>,
         operator: &Operator,
     ) -> Result<()> {
         let found = self.find_credential(ns, id).await?;
         self.attempt(|s| {
             let key = keys::credential(&found.access_key);
-            let kv = s.get(&key).ok_or_else(|| credential_not_found(id))?;
+            let (current, kv) = s
+                .get_record::<Credential>(&key)?
+                .ok_or_else(|| credential_not_found(id))?;
+            scopes_changed(checked_scopes, &current.scopes)?;
             let mut tx = Tx::default();
             tx.pin(&key, Some(&kv));
             tx.delete(&key);
