@@ -317,7 +317,9 @@ pub async fn session_admin(
     else {
         return Ok(None);
     };
-    match bearer(state, token.trim()).await? {
+    // Not `fresh`: membership changes must work without a quorum (a lost quorum is what
+    // they repair), so the admin flag is the one this node holds.
+    match bearer(state, token.trim(), false).await? {
         Identity::User { user, .. } => Ok(Some(user.is_admin)),
         _ => Ok(Some(false)),
     }
@@ -339,41 +341,48 @@ async fn identify(
     // A change is authorized on state that holds every write acknowledged before it arrived:
     // a credential disabled, a role or an admin flag revoked through another node a moment
     // ago must not still let a write through here. Reads (safe methods) are served from local
-    // state, which trails by about one replication round, as documented.
-    if !method.is_safe() {
-        state.store.catch_up().await?;
-    }
+    // state, which trails by about one replication round, as documented. The catch-up comes
+    // only once a caller has proved something (a signature, a token, a local setup request),
+    // so anonymous requests cannot drive barriers, and public endpoints need no quorum.
+    let fresh = !method.is_safe();
     let auth = headers
         .get(axum::http::header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"))
         .unwrap_or("");
     if auth.is_empty() {
-        if state.anonymous_setup
-            && is_direct_local(&peer, headers)
-            && state.store.setup_open().await?
-        {
-            setup_request_acceptable(method, headers)?;
-            return Ok(Some(Identity::Bootstrap));
+        if state.anonymous_setup && is_direct_local(&peer, headers) {
+            if fresh {
+                state.store.catch_up().await?;
+            }
+            if state.store.setup_open().await? {
+                setup_request_acceptable(method, headers)?;
+                return Ok(Some(Identity::Bootstrap));
+            }
         }
         return Ok(None);
     }
     if let Some(rest) = auth.strip_prefix("Bearer ") {
-        return bearer(state, rest.trim()).await.map(Some);
+        return bearer(state, rest.trim(), fresh).await.map(Some);
     }
     if let Some(rest) = auth.strip_prefix(hmac::SCHEME_PREFIX) {
-        return signed(state, method, uri, headers, body, rest)
+        return signed(state, method, uri, headers, body, rest, fresh)
             .await
             .map(Some);
     }
     Err(ApiError::unauthorized("unsupported authorization scheme"))
 }
 
-async fn bearer(state: &ApiState, token: &str) -> Result<Identity, ApiError> {
+/// The person a session token names; with `fresh`, as of every write acknowledged before the
+/// call (see [`identify`]).
+async fn bearer(state: &ApiState, token: &str, fresh: bool) -> Result<Identity, ApiError> {
     if let Some(provider) = &state.oidc {
         let claims = provider.verify_bearer(token).await.map_err(|e| match e {
             super::oidc::OidcError::Unavailable(m) => ApiError::unavailable(m),
             e => ApiError::unauthorized(format!("invalid token: {e}")),
         })?;
+        if fresh {
+            state.store.catch_up().await?;
+        }
         let user = super::oidc::sync_user(state.store.as_ref(), provider, &claims, false).await?;
         return Ok(Identity::User { claims, user });
     }
@@ -384,7 +393,7 @@ async fn bearer(state: &ApiState, token: &str) -> Result<Identity, ApiError> {
     // A token signed a moment ago through another node may name a user, or an epoch, this
     // node has not applied yet; only a validly signed token gets this far, so the catch-up
     // cannot be driven by an anonymous caller.
-    if user.as_ref().is_none_or(|u| claims.epoch > u.token_epoch) {
+    if fresh || user.as_ref().is_none_or(|u| claims.epoch > u.token_epoch) {
         state.store.catch_up().await?;
         user = state.store.user(&claims.sub).await?;
     }
@@ -408,6 +417,7 @@ async fn signed(
     headers: &HeaderMap,
     body: &Bytes,
     rest: &str,
+    fresh: bool,
 ) -> Result<Identity, ApiError> {
     let unauthorized = |e: hmac::HmacError| ApiError::unauthorized(e.to_string());
     let auth = hmac::parse_authorization(rest).map_err(unauthorized)?;
@@ -441,6 +451,19 @@ async fn signed(
         state.hmac_max_skew,
     )
     .map_err(unauthorized)?;
+    // The signature proved the secret; a change then goes by the credential as it stands
+    // after every acknowledged write (deleted, disabled or narrowed through another node).
+    let credential = if fresh {
+        state.store.catch_up().await?;
+        state
+            .store
+            .credential_by_access_key(&auth.access_key)
+            .await?
+            .filter(|c| c.enabled)
+            .ok_or_else(|| ApiError::unauthorized("credential is disabled or deleted"))?
+    } else {
+        credential
+    };
     if hmac::replay_checked(&auth, method.as_str()) {
         state
             .hmac_seen

@@ -79,12 +79,7 @@ pub async fn set(
     if let Some(old) = current_role(seen) {
         within_ceiling(&state, &caller, &ns, old, "changing a member with").await?;
     }
-    if state.store.user(&sub).await?.is_none() {
-        return Err(ApiError::not_found(
-            "user not found (user must login at least once)",
-        ));
-    }
-    // The write holds only if the role is still the one just checked.
+    // The store refuses an unknown user (`NotFound`), and the write holds only if the role is still the one just checked.
     state
         .store
         .set_member(

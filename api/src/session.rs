@@ -88,42 +88,7 @@ pub async fn login(
     let Some(user) = user else {
         return Err(ApiError::unauthorized("invalid email or password"));
     };
-    let verified = user.password_hash;
-    let upgraded = if guard.needs_upgrade(&verified) {
-        match guard.hash(pw).await {
-            Ok(hash) => Some(hash),
-            // The store's scheme cannot hold this password (bcrypt's 72 bytes): the hash that
-            // just verified stays.
-            Err(HashingError::Refused(_)) => None,
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        None
-    };
-    let seen = now_rfc3339();
-    // The record as stored, written only if the password that verified is still its
-    // password: one changed or reset meanwhile (through any node) refuses the sign-in and
-    // is never written back. The token carries the stored epoch, which a store may derive
-    // from the hash (the PostgreSQL store does).
-    let user = state
-        .store
-        .update_user(&sub, None, &Operator::default(), &|u: &mut User| {
-            if u.password_hash != verified {
-                return Err(ControlError::Conflict("the password changed".into()));
-            }
-            if let Some(hash) = &upgraded {
-                u.password_hash = hash.clone();
-            }
-            u.last_seen = seen.clone();
-            Ok(())
-        })
-        .await
-        .map_err(|e| match e {
-            ControlError::Conflict(_) | ControlError::NotFound(_) => {
-                ApiError::unauthorized("invalid email or password")
-            }
-            e => e.into(),
-        })?;
+    let user = record_sign_in(&state, &sub, user.password_hash, &pw).await?;
     state.store.ensure_signing_key(unix_now()).await?;
     let keys = state.store.signing_keys().await?;
     let now = unix_now();
@@ -144,6 +109,67 @@ pub async fn login(
         out["must_change_password"] = Value::Bool(true);
     }
     Ok(Json(out).into_response())
+}
+
+/// Records a sign-in (`last_seen`, and the hash upgraded to the store's scheme) on the record
+/// as stored, if the password that verified (`verified`, the hash it matched) is still its
+/// password: one changed or reset meanwhile, through any node, refuses the sign-in and is
+/// never written back. The hash may also have changed because a concurrent sign-in upgraded
+/// it: then the password is checked once more against the new hash. Answers the record as
+/// stored; the token carries its epoch, which a store may derive from the hash (the
+/// PostgreSQL store does).
+async fn record_sign_in(
+    state: &ApiState,
+    sub: &str,
+    mut verified: String,
+    pw: &str,
+) -> Result<User, ApiError> {
+    let refused = || ApiError::unauthorized("invalid email or password");
+    for again in [false, true] {
+        let upgraded = if state.guard.needs_upgrade(&verified) {
+            match state.guard.hash(pw.to_string()).await {
+                Ok(hash) => Some(hash),
+                // The store's scheme cannot hold this password (bcrypt's 72 bytes): the hash
+                // that just verified stays.
+                Err(HashingError::Refused(_)) => None,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        let seen = now_rfc3339();
+        let recorded = state
+            .store
+            .update_user(sub, None, &Operator::default(), &|u: &mut User| {
+                if u.password_hash != verified {
+                    return Err(ControlError::Conflict("the password changed".into()));
+                }
+                if let Some(hash) = &upgraded {
+                    u.password_hash = hash.clone();
+                }
+                u.last_seen = seen.clone();
+                Ok(())
+            })
+            .await;
+        match recorded {
+            Ok(user) => return Ok(user),
+            Err(ControlError::Conflict(_)) if !again => {
+                let current = state.store.user(sub).await?.ok_or_else(refused)?;
+                let hash = current.password_hash;
+                if !state
+                    .guard
+                    .verify(pw.to_string(), Some(hash.clone()))
+                    .await?
+                {
+                    return Err(refused());
+                }
+                verified = hash;
+            }
+            Err(ControlError::Conflict(_) | ControlError::NotFound(_)) => return Err(refused()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(refused())
 }
 
 pub async fn change_password(

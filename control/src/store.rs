@@ -127,13 +127,23 @@ pub trait ControlStore: Send + Sync + 'static {
         crate::auth::password::Scheme::Argon2id
     }
 
+    // --- consistency ---
+    /// Makes this node's later reads reflect every write acknowledged before the call,
+    /// wherever it was made. The reads authentication and authorization make on every
+    /// request ([`user`](Self::user), [`member`](Self::member),
+    /// [`credential_by_access_key`](Self::credential_by_access_key)) may be served from local
+    /// state that trails a write made through another node by a replication round; callers
+    /// for whom that would be wrong (every change, once its caller has proved who they are; a
+    /// sign-in; a token newer than the local record) call this first.
+    async fn catch_up(&self) -> Result<()>;
+
     // --- namespaces ---
     /// Every namespace, sorted; `default` always among them.
     async fn namespaces(&self) -> Result<Vec<String>>;
     /// Whether `ns` was created (`default` always exists).
     async fn namespace_exists(&self, ns: &str) -> Result<bool>;
     /// Fails with `AlreadyExists` for a namespace that exists. `owner`: a user made the new
-    /// namespace's owner in the same step.
+    /// namespace's owner in the same step (`NotFound` if no such user is stored).
     async fn create_namespace(
         &self,
         name: &str,
@@ -227,14 +237,6 @@ pub trait ControlStore: Send + Sync + 'static {
         checked_scopes: Option<&[String]>,
         operator: &Operator,
     ) -> Result<()>;
-
-    /// Makes this node's later reads reflect every write acknowledged before the call,
-    /// wherever it was made. [`user`](Self::user) and
-    /// [`credential_by_access_key`](Self::credential_by_access_key) run on every request and
-    /// may be served from local state that trails a write made through another node by one
-    /// replication round; a caller for whom that would be wrong (a sign-in, a token newer than
-    /// the local record) calls this and reads again.
-    async fn catch_up(&self) -> Result<()>;
 
     // --- users ---
     /// Ordered by username.

@@ -1,9 +1,10 @@
 //! Read your writes on the node that answered, against a real three-process cluster: a write
 //! through a follower is visible to a serializable read on that follower the moment the answer
 //! arrives, every time; a credential created or deleted through a follower takes effect on
-//! that follower's next request, and one deleted through the leader changes nothing through a
-//! follower from the moment the deletion is answered; and a domain created, changed or deleted through a follower's
-//! API is served that way by the follower's proxy as soon as the answer arrives.
+//! that follower's next request, and one deleted through the leader changes nothing through
+//! a follower from the moment the deletion is answered; and a domain created, changed or
+//! deleted through a follower's API is served that way by the follower's proxy as soon as the
+//! answer arrives.
 
 use serde_json::json;
 

@@ -625,7 +625,9 @@ impl PgControl {
         .await
         .map_err(|e| {
             if is_code(&e, &SqlState::FOREIGN_KEY_VIOLATION) {
-                ControlError::NotFound(format!("user {sub} not found"))
+                ControlError::NotFound(format!(
+                    "user {sub} not found (user must login at least once)"
+                ))
             } else {
                 self.db(e)
             }

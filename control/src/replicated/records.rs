@@ -242,10 +242,18 @@ impl Replicated {
     /// the user's record (see [`Self::put_member`]), which fails this transaction's pin: the
     /// memberships are scanned again, so none outlives the user to be inherited by whoever
     /// next holds the `sub` (a new account with the same e-mail, or an OpenID Connect
-    /// identity whose record a later request makes anew).
+    /// identity whose record a later request makes anew). [`Self::attempt`]'s loop by hand,
+    /// as the scan is asynchronous.
     pub(super) async fn remove_user(&self, sub: &str, operator: &Operator) -> Result<()> {
         for _ in 0..super::ATTEMPTS {
             self.barrier().await?;
+            // The user before the scan: a membership applied after this read has rewritten
+            // the record and fails the pin; one applied before it is in the scan, since the
+            // local state only moves forward.
+            let key = keys::user(sub);
+            let (before, kv) = self
+                .get_record::<User>(&key)?
+                .ok_or_else(|| ControlError::NotFound("user not found".into()))?;
             let memberships: Vec<String> = self
                 .scan_records::<Member>(&keys::all_members())
                 .await?
@@ -253,10 +261,6 @@ impl Replicated {
                 .filter(|m| m.user_sub == sub)
                 .map(|m| keys::member(&m.namespace, sub))
                 .collect();
-            let key = keys::user(sub);
-            let (before, kv) = self
-                .get_record::<User>(&key)?
-                .ok_or_else(|| ControlError::NotFound("user not found".into()))?;
             let mut tx = Tx::default();
             tx.pin(&key, Some(&kv));
             tx.delete(&key);
