@@ -45,7 +45,24 @@ impl Sources<'_> {
             "oidc" => Ok(true),
             _ => Err("expected builtin or oidc".to_string()),
         })? {
-            false => AuthMode::Builtin,
+            false => {
+                // Given with built-in sign-in, they would be accepted and ignored.
+                self.refuse_given(
+                    &[
+                        OIDC_ISSUER,
+                        OIDC_CLIENT_ID,
+                        OIDC_CLIENT_SECRET,
+                        OIDC_CLIENT_SECRET_FILE,
+                        OIDC_INITIAL_ADMINS,
+                        OIDC_REDIRECT_URL,
+                    ],
+                    &format!(
+                        "sign-in through an OpenID Connect provider, which needs {} oidc",
+                        AUTH_MODE.flag
+                    ),
+                )?;
+                AuthMode::Builtin
+            }
             true => AuthMode::Oidc(self.oidc()?),
         };
         Ok(ApiSettings {

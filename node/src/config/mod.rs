@@ -686,6 +686,17 @@ impl NodeConfig {
                 ),
             )?;
         }
+        if !topology.uses_control_store() && etcd_listen.is_none() {
+            // A gateway's etcd endpoint on raft is the one other place the control store's
+            // kind matters (it decides whether configuration writes are recorded).
+            src.refuse_given(
+                &[CONTROL_STORE],
+                &format!(
+                    "the control plane, which this node neither serves nor copies from, and                      it has no etcd endpoint on raft ({})",
+                    ROLES.flag
+                ),
+            )?;
+        }
         if !topology.roles.server && !records_config_writes {
             src.refuse_given(
                 &[MAX_DOCUMENT_BYTES],
@@ -888,10 +899,12 @@ mod tests {
         assert_eq!(o.client_secret, "from-file");
         assert_eq!(o.initial_admins, vec!["alice", "bob@example.com"]);
         // A secret given inline is never echoed in an error.
-        let e = err(&[
+        let mut flags = base.to_vec();
+        flags.extend([
             ("--oidc-client-secret", "hunter2"),
             ("--resource-history", "0"),
         ]);
+        let e = err(&flags);
         assert!(
             e.contains("--resource-history") && !e.contains("hunter2"),
             "{e}"

@@ -338,17 +338,45 @@ mod tests {
             ("--cors-origins", "https://console.example"),
         ] {
             for roles in ["gateway", "controller"] {
-                let e = load(&[
-                    ("--roles", roles),
-                    ("--control-store", pg),
-                    ("--config-store", "etcd://e:2379"),
-                    (flag, value),
-                ])
-                .unwrap_err()
-                .to_string();
+                let mut flags = vec![("--roles", roles), ("--config-store", "etcd://e:2379")];
+                if roles == "controller" {
+                    flags.push(("--control-store", pg));
+                }
+                flags.push((flag, value));
+                let e = load(&flags).unwrap_err().to_string();
                 assert!(e.contains(flag) && e.contains("API"), "{roles} {flag}: {e}");
             }
         }
+        // The provider's settings, with built-in sign-in.
+        for (flag, value) in [
+            ("--oidc-issuer", "https://idp.example"),
+            ("--oidc-client-id", "hermes"),
+            ("--oidc-initial-admin-users", "alice"),
+        ] {
+            let e = load(&[
+                ("--roles", "server"),
+                ("--control-store", pg),
+                (flag, value),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains(flag) && e.contains("--auth-mode oidc"),
+                "{flag}: {e}"
+            );
+        }
+        // The control store's kind, on a gateway: refused where nothing reads it, allowed
+        // where its etcd endpoint on raft decides by it whether to record configuration
+        // writes.
+        let e = load(&[
+            ("--roles", "gateway"),
+            ("--config-store", "etcd://e:2379"),
+            ("--control-store", pg),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--control-store"), "{e}");
+        assert!(load(&[("--roles", "gateway"), ("--control-store", pg)]).is_ok());
         assert!(load(&[
             ("--roles", "server"),
             ("--control-store", pg),
