@@ -8,11 +8,13 @@
 //! reconcile every interval) and `report` (heartbeat, instances); a controller that loses
 //! its lease stops all of that before another can win, and campaigns again. Every write it
 //! makes to etcd holds only while its election key does (a fence), so one that lost its
-//! leadership without noticing cannot overwrite its successor's writes.
+//! leadership without noticing cannot overwrite its successor's writes; and the leader
+//! watches that key, so it steps down as soon as the key goes even with nothing to write.
 //!
 //! The control store's feed is followed with its revision wait, so a change reaches etcd as
 //! soon as the store sees it, not at the next poll.
 
+mod key_watch;
 mod metrics;
 mod report;
 mod session;
@@ -196,6 +198,7 @@ impl Controller {
                 _ = self.heartbeat(self.synced.clone()) => false,
                 _ = self.report_instances() => false,
                 _ = session.lost() => false,
+                _ = key_watch::election_key_gone(&self.etcd, leader.key(), leader.rev()) => false,
                 _ = stopped(&mut stop) => true,
             };
             drop(term);

@@ -471,3 +471,47 @@ async fn a_controller_whose_election_key_is_gone_writes_nothing_and_campaigns_ag
     running.stop.send(true).unwrap();
     running.task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_with_nothing_to_write_steps_down_when_its_key_goes() {
+    let (_pg, _etcd_server, etcd, control) = servers().await;
+    // No reconcile for a minute: nothing this controller writes can tell it.
+    let config = ControllerConfig {
+        reconcile_every: Duration::from_secs(60),
+        ..quick("ctrl-a")
+    };
+    control
+        .write_resource(
+            "default",
+            Kind::Domain,
+            "before",
+            ResourceChange::Create {
+                doc: domain("before", "b.example.com"),
+            },
+            &op(),
+        )
+        .await
+        .unwrap();
+    let running = start(control, &etcd, config);
+    wait_leading(&running, true, Duration::from_secs(10)).await;
+    // Past its start-up writes (the last of which publishes the revision it starts from),
+    // which would find out by their fence.
+    until("the start-up sync", Duration::from_secs(10), || async {
+        (value_of(&etcd, "/hermes/domains/before").await.is_some()
+            && running.controller.synced_revision() > 0)
+            .then_some(())
+    })
+    .await;
+    etcd.clone()
+        .delete(
+            "/hermes/election/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    wait_leading(&running, false, Duration::from_secs(5)).await;
+    // Alone, it campaigns and wins again.
+    wait_leading(&running, true, Duration::from_secs(15)).await;
+    running.stop.send(true).unwrap();
+    running.task.await.unwrap();
+}
