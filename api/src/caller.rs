@@ -350,7 +350,12 @@ async fn identify(
         .map(|v| v.to_str().unwrap_or("\u{0}"))
         .unwrap_or("");
     if auth.is_empty() {
-        if state.anonymous_setup && is_direct_local(&peer, headers) {
+        // Setup never reopens once closed: only where the local state still shows it open
+        // does a change catch up and look again.
+        if state.anonymous_setup
+            && is_direct_local(&peer, headers)
+            && state.store.setup_open().await?
+        {
             if fresh {
                 state.store.catch_up().await?;
             }
@@ -451,19 +456,7 @@ async fn signed(
         state.hmac_max_skew,
     )
     .map_err(unauthorized)?;
-    // The signature proved the secret; a change then goes by the credential as it stands
-    // after every acknowledged write (deleted, disabled or narrowed through another node).
-    let credential = if fresh {
-        state.store.catch_up().await?;
-        state
-            .store
-            .credential_by_access_key(&auth.access_key)
-            .await?
-            .filter(|c| c.enabled)
-            .ok_or_else(|| ApiError::unauthorized("credential is disabled or deleted"))?
-    } else {
-        credential
-    };
+    // Before the catch-up, so that a replayed request costs no round trip.
     if hmac::replay_checked(&auth, method.as_str()) {
         state
             .hmac_seen
@@ -474,6 +467,19 @@ async fn signed(
             )
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
     }
+    // The signature proved the secret; a change then goes by the credential as it stands
+    // after every acknowledged write (deleted, disabled or narrowed through another node).
+    let credential = if fresh {
+        state.store.catch_up().await?;
+        state
+            .store
+            .credential_by_access_key(&auth.access_key)
+            .await?
+            .filter(|c| c.enabled && c.id == credential.id)
+            .ok_or_else(|| ApiError::unauthorized("credential is disabled or deleted"))?
+    } else {
+        credential
+    };
     Ok(Identity::Credential(credential))
 }
 

@@ -15,11 +15,15 @@ const RETRY: Duration = Duration::from_secs(1);
 /// key: deleted, or made anew by someone else.
 pub(super) async fn election_key_gone(etcd: &Client, key: &[u8], created: i64) {
     let mut etcd = etcd.clone();
+    // Where the next watch starts: just after the key was made, so that nothing that happened
+    // to it since is missed across a reconnect; moved on to what has been seen, so that a
+    // watch started again after a compaction of that history is not refused for good.
+    let mut from = created + 1;
     loop {
-        // The watch starts just after the key was made, so nothing that happened to it since
-        // is missed, even across a reconnect.
-        let options = WatchOptions::new().with_start_revision(created + 1);
-        if let Ok(mut stream) = etcd.watch(key, Some(options)).await {
+        if let Ok(mut stream) = etcd
+            .watch(key, Some(WatchOptions::new().with_start_revision(from)))
+            .await
+        {
             while let Ok(Some(response)) = stream.message().await {
                 if response
                     .events()
@@ -28,10 +32,18 @@ pub(super) async fn election_key_gone(etcd: &Client, key: &[u8], created: i64) {
                 {
                     return;
                 }
-                // Cancelled, e.g. because the history it starts from was compacted: ask for
-                // the key itself below.
                 if response.canceled() {
+                    // E.g. the history it starts from was compacted: the key itself is read
+                    // below, and the next watch starts after that read.
+                    tracing::warn!(
+                        from,
+                        compacted = response.compact_revision(),
+                        "the election key's watch was cancelled; reading the key"
+                    );
                     break;
+                }
+                if let Some(header) = response.header() {
+                    from = from.max(header.revision() + 1);
                 }
             }
         }
@@ -39,7 +51,12 @@ pub(super) async fn election_key_gone(etcd: &Client, key: &[u8], created: i64) {
             Ok(found) if found.kvs().first().map(|kv| kv.create_revision()) != Some(created) => {
                 return
             }
-            Ok(_) => tracing::debug!("the election key's watch ended; watching again"),
+            Ok(found) => {
+                if let Some(header) = found.header() {
+                    from = from.max(header.revision() + 1);
+                }
+                tracing::debug!("the election key's watch ended; watching again");
+            }
             Err(e) => tracing::debug!(error = %e, "cannot watch the election key; retrying"),
         }
         tokio::time::sleep(RETRY).await;

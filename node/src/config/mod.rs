@@ -191,7 +191,10 @@ impl Sources<'_> {
     /// Refuses the first of `settings` that was given at all: each belongs to `what`, which
     /// this node does not run, and would otherwise be accepted and ignored.
     fn refuse_given(&self, settings: &[Setting], what: &str) -> Result<(), ConfigError> {
-        match settings.iter().find(|s| self.raw(**s).is_some()) {
+        // An empty value counts as not given, as everywhere else (a shared environment
+        // template may leave a variable empty).
+        let given = |s: &Setting| self.raw(*s).is_some_and(|v| !v.trim().is_empty());
+        match settings.iter().find(|s| given(s)) {
             Some(s) => Err(ConfigError::Conflict(format!(
                 "{} is a setting of {what}",
                 s.flag
@@ -692,7 +695,8 @@ impl NodeConfig {
             src.refuse_given(
                 &[CONTROL_STORE],
                 &format!(
-                    "the control plane, which this node neither serves nor copies from, and                      it has no etcd endpoint on raft ({})",
+                    "the control plane, which this node neither serves nor copies from, and \
+                     it has no etcd endpoint on raft ({})",
                     ROLES.flag
                 ),
             )?;

@@ -375,7 +375,7 @@ mod tests {
         ])
         .unwrap_err()
         .to_string();
-        assert!(e.contains("--control-store"), "{e}");
+        assert!(e.contains("--control-store") && !e.contains("  "), "{e}");
         assert!(load(&[("--roles", "gateway"), ("--control-store", pg)]).is_ok());
         assert!(load(&[
             ("--roles", "server"),
