@@ -679,12 +679,9 @@ fn a_user_deleted_while_made_a_member_keeps_no_membership() {
     }
 }
 
-/// An owner promoting a member and an editor demoting the same member at once, through two
-/// nodes: an editor never overwrites an owner's promotion (which her ceiling forbids her to
-/// undo), however the two interleave.
-#[test]
-fn an_editor_never_undoes_a_promotion_made_at_the_same_time() {
-    let c = Cluster::start(3);
+/// An admin credential, and the sessions of an owner (olga, through node 1) and an editor
+/// (eve, through node 2) of `default`: two people changing the same things through two nodes.
+fn owner_and_editor(c: &Cluster) -> (Api, Api, Api) {
     let root = Api::anonymous(&c.node(1).admin()).admin_credential();
     user(&root, "olga@example.test", "default", Some("owner"));
     user(&root, "eve@example.test", "default", Some("editor"));
@@ -694,6 +691,16 @@ fn an_editor_never_undoes_a_promotion_made_at_the_same_time() {
     let eve = Api::anonymous(&c.node(2).admin())
         .sign_in("eve@example.test", "secret-123")
         .in_ns("default");
+    (root, olga, eve)
+}
+
+/// An owner promoting a member and an editor demoting the same member at once, through two
+/// nodes: an editor never overwrites an owner's promotion (which her ceiling forbids her to
+/// undo), however the two interleave.
+#[test]
+fn an_editor_never_undoes_a_promotion_made_at_the_same_time() {
+    let c = Cluster::start(3);
+    let (root, olga, eve) = owner_and_editor(&c);
     for round in 0..20 {
         let sub = user(
             &root,
@@ -752,15 +759,7 @@ fn an_editor_never_undoes_a_promotion_made_at_the_same_time() {
 #[test]
 fn an_editor_never_changes_a_credential_widened_at_the_same_time() {
     let c = Cluster::start(3);
-    let root = Api::anonymous(&c.node(1).admin()).admin_credential();
-    user(&root, "olga@example.test", "default", Some("owner"));
-    user(&root, "eve@example.test", "default", Some("editor"));
-    let olga = Api::anonymous(&c.node(1).admin())
-        .sign_in("olga@example.test", "secret-123")
-        .in_ns("default");
-    let eve = Api::anonymous(&c.node(2).admin())
-        .sign_in("eve@example.test", "secret-123")
-        .in_ns("default");
+    let (_, olga, eve) = owner_and_editor(&c);
     for round in 0..20 {
         let (s, made) = eve.post(
             "/api/v1/credentials",

@@ -48,14 +48,7 @@ impl Sources<'_> {
             false => {
                 // Given with built-in sign-in, they would be accepted and ignored.
                 self.refuse_given(
-                    &[
-                        OIDC_ISSUER,
-                        OIDC_CLIENT_ID,
-                        OIDC_CLIENT_SECRET,
-                        OIDC_CLIENT_SECRET_FILE,
-                        OIDC_INITIAL_ADMINS,
-                        OIDC_REDIRECT_URL,
-                    ],
+                    super::OIDC_SETTINGS,
                     &format!(
                         "sign-in through an OpenID Connect provider, which needs {} oidc",
                         AUTH_MODE.flag

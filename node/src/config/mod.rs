@@ -86,6 +86,16 @@ settings! {
     CONTROLLER_LEASE_TTL_SECS = "controller"."lease_ttl_secs", "--controller-lease-ttl-secs";
 }
 
+/// The OpenID Connect provider's settings, used only with `--auth-mode oidc` on a server.
+const OIDC_SETTINGS: &[Setting] = &[
+    OIDC_ISSUER,
+    OIDC_CLIENT_ID,
+    OIDC_CLIENT_SECRET,
+    OIDC_CLIENT_SECRET_FILE,
+    OIDC_INITIAL_ADMINS,
+    OIDC_REDIRECT_URL,
+];
+
 mod api;
 mod roles;
 pub use api::{ApiSettings, AuthMode, OidcSettings};
@@ -640,16 +650,7 @@ impl NodeConfig {
             // Settings of the control-plane API and its sign-ins, which only a server serves.
             // The control store's own settings are decided below, by where they are used.
             src.refuse_given(
-                &[
-                    AUTH_MODE,
-                    OIDC_ISSUER,
-                    OIDC_CLIENT_ID,
-                    OIDC_CLIENT_SECRET,
-                    OIDC_CLIENT_SECRET_FILE,
-                    OIDC_INITIAL_ADMINS,
-                    OIDC_REDIRECT_URL,
-                    CORS_ORIGINS,
-                ],
+                &[&[AUTH_MODE, CORS_ORIGINS], OIDC_SETTINGS].concat(),
                 &format!(
                     "the control-plane API, which this node does not serve ({})",
                     ROLES.flag
