@@ -394,11 +394,15 @@ async fn bearer(state: &ApiState, token: &str, fresh: bool) -> Result<Identity, 
     let keys = state.store.signing_keys().await?;
     let claims = token::verify(token, &keys, unix_now())
         .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+    // Only a validly signed token gets this far, so no catch-up below can be driven by an
+    // anonymous caller.
+    if fresh {
+        state.store.catch_up().await?;
+    }
     let mut user = state.store.user(&claims.sub).await?;
     // A token signed a moment ago through another node may name a user, or an epoch, this
-    // node has not applied yet; only a validly signed token gets this far, so the catch-up
-    // cannot be driven by an anonymous caller.
-    if fresh || user.as_ref().is_none_or(|u| claims.epoch > u.token_epoch) {
+    // node has not applied yet.
+    if !fresh && user.as_ref().is_none_or(|u| claims.epoch > u.token_epoch) {
         state.store.catch_up().await?;
         user = state.store.user(&claims.sub).await?;
     }
