@@ -16,10 +16,10 @@ use crate::upstream::Upstream;
 use hermes_compat::testing::etcd::TestEtcd;
 use hermes_compat::testing::postgres::TestPg;
 
-/// A node with external stores, started with `args`.
 /// Whether a controller leads, as its `/metrics` says.
 const LEADER: &str = "hermes_controller_leader{namespace=\"default\"}";
 
+/// A node with external stores, started with `args`.
 fn compat_node(root: &std::path::Path, id: u64, args: &[&str]) -> Node {
     let mut node = Node::new(root, id);
     node.embedded_store = false;

@@ -159,12 +159,6 @@ impl ControllerMetrics {
         Term(self.clone())
     }
 
-    /// A term's first sync: the control store and etcd are at `revision`.
-    pub(crate) fn started(&self, revision: i64) {
-        self.control_revision.set(revision);
-        self.synced_revision.set(revision);
-    }
-
     /// The etcd client could not be made (the node retries): counted as a campaign failure.
     pub fn connect_failed(&self) {
         self.failed(Stage::Campaign);
@@ -246,7 +240,7 @@ mod tests {
         let registry = Registry::new();
         let m = ControllerMetrics::register(&registry, "default").unwrap();
         let term = m.term();
-        m.started(5);
+        m.synced(5);
         m.seen(9);
         m.synced(7);
         m.reconciled(2, 1);

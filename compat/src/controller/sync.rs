@@ -226,8 +226,7 @@ impl Controller {
             self.apply(fence, &batch).await?;
             self.config.metrics.applied(batch.len());
             if let Some(last) = batch.last() {
-                revision.store(last.revision, Ordering::Release);
-                self.config.metrics.synced(last.revision);
+                self.synced_to(revision, last.revision);
             }
             if batch.len() < BATCH {
                 break;
@@ -239,6 +238,13 @@ impl Controller {
             *published = reached;
         }
         Ok(())
+    }
+
+    /// Etcd holds the control store's changes up to `to`: recorded where the heartbeat reads
+    /// it (`revision`) and in the metrics, always together.
+    fn synced_to(&self, revision: &AtomicI64, to: i64) {
+        revision.store(to, Ordering::Release);
+        self.config.metrics.synced(to);
     }
 
     /// The leader's sync loop; returns when etcd says this controller no longer leads (its
@@ -256,8 +262,7 @@ impl Controller {
             .await;
             match started {
                 Ok(from) => {
-                    revision.store(from, Ordering::Release);
-                    self.config.metrics.started(from);
+                    self.synced_to(&revision, from);
                     break;
                 }
                 Err(ControllerError::NotLeader) => return,
