@@ -1,11 +1,12 @@
 //! Put throughput and latency over etcd's gRPC API, with the `etcd-client` crate, the same
 //! against etcd and Hermes (`bench/store.sh` runs it side by side with both):
 //!
-//!   cargo bench -p hermes-tests --bench grpc_put -- <host:port> <seconds> <in-flight> <clients>
+//!   cargo bench -p hermes-tests --bench grpc_put -- <host:port> <seconds> <in-flight> <clients> [one-key]
 //!
 //! `in-flight` requests are kept outstanding at all times, spread over `clients` clients
 //! (each one HTTP/2 connection, as a Go or Rust etcd client keeps); every put writes a new key
-//! with a 64-byte value. Prints one line: `puts/s p50 p99 errors` (latencies in ms).
+//! with a 64-byte value, or with `one-key` the same key each time (a key with a long history,
+//! as a counter or a heartbeat). Prints one line: `puts/s p50 p99 errors` (latencies in ms).
 
 // A benchmark program: failures should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -29,6 +30,11 @@ fn main() {
     let seconds: u64 = args.get(1).map_or(15, |s| s.parse().unwrap());
     let in_flight: usize = args.get(2).map_or(16, |s| s.parse().unwrap());
     let clients: usize = args.get(3).map_or(2, |s| s.parse().unwrap());
+    let one_key = match args.get(4).map(String::as_str) {
+        None => false,
+        Some("one-key") => true,
+        Some(other) => panic!("unknown argument {other:?}: expected one-key"),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -39,10 +45,17 @@ fn main() {
         Duration::from_secs(seconds),
         in_flight,
         clients,
+        one_key,
     ));
 }
 
-async fn run(endpoint: String, duration: Duration, in_flight: usize, clients: usize) {
+async fn run(
+    endpoint: String,
+    duration: Duration,
+    in_flight: usize,
+    clients: usize,
+    one_key: bool,
+) {
     let mut connected = Vec::new();
     for _ in 0..clients {
         connected.push(
@@ -62,7 +75,11 @@ async fn run(endpoint: String, duration: Duration, in_flight: usize, clients: us
                 let mut latencies = Vec::new();
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let key = format!("/bench/{w}/{i}");
+                    let key = if one_key {
+                        "/bench/one".to_string()
+                    } else {
+                        format!("/bench/{w}/{i}")
+                    };
                     let started = Instant::now();
                     match kv.put(key, value.clone(), None).await {
                         Ok(_) => latencies.push(started.elapsed()),

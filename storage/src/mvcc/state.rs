@@ -1,11 +1,12 @@
 //! The in-memory MVCC index: for every key its current value and the history rows that are
 //! still retained, plus the lease table and the store revision. Applying a [`Command`] mutates
 //! this index and yields a `Changes` set for the disk and the watch hub; a rejected command
-//! leaves the index exactly as it was (every touched entry is saved before its first change).
+//! leaves the index exactly as it was (what every touched entry was is noted before its first
+//! change).
 //!
 //! Nothing here does I/O: values of past revisions are fetched through a resolver closure.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -388,8 +389,18 @@ struct Writer<'a> {
     rev: i64,
     sub: u32,
     changes: Changes,
-    saved_keys: HashMap<Vec<u8>, Option<KeyEntry>>,
+    /// What each key this command changed was before its first change; `None`: absent.
+    saved_keys: HashMap<Vec<u8>, Option<KeyUndo>>,
     saved_leases: HashMap<i64, Option<LeaseEntry>>,
+}
+
+/// Enough to restore a key's entry after a rejected command. A command only replaces a key's
+/// current value and appends marks (compaction, which removes marks, is never part of one), so
+/// the value and the count of marks are the whole of it; copying the marks instead would cost
+/// each put on a key with a long history time in proportion to that history.
+struct KeyUndo {
+    current: Option<Arc<KeyValue>>,
+    marks: usize,
 }
 
 impl<'a> Writer<'a> {
@@ -406,10 +417,28 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn save_key(&mut self, key: &[u8]) {
-        if !self.saved_keys.contains_key(key) {
-            let original = self.st.keys.get(key).cloned();
-            self.saved_keys.insert(key.to_vec(), original);
+    /// The entry of `key`, made if absent, noting first what it was so a rejected command can
+    /// restore it. One lookup in the key index.
+    fn entry_to_change(&mut self, key: &[u8]) -> &mut KeyEntry {
+        let saved = &mut self.saved_keys;
+        match self.st.keys.entry(key.to_vec()) {
+            btree_map::Entry::Occupied(slot) => {
+                let entry = slot.into_mut();
+                if !saved.contains_key(key) {
+                    let undo = KeyUndo {
+                        current: entry.current.clone(),
+                        marks: entry.marks.len(),
+                    };
+                    saved.insert(key.to_vec(), Some(undo));
+                }
+                entry
+            }
+            btree_map::Entry::Vacant(slot) => {
+                if !saved.contains_key(key) {
+                    saved.insert(key.to_vec(), None);
+                }
+                slot.insert(KeyEntry::default())
+            }
         }
     }
 
@@ -422,8 +451,11 @@ impl<'a> Writer<'a> {
     fn rollback(self) {
         for (key, original) in self.saved_keys {
             match original {
-                Some(entry) => {
-                    self.st.keys.insert(key, entry);
+                Some(undo) => {
+                    if let Some(entry) = self.st.keys.get_mut(&key) {
+                        entry.current = undo.current;
+                        entry.marks.truncate(undo.marks);
+                    }
                 }
                 None => {
                     self.st.keys.remove(&key);
@@ -549,9 +581,8 @@ impl<'a> Writer<'a> {
                 l.keys.insert(req.key.clone());
             }
         }
-        self.save_key(&req.key);
         let kv = Arc::new(kv);
-        let entry = self.st.keys.entry(req.key.clone()).or_default();
+        let entry = self.entry_to_change(&req.key);
         entry.current = Some(kv.clone());
         entry.marks.push(Mark {
             id,
@@ -590,9 +621,8 @@ impl<'a> Writer<'a> {
         if existing.lease != 0 {
             self.detach(existing.lease, key);
         }
-        self.save_key(key);
         let id = self.next_row();
-        let entry = self.st.keys.entry(key.to_vec()).or_default();
+        let entry = self.entry_to_change(key);
         entry.current = None;
         entry.marks.push(Mark {
             id,

@@ -351,6 +351,73 @@ async fn txn_compares_branches_and_rollback() {
     assert_eq!(h.store.revision(), revision_before);
 }
 
+/// A rejected transaction leaves keys that existed before it as they were: their value,
+/// version and history, so that the next write continues from them.
+#[tokio::test]
+async fn a_rejected_txn_restores_the_keys_it_changed_with_their_history() {
+    let mut h = Harness::new();
+    h.put("kept", "1");
+    h.put("kept", "2");
+    h.put("gone", "x");
+    let revision_before = h.store.revision();
+    let put = |key: &str, value: &str, lease: i64| {
+        RequestOp::Put(PutRequest {
+            key: key.into(),
+            value: value.into(),
+            lease,
+            ..Default::default()
+        })
+    };
+    let bad = h.apply(Command::Txn(TxnRequest {
+        compare: vec![],
+        success: vec![
+            put("kept", "3", 0),
+            RequestOp::DeleteRange(DeleteRangeRequest {
+                range: KeyRange::new("gone", ""),
+                prev_kv: false,
+            }),
+            put("leased", "v", 777),
+        ],
+        failure: vec![],
+    }));
+    assert_eq!(rejected(bad), KvError::LeaseNotFound);
+    assert_eq!(h.store.revision(), revision_before);
+    let kept = h.get("kept").await.unwrap();
+    assert_eq!((kept.value.as_slice(), kept.version), (&b"2"[..], 2));
+    assert_eq!(h.get("gone").await.unwrap().value, b"x");
+    let at_first = h
+        .range(RangeRequest {
+            range: KeyRange::new("kept", ""),
+            revision: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(at_first.kvs[0].value, b"1", "history before the txn stays");
+
+    // The revision the txn would have written goes to another key; reads at it must not
+    // find rows of the rejected txn.
+    let next = h.put("other", "o").revision;
+    assert_eq!(next, revision_before + 1);
+    h.put("other", "p");
+    for (key, value) in [("kept", "2"), ("gone", "x")] {
+        let at_next = h
+            .range(RangeRequest {
+                range: KeyRange::new(key, ""),
+                revision: next,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(at_next.kvs.len(), 1, "{key} at revision {next}");
+        assert_eq!(at_next.kvs[0].value, value.as_bytes(), "{key}");
+    }
+    let put = h.put("kept", "5");
+    assert_eq!(put.prev_kv.unwrap().value, b"2");
+    let kept = h.get("kept").await.unwrap();
+    assert_eq!((kept.version, kept.create_revision), (3, 2));
+}
+
 #[test]
 fn txn_validation_matches_etcd() {
     let put = |k: &str| {
