@@ -2,11 +2,17 @@
 # work directory whose processes die with the script, and writes through a node's etcd JSON API.
 # BENCH names the calling script in messages.
 
-# bench_need tool:package ...: installs the Debian packages of the tools that are missing.
+# bench_need tool:package ...: installs the Debian packages of the tools that are missing. A
+# tool that starts with / is a path the package installs.
 bench_need() {
-  local need=() pair
+  local need=() pair tool
   for pair in "$@"; do
-    command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+    tool=${pair%%:*}
+    if [[ $tool == /* ]]; then
+      [ -e "$tool" ] || need+=("${pair#*:}")
+    else
+      command -v "$tool" >/dev/null || need+=("${pair#*:}")
+    fi
   done
   ((${#need[@]})) || return 0
   [ "$(id -u)" = 0 ] || { echo "$BENCH needs: ${need[*]}"; exit 1; }

@@ -7,10 +7,18 @@
 # and, separately, through a follower (which forwards every write). Prints one table.
 #
 #   bench/store.sh [duration-seconds]     (default 15)
+#
+# ONLY=json or ONLY=grpc runs one half. For the gRPC half, CLIENT=go uses Go's clientv3 (the
+# client of the original Hermes controller; bench/grpc_put_go, built from Debian's
+# golang-etcd-server-dev) instead of the etcd-client crate, and KEYS=one-key puts the same key
+# every time instead of a new one (a key with a long history). CONNECTIONS (default 16) and
+# GRPC_CLIENTS (default 2) set the load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-15}
-CONNECTIONS=16
+# Connections of wrk and gRPC puts in flight; gRPC spreads them over GRPC_CLIENTS connections.
+CONNECTIONS=${CONNECTIONS:-16}
+GRPC_CLIENTS=${GRPC_CLIENTS:-2}
 THREADS=2
 
 BENCH=bench/store.sh
@@ -18,6 +26,18 @@ BENCH=bench/store.sh
 bench_need etcd:etcd-server wrk:wrk
 bench_build
 cargo bench -p hermes-tests --bench grpc_put --no-run >/dev/null 2>&1 || cargo bench -p hermes-tests --bench grpc_put --no-run
+CLIENT=${CLIENT:-rust}
+KEYS=${KEYS:-unique}
+case "$KEYS" in unique) KEY_ARG=() ;; one-key) KEY_ARG=(one-key) ;; *) echo "KEYS must be unique or one-key" >&2; exit 2 ;; esac
+case "$CLIENT" in
+  rust) ;;
+  go)
+    bench_need go:golang-go /usr/share/gocode/src/go.etcd.io/etcd/clientv3:golang-etcd-server-dev
+    GO_CLIENT=$PWD/target/release/grpc_put_go
+    GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$PWD/target/go-cache go build -o "$GO_CLIENT" ./bench/grpc_put_go
+    ;;
+  *) echo "CLIENT must be rust or go" >&2; exit 2 ;;
+esac
 bench_workdir store
 
 wait_http() { # url body
@@ -109,7 +129,11 @@ load() {
 # Runs the gRPC client against a member's host:port; prints "requests/s p50 p99 errors".
 load_grpc() {
   local out
-  out=$(cargo bench -q -p hermes-tests --bench grpc_put -- "$1" "$DURATION" "$CONNECTIONS" 2 2>>"$WORK/grpc.log")
+  if [ "$CLIENT" = go ]; then
+    out=$("$GO_CLIENT" "$1" "$DURATION" "$CONNECTIONS" "$GRPC_CLIENTS" "${KEY_ARG[@]}" 2>>"$WORK/grpc.log")
+  else
+    out=$(cargo bench -q -p hermes-tests --bench grpc_put -- "$1" "$DURATION" "$CONNECTIONS" "$GRPC_CLIENTS" "${KEY_ARG[@]}" 2>>"$WORK/grpc.log")
+  fi
   echo "$out" >>"$WORK/grpc.log"
   echo "$out"
 }
@@ -118,7 +142,6 @@ hostport() { echo "$1" | sed -E 's#^http://##; s#/.*##'; }
 header() { printf '%-22s %12s %10s %10s  %s\n' "server" "puts/s" "p50" "p99" "errors"; }
 row() { printf '%-22s %12s %10s %10s  %s\n' "$1" $2 $3 $4 "${*:5}"; }
 
-# ONLY=grpc or ONLY=json runs one half.
 if [ "${ONLY:-json}" = json ] || [ -z "${ONLY:-}" ]; then
 echo "JSON gateway:"
 header
@@ -141,5 +164,6 @@ for via in leader follower; do
 done
 fi
 echo
-echo "gRPC: tests/benches/grpc_put.rs, $CONNECTIONS in flight over 2 clients, ${DURATION}s"
+case "$CLIENT" in go) client="bench/grpc_put_go (Go clientv3)" ;; *) client="tests/benches/grpc_put.rs (etcd-client)" ;; esac
+echo "gRPC: $client, $CONNECTIONS in flight over $GRPC_CLIENTS clients, ${DURATION}s, keys: $KEYS"
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -s bench/put.lua; 64-byte values; $(nproc) cores; $(etcd --version | head -1); hermes $("$HERMES" version | awk '{print $2}')"
