@@ -517,7 +517,8 @@ pub async fn run(
             hermes_compat::etcd::auth::EtcdAuth::new(user.clone(), password.0.clone())
         });
         let mut api =
-            hermes_compat::etcd::Api::new(node.clone(), auth, guard.clone(), stop_rx.clone());
+            hermes_compat::etcd::Api::new(node.clone(), auth, guard.clone(), stop_rx.clone())
+                .with_max_watchers(config.etcd_max_watchers);
         // Where the control plane lives in this store, a write to a configuration key through
         // the endpoint is one of its changes (recorded, checked); where the control store is
         // elsewhere this store only holds configuration a controller writes.

@@ -120,3 +120,91 @@ fn bad_grpc_requests_get_etcds_errors() {
         .collect();
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+/// The creation answers of the next `n` watchers requested on `stream`: id, whether it was
+/// refused (cancelled at once) and why.
+async fn creations(stream: &mut etcd_client::WatchStream, n: usize) -> Vec<(i64, bool, String)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
+            .await
+            .expect("watch answers in time")
+            .unwrap()
+            .expect("the stream stays open");
+        if m.created() {
+            out.push((m.watch_id(), m.canceled(), m.cancel_reason().to_string()));
+        }
+    }
+    out
+}
+
+/// Every watcher is woken by every write, so a client must not open them without bound. A
+/// watcher past a stream's limit (1024) or the node's (`--etcd-max-watchers`) is refused as
+/// etcd refuses one (created and cancelled at once, with the reason); the others keep working,
+/// and a cancelled watcher gives its place back.
+#[test]
+fn watchers_past_the_stream_and_node_limits_are_refused_with_the_reason() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::new(dir.path(), 1);
+    node.extra_args = vec!["--etcd-max-watchers".into(), "1100".into()];
+    node.start();
+    node.wait_ready(std::time::Duration::from_secs(30));
+    rt.block_on(async {
+        let mut c = Client::connect([node.etcd().replace("http://", "")], None)
+            .await
+            .unwrap();
+        // One stream: its first watcher comes with the call, then 1024 more on the same stream.
+        let mut a = c.watch("/w/a/0", None).await.unwrap();
+        for i in 1..=1024 {
+            a.watch(format!("/w/a/{i}"), None).await.unwrap();
+        }
+        let on_a = creations(&mut a, 1025).await;
+        assert!(on_a[..1024].iter().all(|(_, refused, _)| !refused));
+        let (_, refused, why) = &on_a[1024];
+        assert!(
+            *refused && why.contains("too many watchers on one stream (at most 1024)"),
+            "{why}"
+        );
+
+        // Another stream gets the node's remaining 76 places, and no more.
+        let mut b = c.watch("/w/b/0", None).await.unwrap();
+        for i in 1..=76 {
+            b.watch(format!("/w/b/{i}"), None).await.unwrap();
+        }
+        let on_b = creations(&mut b, 77).await;
+        assert!(on_b[..76].iter().all(|(_, refused, _)| !refused));
+        let (_, refused, why) = &on_b[76];
+        assert!(
+            *refused && why.contains("at most 1100, --etcd-max-watchers"),
+            "{why}"
+        );
+
+        // A cancelled watcher gives its place back, and the watchers deliver.
+        a.cancel(on_a[0].0).await.unwrap();
+        loop {
+            let m = a.message().await.unwrap().expect("the stream stays open");
+            if m.canceled() && m.watch_id() == on_a[0].0 {
+                break;
+            }
+        }
+        b.watch("/w/b/again", None).await.unwrap();
+        let (id, refused, why) = creations(&mut b, 1).await.remove(0);
+        assert!(!refused, "{why}");
+        c.put("/w/b/again", "v", None).await.unwrap();
+        loop {
+            let m = tokio::time::timeout(std::time::Duration::from_secs(30), b.message())
+                .await
+                .expect("the event in time")
+                .unwrap()
+                .expect("the stream stays open");
+            if m.watch_id() == id && !m.events().is_empty() {
+                assert_eq!(m.events()[0].kv().unwrap().value(), b"v");
+                break;
+            }
+        }
+    });
+}

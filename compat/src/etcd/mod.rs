@@ -52,6 +52,9 @@ pub struct Api {
     /// Flips to `true` when the node shuts down; streams end then.
     shutdown: signal::Receiver<bool>,
     progress_interval: Duration,
+    /// The node's watcher budget, shared by every watch stream of both front ends.
+    watcher_slots: Arc<tokio::sync::Semaphore>,
+    max_watchers: usize,
     /// Password hashing and failed-sign-in lockouts, shared with the admin API's sign-ins.
     guard: Arc<LoginGuard>,
     /// Where writes to configuration keys go, on a node whose control store is this store
@@ -73,8 +76,17 @@ impl Api {
             guard,
             shutdown,
             progress_interval: watch_session::PROGRESS_INTERVAL,
+            watcher_slots: Arc::new(tokio::sync::Semaphore::new(watch_session::MAX_WATCHERS)),
+            max_watchers: watch_session::MAX_WATCHERS,
             config_writes: None,
         }
+    }
+
+    /// At most `max` watchers on this node at once, over every stream (`--etcd-max-watchers`).
+    pub fn with_max_watchers(mut self, max: usize) -> Self {
+        self.watcher_slots = Arc::new(tokio::sync::Semaphore::new(max));
+        self.max_watchers = max;
+        self
     }
 
     /// Writes to configuration keys become recorded changes of `store` (this node's control

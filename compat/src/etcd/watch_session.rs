@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
-use tokio::sync::{mpsc, watch as signal};
+use tokio::sync::{mpsc, watch as signal, OwnedSemaphorePermit};
 
 use hermes_storage::mvcc::key_value::Event;
 use hermes_storage::watch::{WatchItem, WatchOptions, Watcher};
@@ -19,6 +19,15 @@ use super::{hidden, Api};
 
 /// etcd's default interval between progress notifications for watchers that asked for them.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Watchers one stream may hold at once. Every watcher is woken by every revision the node
+/// applies, so without a bound a client could make each write cost time in proportion to the
+/// watchers it opened with a few bytes each; a gateway or a controller needs a handful.
+pub const MAX_WATCHERS_PER_STREAM: usize = 1024;
+
+/// Watchers the node holds at once, over every stream of both front ends, unless
+/// `--etcd-max-watchers` says otherwise.
+pub const MAX_WATCHERS: usize = 10_000;
 
 /// A response carrying more event bytes than this is split: between revisions always, and
 /// inside one revision when the watcher asked for fragments (etcd's limit: its request size).
@@ -56,6 +65,8 @@ pub struct WatchOut {
 struct Active {
     id: i64,
     watcher: Watcher,
+    /// This watcher's place in the node's budget ([`MAX_WATCHERS`]), given back when it ends.
+    _slot: OwnedSemaphorePermit,
     progress_notify: bool,
     fragment: bool,
     /// Whether anything was sent since the last progress tick.
@@ -224,30 +235,39 @@ impl Session {
         };
         let revision = self.current();
         if self.watchers.iter().any(|w| w.id == id) {
-            return vec![WatchOut {
-                revision,
-                watch_id: id,
-                created: true,
-                canceled: true,
-                cancel_reason: "etcdserver: duplicate watch ID".into(),
-                ..WatchOut::default()
-            }];
+            return refused(revision, id, "etcdserver: duplicate watch ID".into());
         }
         // The stream lives long: each watcher is allowed by the caller's rights as they are
         // now, not as they were when the stream opened.
         let who = self.api.current_rights(&self.who);
         if !who.can_read(&opts.range.key, &opts.range.range_end) {
-            // etcd's answer: created and cancelled at once, with the reason.
-            return vec![WatchOut {
+            return refused(
                 revision,
-                watch_id: id,
-                created: true,
-                canceled: true,
-                cancel_reason:
-                    "rpc error: code = PermissionDenied desc = etcdserver: permission denied".into(),
-                ..WatchOut::default()
-            }];
+                id,
+                "rpc error: code = PermissionDenied desc = etcdserver: permission denied".into(),
+            );
         }
+        if self.watchers.len() >= MAX_WATCHERS_PER_STREAM {
+            return refused(
+                revision,
+                id,
+                format!(
+                    "etcdserver: too many watchers on one stream (at most \
+                     {MAX_WATCHERS_PER_STREAM}); open another stream"
+                ),
+            );
+        }
+        let Ok(slot) = self.api.watcher_slots.clone().try_acquire_owned() else {
+            return refused(
+                revision,
+                id,
+                format!(
+                    "etcdserver: too many watchers on this node (at most {}, \
+                     --etcd-max-watchers)",
+                    self.api.max_watchers
+                ),
+            );
+        };
         if requested == 0 {
             self.next_id += 1;
         }
@@ -265,6 +285,7 @@ impl Session {
         self.watchers.push(Active {
             id,
             watcher: Watcher::new(self.api.node.store().clone(), opts),
+            _slot: slot,
             progress_notify,
             fragment,
             sent_since_tick: false,
@@ -320,6 +341,19 @@ impl Session {
         }
         out
     }
+}
+
+/// A watcher that is not created: etcd's answer to one it refuses (created and cancelled at
+/// once, with the reason).
+fn refused(revision: i64, watch_id: i64, reason: String) -> Vec<WatchOut> {
+    vec![WatchOut {
+        revision,
+        watch_id,
+        created: true,
+        canceled: true,
+        cancel_reason: reason,
+        ..WatchOut::default()
+    }]
 }
 
 /// etcd's answer to a watcher whose history is gone: no reason, no header revision.

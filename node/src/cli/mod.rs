@@ -102,6 +102,9 @@ pub struct NodeArgs {
     /// File holding the etcd user's password (at least 12 bytes).
     #[arg(long)]
     pub etcd_password_file: Option<String>,
+    /// Watchers the etcd endpoint holds at once, over every client [default: 10000].
+    #[arg(long)]
+    pub etcd_max_watchers: Option<String>,
     /// Static bootstrap: `1=http://10.0.0.1:9081,2=http://10.0.0.2:9081,...`.
     #[arg(long)]
     pub initial_cluster: Option<String>,
@@ -244,7 +247,7 @@ impl NodeArgs {
     /// The flags given, by flag name, for [`crate::config::NodeConfig::load`].
     pub fn flags(&self) -> crate::config::Flags {
         use crate::config::*;
-        let pairs: [(Setting, &Option<String>); 50] = [
+        let pairs: [(Setting, &Option<String>); 51] = [
             (ID, &self.id),
             (DATA_DIR, &self.data_dir),
             (PROXY_LISTEN, &self.proxy_listen),
@@ -254,6 +257,7 @@ impl NodeArgs {
             (ETCD_LISTEN, &self.etcd_listen),
             (ETCD_USER, &self.etcd_user),
             (ETCD_PASSWORD_FILE, &self.etcd_password_file),
+            (ETCD_MAX_WATCHERS, &self.etcd_max_watchers),
             (INITIAL_CLUSTER, &self.initial_cluster),
             (JOIN, &self.join),
             (CLUSTER_SECRET, &self.cluster_secret),

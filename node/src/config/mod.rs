@@ -44,6 +44,7 @@ settings! {
     ETCD_LISTEN = "etcd"."listen", "--etcd-listen";
     ETCD_USER = "etcd"."user", "--etcd-user";
     ETCD_PASSWORD_FILE = "etcd"."password_file", "--etcd-password-file";
+    ETCD_MAX_WATCHERS = "etcd"."max_watchers", "--etcd-max-watchers";
     INITIAL_CLUSTER = "cluster"."initial", "--initial-cluster";
     JOIN = "cluster"."join", "--join";
     CLUSTER_SECRET = "cluster"."secret", "--cluster-secret";
@@ -143,6 +144,8 @@ pub struct NodeConfig {
     pub etcd_listen: Option<SocketAddr>,
     /// The etcd endpoint's user and password; required when it listens beyond loopback.
     pub etcd_auth: Option<(String, Secret)>,
+    /// Watchers the etcd endpoint holds at once, over every client.
+    pub etcd_max_watchers: usize,
     pub initial_cluster: Option<BTreeMap<u64, String>>,
     pub join: Option<String>,
     pub cluster_secret: Option<Secret>,
@@ -731,6 +734,16 @@ impl NodeConfig {
             advertise_peer,
             etcd_listen,
             etcd_auth,
+            etcd_max_watchers: src.get(
+                ETCD_MAX_WATCHERS,
+                &hermes_compat::etcd::watch_session::MAX_WATCHERS.to_string(),
+                |v| {
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=10_000_000).contains(n))
+                        .ok_or_else(|| "expected a number of watchers, 1 to 10000000".to_string())
+                },
+            )?,
             initial_cluster,
             join,
             cluster_secret,
@@ -1009,6 +1022,23 @@ mod tests {
                 .to_string();
             assert!(
                 e.contains("--proxy-threads") && e.contains("at most 1024"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_etcd_watcher_limit_defaults_to_the_endpoints_and_is_bounded() {
+        let default = hermes_compat::etcd::watch_session::MAX_WATCHERS;
+        assert_eq!(load(&[], &[], None).unwrap().etcd_max_watchers, default);
+        let c = load(&[], &[], Some("[etcd]\nmax_watchers = 50\n")).unwrap();
+        assert_eq!(c.etcd_max_watchers, 50);
+        for bad in ["0", "-1", "lots", "10000001"] {
+            let e = load(&[("--etcd-max-watchers", bad)], &[], None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--etcd-max-watchers") && e.contains("1 to 10000000"),
                 "{e}"
             );
         }
