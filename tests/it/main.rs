@@ -50,3 +50,4 @@ mod retries;
 mod snapshot;
 mod ui;
 mod watch;
+mod watch_limits;

@@ -82,11 +82,28 @@ impl Api {
         }
     }
 
-    /// At most `max` watchers on this node at once, over every stream (`--etcd-max-watchers`).
+    /// At most `max` watchers on this node at once, over every stream (`--etcd-max-watchers`);
+    /// more than tokio's `Semaphore::MAX_PERMITS` is taken as that.
     pub fn with_max_watchers(mut self, max: usize) -> Self {
+        let max = max.min(tokio::sync::Semaphore::MAX_PERMITS);
         self.watcher_slots = Arc::new(tokio::sync::Semaphore::new(max));
         self.max_watchers = max;
         self
+    }
+
+    /// A place in the node's watcher budget, for a watcher's whole life: watch streams'
+    /// watchers and those Election and Lock keep while they wait.
+    pub(crate) fn watcher_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, EtcdError> {
+        self.watcher_slots.clone().try_acquire_owned().map_err(|_| {
+            EtcdError::new(
+                error::Code::ResourceExhausted,
+                format!(
+                    "etcdserver: too many watchers on this node (at most {}, \
+                     --etcd-max-watchers)",
+                    self.max_watchers
+                ),
+            )
+        })
     }
 
     /// Writes to configuration keys become recorded changes of `store` (this node's control

@@ -32,7 +32,16 @@ pub async fn watch(
     });
     let mut rx = watch_session::start(&api, who, Box::pin(requests));
     tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
+        loop {
+            let out = tokio::select! {
+                out = rx.recv() => match out {
+                    Some(out) => out,
+                    None => return,
+                },
+                // The client went away (the response body was dropped): dropping `rx` ends the
+                // session and gives its watchers' places back at once, not at the next event.
+                _ = lines_tx.closed() => return,
+            };
             let line = match out {
                 Ok(out) => encode::stream_line(response(&api, &out)),
                 Err(e) => encode::stream_error_line(&e),

@@ -235,41 +235,22 @@ impl Session {
         };
         let revision = self.current();
         if self.watchers.iter().any(|w| w.id == id) {
-            return refused(revision, id, "etcdserver: duplicate watch ID".into());
+            return refused(revision, "etcdserver: duplicate watch ID".into());
         }
         // The stream lives long: each watcher is allowed by the caller's rights as they are
         // now, not as they were when the stream opened.
         let who = self.api.current_rights(&self.who);
         if !who.can_read(&opts.range.key, &opts.range.range_end) {
-            return refused(
+            // etcd's answer carries the id the client asked for (0: none), not -1.
+            return vec![WatchOut {
                 revision,
-                id,
-                "rpc error: code = PermissionDenied desc = etcdserver: permission denied".into(),
-            );
-        }
-        if self.watchers.len() >= MAX_WATCHERS_PER_STREAM {
-            return refused(
-                revision,
-                id,
-                format!(
-                    "etcdserver: too many watchers on one stream (at most \
-                     {MAX_WATCHERS_PER_STREAM}); open another stream"
-                ),
-            );
-        }
-        let Ok(slot) = self.api.watcher_slots.clone().try_acquire_owned() else {
-            return refused(
-                revision,
-                id,
-                format!(
-                    "etcdserver: too many watchers on this node (at most {}, \
-                     --etcd-max-watchers)",
-                    self.api.max_watchers
-                ),
-            );
-        };
-        if requested == 0 {
-            self.next_id += 1;
+                watch_id: requested,
+                created: true,
+                canceled: true,
+                cancel_reason:
+                    "rpc error: code = PermissionDenied desc = etcdserver: permission denied".into(),
+                ..WatchOut::default()
+            }];
         }
         let created = WatchOut {
             revision,
@@ -278,9 +259,28 @@ impl Session {
             ..WatchOut::default()
         };
         if opts.start_revision < 0 {
-            // etcd treats a negative start as compacted history.
+            // etcd treats a negative start as compacted history (no watcher is kept).
+            if requested == 0 {
+                self.next_id += 1;
+            }
             let compact_revision = self.api.node.store().compact_revision();
             return vec![created, compacted(id, compact_revision)];
+        }
+        if self.watchers.len() >= MAX_WATCHERS_PER_STREAM {
+            return refused(
+                revision,
+                format!(
+                    "etcdserver: too many watchers on one stream (at most \
+                     {MAX_WATCHERS_PER_STREAM}); open another stream"
+                ),
+            );
+        }
+        let slot = match self.api.watcher_slot() {
+            Ok(slot) => slot,
+            Err(e) => return refused(revision, e.message),
+        };
+        if requested == 0 {
+            self.next_id += 1;
         }
         self.watchers.push(Active {
             id,
@@ -343,12 +343,12 @@ impl Session {
     }
 }
 
-/// A watcher that is not created: etcd's answer to one it refuses (created and cancelled at
-/// once, with the reason).
-fn refused(revision: i64, watch_id: i64, reason: String) -> Vec<WatchOut> {
+/// A watcher that is not created: etcd's answer to one its watch store refuses (created and
+/// cancelled at once, with the reason, and watch id -1 so that no id is taken).
+fn refused(revision: i64, reason: String) -> Vec<WatchOut> {
     vec![WatchOut {
         revision,
-        watch_id,
+        watch_id: -1,
         created: true,
         canceled: true,
         cancel_reason: reason,

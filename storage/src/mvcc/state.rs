@@ -395,8 +395,9 @@ struct Writer<'a> {
 }
 
 /// Enough to restore a key's entry after a rejected command. A command only replaces a key's
-/// current value and appends marks (compaction, which removes marks, is never part of one), so
-/// the value and the count of marks are the whole of it; copying the marks instead would cost
+/// current value and appends marks (compaction, which removes marks, is a command of its own
+/// that fails only before it changes anything), so the value and the count of marks are the
+/// whole of it; copying the marks instead would cost
 /// each put on a key with a long history time in proportion to that history.
 struct KeyUndo {
     current: Option<Arc<KeyValue>>,
@@ -452,7 +453,10 @@ impl<'a> Writer<'a> {
         for (key, original) in self.saved_keys {
             match original {
                 Some(undo) => {
-                    if let Some(entry) = self.st.keys.get_mut(&key) {
+                    // A command never removes an entry or a mark (see `KeyUndo`).
+                    let entry = self.st.keys.get_mut(&key);
+                    debug_assert!(entry.as_ref().is_some_and(|e| e.marks.len() >= undo.marks));
+                    if let Some(entry) = entry {
                         entry.current = undo.current;
                         entry.marks.truncate(undo.marks);
                     }

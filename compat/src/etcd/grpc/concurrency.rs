@@ -220,6 +220,8 @@ pub async fn wait_for_older(
 /// Waits for a deletion of `key` at or after revision `from`. History compacted away ends the
 /// wait too: the caller reads again.
 async fn wait_delete(api: &Api, key: &[u8], from: i64) -> Result<(), EtcdError> {
+    // Counted against the node's watchers while it lives, as a watch stream's are.
+    let _slot = api.watcher_slot()?;
     let mut watcher = Watcher::new(
         api.node.store().clone(),
         WatchOptions {

@@ -183,6 +183,8 @@ async fn observe(api: &Api, who: &Caller, name: &[u8], tx: &Sender) -> Result<()
             },
         };
         send(api, tx, revision, leader.clone()).await?;
+        // Counted against the node's watchers while it lives, as a watch stream's are.
+        let _slot = api.watcher_slot()?;
         let mut watcher = Watcher::new(
             api.node.store().clone(),
             WatchOptions {
@@ -214,6 +216,7 @@ async fn first_put(
     prefix: &[u8],
     from: i64,
 ) -> Result<Option<(KeyValue, i64)>, EtcdError> {
+    let _slot = api.watcher_slot()?;
     let mut watcher = Watcher::new(
         api.node.store().clone(),
         WatchOptions {

@@ -1,0 +1,195 @@
+//! Every watcher is woken by every write, so no client may open them without bound: a stream
+//! holds at most 1024 and the node `--etcd-max-watchers`, counting the watchers Election and
+//! Lock keep while they wait. A watcher past a limit is refused as etcd refuses one (created
+//! and cancelled at once, watch id -1, the reason naming the limit); a place comes back when a
+//! watcher is cancelled or its client leaves.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use etcd_client::{Client, LockOptions, WatchStream};
+use serde_json::json;
+
+use crate::harness::*;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The creation answers of the next `n` watchers requested on `stream`: id, whether it was
+/// refused (cancelled at once) and why.
+async fn creations(stream: &mut WatchStream, n: usize) -> Vec<(i64, bool, String)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(TIMEOUT, stream.message())
+            .await
+            .expect("watch answers in time")
+            .unwrap()
+            .expect("the stream stays open");
+        if m.created() {
+            out.push((m.watch_id(), m.canceled(), m.cancel_reason().to_string()));
+        }
+    }
+    out
+}
+
+fn node_with_max_watchers(dir: &std::path::Path, max: usize) -> Node {
+    let mut node = Node::new(dir, 1);
+    node.extra_args = vec!["--etcd-max-watchers".into(), max.to_string()];
+    node.start();
+    node.wait_ready(TIMEOUT);
+    node
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn watchers_past_the_stream_and_node_limits_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_max_watchers(dir.path(), 1100);
+    runtime().block_on(async {
+        let mut c = Client::connect([node.etcd().replace("http://", "")], None)
+            .await
+            .unwrap();
+        // One stream: its first watcher comes with the call, then 1024 more on the same stream.
+        let mut a = c.watch("/w/a/0", None).await.unwrap();
+        for i in 1..=1024 {
+            a.watch(format!("/w/a/{i}"), None).await.unwrap();
+        }
+        let on_a = creations(&mut a, 1025).await;
+        assert!(on_a[..1024].iter().all(|(_, refused, _)| !refused));
+        let (id, refused, why) = &on_a[1024];
+        assert!(
+            *refused && why.contains("too many watchers on one stream (at most 1024)"),
+            "{why}"
+        );
+        assert_eq!(*id, -1, "a refused watcher takes no id");
+
+        // Another stream gets the node's remaining 76 places, and no more.
+        let mut b = c.watch("/w/b/0", None).await.unwrap();
+        for i in 1..=76 {
+            b.watch(format!("/w/b/{i}"), None).await.unwrap();
+        }
+        let on_b = creations(&mut b, 77).await;
+        assert!(on_b[..76].iter().all(|(_, refused, _)| !refused));
+        let (id, refused, why) = &on_b[76];
+        assert!(
+            *refused && why.contains("at most 1100, --etcd-max-watchers"),
+            "{why}"
+        );
+        assert_eq!(*id, -1);
+
+        // A lock that has to wait needs a watcher too: refused while none is free, and the
+        // key it queued with is removed again (the holder's unlock is all it takes after).
+        let (first, second) = (lease(&mut c).await, lease(&mut c).await);
+        let held = c
+            .lock("/w/lock", Some(LockOptions::new().with_lease(first)))
+            .await
+            .unwrap();
+        let waiting = tokio::time::timeout(
+            TIMEOUT,
+            c.lock("/w/lock", Some(LockOptions::new().with_lease(second))),
+        )
+        .await
+        .expect("refused, not left waiting")
+        .unwrap_err()
+        .to_string();
+        assert!(
+            waiting.contains("resource has been exhausted")
+                && waiting.contains("--etcd-max-watchers"),
+            "{waiting}"
+        );
+        let queued = c
+            .get(
+                "/w/lock",
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(queued.kvs().len(), 1, "only the holder's key stays");
+        c.unlock(held.key()).await.unwrap();
+
+        // A cancelled watcher gives its place back, and the watchers deliver.
+        a.cancel(on_a[0].0).await.unwrap();
+        loop {
+            let m = tokio::time::timeout(TIMEOUT, a.message())
+                .await
+                .expect("the cancel answered in time")
+                .unwrap()
+                .expect("the stream stays open");
+            if m.canceled() && m.watch_id() == on_a[0].0 {
+                break;
+            }
+        }
+        b.watch("/w/b/again", None).await.unwrap();
+        let (id, refused, why) = creations(&mut b, 1).await.remove(0);
+        assert!(!refused, "{why}");
+        c.put("/w/b/again", "v", None).await.unwrap();
+        loop {
+            let m = tokio::time::timeout(TIMEOUT, b.message())
+                .await
+                .expect("the event in time")
+                .unwrap()
+                .expect("the stream stays open");
+            if m.watch_id() == id && !m.events().is_empty() {
+                assert_eq!(m.events()[0].kv().unwrap().value(), b"v");
+                break;
+            }
+        }
+    });
+}
+
+async fn lease(c: &mut Client) -> i64 {
+    c.lease_grant(60, None).await.unwrap().id()
+}
+
+/// Opens a JSON watch whose request body is complete (as `curl -d` sends it), reads its
+/// creation answer; returns the connection and that answer.
+fn json_watch(node: &Node, key: &str) -> (TcpStream, serde_json::Value) {
+    let addr = node.etcd().replace("http://", "");
+    let body = json!({"create_request": {"key": b64(key)}}).to_string();
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+    write!(
+        conn,
+        "POST /v3/watch HTTP/1.1\r\nHost: hermes\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the answer ended");
+        if let Some(json) = line
+            .trim()
+            .strip_prefix('{')
+            .map(|rest| format!("{{{rest}"))
+        {
+            return (conn, serde_json::from_str(&json).unwrap());
+        }
+    }
+}
+
+/// A JSON watch client that leaves gives its watchers' places back at once, not at the next
+/// event on the key (which may never come).
+#[test]
+fn a_json_watch_client_that_leaves_frees_its_watchers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_max_watchers(dir.path(), 1);
+    let (first, created) = json_watch(&node, "/w/quiet");
+    assert_eq!(created["result"]["created"], true, "{created}");
+    assert!(created["result"]["canceled"].is_null(), "{created}");
+    let (_second, refused) = json_watch(&node, "/w/other");
+    assert_eq!(refused["result"]["canceled"], true, "{refused}");
+    drop(first);
+    wait_for("a watch after the first client left", TIMEOUT, || {
+        let (conn, answer) = json_watch(&node, "/w/other");
+        (answer["result"]["canceled"].is_null()).then_some(conn)
+    });
+}
