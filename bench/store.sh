@@ -32,6 +32,7 @@ case "$KEYS" in unique) KEY_ARG=() ;; one-key) KEY_ARG=(one-key) ;; *) echo "KEY
 case "$CLIENT" in
   rust) ;;
   go)
+    [ "${ONLY:-}" = json ] && { echo "CLIENT=go is for the gRPC half" >&2; exit 2; }
     bench_need go:golang-go /usr/share/gocode/src/go.etcd.io/etcd/clientv3:golang-etcd-server-dev
     GO_CLIENT=$PWD/target/release/grpc_put_go
     GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$PWD/target/go-cache go build -o "$GO_CLIENT" ./bench/grpc_put_go

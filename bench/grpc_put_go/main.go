@@ -82,7 +82,11 @@ func main() {
 					key = fmt.Sprintf("/bench/%d/%d", w, i)
 				}
 				started := time.Now()
-				if _, err := kv.Put(context.Background(), key, value); err != nil {
+				// A put that hangs counts as an error instead of stalling the run.
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := kv.Put(ctx, key, value)
+				cancel()
+				if err != nil {
 					errors.Add(1)
 					continue
 				}
