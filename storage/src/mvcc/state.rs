@@ -391,7 +391,18 @@ struct Writer<'a> {
     changes: Changes,
     /// What each key this command changed was before its first change; `None`: absent.
     saved_keys: HashMap<Vec<u8>, Option<KeyUndo>>,
-    saved_leases: HashMap<i64, Option<LeaseEntry>>,
+    /// This command's changes to the lease table, in order, to undo in reverse.
+    lease_steps: Vec<LeaseStep>,
+}
+
+/// One change to the lease table. Recording the change rather than the lease as it was keeps a
+/// put that attaches a key to a lease from copying every key the lease already holds.
+enum LeaseStep {
+    Granted(i64),
+    /// A revoked lease, as it was when removed (its keys detached already).
+    Removed(i64, LeaseEntry),
+    Attached(i64, Vec<u8>),
+    Detached(i64, Vec<u8>),
 }
 
 /// Enough to restore a key's entry after a rejected command. A command only replaces a key's
@@ -414,7 +425,7 @@ impl<'a> Writer<'a> {
             sub: 0,
             changes: Changes::default(),
             saved_keys: HashMap::new(),
-            saved_leases: HashMap::new(),
+            lease_steps: Vec::new(),
         }
     }
 
@@ -443,12 +454,6 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn save_lease(&mut self, id: i64) {
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.saved_leases.entry(id) {
-            slot.insert(self.st.leases.get(&id).cloned());
-        }
-    }
-
     fn rollback(self) {
         for (key, original) in self.saved_keys {
             match original {
@@ -466,13 +471,23 @@ impl<'a> Writer<'a> {
                 }
             }
         }
-        for (id, original) in self.saved_leases {
-            match original {
-                Some(lease) => {
+        for step in self.lease_steps.into_iter().rev() {
+            match step {
+                LeaseStep::Granted(id) => {
+                    self.st.leases.remove(&id);
+                }
+                LeaseStep::Removed(id, lease) => {
                     self.st.leases.insert(id, lease);
                 }
-                None => {
-                    self.st.leases.remove(&id);
+                LeaseStep::Attached(id, key) => {
+                    if let Some(l) = self.st.leases.get_mut(&id) {
+                        l.keys.remove(&key);
+                    }
+                }
+                LeaseStep::Detached(id, key) => {
+                    if let Some(l) = self.st.leases.get_mut(&id) {
+                        l.keys.insert(key);
+                    }
                 }
             }
         }
@@ -580,10 +595,7 @@ impl<'a> Writer<'a> {
             self.detach(old_lease, &req.key);
         }
         if lease != 0 && old_lease != lease {
-            self.save_lease(lease);
-            if let Some(l) = self.st.leases.get_mut(&lease) {
-                l.keys.insert(req.key.clone());
-            }
+            self.attach(lease, &req.key);
         }
         let kv = Arc::new(kv);
         let entry = self.entry_to_change(&req.key);
@@ -600,11 +612,20 @@ impl<'a> Writer<'a> {
         })
     }
 
+    fn attach(&mut self, lease: i64, key: &[u8]) {
+        if let Some(l) = self.st.leases.get_mut(&lease) {
+            if l.keys.insert(key.to_vec()) {
+                self.lease_steps
+                    .push(LeaseStep::Attached(lease, key.to_vec()));
+            }
+        }
+    }
+
     fn detach(&mut self, lease: i64, key: &[u8]) {
-        if self.st.leases.contains_key(&lease) {
-            self.save_lease(lease);
-            if let Some(l) = self.st.leases.get_mut(&lease) {
-                l.keys.remove(key);
+        if let Some(l) = self.st.leases.get_mut(&lease) {
+            if l.keys.remove(key) {
+                self.lease_steps
+                    .push(LeaseStep::Detached(lease, key.to_vec()));
             }
         }
     }
@@ -699,7 +720,6 @@ impl<'a> Writer<'a> {
         if self.st.leases.contains_key(&id) {
             return Err(KvError::LeaseExists.into());
         }
-        self.save_lease(id);
         self.st.leases.insert(
             id,
             LeaseEntry {
@@ -707,6 +727,7 @@ impl<'a> Writer<'a> {
                 keys: BTreeSet::new(),
             },
         );
+        self.lease_steps.push(LeaseStep::Granted(id));
         self.changes.lease_puts.push(LeaseRow { id, ttl });
         Ok(LeaseGrantResponse {
             revision: 0,
@@ -723,8 +744,9 @@ impl<'a> Writer<'a> {
         for key in keys {
             self.delete_key(&key);
         }
-        self.save_lease(id);
-        self.st.leases.remove(&id);
+        if let Some(lease) = self.st.leases.remove(&id) {
+            self.lease_steps.push(LeaseStep::Removed(id, lease));
+        }
         self.changes.lease_deletes.push(id);
         Ok(())
     }

@@ -472,6 +472,43 @@ fn txn_validation_matches_etcd() {
     );
 }
 
+/// A rejected transaction leaves the leases' keys as they were: keys it attached are detached
+/// again and keys it moved to another lease (or off any lease) are back on theirs.
+#[tokio::test]
+async fn a_rejected_txn_restores_the_keys_of_leases() {
+    let mut h = Harness::new();
+    h.apply(Command::LeaseGrant { id: 7, ttl: 10 });
+    h.apply(Command::LeaseGrant { id: 8, ttl: 10 });
+    h.put_lease("on7", 7);
+    h.put_lease("moved", 7);
+    h.put_lease("freed", 8);
+    let put = |key: &str, lease: i64| {
+        RequestOp::Put(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            lease,
+            ..Default::default()
+        })
+    };
+    let bad = h.apply(Command::Txn(TxnRequest {
+        compare: vec![],
+        success: vec![
+            put("new", 7),
+            put("moved", 8),
+            put("freed", 0),
+            put("leased", 777),
+        ],
+        failure: vec![],
+    }));
+    assert_eq!(rejected(bad), KvError::LeaseNotFound);
+    let keys = |id| h.store.lease(id).unwrap().1;
+    assert_eq!(keys(7), vec![b"moved".to_vec(), b"on7".to_vec()]);
+    assert_eq!(keys(8), vec![b"freed".to_vec()]);
+    assert!(h.get("new").await.is_none());
+    assert_eq!(h.get("moved").await.unwrap().lease, 7);
+    assert_eq!(h.get("freed").await.unwrap().lease, 8);
+}
+
 #[tokio::test]
 async fn put_options_and_leases() {
     let mut h = Harness::new();
