@@ -32,6 +32,13 @@ async fn creations(stream: &mut WatchStream, n: usize) -> Vec<(i64, bool, String
     out
 }
 
+/// `fut`, which must finish within [`TIMEOUT`]: a regression fails the test, never hangs it.
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(TIMEOUT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} within {TIMEOUT:?}"))
+}
+
 fn node_with_max_watchers(dir: &std::path::Path, max: usize) -> Node {
     let mut node = Node::new(dir, 1);
     node.extra_args = vec!["--etcd-max-watchers".into(), max.to_string()];
@@ -52,11 +59,12 @@ fn watchers_past_the_stream_and_node_limits_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let node = node_with_max_watchers(dir.path(), 1100);
     runtime().block_on(async {
-        let mut c = Client::connect([node.etcd().replace("http://", "")], None)
+        let endpoint = node.etcd().replace("http://", "");
+        let mut c = within("connect", Client::connect([endpoint], None))
             .await
             .unwrap();
         // One stream: its first watcher comes with the call, then 1024 more on the same stream.
-        let mut a = c.watch("/w/a/0", None).await.unwrap();
+        let mut a = within("a watch", c.watch("/w/a/0", None)).await.unwrap();
         for i in 1..=1024 {
             a.watch(format!("/w/a/{i}"), None).await.unwrap();
         }
@@ -70,7 +78,7 @@ fn watchers_past_the_stream_and_node_limits_are_refused_with_the_reason() {
         assert_eq!(*id, -1, "a refused watcher takes no id");
 
         // Another stream gets the node's remaining 76 places, and no more.
-        let mut b = c.watch("/w/b/0", None).await.unwrap();
+        let mut b = within("a watch", c.watch("/w/b/0", None)).await.unwrap();
         for i in 1..=76 {
             b.watch(format!("/w/b/{i}"), None).await.unwrap();
         }
@@ -86,32 +94,24 @@ fn watchers_past_the_stream_and_node_limits_are_refused_with_the_reason() {
         // A lock that has to wait needs a watcher too: refused while none is free, and the
         // key it queued with is removed again (the holder's unlock is all it takes after).
         let (first, second) = (lease(&mut c).await, lease(&mut c).await);
-        let held = c
-            .lock("/w/lock", Some(LockOptions::new().with_lease(first)))
+        let lock = |lease| Some(LockOptions::new().with_lease(lease));
+        let held = within("the free lock", c.lock("/w/lock", lock(first)))
             .await
             .unwrap();
-        let waiting = tokio::time::timeout(
-            TIMEOUT,
-            c.lock("/w/lock", Some(LockOptions::new().with_lease(second))),
-        )
-        .await
-        .expect("refused, not left waiting")
-        .unwrap_err()
-        .to_string();
+        let waiting = within("a refusal, not a wait", c.lock("/w/lock", lock(second)))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             waiting.contains("resource has been exhausted")
                 && waiting.contains("--etcd-max-watchers"),
             "{waiting}"
         );
-        let queued = c
-            .get(
-                "/w/lock",
-                Some(etcd_client::GetOptions::new().with_prefix()),
-            )
-            .await
-            .unwrap();
+        // The refused call removed its key before it answered.
+        let prefix = Some(etcd_client::GetOptions::new().with_prefix());
+        let queued = within("a get", c.get("/w/lock", prefix)).await.unwrap();
         assert_eq!(queued.kvs().len(), 1, "only the holder's key stays");
-        c.unlock(held.key()).await.unwrap();
+        within("unlock", c.unlock(held.key())).await.unwrap();
 
         // A cancelled watcher gives its place back, and the watchers deliver.
         a.cancel(on_a[0].0).await.unwrap();
@@ -128,7 +128,9 @@ fn watchers_past_the_stream_and_node_limits_are_refused_with_the_reason() {
         b.watch("/w/b/again", None).await.unwrap();
         let (id, refused, why) = creations(&mut b, 1).await.remove(0);
         assert!(!refused, "{why}");
-        c.put("/w/b/again", "v", None).await.unwrap();
+        within("a put", c.put("/w/b/again", "v", None))
+            .await
+            .unwrap();
         loop {
             let m = tokio::time::timeout(TIMEOUT, b.message())
                 .await
@@ -144,7 +146,10 @@ fn watchers_past_the_stream_and_node_limits_are_refused_with_the_reason() {
 }
 
 async fn lease(c: &mut Client) -> i64 {
-    c.lease_grant(60, None).await.unwrap().id()
+    within("a lease", c.lease_grant(60, None))
+        .await
+        .unwrap()
+        .id()
 }
 
 /// Opens a JSON watch whose request body is complete (as `curl -d` sends it), reads its

@@ -52,7 +52,8 @@ pub struct Api {
     /// Flips to `true` when the node shuts down; streams end then.
     shutdown: signal::Receiver<bool>,
     progress_interval: Duration,
-    /// The node's watcher budget, shared by every watch stream of both front ends.
+    /// The node's watcher budget, shared by every watch stream of both front ends and by
+    /// Election's and Lock's waits.
     watcher_slots: Arc<tokio::sync::Semaphore>,
     max_watchers: usize,
     /// Password hashing and failed-sign-in lockouts, shared with the admin API's sign-ins.

@@ -25,8 +25,8 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 /// watchers it opened with a few bytes each; a gateway or a controller needs a handful.
 pub const MAX_WATCHERS_PER_STREAM: usize = 1024;
 
-/// Watchers the node holds at once, over every stream of both front ends, unless
-/// `--etcd-max-watchers` says otherwise.
+/// Watchers the node holds at once, over every stream of both front ends and Election's and
+/// Lock's waits, unless `--etcd-max-watchers` says otherwise.
 pub const MAX_WATCHERS: usize = 10_000;
 
 /// A response carrying more event bytes than this is split: between revisions always, and

@@ -408,8 +408,8 @@ enum LeaseStep {
 /// Enough to restore a key's entry after a rejected command. A command only replaces a key's
 /// current value and appends marks (compaction, which removes marks, is a command of its own
 /// that fails only before it changes anything), so the value and the count of marks are the
-/// whole of it; copying the marks instead would cost
-/// each put on a key with a long history time in proportion to that history.
+/// whole of it. Copying the marks instead would make each put on a key with a long history
+/// cost time in proportion to that history.
 struct KeyUndo {
     current: Option<Arc<KeyValue>>,
     marks: usize,

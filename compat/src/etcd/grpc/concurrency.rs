@@ -208,20 +208,24 @@ pub async fn wait_for_older(
     prefix: &[u8],
     rev: i64,
 ) -> Result<(), EtcdError> {
+    // One place in the node's watcher budget for the whole wait, taken when a wait is needed:
+    // a contender already queued is not refused later because one ahead of it left.
+    let mut slot = None;
     loop {
         let (h, older) = contender(api, who, prefix, Some(rev - 1)).await?;
         let Some(older) = older else {
             return Ok(());
         };
+        if slot.is_none() {
+            slot = Some(api.watcher_slot()?);
+        }
         wait_delete(api, &older.key, h.revision + 1).await?;
     }
 }
 
 /// Waits for a deletion of `key` at or after revision `from`. History compacted away ends the
-/// wait too: the caller reads again.
+/// wait too: the caller reads again. The caller holds a place in the watcher budget for it.
 async fn wait_delete(api: &Api, key: &[u8], from: i64) -> Result<(), EtcdError> {
-    // Counted against the node's watchers while it lives, as a watch stream's are.
-    let _slot = api.watcher_slot()?;
     let mut watcher = Watcher::new(
         api.node.store().clone(),
         WatchOptions {
@@ -274,6 +278,17 @@ impl Abandon {
     /// The call finished: keep the key.
     pub fn keep(mut self) {
         self.armed = false;
+    }
+
+    /// The call failed: remove the key before the error is answered, so that the client's next
+    /// read or retry does not find it (dropping the guard only schedules the removal). Cancelled
+    /// midway, the guard is still armed and schedules it as on any drop.
+    pub async fn remove_now(mut self) {
+        let removed = delete_if_created_at(&self.api, &self.who, &self.key, self.rev).await;
+        self.armed = false;
+        if let Err(e) = removed {
+            tracing::warn!(error = %e.message, "could not remove a failed contender's key");
+        }
     }
 }
 

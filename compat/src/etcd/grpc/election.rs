@@ -51,7 +51,11 @@ impl election_server::Election for Election {
                         return Err(not_leader());
                     }
                 }
-                concurrency::wait_for_older(api, &who, &concurrency::prefix(&r.name), rev).await?;
+                let prefix = concurrency::prefix(&r.name);
+                if let Err(e) = concurrency::wait_for_older(api, &who, &prefix, rev).await {
+                    abandon.remove_now().await;
+                    return Err(e);
+                }
                 abandon.keep();
                 Ok(CampaignResponse {
                     header: convert::header(&api.current_header()),
@@ -121,9 +125,13 @@ impl election_server::Election for Election {
         let who = caller(&request)?;
         let name = request.into_inner().name;
         concurrency::check(&who, &name, false)?;
+        // One place in the node's watcher budget for the stream's whole life (it keeps one
+        // watcher at a time): refused here, before the stream starts, or never.
+        let slot = self.0.watcher_slot()?;
         let api = self.0.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
+            let _slot = slot;
             let mut shutdown = api.shutdown.clone();
             tokio::select! {
                 result = observe(&api, &who, &name, &tx) => {
@@ -183,8 +191,6 @@ async fn observe(api: &Api, who: &Caller, name: &[u8], tx: &Sender) -> Result<()
             },
         };
         send(api, tx, revision, leader.clone()).await?;
-        // Counted against the node's watchers while it lives, as a watch stream's are.
-        let _slot = api.watcher_slot()?;
         let mut watcher = Watcher::new(
             api.node.store().clone(),
             WatchOptions {
@@ -216,7 +222,6 @@ async fn first_put(
     prefix: &[u8],
     from: i64,
 ) -> Result<Option<(KeyValue, i64)>, EtcdError> {
-    let _slot = api.watcher_slot()?;
     let mut watcher = Watcher::new(
         api.node.store().clone(),
         WatchOptions {

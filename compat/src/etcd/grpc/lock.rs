@@ -25,7 +25,12 @@ impl lock_server::Lock for Lock {
                 let (mine, _) = concurrency::create_or_get(api, &who, &key, b"", r.lease).await?;
                 let abandon = Abandon::new(api, &who, &key, mine.create_revision);
                 let prefix = concurrency::prefix(&r.name);
-                concurrency::wait_for_older(api, &who, &prefix, mine.create_revision).await?;
+                if let Err(e) =
+                    concurrency::wait_for_older(api, &who, &prefix, mine.create_revision).await
+                {
+                    abandon.remove_now().await;
+                    return Err(e);
+                }
                 // The lease may have expired while waiting: then the lock is not held.
                 let (h, still) = concurrency::get_key(api, &who, &key).await?;
                 if still.is_none_or(|kv| kv.create_revision != mine.create_revision) {
