@@ -39,6 +39,26 @@ async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} within {TIMEOUT:?}"))
 }
 
+/// A stream asked for `n + 1` watchers (the first with the call, the rest on the same
+/// stream): the first `n` must be created and the last refused. Returns the stream and the
+/// answers.
+async fn one_more_than(
+    c: &mut Client,
+    name: &str,
+    n: usize,
+) -> (WatchStream, Vec<(i64, bool, String)>) {
+    let mut stream = within("a watch", c.watch(format!("/w/{name}/0"), None))
+        .await
+        .unwrap();
+    for i in 1..=n {
+        stream.watch(format!("/w/{name}/{i}"), None).await.unwrap();
+    }
+    let answers = creations(&mut stream, n + 1).await;
+    assert!(answers[..n].iter().all(|(_, refused, _)| !refused));
+    assert!(answers[n].1, "watcher {n} of {name} refused");
+    (stream, answers)
+}
+
 fn node_with_max_watchers(dir: &std::path::Path, max: usize) -> Node {
     let mut node = Node::new(dir, 1);
     node.extra_args = vec!["--etcd-max-watchers".into(), max.to_string()];
@@ -63,33 +83,20 @@ fn watchers_past_the_stream_and_node_limits_are_refused_with_the_reason() {
         let mut c = within("connect", Client::connect([endpoint], None))
             .await
             .unwrap();
-        // One stream: its first watcher comes with the call, then 1024 more on the same stream.
-        let mut a = within("a watch", c.watch("/w/a/0", None)).await.unwrap();
-        for i in 1..=1024 {
-            a.watch(format!("/w/a/{i}"), None).await.unwrap();
-        }
-        let on_a = creations(&mut a, 1025).await;
-        assert!(on_a[..1024].iter().all(|(_, refused, _)| !refused));
-        let (id, refused, why) = &on_a[1024];
+        // One stream: 1024 watchers, and the next refused.
+        let (mut a, on_a) = one_more_than(&mut c, "a", 1024).await;
+        assert_eq!(on_a[1024].0, -1, "a refused watcher takes no id");
+        let why = &on_a[1024].2;
         assert!(
-            *refused && why.contains("too many watchers on one stream (at most 1024)"),
+            why.contains("too many watchers on one stream (at most 1024)"),
             "{why}"
         );
-        assert_eq!(*id, -1, "a refused watcher takes no id");
 
         // Another stream gets the node's remaining 76 places, and no more.
-        let mut b = within("a watch", c.watch("/w/b/0", None)).await.unwrap();
-        for i in 1..=76 {
-            b.watch(format!("/w/b/{i}"), None).await.unwrap();
-        }
-        let on_b = creations(&mut b, 77).await;
-        assert!(on_b[..76].iter().all(|(_, refused, _)| !refused));
-        let (id, refused, why) = &on_b[76];
-        assert!(
-            *refused && why.contains("at most 1100, --etcd-max-watchers"),
-            "{why}"
-        );
-        assert_eq!(*id, -1);
+        let (mut b, on_b) = one_more_than(&mut c, "b", 76).await;
+        assert_eq!(on_b[76].0, -1);
+        let why = &on_b[76].2;
+        assert!(why.contains("at most 1100, --etcd-max-watchers"), "{why}");
 
         // A lock that has to wait needs a watcher too: refused while none is free, and the
         // key it queued with is removed again (the holder's unlock is all it takes after).
