@@ -20,16 +20,20 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 async fn creations(stream: &mut WatchStream, n: usize) -> Vec<(i64, bool, String)> {
     let mut out = Vec::new();
     while out.len() < n {
-        let m = tokio::time::timeout(TIMEOUT, stream.message())
-            .await
-            .expect("watch answers in time")
-            .unwrap()
-            .expect("the stream stays open");
+        let m = next_message(stream, "watch answers").await;
         if m.created() {
             out.push((m.watch_id(), m.canceled(), m.cancel_reason().to_string()));
         }
     }
     out
+}
+
+/// The next answer on `stream`, within [`TIMEOUT`]; the stream must stay open.
+async fn next_message(stream: &mut WatchStream, what: &str) -> etcd_client::WatchResponse {
+    within(what, stream.message())
+        .await
+        .unwrap()
+        .expect("the stream stays open")
 }
 
 /// `fut`, which must finish within [`TIMEOUT`]: a regression fails the test, never hangs it.
@@ -123,11 +127,7 @@ fn watchers_past_the_stream_and_node_limits_are_refused_with_the_reason() {
         // A cancelled watcher gives its place back, and the watchers deliver.
         a.cancel(on_a[0].0).await.unwrap();
         loop {
-            let m = tokio::time::timeout(TIMEOUT, a.message())
-                .await
-                .expect("the cancel answered in time")
-                .unwrap()
-                .expect("the stream stays open");
+            let m = next_message(&mut a, "the cancel answered").await;
             if m.canceled() && m.watch_id() == on_a[0].0 {
                 break;
             }
@@ -139,11 +139,7 @@ fn watchers_past_the_stream_and_node_limits_are_refused_with_the_reason() {
             .await
             .unwrap();
         loop {
-            let m = tokio::time::timeout(TIMEOUT, b.message())
-                .await
-                .expect("the event in time")
-                .unwrap()
-                .expect("the stream stays open");
+            let m = next_message(&mut b, "the event").await;
             if m.watch_id() == id && !m.events().is_empty() {
                 assert_eq!(m.events()[0].kv().unwrap().value(), b"v");
                 break;

@@ -112,6 +112,17 @@ fn start(control: Arc<dyn ControlStore>, etcd: &Client, config: ControllerConfig
     }
 }
 
+/// Removes every election key: as if the leader's lease had expired.
+async fn delete_election_keys(etcd: &Client) {
+    etcd.clone()
+        .delete(
+            "/hermes/election/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+}
+
 async fn wait_leading(r: &Running, want: bool, limit: Duration) {
     let mut leading = r.controller.leading();
     tokio::time::timeout(limit, leading.wait_for(|l| *l == want))
@@ -440,13 +451,7 @@ async fn a_controller_whose_election_key_is_gone_writes_nothing_and_campaigns_ag
     wait_leading(&running, true, Duration::from_secs(10)).await;
     // Its key goes (as if its lease had expired and another controller had won): its next
     // write fails the fence, and it steps down instead of writing.
-    etcd.clone()
-        .delete(
-            "/hermes/election/",
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        )
-        .await
-        .unwrap();
+    delete_election_keys(&etcd).await;
     control
         .write_resource(
             "default",
@@ -502,13 +507,7 @@ async fn a_leader_with_nothing_to_write_steps_down_when_its_key_goes() {
             .then_some(())
     })
     .await;
-    etcd.clone()
-        .delete(
-            "/hermes/election/",
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        )
-        .await
-        .unwrap();
+    delete_election_keys(&etcd).await;
     wait_leading(&running, false, Duration::from_secs(5)).await;
     // Alone, it campaigns and wins again.
     wait_leading(&running, true, Duration::from_secs(15)).await;

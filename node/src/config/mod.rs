@@ -662,6 +662,16 @@ impl NodeConfig {
         }
         // Without raft there is no store to serve on an etcd endpoint.
         let etcd_listen = etcd_listen.filter(|_| topology.runs_raft());
+        if etcd_listen.is_none() {
+            src.refuse_given(
+                &[ETCD_MAX_WATCHERS],
+                &format!(
+                    "the etcd endpoint, which this node does not serve ({} off, or no raft \
+                     store)",
+                    ETCD_LISTEN.flag
+                ),
+            )?;
+        }
         if topology.runs_controller()
             && topology.config_store == ConfigStoreKind::Raft
             && etcd_listen.is_none()
@@ -1043,6 +1053,19 @@ mod tests {
                 "{e}"
             );
         }
+        // Without an etcd endpoint it would be accepted and ignored.
+        let e = load(
+            &[("--etcd-listen", "off"), ("--etcd-max-watchers", "50")],
+            &[],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--etcd-max-watchers is a setting of the etcd endpoint")
+                && !e.contains("  "),
+            "{e}"
+        );
     }
 
     #[test]
