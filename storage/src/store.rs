@@ -277,15 +277,19 @@ impl KvStore {
         let lower = std::ops::Bound::Included(RowId::first_key_of(from));
         let upper = std::ops::Bound::Excluded(RowId::first_key_of(to.saturating_add(1)));
         let mut last_rev = None;
+        let mut from_tree = 0;
         for item in self.tree.range(lower, upper, false) {
             let (key, bytes) = item.map_err(engine_err)?;
             let Some(id) = RowId::from_key(&key) else {
                 continue;
             };
-            // Stop at a revision boundary once enough rows are in hand.
-            if rows.len() >= limit && last_rev.is_some_and(|r| r != id.rev) {
+            // Stop at a revision boundary once the tree alone has given enough rows: every
+            // later tree row sorts after them. (Counting the rows from `pending` would stop
+            // early when they are the newest, leaving a gap of tree rows below them.)
+            if from_tree >= limit && last_rev.is_some_and(|r| r != id.rev) {
                 break;
             }
+            from_tree += 1;
             last_rev = Some(id.rev);
             if let std::collections::btree_map::Entry::Vacant(slot) = rows.entry(id) {
                 slot.insert(codec::decode(&bytes).map_err(StoreError::Codec)?);
