@@ -4,14 +4,12 @@
 //!
 //! Write path (one applied batch): mutate the index under the write lock (pure memory), park
 //! new rows in `pending`, release the lock, hand the engine batch to the writer thread, then
-//! publish the revision as readable and broadcast its events. A watcher therefore always finds
+//! publish the revision as readable and hand its events to the watch hub. A watcher therefore always finds
 //! in `pending` or on disk every revision up to [`KvStore::readable_revision`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-
-use tokio::sync::broadcast;
 
 use crate::codec;
 use crate::engine::{Engine, EngineError, Tree, WriteBatch};
@@ -27,7 +25,7 @@ use crate::mvcc::state::{
 use crate::snapshot::SnapshotContents;
 use crate::state_writer::{Pending, StateWriter};
 use crate::types::{Entry, LogId, StoredMembership};
-use crate::watch::{HubMessage, WATCH_HUB_CAPACITY};
+use crate::watch::hub::WatchHub;
 
 const META_APPLIED: &str = "applied";
 const META_MEMBERSHIP: &str = "membership";
@@ -52,7 +50,7 @@ pub struct KvStore {
     pending: Arc<Pending>,
     /// Every revision up to this one is readable from `pending` or the tree.
     readable_revision: AtomicI64,
-    hub: broadcast::Sender<HubMessage>,
+    hub: WatchHub,
     /// Held (shared) while a snapshot reads history rows; compaction's deletes take it
     /// exclusively so a snapshot never misses a row it selected.
     history_guard: Arc<RwLock<()>>,
@@ -99,7 +97,6 @@ impl KvStore {
         let tree = engine.tree("sm").map_err(engine_err)?;
         let state = load_state(tree.as_ref())?;
         let revision = state.mvcc.revision;
-        let (hub, _) = broadcast::channel(WATCH_HUB_CAPACITY);
         let pending: Arc<Pending> = Arc::default();
         let history_guard = Arc::new(RwLock::new(()));
         let writer = StateWriter::start(
@@ -115,7 +112,7 @@ impl KvStore {
             engine,
             pending,
             readable_revision: AtomicI64::new(revision),
-            hub,
+            hub: WatchHub::new(revision),
             history_guard,
             writer,
             whole_reads: tokio::sync::Semaphore::new(1),
@@ -195,8 +192,8 @@ impl KvStore {
         read(&self.state).mvcc.lease(id)
     }
 
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
-        self.hub.subscribe()
+    pub(crate) fn hub(&self) -> &WatchHub {
+        &self.hub
     }
 
     /// A range read on local state (the caller decides whether it is linearizable).
@@ -384,10 +381,7 @@ impl KvStore {
         }
         self.writer.write(batch, pending_rows, applied_index)?;
         self.readable_revision.store(revision, Ordering::Release);
-        for events in published {
-            // No receiver is fine: nobody is watching.
-            let _ = self.hub.send(HubMessage::Revision(events));
-        }
+        self.hub.publish(&published, revision);
         Ok(responses)
     }
 
@@ -508,7 +502,7 @@ impl KvStore {
             .store(st.mvcc.revision(), Ordering::Release);
         drop(st);
         // Watchers re-read history from their position: the snapshot carries it.
-        let _ = self.hub.send(HubMessage::Reset);
+        self.hub.reset(self.readable_revision());
         Ok(())
     }
 }

@@ -3,13 +3,14 @@
 //! delivering its events in order. The JSON gateway and the gRPC service decode requests into
 //! [`WatchCommand`]s and encode the [`WatchOut`]s this sends.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch as signal, OwnedSemaphorePermit};
 
 use hermes_storage::mvcc::key_value::Event;
-use hermes_storage::watch::{WatchItem, WatchOptions, Watcher};
+use hermes_storage::watch::{WatchItem, WatchOptions, WatchSet, WatcherKey};
 use hermes_storage::StoreError;
 
 use super::decode::MAX_REQUEST_BYTES;
@@ -20,9 +21,9 @@ use super::{hidden, Api};
 /// etcd's default interval between progress notifications for watchers that asked for them.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 
-/// Watchers one stream may hold at once. Every watcher is woken by every revision the node
-/// applies, so without a bound a client could make each write cost time in proportion to the
-/// watchers it opened with a few bytes each; a gateway or a controller needs a handful.
+/// Watchers one stream may hold at once. A watcher costs a write nothing unless the write
+/// touches its range, but each holds memory and a place in the hub's index; a gateway or a
+/// controller needs a handful.
 pub const MAX_WATCHERS_PER_STREAM: usize = 1024;
 
 /// Watchers the node holds at once, over every stream of both front ends and Election's and
@@ -64,7 +65,6 @@ pub struct WatchOut {
 
 struct Active {
     id: i64,
-    watcher: Watcher,
     /// This watcher's place in the node's budget ([`MAX_WATCHERS`]), given back when it ends.
     _slot: OwnedSemaphorePermit,
     progress_notify: bool,
@@ -75,7 +75,7 @@ struct Active {
 
 enum Step {
     Request(Option<Result<WatchCommand, EtcdError>>),
-    Item(usize, Result<WatchItem, StoreError>),
+    Item(WatcherKey, Result<WatchItem, StoreError>),
     ProgressTick,
     Stop,
 }
@@ -115,9 +115,10 @@ async fn run(
 ) {
     let mut requests = requests.fuse();
     let mut session = Session {
+        set: WatchSet::new(api.node.store().clone()),
         api,
         who,
-        watchers: Vec::new(),
+        watchers: BTreeMap::new(),
         next_id: 0,
     };
     let mut input_open = true;
@@ -125,21 +126,9 @@ async fn run(
     ticker.tick().await;
     loop {
         let step = {
-            let pending = session
-                .watchers
-                .iter_mut()
-                .enumerate()
-                .map(|(i, w)| Box::pin(async move { (i, w.watcher.next().await) }));
-            let any_item = async {
-                if pending.len() == 0 {
-                    std::future::pending::<(usize, Result<WatchItem, StoreError>)>().await
-                } else {
-                    futures_util::future::select_all(pending).await.0
-                }
-            };
             tokio::select! {
                 req = requests.next(), if input_open => Step::Request(req),
-                (i, item) = any_item => Step::Item(i, item),
+                (key, item) = session.set.next() => Step::Item(key, item),
                 _ = ticker.tick() => Step::ProgressTick,
                 _ = tx.closed() => Step::Stop,
                 _ = shutdown.changed() => Step::Stop,
@@ -156,7 +145,7 @@ async fn run(
                 return;
             }
             Step::Request(Some(Ok(cmd))) => session.handle(cmd),
-            Step::Item(i, item) => session.item(i, item),
+            Step::Item(key, item) => session.item(key, item),
             Step::ProgressTick => session.progress_tick(),
         };
         for o in out {
@@ -171,7 +160,10 @@ struct Session {
     api: Api,
     /// Whom the stream acts for: each watcher needs read on its range.
     who: Caller,
-    watchers: Vec<Active>,
+    /// The stream's watchers, read together: the hub wakes the set only for a watcher with
+    /// events, so idle watchers cost nothing per write.
+    set: WatchSet,
+    watchers: BTreeMap<WatcherKey, Active>,
     next_id: i64,
 }
 
@@ -189,11 +181,10 @@ impl Session {
                 watch_id,
             } => self.create(opts, progress_notify, fragment, watch_id),
             WatchCommand::Cancel { watch_id } => {
-                let before = self.watchers.len();
-                self.watchers.retain(|w| w.id != watch_id);
-                if self.watchers.len() == before {
+                let Some(key) = self.key_of(watch_id) else {
                     return Vec::new();
-                }
+                };
+                self.remove(key);
                 vec![WatchOut {
                     revision: self.current(),
                     watch_id,
@@ -205,8 +196,8 @@ impl Session {
                 // All earlier events of every watcher on this stream have been sent up to here.
                 let revision = self
                     .watchers
-                    .iter()
-                    .map(|w| w.watcher.progress_revision())
+                    .keys()
+                    .map(|&key| self.set.progress_revision(key))
                     .min()
                     .unwrap_or_else(|| self.current());
                 vec![WatchOut {
@@ -228,13 +219,13 @@ impl Session {
         let id = if requested != 0 {
             requested
         } else {
-            while self.watchers.iter().any(|w| w.id == self.next_id) {
+            while self.key_of(self.next_id).is_some() {
                 self.next_id += 1;
             }
             self.next_id
         };
         let revision = self.current();
-        if self.watchers.iter().any(|w| w.id == id) {
+        if self.key_of(id).is_some() {
             return refused(revision, "etcdserver: duplicate watch ID".into());
         }
         // The stream lives long: each watcher is allowed by the caller's rights as they are
@@ -282,19 +273,34 @@ impl Session {
         if requested == 0 {
             self.next_id += 1;
         }
-        self.watchers.push(Active {
-            id,
-            watcher: Watcher::new(self.api.node.store().clone(), opts),
-            _slot: slot,
-            progress_notify,
-            fragment,
-            sent_since_tick: false,
-        });
+        let key = self.set.add(opts);
+        self.watchers.insert(
+            key,
+            Active {
+                id,
+                _slot: slot,
+                progress_notify,
+                fragment,
+                sent_since_tick: false,
+            },
+        );
         vec![created]
     }
 
-    fn item(&mut self, i: usize, item: Result<WatchItem, StoreError>) -> Vec<WatchOut> {
-        let Some(active) = self.watchers.get_mut(i) else {
+    fn key_of(&self, watch_id: i64) -> Option<WatcherKey> {
+        self.watchers
+            .iter()
+            .find(|(_, w)| w.id == watch_id)
+            .map(|(&key, _)| key)
+    }
+
+    fn remove(&mut self, key: WatcherKey) {
+        self.watchers.remove(&key);
+        self.set.remove(key);
+    }
+
+    fn item(&mut self, key: WatcherKey, item: Result<WatchItem, StoreError>) -> Vec<WatchOut> {
+        let Some(active) = self.watchers.get_mut(&key) else {
             return Vec::new();
         };
         let id = active.id;
@@ -306,16 +312,16 @@ impl Session {
                 }
                 active.sent_since_tick = true;
                 // The revision up to which this watcher has now delivered everything.
-                let revision = active.watcher.progress_revision();
+                let revision = self.set.delivered_revision(key);
                 split(id, revision, events, active.fragment)
             }
             Ok(WatchItem::Compacted { compact_revision }) => {
-                self.watchers.remove(i);
+                self.remove(key);
                 vec![compacted(id, compact_revision)]
             }
             Err(e) => {
                 tracing::error!(error = %e, watch_id = id, "watch failed reading history");
-                self.watchers.remove(i);
+                self.remove(key);
                 vec![WatchOut {
                     revision: self.current(),
                     watch_id: id,
@@ -329,10 +335,10 @@ impl Session {
 
     fn progress_tick(&mut self) -> Vec<WatchOut> {
         let mut out = Vec::new();
-        for w in self.watchers.iter_mut() {
-            if w.progress_notify && !w.sent_since_tick && w.watcher.is_synced() {
+        for (&key, w) in self.watchers.iter_mut() {
+            if w.progress_notify && !w.sent_since_tick && self.set.is_synced(key) {
                 out.push(WatchOut {
-                    revision: w.watcher.progress_revision(),
+                    revision: self.set.progress_revision(key),
                     watch_id: w.id,
                     ..WatchOut::default()
                 });

@@ -180,7 +180,7 @@ mod tests {
     use hermes_storage::mvcc::request::{Command, DeleteRangeRequest, PutRequest};
     use hermes_storage::state_machine::StateMachine;
     use hermes_storage::types::Entry;
-    use hermes_storage::watch::WATCH_HUB_CAPACITY;
+    use hermes_storage::watch::WATCHER_QUEUE;
     use openraft::storage::RaftStateMachine;
 
     /// A real store, written through its state machine as raft would.
@@ -266,12 +266,21 @@ mod tests {
             prev_kv: false,
         }))
         .await;
-        let next = source.next().await.unwrap();
-        assert_eq!(at(&next), ("changes", listed_at + 1));
-        assert_eq!(keys(&next), [("/hermes/domains/d", &b"d1"[..])]);
+        // Both revisions were queued before the source looked: one update carries them, in
+        // order, at the later revision.
         let next = source.next().await.unwrap();
         assert_eq!(at(&next), ("changes", listed_at + 2));
-        assert_eq!(keys(&next), [("/hermes/clusters/a", &b"<deleted>"[..])]);
+        assert_eq!(
+            keys(&next),
+            [
+                ("/hermes/domains/d", &b"d1"[..]),
+                ("/hermes/clusters/a", &b"<deleted>"[..])
+            ]
+        );
+        s.apply(put("/hermes/domains/e", "e1")).await;
+        let next = source.next().await.unwrap();
+        assert_eq!(at(&next), ("changes", listed_at + 3));
+        assert_eq!(keys(&next), [("/hermes/domains/e", &b"e1"[..])]);
     }
 
     #[tokio::test]
@@ -282,7 +291,7 @@ mod tests {
         assert_eq!(at(&source.next().await.unwrap()).0, "full");
         // More revisions than the live feed holds, before the source reads any of them, then
         // a compaction past all of them: the changes are gone from history too.
-        let burst = WATCH_HUB_CAPACITY + 10;
+        let burst = WATCHER_QUEUE + 10;
         let puts = (0..burst)
             .map(|i| put("/hermes/clusters/a", &format!("a{}", i + 1)))
             .collect();

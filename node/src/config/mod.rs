@@ -750,7 +750,8 @@ impl NodeConfig {
                 |v| {
                     v.parse::<usize>()
                         .ok()
-                        // Far past any real need; each watcher is woken by every write.
+                        // Far past any real need; each watcher holds memory and a place in the
+                        // hub's index.
                         .filter(|n| (1..=10_000_000).contains(n))
                         .ok_or_else(|| "expected a number of watchers, 1 to 10000000".to_string())
                 },

@@ -9,4 +9,4 @@ pub mod rows;
 pub mod state;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -10,9 +10,10 @@ use super::response::*;
 use crate::store::{apply_command_for_test, KvStore};
 use crate::watch::{WatchItem, WatchOptions, Watcher};
 
-struct Harness {
+/// A store written directly, as the state machine would: shared with the watch tests.
+pub(crate) struct Harness {
     _dir: tempfile::TempDir,
-    store: Arc<KvStore>,
+    pub(crate) store: Arc<KvStore>,
     index: u64,
 }
 
@@ -29,7 +30,7 @@ fn state_only(dir: &std::path::Path) -> Arc<KvStore> {
 }
 
 impl Harness {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = state_only(dir.path());
         Harness {
@@ -39,12 +40,12 @@ impl Harness {
         }
     }
 
-    fn apply(&mut self, cmd: Command) -> CommandResponse {
+    pub(crate) fn apply(&mut self, cmd: Command) -> CommandResponse {
         self.index += 1;
         apply_command_for_test(&self.store, self.index, cmd)
     }
 
-    fn put(&mut self, key: &str, value: &str) -> PutResponse {
+    pub(crate) fn put(&mut self, key: &str, value: &str) -> PutResponse {
         match self.apply(Command::Put(PutRequest {
             key: key.into(),
             value: value.into(),
