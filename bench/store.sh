@@ -12,7 +12,9 @@
 # client of the original Hermes controller; bench/grpc_put_go, built from Debian's
 # golang-etcd-server-dev) instead of the etcd-client crate, and KEYS=one-key puts the same key
 # every time instead of a new one (a key with a long history). CONNECTIONS (default 16) and
-# GRPC_CLIENTS (default 2) set the load.
+# GRPC_CLIENTS (default 2) set the load. IDLE_WATCHERS=<streams>x<per-stream> (e.g. 10x1000)
+# holds that many watchers on keys nobody writes open on the loaded member during each run
+# (bench/idle_watchers_go, Go's clientv3): what writes pay for watchers they do not concern.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-15}
@@ -39,6 +41,15 @@ case "$CLIENT" in
     ;;
   *) echo "CLIENT must be rust or go" >&2; exit 2 ;;
 esac
+IDLE_WATCHERS=${IDLE_WATCHERS:-}
+if [ -n "$IDLE_WATCHERS" ]; then
+  [[ "$IDLE_WATCHERS" =~ ^([0-9]+)x([0-9]+)$ ]] \
+    || { echo "IDLE_WATCHERS must be <streams>x<per-stream>, e.g. 10x1000" >&2; exit 2; }
+  IDLE_STREAMS=${BASH_REMATCH[1]} IDLE_PER=${BASH_REMATCH[2]}
+  bench_need go:golang-go /usr/share/gocode/src/go.etcd.io/etcd/clientv3:golang-etcd-server-dev
+  IDLE_CLIENT=$PWD/target/release/idle_watchers_go
+  GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$PWD/target/go-cache go build -o "$IDLE_CLIENT" ./bench/idle_watchers_go
+fi
 bench_workdir store
 
 wait_http() { # url body
@@ -115,8 +126,26 @@ member_url() { # base role
 }
 
 # Runs wrk against a put URL; prints "requests/s p50 p99 errors".
+# Opens the idle watchers (if any) on a member's host:port; returns once it has created them.
+idle_start() {
+  [ -n "$IDLE_WATCHERS" ] || return 0
+  "$IDLE_CLIENT" "$1" "$IDLE_STREAMS" "$IDLE_PER" >"$WORK/idle.log" 2>&1 &
+  IDLE_PID=$!
+  until grep -q '^watching' "$WORK/idle.log"; do
+    kill -0 "$IDLE_PID" 2>/dev/null || { echo "idle watchers failed: $(cat "$WORK/idle.log")" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+idle_stop() {
+  [ -n "${IDLE_PID:-}" ] || return 0
+  kill "$IDLE_PID" 2>/dev/null || true
+  wait "$IDLE_PID" 2>/dev/null || true
+  IDLE_PID=
+}
+
 load() {
   local out
+  idle_start "$(hostport "$1")"
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/put.lua "$1")
   echo "$out" >>"$WORK/wrk.log"
   local rps p50 p99 errors
@@ -124,21 +153,25 @@ load() {
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   errors=$(echo "$out" | awk '/Non-2xx/ {print $5} /Socket errors/ {print "socket:" $0}' | tr '\n' ' ')
+  idle_stop
   echo "$rps $p50 $p99 ${errors:-0}"
 }
+
+hostport() { echo "$1" | sed -E 's#^http://##; s#/.*##'; }
 
 # Runs the gRPC client against a member's host:port; prints "requests/s p50 p99 errors".
 load_grpc() {
   local out
+  idle_start "$1"
   if [ "$CLIENT" = go ]; then
     out=$("$GO_CLIENT" "$1" "$DURATION" "$CONNECTIONS" "$GRPC_CLIENTS" "${KEY_ARG[@]}" 2>>"$WORK/grpc.log")
   else
     out=$(cargo bench -q -p hermes-tests --bench grpc_put -- "$1" "$DURATION" "$CONNECTIONS" "$GRPC_CLIENTS" "${KEY_ARG[@]}" 2>>"$WORK/grpc.log")
   fi
+  idle_stop
   echo "$out" >>"$WORK/grpc.log"
   echo "$out"
 }
-hostport() { echo "$1" | sed -E 's#^http://##; s#/.*##'; }
 
 header() { printf '%-22s %12s %10s %10s  %s\n' "server" "puts/s" "p50" "p99" "errors"; }
 row() { printf '%-22s %12s %10s %10s  %s\n' "$1" $2 $3 $4 "${*:5}"; }
@@ -166,5 +199,5 @@ done
 fi
 echo
 case "$CLIENT" in go) client="bench/grpc_put_go (Go clientv3)" ;; *) client="tests/benches/grpc_put.rs (etcd-client)" ;; esac
-echo "gRPC: $client, $CONNECTIONS in flight over $GRPC_CLIENTS clients, ${DURATION}s, keys: $KEYS"
+echo "gRPC: $client, $CONNECTIONS in flight over $GRPC_CLIENTS clients, ${DURATION}s, keys: $KEYS${IDLE_WATCHERS:+, idle watchers: $IDLE_WATCHERS}"
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -s bench/put.lua; 64-byte values; $(nproc) cores; $(etcd --version | head -1); hermes $("$HERMES" version | awk '{print $2}')"

@@ -1,6 +1,7 @@
 // Idle watchers for a put benchmark to run beside: opens <streams> watch streams of
 // <per-stream> watchers each with Go's clientv3, every watcher on its own key that is never
-// written, prints "watching N" once all are asked for, and holds them until killed. Built as
+// written, prints "watching N" once the server has created every one (exits 1 if it refuses
+// one), and holds them until killed. Built as
 // bench/grpc_put_go is (GOPATH mode, Debian's golang-etcd-server-dev):
 //
 //	idle_watchers_go <host:port> <streams> <per-stream>
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
@@ -39,18 +41,31 @@ func main() {
 		os.Exit(1)
 	}
 	n := 0
+	var created sync.WaitGroup
 	for s := 0; s < streams; s++ {
 		// clientv3 shares one stream among watches whose contexts carry the same values.
 		ctx := context.WithValue(context.Background(), streamKey{}, s)
 		for i := 0; i < per; i++ {
-			ch := c.Watch(ctx, fmt.Sprintf("/idle/%d/%d", s, i))
+			key := fmt.Sprintf("/idle/%d/%d", s, i)
+			ch := c.Watch(ctx, key, clientv3.WithCreatedNotify())
+			created.Add(1)
 			go func() {
-				for range ch {
+				first := true
+				for resp := range ch {
+					if resp.Canceled {
+						fmt.Fprintf(os.Stderr, "watch %s refused: %v\n", key, resp.Err())
+						os.Exit(1)
+					}
+					if first {
+						first = false
+						created.Done()
+					}
 				}
 			}()
 			n++
 		}
 	}
+	created.Wait()
 	fmt.Println("watching", n)
 	select {}
 }

@@ -1,4 +1,4 @@
-//! Watches. The store hands every applied revision once to the [`hub`](hub::WatchHub), which
+//! Watches. The store hands every applied revision once to the watch hub (`hub.rs`), which
 //! queues it only for the watchers whose key ranges it touches. A watcher that starts in the
 //! past, falls behind its queue, or sees the store replaced by a snapshot reads history from
 //! disk until it is level again, so it delivers every event after its start exactly once, in
