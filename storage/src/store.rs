@@ -4,8 +4,9 @@
 //!
 //! Write path (one applied batch): mutate the index under the write lock (pure memory), park
 //! new rows in `pending`, release the lock, hand the engine batch to the writer thread, then
-//! publish the revision as readable and hand its events to the watch hub. A watcher therefore always finds
-//! in `pending` or on disk every revision up to [`KvStore::readable_revision`].
+//! publish the revision as readable and hand its events to the watch hub. A watcher
+//! therefore always finds in `pending` or on disk every revision up to
+//! [`KvStore::readable_revision`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -260,6 +261,9 @@ impl KvStore {
         limit: usize,
         with_prev: bool,
     ) -> Result<Vec<(RowId, HistoryRow, Option<KeyValue>)>, StoreError> {
+        // Neither compaction's deletes nor a snapshot's import (which clears the tree) may
+        // run under the read: a short read would pass for the end of history.
+        let _guard = read(&self.history_guard);
         // `pending` first: a row leaves it only after it is in the tree, so reading the tree
         // afterwards cannot miss a row that moved in between.
         let mut rows: BTreeMap<RowId, HistoryRow> = lock(&self.pending)

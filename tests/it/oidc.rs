@@ -53,7 +53,7 @@ impl IdP {
         let port = free_port();
         let log = root.join("idp.log");
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new("node")
+        let mut child = Command::new("node")
             .arg(dir.join("provider.mjs"))
             .env("PORT", port.to_string())
             .env("CLIENT_ID", CLIENT_ID)
@@ -64,13 +64,17 @@ impl IdP {
             .stderr(Stdio::from(out))
             .spawn()
             .expect("spawn node (Node.js)");
+        // Generous: Node loads the provider's many modules from a cold cache, on two cores
+        // shared with the rest of the suite (a fresh clone's CI once took over 20 s).
         wait_for(
             "the OIDC provider to listen",
-            Duration::from_secs(20),
+            Duration::from_secs(90),
             || {
-                std::fs::read_to_string(&log)
-                    .ok()
-                    .filter(|l| l.contains("listening"))
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("the OIDC provider exited ({status}) before listening:\n{text}");
+                }
+                text.contains("listening").then_some(())
             },
         );
         IdP {

@@ -1,5 +1,5 @@
-//! Every watcher is woken by every write, so no client may open them without bound: a stream
-//! holds at most 1024 and the node `--etcd-max-watchers`, counting the watchers Election and
+//! Every watcher holds memory and a place in the node's watch index, so no client may open
+//! them without bound: a stream holds at most 1024 and the node `--etcd-max-watchers`, counting the watchers Election and
 //! Lock keep while they wait. A watcher past a limit is refused as etcd refuses one (created
 //! and cancelled at once, watch id -1, the reason naming the limit); a place comes back when a
 //! watcher is cancelled or its client leaves.

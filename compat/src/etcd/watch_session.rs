@@ -273,7 +273,15 @@ impl Session {
         if requested == 0 {
             self.next_id += 1;
         }
+        let from_now = opts.start_revision == 0;
         let key = self.set.add(opts);
+        let mut created = created;
+        if from_now {
+            // The watcher starts after the revision the hub has dispatched, which a write
+            // being applied may have left just below the store's: the header must not claim
+            // a revision whose events are still to come on this watcher.
+            created.revision = self.set.delivered_revision(key);
+        }
         self.watchers.insert(
             key,
             Active {

@@ -289,7 +289,7 @@ mod tests {
         s.apply(put("/hermes/clusters/a", "a0")).await;
         let mut source = StoreSource::new(s.store.clone(), Prefixes::for_namespace("default"));
         assert_eq!(at(&source.next().await.unwrap()).0, "full");
-        // More revisions than the live feed holds, before the source reads any of them, then
+        // More revisions than a watcher's queue holds, before the source reads any of them, then
         // a compaction past all of them: the changes are gone from history too.
         let burst = WATCHER_QUEUE + 10;
         let puts = (0..burst)

@@ -3,12 +3,13 @@
 //! for the watchers one of its keys matches and wakes their sets. A watcher no write concerns
 //! costs a write nothing.
 //!
-//! A watcher whose queue is full (its client reads slower than its keys change), and every
-//! watcher when a snapshot replaces the state, is marked lagged: its queue is dropped and its
-//! set re-reads history from disk up to the revision the hub had dispatched at that moment,
-//! after which its queue holds exactly the revisions that follow.
+//! A watcher whose queue is full or old (its client reads slower than its keys change, or
+//! not at all), and every watcher when a snapshot replaces the state, is marked lagged: its
+//! queue is dropped, and its set re-reads history from disk up to the revision the hub has
+//! dispatched when the set next takes from it, after which its queue holds exactly the
+//! revisions that follow.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -16,9 +17,14 @@ use tokio::sync::Notify;
 use super::range_index::RangeIndex;
 use crate::mvcc::key_value::{KeyRange, RevisionEvents};
 
-/// Revisions queued for one watcher before it is sent to read history instead: bounds the
-/// memory a client that stops reading can hold.
-pub const WATCHER_QUEUE: usize = 1024;
+/// Revisions queued for one watcher before it is sent to read history instead.
+pub const WATCHER_QUEUE: usize = 256;
+
+/// How far behind the newest revision a queued revision may be before its watcher is sent
+/// to read history instead. Each queued revision holds all of that revision's events in
+/// memory, so this bounds what watchers whose clients stopped reading can pin to the last
+/// this many revisions, however many watchers there are.
+pub const QUEUE_SPAN: i64 = 4096;
 
 #[derive(Debug)]
 struct Member {
@@ -48,6 +54,9 @@ struct HubState {
     members: HashMap<u64, Member>,
     sets: HashMap<u64, SetState>,
     index: RangeIndex,
+    /// `(first queued revision, member)` of every member with a non-empty queue, oldest
+    /// first, for [`QUEUE_SPAN`].
+    waiting: BTreeSet<(i64, u64)>,
 }
 
 impl HubState {
@@ -67,9 +76,28 @@ impl HubState {
 
     fn lag(&mut self, id: u64) {
         if let Some(member) = self.members.get_mut(&id) {
+            if let Some(first) = member.queue.front() {
+                self.waiting.remove(&(first.revision, id));
+            }
             member.queue = VecDeque::new();
             member.lagged = true;
         }
+        self.announce(id);
+    }
+
+    /// Queues `batch` for a member (which has not been lagged), or lags it if its queue is full.
+    fn queue(&mut self, id: u64, batch: &Arc<RevisionEvents>) {
+        let Some(member) = self.members.get_mut(&id) else {
+            return;
+        };
+        if member.queue.len() >= WATCHER_QUEUE {
+            self.lag(id);
+            return;
+        }
+        if member.queue.is_empty() {
+            self.waiting.insert((batch.revision, id));
+        }
+        member.queue.push_back(batch.clone());
         self.announce(id);
     }
 }
@@ -97,6 +125,7 @@ impl WatchHub {
                 members: HashMap::new(),
                 sets: HashMap::new(),
                 index: RangeIndex::default(),
+                waiting: BTreeSet::new(),
             }),
         }
     }
@@ -114,31 +143,31 @@ impl WatchHub {
         let st = &mut *guard;
         let mut matched = Vec::new();
         for batch in batches {
+            // Each member once per revision, however many of its events it matches (a range
+            // delete of many keys under a watched prefix).
+            let HubState { index, members, .. } = &mut *st;
             for event in &batch.events {
-                st.index.matching(&event.kv.key, |id| matched.push(id));
-            }
-            for id in matched.drain(..) {
-                let full = match st.members.get_mut(&id) {
-                    Some(m) if !m.lagged && m.last_queued < batch.revision => {
-                        m.last_queued = batch.revision;
-                        if m.queue.len() >= WATCHER_QUEUE {
-                            true
-                        } else {
-                            m.queue.push_back(batch.clone());
-                            false
+                index.matching(&event.kv.key, |id| {
+                    if let Some(m) = members.get_mut(&id) {
+                        if !m.lagged && m.last_queued < batch.revision {
+                            m.last_queued = batch.revision;
+                            matched.push(id);
                         }
                     }
-                    _ => continue,
-                };
-                if full {
-                    st.lag(id);
-                } else {
-                    st.announce(id);
-                }
+                });
+            }
+            for id in matched.drain(..) {
+                st.queue(id, batch);
             }
             st.dispatched = st.dispatched.max(batch.revision);
         }
         st.dispatched = st.dispatched.max(revision);
+        while let Some(&(first, id)) = st.waiting.first() {
+            if first > st.dispatched - QUEUE_SPAN {
+                break;
+            }
+            st.lag(id);
+        }
     }
 
     /// The state was replaced by a snapshot at `revision`: every watcher re-reads history.
@@ -227,29 +256,32 @@ impl WatchHub {
                 through: dispatched,
             };
         }
-        Taken::Revisions(std::mem::take(&mut member.queue))
+        let queue = std::mem::take(&mut member.queue);
+        if let Some(first) = queue.front() {
+            st.waiting.remove(&(first.revision, id));
+        }
+        Taken::Revisions(queue)
     }
 
     /// The revision up to which a member that has delivered all it took has seen every event
-    /// of its range: just before its first queued revision, or everything dispatched.
-    /// `None` while it is lagged.
-    pub fn progress(&self, id: u64) -> Option<i64> {
+    /// of its range (just before its first queued revision, or everything dispatched; `None`
+    /// while it is lagged), and the revision dispatched.
+    pub fn progress(&self, id: u64) -> (Option<i64>, i64) {
         let st = self.lock();
-        let member = st.members.get(&id)?;
-        if member.lagged {
-            return None;
-        }
-        Some(
-            member
-                .queue
+        let seen = st.members.get(&id).filter(|m| !m.lagged).map(|m| {
+            m.queue
                 .front()
-                .map_or(st.dispatched, |first| first.revision - 1),
-        )
+                .map_or(st.dispatched, |first| first.revision - 1)
+        });
+        (seen, st.dispatched)
     }
 }
 
 fn remove(st: &mut HubState, id: u64) {
     if let Some(member) = st.members.remove(&id) {
         st.index.remove(id, &member.range);
+        if let Some(first) = member.queue.front() {
+            st.waiting.remove(&(first.revision, id));
+        }
     }
 }

@@ -4,8 +4,9 @@
 //! treap ordered by first key whose every node knows the largest end below it. A point query
 //! visits only subtrees that can hold a range containing the key: O(log n + matches).
 //!
-//! Priorities come from a hash of the watcher's id, which the hub assigns in sequence, so no
-//! client can choose the shape of the tree.
+//! Priorities come from a hash of the watcher's id mixed with a seed drawn when the index is
+//! made, so no client can choose the shape of the tree (a chain would make it slow and its
+//! recursion deep).
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -67,26 +68,26 @@ impl Node {
     }
 }
 
-/// A scrambling of the id (splitmix64's finaliser), so sequential ids give a balanced treap.
-fn priority(id: u64) -> u64 {
-    let mut z = id.wrapping_add(0x9e37_79b9_7f4a_7c15);
+/// A scrambling of the seeded id (splitmix64's finaliser).
+fn priority(seed: u64, id: u64) -> u64 {
+    let mut z = (id ^ seed).wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
 
-/// Splits `tree` into the nodes ordered before `(start, id)` and the rest.
-fn split(tree: Tree, start: &[u8], id: u64) -> (Tree, Tree) {
+/// Splits `tree` into the nodes for which `left` holds (a prefix of the order) and the rest.
+fn split(tree: Tree, left: &impl Fn(&Node) -> bool) -> (Tree, Tree) {
     let Some(mut node) = tree else {
         return (None, None);
     };
-    if node.order(start, id) == Ordering::Less {
-        let (l, r) = split(node.right.take(), start, id);
+    if left(&node) {
+        let (l, r) = split(node.right.take(), left);
         node.right = l;
         node.update();
         (Some(node), r)
     } else {
-        let (l, r) = split(node.left.take(), start, id);
+        let (l, r) = split(node.left.take(), left);
         node.left = r;
         node.update();
         (l, Some(node))
@@ -128,10 +129,21 @@ fn stab(tree: &Tree, key: &[u8], found: &mut impl FnMut(u64)) {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RangeIndex {
     single: HashMap<Vec<u8>, Vec<u64>>,
     ranges: Tree,
+    seed: u64,
+}
+
+impl Default for RangeIndex {
+    fn default() -> Self {
+        RangeIndex {
+            single: HashMap::new(),
+            ranges: None,
+            seed: rand::random(),
+        }
+    }
 }
 
 impl RangeIndex {
@@ -146,11 +158,13 @@ impl RangeIndex {
             max_end: end.clone(),
             end,
             id,
-            priority: priority(id),
+            priority: priority(self.seed, id),
             left: None,
             right: None,
         });
-        let (l, r) = split(self.ranges.take(), &range.key, id);
+        let (l, r) = split(self.ranges.take(), &|n| {
+            n.order(&range.key, id) == Ordering::Less
+        });
         self.ranges = merge(merge(l, Some(node)), r);
     }
 
@@ -165,11 +179,10 @@ impl RangeIndex {
             }
             return;
         }
-        let (l, rest) = split(self.ranges.take(), &range.key, id);
-        let (_removed, r) = match id.checked_add(1) {
-            Some(next) => split(rest, &range.key, next),
-            None => (rest, None),
-        };
+        let (l, rest) = split(self.ranges.take(), &|n| {
+            n.order(&range.key, id) == Ordering::Less
+        });
+        let (_removed, r) = split(rest, &|n| n.order(&range.key, id) == Ordering::Equal);
         self.ranges = merge(l, r);
     }
 

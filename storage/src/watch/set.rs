@@ -6,11 +6,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use super::hub::Taken;
 use super::{WatchItem, WatchOptions};
 use crate::error::StoreError;
-use crate::mvcc::key_value::{Event, EventType};
+use crate::mvcc::key_value::{Event, EventType, KeyValue};
+use crate::mvcc::rows::{HistoryRow, RowId};
 use crate::store::KvStore;
 
 /// Rows read from history per step while a watcher catches up.
@@ -32,6 +34,18 @@ struct View {
     finished: bool,
 }
 
+/// History rows as [`KvStore::history`] returns them.
+type Rows = Vec<(RowId, HistoryRow, Option<KeyValue>)>;
+
+/// A history read under way, kept across calls of [`WatchSet::next`]: a caller that drops
+/// `next` (for a request on its stream) finds it again instead of starting another.
+struct Read {
+    id: u64,
+    from: i64,
+    through: i64,
+    rows: JoinHandle<Result<Rows, StoreError>>,
+}
+
 pub struct WatchSet {
     store: Arc<KvStore>,
     id: u64,
@@ -43,6 +57,7 @@ pub struct WatchSet {
     recheck: VecDeque<u64>,
     /// Alternates a history step with live deliveries so that neither starves the other.
     disk_turn: bool,
+    in_flight: Option<Read>,
 }
 
 impl std::fmt::Debug for WatchSet {
@@ -73,6 +88,7 @@ impl WatchSet {
             catching: VecDeque::new(),
             recheck: VecDeque::new(),
             disk_turn: false,
+            in_flight: None,
         }
     }
 
@@ -107,6 +123,9 @@ impl WatchSet {
             self.store.hub().remove(key.0);
             self.catching.retain(|&id| id != key.0);
             self.recheck.retain(|&id| id != key.0);
+            if self.in_flight.as_ref().is_some_and(|r| r.id == key.0) {
+                self.in_flight = None;
+            }
         }
     }
 
@@ -117,13 +136,13 @@ impl WatchSet {
             return 0;
         };
         let delivered = view.next_rev - 1;
-        if view.finished || view.disk_until.is_some() {
-            return delivered;
-        }
-        self.store
-            .hub()
-            .progress(key.0)
-            .map_or(delivered, |p| p.max(delivered))
+        let (seen, dispatched) = self.store.hub().progress(key.0);
+        let seen = match seen {
+            Some(seen) if !view.finished && view.disk_until.is_none() => seen.max(delivered),
+            _ => delivered,
+        };
+        // A watcher from a revision still to come has not seen it.
+        seen.min(dispatched)
     }
 
     /// The revision up to which a watcher has delivered its events: the header revision of
@@ -141,7 +160,7 @@ impl WatchSet {
 
     /// The next batch of matching events of one watcher, or the news that its history is
     /// gone. Waits forever while no watcher has anything. Cancel-safe: state changes only
-    /// after every await.
+    /// after every await, and a history read under way is kept for the next call.
     pub async fn next(&mut self) -> (WatcherKey, Result<WatchItem, StoreError>) {
         loop {
             self.disk_turn = !self.disk_turn;
@@ -222,17 +241,42 @@ impl WatchSet {
             self.level(id);
             return None;
         }
-        let store = self.store.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            store.history(from, through, CATCH_UP_ROWS, with_prev)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))
-        .and_then(|rows| rows);
-        let rows = match read {
-            Ok(rows) => rows,
-            Err(e) => return Some((key, Err(e))),
+        let resumed = self
+            .in_flight
+            .as_ref()
+            .is_some_and(|r| (r.id, r.from, r.through) == (id, from, through));
+        if !resumed {
+            let store = self.store.clone();
+            self.in_flight = Some(Read {
+                id,
+                from,
+                through,
+                rows: tokio::task::spawn_blocking(move || {
+                    store.history(from, through, CATCH_UP_ROWS, with_prev)
+                }),
+            });
+        }
+        let read = self.in_flight.as_mut()?;
+        let joined = (&mut read.rows).await;
+        self.in_flight = None;
+        let rows = match joined.map_err(|e| StoreError::Task(e.to_string())) {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) | Err(e) => {
+                self.catching.rotate_left(1);
+                return Some((key, Err(e)));
+            }
         };
+        // Compacted while it read: rows it needed may be gone from what it got.
+        let compacted = self.store.compact_revision();
+        if from <= compacted {
+            self.finish(id);
+            return Some((
+                key,
+                Ok(WatchItem::Compacted {
+                    compact_revision: compacted,
+                }),
+            ));
+        }
         let view = self.views.get_mut(&id)?;
         // A short read reached `through`, even if its last revisions touched no rows.
         view.next_rev = match rows.last() {

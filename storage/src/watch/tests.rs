@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::hub::{Taken, WatchHub, WATCHER_QUEUE};
+use super::hub::{Taken, WatchHub, QUEUE_SPAN, WATCHER_QUEUE};
 use super::*;
 use crate::mvcc::key_value::{EventType, KeyValue, RevisionEvents};
 use crate::mvcc::tests::Harness;
@@ -21,21 +21,23 @@ fn revisions(item: &WatchItem) -> Vec<i64> {
     }
 }
 
-fn put_at(revision: i64, key: &str) -> Arc<RevisionEvents> {
+/// One revision putting `keys`.
+fn puts_at(revision: i64, keys: &[&str]) -> Arc<RevisionEvents> {
+    let put = |key: &str| Event {
+        kind: EventType::Put,
+        kv: KeyValue {
+            key: key.into(),
+            create_revision: revision,
+            mod_revision: revision,
+            version: 1,
+            value: b"v".to_vec(),
+            lease: 0,
+        },
+        prev_kv: None,
+    };
     Arc::new(RevisionEvents {
         revision,
-        events: vec![Event {
-            kind: EventType::Put,
-            kv: KeyValue {
-                key: key.into(),
-                create_revision: revision,
-                mod_revision: revision,
-                version: 1,
-                value: b"v".to_vec(),
-                lease: 0,
-            },
-            prev_kv: None,
-        }],
+        events: keys.iter().map(|k| put(k)).collect(),
     })
 }
 
@@ -50,25 +52,54 @@ fn a_revision_is_queued_only_for_the_watchers_it_touches() {
         .collect();
     let (exact, _) = hub.add(set, &KeyRange::new("hot", ""));
     let (prefix, _) = hub.add(set, &KeyRange::prefix("ho"));
-    for revision in 2..=101 {
-        hub.publish(&[put_at(revision, "hot")], revision);
+    for revision in 2..=100 {
+        hub.publish(&[puts_at(revision, &["hot"])], revision);
     }
+    // A revision matching a watcher many times is queued for it once.
+    hub.publish(&[puts_at(101, &["hot", "hoa", "hob"])], 101);
     let mut ready = vec![hub.pop_ready(set).unwrap(), hub.pop_ready(set).unwrap()];
     ready.sort_unstable();
     assert_eq!(ready, vec![exact, prefix]);
     assert_eq!(hub.pop_ready(set), None, "no idle watcher was woken");
-    let Taken::Revisions(queued) = hub.take(exact) else {
-        panic!("not lagged")
-    };
-    assert_eq!(queued.len(), 100);
+    for id in [exact, prefix] {
+        let Taken::Revisions(queued) = hub.take(id) else {
+            panic!("not lagged")
+        };
+        let revisions: Vec<i64> = queued.iter().map(|r| r.revision).collect();
+        assert_eq!(revisions, (2..=101).collect::<Vec<_>>());
+    }
     for id in idle {
         let Taken::Revisions(queued) = hub.take(id) else {
             panic!("not lagged")
         };
         assert!(queued.is_empty());
         // And it has seen everything: nothing it watches changed.
-        assert_eq!(hub.progress(id), Some(101));
+        assert_eq!(hub.progress(id), (Some(101), 101));
     }
+}
+
+/// A watcher whose client stopped reading pins no revision older than [`QUEUE_SPAN`]: its
+/// queue is dropped and it will read history instead, even if its own key changes rarely.
+#[test]
+fn a_queued_revision_older_than_the_span_sends_its_watcher_to_history() {
+    let hub = WatchHub::new(1);
+    let (set, _notify) = hub.open_set();
+    let (rare, _) = hub.add(set, &KeyRange::new("rare", ""));
+    hub.publish(&[puts_at(2, &["rare"])], 2);
+    for revision in 3..=QUEUE_SPAN + 1 {
+        hub.publish(&[puts_at(revision, &["busy"])], revision);
+    }
+    assert_eq!(
+        hub.progress(rare).0,
+        Some(1),
+        "still queued at the span's edge"
+    );
+    hub.publish(&[puts_at(QUEUE_SPAN + 2, &["busy"])], QUEUE_SPAN + 2);
+    assert_eq!(hub.progress(rare).0, None, "lagged");
+    assert!(matches!(
+        hub.take(rare),
+        Taken::Lagged { through } if through == QUEUE_SPAN + 2
+    ));
 }
 
 /// A watcher whose client stops reading for more revisions than its queue holds falls back
@@ -120,6 +151,13 @@ async fn progress_stops_before_the_first_revision_not_yet_delivered() {
     assert_eq!(revisions(&item), vec![at]);
     assert_eq!(set.delivered_revision(a), at);
     assert_eq!(set.progress_revision(a), h.store.revision());
+    // A watcher from a revision still to come certifies nothing past the store's.
+    let later = set.add(WatchOptions {
+        range: KeyRange::new("a", ""),
+        start_revision: h.store.revision() + 10,
+        ..Default::default()
+    });
+    assert_eq!(set.progress_revision(later), h.store.revision());
 }
 
 /// A snapshot replacing the state sends every watcher back to read history from where it
