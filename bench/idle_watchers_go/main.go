@@ -16,9 +16,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
+	"google.golang.org/grpc/metadata"
 )
-
-type streamKey struct{}
 
 func arg(i int) int {
 	n, err := strconv.Atoi(os.Args[i])
@@ -43,8 +42,9 @@ func main() {
 	n := 0
 	var created sync.WaitGroup
 	for s := 0; s < streams; s++ {
-		// clientv3 shares one stream among watches whose contexts carry the same values.
-		ctx := context.WithValue(context.Background(), streamKey{}, s)
+		// clientv3 shares one stream among watches whose contexts carry the same outgoing
+		// gRPC metadata, so each stream gets its own.
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "hermes-bench-stream", strconv.Itoa(s))
 		for i := 0; i < per; i++ {
 			key := fmt.Sprintf("/idle/%d/%d", s, i)
 			ch := c.Watch(ctx, key, clientv3.WithCreatedNotify())
