@@ -195,7 +195,8 @@ fn run(rx: mpsc::Receiver<Job>, sinks: Sinks) {
                     "the raft log failed before entry {upto} reached the disk"
                 ));
             } else {
-                // Compaction deletes history rows: wait for any snapshot that is reading them.
+                // Deletes (compaction, lease revokes) remove rows: wait for any snapshot or
+                // watcher catch-up that is reading history.
                 let deletes = merged.has_deletes();
                 let guard = deletes.then(|| {
                     sinks

@@ -52,8 +52,10 @@ pub struct KvStore {
     /// Every revision up to this one is readable from `pending` or the tree.
     readable_revision: AtomicI64,
     hub: WatchHub,
-    /// Held (shared) while a snapshot reads history rows; compaction's deletes take it
-    /// exclusively so a snapshot never misses a row it selected.
+    /// Held (shared) while a snapshot or a watcher catching up reads history rows; the
+    /// writer's batches that delete rows (compaction, lease revokes) and a snapshot's import
+    /// take it exclusively, so a read never misses a row it selected nor takes a short read
+    /// for the end of history.
     history_guard: Arc<RwLock<()>>,
     writer: StateWriter,
     /// One whole-store read (a backup, a hash) at a time: see [`KvStore::read_whole`].

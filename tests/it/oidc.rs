@@ -70,8 +70,10 @@ impl IdP {
             "the OIDC provider to listen",
             Duration::from_secs(90),
             || {
+                // Exit status first, then the log: an exit between the two keeps its last lines.
+                let exited = child.try_wait().ok().flatten();
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
-                if let Ok(Some(status)) = child.try_wait() {
+                if let Some(status) = exited {
                     panic!("the OIDC provider exited ({status}) before listening:\n{text}");
                 }
                 text.contains("listening").then_some(())

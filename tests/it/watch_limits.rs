@@ -1,8 +1,8 @@
 //! Every watcher holds memory and a place in the node's watch index, so no client may open
-//! them without bound: a stream holds at most 1024 and the node `--etcd-max-watchers`, counting the watchers Election and
-//! Lock keep while they wait. A watcher past a limit is refused as etcd refuses one (created
-//! and cancelled at once, watch id -1, the reason naming the limit); a place comes back when a
-//! watcher is cancelled or its client leaves.
+//! them without bound: a stream holds at most 1024 and the node `--etcd-max-watchers`,
+//! counting the watchers Election and Lock keep while they wait. A watcher past a limit is
+//! refused as etcd refuses one (created and cancelled at once, watch id -1, the reason naming
+//! the limit); a place comes back when a watcher is cancelled or its client leaves.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -199,7 +199,7 @@ impl Session {
                     .keys()
                     .map(|&key| self.set.progress_revision(key))
                     .min()
-                    .unwrap_or_else(|| self.current());
+                    .unwrap_or_else(|| self.set.dispatched_revision());
                 vec![WatchOut {
                     revision,
                     watch_id: -1,

@@ -162,8 +162,10 @@ impl WatchHub {
             st.dispatched = st.dispatched.max(batch.revision);
         }
         st.dispatched = st.dispatched.max(revision);
-        while let Some(&(first, id)) = st.waiting.first() {
+        // Popped first, so the loop ends even if an entry outlived its queue.
+        while let Some((first, id)) = st.waiting.pop_first() {
             if first > st.dispatched - QUEUE_SPAN {
+                st.waiting.insert((first, id));
                 break;
             }
             st.lag(id);
@@ -224,6 +226,11 @@ impl WatchHub {
             },
         );
         (id, dispatched)
+    }
+
+    /// Every revision up to this one has been queued for the watchers it concerns.
+    pub fn dispatched(&self) -> i64 {
+        self.lock().dispatched
     }
 
     pub fn remove(&self, id: u64) {

@@ -123,9 +123,7 @@ impl WatchSet {
             self.store.hub().remove(key.0);
             self.catching.retain(|&id| id != key.0);
             self.recheck.retain(|&id| id != key.0);
-            if self.in_flight.as_ref().is_some_and(|r| r.id == key.0) {
-                self.in_flight = None;
-            }
+            self.drop_read_of(key.0);
         }
     }
 
@@ -159,8 +157,8 @@ impl WatchSet {
     }
 
     /// The next batch of matching events of one watcher, or the news that its history is
-    /// gone. Waits forever while no watcher has anything. Cancel-safe: state changes only
-    /// after every await, and a history read under way is kept for the next call.
+    /// gone. Waits forever while no watcher has anything. Cancel-safe: before an await only
+    /// the turn and the history read under way change (the read is kept for the next call).
     pub async fn next(&mut self) -> (WatcherKey, Result<WatchItem, StoreError>) {
         loop {
             self.disk_turn = !self.disk_turn;
@@ -266,7 +264,8 @@ impl WatchSet {
                 return Some((key, Err(e)));
             }
         };
-        // Compacted while it read: rows it needed may be gone from what it got.
+        // Compacted between the check above and the read (or, for a read kept from an
+        // earlier call, since it started): rows it needed may be missing from what it got.
         let compacted = self.store.compact_revision();
         if from <= compacted {
             self.finish(id);
@@ -298,8 +297,21 @@ impl WatchSet {
         Some((key, Ok(WatchItem::Events(events))))
     }
 
+    /// Every revision up to this one has been queued for the watchers it concerns: what a
+    /// stream with no watchers may certify.
+    pub fn dispatched_revision(&self) -> i64 {
+        self.store.hub().dispatched()
+    }
+
+    fn drop_read_of(&mut self, id: u64) {
+        if self.in_flight.as_ref().is_some_and(|r| r.id == id) {
+            self.in_flight = None;
+        }
+    }
+
     /// History is read: the watcher takes from the hub again.
     fn level(&mut self, id: u64) {
+        self.drop_read_of(id);
         if let Some(view) = self.views.get_mut(&id) {
             view.disk_until = None;
         }
@@ -308,6 +320,7 @@ impl WatchSet {
     }
 
     fn finish(&mut self, id: u64) {
+        self.drop_read_of(id);
         if let Some(view) = self.views.get_mut(&id) {
             view.finished = true;
             view.disk_until = None;
