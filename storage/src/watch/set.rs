@@ -225,15 +225,8 @@ impl WatchSet {
             self.catching.retain(|&c| c != id);
             return None;
         };
-        let compacted = self.store.compact_revision();
-        if from <= compacted {
-            self.finish(id);
-            return Some((
-                key,
-                Ok(WatchItem::Compacted {
-                    compact_revision: compacted,
-                }),
-            ));
+        if let Some(gone) = self.compacted_from(id, from) {
+            return Some(gone);
         }
         if from > through {
             self.level(id);
@@ -266,15 +259,8 @@ impl WatchSet {
         };
         // Compacted between the check above and the read (or, for a read kept from an
         // earlier call, since it started): rows it needed may be missing from what it got.
-        let compacted = self.store.compact_revision();
-        if from <= compacted {
-            self.finish(id);
-            return Some((
-                key,
-                Ok(WatchItem::Compacted {
-                    compact_revision: compacted,
-                }),
-            ));
+        if let Some(gone) = self.compacted_from(id, from) {
+            return Some(gone);
         }
         let view = self.views.get_mut(&id)?;
         // A short read reached `through`, even if its last revisions touched no rows.
@@ -295,6 +281,25 @@ impl WatchSet {
             return None;
         }
         Some((key, Ok(WatchItem::Events(events))))
+    }
+
+    /// Finishes a watcher whose next revision `from` is compacted away, with the news.
+    fn compacted_from(
+        &mut self,
+        id: u64,
+        from: i64,
+    ) -> Option<(WatcherKey, Result<WatchItem, StoreError>)> {
+        let compacted = self.store.compact_revision();
+        if from > compacted {
+            return None;
+        }
+        self.finish(id);
+        Some((
+            WatcherKey(id),
+            Ok(WatchItem::Compacted {
+                compact_revision: compacted,
+            }),
+        ))
     }
 
     /// Every revision up to this one has been queued for the watchers it concerns: what a
