@@ -3,7 +3,7 @@
 //! delivering its events in order. The JSON gateway and the gRPC service decode requests into
 //! [`WatchCommand`]s and encode the [`WatchOut`]s this sends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -119,6 +119,7 @@ async fn run(
         api,
         who,
         watchers: BTreeMap::new(),
+        ids: HashMap::new(),
         next_id: 0,
     };
     let mut input_open = true;
@@ -164,6 +165,8 @@ struct Session {
     /// events, so idle watchers cost nothing per write.
     set: WatchSet,
     watchers: BTreeMap<WatcherKey, Active>,
+    /// The watcher of each watch id, so that choosing and checking an id costs no scan.
+    ids: HashMap<i64, WatcherKey>,
     next_id: i64,
 }
 
@@ -282,6 +285,7 @@ impl Session {
             // a revision whose events are still to come on this watcher.
             created.revision = self.set.delivered_revision(key);
         }
+        self.ids.insert(id, key);
         self.watchers.insert(
             key,
             Active {
@@ -296,14 +300,13 @@ impl Session {
     }
 
     fn key_of(&self, watch_id: i64) -> Option<WatcherKey> {
-        self.watchers
-            .iter()
-            .find(|(_, w)| w.id == watch_id)
-            .map(|(&key, _)| key)
+        self.ids.get(&watch_id).copied()
     }
 
     fn remove(&mut self, key: WatcherKey) {
-        self.watchers.remove(&key);
+        if let Some(active) = self.watchers.remove(&key) {
+            self.ids.remove(&active.id);
+        }
         self.set.remove(key);
     }
 

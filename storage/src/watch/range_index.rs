@@ -9,7 +9,7 @@
 //! recursion deep).
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::mvcc::key_value::KeyRange;
@@ -131,7 +131,8 @@ fn stab(tree: &Tree, key: &[u8], found: &mut impl FnMut(u64)) {
 
 #[derive(Debug)]
 pub(crate) struct RangeIndex {
-    single: HashMap<Vec<u8>, Vec<u64>>,
+    /// A set per key: many watchers of one key must not make each removal a scan.
+    single: HashMap<Vec<u8>, HashSet<u64>>,
     ranges: Tree,
     seed: u64,
 }
@@ -149,7 +150,7 @@ impl Default for RangeIndex {
 impl RangeIndex {
     pub fn insert(&mut self, id: u64, range: &KeyRange) {
         if range.is_single() {
-            self.single.entry(range.key.clone()).or_default().push(id);
+            self.single.entry(range.key.clone()).or_default().insert(id);
             return;
         }
         let end = End::of(range);
@@ -172,7 +173,7 @@ impl RangeIndex {
     pub fn remove(&mut self, id: u64, range: &KeyRange) {
         if range.is_single() {
             if let Some(ids) = self.single.get_mut(&range.key) {
-                ids.retain(|&i| i != id);
+                ids.remove(&id);
                 if ids.is_empty() {
                     self.single.remove(&range.key);
                 }
