@@ -664,7 +664,7 @@ impl NodeConfig {
         let etcd_listen = etcd_listen.filter(|_| topology.runs_raft());
         if etcd_listen.is_none() {
             src.refuse_given(
-                &[ETCD_MAX_WATCHERS],
+                &[ETCD_MAX_WATCHERS, ETCD_USER, ETCD_PASSWORD_FILE],
                 &format!(
                     "the etcd endpoint, which this node does not serve ({} off, or no raft \
                      store)",
@@ -1158,6 +1158,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("need both"), "{e}");
+        // Without an etcd endpoint the credentials would protect nothing: refused, not
+        // silently ignored.
+        let e = load(
+            &[
+                ("--etcd-listen", "off"),
+                ("--etcd-user", "gateway"),
+                ("--etcd-password-file", pw),
+            ],
+            &[],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--etcd-user is a setting of the etcd endpoint"),
+            "{e}"
+        );
     }
 
     #[test]
