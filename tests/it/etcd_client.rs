@@ -812,7 +812,61 @@ fn election_between_two_clients() {
         .unwrap();
         let err = bounded("leader", a.leader("e1")).await.unwrap_err();
         assert!(err.to_string().contains("election: no leader"), "{err}");
+
+        phase(5, "a waiting campaign whose lease ends leads nothing");
+        let won = bounded("A's campaign", a.campaign("e1", "a", lease_a))
+            .await
+            .unwrap();
+        let a_key = won.leader().unwrap().clone();
+        let lease_c = bounded("grant", b.lease_grant(60, None))
+            .await
+            .unwrap()
+            .id();
+        let mut b2 = b.clone();
+        let campaign_c = tokio::spawn(async move { b2.campaign("e1", "c", lease_c).await });
+        wait_for_lease_keys(&mut a, "e1/", lease_c, 1).await;
+        bounded("revoke", b.lease_revoke(lease_c)).await.unwrap();
+        wait_for_lease_keys(&mut a, "e1/", lease_c, 0).await;
+        assert!(
+            !campaign_c.is_finished(),
+            "C's campaign ended while A leads"
+        );
+        bounded(
+            "resign",
+            a.resign(Some(ResignOptions::new().with_leader(a_key))),
+        )
+        .await
+        .unwrap();
+        let err = bounded("C's campaign", campaign_c)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("session expired"), "{err}");
+        let err = bounded("leader", a.leader("e1")).await.unwrap_err();
+        assert!(err.to_string().contains("election: no leader"), "{err}");
     });
+}
+
+/// Waits until `count` keys under `prefix` belong to `lease`.
+async fn wait_for_lease_keys(client: &mut Client, prefix: &str, lease: i64, count: usize) {
+    let deadline = Instant::now() + CALL;
+    loop {
+        let got = bounded(
+            "get",
+            client.get(prefix, Some(GetOptions::new().with_prefix())),
+        )
+        .await
+        .unwrap();
+        if got.kvs().iter().filter(|kv| kv.lease() == lease).count() == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{prefix}: never {count} keys of lease {lease}: {:?}",
+            keys(got.kvs())
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[test]
@@ -887,9 +941,27 @@ fn lock_between_two_clients() {
         let again = bounded("A's second lock", a.lock("l1", with(lease_a)))
             .await
             .unwrap();
+
+        phase(5, "a waiting lock whose lease ends is not held");
+        let lease_c = bounded("grant", b.lease_grant(60, None))
+            .await
+            .unwrap()
+            .id();
+        let mut b2 = b.clone();
+        let lock_c = tokio::spawn(async move { b2.lock("l1", with(lease_c)).await });
+        wait_for_lease_keys(&mut a, "l1/", lease_c, 1).await;
+        bounded("revoke", b.lease_revoke(lease_c)).await.unwrap();
+        wait_for_lease_keys(&mut a, "l1/", lease_c, 0).await;
+        assert!(!lock_c.is_finished(), "C's lock ended while A holds l1");
         bounded("unlock", a.unlock(again.key().to_vec()))
             .await
             .unwrap();
+        let err = bounded("C's lock", lock_c).await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("session expired"), "{err}");
+        let free = bounded("get", a.get("l1/", Some(GetOptions::new().with_prefix())))
+            .await
+            .unwrap();
+        assert_eq!(free.count(), 0, "{:?}", keys(free.kvs()));
     });
 }
 

@@ -56,9 +56,17 @@ impl election_server::Election for Election {
                     abandon.remove_now().await;
                     return Err(e);
                 }
+                // The lease may have expired (or been revoked) while waiting: its key is gone
+                // and this campaign leads nothing. etcd 3.4's Campaign does not look, and
+                // answers a leader whose key no longer exists while a later contender may
+                // lead too; that is the original's bug, not something a client relies on.
+                let (h, still) = concurrency::get_key(api, &who, &key).await?;
+                if still.is_none_or(|kv| kv.create_revision != rev) {
+                    return Err(EtcdError::new(Code::Unknown, "election: session expired"));
+                }
                 abandon.keep();
                 Ok(CampaignResponse {
-                    header: convert::header(&api.current_header()),
+                    header: convert::header(&h),
                     leader: Some(LeaderKey {
                         name: r.name,
                         key,
