@@ -430,11 +430,21 @@ async fn signed(
 ) -> Result<Identity, ApiError> {
     let unauthorized = |e: hmac::HmacError| ApiError::unauthorized(e.to_string());
     let auth = hmac::parse_authorization(rest).map_err(unauthorized)?;
-    let credential = state
+    let mut credential = state
         .store
         .credential_by_access_key(&auth.access_key)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid access key"))?;
+        .await?;
+    if credential.as_ref().is_none_or(|c| !c.enabled) {
+        // A credential created or enabled through another node a moment ago (answered, so
+        // committed) may not be applied here yet: catch up before refusing it. The caller
+        // has proved nothing, so the catch-up is a shared one.
+        state.shared_catch_up.run().await?;
+        credential = state
+            .store
+            .credential_by_access_key(&auth.access_key)
+            .await?;
+    }
+    let credential = credential.ok_or_else(|| ApiError::unauthorized("invalid access key"))?;
     if !credential.enabled {
         return Err(ApiError::unauthorized("credential is disabled"));
     }

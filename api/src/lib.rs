@@ -26,6 +26,7 @@ mod namespaces;
 pub mod oidc;
 mod resources;
 mod session;
+pub mod shared_catch_up;
 mod status;
 mod users;
 
@@ -65,6 +66,8 @@ pub struct ApiState {
     pub max_document_bytes: usize,
     /// HMAC signatures seen within that window (see `hermes_compat::hmac`).
     pub hmac_seen: Arc<hermes_raft::replay::ReplayCache<String>>,
+    /// The store's catch-up for callers that have proved nothing yet, one round for many.
+    pub shared_catch_up: Arc<shared_catch_up::SharedCatchUp>,
     /// This node's gateway and the namespace it serves: a configuration write to that
     /// namespace is answered once the gateway serves it (`None`: no gateway follows the store
     /// this API writes to).

@@ -2,7 +2,8 @@
 //! through a follower is visible to a serializable read on that follower the moment the answer
 //! arrives, every time; a credential created or deleted through a follower takes effect on
 //! that follower's next request, and one deleted through the leader changes nothing through
-//! a follower from the moment the deletion is answered; and a domain created, changed or
+//! a follower from the moment the deletion is answered, and one created through the leader
+//! works through a follower from the moment its creation is answered; and a domain created, changed or
 //! deleted through a follower's API is served that way by the follower's proxy as soon as the
 //! answer arrives.
 
@@ -124,6 +125,38 @@ fn a_credential_deleted_through_the_leader_changes_nothing_through_a_follower() 
     }
     let (s, b) = admin.get("/api/v1/clusters");
     assert_eq!((s, &b["total"]), (200, &json!(0)), "{b}");
+}
+
+#[test]
+fn a_credential_created_through_the_leader_works_through_a_follower_at_once() {
+    let mut c = Cluster::start(3);
+    let leader = c.leader();
+    let admin = Api::anonymous(&c.node(leader).admin()).admin_credential();
+    let followers: Vec<String> = c
+        .nodes
+        .iter()
+        .filter(|n| n.id != leader)
+        .map(|n| n.admin())
+        .collect();
+    for round in 0..30 {
+        let (s, made) = admin.post(
+            "/api/v1/credentials",
+            &json!({"description": format!("r{round}"), "scopes": ["config:read"]}),
+        );
+        assert_eq!(s, 201, "{made}");
+        let fresh = Api {
+            base: followers[round % 2].clone(),
+            ..admin.with(Auth::Hmac {
+                access_key: made["access_key"].as_str().unwrap().to_string(),
+                secret_key: made["secret_key"].as_str().unwrap().to_string(),
+            })
+        };
+        let (s, b) = fresh.get("/api/v1/domains");
+        assert_eq!(
+            s, 200,
+            "round {round}: a credential answered as created was refused: {b}"
+        );
+    }
 }
 
 #[test]
