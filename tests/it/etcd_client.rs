@@ -1073,6 +1073,38 @@ fn a_limited_user_is_held_to_its_grant() {
             .unwrap()
             .unwrap();
         assert!(first.created() && !first.canceled(), "{first:?}");
+        // As etcd: permission is decided before the id, so a forbidden watcher asking for an
+        // id in use learns that it is forbidden, and nothing about the stream's ids.
+        let taken = 7;
+        stream
+            .watch(
+                "/a/",
+                Some(WatchOptions::new().with_prefix().with_watch_id(taken)),
+            )
+            .await
+            .unwrap();
+        let second = bounded("a watcher with its own id", stream.message())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(second.created() && !second.canceled(), "{second:?}");
+        assert_eq!(second.watch_id(), taken);
+        stream
+            .watch(
+                "/b/",
+                Some(WatchOptions::new().with_prefix().with_watch_id(taken)),
+            )
+            .await
+            .unwrap();
+        let forbidden = bounded("a forbidden watcher", stream.message())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            forbidden.canceled() && forbidden.cancel_reason().contains("permission denied"),
+            "{forbidden:?}"
+        );
+        assert_eq!(forbidden.watch_id(), taken);
         root.user_revoke_role("alice", "a-rw").await.unwrap();
         stream
             .watch("/a/", Some(WatchOptions::new().with_prefix()))

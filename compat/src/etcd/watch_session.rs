@@ -228,11 +228,9 @@ impl Session {
             self.next_id
         };
         let revision = self.current();
-        if self.key_of(id).is_some() {
-            return refused(revision, "etcdserver: duplicate watch ID".into());
-        }
         // The stream lives long: each watcher is allowed by the caller's rights as they are
-        // now, not as they were when the stream opened.
+        // now, not as they were when the stream opened. Decided before the id, as etcd does,
+        // so a forbidden request learns nothing about the ids in use.
         let who = self.api.current_rights(&self.who);
         if !who.can_read(&opts.range.key, &opts.range.range_end) {
             // etcd's answer carries the id the client asked for (0: none), not -1.
@@ -245,6 +243,9 @@ impl Session {
                     "rpc error: code = PermissionDenied desc = etcdserver: permission denied".into(),
                 ..WatchOut::default()
             }];
+        }
+        if self.key_of(id).is_some() {
+            return refused(revision, "etcdserver: duplicate watch ID".into());
         }
         let created = WatchOut {
             revision,
