@@ -174,7 +174,12 @@ load_grpc() {
 }
 
 header() { printf '%-22s %12s %10s %10s  %s\n' "server" "puts/s" "p50" "p99" "errors"; }
-row() { printf '%-22s %12s %10s %10s  %s\n' "$1" $2 $3 $4 "${*:5}"; }
+# A load that failed (in its command substitution, whose exit stops only itself) printed its
+# reason already and left no figures: stop here rather than on an unset variable.
+row() {
+  [ $# -ge 4 ] || { echo "$1: no figures; the load failed (reason above)" >&2; exit 1; }
+  printf '%-22s %12s %10s %10s  %s\n' "$1" $2 $3 $4 "${*:5}"
+}
 
 if [ "${ONLY:-json}" = json ] || [ -z "${ONLY:-}" ]; then
 echo "JSON gateway:"
