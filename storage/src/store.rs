@@ -255,13 +255,14 @@ impl KvStore {
     }
 
     /// History rows of revisions `[from, to]`, at most about `limit` rows (never splitting a
-    /// revision), each with its previous value when `with_prev` is set. Blocking.
+    /// revision). Rows whose key lies in `prev_within` carry their previous value; the others
+    /// none (a watcher drops them, and resolving a previous value may read the disk). Blocking.
     pub(crate) fn history(
         &self,
         from: i64,
         to: i64,
         limit: usize,
-        with_prev: bool,
+        prev_within: Option<&crate::KeyRange>,
     ) -> Result<Vec<(RowId, HistoryRow, Option<KeyValue>)>, StoreError> {
         // Neither compaction's deletes nor a snapshot's import (which clears the tree) may
         // run under the read: a short read would pass for the end of history.
@@ -306,8 +307,11 @@ impl KvStore {
             }
             out.push((id, row, None));
         }
-        if with_prev {
+        if let Some(range) = prev_within {
             for (id, row, prev) in &mut out {
+                if !range.contains(&row.kv.key) {
+                    continue;
+                }
                 let prev_id = read(&self.state).mvcc.prev_row(&row.kv.key, *id);
                 if let Some(prev_id) = prev_id {
                     *prev = Some(self.resolve(prev_id).map_err(StoreError::Resolve)?.kv);

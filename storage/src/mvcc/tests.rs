@@ -714,19 +714,57 @@ async fn history_sees_rows_whether_or_not_the_writer_has_stored_them() {
         }
         // Immediately after applying, some rows are still only in memory.
         let to = h.store.readable_revision();
-        let rows = h.store.history(2, to, usize::MAX, false).unwrap();
+        let rows = h.store.history(2, to, usize::MAX, None).unwrap();
         let revs: Vec<i64> = rows.iter().map(|(id, _, _)| id.rev).collect();
         let want: Vec<i64> = (2..=to).collect();
         assert_eq!(revs, want, "round {round}");
     }
     // A limit stops at a revision boundary.
-    let limited = h.store.history(2, 50, 5, false).unwrap();
+    let limited = h.store.history(2, 50, 5, None).unwrap();
     assert_eq!(limited.len(), 5);
     h.store.persist().unwrap();
     assert_eq!(
-        h.store.history(2, 201, usize::MAX, false).unwrap().len(),
+        h.store.history(2, 201, usize::MAX, None).unwrap().len(),
         200
     );
+}
+
+/// Previous values are resolved only for the rows the reader keeps: a watcher on one key
+/// catching up through other keys' writes must not pay a lookup (maybe a disk read) for each.
+#[tokio::test]
+async fn history_resolves_previous_values_only_within_the_range_asked() {
+    let mut h = Harness::new();
+    for round in 0..3 {
+        for i in 0..4 {
+            h.put(&format!("k{i}"), &format!("{round}"));
+        }
+    }
+    h.store.persist().unwrap();
+    let to = h.store.readable_revision();
+    let only_k1 = crate::KeyRange::new(b"k1".to_vec(), Vec::new());
+    let rows = h.store.history(2, to, usize::MAX, Some(&only_k1)).unwrap();
+    assert_eq!(rows.len(), 12);
+    let with_prev: Vec<(String, String)> = rows
+        .iter()
+        .filter_map(|(_, row, prev)| {
+            let prev = prev.as_ref()?;
+            Some((
+                String::from_utf8(row.kv.key.clone()).unwrap(),
+                String::from_utf8(prev.value.clone()).unwrap(),
+            ))
+        })
+        .collect();
+    // k1's first write has no previous value; its next two carry rounds 0 and 1.
+    assert_eq!(
+        with_prev,
+        [("k1".into(), "0".into()), ("k1".into(), "1".into())]
+    );
+    let everything = crate::KeyRange::new(Vec::new(), vec![0]);
+    let all = h
+        .store
+        .history(2, to, usize::MAX, Some(&everything))
+        .unwrap();
+    assert_eq!(all.iter().filter(|(_, _, p)| p.is_some()).count(), 8);
 }
 
 /// A limited history read whose oldest rows are in the tree and newest still in `pending`
@@ -751,7 +789,7 @@ fn limited_history_starts_at_the_oldest_row_wherever_it_lies() {
     store.persist().unwrap();
     // Revisions 2..=11 are in the tree; 12..=21 wait in `pending` for the log.
     (11..=20).for_each(put);
-    let rows = store.history(2, 21, 5, false).unwrap();
+    let rows = store.history(2, 21, 5, None).unwrap();
     let revs: Vec<i64> = rows.iter().map(|(id, _, _)| id.rev).collect();
     assert_eq!(revs, vec![2, 3, 4, 5, 6]);
     durable.set(20);

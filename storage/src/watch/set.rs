@@ -217,11 +217,10 @@ impl WatchSet {
     /// One step of reading history for a watcher. `None` means "nothing matched in this step".
     async fn catch_up(&mut self, id: u64) -> Option<(WatcherKey, Result<WatchItem, StoreError>)> {
         let key = WatcherKey(id);
-        let Some((from, through, with_prev)) = self
-            .views
-            .get(&id)
-            .and_then(|v| Some((v.next_rev, v.disk_until?, v.opts.prev_kv)))
-        else {
+        let Some((from, through, prev_within)) = self.views.get(&id).and_then(|v| {
+            let prev_within = v.opts.prev_kv.then(|| v.opts.range.clone());
+            Some((v.next_rev, v.disk_until?, prev_within))
+        }) else {
             self.catching.retain(|&c| c != id);
             return None;
         };
@@ -243,7 +242,7 @@ impl WatchSet {
                 from,
                 through,
                 rows: tokio::task::spawn_blocking(move || {
-                    store.history(from, through, CATCH_UP_ROWS, with_prev)
+                    store.history(from, through, CATCH_UP_ROWS, prev_within.as_ref())
                 }),
             });
         }
