@@ -343,7 +343,9 @@ async fn identify(
     // ago must not still let a write through here. Reads (safe methods) are served from local
     // state, which trails by about one replication round, as documented. The catch-up comes
     // only once a caller has proved something (a signature, a token, a local setup request),
-    // so anonymous requests cannot drive barriers, and public endpoints need no quorum.
+    // so anonymous requests cannot drive barriers of their own, and public endpoints need no
+    // quorum. (A key this node does not know joins a shared, serialized catch-up, bounded in
+    // time, before it is refused: see `signed`.)
     let fresh = !method.is_safe();
     let auth = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -419,6 +421,10 @@ async fn bearer(state: &ApiState, token: &str, fresh: bool) -> Result<Identity, 
     Ok(Identity::User { claims, user })
 }
 
+/// How long a request signed with a key this node does not know waits for a shared catch-up
+/// (which takes one round trip to the leader when the cluster is healthy).
+const UNKNOWN_KEY_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn signed(
     state: &ApiState,
     method: &axum::http::Method,
@@ -434,15 +440,32 @@ async fn signed(
         .store
         .credential_by_access_key(&auth.access_key)
         .await?;
-    if credential.as_ref().is_none_or(|c| !c.enabled) {
+    // Whether this node's state now holds every write acknowledged before the request.
+    let mut caught_up = false;
+    // Only for a request that could pass once the key is known: a stale or missing timestamp
+    // fails anyway (after the key check, in the contract's order), so it joins no catch-up.
+    let timely = headers
+        .get("x-hermes-timestamp")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.parse::<i64>().ok())
+        .is_some_and(|ts| unix_now().abs_diff(ts) <= state.hmac_max_skew);
+    if timely && credential.as_ref().is_none_or(|c| !c.enabled) {
         // A credential created or enabled through another node a moment ago (answered, so
         // committed) may not be applied here yet: catch up before refusing it. The caller
-        // has proved nothing, so the catch-up is a shared one.
-        state.shared_catch_up.run().await?;
-        credential = state
-            .store
-            .credential_by_access_key(&auth.access_key)
-            .await?;
+        // has proved nothing, so the catch-up is a shared one, and a short one: without a
+        // quorum (when nothing new can have been answered anyway) the key is refused as it
+        // stands rather than holding the connection for the store's whole timeout.
+        match tokio::time::timeout(UNKNOWN_KEY_CATCH_UP, state.shared_catch_up.run()).await {
+            Ok(Ok(())) => {
+                caught_up = true;
+                credential = state
+                    .store
+                    .credential_by_access_key(&auth.access_key)
+                    .await?;
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "no catch-up for an unknown access key"),
+            Err(_) => tracing::debug!("no catch-up in time for an unknown access key"),
+        }
     }
     let credential = credential.ok_or_else(|| ApiError::unauthorized("invalid access key"))?;
     if !credential.enabled {
@@ -483,7 +506,8 @@ async fn signed(
     }
     // The signature proved the secret; a change then goes by the credential as it stands
     // after every acknowledged write (deleted, disabled or narrowed through another node).
-    let credential = if fresh {
+    // A shared catch-up above started after the request arrived: that already holds.
+    let credential = if fresh && !caught_up {
         state.store.catch_up().await?;
         state
             .store

@@ -90,6 +90,16 @@ mod tests {
         (shared, rounds, gate)
     }
 
+    /// A caller's outcome; a caller still waiting after seconds is a failure, not a hang.
+    async fn outcome(
+        caller: tokio::task::JoinHandle<Result<(), ControlError>>,
+    ) -> Result<(), ControlError> {
+        tokio::time::timeout(std::time::Duration::from_secs(10), caller)
+            .await
+            .expect("a caller never finished")
+            .expect("a caller panicked")
+    }
+
     async fn until(what: &str, mut done: impl FnMut() -> bool) {
         for _ in 0..1000 {
             if done() {
@@ -120,7 +130,7 @@ mod tests {
         }
         assert_eq!(rounds.load(Ordering::SeqCst), 1, "one round at a time");
         gate.add_permits(1);
-        first.await.unwrap().unwrap();
+        outcome(first).await.unwrap();
         until("the second round starts", || {
             rounds.load(Ordering::SeqCst) == 2
         })
@@ -131,7 +141,7 @@ mod tests {
         );
         gate.add_permits(1);
         for c in later {
-            c.await.unwrap().unwrap();
+            outcome(c).await.unwrap();
         }
         assert_eq!(rounds.load(Ordering::SeqCst), 2, "fifty callers, one round");
     }
@@ -154,7 +164,7 @@ mod tests {
         }
         leaver.abort();
         gate.add_permits(2);
-        stayer.await.unwrap().unwrap();
+        outcome(stayer).await.unwrap();
         assert_eq!(rounds.load(Ordering::SeqCst), 2);
     }
 

@@ -134,7 +134,8 @@ pub trait ControlStore: Send + Sync + 'static {
     /// [`credential_by_access_key`](Self::credential_by_access_key)) may be served from local
     /// state that trails a write made through another node by a replication round; callers
     /// for whom that would be wrong (every change, once its caller has proved who they are; a
-    /// sign-in; a token newer than the local record) call this first.
+    /// sign-in; a token newer than the local record; a signature by an access key unknown or
+    /// disabled here, through one catch-up shared by all such requests) call this first.
     async fn catch_up(&self) -> Result<()>;
 
     // --- namespaces ---
