@@ -62,7 +62,12 @@ impl election_server::Election for Election {
                 // lead too; that is the original's bug, not something a client relies on.
                 let (h, still) = concurrency::get_key(api, &who, &key).await?;
                 if still.is_none_or(|kv| kv.create_revision != rev) {
-                    return Err(EtcdError::new(Code::Unknown, "election: session expired"));
+                    // Nothing of this campaign is left to remove.
+                    abandon.keep();
+                    return Err(EtcdError::new(
+                        Code::Unknown,
+                        "etcdserver: election: session expired",
+                    ));
                 }
                 abandon.keep();
                 Ok(CampaignResponse {

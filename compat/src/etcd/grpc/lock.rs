@@ -34,6 +34,8 @@ impl lock_server::Lock for Lock {
                 // The lease may have expired while waiting: then the lock is not held.
                 let (h, still) = concurrency::get_key(api, &who, &key).await?;
                 if still.is_none_or(|kv| kv.create_revision != mine.create_revision) {
+                    // Nothing of this request is left to remove.
+                    abandon.keep();
                     return Err(EtcdError::new(
                         Code::Unknown,
                         "etcdserver: session expired while waiting for the lock",
