@@ -174,10 +174,14 @@ load_grpc() {
 }
 
 header() { printf '%-22s %12s %10s %10s  %s\n' "server" "puts/s" "p50" "p99" "errors"; }
-# A load that failed (in its command substitution, whose exit stops only itself) printed its
-# reason already and left no figures: stop here rather than on an unset variable.
+# A load that failed (in its command substitution, whose exit stops only itself) left no
+# figures: stop here, with what the clients said, rather than on an unset variable.
 row() {
-  [ $# -ge 4 ] || { echo "$1: no figures; the load failed (reason above)" >&2; exit 1; }
+  if [ $# -lt 4 ]; then
+    echo "$1: no figures; the load failed" >&2
+    tail -n 5 "$WORK"/grpc.log "$WORK"/wrk.log 2>/dev/null >&2 || true
+    exit 1
+  fi
   printf '%-22s %12s %10s %10s  %s\n' "$1" $2 $3 $4 "${*:5}"
 }
 
