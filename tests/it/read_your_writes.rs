@@ -94,29 +94,12 @@ fn credentials_take_effect_on_the_follower_that_changed_them() {
 #[test]
 fn a_credential_deleted_through_the_leader_changes_nothing_through_a_follower() {
     let mut c = Cluster::start(3);
-    let leader = c.leader();
-    let admin = Api::anonymous(&c.node(leader).admin()).admin_credential();
-    let followers: Vec<String> = c
-        .nodes
-        .iter()
-        .filter(|n| n.id != leader)
-        .map(|n| n.admin())
-        .collect();
+    let (admin, followers) = leader_admin_and_followers(&mut c);
     for round in 0..30 {
-        let (s, made) = admin.post(
-            "/api/v1/credentials",
-            &json!({"description": format!("r{round}"), "scopes": ["config:write"]}),
-        );
-        assert_eq!(s, 201, "{made}");
+        let made = new_credential(&admin, round, "config:write");
         let id = made["id"].as_i64().unwrap();
         assert_eq!(admin.delete(&format!("/api/v1/credentials/{id}")).0, 200);
-        let revoked = Api {
-            base: followers[round % 2].clone(),
-            ..admin.with(Auth::Hmac {
-                access_key: made["access_key"].as_str().unwrap().to_string(),
-                secret_key: made["secret_key"].as_str().unwrap().to_string(),
-            })
-        };
+        let revoked = signed_by(&admin, &made, &followers[round % 2]);
         let (s, b) = revoked.post(
             "/api/v1/clusters",
             &json!({"name": format!("c{round}"), "nodes": [{"host": "127.0.0.1", "port": 9}]}),
@@ -127,32 +110,49 @@ fn a_credential_deleted_through_the_leader_changes_nothing_through_a_follower() 
     assert_eq!((s, &b["total"]), (200, &json!(0)), "{b}");
 }
 
-/// Without the catch-up the first round already fails (the follower learns of the commit on
-/// the leader's next message); thirty rounds make a regression fail all but surely.
-#[test]
-fn a_credential_created_through_the_leader_works_through_a_follower_at_once() {
-    let mut c = Cluster::start(3);
+/// The leader's admin client, and the followers' admin addresses.
+fn leader_admin_and_followers(c: &mut Cluster) -> (Api, Vec<String>) {
     let leader = c.leader();
     let admin = Api::anonymous(&c.node(leader).admin()).admin_credential();
-    let followers: Vec<String> = c
+    let followers = c
         .nodes
         .iter()
         .filter(|n| n.id != leader)
         .map(|n| n.admin())
         .collect();
+    (admin, followers)
+}
+
+/// A credential made through `admin`, with its secret.
+fn new_credential(admin: &Api, round: usize, scope: &str) -> serde_json::Value {
+    let (s, made) = admin.post(
+        "/api/v1/credentials",
+        &json!({"description": format!("r{round}"), "scopes": [scope]}),
+    );
+    assert_eq!(s, 201, "{made}");
+    made
+}
+
+/// A client of the node at `base` signing with the credential `made`.
+fn signed_by(admin: &Api, made: &serde_json::Value, base: &str) -> Api {
+    Api {
+        base: base.to_string(),
+        ..admin.with(Auth::Hmac {
+            access_key: made["access_key"].as_str().unwrap().to_string(),
+            secret_key: made["secret_key"].as_str().unwrap().to_string(),
+        })
+    }
+}
+
+/// Without the catch-up the first round already fails (the follower learns of the commit on
+/// the leader's next message); thirty rounds make a regression fail all but surely.
+#[test]
+fn a_credential_created_through_the_leader_works_through_a_follower_at_once() {
+    let mut c = Cluster::start(3);
+    let (admin, followers) = leader_admin_and_followers(&mut c);
     for round in 0..30 {
-        let (s, made) = admin.post(
-            "/api/v1/credentials",
-            &json!({"description": format!("r{round}"), "scopes": ["config:read"]}),
-        );
-        assert_eq!(s, 201, "{made}");
-        let fresh = Api {
-            base: followers[round % 2].clone(),
-            ..admin.with(Auth::Hmac {
-                access_key: made["access_key"].as_str().unwrap().to_string(),
-                secret_key: made["secret_key"].as_str().unwrap().to_string(),
-            })
-        };
+        let made = new_credential(&admin, round, "config:read");
+        let fresh = signed_by(&admin, &made, &followers[round % 2]);
         let (s, b) = fresh.get("/api/v1/domains");
         assert_eq!(
             s, 200,
