@@ -444,11 +444,13 @@ async fn signed(
     let mut caught_up = false;
     // Only for a request that could pass once the key is known: a stale or missing timestamp
     // fails anyway (after the key check, in the contract's order), so it joins no catch-up.
-    let timely = headers
-        .get("x-hermes-timestamp")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.parse::<i64>().ok())
-        .is_some_and(|ts| unix_now().abs_diff(ts) <= state.hmac_max_skew);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let timely = hmac::timestamp_within(
+        header("x-hermes-timestamp"),
+        unix_now(),
+        state.hmac_max_skew,
+    )
+    .is_ok();
     if timely && credential.as_ref().is_none_or(|c| !c.enabled) {
         // A credential created or enabled through another node a moment ago (answered, so
         // committed) may not be applied here yet: catch up before refusing it. The caller
@@ -471,7 +473,6 @@ async fn signed(
     if !credential.enabled {
         return Err(ApiError::unauthorized("credential is disabled"));
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     // The original signs the decoded path (Go's URL.Path).
     let decoded = percent_encoding::percent_decode_str(uri.path()).decode_utf8_lossy();
     let request = hmac::Signed {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
-use hermes_control::store::ControlError;
+use hermes_control::store::{ControlError, ControlStore};
 
 type Round = Shared<BoxFuture<'static, Result<(), ControlError>>>;
 
@@ -33,6 +33,14 @@ impl SharedCatchUp {
             catch_up,
             newest: Mutex::new(None),
         }
+    }
+
+    /// Shares `store`'s [`ControlStore::catch_up`].
+    pub fn for_store(store: Arc<dyn ControlStore>) -> SharedCatchUp {
+        SharedCatchUp::new(Arc::new(move || {
+            let store = store.clone();
+            async move { store.catch_up().await }.boxed()
+        }))
     }
 
     /// Returns once a catch-up that started after this call has finished.

@@ -206,11 +206,8 @@ pub fn verify(
     now: i64,
     max_skew: u64,
 ) -> Result<i64, HmacError> {
-    let ts = timestamp.ok_or(HmacError::MissingTimestamp)?;
-    let ts_secs: i64 = ts.parse().map_err(|_| HmacError::InvalidTimestamp)?;
-    if now.abs_diff(ts_secs) > max_skew {
-        return Err(HmacError::Expired);
-    }
+    let ts_secs = timestamp_within(timestamp, now, max_skew)?;
+    let ts = timestamp.unwrap_or_default();
     let body_hash = body_sha256(body);
     // The original reads the header with Go's `Header.Get`: an empty value counts as absent.
     if let Some(claimed) = body_sha256_header.filter(|claimed| !claimed.is_empty()) {
@@ -228,6 +225,21 @@ pub fn verify(
     } else {
         Err(HmacError::BadSignature)
     }
+}
+
+/// The first of [`verify`]'s checks, which needs no secret: the `X-Hermes-Timestamp` value is
+/// present, an integer, and within `max_skew` seconds of `now`. Returns it.
+pub fn timestamp_within(
+    timestamp: Option<&str>,
+    now: i64,
+    max_skew: u64,
+) -> Result<i64, HmacError> {
+    let ts = timestamp.ok_or(HmacError::MissingTimestamp)?;
+    let ts_secs: i64 = ts.parse().map_err(|_| HmacError::InvalidTimestamp)?;
+    if now.abs_diff(ts_secs) > max_skew {
+        return Err(HmacError::Expired);
+    }
+    Ok(ts_secs)
 }
 
 fn signature_hex(secret_key: &str, string_to_sign: &str) -> String {

@@ -489,15 +489,9 @@ pub async fn run(
         registry: registry.clone(),
         draining: draining.clone(),
         api: hermes_api::ApiState {
-            shared_catch_up: {
-                let store = api_store.clone();
-                Arc::new(hermes_api::shared_catch_up::SharedCatchUp::new(Arc::new(
-                    move || {
-                        let store = store.clone();
-                        Box::pin(async move { store.catch_up().await })
-                    },
-                )))
-            },
+            shared_catch_up: Arc::new(hermes_api::shared_catch_up::SharedCatchUp::for_store(
+                api_store.clone(),
+            )),
             store: api_store,
             oidc: oidc.clone(),
             cors_origins: config.api.cors_origins.clone(),
