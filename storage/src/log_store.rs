@@ -235,34 +235,43 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<LogOp>) {
                 failed = Some(e.clone());
             }
         }
+        // The durable mark moves, and the cache is trimmed, before anyone hears of this group:
+        // raft's task, woken by an acknowledgement, reads the entries it applies from the
+        // cache, and would otherwise wait on the trim's write lock.
         let mut flushed_upto = None;
-        let mut close = Vec::new();
-        for op in ops {
+        for op in &ops {
             match op {
-                LogOp::Append { callback, last, .. } => {
-                    flushed_upto = Some(last);
-                    let outcome = result.clone().map_err(std::io::Error::other);
-                    callback.log_io_completed(outcome);
-                }
-                LogOp::Truncate { from, done } => {
+                LogOp::Append { last, .. } => flushed_upto = Some(*last),
+                LogOp::Truncate { from, .. } => {
                     // Appends of this group that the cut removed are not durable, and the
                     // mark drops before raft hears the cut is done.
-                    flushed_upto = flushed_upto.filter(|l| l.index < from);
+                    flushed_upto = flushed_upto.filter(|l| l.index < *from);
                     if result.is_ok() {
                         let durable = &shared.durable;
                         durable.set(durable.upto().min(from.saturating_sub(1)));
                     }
-                    let _ = done.send(result.clone());
                 }
-                LogOp::Purge { done, .. } | LogOp::Vote { done, .. } => {
-                    let _ = done.send(result.clone());
-                }
-                LogOp::Close(done) => close.push(done),
+                LogOp::Purge { .. } | LogOp::Vote { .. } | LogOp::Close(_) => {}
             }
         }
         if let (Ok(()), Some(upto)) = (&result, flushed_upto) {
             shared.durable.set(upto.index);
             trim_cache(&shared, upto.index);
+        }
+        let mut close = Vec::new();
+        for op in ops {
+            match op {
+                LogOp::Append { callback, .. } => {
+                    let outcome = result.clone().map_err(std::io::Error::other);
+                    callback.log_io_completed(outcome);
+                }
+                LogOp::Truncate { done, .. }
+                | LogOp::Purge { done, .. }
+                | LogOp::Vote { done, .. } => {
+                    let _ = done.send(result.clone());
+                }
+                LogOp::Close(done) => close.push(done),
+            }
         }
         // The watermark, after the acknowledgements (on the metadata thread). A stop writes
         // it below and waits for it: a write queued here would clear the dirty flag and leave
