@@ -13,6 +13,7 @@
 //! the answer sees the write.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -31,7 +32,7 @@ use crate::peer_proto::{ForwardError, PATH_WRITE};
 /// Proposals outstanding at once. Measured: one keeps batches largest and is fastest on both
 /// one node and three (more entries in flight cost more fsyncs than they hide latency).
 pub const MAX_IN_FLIGHT: usize = 1;
-/// How long a batch waits for more writes when the previous one was bigger.
+/// How long a batch waits, at most, for the writes it expects (see `expected` in [`run`]).
 const LINGER: std::time::Duration = std::time::Duration::from_micros(LINGER_US);
 const LINGER_US: u64 = 2000;
 /// Writes per proposal.
@@ -79,7 +80,9 @@ pub(crate) async fn run(
     };
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut in_flight = JoinSet::new();
-    let mut last_batch = 0usize;
+    // Writes the last proposal answered: their writers are likely to send their next ones
+    // soon. Set before that proposal's permit is released.
+    let answered = Arc::new(AtomicUsize::new(0));
     // Writes taken off the queue while the previous batch is still out.
     let mut backlog: VecDeque<Pending> = VecDeque::new();
     let mut open = true;
@@ -106,6 +109,12 @@ pub(crate) async fn run(
             refuse_forwarded_if_not_leader(&node, &mut backlog);
         };
         let Some(permit) = permit else { break };
+        // The writers to wait for under load: those just answered and those that queued
+        // while the last proposal was out. Counting the queued ones keeps two groups of
+        // writers from settling into alternate proposals of half the size each (one group
+        // queues while the other's batch is out, then goes alone while the other turns
+        // round), which doubles the fsyncs and replication rounds per write.
+        let expected = (answered.load(Ordering::Relaxed) + backlog.len()).min(MAX_BATCH);
         let first = match backlog.pop_front() {
             Some(item) => item,
             None if !open => break,
@@ -138,7 +147,7 @@ pub(crate) async fn run(
                     any_local |= !item.local_only;
                     batch.push(item);
                 }
-                Err(_) if any_local && last_batch > 1 && batch.len() < last_batch => {
+                Err(_) if any_local && expected > 1 && batch.len() < expected => {
                     // Under load, give the writers that just got their answers a moment to
                     // send their next write, so that it joins this batch.
                     match tokio::time::timeout_at(linger_until, rx.recv()).await {
@@ -153,12 +162,13 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        last_batch = batch.len();
         let Some(node) = node.upgrade() else { break };
+        let answered = answered.clone();
         in_flight.spawn(async move {
             let started = tokio::time::Instant::now();
             let writes = batch.len();
             let proposed = dispatch(&node, batch).await;
+            answered.store(writes, Ordering::Relaxed);
             drop(permit);
             if let (true, Some(m)) = (proposed, &node.exporter) {
                 m.proposal_writes.observe(writes as f64);

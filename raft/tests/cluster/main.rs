@@ -18,3 +18,4 @@ mod t50_partitioned_leader;
 mod t60_follower_reads_its_writes;
 mod t70_leadership_transfer;
 mod t80_committed_index_on_disk;
+mod t90_batches_stay_whole;
