@@ -2,7 +2,7 @@
 # Put throughput and latency through the etcd v3 API, JSON gateway and gRPC: Hermes (1 and 3
 # nodes) side by side with Debian's etcd 3.4 (1 and 3 members), same clients (JSON: wrk +
 # bench/put.lua, 16 connections; gRPC: tests/benches/grpc_put.rs on the etcd-client crate,
-# 16 requests in flight over 2 connections), 64-byte values, unique keys, same machine, same
+# 16 requests in flight over 2 connections, each on a thread of its own), 64-byte values, unique keys, same machine, same
 # disk, both fsyncing every acknowledged write. Clusters of 3 are loaded through their leader
 # and, separately, through a follower (which forwards every write). Prints one table.
 #
@@ -12,7 +12,8 @@
 # client of the original Hermes controller; bench/grpc_put_go, built from Debian's
 # golang-etcd-server-dev) instead of the etcd-client crate, and KEYS=one-key puts the same key
 # every time instead of a new one (a key with a long history). CONNECTIONS (default 16) and
-# GRPC_CLIENTS (default 2) set the load. IDLE_WATCHERS=<streams>x<per-stream> (e.g. 10x1000)
+# GRPC_CLIENTS (default 2) set the load; GRPC_RUNTIME=shared runs the etcd-client connections on
+# one two-thread runtime instead of a single-threaded one each. IDLE_WATCHERS=<streams>x<per-stream> (e.g. 10x1000)
 # holds that many watchers on keys nobody writes open on the loaded member during each run
 # (bench/idle_watchers_go, Go's clientv3): what writes pay for watchers they do not concern.
 set -euo pipefail
@@ -29,11 +30,14 @@ bench_need etcd:etcd-server wrk:wrk
 bench_build
 cargo bench -p hermes-tests --bench grpc_put --no-run >/dev/null 2>&1 || cargo bench -p hermes-tests --bench grpc_put --no-run
 CLIENT=${CLIENT:-rust}
+GRPC_RUNTIME=${GRPC_RUNTIME:-threads}
+case "$GRPC_RUNTIME" in threads) RUNTIME_ARG=() ;; shared) RUNTIME_ARG=(shared) ;; *) echo "GRPC_RUNTIME must be threads or shared" >&2; exit 2 ;; esac
 KEYS=${KEYS:-unique}
 case "$KEYS" in unique) KEY_ARG=() ;; one-key) KEY_ARG=(one-key) ;; *) echo "KEYS must be unique or one-key" >&2; exit 2 ;; esac
 case "$CLIENT" in
   rust) ;;
   go)
+    [ "$GRPC_RUNTIME" = threads ] || { echo "GRPC_RUNTIME is for the etcd-client client" >&2; exit 2; }
     [ "${ONLY:-}" = json ] && { echo "CLIENT=go is for the gRPC half" >&2; exit 2; }
     bench_need go:golang-go /usr/share/gocode/src/go.etcd.io/etcd/clientv3:golang-etcd-server-dev
     GO_CLIENT=$PWD/target/release/grpc_put_go
@@ -166,7 +170,7 @@ load_grpc() {
   if [ "$CLIENT" = go ]; then
     out=$("$GO_CLIENT" "$1" "$DURATION" "$CONNECTIONS" "$GRPC_CLIENTS" "${KEY_ARG[@]}" 2>>"$WORK/grpc.log")
   else
-    out=$(cargo bench -q -p hermes-tests --bench grpc_put -- "$1" "$DURATION" "$CONNECTIONS" "$GRPC_CLIENTS" "${KEY_ARG[@]}" 2>>"$WORK/grpc.log")
+    out=$(cargo bench -q -p hermes-tests --bench grpc_put -- "$1" "$DURATION" "$CONNECTIONS" "$GRPC_CLIENTS" "${KEY_ARG[@]}" "${RUNTIME_ARG[@]}" 2>>"$WORK/grpc.log")
   fi
   idle_stop
   echo "$out" >>"$WORK/grpc.log"
@@ -207,6 +211,6 @@ for via in leader follower; do
 done
 fi
 echo
-case "$CLIENT" in go) client="bench/grpc_put_go (Go clientv3)" ;; *) client="tests/benches/grpc_put.rs (etcd-client)" ;; esac
+case "$CLIENT" in go) client="bench/grpc_put_go (Go clientv3)" ;; *) client="tests/benches/grpc_put.rs (etcd-client, runtime: $GRPC_RUNTIME)" ;; esac
 echo "gRPC: $client, $CONNECTIONS in flight over $GRPC_CLIENTS clients, ${DURATION}s, keys: $KEYS${IDLE_WATCHERS:+, idle watchers: $IDLE_WATCHERS}"
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -s bench/put.lua; 64-byte values; $(nproc) cores; $(etcd --version | head -1); hermes $("$HERMES" version | awk '{print $2}')"
