@@ -114,7 +114,10 @@ pub(crate) async fn run(
         // writers from settling into alternate proposals of half the size each (one group
         // queues while the other's batch is out, then goes alone while the other turns
         // round), which doubles the fsyncs and replication rounds per write.
-        let expected = (answered.load(Ordering::Relaxed) + backlog.len()).min(MAX_BATCH);
+        // A last proposal of one write says nothing about load: queued writes then go at once,
+        // so that independent writers at a low rate never wait for each other.
+        let answered_last = answered.load(Ordering::Relaxed);
+        let expected = (answered_last + backlog.len()).min(MAX_BATCH);
         let first = match backlog.pop_front() {
             Some(item) => item,
             None if !open => break,
@@ -147,7 +150,7 @@ pub(crate) async fn run(
                     any_local |= !item.local_only;
                     batch.push(item);
                 }
-                Err(_) if any_local && expected > 1 && batch.len() < expected => {
+                Err(_) if any_local && answered_last > 1 && batch.len() < expected => {
                     // Under load, give the writers that just got their answers a moment to
                     // send their next write, so that it joins this batch.
                     match tokio::time::timeout_at(linger_until, rx.recv()).await {

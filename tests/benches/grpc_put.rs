@@ -60,7 +60,7 @@ fn main() {
     }
     let load = Arc::new(Load {
         endpoint,
-        // Worker w uses client w % clients, so the first in_flight % clients get one more.
+        // Spread as evenly as they go: the first in_flight % clients clients get one more.
         per_client: (0..clients)
             .map(|c| in_flight / clients + usize::from(c < in_flight % clients))
             .collect(),
@@ -102,7 +102,16 @@ fn run_threads(load: &Arc<Load>, duration: Duration) -> (Vec<Duration>, Duration
                     .build()
                     .unwrap();
                 rt.block_on(async {
-                    let client = connect(&load).await;
+                    // A client that cannot connect stops the program: the others and the
+                    // main thread would otherwise wait at the barrier for it forever.
+                    let client =
+                        match etcd_client::Client::connect([load.endpoint.clone()], None).await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                eprintln!("connecting to {}: {e}", load.endpoint);
+                                std::process::exit(1);
+                            }
+                        };
                     ready.wait();
                     let workers = spawn_workers(&load, &client, c, load.per_client[c]);
                     collect(workers).await
