@@ -13,6 +13,7 @@
 //! The connection tasks belong to the server: when it stops (its `shutdown` resolved and the
 //! open connections finished, or the server task was aborted) none outlive it.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -56,6 +57,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head, in bytes (hyper's read buffer for HTTP/1.1, the header list for h2).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// A request as a listener's service receives it from the connection.
+pub type IncomingRequest = axum::http::Request<Incoming>;
+
 /// Serves `router` on `listener` until `shutdown` resolves and every open connection has
 /// finished (long-lived ones are the caller's to cut off, by aborting this task).
 pub async fn serve(
@@ -64,6 +68,24 @@ pub async fn serve(
     bounds: Bounds,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    serve_service(listener, router, bounds, shutdown).await
+}
+
+/// [`serve`] for any service, for a listener that dispatches some requests before a router
+/// would (the etcd listener hands gRPC calls straight to tonic).
+pub async fn serve_service<S>(
+    listener: TcpListener,
+    service: S,
+    bounds: Bounds,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()>
+where
+    S: tower::Service<IncomingRequest, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -105,10 +127,10 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        let service = service.clone();
+        let service = hyper::service::service_fn(move |mut req: IncomingRequest| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            router.clone().oneshot(req)
+            service.clone().oneshot(req)
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)

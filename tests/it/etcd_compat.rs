@@ -223,6 +223,8 @@ fn sequence() -> Vec<(&'static str, Value)> {
         ("/v3/maintenance/status", json!({})),
         ("/v3/maintenance/alarm", json!({})),
         ("/v3/cluster/member/list", json!({})),
+        ("/v3/kv/nope", json!({})),
+        ("/v3beta/nope", json!({})),
     ]
 }
 

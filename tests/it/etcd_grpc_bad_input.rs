@@ -87,11 +87,51 @@ async fn outcomes(endpoint: &str) -> Vec<(&'static str, String)> {
     ));
     out.push(("get an empty key", show(c.get("", None).await.map(drop))));
 
+    for path in [
+        "/etcdserverpb.Nope/Range",
+        "/etcdserverpb.KV/Nope",
+        "/no-service-at-all",
+    ] {
+        out.push(("a call no service answers", raw_grpc(endpoint, path).await));
+    }
+
     // Still serving.
     c.put("/bad/after", "fine", None).await.unwrap();
     let got = c.get("/bad/after", None).await.unwrap();
     assert_eq!(got.kvs()[0].value(), b"fine");
     out
+}
+
+/// An empty gRPC call to `path` over HTTP/2 without TLS, as a client that names a service or
+/// method the server lacks sends it: the HTTP status and the gRPC status and message.
+async fn raw_grpc(endpoint: &str, path: &str) -> String {
+    let addr = endpoint.replace("http://", "");
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let driver = tokio::spawn(conn);
+    let req = hyper::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let answer = format!(
+        "HTTP {}, grpc-status {:?}, grpc-message {:?}",
+        resp.status().as_u16(),
+        header("grpc-status"),
+        header("grpc-message")
+    );
+    driver.abort();
+    answer
 }
 
 #[test]

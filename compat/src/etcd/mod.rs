@@ -32,9 +32,12 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use futures_util::future::Either;
+use hermes_raft::bounded_server::IncomingRequest;
 use tokio::sync::{mpsc, watch as signal};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
+use tower::ServiceExt as _;
 
 use error::EtcdError;
 
@@ -181,18 +184,24 @@ fn v3_routes() -> Router<Api> {
     unary.merge(streams)
 }
 
-/// Every route of the endpoint: the JSON gateway's paths and the gRPC services' (which are
-/// `/<package>.<Service>/<Method>`, so the two never collide).
-pub fn router(api: Api) -> Router {
-    let json = Router::new()
+/// The JSON gateway's routes, under `/v3/` and `/v3beta/`.
+pub fn json_router(api: Api) -> Router {
+    Router::new()
         .nest("/v3", v3_routes())
         .nest("/v3beta", v3_routes())
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             auth::require,
         ))
-        .with_state(api.clone());
-    json.merge(grpc::router(api))
+        // After the layer: etcd's gateway answers an unknown path before authenticating.
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "Not Found\n") })
+        .with_state(api)
+}
+
+/// Whether `path` is the JSON gateway's; every other path is a gRPC call
+/// (`/<package>.<Service>/<Method>`), so the two never collide.
+fn is_json_path(path: &str) -> bool {
+    path.starts_with("/v3/") || path.starts_with("/v3beta/")
 }
 
 /// A JSON answer, or the error's.
@@ -218,7 +227,17 @@ pub async fn serve(
         // campaign of a process, and the requests of all its tasks.
         max_streams: grpc::MAX_STREAMS_PER_CONNECTION,
     };
-    hermes_raft::bounded_server::serve(listener, router(api), bounds, shutdown).await
+    let json = json_router(api.clone());
+    let grpc = grpc::Services::new(api);
+    let service = tower::service_fn(move |req: IncomingRequest| {
+        if is_json_path(req.uri().path()) {
+            Either::Left(json.clone().oneshot(req))
+        } else {
+            let grpc = grpc.clone();
+            Either::Right(async move { Ok(grpc.call(req).await) })
+        }
+    });
+    hermes_raft::bounded_server::serve_service(listener, service, bounds, shutdown).await
 }
 
 /// A chunked response whose lines come from `rx`.

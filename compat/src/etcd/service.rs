@@ -188,20 +188,9 @@ impl Api {
         self.check_put(who, &req)?;
         if let Some(writes) = &self.config_writes {
             if let Some(target) = config_writes::classify(&req.key) {
-                check_write(&Command::Put(req.clone()))?;
-                let prev = if req.prev_kv {
-                    self.current(KeyRange::new(req.key.clone(), Vec::new()))
-                        .await?
-                        .into_iter()
-                        .next()
-                } else {
-                    None
-                };
-                let mut r = writes.put(target, &req, prev).await?;
-                if r.revision == 0 {
-                    r.revision = self.node.store().revision();
-                }
-                return Ok((self.header(r.revision), r));
+                // Boxed: this future is large and rare, and would otherwise make every
+                // put's future as large, moved whole at each of the boxes on its way.
+                return Box::pin(self.put_config(writes, target, req)).await;
             }
         }
         let cmd = Command::Put(req);
@@ -210,6 +199,29 @@ impl Api {
             CommandResponse::Put(r) => Ok((self.header(r.revision), r)),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// A put of a compat-mode configuration key, which goes to the configuration store.
+    async fn put_config(
+        &self,
+        writes: &config_writes::ConfigWrites,
+        target: config_writes::ConfigKey,
+        req: PutRequest,
+    ) -> Result<(Header, PutResponse), EtcdError> {
+        check_write(&Command::Put(req.clone()))?;
+        let prev = if req.prev_kv {
+            self.current(KeyRange::new(req.key.clone(), Vec::new()))
+                .await?
+                .into_iter()
+                .next()
+        } else {
+            None
+        };
+        let mut r = writes.put(target, &req, prev).await?;
+        if r.revision == 0 {
+            r.revision = self.node.store().revision();
+        }
+        Ok((self.header(r.revision), r))
     }
 
     pub async fn delete_range(

@@ -90,8 +90,12 @@ fn prefix() -> String {
     format!("{CONTROL_PREFIX}etcd-auth/")
 }
 
+/// Read on every etcd request (whether authentication is on), so built once.
+static STATE_KEY: std::sync::LazyLock<Vec<u8>> =
+    std::sync::LazyLock::new(|| format!("{}state", prefix()).into_bytes());
+
 pub fn state_key() -> Vec<u8> {
-    format!("{}state", prefix()).into_bytes()
+    STATE_KEY.clone()
 }
 
 pub fn user_key(name: &str) -> Vec<u8> {
@@ -146,7 +150,7 @@ pub fn state_pinned(store: &KvStore) -> Result<(Option<AuthState>, Pin), EtcdErr
 }
 
 pub fn state(store: &KvStore) -> Result<Option<AuthState>, EtcdError> {
-    Ok(read(store, &state_key())?.0)
+    Ok(read(store, &STATE_KEY)?.0)
 }
 
 pub fn user(store: &KvStore, name: &str) -> Result<Option<User>, EtcdError> {
