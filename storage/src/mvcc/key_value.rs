@@ -3,8 +3,14 @@
 use serde::{Deserialize, Serialize};
 
 /// A key at one of its versions, shaped like etcd's `mvccpb.KeyValue`.
+///
+/// Byte strings here and in the requests are marked `serde_bytes`: postcard writes them just as
+/// it writes a plain `Vec<u8>` (the length, then the bytes), so stored rows and log entries
+/// keep their encoding, but in one copy instead of one serializer call per byte. Every applied
+/// write encodes its row on the apply path.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KeyValue {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// Revision of the write that created this key's current generation.
     pub create_revision: i64,
@@ -12,6 +18,7 @@ pub struct KeyValue {
     pub mod_revision: i64,
     /// Number of writes since creation (1 for a fresh key); reset by deletion.
     pub version: i64,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Lease id the key is attached to, 0 for none.
     pub lease: i64,
@@ -43,7 +50,9 @@ pub struct RevisionEvents {
 /// zero byte means every key `>= key`; otherwise `[key, range_end)`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KeyRange {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
 }
 
@@ -123,6 +132,46 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// [`KeyValue`] as it was encoded before its byte strings were marked `serde_bytes`.
+    #[derive(Serialize)]
+    struct PlainKeyValue {
+        key: Vec<u8>,
+        create_revision: i64,
+        mod_revision: i64,
+        version: i64,
+        value: Vec<u8>,
+        lease: i64,
+    }
+
+    proptest! {
+        #[test]
+        fn byte_strings_keep_the_stored_encoding(
+            key in proptest::collection::vec(any::<u8>(), 0..300),
+            value in proptest::collection::vec(any::<u8>(), 0..300),
+            revs in (any::<i64>(), any::<i64>(), any::<i64>(), any::<i64>()),
+        ) {
+            let plain = PlainKeyValue {
+                key: key.clone(),
+                create_revision: revs.0,
+                mod_revision: revs.1,
+                version: revs.2,
+                value: value.clone(),
+                lease: revs.3,
+            };
+            let kv = KeyValue {
+                key,
+                create_revision: revs.0,
+                mod_revision: revs.1,
+                version: revs.2,
+                value,
+                lease: revs.3,
+            };
+            let stored = crate::codec::encode(&plain).unwrap();
+            prop_assert_eq!(&crate::codec::encode(&kv).unwrap(), &stored);
+            prop_assert_eq!(crate::codec::decode::<KeyValue>(&stored).unwrap(), kv);
+        }
+    }
 
     #[test]
     fn range_forms() {
