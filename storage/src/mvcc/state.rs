@@ -566,7 +566,14 @@ impl<'a> Writer<'a> {
     }
 
     fn put(&mut self, req: &PutRequest) -> Result<PutResponse, ApplyError> {
-        let existing = self.st.get(&req.key);
+        // One lookup in the key index: the key's entry, or its place, is found once, read,
+        // checked, and then written. Nothing changes before the last check passes.
+        let st = &mut *self.st;
+        let slot = st.keys.entry(req.key.clone());
+        let (existing, marks) = match &slot {
+            btree_map::Entry::Occupied(o) => (o.get().current.clone(), o.get().marks.len()),
+            btree_map::Entry::Vacant(_) => (None, 0),
+        };
         if (req.ignore_value || req.ignore_lease) && existing.is_none() {
             return Err(KvError::KeyNotFound.into());
         }
@@ -578,18 +585,38 @@ impl<'a> Writer<'a> {
             (Some(kv), true) => kv.lease,
             _ => req.lease,
         };
-        if lease != 0 && !self.st.leases.contains_key(&lease) {
+        if lease != 0 && !st.leases.contains_key(&lease) {
             return Err(KvError::LeaseNotFound.into());
         }
-        let id = self.next_row();
-        let kv = KeyValue {
+        let id = RowId {
+            rev: self.rev,
+            sub: self.sub,
+        };
+        self.sub += 1;
+        if !self.saved_keys.contains_key(&req.key) {
+            let undo = existing.as_ref().map(|kv| KeyUndo {
+                current: Some(kv.clone()),
+                marks,
+            });
+            self.saved_keys.insert(req.key.clone(), undo);
+        }
+        let kv = Arc::new(KeyValue {
             key: req.key.clone(),
             create_revision: existing.as_ref().map_or(id.rev, |kv| kv.create_revision),
             mod_revision: id.rev,
             version: existing.as_ref().map_or(1, |kv| kv.version + 1),
             value,
             lease,
+        });
+        let entry = match slot {
+            btree_map::Entry::Occupied(o) => o.into_mut(),
+            btree_map::Entry::Vacant(v) => v.insert(KeyEntry::default()),
         };
+        entry.current = Some(kv.clone());
+        entry.marks.push(Mark {
+            id,
+            tombstone: false,
+        });
         let old_lease = existing.as_ref().map_or(0, |kv| kv.lease);
         if old_lease != 0 && old_lease != lease {
             self.detach(old_lease, &req.key);
@@ -597,13 +624,6 @@ impl<'a> Writer<'a> {
         if lease != 0 && old_lease != lease {
             self.attach(lease, &req.key);
         }
-        let kv = Arc::new(kv);
-        let entry = self.entry_to_change(&req.key);
-        entry.current = Some(kv.clone());
-        entry.marks.push(Mark {
-            id,
-            tombstone: false,
-        });
         let prev = existing.map(Arc::unwrap_or_clone);
         self.record(id, EventType::Put, Arc::unwrap_or_clone(kv), prev.clone());
         Ok(PutResponse {
