@@ -16,9 +16,14 @@
 # one two-thread runtime instead of a single-threaded one each. IDLE_WATCHERS=<streams>x<per-stream> (e.g. 10x1000)
 # holds that many watchers on keys nobody writes open on the loaded member during each run
 # (bench/idle_watchers_go, Go's clientv3): what writes pay for watchers they do not concern.
+# ROUNDS=<n> runs each layout n times, alternating etcd and Hermes, and prints the medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-15}
+# Each layout runs this many times, etcd and Hermes taking turns, so that the machine's drift
+# over minutes (±10% on a shared VM) falls on both alike; the medians close each half.
+ROUNDS=${ROUNDS:-1}
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive whole number" >&2; exit 2; }
 # Connections of wrk and gRPC puts in flight; gRPC spreads them over GRPC_CLIENTS connections.
 CONNECTIONS=${CONNECTIONS:-16}
 GRPC_CLIENTS=${GRPC_CLIENTS:-2}
@@ -187,30 +192,58 @@ row() {
     exit 1
   fi
   printf '%-22s %12s %10s %10s  %s\n' "$1" $2 $3 $4 "${*:5}"
+  RATES[$1]="${RATES[$1]:-} $2"
+}
+# One round of a layout: etcd then Hermes, or Hermes first on even rounds, so that a drift
+# within a round falls on each alike. Each argument is a command that prints one row.
+pair() { # round etcd-run hermes-run
+  if (( $1 % 2 )); then $2; $3; else $3; $2; fi
+}
+# puts/s of every run of each row, for the medians of `summary`.
+declare -A RATES
+median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR]=$1} END {print int((NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+# With ROUNDS > 1: each layout's median puts/s over the rounds, and Hermes over etcd.
+summary() { # "etcd row|hermes row"...
+  [ "$ROUNDS" -gt 1 ] || return 0
+  echo "median of $ROUNDS rounds (etcd and Hermes alternating):"
+  for p in "$@"; do
+    local e h
+    e=$(echo "${RATES["etcd 3.4, ${p%%|*}"]}" | median)
+    h=$(echo "${RATES["hermes, ${p##*|}"]}" | median)
+    printf '  %-18s etcd %7s  hermes %7s  %s\n' "${p##*|}" "$e" "$h" \
+      "$(awk -v h="$h" -v e="$e" 'BEGIN {printf "%.2fx", h / e}')"
+  done
 }
 
 if [ "${ONLY:-json}" = json ] || [ -z "${ONLY:-}" ]; then
 echo "JSON gateway:"
 header
-start_etcd 1;   row "etcd 3.4, 1 member" $(load http://127.0.0.1:23701/v3/kv/put); stop_all
-start_hermes 1; row "hermes, 1 node" $(load http://127.0.0.1:24701/v3/kv/put); stop_all
+json_etcd_1() { start_etcd 1; row "etcd 3.4, 1 member" $(load http://127.0.0.1:23701/v3/kv/put); stop_all; }
+json_hermes_1() { start_hermes 1; row "hermes, 1 node" $(load http://127.0.0.1:24701/v3/kv/put); stop_all; }
+json_etcd_3() { start_etcd 3; row "etcd 3.4, 3, $via" $(load "$(member_url 23700 "$via")"); stop_all; }
+json_hermes_3() { start_hermes 3; row "hermes, 3, $via" $(load "$(member_url 24700 "$via")"); stop_all; }
+for r in $(seq "$ROUNDS"); do pair "$r" json_etcd_1 json_hermes_1; done
 for via in leader follower; do
-  start_etcd 3;   row "etcd 3.4, 3, $via" $(load "$(member_url 23700 "$via")"); stop_all
-  start_hermes 3; row "hermes, 3, $via" $(load "$(member_url 24700 "$via")"); stop_all
+  for r in $(seq "$ROUNDS"); do pair "$r" json_etcd_3 json_hermes_3; done
 done
+summary "1 member|1 node" "3, leader|3, leader" "3, follower|3, follower"
+RATES=()
 fi
 if [ "${ONLY:-grpc}" = grpc ] || [ -z "${ONLY:-}" ]; then
 echo
 echo "gRPC:"
 header
-start_etcd 1;   row "etcd 3.4, 1 member" $(load_grpc 127.0.0.1:23701); stop_all
-start_hermes 1; row "hermes, 1 node" $(load_grpc 127.0.0.1:24701); stop_all
+grpc_etcd_1() { start_etcd 1; row "etcd 3.4, 1 member" $(load_grpc 127.0.0.1:23701); stop_all; }
+grpc_hermes_1() { start_hermes 1; row "hermes, 1 node" $(load_grpc 127.0.0.1:24701); stop_all; }
+grpc_etcd_3() { start_etcd 3; row "etcd 3.4, 3, $via" $(load_grpc "$(hostport "$(member_url 23700 "$via")")"); stop_all; }
+grpc_hermes_3() { start_hermes 3; row "hermes, 3, $via" $(load_grpc "$(hostport "$(member_url 24700 "$via")")"); stop_all; }
+for r in $(seq "$ROUNDS"); do pair "$r" grpc_etcd_1 grpc_hermes_1; done
 for via in leader follower; do
-  start_etcd 3;   row "etcd 3.4, 3, $via" $(load_grpc "$(hostport "$(member_url 23700 "$via")")"); stop_all
-  start_hermes 3; row "hermes, 3, $via" $(load_grpc "$(hostport "$(member_url 24700 "$via")")"); stop_all
+  for r in $(seq "$ROUNDS"); do pair "$r" grpc_etcd_3 grpc_hermes_3; done
 done
+summary "1 member|1 node" "3, leader|3, leader" "3, follower|3, follower"
 fi
 echo
 case "$CLIENT" in go) client="bench/grpc_put_go (Go clientv3)" ;; *) client="tests/benches/grpc_put.rs (etcd-client, runtime: $GRPC_RUNTIME)" ;; esac
-echo "gRPC: $client, $CONNECTIONS in flight over $GRPC_CLIENTS clients, ${DURATION}s, keys: $KEYS${IDLE_WATCHERS:+, idle watchers: $IDLE_WATCHERS}"
+echo "gRPC: $client, $CONNECTIONS in flight over $GRPC_CLIENTS clients, ${DURATION}s, keys: $KEYS${IDLE_WATCHERS:+, idle watchers: $IDLE_WATCHERS}, rounds: $ROUNDS"
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -s bench/put.lua; 64-byte values; $(nproc) cores; $(etcd --version | head -1); hermes $("$HERMES" version | awk '{print $2}')"

@@ -1,10 +1,11 @@
-//! Serving an axum router on a listener within bounds, for every listener of a node that is
-//! not the proxy (admin, etcd, peer): at most [`Bounds::max_connections`] connections at once
-//! (further clients wait in the kernel's accept queue), a request head must arrive within
-//! [`Bounds::header_timeout`] (also the limit on an idle keep-alive connection), heads are
-//! bounded in size, and HTTP/2 connections are pinged and capped in streams. Bodies are each
-//! endpoint's to bound, in size and time, since only it knows which of its requests stream.
-//! The client's address reaches handlers as axum's `ConnectInfo<SocketAddr>`.
+//! Serving an axum router (or any service: [`serve_service`]) on a listener within bounds,
+//! for every listener of a node that is not the proxy (admin, etcd, peer): at most
+//! [`Bounds::max_connections`] connections at once (further clients wait in the kernel's
+//! accept queue), a request head must arrive within [`Bounds::header_timeout`] (also the
+//! limit on an idle keep-alive connection), heads are bounded in size, and HTTP/2 connections
+//! are pinged and capped in streams. Bodies are each endpoint's to bound, in size and time,
+//! since only it knows which of its requests stream. The client's address reaches handlers as
+//! axum's `ConnectInfo<SocketAddr>`.
 //!
 //! Bodies are bounded by [`bound_bodies`], a middleware each listener applies to the routes
 //! that read a whole body: a declared `Content-Length` over the limit is refused before a byte

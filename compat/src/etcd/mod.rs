@@ -198,10 +198,15 @@ pub fn json_router(api: Api) -> Router {
         .with_state(api)
 }
 
-/// Whether `path` is the JSON gateway's; every other path is a gRPC call
-/// (`/<package>.<Service>/<Method>`), so the two never collide.
-fn is_json_path(path: &str) -> bool {
-    path.starts_with("/v3/") || path.starts_with("/v3beta/")
+/// Whether `req` is a gRPC call, as etcd's server tells them apart: HTTP/2 with a gRPC
+/// content type. Everything else is the JSON gateway's (or its 404).
+fn is_grpc<B>(req: &axum::http::Request<B>) -> bool {
+    req.version() == axum::http::Version::HTTP_2
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/grpc"))
 }
 
 /// A JSON answer, or the error's.
@@ -230,11 +235,11 @@ pub async fn serve(
     let json = json_router(api.clone());
     let grpc = grpc::Services::new(api);
     let service = tower::service_fn(move |req: IncomingRequest| {
-        if is_json_path(req.uri().path()) {
-            Either::Left(json.clone().oneshot(req))
-        } else {
+        if is_grpc(&req) {
             let grpc = grpc.clone();
             Either::Right(async move { Ok(grpc.call(req).await) })
+        } else {
+            Either::Left(json.clone().oneshot(req))
         }
     });
     hermes_raft::bounded_server::serve_service(listener, service, bounds, shutdown).await

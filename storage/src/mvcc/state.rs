@@ -570,9 +570,18 @@ impl<'a> Writer<'a> {
         // checked, and then written. Nothing changes before the last check passes.
         let st = &mut *self.st;
         let slot = st.keys.entry(req.key.clone());
-        let (existing, marks) = match &slot {
-            btree_map::Entry::Occupied(o) => (o.get().current.clone(), o.get().marks.len()),
-            btree_map::Entry::Vacant(_) => (None, 0),
+        // A deleted key keeps its entry (no current value, its history marks) until
+        // compaction: undoing a change to it restores that entry, never removes it.
+        let (existing, undo) = match &slot {
+            btree_map::Entry::Occupied(o) => {
+                let entry = o.get();
+                let undo = KeyUndo {
+                    current: entry.current.clone(),
+                    marks: entry.marks.len(),
+                };
+                (entry.current.clone(), Some(undo))
+            }
+            btree_map::Entry::Vacant(_) => (None, None),
         };
         if (req.ignore_value || req.ignore_lease) && existing.is_none() {
             return Err(KvError::KeyNotFound.into());
@@ -594,10 +603,6 @@ impl<'a> Writer<'a> {
         };
         self.sub += 1;
         if !self.saved_keys.contains_key(&req.key) {
-            let undo = existing.as_ref().map(|kv| KeyUndo {
-                current: Some(kv.clone()),
-                marks,
-            });
             self.saved_keys.insert(req.key.clone(), undo);
         }
         let kv = Arc::new(KeyValue {

@@ -352,6 +352,47 @@ async fn txn_compares_branches_and_rollback() {
     assert_eq!(h.store.revision(), revision_before);
 }
 
+/// A deleted key keeps its history until compaction; a rejected transaction that put it must
+/// leave that history, not drop the key's entry with it.
+#[tokio::test]
+async fn a_rejected_txn_keeps_the_history_of_a_deleted_key() {
+    let mut h = Harness::new();
+    let first = h.put("was", "1").revision;
+    h.apply(Command::DeleteRange(DeleteRangeRequest {
+        range: KeyRange::new("was", ""),
+        prev_kv: false,
+    }));
+    let bad = h.apply(Command::Txn(TxnRequest {
+        compare: vec![],
+        success: vec![
+            RequestOp::Put(PutRequest {
+                key: "was".into(),
+                value: "2".into(),
+                ..Default::default()
+            }),
+            RequestOp::Put(PutRequest {
+                key: "leased".into(),
+                value: "v".into(),
+                lease: 777,
+                ..Default::default()
+            }),
+        ],
+        failure: vec![],
+    }));
+    assert_eq!(rejected(bad), KvError::LeaseNotFound);
+    assert!(h.get("was").await.is_none());
+    let at_first = h
+        .range(RangeRequest {
+            range: KeyRange::new("was", ""),
+            revision: first,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(at_first.kvs.len(), 1, "the deleted key's history stays");
+    assert_eq!(at_first.kvs[0].value, b"1");
+}
+
 /// A rejected transaction leaves keys that existed before it as they were: their value,
 /// version and history, so that the next write continues from them.
 #[tokio::test]
