@@ -105,7 +105,7 @@ impl Services {
 
     /// Answers one call. The path is checked first, as grpc-go (etcd's server) does before
     /// any interceptor: a malformed one or an unknown service is refused whoever calls. Then
-    /// the authentication decision of [`super::auth`] (token from gRPC metadata) and
+    /// the authentication decision of [`crate::etcd::auth`] (token from gRPC metadata) and
     /// clientv3's require-leader check, then the service. A method the service lacks is
     /// `UNIMPLEMENTED` too, but after authentication: only tonic's servers know their methods.
     pub async fn call<B>(&self, mut req: Request<B>) -> Response
