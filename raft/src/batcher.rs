@@ -114,8 +114,10 @@ pub(crate) async fn run(
         // writers from settling into alternate proposals of half the size each (one group
         // queues while the other's batch is out, then goes alone while the other turns
         // round), which doubles the fsyncs and replication rounds per write.
+        //
         // A last proposal of one write says nothing about load: queued writes then go at once,
-        // so that independent writers at a low rate never wait for each other.
+        // so that independent writers at a low rate never wait for each other (the linger
+        // below requires `answered_last > 1`).
         let answered_last = answered.load(Ordering::Relaxed);
         let expected = (answered_last + backlog.len()).min(MAX_BATCH);
         let first = match backlog.pop_front() {

@@ -411,9 +411,9 @@ impl KvStore {
         // Later commands of this batch (and readers, once the lock is released) may need these
         // rows before the batch reaches the tree.
         let mut pending = lock(&self.pending);
-        for (id, row) in &changes.rows {
-            pending.insert(*id, row.clone());
-            pending_rows.push(*id);
+        for (id, row) in changes.rows {
+            pending.insert(id, row);
+            pending_rows.push(id);
         }
         drop(pending);
         if !changes.events.is_empty() {
