@@ -185,7 +185,7 @@ fn v3_routes() -> Router<Api> {
 }
 
 /// The JSON gateway's routes, under `/v3/` and `/v3beta/`.
-pub fn json_router(api: Api) -> Router {
+fn json_router(api: Api) -> Router {
     Router::new()
         .nest("/v3", v3_routes())
         .nest("/v3beta", v3_routes())

@@ -415,6 +415,27 @@ struct KeyUndo {
     marks: usize,
 }
 
+/// Notes what `key`'s entry was before this command's first change to it: `None` when it had
+/// none. A deleted key keeps its entry (no current value, its history marks) until
+/// compaction, so undoing a change to it restores that entry rather than removing it.
+fn remember(
+    saved: &mut HashMap<Vec<u8>, Option<KeyUndo>>,
+    key: &[u8],
+    slot: &btree_map::Entry<'_, Vec<u8>, KeyEntry>,
+) {
+    if saved.contains_key(key) {
+        return;
+    }
+    let undo = match slot {
+        btree_map::Entry::Occupied(o) => Some(KeyUndo {
+            current: o.get().current.clone(),
+            marks: o.get().marks.len(),
+        }),
+        btree_map::Entry::Vacant(_) => None,
+    };
+    saved.insert(key.to_vec(), undo);
+}
+
 impl<'a> Writer<'a> {
     fn new(st: &'a mut MvccState, resolve: Resolver<'a>) -> Self {
         let rev = st.revision + 1;
@@ -432,25 +453,11 @@ impl<'a> Writer<'a> {
     /// The entry of `key`, made if absent, noting first what it was so a rejected command can
     /// restore it. One lookup in the key index.
     fn entry_to_change(&mut self, key: &[u8]) -> &mut KeyEntry {
-        let saved = &mut self.saved_keys;
-        match self.st.keys.entry(key.to_vec()) {
-            btree_map::Entry::Occupied(slot) => {
-                let entry = slot.into_mut();
-                if !saved.contains_key(key) {
-                    let undo = KeyUndo {
-                        current: entry.current.clone(),
-                        marks: entry.marks.len(),
-                    };
-                    saved.insert(key.to_vec(), Some(undo));
-                }
-                entry
-            }
-            btree_map::Entry::Vacant(slot) => {
-                if !saved.contains_key(key) {
-                    saved.insert(key.to_vec(), None);
-                }
-                slot.insert(KeyEntry::default())
-            }
+        let slot = self.st.keys.entry(key.to_vec());
+        remember(&mut self.saved_keys, key, &slot);
+        match slot {
+            btree_map::Entry::Occupied(slot) => slot.into_mut(),
+            btree_map::Entry::Vacant(slot) => slot.insert(KeyEntry::default()),
         }
     }
 
@@ -570,18 +577,9 @@ impl<'a> Writer<'a> {
         // checked, and then written. Nothing changes before the last check passes.
         let st = &mut *self.st;
         let slot = st.keys.entry(req.key.clone());
-        // A deleted key keeps its entry (no current value, its history marks) until
-        // compaction: undoing a change to it restores that entry, never removes it.
-        let (existing, undo) = match &slot {
-            btree_map::Entry::Occupied(o) => {
-                let entry = o.get();
-                let undo = KeyUndo {
-                    current: entry.current.clone(),
-                    marks: entry.marks.len(),
-                };
-                (entry.current.clone(), Some(undo))
-            }
-            btree_map::Entry::Vacant(_) => (None, None),
+        let existing = match &slot {
+            btree_map::Entry::Occupied(o) => o.get().current.clone(),
+            btree_map::Entry::Vacant(_) => None,
         };
         if (req.ignore_value || req.ignore_lease) && existing.is_none() {
             return Err(KvError::KeyNotFound.into());
@@ -597,14 +595,13 @@ impl<'a> Writer<'a> {
         if lease != 0 && !st.leases.contains_key(&lease) {
             return Err(KvError::LeaseNotFound.into());
         }
+        remember(&mut self.saved_keys, &req.key, &slot);
+        // `next_row`, which would borrow all of `self` while `slot` holds the index.
         let id = RowId {
             rev: self.rev,
             sub: self.sub,
         };
         self.sub += 1;
-        if !self.saved_keys.contains_key(&req.key) {
-            self.saved_keys.insert(req.key.clone(), undo);
-        }
         let kv = Arc::new(KeyValue {
             key: req.key.clone(),
             create_revision: existing.as_ref().map_or(id.rev, |kv| kv.create_revision),

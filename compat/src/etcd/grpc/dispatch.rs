@@ -66,17 +66,6 @@ const AUTH: &str = <AuthServer<auth::Auth> as NamedService>::NAME;
 const ELECTION: &str = <ElectionServer<election::Election> as NamedService>::NAME;
 const LOCK: &str = <LockServer<lock::Lock> as NamedService>::NAME;
 const HEALTH: &str = <HealthServer<health::Health> as NamedService>::NAME;
-const SERVICES: [&str; 9] = [
-    KV,
-    WATCH,
-    LEASE,
-    CLUSTER,
-    MAINTENANCE,
-    AUTH,
-    ELECTION,
-    LOCK,
-    HEALTH,
-];
 
 impl Services {
     pub fn new(api: Api) -> Services {
@@ -124,23 +113,26 @@ impl Services {
             let message = format!("malformed method name: {path:?}");
             return status_response(tonic::Code::ResourceExhausted, &message);
         };
-        if !SERVICES.contains(&service) {
-            return unknown_service(service);
-        }
-        if let Err(e) = self.admit(&mut req) {
-            return refuse(e);
+        // A known service admits the caller, then answers; an unknown one is refused first.
+        macro_rules! admitted {
+            ($server:expr) => {{
+                if let Err(e) = self.admit(&mut req) {
+                    return refuse(e);
+                }
+                $server.clone().oneshot(req).await
+            }};
         }
         let s = &self.0;
         let answer = match service {
-            KV => s.kv.clone().oneshot(req).await,
-            WATCH => s.watch.clone().oneshot(req).await,
-            LEASE => s.lease.clone().oneshot(req).await,
-            CLUSTER => s.cluster.clone().oneshot(req).await,
-            MAINTENANCE => s.maintenance.clone().oneshot(req).await,
-            AUTH => s.auth.clone().oneshot(req).await,
-            ELECTION => s.election.clone().oneshot(req).await,
-            LOCK => s.lock.clone().oneshot(req).await,
-            HEALTH => s.health.clone().oneshot(req).await,
+            KV => admitted!(s.kv),
+            WATCH => admitted!(s.watch),
+            LEASE => admitted!(s.lease),
+            CLUSTER => admitted!(s.cluster),
+            MAINTENANCE => admitted!(s.maintenance),
+            AUTH => admitted!(s.auth),
+            ELECTION => admitted!(s.election),
+            LOCK => admitted!(s.lock),
+            HEALTH => admitted!(s.health),
             _ => return unknown_service(service),
         };
         // The generated servers answer every failure as a gRPC status: they never fail.
